@@ -1,0 +1,76 @@
+//! Every error code a peer can see. PROTOCOL.md lists them with their meaning; keep both in step.
+
+/// QUIC application error codes: connection close codes and stream STOP_SENDING/RESET codes.
+pub mod quic {
+    /// Normal close.
+    pub const NO_ERROR: u32 = 0x00;
+    /// Connection: the hello's token was not accepted.
+    pub const AUTH_FAILED: u32 = 0x01;
+    /// Connection: the control stream broke the protocol (first message not `hello`, a frame
+    /// that is not a control message, control stream closed early, no hello in time).
+    pub const PROTOCOL_VIOLATION: u32 = 0x02;
+    /// Connection: the server is shutting down; reconnect later and resend un-acked events.
+    pub const SHUTTING_DOWN: u32 = 0x03;
+    /// Connection: per-IP or global connection limit reached.
+    pub const TOO_MANY_CONNECTIONS: u32 = 0x04;
+    /// Stream: a frame's length is over the server's `max_frame_bytes`.
+    pub const FRAME_TOO_LARGE: u32 = 0x10;
+    /// Stream: a frame's length is 0, or the stream ended inside a frame.
+    pub const FRAME_MALFORMED: u32 = 0x11;
+    /// Stream: the codec byte is neither `0x01` (JSON) nor `0x02` (rkyv).
+    pub const UNKNOWN_CODEC: u32 = 0x12;
+
+    /// Name of a code, for logs and metric labels.
+    pub fn name(code: u32) -> &'static str {
+        match code {
+            NO_ERROR => "no_error",
+            AUTH_FAILED => "auth_failed",
+            PROTOCOL_VIOLATION => "protocol_violation",
+            SHUTTING_DOWN => "shutting_down",
+            TOO_MANY_CONNECTIONS => "too_many_connections",
+            FRAME_TOO_LARGE => "frame_too_large",
+            FRAME_MALFORMED => "frame_malformed",
+            UNKNOWN_CODEC => "unknown_codec",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Codes of `reject` (QUIC control stream) and `error` (WebSocket) messages.
+pub mod reason {
+    /// The body is not well-formed JSON.
+    pub const BAD_JSON: &str = "bad_json";
+    /// Well-formed JSON that is not a valid event: unknown `sport`/`type`, missing or mistyped field.
+    pub const BAD_EVENT: &str = "bad_event";
+    /// The rkyv body failed validation.
+    pub const BAD_RKYV: &str = "bad_rkyv";
+    /// The event decoded but broke a rule: version, game id syntax, seq 0.
+    pub const INVALID_EVENT: &str = "invalid_event";
+    /// An event for another game on a stream already carrying a game.
+    pub const GAME_MISMATCH: &str = "game_mismatch";
+    /// An event whose sport differs from the game's sport.
+    pub const SPORT_MISMATCH: &str = "sport_mismatch";
+    /// Within one stream, a seq not greater than the previous one.
+    pub const SEQ_NOT_INCREASING: &str = "seq_not_increasing";
+    /// A frame over the size limit (also the stream code [`super::quic::FRAME_TOO_LARGE`]).
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    /// A zero-length frame, or a stream ending inside a frame.
+    pub const FRAME_MALFORMED: &str = "frame_malformed";
+    /// A codec byte other than 0x01/0x02.
+    pub const UNKNOWN_CODEC: &str = "unknown_codec";
+    /// Too many games in flight on the server (`pipeline.max_games`).
+    pub const TOO_MANY_GAMES: &str = "too_many_games";
+
+    /// WebSocket: the op is unknown or its fields are wrong.
+    pub const BAD_OP: &str = "bad_op";
+    /// WebSocket: a topic pattern is malformed (see PROTOCOL.md, Topics).
+    pub const BAD_PATTERN: &str = "bad_pattern";
+    /// WebSocket: `since` names a topic that is not a concrete topic or not in `topics`' matches.
+    pub const BAD_SINCE: &str = "bad_since";
+    /// WebSocket: the connection holds `fanout.max_subscriptions` patterns already.
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
+    /// WebSocket: a client message over `fanout.max_client_message_bytes`.
+    pub const MESSAGE_TOO_LARGE: &str = "message_too_large";
+    /// WebSocket: binary frames are not part of the protocol.
+    pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
+}

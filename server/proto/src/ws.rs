@@ -1,0 +1,72 @@
+//! The WebSocket subscriber protocol: JSON text frames at `GET /ws`.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Delivery mode of a subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Every publication, in order, through a bounded queue; overflow sends `lagged` and then
+    /// snapshots of the affected topics.
+    #[default]
+    All,
+    /// Only the newest value per topic (conflated); never lags.
+    Latest,
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientOp {
+    Sub {
+        topics: Vec<String>,
+        #[serde(default)]
+        mode: Mode,
+        /// Resume points: concrete topic → last seq the client has. The server sends every
+        /// message after it from its history, or `reset` and a snapshot when it is too old.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        since: BTreeMap<String, u64>,
+    },
+    Unsub {
+        topics: Vec<String>,
+    },
+    Ping,
+}
+
+/// One publication as a client sees it (`msg` and `snapshot`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Publication {
+    pub topic: String,
+    /// Per-topic sequence, 1, 2, 3, ... with no gaps on the server.
+    pub seq: u64,
+    /// Source time of the event that caused it, microseconds since the Unix epoch.
+    pub ts: i64,
+    pub data: serde_json::Value,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Msg(Publication),
+    Snapshot(Publication),
+    Reset { topic: String },
+    Lagged { dropped: u64 },
+    /// A `sub` was applied: snapshots and resumed history for these patterns were sent before it.
+    Subscribed { topics: Vec<String> },
+    Unsubscribed { topics: Vec<String> },
+    Pong,
+    Error { code: String, message: String },
+}
+
+/// Parses one server text frame: a single message, or a batch (JSON array of messages).
+pub fn parse_server_frame(text: &str) -> Result<Vec<ServerMsg>, serde_json::Error> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text)
+    } else {
+        serde_json::from_str(text).map(|m| alloc::vec![m])
+    }
+}
