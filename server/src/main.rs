@@ -1,1 +1,194 @@
-fn main(){}
+//! `opensports`: parses the command line, binds, and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use opensports_client::{Publisher, PublisherConfig, Trust};
+use opensports_proto::Sport;
+use opensports_proto::ws::Mode;
+use opensports_server::cli::{self, progress::Progress};
+use opensports_server::sim::{self, Speed};
+use opensports_server::{Config, Listeners};
+
+#[derive(Parser)]
+#[command(name = "opensports", version, about = "OpenSports Edge: low-latency live sports edge server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Overrides of the `[server]` section, shared by `serve` and `demo`.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// TOML configuration file (see opensports.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (certificate; later the event log).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// QUIC ingest address (UDP).
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
+    /// HTTP + WebSocket address (TCP).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// PEM certificate chain for QUIC (with --tls-key); default: self-signed in the data dir.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            c.server.data_dir = d.clone();
+        }
+        if let Some(a) = self.quic_listen {
+            c.server.quic_listen = a;
+        }
+        if let Some(a) = self.http_listen {
+            c.server.http_listen = a;
+        }
+        if self.tls_cert.is_some() {
+            c.server.tls_cert = self.tls_cert.clone();
+            c.server.tls_key = self.tls_key.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Server + four simulated live games + dashboard, on defaults. No setup.
+    Demo {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Pace of the simulated games: a factor (1 = real time) or `max`.
+        #[arg(long, default_value = "10")]
+        speed: Speed,
+        /// First seed of the simulated games.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only load and validate the configuration, then exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Publish simulated games to a server over QUIC.
+    Sim {
+        /// Server QUIC address.
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        server: SocketAddr,
+        /// Pin the server certificate by SHA-256 (as printed at server start).
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Or trust this PEM CA certificate (the server's name must be `localhost` or --server-name).
+        #[arg(long, conflicts_with = "fingerprint")]
+        ca_cert: Option<PathBuf>,
+        /// Or pin the certificate found in this local data dir.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "demo-token")]
+        token: String,
+        /// Sports: comma-separated list of basketball, football, soccer, f1, or `all`.
+        #[arg(long, default_value = "all")]
+        sport: String,
+        #[arg(long, default_value = "1")]
+        speed: Speed,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Events as JSON instead of rkyv.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribe and print live messages.
+    Watch {
+        /// Topic patterns, e.g. 'game/+/state' or 'games'.
+        #[arg(required = true)]
+        patterns: Vec<String>,
+        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+        /// Delivery mode: all or latest.
+        #[arg(long, default_value = "all", value_parser = ["all", "latest"])]
+        mode: String,
+        /// Raw JSON, one message per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn sports(list: &str) -> anyhow::Result<Vec<Sport>> {
+    if list == "all" {
+        return Ok(Sport::ALL.to_vec());
+    }
+    list.split(',')
+        .map(|s| Sport::parse(s.trim()).with_context(|| format!("unknown sport {s:?} (basketball, football, soccer, f1)")))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo { server, speed, seed } => cli::demo::run(server.config()?, speed, seed).await,
+        Command::Serve { server, check_config } => {
+            let config = server.config()?;
+            if check_config {
+                println!("configuration OK");
+                return Ok(());
+            }
+            let listeners = Listeners::bind(&config)?;
+            opensports_server::run(config, listeners, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
+        Command::Sim { server, fingerprint, ca_cert, data_dir, token, sport, speed, seed, json } => {
+            let trust = match (fingerprint, ca_cert) {
+                (Some(fp), _) => Trust::Fingerprint(fp),
+                (None, Some(path)) => Trust::CaPem(std::fs::read(&path).with_context(|| path.display().to_string())?),
+                (None, None) => cli::trust_from_data_dir(&data_dir)?,
+            };
+            let mut cfg = PublisherConfig::new(server, trust, token);
+            cfg.name = "opensports-sim".into();
+            if json {
+                cfg.codec = opensports_proto::codec::Codec::Json;
+            }
+            let start_ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+            let games: Vec<_> = sports(&sport)?.into_iter().map(|s| sim::generate(s, seed, start_ts)).collect();
+            for g in &games {
+                eprintln!("{}: {} events", g.id, g.events.len());
+            }
+            let mut publisher = Publisher::connect(cfg).await?;
+            let mut progress = Progress::new("sim");
+            sim::publish(&mut publisher, &games, speed, |done, total| progress.update(done, total)).await?;
+            let total: usize = games.iter().map(|g| g.events.len()).sum();
+            publisher.close(std::time::Duration::from_secs(30)).await?;
+            progress.finish(&format!("{total} events published and acked"));
+            Ok(())
+        }
+        Command::Watch { patterns, url, mode, json } => {
+            let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
+            cli::watch::run(&url, &patterns, mode, json).await
+        }
+    }
+}

@@ -60,6 +60,8 @@ pub mod reason {
     pub const UNKNOWN_CODEC: &str = "unknown_codec";
     /// Too many games in flight on the server (`pipeline.max_games`).
     pub const TOO_MANY_GAMES: &str = "too_many_games";
+    /// A tracking datagram for a new entity beyond `ingest.max_tracking_entities_per_game`.
+    pub const TOO_MANY_ENTITIES: &str = "too_many_entities";
 
     /// WebSocket: the op is unknown or its fields are wrong.
     pub const BAD_OP: &str = "bad_op";

@@ -1,0 +1,179 @@
+//! WebSocket subscriber with resume.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use opensports_proto::topic::Pattern;
+use opensports_proto::ws::{ClientOp, Mode, ServerMsg, parse_server_frame};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("connection closed")]
+    Closed,
+    #[error("WebSocket: {0}")]
+    Ws(String),
+    #[error("bad message from server: {0}")]
+    Protocol(String),
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A subscriber connection. Remembers its subscriptions and the last seq seen per topic; after
+/// [`Subscriber::reconnect`] it resubscribes with `since`, so the server sends exactly the
+/// messages missed (or `reset` + snapshot when they are no longer kept).
+#[derive(Debug)]
+pub struct Subscriber {
+    url: String,
+    ws: Option<Socket>,
+    subs: Vec<(Vec<String>, Mode)>,
+    last_seq: HashMap<String, u64>,
+    pending: VecDeque<ServerMsg>,
+    frames: u64,
+}
+
+impl Subscriber {
+    /// Connects to `ws://host:port/ws`.
+    pub async fn connect(url: &str) -> Result<Subscriber, SubscribeError> {
+        let ws = dial(url).await?;
+        Ok(Subscriber {
+            url: url.into(),
+            ws: Some(ws),
+            subs: Vec::new(),
+            last_seq: HashMap::new(),
+            pending: VecDeque::new(),
+            frames: 0,
+        })
+    }
+
+    /// Subscribes to topic patterns. Replies (`snapshot`s, then `subscribed`) arrive via
+    /// [`Subscriber::next`].
+    pub async fn subscribe(&mut self, topics: &[&str], mode: Mode) -> Result<(), SubscribeError> {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        self.subs.push((topics.clone(), mode));
+        self.send_op(&ClientOp::Sub { topics, mode, since: BTreeMap::new() }).await
+    }
+
+    /// Subscribes and waits for the `subscribed` reply, returning what came before it
+    /// (snapshots, resumed messages, resets).
+    pub async fn subscribe_and_wait(&mut self, topics: &[&str], mode: Mode) -> Result<Vec<ServerMsg>, SubscribeError> {
+        self.subscribe(topics, mode).await?;
+        let mut before = Vec::new();
+        loop {
+            match self.next().await? {
+                ServerMsg::Subscribed { .. } => return Ok(before),
+                ServerMsg::Error { code, message } => return Err(SubscribeError::Protocol(format!("{code}: {message}"))),
+                other => before.push(other),
+            }
+        }
+    }
+
+    /// Sends any client op.
+    pub async fn send_op(&mut self, op: &ClientOp) -> Result<(), SubscribeError> {
+        let text = serde_json::to_string(op).map_err(|e| SubscribeError::Protocol(e.to_string()))?;
+        self.send_text(text).await
+    }
+
+    /// Sends raw text (for tools and tests of bad input).
+    pub async fn send_text(&mut self, text: String) -> Result<(), SubscribeError> {
+        let ws = self.ws.as_mut().ok_or(SubscribeError::Closed)?;
+        ws.send(Message::text(text)).await.map_err(|e| SubscribeError::Ws(e.to_string()))
+    }
+
+    /// The next server message; batch frames are split into their messages, in order.
+    pub async fn next(&mut self) -> Result<ServerMsg, SubscribeError> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                if let ServerMsg::Msg(p) | ServerMsg::Snapshot(p) = &m {
+                    self.last_seq.insert(p.topic.clone(), p.seq);
+                }
+                return Ok(m);
+            }
+            let ws = self.ws.as_mut().ok_or(SubscribeError::Closed)?;
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    self.frames += 1;
+                    let msgs = parse_server_frame(&text).map_err(|e| SubscribeError::Protocol(e.to_string()))?;
+                    self.pending.extend(msgs);
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    self.ws = None;
+                    return Err(SubscribeError::Closed);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    self.ws = None;
+                    return Err(SubscribeError::Ws(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// [`Subscriber::next`] with a deadline; `Ok(None)` when nothing came in time.
+    pub async fn next_timeout(&mut self, timeout: Duration) -> Result<Option<ServerMsg>, SubscribeError> {
+        match tokio::time::timeout(timeout, self.next()).await {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Last seq received per topic.
+    pub fn last_seq(&self, topic: &str) -> Option<u64> {
+        self.last_seq.get(topic).copied()
+    }
+
+    /// WebSocket frames received (a batch frame counts once).
+    pub fn frames_received(&self) -> u64 {
+        self.frames
+    }
+
+    /// Drops the connection (as a network failure would).
+    pub async fn disconnect(&mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            let _ = ws.close(None).await;
+        }
+        self.pending.clear();
+    }
+
+    /// Reconnects, retrying with backoff for up to `patience`, and resubscribes every pattern
+    /// with `since` set to the last seq seen of each topic it matches.
+    pub async fn reconnect(&mut self, patience: Duration) -> Result<(), SubscribeError> {
+        self.disconnect().await;
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut backoff = Duration::from_millis(50);
+        let ws = loop {
+            match dial(&self.url).await {
+                Ok(ws) => break ws,
+                Err(e) if tokio::time::Instant::now() + backoff > deadline => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        self.ws = Some(ws);
+        for (topics, mode) in self.subs.clone() {
+            let patterns: Vec<Pattern> = topics.iter().filter_map(|t| Pattern::parse(t).ok()).collect();
+            let since = self
+                .last_seq
+                .iter()
+                .filter(|(t, _)| patterns.iter().any(|p| p.matches(t)))
+                .map(|(t, s)| (t.clone(), *s))
+                .collect();
+            self.send_op(&ClientOp::Sub { topics, mode, since }).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn dial(url: &str) -> Result<Socket, SubscribeError> {
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| SubscribeError::Connect { url: url.into(), reason: e.to_string() })?;
+    Ok(ws)
+}

@@ -1,0 +1,54 @@
+//! `opensports demo`: the server on defaults with four simulated live games, one per sport,
+//! started again with new seeds as they end.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opensports_client::{Publisher, PublisherConfig, Trust};
+use opensports_proto::Sport;
+
+use crate::sim::{self, Speed};
+use crate::{Config, Listeners};
+
+/// Runs until Ctrl-C.
+pub async fn run(config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config)?;
+    let token = config.ingest.tokens.first().cloned().unwrap_or_default();
+    let running = crate::start(config, listeners).await?;
+    let http = super::display_addr(running.http_addr);
+    let quic = super::display_addr(running.quic_addr);
+    println!("OpenSports Edge demo: four simulated live games (basketball, football, soccer, F1)\n");
+    println!("  dashboard   http://{http}/");
+    println!("  games       http://{http}/v1/games");
+    println!("  WebSocket   ws://{http}/ws");
+    println!("  metrics     http://{http}/metrics");
+    println!("  QUIC        {quic}  (certificate sha256 {})\n", running.fingerprint);
+    println!("Watch the feed in another terminal:");
+    println!("  cargo run --release -- watch 'game/+/state' --url ws://{http}/ws");
+    println!("\nCtrl-C stops the demo.");
+
+    let mut cfg = PublisherConfig::new(quic, Trust::Fingerprint(running.fingerprint.clone()), token);
+    cfg.name = "opensports-demo-sim".into();
+    let sim = tokio::spawn(async move {
+        let mut publisher = Publisher::connect(cfg).await?;
+        for round in 0u64.. {
+            let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+            let games: Vec<_> =
+                Sport::ALL.iter().map(|s| sim::generate(*s, seed + round, start_ts)).collect();
+            sim::publish(&mut publisher, &games, speed, |_, _| {}).await?;
+            tracing::info!(round, "simulated games ended; starting new ones");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        anyhow::Ok(())
+    });
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        r = sim => match r {
+            Ok(Err(e)) => eprintln!("simulator stopped: {e}"),
+            Err(e) => eprintln!("simulator task failed: {e}"),
+            Ok(Ok(())) => {}
+        },
+    }
+    println!("\nshutting down…");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Server configuration: one TOML file into these structs (`deny_unknown_fields`), validated
+//! once at start. Every field has a documented default; `opensports.example.toml` at the repo
+//! root shows them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("config: {field}: {problem}")]
+    Invalid { field: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub pipeline: PipelineConfig,
+    pub fanout: FanoutConfig,
+}
+
+/// `[server]`: where things live and listen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data directory: TLS certificate, later the event log. Default `./data`.
+    pub data_dir: PathBuf,
+    /// QUIC ingest address. Default `0.0.0.0:4433`.
+    pub quic_listen: SocketAddr,
+    /// HTTP + WebSocket address. Default `0.0.0.0:8080`.
+    pub http_listen: SocketAddr,
+    /// PEM certificate chain for QUIC; with `tls_key`. Default: self-signed in `data_dir/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./data"),
+            quic_listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[ingest]`: the QUIC publisher side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Accepted publisher tokens (static; API key management comes with the auth work).
+    /// Default `["demo-token"]`: change it for anything but a demo.
+    pub tokens: Vec<String>,
+    /// Largest frame (codec byte + body) in bytes. Default 65536.
+    pub max_frame_bytes: u32,
+    /// Concurrent unidirectional (game) streams per connection. Default 256.
+    pub max_streams_per_connection: u32,
+    /// Concurrent publisher connections. Default 1024.
+    pub max_connections: usize,
+    /// Seconds a new connection has to send its hello. Default 5.
+    pub hello_timeout_secs: u64,
+    /// Most tracking entities (distinct `game/{id}/tracking/{entity}` topics) per game. Default 256.
+    pub max_tracking_entities_per_game: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            tokens: vec!["demo-token".into()],
+            max_frame_bytes: opensports_proto::codec::DEFAULT_MAX_FRAME,
+            max_streams_per_connection: 256,
+            max_connections: 1024,
+            hello_timeout_secs: 5,
+            max_tracking_entities_per_game: 256,
+        }
+    }
+}
+
+/// `[pipeline]`: shard threads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Shard threads; 0 means one per core. Default 0.
+    pub shards: usize,
+    /// Bounded queue length per shard; a full queue stops reading the QUIC stream. Default 8192.
+    pub queue_len: usize,
+    /// Most games held at once; events of further new games are rejected. Default 10000.
+    pub max_games: usize,
+    /// Seconds an ended game stays in memory (state topic, games list). Default 600.
+    pub ended_game_ttl_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { shards: 0, queue_len: 8192, max_games: 10_000, ended_game_ttl_secs: 600 }
+    }
+}
+
+/// `[fanout]`: topics and WebSocket subscribers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FanoutConfig {
+    /// Messages kept per topic for `since` resume. Default 1024.
+    pub history_len: usize,
+    /// Bounded queue per subscriber for `all`-mode subscriptions. Default 4096.
+    pub queue_len: usize,
+    /// Most topics held at once; publications to further new topics are dropped. Default 100000.
+    pub max_topics: usize,
+    /// Most patterns one WebSocket connection may subscribe. Default 256.
+    pub max_subscriptions: usize,
+    /// Largest client → server WebSocket message, bytes. Default 65536.
+    pub max_client_message_bytes: usize,
+    /// Largest batch frame (JSON array of queued messages), bytes. Default 65536.
+    pub max_batch_bytes: usize,
+    /// Concurrent WebSocket connections. Default 10000.
+    pub max_connections: usize,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            history_len: 1024,
+            queue_len: 4096,
+            max_topics: 100_000,
+            max_subscriptions: 256,
+            max_client_message_bytes: 64 * 1024,
+            max_batch_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let config: Config =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| Err(ConfigError::Invalid { field, problem: problem.into() });
+        if self.ingest.tokens.is_empty() || self.ingest.tokens.iter().any(|t| t.is_empty()) {
+            return invalid("ingest.tokens", "needs at least one non-empty token");
+        }
+        if self.ingest.max_frame_bytes < 64 {
+            return invalid("ingest.max_frame_bytes", "must be at least 64");
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid("server.tls_cert", "tls_cert and tls_key go together");
+        }
+        let positive: [(&'static str, usize); 10] = [
+            ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
+            ("ingest.max_connections", self.ingest.max_connections),
+            ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
+            ("pipeline.queue_len", self.pipeline.queue_len),
+            ("pipeline.max_games", self.pipeline.max_games),
+            ("fanout.history_len", self.fanout.history_len),
+            ("fanout.queue_len", self.fanout.queue_len),
+            ("fanout.max_topics", self.fanout.max_topics),
+            ("fanout.max_subscriptions", self.fanout.max_subscriptions),
+            ("fanout.max_connections", self.fanout.max_connections),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return invalid(field, "must be greater than 0");
+        }
+        if self.fanout.max_batch_bytes < 1024 {
+            return invalid("fanout.max_batch_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// Shard count after resolving 0 to the number of cores.
+    pub fn shard_count(&self) -> usize {
+        match self.pipeline.shards {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let text = include_str!("../../opensports.example.toml");
+        let parsed: Config = toml::from_str(text).unwrap();
+        parsed.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(parsed.fanout.history_len, d.fanout.history_len);
+        assert_eq!(parsed.ingest.max_frame_bytes, d.ingest.max_frame_bytes);
+        assert_eq!(parsed.pipeline.queue_len, d.pipeline.queue_len);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("[fanout]\nhistory_lenn = 3\n").is_err());
+        let c: Config = toml::from_str("[fanout]\nqueue_len = 0\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("fanout.queue_len"), "{err}");
+    }
+}

@@ -1,0 +1,329 @@
+//! Fan-out: the topic registry, each topic's latest value and history ring, and delivery to
+//! subscriber outboxes.
+//!
+//! # Layout
+//! - [`Fanout`]: topics in a `DashMap`, plus every live pattern subscription so that a topic
+//!   created later is bound to the patterns that match it.
+//! - [`Topic`]: one mutex around seq, history (whose back is the latest value) and the bound
+//!   subscribers. Publishing, subscribing and resuming all take it, which is what makes
+//!   "snapshot, then every later message, no gap, no duplicate" hold.
+//! - [`outbox`]: the per-session queue the writer task drains.
+//!
+//! Lock order: `Fanout::patterns` is never held while taking a topic lock from the subscribe
+//! path; topic creation reads `patterns` under the map's shard lock; a topic lock may take
+//! outbox locks, never the reverse.
+
+pub mod outbox;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use opensports_proto::topic::Pattern;
+use opensports_proto::ws::Mode;
+use parking_lot::{Mutex, RwLock};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::config::FanoutConfig;
+use crate::metrics as m;
+use outbox::{Item, Outbox};
+
+/// Every `msg` frame starts with these bytes; a snapshot frame swaps them for `{"op":"snapshot"`.
+const MSG_PREFIX: &str = r#"{"op":"msg""#;
+
+/// One publication, serialized once: `frame` is the complete `msg` text frame that every
+/// subscriber receives (a reference-counted clone, never a copy).
+#[derive(Debug)]
+pub struct Publication {
+    pub topic: Arc<str>,
+    pub seq: u64,
+    pub ts: i64,
+    pub frame: Utf8Bytes,
+    data_start: usize,
+}
+
+/// Shared handle to a publication.
+pub type Pub = Arc<Publication>;
+
+impl Publication {
+    /// The `data` JSON of this publication.
+    pub fn data(&self) -> &str {
+        let f = self.frame.as_str();
+        f.get(self.data_start..f.len().saturating_sub(1)).unwrap_or("null")
+    }
+
+    /// The same publication as a `snapshot` frame.
+    pub fn snapshot_frame(&self) -> Utf8Bytes {
+        let rest = self.frame.as_str().get(MSG_PREFIX.len()..).unwrap_or("}");
+        Utf8Bytes::from(format!(r#"{{"op":"snapshot"{rest}"#))
+    }
+}
+
+/// A subscription id, unique in the process.
+pub type SubId = u64;
+
+#[derive(Debug)]
+struct Binding {
+    outbox: Arc<Outbox>,
+    /// The session's subscriptions that match this topic. Several patterns of one session may
+    /// match one topic; it still gets each message once, in `all` mode if any of them asks so.
+    subs: Vec<(SubId, Mode)>,
+}
+
+impl Binding {
+    fn mode(&self) -> Mode {
+        if self.subs.iter().any(|(_, m)| *m == Mode::All) { Mode::All } else { Mode::Latest }
+    }
+}
+
+#[derive(Debug, Default)]
+struct TopicInner {
+    seq: u64,
+    history: VecDeque<Pub>,
+    bindings: Vec<Binding>,
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    name: Arc<str>,
+    /// The name as a JSON string literal, escaped once.
+    name_json: String,
+    inner: Mutex<TopicInner>,
+}
+
+impl Topic {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn latest(&self) -> Option<Pub> {
+        self.inner.lock().history.back().cloned()
+    }
+}
+
+#[derive(Debug)]
+struct PatternSub {
+    id: SubId,
+    pattern: Pattern,
+    mode: Mode,
+    outbox: Arc<Outbox>,
+}
+
+/// How a subscription's `since` resumed one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Latest value sent as a snapshot (no `since` for it).
+    Snapshot,
+    /// History after `since` sent as messages (possibly none).
+    Resumed,
+    /// `since` older than the history, or unknown to this server: `reset` + snapshot.
+    Reset,
+    /// Nothing to send yet.
+    Empty,
+}
+
+#[derive(Debug)]
+pub struct Fanout {
+    topics: DashMap<Arc<str>, Arc<Topic>>,
+    patterns: RwLock<Vec<PatternSub>>,
+    topic_count: AtomicUsize,
+    next_sub: AtomicU64,
+    cfg: FanoutConfig,
+}
+
+impl Fanout {
+    pub fn new(cfg: FanoutConfig) -> Arc<Fanout> {
+        Arc::new(Fanout {
+            topics: DashMap::new(),
+            patterns: RwLock::new(Vec::new()),
+            topic_count: AtomicUsize::new(0),
+            next_sub: AtomicU64::new(1),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &FanoutConfig {
+        &self.cfg
+    }
+
+    /// The topic, created (and bound to matching patterns) on first use. `None` when
+    /// `max_topics` is reached; the caller drops that publication and it is counted.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        if let Some(t) = self.topics.get(name) {
+            return Some(t.clone());
+        }
+        if self.topic_count.load(Ordering::Relaxed) >= self.cfg.max_topics {
+            metrics::counter!(m::FANOUT_TOPICS_REFUSED_TOTAL).increment(1);
+            return None;
+        }
+        let entry = self.topics.entry(Arc::from(name)).or_insert_with(|| {
+            let name: Arc<str> = Arc::from(name);
+            let bindings = {
+                let patterns = self.patterns.read();
+                let mut bindings: Vec<Binding> = Vec::new();
+                for ps in patterns.iter().filter(|ps| ps.pattern.matches(&name)) {
+                    bind(&mut bindings, ps.outbox.clone(), ps.id, ps.mode);
+                }
+                bindings
+            };
+            let count = self.topic_count.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::gauge!(m::FANOUT_TOPICS).set(count as f64);
+            Arc::new(Topic {
+                name_json: serde_json::to_string(&*name).unwrap_or_else(|_| "\"\"".into()),
+                name,
+                inner: Mutex::new(TopicInner { bindings, ..TopicInner::default() }),
+            })
+        });
+        Some(entry.clone())
+    }
+
+    /// The topic if it exists; never creates one.
+    pub fn topic_if_exists(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.clone())
+    }
+
+    /// Publishes `data` (a JSON value, already serialized) on `topic` with the next seq.
+    pub fn publish(&self, topic: &Topic, ts: i64, data: &[u8]) -> Pub {
+        let mut inner = topic.inner.lock();
+        inner.seq += 1;
+        let seq = inner.seq;
+        let mut frame = Vec::with_capacity(data.len() + topic.name_json.len() + 64);
+        // Writing to a Vec cannot fail.
+        let _ = write!(frame, r#"{MSG_PREFIX},"topic":{},"seq":{seq},"ts":{ts},"data":"#, topic.name_json);
+        let data_start = frame.len();
+        frame.extend_from_slice(data);
+        frame.push(b'}');
+        let frame = Utf8Bytes::try_from(frame).unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
+        let p = Arc::new(Publication { topic: topic.name.clone(), seq, ts, frame, data_start });
+        if inner.history.len() >= self.cfg.history_len {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(p.clone());
+        for b in &inner.bindings {
+            b.outbox.push_pub(&p, b.mode());
+        }
+        drop(inner);
+        metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(1);
+        p
+    }
+
+    /// Latest publication of a topic, if any.
+    pub fn latest(&self, name: &str) -> Option<Pub> {
+        self.topics.get(name).and_then(|t| t.latest())
+    }
+
+    /// Subscribes `outbox` to `pattern`. For each existing matching topic it queues, in order
+    /// with live traffic: the history after `since[topic]` when given and still kept, else
+    /// `reset` (when `since` was given) and a snapshot of the latest value.
+    pub fn subscribe(
+        &self,
+        outbox: &Arc<Outbox>,
+        pattern: Pattern,
+        mode: Mode,
+        since: &BTreeMap<String, u64>,
+    ) -> SubId {
+        let id = self.next_sub.fetch_add(1, Ordering::Relaxed);
+        // Register first, so a topic created from now on binds itself; the walk below then
+        // skips topics that already bound this id.
+        let matcher = pattern.clone();
+        self.patterns.write().push(PatternSub { id, pattern, mode, outbox: outbox.clone() });
+        for entry in self.topics.iter() {
+            if matcher.matches(entry.key()) {
+                let resume_from = since.get(&**entry.key()).copied();
+                bind_topic(entry.value(), outbox, id, mode, resume_from);
+            }
+        }
+        // `since` for a concrete topic this server does not have (yet): the client holds
+        // messages we cannot continue from, so tell it to reset.
+        for (topic, &seq) in since {
+            if seq > 0 && matcher.matches(topic) && !self.topics.contains_key(topic.as_str()) {
+                outbox.push_item(Item::Frame(reset_frame(topic)));
+            }
+        }
+        id
+    }
+
+    /// Removes a subscription from every topic it is bound to.
+    pub fn unsubscribe(&self, id: SubId) {
+        let removed = {
+            let mut patterns = self.patterns.write();
+            patterns.iter().position(|ps| ps.id == id).map(|i| patterns.swap_remove(i))
+        };
+        let Some(ps) = removed else { return };
+        for entry in self.topics.iter() {
+            if ps.pattern.matches(entry.key()) {
+                let mut inner = entry.value().inner.lock();
+                for b in inner.bindings.iter_mut() {
+                    b.subs.retain(|(s, _)| *s != id);
+                }
+                inner.bindings.retain(|b| !b.subs.is_empty());
+            }
+        }
+    }
+
+    /// Drops a topic (an ended game leaving memory). Its subscribers simply stop hearing of it.
+    pub fn remove_topic(&self, name: &str) {
+        if self.topics.remove(name).is_some() {
+            let count = self.topic_count.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+            metrics::gauge!(m::FANOUT_TOPICS).set(count as f64);
+        }
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.topic_count.load(Ordering::Relaxed)
+    }
+}
+
+fn bind(bindings: &mut Vec<Binding>, outbox: Arc<Outbox>, id: SubId, mode: Mode) -> bool {
+    match bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, &outbox)) {
+        Some(b) if b.subs.iter().any(|(s, _)| *s == id) => false,
+        Some(b) => {
+            b.subs.push((id, mode));
+            true
+        }
+        None => {
+            bindings.push(Binding { outbox, subs: vec![(id, mode)] });
+            true
+        }
+    }
+}
+
+/// Binds one topic under its lock and queues what the subscriber needs to catch up.
+fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since: Option<u64>) -> Resume {
+    let mut inner = topic.inner.lock();
+    let already_bound = inner.bindings.iter().any(|b| Arc::ptr_eq(&b.outbox, outbox));
+    if !bind(&mut inner.bindings, outbox.clone(), id, mode) {
+        return Resume::Empty;
+    }
+    let Some(latest) = inner.history.back().cloned() else { return Resume::Empty };
+    match since {
+        // Another pattern of this session already delivers this topic: nothing to catch up.
+        None if already_bound => Resume::Empty,
+        None => {
+            outbox.push_item(Item::Snapshot(latest));
+            Resume::Snapshot
+        }
+        Some(s) if s == inner.seq => Resume::Resumed,
+        Some(s) if s < inner.seq && inner.history.front().is_some_and(|f| f.seq <= s + 1) => {
+            for p in inner.history.iter().filter(|p| p.seq > s) {
+                outbox.push_item(Item::Msg(p.clone()));
+            }
+            Resume::Resumed
+        }
+        Some(_) => {
+            outbox.push_item(Item::Frame(reset_frame(&topic.name)));
+            outbox.push_item(Item::Snapshot(latest));
+            Resume::Reset
+        }
+    }
+}
+
+fn reset_frame(topic: &str) -> Utf8Bytes {
+    let v = serde_json::json!({"op": "reset", "topic": topic});
+    Utf8Bytes::from(v.to_string())
+}
+
+#[cfg(test)]
+mod tests;

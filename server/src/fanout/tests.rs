@@ -1,0 +1,122 @@
+use super::*;
+
+fn cfg(history_len: usize, queue_len: usize) -> FanoutConfig {
+    FanoutConfig { history_len, queue_len, ..FanoutConfig::default() }
+}
+
+fn drain(o: &Outbox) -> Vec<String> {
+    let mut items = Vec::new();
+    o.drain(&mut items);
+    items
+        .into_iter()
+        .map(|i| match i {
+            Item::Msg(p) => format!("msg {} {}", p.topic, p.seq),
+            Item::Snapshot(p) => format!("snapshot {} {}", p.topic, p.seq),
+            Item::Frame(f) => f.to_string(),
+            Item::Lagged => "lagged".into(),
+        })
+        .collect()
+}
+
+#[test]
+fn frames_are_serialized_once_with_data() {
+    let f = Fanout::new(cfg(8, 8));
+    let t = f.topic("game/a/state").unwrap();
+    let p = f.publish(&t, 42, br#"{"x":1}"#);
+    assert_eq!(p.frame.as_str(), r#"{"op":"msg","topic":"game/a/state","seq":1,"ts":42,"data":{"x":1}}"#);
+    assert_eq!(p.data(), r#"{"x":1}"#);
+    assert_eq!(
+        p.snapshot_frame().as_str(),
+        r#"{"op":"snapshot","topic":"game/a/state","seq":1,"ts":42,"data":{"x":1}}"#
+    );
+}
+
+#[test]
+fn snapshot_then_live_and_new_topics_bind_to_patterns() {
+    let f = Fanout::new(cfg(8, 8));
+    let a = f.topic("game/a/state").unwrap();
+    f.publish(&a, 1, b"1");
+    f.publish(&a, 2, b"2");
+    let o = Outbox::new(8);
+    f.subscribe(&o, Pattern::parse("game/+/state").unwrap(), Mode::All, &BTreeMap::new());
+    f.publish(&a, 3, b"3");
+    let b = f.topic("game/b/state").unwrap();
+    f.publish(&b, 4, b"4");
+    let other = f.topic("game/b/xg").unwrap();
+    f.publish(&other, 5, b"5");
+    assert_eq!(drain(&o), ["snapshot game/a/state 2", "msg game/a/state 3", "msg game/b/state 1"]);
+}
+
+#[test]
+fn since_resumes_exactly_or_resets_when_too_old() {
+    let f = Fanout::new(cfg(4, 64));
+    let t = f.topic("games").unwrap();
+    for i in 0..10 {
+        f.publish(&t, i, b"0");
+    }
+    let p = Pattern::parse("games").unwrap();
+    let o = Outbox::new(64);
+    f.subscribe(&o, p.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 7)]));
+    assert_eq!(drain(&o), ["msg games 8", "msg games 9", "msg games 10"]);
+    let o = Outbox::new(64);
+    f.subscribe(&o, p.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 10)]));
+    assert!(drain(&o).is_empty());
+    let o = Outbox::new(64);
+    f.subscribe(&o, p, Mode::All, &BTreeMap::from([("games".to_string(), 2)]));
+    assert_eq!(drain(&o), [r#"{"op":"reset","topic":"games"}"#, "snapshot games 10"]);
+}
+
+#[test]
+fn overflow_drops_backlog_and_marks_lagged_topics() {
+    let f = Fanout::new(cfg(4, 3));
+    let o = Outbox::new(3);
+    f.subscribe(&o, Pattern::parse("#").unwrap(), Mode::All, &BTreeMap::new());
+    let t = f.topic("x").unwrap();
+    for i in 0..5 {
+        f.publish(&t, i, b"0");
+    }
+    // 3 queued, the 4th overflowed (dropping 4), the 5th queued after the marker.
+    assert_eq!(drain(&o), ["lagged", "msg x 5"]);
+    let (dropped, topics) = o.take_lag();
+    assert_eq!(dropped, 4);
+    assert_eq!(topics.iter().map(|t| t.to_string()).collect::<Vec<_>>(), ["x"]);
+}
+
+#[test]
+fn latest_mode_conflates_and_unsubscribe_stops_delivery() {
+    let f = Fanout::new(cfg(4, 3));
+    let o = Outbox::new(3);
+    let id = f.subscribe(&o, Pattern::parse("t/+").unwrap(), Mode::Latest, &BTreeMap::new());
+    let t = f.topic("t/1").unwrap();
+    let u = f.topic("t/2").unwrap();
+    for i in 0..100 {
+        f.publish(&t, i, b"0");
+    }
+    f.publish(&u, 0, b"0");
+    assert_eq!(drain(&o), ["msg t/1 100", "msg t/2 1"]);
+    f.unsubscribe(id);
+    f.publish(&t, 0, b"0");
+    assert!(drain(&o).is_empty());
+}
+
+#[test]
+fn overlapping_patterns_deliver_once() {
+    let f = Fanout::new(cfg(4, 8));
+    let o = Outbox::new(8);
+    f.subscribe(&o, Pattern::parse("game/#").unwrap(), Mode::All, &BTreeMap::new());
+    f.subscribe(&o, Pattern::parse("game/+/state").unwrap(), Mode::Latest, &BTreeMap::new());
+    let t = f.topic("game/a/state").unwrap();
+    f.publish(&t, 0, b"0");
+    assert_eq!(drain(&o), ["msg game/a/state 1"]);
+}
+
+#[test]
+fn max_topics_is_enforced() {
+    let f = Fanout::new(FanoutConfig { max_topics: 2, ..FanoutConfig::default() });
+    assert!(f.topic("a").is_some());
+    assert!(f.topic("b").is_some());
+    assert!(f.topic("c").is_none());
+    assert!(f.topic("a").is_some());
+    f.remove_topic("a");
+    assert!(f.topic("c").is_some());
+}

@@ -1,0 +1,231 @@
+//! One publisher connection: hello, then event streams, datagrams and the control stream's
+//! acks and rejects.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opensports_proto::codec::{self, Codec};
+use opensports_proto::control::Control;
+use opensports_proto::error_code::{quic, reason};
+use opensports_proto::topic;
+use opensports_proto::tracking::TrackingSample;
+use parking_lot::Mutex;
+use tokio::io::BufReader;
+use tokio::sync::Notify;
+
+use super::IngestCtx;
+use super::frame::read_frame;
+use crate::metrics as m;
+
+/// Control messages are small; a hello larger than this is a protocol violation.
+const MAX_CONTROL_FRAME: u32 = 16 * 1024;
+/// Rejects held for the control writer; beyond this they are only counted.
+const MAX_PENDING_REJECTS: usize = 256;
+
+/// Acks and rejects waiting for the control writer. Acks coalesce per game (cumulative).
+#[derive(Debug, Default)]
+pub struct ControlOut {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    acks: HashMap<String, u64>,
+    rejects: VecDeque<Control>,
+}
+
+impl ControlOut {
+    /// Records that every event of `game` up to `seq` is accepted.
+    pub fn ack(&self, game: &str, seq: u64) {
+        {
+            let mut p = self.pending.lock();
+            match p.acks.get_mut(game) {
+                Some(s) => *s = (*s).max(seq),
+                None => {
+                    p.acks.insert(game.to_string(), seq);
+                }
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Queues a reject or error message for the publisher.
+    pub fn send(&self, msg: Control) {
+        {
+            let mut p = self.pending.lock();
+            if p.rejects.len() >= MAX_PENDING_REJECTS {
+                return;
+            }
+            p.rejects.push_back(msg);
+        }
+        self.notify.notify_one();
+    }
+
+    fn take(&self, out: &mut Vec<Control>) {
+        let mut p = self.pending.lock();
+        out.extend(p.rejects.drain(..));
+        out.extend(p.acks.drain().map(|(game, seq)| Control::Ack { game, seq }));
+    }
+}
+
+pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "QUIC handshake failed");
+            return;
+        }
+    };
+    let remote = conn.remote_address();
+    let Some((send, publisher)) = hello(&conn, ctx).await else { return };
+    tracing::info!(%remote, publisher, "publisher connected");
+    metrics::counter!(m::INGEST_CONNECTIONS_TOTAL).increment(1);
+    metrics::gauge!(m::INGEST_CONNECTIONS).increment(1.0);
+
+    let control = Arc::new(ControlOut::default());
+    let writer = tokio::spawn(control_writer(send, control.clone()));
+    loop {
+        tokio::select! {
+            uni = conn.accept_uni() => match uni {
+                Ok(recv) => {
+                    let (ctx, control) = (ctx.clone(), control.clone());
+                    tokio::spawn(async move { super::stream::run(recv, &ctx, &control).await });
+                }
+                Err(_) => break,
+            },
+            dg = conn.read_datagram() => match dg {
+                Ok(bytes) => datagram(&bytes, ctx, &control),
+                Err(_) => break,
+            },
+        }
+    }
+    writer.abort();
+    metrics::gauge!(m::INGEST_CONNECTIONS).decrement(1.0);
+    tracing::info!(%remote, publisher, reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "publisher gone");
+}
+
+/// Waits for the control stream and its hello. Closes the connection on any problem.
+async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::SendStream, String)> {
+    let timeout = Duration::from_secs(ctx.cfg.hello_timeout_secs);
+    let violation = |why: &str| {
+        metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "protocol_violation").increment(1);
+        conn.close(quic::PROTOCOL_VIOLATION.into(), why.as_bytes());
+        None
+    };
+    let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return None,
+        Err(_) => return violation("no control stream in time"),
+    };
+    let mut recv = BufReader::new(recv);
+    let mut buf = Vec::new();
+    let frame = tokio::time::timeout(timeout, read_frame(&mut recv, MAX_CONTROL_FRAME, &mut buf)).await;
+    let msg = match frame {
+        Ok(Ok(Some(Codec::Json))) => codec::decode_json::<Control>(&buf).ok(),
+        Err(_) => return violation("no hello in time"),
+        _ => None,
+    };
+    let Some(Control::Hello { token, publisher }) = msg else {
+        return violation("first control message must be a JSON hello");
+    };
+    if !ctx.cfg.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
+        metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "bad_token").increment(1);
+        tracing::warn!(remote = %conn.remote_address(), publisher, "publisher refused: bad token");
+        let err = Control::Error { code: "auth_failed".into(), message: "token not accepted".into() };
+        let _ = write_control(&mut send, &[err]).await;
+        conn.close(quic::AUTH_FAILED.into(), b"token not accepted");
+        return None;
+    }
+    let welcome = Control::Welcome {
+        server: concat!("opensports/", env!("CARGO_PKG_VERSION")).into(),
+        max_frame: ctx.cfg.max_frame_bytes,
+    };
+    write_control(&mut send, &[welcome]).await.ok()?;
+    // Keep the receive side drained so the publisher may half-close it; nothing else is
+    // defined on it yet.
+    tokio::spawn(async move {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut recv, &mut sink).await;
+    });
+    Some((send, publisher))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn write_control(send: &mut quinn::SendStream, msgs: &[Control]) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    for msg in msgs {
+        codec::write_json_frame(&mut buf, msg).map_err(std::io::Error::other)?;
+    }
+    send.write_all(&buf).await.map_err(std::io::Error::other)
+}
+
+async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
+    let mut batch = Vec::new();
+    loop {
+        control.notify.notified().await;
+        batch.clear();
+        control.take(&mut batch);
+        if !batch.is_empty() && write_control(&mut send, &batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A tracking datagram: codec byte + body (no length). Latest value wins per entity; an
+/// older sample than the one published is dropped. Never logged, never acked.
+fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
+    let reject = |code: &'static str, message: String| {
+        metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => code).increment(1);
+        control.send(Control::Reject { game: None, seq: None, code: code.into(), message });
+    };
+    let Some((&codec_byte, body)) = bytes.split_first() else {
+        return reject(reason::FRAME_MALFORMED, "empty datagram".into());
+    };
+    let sample: TrackingSample = match Codec::from_byte(codec_byte) {
+        Ok(Codec::Json) => match codec::decode_json(body) {
+            Ok(s) => s,
+            Err(e) => return reject(e.code(), format!("tracking datagram: {e}")),
+        },
+        Ok(Codec::Rkyv) => {
+            match rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&rkyv_aligned(body)) {
+                Ok(s) => s,
+                Err(e) => return reject(reason::BAD_RKYV, format!("tracking datagram: {e}")),
+            }
+        }
+        Err(e) => return reject(reason::UNKNOWN_CODEC, e.to_string()),
+    };
+    if !opensports_proto::event::valid_game_id(&sample.game) || !opensports_proto::event::valid_game_id(&sample.entity) {
+        return reject(reason::INVALID_EVENT, "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into());
+    }
+    let name = topic::game_tracking(&sample.game, &sample.entity);
+    let topic = match ctx.fanout.topic_if_exists(&name) {
+        Some(t) => t,
+        None => {
+            let mut count = ctx.tracking_entities.entry(sample.game.clone()).or_insert(0);
+            if *count >= ctx.cfg.max_tracking_entities_per_game {
+                return reject(reason::TOO_MANY_ENTITIES, "too many tracking entities for this game".into());
+            }
+            let Some(t) = ctx.fanout.topic(&name) else { return };
+            *count += 1;
+            t
+        }
+    };
+    if topic.latest().is_some_and(|p| p.ts > sample.ts) {
+        return;
+    }
+    if let Ok(data) = serde_json::to_vec(&sample) {
+        ctx.fanout.publish(&topic, sample.ts, &data);
+        metrics::counter!(m::INGEST_DATAGRAMS_TOTAL).increment(1);
+    }
+}
+
+fn rkyv_aligned(body: &[u8]) -> rkyv::util::AlignedVec<16> {
+    let mut v = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+    v.extend_from_slice(body);
+    v
+}

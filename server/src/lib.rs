@@ -1,0 +1,171 @@
+//! OpenSports Edge server: QUIC ingest → sharded pipeline → WebSocket fan-out.
+//!
+//! ```text
+//! publishers ──QUIC──► ingest ──bounded queue per shard──► shard threads (game state)
+//!                                                              │ (topic, seq, JSON once)
+//! subscribers ◄──WebSocket── session writers ◄── outboxes ◄── fanout (topics, history)
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, defaults and validation.
+//! - [`ingest`]: QUIC endpoint, hello/auth, event streams, datagrams, acks.
+//! - [`pipeline`]: shard threads owning game state; the `games` directory.
+//! - [`fanout`]: topics, history rings, subscriber outboxes.
+//! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws`.
+//! - [`sim`]: deterministic simulated games for the four sports.
+//! - [`cli`]: the `demo` and `watch` commands used by the `opensports` binary.
+//! - [`metrics`]: metric names and the Prometheus recorder.
+//!
+//! Entry points: [`start`] returns a [`Running`] server (tests use it with port-0 listeners);
+//! [`run`] serves until a shutdown future resolves.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod fanout;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod sim;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("TLS: {0}")]
+    Tls(#[from] ingest::tls::TlsError),
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+}
+
+/// The sockets the server serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    pub quic: UdpSocket,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config.server`.
+    pub fn bind(config: &Config) -> Result<Listeners, StartError> {
+        let quic = UdpSocket::bind(config.server.quic_listen)
+            .map_err(|source| StartError::Io { what: "binding the QUIC (UDP) address", source })?;
+        let http = TcpListener::bind(config.server.http_listen)
+            .map_err(|source| StartError::Io { what: "binding the HTTP (TCP) address", source })?;
+        Ok(Listeners { quic, http })
+    }
+
+    /// Binds both on 127.0.0.1 with ports chosen by the OS.
+    pub fn loopback() -> Result<Listeners, StartError> {
+        let quic = UdpSocket::bind("127.0.0.1:0").map_err(|source| StartError::Io { what: "binding UDP", source })?;
+        let http = TcpListener::bind("127.0.0.1:0").map_err(|source| StartError::Io { what: "binding TCP", source })?;
+        Ok(Listeners { quic, http })
+    }
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct Running {
+    pub quic_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// SHA-256 of the QUIC certificate, lowercase hex: publishers pin it.
+    pub fingerprint: String,
+    /// DER of the QUIC leaf certificate.
+    pub cert_der: Vec<u8>,
+    pub fanout: Arc<fanout::Fanout>,
+    pub pipeline: Arc<pipeline::Pipeline>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts ingest, pipeline and HTTP on `listeners`. Must be called inside a tokio runtime.
+pub async fn start(config: Config, listeners: Listeners) -> Result<Running, StartError> {
+    config.validate()?;
+    let prometheus = metrics::install();
+    let tls = ingest::tls::load_or_generate(&config.server)?;
+    if tls.generated {
+        tracing::info!(dir = %config.server.data_dir.join("tls").display(), "generated a self-signed certificate");
+    }
+    let quic_config = ingest::tls::server_config(&tls, config.ingest.max_streams_per_connection)?;
+    let quic_addr = listeners.quic.local_addr().map_err(|source| StartError::Io { what: "UDP address", source })?;
+    let http_addr = listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(quic_config),
+        listeners.quic,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| StartError::Io { what: "starting the QUIC endpoint", source })?;
+    listeners.http.set_nonblocking(true).map_err(|source| StartError::Io { what: "TCP listener", source })?;
+    let http = tokio::net::TcpListener::from_std(listeners.http)
+        .map_err(|source| StartError::Io { what: "TCP listener", source })?;
+
+    let fanout = fanout::Fanout::new(config.fanout.clone());
+    let pipeline = pipeline::Pipeline::start(&config, fanout.clone())
+        .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let ingest_ctx = ingest::IngestCtx::new(config.ingest.clone(), pipeline.clone(), fanout.clone());
+    let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
+    let app = api::AppState {
+        fanout: fanout.clone(),
+        pipeline: pipeline.clone(),
+        prometheus: prometheus.clone(),
+        ws_sessions: Arc::new(AtomicUsize::new(0)),
+        shutdown: shutdown_rx.clone(),
+    };
+    let mut http_shutdown = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(http, api::router(app)).with_graceful_shutdown(async move {
+            let _ = http_shutdown.changed().await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    let upkeep = tokio::spawn(metrics::upkeep(prometheus));
+    let mut upkeep_shutdown = shutdown_rx;
+    tasks.push(tokio::spawn(async move {
+        let _ = upkeep_shutdown.changed().await;
+        upkeep.abort();
+    }));
+    let cert_der = tls.certs.first().map(|c| c.to_vec()).unwrap_or_default();
+    tracing::info!(%quic_addr, %http_addr, fingerprint = %tls.fingerprint, "serving");
+    Ok(Running { quic_addr, http_addr, fingerprint: tls.fingerprint, cert_der, fanout, pipeline, shutdown, tasks })
+}
+
+impl Running {
+    /// Graceful shutdown: stop accepting, close publishers (they resend what was not acked),
+    /// let the shards drain their queues, close WebSocket sessions.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let pipeline = self.pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+    }
+}
+
+/// Serves until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let running = start(config, listeners).await?;
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Prometheus metrics: the recorder, its upkeep, and every metric name in one place.
+//!
+//! Names follow `opensports_<subsystem>_<name>_<unit>`; labels come from closed sets only
+//! (reason codes, kinds), never game, topic or client ids.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const INGEST_CONNECTIONS: &str = "opensports_ingest_connections";
+pub const INGEST_CONNECTIONS_TOTAL: &str = "opensports_ingest_connections_total";
+pub const INGEST_EVENTS_TOTAL: &str = "opensports_ingest_events_total";
+pub const INGEST_REJECTED_TOTAL: &str = "opensports_ingest_rejected_total";
+pub const INGEST_AUTH_FAILURES_TOTAL: &str = "opensports_ingest_auth_failures_total";
+pub const INGEST_STREAM_ERRORS_TOTAL: &str = "opensports_ingest_stream_errors_total";
+pub const INGEST_BACKPRESSURE_TOTAL: &str = "opensports_ingest_backpressure_waits_total";
+pub const INGEST_DATAGRAMS_TOTAL: &str = "opensports_ingest_datagrams_total";
+pub const PIPELINE_DUPLICATES_TOTAL: &str = "opensports_pipeline_duplicates_total";
+pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
+pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
+pub const FANOUT_PUBLICATIONS_TOTAL: &str = "opensports_fanout_publications_total";
+pub const FANOUT_TOPICS: &str = "opensports_fanout_topics";
+pub const FANOUT_TOPICS_REFUSED_TOTAL: &str = "opensports_fanout_topics_refused_total";
+pub const FANOUT_DROPPED_TOTAL: &str = "opensports_fanout_dropped_total";
+pub const FANOUT_LAGGED_TOTAL: &str = "opensports_fanout_lagged_total";
+pub const WS_SESSIONS: &str = "opensports_ws_sessions";
+pub const WS_ERRORS_TOTAL: &str = "opensports_ws_errors_total";
+pub const WS_MESSAGES_SENT_TOTAL: &str = "opensports_ws_messages_sent_total";
+pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle. Later calls (several
+/// servers in one test process) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                    0.025, 0.05, 0.1, 0.25, 1.0,
+                ])
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Drains histogram buckets periodically so memory stays flat between scrapes.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(INGEST_CONNECTIONS, "Open QUIC publisher connections");
+    describe_counter!(INGEST_CONNECTIONS_TOTAL, "QUIC publisher connections accepted (after hello)");
+    describe_counter!(INGEST_EVENTS_TOTAL, "Events accepted into the pipeline");
+    describe_counter!(INGEST_REJECTED_TOTAL, "Events or frames rejected, by reason code");
+    describe_counter!(INGEST_AUTH_FAILURES_TOTAL, "Publisher hellos refused");
+    describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");
+    describe_counter!(INGEST_BACKPRESSURE_TOTAL, "Times a stream paused because its shard queue was full");
+    describe_counter!(INGEST_DATAGRAMS_TOTAL, "Tracking datagrams accepted");
+    describe_counter!(PIPELINE_DUPLICATES_TOTAL, "Events dropped as duplicates of an earlier (game, seq)");
+    describe_gauge!(PIPELINE_GAMES, "Games held in memory");
+    describe_histogram!(
+        PIPELINE_LATENCY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from reading an event off QUIC to its publication"
+    );
+    describe_counter!(FANOUT_PUBLICATIONS_TOTAL, "Publications to topics");
+    describe_gauge!(FANOUT_TOPICS, "Topics held");
+    describe_counter!(FANOUT_TOPICS_REFUSED_TOTAL, "Publications dropped because max_topics was reached");
+    describe_counter!(FANOUT_DROPPED_TOTAL, "Messages dropped from full subscriber queues");
+    describe_counter!(FANOUT_LAGGED_TOTAL, "Lagged notices sent to subscribers");
+    describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
+    describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
+    describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");
+    describe_counter!(WS_FRAMES_SENT_TOTAL, "WebSocket frames written (a batch frame holds several messages)");
+}

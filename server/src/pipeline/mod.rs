@@ -1,0 +1,208 @@
+//! The pipeline: N shard threads, each owning its games' state. A game id always hashes to the
+//! same shard, so one game's events are processed in order by one thread, without locks.
+//!
+//! # Layout
+//! - [`Pipeline`]: routing and the bounded queues (crossbeam) feeding the shards.
+//! - [`state`]: the pure core state of a game (score, clock, period, situation).
+//! - [`games`]: the directory of games and the `games` topic.
+//!
+//! A full shard queue is backpressure: ingest waits and stops reading its QUIC stream, so the
+//! publisher's flow-control window closes. Nothing here grows without bound.
+
+pub mod games;
+pub mod state;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use opensports_proto::{Event, topic};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::fanout::{Fanout, Topic};
+use crate::metrics as m;
+use games::GamesIndex;
+use state::{GameState, GameSummary, Status};
+
+/// One event on its way to a shard.
+#[derive(Debug)]
+pub struct Ingested {
+    pub event: Event,
+    /// When ingest finished reading it, for the stage latency histogram.
+    pub received: Instant,
+}
+
+#[derive(Debug)]
+enum ShardMsg {
+    Event(Ingested),
+    /// Sent after ingest stopped: everything queued before it is processed first.
+    Stop,
+}
+
+/// Handle to the running shards.
+#[derive(Debug)]
+pub struct Pipeline {
+    senders: Vec<Sender<ShardMsg>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    games: Arc<GamesIndex>,
+}
+
+/// The shard's queue is full; the event comes back to be retried.
+#[derive(Debug)]
+pub struct QueueFull(pub Ingested);
+
+/// The pipeline has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline stopped")]
+pub struct Stopped;
+
+impl Pipeline {
+    pub fn start(config: &Config, fanout: Arc<Fanout>) -> std::io::Result<Arc<Pipeline>> {
+        let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
+        let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..config.shard_count() {
+            let (tx, rx) = crossbeam_channel::bounded(config.pipeline.queue_len);
+            let shard = Shard {
+                rx,
+                games: HashMap::new(),
+                fanout: fanout.clone(),
+                index: games.clone(),
+                buf: Vec::with_capacity(4096),
+                ttl,
+                latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
+                duplicates: metrics::counter!(m::PIPELINE_DUPLICATES_TOTAL),
+            };
+            threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
+            senders.push(tx);
+        }
+        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), games }))
+    }
+
+    pub fn games(&self) -> &Arc<GamesIndex> {
+        &self.games
+    }
+
+    /// The shard that owns `game`. A fixed-key hash: stable across runs and processes.
+    pub fn shard_of(&self, game: &str) -> usize {
+        let mut h = std::hash::DefaultHasher::new();
+        game.hash(&mut h);
+        (h.finish() % self.senders.len() as u64) as usize
+    }
+
+    /// Queues an event without waiting.
+    pub fn try_send(&self, shard: usize, item: Ingested) -> Result<Result<(), QueueFull>, Stopped> {
+        match self.senders[shard].try_send(ShardMsg::Event(item)) {
+            Ok(()) => Ok(Ok(())),
+            Err(TrySendError::Full(ShardMsg::Event(i))) => Ok(Err(QueueFull(i))),
+            Err(_) => Err(Stopped),
+        }
+    }
+
+    /// Processes everything queued, then stops the shard threads. Call after ingest stopped.
+    pub fn shutdown(&self) {
+        for tx in &self.senders {
+            let _ = tx.send(ShardMsg::Stop);
+        }
+        for t in self.threads.lock().drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a shard thread panicked");
+            }
+        }
+    }
+}
+
+struct Game {
+    state: GameState,
+    topic: Option<Arc<Topic>>,
+    summary: Option<GameSummary>,
+    ended_at: Option<Instant>,
+}
+
+struct Shard {
+    rx: Receiver<ShardMsg>,
+    games: HashMap<String, Game>,
+    fanout: Arc<Fanout>,
+    index: Arc<GamesIndex>,
+    /// Reused serialization buffer: state JSON is written here, then copied once into the
+    /// publication frame.
+    buf: Vec<u8>,
+    ttl: Duration,
+    latency: metrics::Histogram,
+    duplicates: metrics::Counter,
+}
+
+impl Shard {
+    fn run(mut self) {
+        let mut last_sweep = Instant::now();
+        loop {
+            match self.rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(ShardMsg::Event(i)) => self.handle(i),
+                Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                self.evict_ended();
+            }
+        }
+    }
+
+    fn handle(&mut self, item: Ingested) {
+        let ev = &item.event;
+        if !self.games.contains_key(&ev.game) {
+            let state = GameState::new(&ev.game, ev.sport());
+            let topic = self.fanout.topic(&topic::game_state(&ev.game));
+            self.games.insert(ev.game.clone(), Game { state, topic, summary: None, ended_at: None });
+        }
+        let Some(game) = self.games.get_mut(&ev.game) else { return };
+        // Idempotent retries: a (game, seq) at or below the last one folded in was seen.
+        if ev.seq <= game.state.last_seq {
+            self.duplicates.increment(1);
+            return;
+        }
+        game.state.apply(ev);
+        if game.topic.is_none() {
+            game.topic = self.fanout.topic(&topic::game_state(&ev.game));
+        }
+        if let Some(t) = &game.topic {
+            self.buf.clear();
+            match serde_json::to_writer(&mut self.buf, &game.state) {
+                Ok(()) => {
+                    self.fanout.publish(t, ev.ts, &self.buf);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
+            }
+        }
+        self.latency.record(item.received.elapsed().as_secs_f64());
+        if game.summary.as_ref().is_none_or(|s| !game.state.summary_matches(s)) {
+            let summary = game.state.summary();
+            game.summary = Some(summary.clone());
+            self.index.update(summary, ev.ts);
+        }
+        if game.state.status == Status::Ended && game.ended_at.is_none() {
+            game.ended_at = Some(Instant::now());
+        }
+    }
+
+    fn evict_ended(&mut self) {
+        let ttl = self.ttl;
+        let expired: Vec<String> = self
+            .games
+            .iter()
+            .filter(|(_, g)| g.ended_at.is_some_and(|t| t.elapsed() >= ttl))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(g) = self.games.remove(&id) {
+                self.fanout.remove_topic(&topic::game_state(&id));
+                self.index.remove(&id, g.state.ts);
+            }
+        }
+    }
+}
