@@ -8,6 +8,8 @@ use opensports_proto::ws::{Mode, Publication, ServerMsg};
 use serde_json::Value;
 
 pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     let mut sub = Subscriber::connect(url).await?;
     let topics: Vec<&str> = patterns.iter().map(String::as_str).collect();
     sub.subscribe(&topics, mode).await?;
@@ -17,10 +19,13 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         match msg {
-            Ok(m) if json => println!("{}", serde_json::to_string(&m)?),
             Ok(m) => {
-                if let Some(line) = readable(&m) {
-                    println!("{line}");
+                let line = if json { Some(serde_json::to_string(&m)?) } else { readable(&m) };
+                // A closed stdout (`watch ... | head`) ends the command quietly.
+                if let Some(line) = line
+                    && writeln!(out, "{line}").and_then(|()| out.flush()).is_err()
+                {
+                    return Ok(());
                 }
             }
             Err(e) => {

@@ -1,0 +1,152 @@
+//! Helpers for the integration tests: a real server on loopback ports chosen by the OS, in a
+//! temporary data dir, with clients pinned to its self-signed certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opensports_client::{Publisher, PublisherConfig, Subscriber, Trust};
+use opensports_proto::ws::{Publication, ServerMsg};
+use opensports_server::{Config, Listeners, Running};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const TOKEN: &str = "test-token";
+
+/// A running server and its data dir (removed on drop).
+#[derive(Debug)]
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults (2 shards, token [`TOKEN`]) changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        config.ingest.tokens = vec![TOKEN.into()];
+        config.pipeline.shards = 2;
+        tweak(&mut config);
+        let running = opensports_server::start(config, Listeners::loopback().unwrap()).await.unwrap();
+        TestServer { running: Some(running), dir }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn publisher_config(&self) -> PublisherConfig {
+        PublisherConfig::new(self.running().quic_addr, Trust::Fingerprint(self.running().fingerprint.clone()), TOKEN)
+    }
+
+    pub async fn publisher(&self) -> Publisher {
+        Publisher::connect(self.publisher_config()).await.unwrap()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.running().http_addr)
+    }
+
+    pub async fn subscriber(&self) -> Subscriber {
+        Subscriber::connect(&self.ws_url()).await.unwrap()
+    }
+
+    /// GET a path on the HTTP port; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.running().http_addr, path).await
+    }
+
+    /// The value of one Prometheus sample, e.g. `opensports_ingest_rejected_total{reason="bad_json"}`.
+    /// 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        parse_metric(&body, sample)
+    }
+
+    /// Polls `GET /v1/games/{id}` until the state's `last_seq` reaches `seq`.
+    pub async fn wait_for_seq(&self, game: &str, seq: u64) {
+        for _ in 0..500 {
+            let (status, body) = self.get(&format!("/v1/games/{game}")).await;
+            if status == 200 {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                if v["last_seq"].as_u64() >= Some(seq) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("game {game} never reached seq {seq}");
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+pub fn parse_metric(body: &str, sample: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// Reads messages until `pred` holds for one, with an overall deadline; returns all read.
+pub async fn read_until(
+    sub: &mut Subscriber,
+    deadline: Duration,
+    mut pred: impl FnMut(&ServerMsg) -> bool,
+) -> Vec<ServerMsg> {
+    let mut got = Vec::new();
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        let left = end.saturating_duration_since(tokio::time::Instant::now());
+        let m = sub.next_timeout(left).await.unwrap().unwrap_or_else(|| panic!("timed out; got {} messages", got.len()));
+        let done = pred(&m);
+        got.push(m);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// The publications (msg or snapshot) among `msgs`.
+pub fn publications(msgs: &[ServerMsg]) -> Vec<&Publication> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMsg::Msg(p) | ServerMsg::Snapshot(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}

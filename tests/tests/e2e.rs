@@ -1,0 +1,280 @@
+//! End to end on loopback: the Rust client publishes over real QUIC, WebSocket clients
+//! subscribe, and what they receive is checked against the events sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_proto::{Body, Event, Side, Sport, basketball as bk};
+use opensports_server::sim;
+use opensports_tests::{TestServer, publications, read_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Score after each event, computed from the events alone (not by the server's code).
+fn expected_scores(events: &[Event]) -> Vec<(u32, u32)> {
+    let mut s = (0, 0);
+    events
+        .iter()
+        .map(|e| {
+            let pts = match &e.body {
+                Body::Basketball(bk::Event::Shot { side, points, made: true, .. }) => Some((*side, u32::from(*points))),
+                Body::Basketball(bk::Event::FreeThrow { side, made: true, .. }) => Some((*side, 1)),
+                _ => None,
+            };
+            match pts {
+                Some((Side::Home, p)) => s.0 += p,
+                Some((Side::Away, p)) => s.1 += p,
+                None => {}
+            }
+            s
+        })
+        .collect()
+}
+
+fn score(p: &opensports_proto::ws::Publication) -> (u32, u32) {
+    let s = &p.data["score"];
+    (s["home"].as_u64().unwrap() as u32, s["away"].as_u64().unwrap() as u32)
+}
+
+fn game_events(sport: Sport, seed: u64) -> Vec<Event> {
+    sim::generate(sport, seed, 1_700_000_000_000_000).events.into_iter().map(|t| t.event).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basketball_game_reaches_pattern_subscriber_in_order_with_correct_scores() {
+    let server = TestServer::start().await;
+    let events = game_events(Sport::Basketball, 3);
+    let game = events[0].game.clone();
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
+    let accepted_before = server.metric("opensports_ingest_events_total").await;
+    let mut publisher = server.publisher().await;
+    for e in &events {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    assert_eq!(publisher.acked(&game), events.len() as u64);
+
+    let n = events.len() as u64;
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
+    let pubs = publications(&msgs);
+    assert_eq!(pubs.len(), events.len(), "one state message per event");
+    let want = expected_scores(&events);
+    for (i, p) in pubs.iter().enumerate() {
+        assert_eq!(p.topic, format!("game/{game}/state"));
+        assert_eq!(p.seq, i as u64 + 1, "topic seqs are dense and in order");
+        assert_eq!(p.data["last_seq"], events[i].seq, "state follows event order");
+        assert_eq!(p.ts, events[i].ts);
+        assert_eq!(score(p), want[i], "score after event {}", i + 1);
+    }
+    let last = pubs.last().unwrap();
+    assert_eq!(last.data["status"], "ended");
+    assert!(want.last().unwrap().0 + want.last().unwrap().1 > 150, "a whole game was played");
+
+    // The HTTP API agrees.
+    let (status, body) = server.get(&format!("/v1/games/{game}")).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["score"], last.data["score"]);
+    let (_, games) = server.get("/v1/games").await;
+    assert!(games.contains(&game), "{games}");
+    let accepted = server.metric("opensports_ingest_events_total").await - accepted_before;
+    assert_eq!(accepted, n as f64);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_snapshot_then_live_and_json_codec_works() {
+    let server = TestServer::start().await;
+    let events = game_events(Sport::Football, 5);
+    let game = events[0].game.clone();
+    let topic = format!("game/{game}/state");
+    let mut cfg = server.publisher_config();
+    cfg.codec = opensports_proto::codec::Codec::Json;
+    let mut publisher = opensports_client::Publisher::connect(cfg).await.unwrap();
+    let half = events.len() / 2;
+    for e in &events[..half] {
+        publisher.send(e).await.unwrap();
+    }
+    server.wait_for_seq(&game, half as u64).await;
+
+    let mut late = server.subscriber().await;
+    let before = late.subscribe_and_wait(&[topic.as_str()], Mode::All).await.unwrap();
+    let [ServerMsg::Snapshot(snap)] = before.as_slice() else { panic!("expected one snapshot, got {before:?}") };
+    assert_eq!(snap.seq, half as u64);
+    assert_eq!(snap.data["last_seq"], half as u64);
+
+    for e in &events[half..] {
+        publisher.send(e).await.unwrap();
+    }
+    let n = events.len() as u64;
+    let msgs = read_until(&mut late, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
+    let seqs: Vec<u64> = publications(&msgs).iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, ((half as u64 + 1)..=n).collect::<Vec<_>>(), "live updates continue right after the snapshot");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_since_gets_exactly_the_missed_messages_or_a_reset() {
+    let server = TestServer::start_with(|c| c.fanout.history_len = 64).await;
+    let events = game_events(Sport::Soccer, 2);
+    let game = events[0].game.clone();
+    let topic = format!("game/{game}/state");
+    let mut publisher = server.publisher().await;
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/#"], Mode::All).await.unwrap();
+    for e in &events[..100] {
+        publisher.send(e).await.unwrap();
+    }
+    read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.seq == 100)).await;
+    sub.disconnect().await;
+
+    // 40 more while away: within the 64 kept.
+    for e in &events[100..140] {
+        publisher.send(e).await.unwrap();
+    }
+    server.wait_for_seq(&game, 140).await;
+    sub.reconnect(WAIT).await.unwrap();
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Subscribed { .. })).await;
+    assert!(msgs.iter().all(|m| !matches!(m, ServerMsg::Snapshot(_) | ServerMsg::Reset { .. })), "{msgs:?}");
+    let seqs: Vec<u64> = publications(&msgs).iter().filter(|p| p.topic == topic).map(|p| p.seq).collect();
+    assert_eq!(seqs, (101..=140).collect::<Vec<_>>(), "exactly the missed messages, once each");
+
+    // 100 more while away: more than the history keeps, so reset + snapshot.
+    sub.disconnect().await;
+    for e in &events[140..240] {
+        publisher.send(e).await.unwrap();
+    }
+    server.wait_for_seq(&game, 240).await;
+    sub.reconnect(WAIT).await.unwrap();
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Subscribed { .. })).await;
+    let state_msgs: Vec<&ServerMsg> = msgs
+        .iter()
+        .filter(|m| match m {
+            ServerMsg::Reset { topic: t } => *t == topic,
+            ServerMsg::Msg(p) | ServerMsg::Snapshot(p) => p.topic == topic,
+            _ => false,
+        })
+        .collect();
+    assert!(matches!(state_msgs[0], ServerMsg::Reset { .. }), "{state_msgs:?}");
+    assert!(matches!(state_msgs[1], ServerMsg::Snapshot(p) if p.seq == 240), "{state_msgs:?}");
+    assert_eq!(state_msgs.len(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_latest_subscriber_gets_newest_values_and_does_not_slow_the_fast_one() {
+    let server = TestServer::start().await;
+    // F1 races: ~1,200 state messages of ~2.5 KB each per race, more than socket buffers hold.
+    let races: Vec<Vec<Event>> = (0..6).map(|seed| game_events(Sport::F1, seed)).collect();
+    let total: usize = races.iter().map(Vec::len).sum();
+    let mut slow = server.subscriber().await;
+    slow.subscribe_and_wait(&["game/+/state"], Mode::Latest).await.unwrap();
+    let mut fast = server.subscriber().await;
+    fast.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
+
+    let mut publisher = server.publisher().await;
+    let publish = async {
+        for race in &races {
+            for e in race {
+                publisher.send(e).await.unwrap();
+            }
+        }
+        publisher.flush(WAIT).await.unwrap();
+    };
+    let mut fast_count = 0;
+    let read_fast = async {
+        while fast_count < total {
+            match fast.next_timeout(WAIT).await.unwrap() {
+                Some(ServerMsg::Msg(_)) => fast_count += 1,
+                Some(_) => {}
+                None => panic!("fast subscriber stalled at {fast_count}/{total}"),
+            }
+        }
+    };
+    tokio::join!(publish, read_fast);
+    assert_eq!(fast_count, total, "the fast subscriber got everything while the slow one did not read");
+
+    // Now the slow one reads: newest values only, never going backwards, ending on the final state.
+    let mut last_seq = std::collections::HashMap::new();
+    let mut count = 0;
+    let mut finals = 0;
+    while finals < races.len() {
+        let Some(ServerMsg::Msg(p)) = slow.next_timeout(WAIT).await.unwrap() else { continue };
+        count += 1;
+        let prev = last_seq.insert(p.topic.clone(), p.seq).unwrap_or(0);
+        assert!(p.seq > prev, "latest mode never goes backwards");
+        let game = p.data["game"].as_str().unwrap();
+        let race_len = races.iter().find(|r| r[0].game == game).unwrap().len() as u64;
+        if p.seq == race_len {
+            finals += 1;
+            assert_eq!(p.data["status"], "ended");
+        }
+    }
+    assert!(count < total, "conflated: {count} of {total} messages");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_dropped_and_tracking_datagrams_are_latest_wins() {
+    let server = TestServer::start().await;
+    let events = game_events(Sport::Basketball, 9);
+    let game = events[0].game.clone();
+    let mut publisher = server.publisher().await;
+    for e in &events[..50] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&game, 50).await;
+
+    // A second publisher (a retry after reconnect) re-sends 1..=50 and goes on to 60.
+    let before = server.metric("opensports_pipeline_duplicates_total").await;
+    let mut retry = server.publisher().await;
+    for e in &events[..60] {
+        retry.send(e).await.unwrap();
+    }
+    retry.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&game, 60).await;
+    let dups = server.metric("opensports_pipeline_duplicates_total").await - before;
+    assert_eq!(dups, 50.0);
+    let latest = server.running().fanout.latest(&format!("game/{game}/state")).unwrap();
+    assert_eq!(latest.seq, 60, "duplicates published nothing");
+
+    // Tracking: datagrams, latest wins, older samples dropped.
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&[&format!("game/{game}/tracking/+")], Mode::All).await.unwrap();
+    let sample = |ts, x| opensports_proto::tracking::TrackingSample {
+        game: game.clone(), ts, entity: "ball".into(), x, y: 1.0, z: 2.0, speed: 3.0,
+    };
+    publisher.send_tracking(&sample(2_000, 10.0)).unwrap();
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(_))).await;
+    assert_eq!(publications(&msgs)[0].data["x"], 10.0);
+    publisher.send_tracking(&sample(1_000, 5.0)).unwrap(); // older: dropped
+    publisher.send_tracking(&sample(3_000, 30.0)).unwrap();
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(_))).await;
+    let p = publications(&msgs)[0];
+    assert_eq!((p.seq, p.data["x"].as_f64()), (2, Some(30.0)));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn games_topic_lists_every_sport_and_batches_parse() {
+    let server = TestServer::start().await;
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["games"], Mode::Latest).await.unwrap();
+    let mut publisher = server.publisher().await;
+    let games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 4, 0)).collect();
+    sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
+    let msgs = read_until(&mut sub, WAIT, |m| {
+        matches!(m, ServerMsg::Msg(p) if p.data["games"].as_array().is_some_and(|g| g.len() == 4 && g.iter().all(|x| x["status"] == "ended")))
+    })
+    .await;
+    let last = publications(&msgs).pop().unwrap().clone();
+    let sports: Vec<&str> = last.data["games"].as_array().unwrap().iter().map(|g| g["sport"].as_str().unwrap()).collect();
+    for s in ["basketball", "football", "soccer", "f1"] {
+        assert!(sports.contains(&s), "{sports:?}");
+    }
+    server.shutdown().await;
+}
