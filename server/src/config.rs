@@ -144,8 +144,8 @@ impl Default for FanoutConfig {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let config: Config =
             toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         config.validate()?;

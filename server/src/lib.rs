@@ -68,8 +68,10 @@ impl Listeners {
 
     /// Binds both on 127.0.0.1 with ports chosen by the OS.
     pub fn loopback() -> Result<Listeners, StartError> {
-        let quic = UdpSocket::bind("127.0.0.1:0").map_err(|source| StartError::Io { what: "binding UDP", source })?;
-        let http = TcpListener::bind("127.0.0.1:0").map_err(|source| StartError::Io { what: "binding TCP", source })?;
+        let quic = UdpSocket::bind("127.0.0.1:0")
+            .map_err(|source| StartError::Io { what: "binding UDP", source })?;
+        let http = TcpListener::bind("127.0.0.1:0")
+            .map_err(|source| StartError::Io { what: "binding TCP", source })?;
         Ok(Listeners { quic, http })
     }
 }
@@ -98,8 +100,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         tracing::info!(dir = %config.server.data_dir.join("tls").display(), "generated a self-signed certificate");
     }
     let quic_config = ingest::tls::server_config(&tls, config.ingest.max_streams_per_connection)?;
-    let quic_addr = listeners.quic.local_addr().map_err(|source| StartError::Io { what: "UDP address", source })?;
-    let http_addr = listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
+    let quic_addr =
+        listeners.quic.local_addr().map_err(|source| StartError::Io { what: "UDP address", source })?;
+    let http_addr =
+        listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(quic_config),
@@ -142,7 +146,16 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     }));
     let cert_der = tls.certs.first().map(|c| c.to_vec()).unwrap_or_default();
     tracing::info!(%quic_addr, %http_addr, fingerprint = %tls.fingerprint, "serving");
-    Ok(Running { quic_addr, http_addr, fingerprint: tls.fingerprint, cert_der, fanout, pipeline, shutdown, tasks })
+    Ok(Running {
+        quic_addr,
+        http_addr,
+        fingerprint: tls.fingerprint,
+        cert_der,
+        fanout,
+        pipeline,
+        shutdown,
+        tasks,
+    })
 }
 
 impl Running {

@@ -135,7 +135,10 @@ fn sports(list: &str) -> anyhow::Result<Vec<Sport>> {
         return Ok(Sport::ALL.to_vec());
     }
     list.split(',')
-        .map(|s| Sport::parse(s.trim()).with_context(|| format!("unknown sport {s:?} (basketball, football, soccer, f1)")))
+        .map(|s| {
+            Sport::parse(s.trim())
+                .with_context(|| format!("unknown sport {s:?} (basketball, football, soccer, f1)"))
+        })
         .collect()
 }
 
@@ -143,7 +146,8 @@ fn sports(list: &str) -> anyhow::Result<Vec<Sport>> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,quinn=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -165,7 +169,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Sim { server, fingerprint, ca_cert, data_dir, token, sport, speed, seed, json } => {
             let trust = match (fingerprint, ca_cert) {
                 (Some(fp), _) => Trust::Fingerprint(fp),
-                (None, Some(path)) => Trust::CaPem(std::fs::read(&path).with_context(|| path.display().to_string())?),
+                (None, Some(path)) => {
+                    Trust::CaPem(std::fs::read(&path).with_context(|| path.display().to_string())?)
+                }
                 (None, None) => cli::trust_from_data_dir(&data_dir)?,
             };
             let mut cfg = PublisherConfig::new(server, trust, token);
@@ -173,8 +179,10 @@ async fn main() -> anyhow::Result<()> {
             if json {
                 cfg.codec = opensports_proto::codec::Codec::Json;
             }
-            let start_ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
-            let games: Vec<_> = sports(&sport)?.into_iter().map(|s| sim::generate(s, seed, start_ts)).collect();
+            let start_ts =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
+            let games: Vec<_> =
+                sports(&sport)?.into_iter().map(|s| sim::generate(s, seed, start_ts)).collect();
             for g in &games {
                 eprintln!("{}: {} events", g.id, g.events.len());
             }

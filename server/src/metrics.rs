@@ -87,5 +87,8 @@ fn describe() {
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
     describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
     describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");
-    describe_counter!(WS_FRAMES_SENT_TOTAL, "WebSocket frames written (a batch frame holds several messages)");
+    describe_counter!(
+        WS_FRAMES_SENT_TOTAL,
+        "WebSocket frames written (a batch frame holds several messages)"
+    );
 }

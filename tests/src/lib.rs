@@ -40,7 +40,11 @@ impl TestServer {
     }
 
     pub fn publisher_config(&self) -> PublisherConfig {
-        PublisherConfig::new(self.running().quic_addr, Trust::Fingerprint(self.running().fingerprint.clone()), TOKEN)
+        PublisherConfig::new(
+            self.running().quic_addr,
+            Trust::Fingerprint(self.running().fingerprint.clone()),
+            TOKEN,
+        )
     }
 
     pub async fn publisher(&self) -> Publisher {
@@ -105,7 +109,11 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&raw).to_string();
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (status, body)
 }
 
@@ -132,7 +140,11 @@ pub async fn read_until(
     let end = tokio::time::Instant::now() + deadline;
     loop {
         let left = end.saturating_duration_since(tokio::time::Instant::now());
-        let m = sub.next_timeout(left).await.unwrap().unwrap_or_else(|| panic!("timed out; got {} messages", got.len()));
+        let m = sub
+            .next_timeout(left)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("timed out; got {} messages", got.len()));
         let done = pred(&m);
         got.push(m);
         if done {

@@ -18,7 +18,9 @@ fn expected_scores(events: &[Event]) -> Vec<(u32, u32)> {
         .iter()
         .map(|e| {
             let pts = match &e.body {
-                Body::Basketball(bk::Event::Shot { side, points, made: true, .. }) => Some((*side, u32::from(*points))),
+                Body::Basketball(bk::Event::Shot { side, points, made: true, .. }) => {
+                    Some((*side, u32::from(*points)))
+                }
                 Body::Basketball(bk::Event::FreeThrow { side, made: true, .. }) => Some((*side, 1)),
                 _ => None,
             };
@@ -101,7 +103,9 @@ async fn late_joiner_gets_snapshot_then_live_and_json_codec_works() {
 
     let mut late = server.subscriber().await;
     let before = late.subscribe_and_wait(&[topic.as_str()], Mode::All).await.unwrap();
-    let [ServerMsg::Snapshot(snap)] = before.as_slice() else { panic!("expected one snapshot, got {before:?}") };
+    let [ServerMsg::Snapshot(snap)] = before.as_slice() else {
+        panic!("expected one snapshot, got {before:?}")
+    };
     assert_eq!(snap.seq, half as u64);
     assert_eq!(snap.data["last_seq"], half as u64);
 
@@ -111,7 +115,11 @@ async fn late_joiner_gets_snapshot_then_live_and_json_codec_works() {
     let n = events.len() as u64;
     let msgs = read_until(&mut late, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
     let seqs: Vec<u64> = publications(&msgs).iter().map(|p| p.seq).collect();
-    assert_eq!(seqs, ((half as u64 + 1)..=n).collect::<Vec<_>>(), "live updates continue right after the snapshot");
+    assert_eq!(
+        seqs,
+        ((half as u64 + 1)..=n).collect::<Vec<_>>(),
+        "live updates continue right after the snapshot"
+    );
     server.shutdown().await;
 }
 
@@ -245,7 +253,13 @@ async fn duplicates_are_dropped_and_tracking_datagrams_are_latest_wins() {
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&[&format!("game/{game}/tracking/+")], Mode::All).await.unwrap();
     let sample = |ts, x| opensports_proto::tracking::TrackingSample {
-        game: game.clone(), ts, entity: "ball".into(), x, y: 1.0, z: 2.0, speed: 3.0,
+        game: game.clone(),
+        ts,
+        entity: "ball".into(),
+        x,
+        y: 1.0,
+        z: 2.0,
+        speed: 3.0,
     };
     publisher.send_tracking(&sample(2_000, 10.0)).unwrap();
     let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(_))).await;
@@ -272,7 +286,8 @@ async fn games_topic_lists_every_sport_and_batches_parse() {
     })
     .await;
     let last = publications(&msgs).pop().unwrap().clone();
-    let sports: Vec<&str> = last.data["games"].as_array().unwrap().iter().map(|g| g["sport"].as_str().unwrap()).collect();
+    let sports: Vec<&str> =
+        last.data["games"].as_array().unwrap().iter().map(|g| g["sport"].as_str().unwrap()).collect();
     for s in ["basketball", "football", "soccer", "f1"] {
         assert!(sports.contains(&s), "{sports:?}");
     }

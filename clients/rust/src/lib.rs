@@ -14,6 +14,6 @@ pub mod subscriber;
 pub mod trust;
 
 pub use opensports_proto as proto;
-pub use publisher::{Publisher, PublisherConfig, PublishError};
+pub use publisher::{PublishError, Publisher, PublisherConfig};
 pub use subscriber::{SubscribeError, Subscriber};
 pub use trust::Trust;

@@ -125,7 +125,8 @@ pub struct Publisher {
 impl Publisher {
     pub async fn connect(cfg: PublisherConfig) -> Result<Publisher, PublishError> {
         let tls = client_config(&cfg.trust).map_err(PublishError::Tls)?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| PublishError::Tls(e.to_string()))?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| PublishError::Tls(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(5)));
@@ -138,7 +139,16 @@ impl Publisher {
         endpoint.set_default_client_config(client);
         let shared = Arc::new(Shared::default());
         let (conn, reader, max_frame) = open(&endpoint, &cfg, &shared).await?;
-        Ok(Publisher { cfg, endpoint, conn, streams: HashMap::new(), shared, reader, buf: Vec::new(), max_frame })
+        Ok(Publisher {
+            cfg,
+            endpoint,
+            conn,
+            streams: HashMap::new(),
+            shared,
+            reader,
+            buf: Vec::new(),
+            max_frame,
+        })
     }
 
     /// Sends one event on its game's stream. Waits while `max_unacked` events are in flight.
@@ -146,8 +156,10 @@ impl Publisher {
     pub async fn send(&mut self, event: &Event) -> Result<(), PublishError> {
         self.buf.clear();
         match self.cfg.codec {
-            Codec::Json => codec::write_json_frame(&mut self.buf, event).map_err(|e| PublishError::Encode(e.to_string()))?,
-            Codec::Rkyv => codec::write_rkyv_frame(&mut self.buf, event).map_err(|e| PublishError::Encode(e.to_string()))?,
+            Codec::Json => codec::write_json_frame(&mut self.buf, event)
+                .map_err(|e| PublishError::Encode(e.to_string()))?,
+            Codec::Rkyv => codec::write_rkyv_frame(&mut self.buf, event)
+                .map_err(|e| PublishError::Encode(e.to_string()))?,
         }
         let frame = Bytes::copy_from_slice(&self.buf);
         self.send_frame(&event.game, event.seq, frame).await
@@ -338,12 +350,11 @@ async fn open(
     send.write_all(&buf).await.map_err(|e| connect_err(e.to_string()))?;
     let max_frame = match read_control(&mut recv).await {
         Ok(Control::Welcome { max_frame, .. }) => max_frame,
-        Ok(Control::Error { code, message }) => return Err(PublishError::Refused(format!("{code}: {message}"))),
-        Ok(other) => return Err(PublishError::Refused(format!("unexpected {other:?}"))),
-        Err(e) => {
-            let reason = conn.close_reason().map(|r| r.to_string()).unwrap_or(e);
-            return Err(PublishError::Refused(reason));
+        Ok(Control::Error { code, message }) => {
+            return Err(PublishError::Refused(format!("{code}: {message}")));
         }
+        Ok(other) => return Err(PublishError::Refused(format!("unexpected {other:?}"))),
+        Err(e) => return Err(PublishError::Refused(close_reason(&conn).unwrap_or(e))),
     };
     let shared2 = shared.clone();
     let conn2 = conn.clone();
@@ -355,7 +366,7 @@ async fn open(
                 Ok(Control::Ack { game, seq }) => shared2.state.lock().ack(&game, seq),
                 Ok(msg) => shared2.state.lock().notice(msg),
                 Err(e) => {
-                    let reason = conn2.close_reason().map(|r| r.to_string()).unwrap_or(e);
+                    let reason = close_reason(&conn2).unwrap_or(e);
                     shared2.state.lock().lost = Some(reason);
                     shared2.notify.notify_waiters();
                     return;
@@ -365,6 +376,17 @@ async fn open(
         }
     });
     Ok((conn, reader, max_frame))
+}
+
+/// The connection's close reason, with the code's documented name when the server closed it.
+fn close_reason(conn: &quinn::Connection) -> Option<String> {
+    match conn.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let code = u32::try_from(c.error_code.into_inner()).unwrap_or(u32::MAX);
+            Some(format!("{}: {}", error_code::quic::name(code), String::from_utf8_lossy(&c.reason)))
+        }
+        other => Some(other.to_string()),
+    }
 }
 
 async fn read_control<R: AsyncRead + Unpin>(r: &mut R) -> Result<Control, String> {

@@ -61,13 +61,19 @@ impl Subscriber {
 
     /// Subscribes and waits for the `subscribed` reply, returning what came before it
     /// (snapshots, resumed messages, resets).
-    pub async fn subscribe_and_wait(&mut self, topics: &[&str], mode: Mode) -> Result<Vec<ServerMsg>, SubscribeError> {
+    pub async fn subscribe_and_wait(
+        &mut self,
+        topics: &[&str],
+        mode: Mode,
+    ) -> Result<Vec<ServerMsg>, SubscribeError> {
         self.subscribe(topics, mode).await?;
         let mut before = Vec::new();
         loop {
             match self.next().await? {
                 ServerMsg::Subscribed { .. } => return Ok(before),
-                ServerMsg::Error { code, message } => return Err(SubscribeError::Protocol(format!("{code}: {message}"))),
+                ServerMsg::Error { code, message } => {
+                    return Err(SubscribeError::Protocol(format!("{code}: {message}")));
+                }
                 other => before.push(other),
             }
         }
@@ -98,7 +104,8 @@ impl Subscriber {
             match ws.next().await {
                 Some(Ok(Message::Text(text))) => {
                     self.frames += 1;
-                    let msgs = parse_server_frame(&text).map_err(|e| SubscribeError::Protocol(e.to_string()))?;
+                    let msgs =
+                        parse_server_frame(&text).map_err(|e| SubscribeError::Protocol(e.to_string()))?;
                     self.pending.extend(msgs);
                 }
                 Some(Ok(Message::Close(_))) | None => {

@@ -9,13 +9,22 @@ use serde::{Deserialize, Serialize};
 use crate::Side;
 use crate::event::event_kinds;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Teams of the game; first event of a game.
-    GameStart { home: String, away: String },
-    PeriodStart { period: u8 },
-    PeriodEnd { period: u8 },
+    GameStart {
+        home: String,
+        away: String,
+    },
+    PeriodStart {
+        period: u8,
+    },
+    PeriodEnd {
+        period: u8,
+    },
     GameEnd,
     JumpBall {
         /// Team that won the tip.
@@ -46,14 +55,23 @@ pub enum Event {
         player: Option<String>,
         offensive: bool,
     },
-    Assist { side: Side, player: String },
+    Assist {
+        side: Side,
+        player: String,
+    },
     Turnover {
         side: Side,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         player: Option<String>,
     },
-    Steal { side: Side, player: String },
-    Block { side: Side, player: String },
+    Steal {
+        side: Side,
+        player: String,
+    },
+    Block {
+        side: Side,
+        player: String,
+    },
     Foul {
         side: Side,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +79,11 @@ pub enum Event {
         /// Provider's foul kind, e.g. `personal`, `shooting`, `offensive`, `technical`.
         kind: String,
     },
-    Substitution { side: Side, player_in: String, player_out: String },
+    Substitution {
+        side: Side,
+        player_in: String,
+        player_out: String,
+    },
     Timeout {
         /// Absent for an official's timeout.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -39,7 +39,10 @@ impl Codec {
 pub enum FrameError {
     /// Length 0: no codec byte.
     Empty,
-    TooLarge { len: u32, max: u32 },
+    TooLarge {
+        len: u32,
+        max: u32,
+    },
     UnknownCodec(u8),
 }
 
@@ -78,7 +81,11 @@ pub fn write_frame(out: &mut Vec<u8>, codec: Codec, body: &[u8]) {
 pub fn write_json_frame<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), serde_json::Error> {
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0, Codec::Json as u8]);
+    #[cfg(feature = "std")]
     serde_json::to_writer(&mut *out, value)?;
+    // Without std there is no `io::Write`: serialize into a temporary.
+    #[cfg(not(feature = "std"))]
+    out.extend_from_slice(&serde_json::to_vec(value)?);
     let len = u32::try_from(out.len() - start - LEN_BYTES).unwrap_or(u32::MAX);
     out[start..start + LEN_BYTES].copy_from_slice(&len.to_be_bytes());
     Ok(())
@@ -139,7 +146,8 @@ pub fn decode_event(codec: Codec, body: &[u8]) -> Result<Event, DecodeError> {
             // rkyv needs an aligned buffer; the frame body sits at an arbitrary offset.
             let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
             aligned.extend_from_slice(body);
-            rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned).map_err(|e| DecodeError::Rkyv(alloc::format!("{e}")))?
+            rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned)
+                .map_err(|e| DecodeError::Rkyv(alloc::format!("{e}")))?
         }
     };
     event.validate().map_err(DecodeError::Invalid)?;
@@ -157,17 +165,58 @@ mod tests {
     use crate::{Body, Side, basketball, f1, football, soccer};
 
     fn samples() -> Vec<Event> {
-        let ev = |seq, body| Event { v: 1, game: "g-1".into(), seq, ts: 1_700_000_000_000_000, clock_ms: Some(600_000), body };
+        let ev = |seq, body| Event {
+            v: 1,
+            game: "g-1".into(),
+            seq,
+            ts: 1_700_000_000_000_000,
+            clock_ms: Some(600_000),
+            body,
+        };
         alloc::vec![
-            ev(1, Body::Basketball(basketball::Event::Shot { side: Side::Home, player: "201939".into(), x: 5.0, y: 25.0, points: 3, made: true })),
+            ev(
+                1,
+                Body::Basketball(basketball::Event::Shot {
+                    side: Side::Home,
+                    player: "201939".into(),
+                    x: 5.0,
+                    y: 25.0,
+                    points: 3,
+                    made: true
+                })
+            ),
             ev(2, Body::Basketball(basketball::Event::GameEnd)),
-            ev(3, Body::Football(football::Event::Play(football::Play {
-                quarter: 2, possession: Side::Away, down: Some(3), distance: Some(7), yardline_100: Some(42),
-                play_type: football::PlayType::Pass, yards: 12, result: football::PlayResult::FirstDown, scoring: None, desc: None,
-            }))),
-            ev(4, Body::Soccer(soccer::Event::Shot { side: Side::Away, player: "Salah".into(), x: 94.0, y: 30.0,
-                body_part: soccer::BodyPart::LeftFoot, outcome: soccer::ShotOutcome::Goal, provider_xg: Some(0.31) })),
-            ev(5, Body::F1(f1::Event::PitOut { driver: "HAM".into(), lap: 20, compound: f1::Compound::Hard })),
+            ev(
+                3,
+                Body::Football(football::Event::Play(football::Play {
+                    quarter: 2,
+                    possession: Side::Away,
+                    down: Some(3),
+                    distance: Some(7),
+                    yardline_100: Some(42),
+                    play_type: football::PlayType::Pass,
+                    yards: 12,
+                    result: football::PlayResult::FirstDown,
+                    scoring: None,
+                    desc: None,
+                }))
+            ),
+            ev(
+                4,
+                Body::Soccer(soccer::Event::Shot {
+                    side: Side::Away,
+                    player: "Salah".into(),
+                    x: 94.0,
+                    y: 30.0,
+                    body_part: soccer::BodyPart::LeftFoot,
+                    outcome: soccer::ShotOutcome::Goal,
+                    provider_xg: Some(0.31)
+                })
+            ),
+            ev(
+                5,
+                Body::F1(f1::Event::PitOut { driver: "HAM".into(), lap: 20, compound: f1::Compound::Hard })
+            ),
         ]
     }
 

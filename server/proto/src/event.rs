@@ -11,7 +11,9 @@ pub const SCHEMA_VERSION: u16 = 1;
 
 /// One event from a publisher. JSON form (flat):
 /// `{"game":"nba-1","seq":7,"ts":1700000000000000,"clock_ms":431000,"sport":"basketball","type":"shot",...}`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct Event {
     /// Schema version (see [`SCHEMA_VERSION`]).
     #[serde(default = "default_version")]
@@ -36,7 +38,9 @@ fn default_version() -> u16 {
 }
 
 /// The sport-tagged body of an event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[serde(tag = "sport", rename_all = "snake_case")]
 pub enum Body {
     Basketball(basketball::Event),
@@ -80,7 +84,17 @@ impl core::fmt::Display for Sport {
 
 /// Home or away team, for the team sports.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
@@ -133,7 +147,9 @@ pub enum InvalidEvent {
 impl core::fmt::Display for InvalidEvent {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            InvalidEvent::Version(v) => write!(f, "unsupported schema version {v} (this server speaks {SCHEMA_VERSION})"),
+            InvalidEvent::Version(v) => {
+                write!(f, "unsupported schema version {v} (this server speaks {SCHEMA_VERSION})")
+            }
             InvalidEvent::GameId => f.write_str("game id must be 1..=64 bytes of [A-Za-z0-9_.-]"),
             InvalidEvent::ZeroSeq => f.write_str("seq must start at 1"),
         }

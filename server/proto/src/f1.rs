@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::event_kinds;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     SessionStart {
@@ -25,8 +27,15 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gap_ms: Option<u32>,
     },
-    PitIn { driver: String, lap: u16 },
-    PitOut { driver: String, lap: u16, compound: Compound },
+    PitIn {
+        driver: String,
+        lap: u16,
+    },
+    PitOut {
+        driver: String,
+        lap: u16,
+        compound: Compound,
+    },
     RaceControl {
         flag: Flag,
         message: String,
@@ -46,7 +55,9 @@ event_kinds!(Event {
     SessionEnd => "session_end",
 });
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct Lap {
     pub driver: String,
     /// Lap number just completed.
@@ -69,7 +80,18 @@ pub struct Lap {
     pub interval_ms: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionKind {
     Practice,
@@ -78,7 +100,18 @@ pub enum SessionKind {
     Race,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Compound {
     Soft,
@@ -89,7 +122,18 @@ pub enum Compound {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Flag {
     Green,

@@ -11,13 +11,22 @@ use serde::{Deserialize, Serialize};
 use crate::Side;
 use crate::event::event_kinds;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    GameStart { home: String, away: String },
+    GameStart {
+        home: String,
+        away: String,
+    },
     /// 1, 2 halves; 3, 4 extra time; 5 penalty shoot-out.
-    PeriodStart { period: u8 },
-    PeriodEnd { period: u8 },
+    PeriodStart {
+        period: u8,
+    },
+    PeriodEnd {
+        period: u8,
+    },
     GameEnd,
     Pass {
         side: Side,
@@ -46,9 +55,20 @@ pub enum Event {
         #[serde(default)]
         own_goal: bool,
     },
-    Foul { side: Side, player: String },
-    Card { side: Side, player: String, card: Card },
-    Substitution { side: Side, player_in: String, player_out: String },
+    Foul {
+        side: Side,
+        player: String,
+    },
+    Card {
+        side: Side,
+        player: String,
+        card: Card,
+    },
+    Substitution {
+        side: Side,
+        player_in: String,
+        player_out: String,
+    },
 }
 
 event_kinds!(Event {
@@ -64,7 +84,18 @@ event_kinds!(Event {
     Substitution => "substitution",
 });
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyPart {
     RightFoot,
@@ -73,7 +104,18 @@ pub enum BodyPart {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ShotOutcome {
     Goal,
@@ -83,7 +125,18 @@ pub enum ShotOutcome {
     Post,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Card {
     Yellow,

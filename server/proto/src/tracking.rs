@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// One position sample of a player, ball or car, in the sport's frame (see each sport module);
 /// `z` in the same unit (0 where the source is 2-D), `speed` in metres per second.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct TrackingSample {
     pub game: String,
     /// Source time, microseconds since the Unix epoch.

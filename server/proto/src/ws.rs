@@ -53,13 +53,24 @@ pub struct Publication {
 pub enum ServerMsg {
     Msg(Publication),
     Snapshot(Publication),
-    Reset { topic: String },
-    Lagged { dropped: u64 },
+    Reset {
+        topic: String,
+    },
+    Lagged {
+        dropped: u64,
+    },
     /// A `sub` was applied: snapshots and resumed history for these patterns were sent before it.
-    Subscribed { topics: Vec<String> },
-    Unsubscribed { topics: Vec<String> },
+    Subscribed {
+        topics: Vec<String>,
+    },
+    Unsubscribed {
+        topics: Vec<String>,
+    },
     Pong,
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 /// Parses one server text frame: a single message, or a batch (JSON array of messages).

@@ -57,7 +57,8 @@ async fn healthz() -> Response {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.prometheus.render()).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.prometheus.render())
+        .into_response()
 }
 
 async fn games(State(s): State<AppState>) -> Response {

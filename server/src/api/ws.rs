@@ -41,7 +41,11 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_upgrade", why),
     };
     if app.ws_sessions.load(Ordering::Relaxed) >= app.fanout.config().max_connections {
-        return json_error(StatusCode::SERVICE_UNAVAILABLE, "too_many_connections", "WebSocket connection limit reached");
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "WebSocket connection limit reached",
+        );
     }
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
@@ -66,9 +70,9 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
 
 fn handshake_key(h: &HeaderMap) -> Result<String, &'static str> {
     let has = |name: header::HeaderName, token: &str| {
-        h.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+        h.get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
     };
     if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
         return Err("expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)");
@@ -133,7 +137,8 @@ impl Subscriptions {
     fn handle_text(&mut self, text: &str) {
         let max = self.fanout.config().max_client_message_bytes;
         if text.len() > max {
-            return self.error(reason::MESSAGE_TOO_LARGE, format!("client messages are limited to {max} bytes"));
+            return self
+                .error(reason::MESSAGE_TOO_LARGE, format!("client messages are limited to {max} bytes"));
         }
         let op: ClientOp = match serde_json::from_str(text) {
             Ok(op) => op,
@@ -179,7 +184,8 @@ impl Subscriptions {
         let new = topics.iter().filter(|t| !self.ids.contains_key(*t)).count();
         let max = self.fanout.config().max_subscriptions;
         if self.ids.len() + new > max {
-            return self.error(reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection"));
+            return self
+                .error(reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection"));
         }
         for (text, pattern) in topics.iter().zip(patterns) {
             // Re-subscribing a pattern replaces it (new mode, new resume point).
@@ -285,4 +291,28 @@ fn batch_message(group: &[Utf8Bytes]) -> Message {
     }
     text.push(']');
     Message::Text(Utf8Bytes::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_message_goes_alone_several_go_as_an_ordered_array() {
+        let frames: Vec<Utf8Bytes> = (1..=3)
+            .map(|i| Utf8Bytes::from(format!(r#"{{"op":"msg","topic":"t","seq":{i},"ts":0,"data":{{"a":[1,2]}}}}"#)))
+            .collect();
+        let Message::Text(one) = batch_message(&frames[..1]) else { panic!() };
+        assert_eq!(one, frames[0], "a single message is the shared frame itself");
+        let Message::Text(all) = batch_message(&frames) else { panic!() };
+        let parsed = opensports_proto::ws::parse_server_frame(&all).unwrap();
+        let seqs: Vec<u64> = parsed
+            .iter()
+            .map(|m| match m {
+                opensports_proto::ws::ServerMsg::Msg(p) => p.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
 }

@@ -31,7 +31,8 @@ pub async fn run(config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> 
     let sim = tokio::spawn(async move {
         let mut publisher = Publisher::connect(cfg).await?;
         for round in 0u64.. {
-            let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+            let start_ts =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
             let games: Vec<_> =
                 Sport::ALL.iter().map(|s| sim::generate(*s, seed + round, start_ts)).collect();
             sim::publish(&mut publisher, &games, speed, |_, _| {}).await?;

@@ -17,8 +17,9 @@ use opensports_client::Trust;
 /// Trust for a server whose data dir is local: pin the certificate found there.
 pub fn trust_from_data_dir(data_dir: &Path) -> anyhow::Result<Trust> {
     let path = data_dir.join("tls").join("cert.pem");
-    let pem = std::fs::read(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e} (start the server once, or pass --fingerprint)", path.display()))?;
+    let pem = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!("{}: {e} (start the server once, or pass --fingerprint)", path.display())
+    })?;
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(&pem)
         .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -14,11 +14,18 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
-        Progress { label: label.into(), started: Instant::now(), last_draw: None, tty: std::io::stderr().is_terminal() }
+        Progress {
+            label: label.into(),
+            started: Instant::now(),
+            last_draw: None,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn update(&mut self, done: usize, total: usize) {
-        if !self.tty || (done < total && self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100))) {
+        if !self.tty
+            || (done < total && self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100)))
+        {
             return;
         }
         self.last_draw = Some(Instant::now());

@@ -42,7 +42,9 @@ pub fn readable(m: &ServerMsg) -> Option<String> {
         ServerMsg::Msg(p) => Some(publication(p, "")),
         ServerMsg::Snapshot(p) => Some(publication(p, " (snapshot)")),
         ServerMsg::Reset { topic } => Some(format!("reset {topic}: history too old, snapshot follows")),
-        ServerMsg::Lagged { dropped } => Some(format!("lagged: {dropped} messages dropped, snapshots follow")),
+        ServerMsg::Lagged { dropped } => {
+            Some(format!("lagged: {dropped} messages dropped, snapshots follow"))
+        }
         ServerMsg::Error { code, message } => Some(format!("error {code}: {message}")),
         ServerMsg::Subscribed { topics } => Some(format!("subscribed {}", topics.join(" "))),
         ServerMsg::Unsubscribed { .. } | ServerMsg::Pong => None,
@@ -78,7 +80,9 @@ fn state_line(d: &Value) -> String {
         let f = &d["f1"];
         let top: Vec<String> = f["cars"]
             .as_array()
-            .map(|cars| cars.iter().take(5).filter_map(|c| c["driver"].as_str().map(str::to_string)).collect())
+            .map(|cars| {
+                cars.iter().take(5).filter_map(|c| c["driver"].as_str().map(str::to_string)).collect()
+            })
             .unwrap_or_default();
         return format!(
             "lap {}/{} {} | {}{status}",

@@ -135,6 +135,9 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
         tracing::warn!(remote = %conn.remote_address(), publisher, "publisher refused: bad token");
         let err = Control::Error { code: "auth_failed".into(), message: "token not accepted".into() };
         let _ = write_control(&mut send, &[err]).await;
+        // Give the error message a moment to arrive before the close overtakes it.
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
         conn.close(quic::AUTH_FAILED.into(), b"token not accepted");
         return None;
     }
@@ -199,8 +202,13 @@ fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
         }
         Err(e) => return reject(reason::UNKNOWN_CODEC, e.to_string()),
     };
-    if !opensports_proto::event::valid_game_id(&sample.game) || !opensports_proto::event::valid_game_id(&sample.entity) {
-        return reject(reason::INVALID_EVENT, "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into());
+    if !opensports_proto::event::valid_game_id(&sample.game)
+        || !opensports_proto::event::valid_game_id(&sample.entity)
+    {
+        return reject(
+            reason::INVALID_EVENT,
+            "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into(),
+        );
     }
     let name = topic::game_tracking(&sample.game, &sample.entity);
     let topic = match ctx.fanout.topic_if_exists(&name) {

@@ -56,11 +56,15 @@ impl ReadError {
     pub fn code(&self) -> Option<(u32, &'static str)> {
         use opensports_proto::error_code::{quic, reason};
         match self {
-            ReadError::Frame(FrameError::TooLarge { .. }) => Some((quic::FRAME_TOO_LARGE, reason::FRAME_TOO_LARGE)),
+            ReadError::Frame(FrameError::TooLarge { .. }) => {
+                Some((quic::FRAME_TOO_LARGE, reason::FRAME_TOO_LARGE))
+            }
             ReadError::Frame(FrameError::Empty) | ReadError::Truncated => {
                 Some((quic::FRAME_MALFORMED, reason::FRAME_MALFORMED))
             }
-            ReadError::Frame(FrameError::UnknownCodec(_)) => Some((quic::UNKNOWN_CODEC, reason::UNKNOWN_CODEC)),
+            ReadError::Frame(FrameError::UnknownCodec(_)) => {
+                Some((quic::UNKNOWN_CODEC, reason::UNKNOWN_CODEC))
+            }
             ReadError::Io(_) => None,
         }
     }

@@ -60,11 +60,18 @@ pub fn load_or_generate(cfg: &ServerConfig) -> Result<TlsMaterial, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem { path: cert_path.clone(), what: "certificate", detail: e.to_string() })?;
     let Some(leaf) = certs.first() else {
-        return Err(TlsError::Pem { path: cert_path, what: "certificate", detail: "no certificate in file".into() });
+        return Err(TlsError::Pem {
+            path: cert_path,
+            what: "certificate",
+            detail: "no certificate in file".into(),
+        });
     };
     let fingerprint = fingerprint(leaf);
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| TlsError::Pem { path: key_path, what: "private key", detail: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+        path: key_path,
+        what: "private key",
+        detail: e.to_string(),
+    })?;
     Ok(TlsMaterial { certs, key, fingerprint, generated })
 }
 
@@ -91,17 +98,15 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The quinn server configuration: TLS 1.3 only, ALPN `opensports/1`.
-pub fn server_config(
-    tls: &TlsMaterial,
-    max_uni_streams: u32,
-) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(tls: &TlsMaterial, max_uni_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(tls.certs.clone(), tls.key.clone_key())?;
     crypto.alpn_protocols = vec![opensports_proto::ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
     transport

@@ -159,15 +159,33 @@ impl GameState {
             self.clock_ms = ev.clock_ms;
         }
         match (&ev.body, &mut self.detail) {
-            (Body::Basketball(e), Detail::Basketball(d)) => {
-                apply_basketball(e, d, &mut self.score, &mut self.period, &mut self.status, &mut self.home, &mut self.away)
-            }
-            (Body::Football(e), Detail::Football(d)) => {
-                apply_football(e, d, &mut self.score, &mut self.period, &mut self.status, &mut self.home, &mut self.away)
-            }
-            (Body::Soccer(e), Detail::Soccer(d)) => {
-                apply_soccer(e, d, &mut self.score, &mut self.period, &mut self.status, &mut self.home, &mut self.away)
-            }
+            (Body::Basketball(e), Detail::Basketball(d)) => apply_basketball(
+                e,
+                d,
+                &mut self.score,
+                &mut self.period,
+                &mut self.status,
+                &mut self.home,
+                &mut self.away,
+            ),
+            (Body::Football(e), Detail::Football(d)) => apply_football(
+                e,
+                d,
+                &mut self.score,
+                &mut self.period,
+                &mut self.status,
+                &mut self.home,
+                &mut self.away,
+            ),
+            (Body::Soccer(e), Detail::Soccer(d)) => apply_soccer(
+                e,
+                d,
+                &mut self.score,
+                &mut self.period,
+                &mut self.status,
+                &mut self.home,
+                &mut self.away,
+            ),
             (Body::F1(e), Detail::F1(d)) => apply_f1(e, d, &mut self.status),
             // A sport mismatch is refused before it gets here.
             _ => {}
@@ -308,8 +326,12 @@ fn apply_football(
             if let Some(s) = p.scoring {
                 score.add(s.side, u32::from(s.points));
             }
-            d.last_play =
-                Some(LastPlay { play_type: p.play_type, result: p.result, yards: p.yards, desc: p.desc.clone() });
+            d.last_play = Some(LastPlay {
+                play_type: p.play_type,
+                result: p.result,
+                yards: p.yards,
+                desc: p.desc.clone(),
+            });
         }
     }
 }
@@ -433,10 +455,30 @@ mod tests {
         let mut s = GameState::new("g", Sport::Basketball);
         let events = [
             Body::Basketball(bk::Event::GameStart { home: "BKN".into(), away: "GSW".into() }),
-            Body::Basketball(bk::Event::Shot { side: Side::Away, player: "30".into(), x: 1.0, y: 2.0, points: 3, made: true }),
-            Body::Basketball(bk::Event::Shot { side: Side::Home, player: "7".into(), x: 1.0, y: 2.0, points: 2, made: false }),
+            Body::Basketball(bk::Event::Shot {
+                side: Side::Away,
+                player: "30".into(),
+                x: 1.0,
+                y: 2.0,
+                points: 3,
+                made: true,
+            }),
+            Body::Basketball(bk::Event::Shot {
+                side: Side::Home,
+                player: "7".into(),
+                x: 1.0,
+                y: 2.0,
+                points: 2,
+                made: false,
+            }),
             Body::Basketball(bk::Event::Rebound { side: Side::Home, player: None, offensive: true }),
-            Body::Basketball(bk::Event::FreeThrow { side: Side::Home, player: "7".into(), made: true, attempt: 2, of: 2 }),
+            Body::Basketball(bk::Event::FreeThrow {
+                side: Side::Home,
+                player: "7".into(),
+                made: true,
+                attempt: 2,
+                of: 2,
+            }),
             Body::Basketball(bk::Event::Foul { side: Side::Away, player: None, kind: "personal".into() }),
         ];
         for (i, b) in events.into_iter().enumerate() {
@@ -458,14 +500,24 @@ mod tests {
         let mut s = GameState::new("race", Sport::F1);
         let lap = |d: &str, pos, t| {
             Body::F1(f1::Event::Lap(f1::Lap {
-                driver: d.into(), lap: 1, position: pos, lap_ms: Some(t), s1_ms: None, s2_ms: None, s3_ms: None,
-                gap_ms: None, interval_ms: None,
+                driver: d.into(),
+                lap: 1,
+                position: pos,
+                lap_ms: Some(t),
+                s1_ms: None,
+                s2_ms: None,
+                s3_ms: None,
+                gap_ms: None,
+                interval_ms: None,
             }))
         };
         s.apply(&ev(1, lap("VER", 2, 91_000)));
         s.apply(&ev(2, lap("HAM", 1, 90_500)));
         s.apply(&ev(3, Body::F1(f1::Event::PitIn { driver: "VER".into(), lap: 1 })));
-        s.apply(&ev(4, Body::F1(f1::Event::PitOut { driver: "VER".into(), lap: 1, compound: f1::Compound::Hard })));
+        s.apply(&ev(
+            4,
+            Body::F1(f1::Event::PitOut { driver: "VER".into(), lap: 1, compound: f1::Compound::Hard }),
+        ));
         let Detail::F1(d) = &s.detail else { panic!() };
         assert_eq!(d.cars.iter().map(|c| c.driver.as_str()).collect::<Vec<_>>(), ["HAM", "VER"]);
         assert_eq!(d.cars[1].pit_stops, 1);

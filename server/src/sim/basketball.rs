@@ -38,7 +38,13 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     loop {
         let period_len = if period <= 4 { PERIOD_MS } else { 5 * 60 * 1000 };
         let mut clock = period_len;
-        at_ms += if period == 1 { 60_000 } else if period == 3 { 15 * 60_000 } else { 130_000 };
+        at_ms += if period == 1 {
+            60_000
+        } else if period == 3 {
+            15 * 60_000
+        } else {
+            130_000
+        };
         b.push(at_ms, Some(clock), Body::Basketball(Bk::PeriodStart { period }));
         if period == 1 || period > 4 {
             offense = if rng.chance(0.5) { Side::Home } else { Side::Away };
@@ -56,7 +62,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 b.push(at_ms, c, Body::Basketball(Bk::Turnover { side: offense, player: Some(p) }));
                 if rng.chance(0.5) {
                     let d = other(offense);
-                    b.push(at_ms, c, Body::Basketball(Bk::Steal { side: d, player: player(d, rng, &on_court) }));
+                    b.push(
+                        at_ms,
+                        c,
+                        Body::Basketball(Bk::Steal { side: d, player: player(d, rng, &on_court) }),
+                    );
                 }
                 offense = other(offense);
             } else if roll < 0.31 {
@@ -101,7 +111,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     }
                     if rng.chance(0.06) {
                         let d = other(offense);
-                        b.push(at_ms, c, Body::Basketball(Bk::Block { side: d, player: player(d, rng, &on_court) }));
+                        b.push(
+                            at_ms,
+                            c,
+                            Body::Basketball(Bk::Block { side: d, player: player(d, rng, &on_court) }),
+                        );
                     }
                     at_ms += 2_000;
                     let offensive = rng.chance(0.23);
@@ -126,7 +140,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 let incoming = (out + 4) % 12 + 1;
                 on_court[side.index()][slot] = incoming;
                 let t = if side == Side::Home { "H" } else { "A" };
-                let ev = Bk::Substitution { side, player_in: format!("{t}{incoming}"), player_out: format!("{t}{out}") };
+                let ev = Bk::Substitution {
+                    side,
+                    player_in: format!("{t}{incoming}"),
+                    player_out: format!("{t}{out}"),
+                };
                 b.push(at_ms, c, Body::Basketball(ev));
             }
         }

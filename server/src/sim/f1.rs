@@ -1,8 +1,8 @@
 //! F1 races: 20 cars, 57 laps of ~92 s, tyre degradation, one or two stops, an occasional
 //! safety car. Positions come from cumulative race time, as in the timing feed.
 
-use opensports_proto::f1::{Compound, Event as F1, Flag, Lap, SessionKind};
 use opensports_proto::Body;
+use opensports_proto::f1::{Compound, Event as F1, Flag, Lap, SessionKind};
 
 use super::{Builder, Rng, Timed};
 
@@ -25,7 +25,15 @@ struct Car {
 
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut b = Builder::new(id, start_ts);
-    b.push(0, None, Body::F1(F1::SessionStart { name: "Grand Prix".into(), session: SessionKind::Race, laps: Some(LAPS) }));
+    b.push(
+        0,
+        None,
+        Body::F1(F1::SessionStart {
+            name: "Grand Prix".into(),
+            session: SessionKind::Race,
+            laps: Some(LAPS),
+        }),
+    );
     let mut cars: Vec<Car> = DRIVERS
         .iter()
         .enumerate()
@@ -53,7 +61,15 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             sc_laps = rng.range(3, 5) as u16;
             let lead = cars.iter().map(|c| c.total_ms).fold(f64::MAX, f64::min);
             let at = (lead + BASE_LAP_MS * 0.3) as u64;
-            b.push(at, None, Body::F1(F1::RaceControl { flag: Flag::SafetyCar, message: "SAFETY CAR DEPLOYED".into(), driver: None }));
+            b.push(
+                at,
+                None,
+                Body::F1(F1::RaceControl {
+                    flag: Flag::SafetyCar,
+                    message: "SAFETY CAR DEPLOYED".into(),
+                    driver: None,
+                }),
+            );
         }
         for car in cars.iter_mut() {
             let deg = f64::from(car.tyre_age) * if car.compound == Compound::Soft { 70.0 } else { 45.0 };
@@ -73,7 +89,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 b.push(at, None, Body::F1(F1::PitIn { driver: car.driver.into(), lap }));
                 car.compound = if car.compound == Compound::Hard { Compound::Medium } else { Compound::Hard };
                 car.tyre_age = 0;
-                b.push(at + 2_500, None, Body::F1(F1::PitOut { driver: car.driver.into(), lap, compound: car.compound }));
+                b.push(
+                    at + 2_500,
+                    None,
+                    Body::F1(F1::PitOut { driver: car.driver.into(), lap, compound: car.compound }),
+                );
             }
         }
         if sc_laps > 0 {
@@ -87,7 +107,15 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             sc_laps -= 1;
             if sc_laps == 0 {
                 let at = (lead + 1.0) as u64;
-                b.push(at, None, Body::F1(F1::RaceControl { flag: Flag::Green, message: "TRACK CLEAR".into(), driver: None }));
+                b.push(
+                    at,
+                    None,
+                    Body::F1(F1::RaceControl {
+                        flag: Flag::Green,
+                        message: "TRACK CLEAR".into(),
+                        driver: None,
+                    }),
+                );
             }
         }
         let mut order: Vec<usize> = (0..cars.len()).collect();
@@ -110,8 +138,8 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     s1_ms: Some(s1),
                     s2_ms: Some(s2),
                     s3_ms: Some(lap_ms.saturating_sub(s1 + s2)),
-                    gap_ms: (pos > 0).then(|| (car.total_ms - leader_ms) as u32),
-                    interval_ms: (pos > 0).then(|| (car.total_ms - prev_ms) as u32),
+                    gap_ms: (pos > 0).then_some((car.total_ms - leader_ms) as u32),
+                    interval_ms: (pos > 0).then_some((car.total_ms - prev_ms) as u32),
                 })),
             ));
             prev_ms = car.total_ms;
@@ -121,7 +149,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
         }
     }
     let end = cars.iter().map(|c| c.total_ms).fold(0.0, f64::max) as u64;
-    b.push(end, None, Body::F1(F1::RaceControl { flag: Flag::Chequered, message: "CHEQUERED FLAG".into(), driver: None }));
+    b.push(
+        end,
+        None,
+        Body::F1(F1::RaceControl { flag: Flag::Chequered, message: "CHEQUERED FLAG".into(), driver: None }),
+    );
     b.push(end + 1, None, Body::F1(F1::SessionEnd));
     // Events were produced lap by lap; the feed is ordered by time.
     b.events.sort_by_key(|t| t.at_ms);

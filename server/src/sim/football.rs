@@ -21,7 +21,15 @@ fn other(s: Side) -> Side {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn play(d: &Drive, quarter: u8, t: T, yards: i32, result: R, scoring: Option<Scoring>, special: bool) -> Body {
+fn play(
+    d: &Drive,
+    quarter: u8,
+    t: T,
+    yards: i32,
+    result: R,
+    scoring: Option<Scoring>,
+    special: bool,
+) -> Body {
     Body::Football(Fb::Play(Play {
         quarter,
         possession: d.offense,
@@ -48,7 +56,12 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut at_ms = 0u64;
     b.push(at_ms, Some(QUARTER_MS), Body::Football(Fb::GameStart { home: home.into(), away: away.into() }));
     let mut score = [0u32; 2];
-    let mut d = Drive { offense: if rng.chance(0.5) { Side::Home } else { Side::Away }, yardline: 75, down: 1, to_go: 10 };
+    let mut d = Drive {
+        offense: if rng.chance(0.5) { Side::Home } else { Side::Away },
+        yardline: 75,
+        down: 1,
+        to_go: 10,
+    };
     let mut quarter = 1u8;
     while quarter <= 4 || (quarter == 5 && score[0] == score[1]) {
         let mut clock = if quarter <= 4 { QUARTER_MS } else { 10 * 60 * 1000 };
@@ -70,8 +83,15 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     };
                     b.push(at_ms, c, play(&d, quarter, T::FieldGoal, 0, result, scoring, false));
                     let next = other(d.offense);
-                    d = if good { Drive { offense: next, yardline: 75, down: 1, to_go: 10 } } else {
-                        Drive { offense: next, yardline: (100 - d.yardline - 7).clamp(20, 80), down: 1, to_go: 10 }
+                    d = if good {
+                        Drive { offense: next, yardline: 75, down: 1, to_go: 10 }
+                    } else {
+                        Drive {
+                            offense: next,
+                            yardline: (100 - d.yardline - 7).clamp(20, 80),
+                            down: 1,
+                            to_go: 10,
+                        }
                     };
                 } else {
                     let net = rng.range(35, 50) as i32;
@@ -101,14 +121,23 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             };
             if matches!(result, R::Interception | R::FumbleLost) {
                 b.push(at_ms, c, play(&d, quarter, t, 0, result, None, false));
-                d = Drive { offense: other(d.offense), yardline: (100 - d.yardline).clamp(10, 90), down: 1, to_go: 10 };
+                d = Drive {
+                    offense: other(d.offense),
+                    yardline: (100 - d.yardline).clamp(10, 90),
+                    down: 1,
+                    to_go: 10,
+                };
                 continue;
             }
             if yards >= d.yardline {
                 yards = d.yardline;
                 result = R::Touchdown;
                 score[d.offense.index()] += 6;
-                b.push(at_ms, c, play(&d, quarter, t, yards, result, Some(Scoring { side: d.offense, points: 6 }), false));
+                b.push(
+                    at_ms,
+                    c,
+                    play(&d, quarter, t, yards, result, Some(Scoring { side: d.offense, points: 6 }), false),
+                );
                 at_ms += 40_000;
                 let good = rng.chance(0.94);
                 score[d.offense.index()] += u32::from(good);

@@ -59,7 +59,8 @@ impl Rng {
 
     /// Roughly normal (sum of uniforms), mean 0, standard deviation 1.
     pub fn normal(&mut self) -> f64 {
-        (0..6).map(|_| self.f64()).sum::<f64>() * std::f64::consts::SQRT_2 - 6.0 * std::f64::consts::FRAC_1_SQRT_2
+        (0..6).map(|_| self.f64()).sum::<f64>() * std::f64::consts::SQRT_2
+            - 6.0 * std::f64::consts::FRAC_1_SQRT_2
     }
 }
 

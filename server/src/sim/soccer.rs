@@ -61,13 +61,25 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 let dist = ((105.0 - x).powi(2) + (34.0 - y).powi(2)).sqrt();
                 let p_goal = (0.55 - f64::from(dist) * 0.018).clamp(0.03, 0.6);
                 let head = rng.chance(0.15);
-                let body_part = if head { BodyPart::Head } else if rng.chance(0.7) { BodyPart::RightFoot } else { BodyPart::LeftFoot };
+                let body_part = if head {
+                    BodyPart::Head
+                } else if rng.chance(0.7) {
+                    BodyPart::RightFoot
+                } else {
+                    BodyPart::LeftFoot
+                };
                 let outcome = if rng.chance(p_goal) {
                     ShotOutcome::Goal
                 } else {
-                    *rng.pick(&[ShotOutcome::Saved, ShotOutcome::OffTarget, ShotOutcome::OffTarget, ShotOutcome::Blocked])
+                    *rng.pick(&[
+                        ShotOutcome::Saved,
+                        ShotOutcome::OffTarget,
+                        ShotOutcome::OffTarget,
+                        ShotOutcome::Blocked,
+                    ])
                 };
-                let shot = Sc::Shot { side, player: shooter.clone(), x, y, body_part, outcome, provider_xg: None };
+                let shot =
+                    Sc::Shot { side, player: shooter.clone(), x, y, body_part, outcome, provider_xg: None };
                 b.push(at_ms, c, Body::Soccer(shot));
                 if outcome == ShotOutcome::Goal {
                     let own_goal = rng.chance(0.03);
@@ -92,7 +104,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             } else if period == 2 && clock > 15 * 60_000 && rng.chance(0.02) && subs[side.index()] < 5 {
                 subs[side.index()] += 1;
                 let n = u64::from(subs[side.index()]);
-                let sub = Sc::Substitution { side, player_in: player(side, 11 + n), player_out: player(side, rng.range(2, 11)) };
+                let sub = Sc::Substitution {
+                    side,
+                    player_in: player(side, 11 + n),
+                    player_out: player(side, rng.range(2, 11)),
+                };
                 b.push(at_ms, c, Body::Soccer(sub));
             }
             if x > 70.0 && rng.chance(0.5) {
