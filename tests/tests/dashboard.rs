@@ -1,0 +1,74 @@
+//! The dashboard in a real browser (Debian chromium driven by playwright-core): it goes live,
+//! and the scores it shows for four simulated games are the server's final states.
+//!
+//! Needs `/usr/bin/chromium` and `npm ci` in tests/browser (`.ci/run` does both). Outside CI,
+//! when either is missing, the test says so and passes without running; under CI it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use opensports_proto::Sport;
+use opensports_server::sim;
+use opensports_tests::TestServer;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_live_scores_in_chromium() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = [
+        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
+        (!browser_dir.join("node_modules/playwright-core").exists()).then_some("playwright-core (npm ci in tests/browser)"),
+    ];
+    let missing: Vec<&str> = missing.into_iter().flatten().collect();
+    if !missing.is_empty() {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide {missing:?}");
+        eprintln!("SKIPPED dashboard browser test: missing {missing:?}");
+        return;
+    }
+
+    let server = TestServer::start().await;
+    let url = format!("http://{}/", server.running().http_addr);
+    let shot = std::env::temp_dir().join("opensports-dashboard.png");
+    let mut node = tokio::process::Command::new("node")
+        .arg(browser_dir.join("dashboard.mjs"))
+        .arg(&url)
+        .arg("4")
+        .arg(&shot)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+
+    // Publish after the page is live: it must follow the games as they happen.
+    let games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 11, 0)).collect();
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(30)).await.unwrap();
+
+    let out = tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(node.wait().await.unwrap().success());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"], serde_json::json!([]), "no JavaScript errors");
+    let cards = v["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 4);
+    for g in &games {
+        let (_, body) = server.get(&format!("/v1/games/{}", g.id)).await;
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let card = cards.iter().find(|c| c["game"] == g.id.as_str()).unwrap_or_else(|| panic!("no card for {}", g.id));
+        if g.sport == Sport::F1 {
+            assert_eq!(card["leader"], state["f1"]["cars"][0]["driver"], "{card}");
+        } else {
+            let home = format!("{} {}", state["home"].as_str().unwrap(), state["score"]["home"]);
+            let away = format!("{} {}", state["score"]["away"], state["away"].as_str().unwrap());
+            assert_eq!(card["home"].as_str(), Some(home.as_str()), "{card}");
+            assert_eq!(card["away"].as_str(), Some(away.as_str()), "{card}");
+        }
+    }
+    server.shutdown().await;
+}
