@@ -131,6 +131,13 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     };
     let mut http_shutdown = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        // Subscribers get small frames that must leave now: no Nagle delay.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(http, api::router(app)).with_graceful_shutdown(async move {
             let _ = http_shutdown.changed().await;
         });

@@ -20,7 +20,8 @@ async fn dashboard_shows_live_scores_in_chromium() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let missing = [
         (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-        (!browser_dir.join("node_modules/playwright-core").exists()).then_some("playwright-core (npm ci in tests/browser)"),
+        (!browser_dir.join("node_modules/playwright-core").exists())
+            .then_some("playwright-core (npm ci in tests/browser)"),
     ];
     let missing: Vec<&str> = missing.into_iter().flatten().collect();
     if !missing.is_empty() {
@@ -51,7 +52,8 @@ async fn dashboard_shows_live_scores_in_chromium() {
     sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
     publisher.flush(Duration::from_secs(30)).await.unwrap();
 
-    let out = tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let out =
+        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();
     assert!(node.wait().await.unwrap().success());
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["errors"], serde_json::json!([]), "no JavaScript errors");
@@ -60,7 +62,10 @@ async fn dashboard_shows_live_scores_in_chromium() {
     for g in &games {
         let (_, body) = server.get(&format!("/v1/games/{}", g.id)).await;
         let state: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let card = cards.iter().find(|c| c["game"] == g.id.as_str()).unwrap_or_else(|| panic!("no card for {}", g.id));
+        let card = cards
+            .iter()
+            .find(|c| c["game"] == g.id.as_str())
+            .unwrap_or_else(|| panic!("no card for {}", g.id));
         if g.sport == Sport::F1 {
             assert_eq!(card["leader"], state["f1"]["cars"][0]["driver"], "{card}");
         } else {

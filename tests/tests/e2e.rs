@@ -293,3 +293,25 @@ async fn games_topic_lists_every_sport_and_batches_parse() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_games_than_the_stream_limit_all_get_through() {
+    // The server allows 4 open event streams per connection; the client learns it from the
+    // welcome and finishes fully acked streams to open new ones, instead of stalling.
+    let server = TestServer::start_with(|c| c.ingest.max_streams_per_connection = 4).await;
+    let mut publisher = server.publisher().await;
+    let games: Vec<Vec<Event>> = (0..12).map(|seed| game_events(Sport::Soccer, seed)).collect();
+    for round in 0..3 {
+        for g in &games {
+            for e in &g[round * 10..(round + 1) * 10] {
+                publisher.send(e).await.unwrap();
+            }
+        }
+    }
+    tokio::time::timeout(WAIT, publisher.flush(WAIT)).await.unwrap().unwrap();
+    for g in &games {
+        assert_eq!(publisher.acked(&g[0].game), 30);
+        server.wait_for_seq(&g[0].game, 30).await;
+    }
+    server.shutdown().await;
+}

@@ -48,6 +48,9 @@ pub struct PublisherConfig {
     pub max_unacked: usize,
     /// Reconnect attempts after a lost connection before `send` gives up. Default 20.
     pub reconnect_attempts: u32,
+    /// Most game streams held open (the server allows `ingest.max_streams_per_connection`,
+    /// default 256). Beyond it the stream of a game with nothing un-acked is finished first.
+    pub max_open_streams: usize,
 }
 
 impl PublisherConfig {
@@ -61,6 +64,7 @@ impl PublisherConfig {
             codec: Codec::Rkyv,
             max_unacked: 65_536,
             reconnect_attempts: 20,
+            max_open_streams: 128,
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Publisher {
     reader: tokio::task::JoinHandle<()>,
     buf: Vec<u8>,
     max_frame: u32,
+    /// The server's stream limit from its welcome (0 when it did not say).
+    server_max_streams: u32,
 }
 
 impl Publisher {
@@ -138,7 +144,7 @@ impl Publisher {
             .map_err(|e| PublishError::Connect { addr: cfg.addr, reason: e.to_string() })?;
         endpoint.set_default_client_config(client);
         let shared = Arc::new(Shared::default());
-        let (conn, reader, max_frame) = open(&endpoint, &cfg, &shared).await?;
+        let (conn, reader, (max_frame, server_max_streams)) = open(&endpoint, &cfg, &shared).await?;
         Ok(Publisher {
             cfg,
             endpoint,
@@ -148,6 +154,7 @@ impl Publisher {
             reader,
             buf: Vec::new(),
             max_frame,
+            server_max_streams,
         })
     }
 
@@ -162,7 +169,11 @@ impl Publisher {
                 .map_err(|e| PublishError::Encode(e.to_string()))?,
         }
         let frame = Bytes::copy_from_slice(&self.buf);
-        self.send_frame(&event.game, event.seq, frame).await
+        self.send_frame(&event.game, event.seq, frame).await?;
+        if is_last(event) {
+            self.finish_game(&event.game).await;
+        }
+        Ok(())
     }
 
     /// Sends pre-encoded frame bytes for `(game, seq)` (tests and tools that craft frames).
@@ -276,6 +287,7 @@ impl Publisher {
 
     async fn write(&mut self, game: &str, frame: &[u8]) -> Result<(), String> {
         if !self.streams.contains_key(game) {
+            self.make_room_for_stream().await?;
             let s = self.conn.open_uni().await.map_err(|e| e.to_string())?;
             self.streams.insert(game.to_string(), s);
         }
@@ -290,6 +302,33 @@ impl Publisher {
         }
     }
 
+    /// Keeps open streams under `max_open_streams` by finishing the stream of a game whose
+    /// events are all acked. Only such a stream may be closed: a game's events must be on one
+    /// stream at a time, or two streams could race in the server and reorder them.
+    async fn make_room_for_stream(&mut self) -> Result<(), String> {
+        let limit = match self.server_max_streams {
+            0 => self.cfg.max_open_streams,
+            server => self.cfg.max_open_streams.min(server as usize),
+        }
+        .max(1);
+        while self.streams.len() >= limit {
+            let shared = self.shared.clone();
+            let notified = shared.notify.notified();
+            let idle = {
+                let st = shared.state.lock();
+                if st.lost.is_some() {
+                    return Err("connection lost".into());
+                }
+                self.streams.keys().find(|g| st.unacked.get(*g).is_none_or(|m| m.is_empty())).cloned()
+            };
+            match idle {
+                Some(g) => self.finish_game(&g).await,
+                None => notified.await,
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a new connection and resends every un-acked event, per game in seq order.
     pub async fn reconnect(&mut self) -> Result<(), PublishError> {
         let mut attempt = 0;
@@ -299,8 +338,9 @@ impl Publisher {
             self.streams.clear();
             self.shared.state.lock().lost = None;
             match open(&self.endpoint, &self.cfg, &self.shared).await {
-                Ok((conn, reader, max_frame)) => {
-                    (self.conn, self.reader, self.max_frame) = (conn, reader, max_frame);
+                Ok((conn, reader, (max_frame, max_streams))) => {
+                    (self.conn, self.reader) = (conn, reader);
+                    (self.max_frame, self.server_max_streams) = (max_frame, max_streams);
                     if self.resend().await.is_ok() {
                         return Ok(());
                     }
@@ -331,12 +371,24 @@ impl Publisher {
     }
 }
 
+/// True for the event that ends a game (its stream can be finished after it).
+fn is_last(event: &Event) -> bool {
+    use opensports_proto::{Body, basketball, f1, football, soccer};
+    matches!(
+        event.body,
+        Body::Basketball(basketball::Event::GameEnd)
+            | Body::Football(football::Event::GameEnd)
+            | Body::Soccer(soccer::Event::GameEnd)
+            | Body::F1(f1::Event::SessionEnd)
+    )
+}
+
 /// Connects, says hello, waits for the welcome, and starts the control reader.
 async fn open(
     endpoint: &quinn::Endpoint,
     cfg: &PublisherConfig,
     shared: &Arc<Shared>,
-) -> Result<(quinn::Connection, tokio::task::JoinHandle<()>, u32), PublishError> {
+) -> Result<(quinn::Connection, tokio::task::JoinHandle<()>, (u32, u32)), PublishError> {
     let connect_err = |reason: String| PublishError::Connect { addr: cfg.addr, reason };
     let conn = endpoint
         .connect(cfg.addr, &cfg.server_name)
@@ -348,8 +400,8 @@ async fn open(
     let hello = Control::Hello { token: cfg.token.clone(), publisher: cfg.name.clone() };
     codec::write_json_frame(&mut buf, &hello).map_err(|e| PublishError::Encode(e.to_string()))?;
     send.write_all(&buf).await.map_err(|e| connect_err(e.to_string()))?;
-    let max_frame = match read_control(&mut recv).await {
-        Ok(Control::Welcome { max_frame, .. }) => max_frame,
+    let limits = match read_control(&mut recv).await {
+        Ok(Control::Welcome { max_frame, max_streams, .. }) => (max_frame, max_streams),
         Ok(Control::Error { code, message }) => {
             return Err(PublishError::Refused(format!("{code}: {message}")));
         }
@@ -375,7 +427,7 @@ async fn open(
             shared2.notify.notify_waiters();
         }
     });
-    Ok((conn, reader, max_frame))
+    Ok((conn, reader, limits))
 }
 
 /// The connection's close reason, with the code's documented name when the server closed it.

@@ -19,6 +19,9 @@ pub enum Control {
         server: String,
         /// Largest frame (codec byte + body) the server accepts.
         max_frame: u32,
+        /// Most event streams open at once on this connection.
+        #[serde(default)]
+        max_streams: u32,
     },
     /// Server → publisher: every event of `game` up to and including `seq` is accepted.
     /// Cumulative; sent at most once per game per flush interval.

@@ -300,7 +300,11 @@ mod tests {
     #[test]
     fn one_message_goes_alone_several_go_as_an_ordered_array() {
         let frames: Vec<Utf8Bytes> = (1..=3)
-            .map(|i| Utf8Bytes::from(format!(r#"{{"op":"msg","topic":"t","seq":{i},"ts":0,"data":{{"a":[1,2]}}}}"#)))
+            .map(|i| {
+                Utf8Bytes::from(format!(
+                    r#"{{"op":"msg","topic":"t","seq":{i},"ts":0,"data":{{"a":[1,2]}}}}"#
+                ))
+            })
             .collect();
         let Message::Text(one) = batch_message(&frames[..1]) else { panic!() };
         assert_eq!(one, frames[0], "a single message is the shared frame itself");

@@ -144,6 +144,7 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
     let welcome = Control::Welcome {
         server: concat!("opensports/", env!("CARGO_PKG_VERSION")).into(),
         max_frame: ctx.cfg.max_frame_bytes,
+        max_streams: ctx.cfg.max_streams_per_connection,
     };
     write_control(&mut send, &[welcome]).await.ok()?;
     // Keep the receive side drained so the publisher may half-close it; nothing else is

@@ -141,11 +141,12 @@ impl Shard {
     fn run(mut self) {
         let mut last_sweep = Instant::now();
         loop {
-            match self.rx.recv_timeout(Duration::from_secs(1)) {
+            match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.index.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
                 self.evict_ended();
