@@ -25,6 +25,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub pipeline: PipelineConfig,
     pub fanout: FanoutConfig,
+    pub plugins: PluginsConfig,
 }
 
 /// `[server]`: where things live and listen.
@@ -141,6 +142,74 @@ impl Default for FanoutConfig {
     }
 }
 
+/// `[plugins]`: sandboxed WASM analytics plugins and their limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Plugins to load: `[[plugins.load]]` tables with `path` (a `.wasm`), optional `name`
+    /// (default: the file name, `_` → `-`) and optional `config` (a table handed to the
+    /// plugin's `init` as JSON). Default: none.
+    pub load: Vec<PluginEntry>,
+    /// Wall-clock deadline per event per plugin, microseconds. Default 1000.
+    pub deadline_us: u64,
+    /// Linear memory cap per plugin instance, MiB. Default 16.
+    pub memory_mib: usize,
+    /// Emits per event per plugin. Default 64.
+    pub max_emits_per_event: usize,
+    /// Bytes per emit. Default 65536.
+    pub max_emit_bytes: usize,
+    /// Failures within a minute after which a plugin is quarantined. Default 5.
+    pub quarantine_after: usize,
+    /// Events kept per game for rebuilding a plugin instance by replay. Default 100000.
+    pub max_history_events: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            load: Vec::new(),
+            deadline_us: 1000,
+            memory_mib: 16,
+            max_emits_per_event: 64,
+            max_emit_bytes: 64 * 1024,
+            quarantine_after: 5,
+            max_history_events: 100_000,
+        }
+    }
+}
+
+/// One `[[plugins.load]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+}
+
+impl PluginEntry {
+    pub fn new(path: PathBuf) -> PluginEntry {
+        PluginEntry { path, name: None, config: None }
+    }
+
+    /// The plugin's name: configured, or the file stem with `_` as `-`.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace('_', "-"))
+                .unwrap_or_else(|| "plugin".into())
+        })
+    }
+
+    /// The `config` table as JSON (`{}` when absent).
+    pub fn config_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.config.clone().unwrap_or_default()).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
 impl Config {
     /// Reads and validates a TOML file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
@@ -178,6 +247,21 @@ impl Config {
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return invalid(field, "must be greater than 0");
+        }
+        for entry in &self.plugins.load {
+            let name = entry.name();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return invalid(
+                    "plugins.load.name",
+                    "plugin names are [A-Za-z0-9_-]+ (they are a topic level)",
+                );
+            }
+        }
+        if self.plugins.memory_mib == 0 || self.plugins.memory_mib > 256 {
+            return invalid("plugins.memory_mib", "must be 1..=256");
+        }
+        if self.plugins.deadline_us == 0 || self.plugins.quarantine_after == 0 {
+            return invalid("plugins.deadline_us", "deadline_us and quarantine_after must be greater than 0");
         }
         if self.fanout.max_batch_bytes < 1024 {
             return invalid("fanout.max_batch_bytes", "must be at least 1024");

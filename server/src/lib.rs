@@ -26,6 +26,7 @@ pub mod fanout;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod sim;
 
 use std::future::Future;
@@ -87,6 +88,7 @@ pub struct Running {
     pub cert_der: Vec<u8>,
     pub fanout: Arc<fanout::Fanout>,
     pub pipeline: Arc<pipeline::Pipeline>,
+    pub plugins: Arc<plugin::PluginSet>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -116,7 +118,14 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         .map_err(|source| StartError::Io { what: "TCP listener", source })?;
 
     let fanout = fanout::Fanout::new(config.fanout.clone());
-    let pipeline = pipeline::Pipeline::start(&config, fanout.clone())
+    let plugins = {
+        let (cfg, dir) = (config.plugins.clone(), config.server.data_dir.clone());
+        // Compiling plugins is CPU work; keep it off the runtime's threads.
+        tokio::task::spawn_blocking(move || plugin::PluginSet::load(&cfg, &dir))
+            .await
+            .map_err(|e| StartError::Io { what: "loading plugins", source: std::io::Error::other(e) })?
+    };
+    let pipeline = pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone())
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -125,6 +134,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     let app = api::AppState {
         fanout: fanout.clone(),
         pipeline: pipeline.clone(),
+        plugins: plugins.clone(),
         prometheus: prometheus.clone(),
         ws_sessions: Arc::new(AtomicUsize::new(0)),
         shutdown: shutdown_rx.clone(),
@@ -160,6 +170,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         cert_der,
         fanout,
         pipeline,
+        plugins,
         shutdown,
         tasks,
     })

@@ -114,6 +114,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plugin dev kit: scaffold, build, test offline.
+    Plugin {
+        #[command(subcommand)]
+        cmd: PluginCmd,
+    },
     /// Subscribe and print live messages.
     Watch {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
@@ -127,6 +132,47 @@ enum Command {
         /// Raw JSON, one message per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Scaffold a plugin crate that builds as is.
+    New {
+        name: String,
+        /// Parent directory (use `plugins` inside this repository).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build for wasm32-unknown-unknown (release, stripped) and report sizes.
+    Build {
+        /// The crate (or workspace) directory.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Packages to build (default: the crate at PATH).
+        #[arg(short, long)]
+        package: Vec<String>,
+    },
+    /// Run a plugin offline on a simulated game or a JSONL event file.
+    Test {
+        wasm: PathBuf,
+        /// Simulated game of this sport (basketball, football, soccer, f1).
+        #[arg(long, conflicts_with = "replay")]
+        sim: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// JSONL file of events (wire JSON format).
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Write outputs as JSONL here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Golden JSONL file: exit non-zero on the first difference.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Plugin config (JSON) handed to `init`.
+        #[arg(long, default_value = "{}")]
+        config: String,
     },
 }
 
@@ -194,6 +240,21 @@ async fn main() -> anyhow::Result<()> {
             progress.finish(&format!("{total} events published and acked"));
             Ok(())
         }
+        Command::Plugin { cmd } => match cmd {
+            PluginCmd::New { name, dir } => cli::plugin::new_cmd(&name, &dir),
+            PluginCmd::Build { path, package } => cli::plugin::build_cmd(&path, &package),
+            PluginCmd::Test { wasm, sim, seed, replay, out, expect, config } => {
+                let source = match (sim, replay) {
+                    (Some(s), _) => cli::plugin::Source::Sim(
+                        Sport::parse(&s).with_context(|| format!("unknown sport {s:?}"))?,
+                        seed,
+                    ),
+                    (None, Some(path)) => cli::plugin::Source::Replay(path),
+                    (None, None) => anyhow::bail!("give --sim SPORT or --replay FILE"),
+                };
+                cli::plugin::test_cmd(&wasm, &source, out.as_deref(), expect.as_deref(), &config)
+            }
+        },
         Command::Watch { patterns, url, mode, json } => {
             let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
             cli::watch::run(&url, &patterns, mode, json).await

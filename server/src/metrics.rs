@@ -29,6 +29,11 @@ pub const WS_ERRORS_TOTAL: &str = "opensports_ws_errors_total";
 pub const WS_MESSAGES_SENT_TOTAL: &str = "opensports_ws_messages_sent_total";
 pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
 
+pub const PLUGIN_FAILURES_TOTAL: &str = "opensports_plugin_failures_total";
+pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
+pub const PLUGIN_CALL_SECONDS: &str = "opensports_plugin_call_seconds";
+pub const PLUGIN_SWAP_SECONDS: &str = "opensports_plugin_swap_seconds";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle. Later calls (several
@@ -84,6 +89,21 @@ fn describe() {
     describe_counter!(FANOUT_TOPICS_REFUSED_TOTAL, "Publications dropped because max_topics was reached");
     describe_counter!(FANOUT_DROPPED_TOTAL, "Messages dropped from full subscriber queues");
     describe_counter!(FANOUT_LAGGED_TOTAL, "Lagged notices sent to subscribers");
+    describe_counter!(
+        PLUGIN_FAILURES_TOTAL,
+        "Plugin failures by plugin and kind (trap, deadline, memory, bad_output, compile)"
+    );
+    describe_gauge!(PLUGIN_QUARANTINED, "1 while a plugin is quarantined");
+    describe_histogram!(
+        PLUGIN_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one plugin call (event copy included)"
+    );
+    describe_histogram!(
+        PLUGIN_SWAP_SECONDS,
+        metrics::Unit::Seconds,
+        "Hot-reload swap time per shard, backfill included"
+    );
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
     describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
     describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");

@@ -21,12 +21,14 @@ use tokio::sync::watch;
 
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
+use crate::plugin::PluginSet;
 
 /// Shared state of the HTTP handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub fanout: Arc<Fanout>,
     pub pipeline: Arc<Pipeline>,
+    pub plugins: Arc<PluginSet>,
     pub prometheus: PrometheusHandle,
     pub ws_sessions: Arc<AtomicUsize>,
     pub shutdown: watch::Receiver<bool>,
@@ -39,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/plugins/{name}", axum::routing::post(reload_plugin))
         .route("/ws", get(ws::upgrade))
         .with_state(state)
 }
@@ -69,6 +73,31 @@ async fn game(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.fanout.latest(&topic::game_state(&id)) {
         Some(p) => json(StatusCode::OK, p.data().to_string()),
         None => json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} on this server")),
+    }
+}
+
+async fn plugins(State(s): State<AppState>) -> Response {
+    json(StatusCode::OK, serde_json::json!({"plugins": s.plugins.report()}).to_string())
+}
+
+/// Hot reload: the body is the new `.wasm`. Compiled off the runtime's threads; the shards swap
+/// it in at their next event boundary after backfilling it.
+async fn reload_plugin(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if s.plugins.get(&name).is_none() {
+        return json_error(StatusCode::NOT_FOUND, "no_such_plugin", &format!("no plugin {name:?} is loaded"));
+    }
+    let set = s.plugins.clone();
+    let n = name.clone();
+    match tokio::task::spawn_blocking(move || set.reload(&n, &body)).await {
+        Ok(Ok(version)) => {
+            json(StatusCode::OK, serde_json::json!({"name": name, "version": version}).to_string())
+        }
+        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, "bad_plugin", &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
     }
 }
 

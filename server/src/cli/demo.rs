@@ -9,8 +9,27 @@ use opensports_proto::Sport;
 use crate::sim::{self, Speed};
 use crate::{Config, Listeners};
 
+/// Builds the shipped plugins from the source tree (when the binary runs from it) so the demo
+/// shows their outputs too. Without a toolchain the demo runs without plugins.
+async fn shipped_plugins() -> Vec<crate::config::PluginEntry> {
+    let Some(ws) = super::plugin::source_workspace() else { return Vec::new() };
+    let names = super::plugin::shipped(&ws);
+    eprintln!("building {} plugins for wasm32 (first run takes a minute)…", names.len());
+    match tokio::task::spawn_blocking(move || super::plugin::build(&ws, &names, true)).await {
+        Ok(Ok(files)) => files.into_iter().map(crate::config::PluginEntry::new).collect(),
+        Ok(Err(e)) => {
+            eprintln!("plugins not built ({e:#}); the demo runs without them");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Runs until Ctrl-C.
-pub async fn run(config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> {
+    if config.plugins.load.is_empty() {
+        config.plugins.load = shipped_plugins().await;
+    }
     let listeners = Listeners::bind(&config)?;
     let token = config.ingest.tokens.first().cloned().unwrap_or_default();
     let running = crate::start(config, listeners).await?;
@@ -21,6 +40,7 @@ pub async fn run(config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> 
     println!("  games       http://{http}/v1/games");
     println!("  WebSocket   ws://{http}/ws");
     println!("  metrics     http://{http}/metrics");
+    println!("  plugins     http://{http}/v1/plugins");
     println!("  QUIC        {quic}  (certificate sha256 {})\n", running.fingerprint);
     println!("Watch the feed in another terminal:");
     println!("  cargo run --release -- watch 'game/+/state' --url ws://{http}/ws");

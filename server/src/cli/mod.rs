@@ -6,6 +6,7 @@
 //! - [`progress`]: a small progress line for long runs.
 
 pub mod demo;
+pub mod plugin;
 pub mod progress;
 pub mod watch;
 

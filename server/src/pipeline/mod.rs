@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
+use crate::plugin::{EventHistory, PluginSet, ShardPlugins};
 use games::GamesIndex;
 use state::{GameState, GameSummary, Status};
 
@@ -61,7 +62,11 @@ pub struct QueueFull(pub Ingested);
 pub struct Stopped;
 
 impl Pipeline {
-    pub fn start(config: &Config, fanout: Arc<Fanout>) -> std::io::Result<Arc<Pipeline>> {
+    pub fn start(
+        config: &Config,
+        fanout: Arc<Fanout>,
+        plugins: Arc<PluginSet>,
+    ) -> std::io::Result<Arc<Pipeline>> {
         let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
         let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let mut senders = Vec::new();
@@ -77,6 +82,8 @@ impl Pipeline {
                 ttl,
                 latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
                 duplicates: metrics::counter!(m::PIPELINE_DUPLICATES_TOTAL),
+                plugins: ShardPlugins::new(plugins.clone()),
+                max_history: config.plugins.max_history_events,
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
@@ -122,6 +129,22 @@ struct Game {
     topic: Option<Arc<Topic>>,
     summary: Option<GameSummary>,
     ended_at: Option<Instant>,
+    /// Archived events, kept while plugins are loaded, to rebuild a plugin by replay.
+    history: Vec<rkyv::util::AlignedVec>,
+}
+
+/// The shard's games as the plugins' replay source.
+struct Games<'a>(&'a HashMap<String, Game>);
+
+impl EventHistory for Games<'_> {
+    fn for_each(&self, f: &mut crate::plugin::ReplayFn<'_>) {
+        for (id, g) in self.0 {
+            let first_seq = g.state.last_seq + 1 - g.history.len() as u64;
+            for (i, bytes) in g.history.iter().enumerate() {
+                f(id, g.state.sport, first_seq + i as u64, bytes);
+            }
+        }
+    }
 }
 
 struct Shard {
@@ -135,6 +158,8 @@ struct Shard {
     ttl: Duration,
     latency: metrics::Histogram,
     duplicates: metrics::Counter,
+    plugins: ShardPlugins,
+    max_history: usize,
 }
 
 impl Shard {
@@ -144,7 +169,7 @@ impl Shard {
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.plugins.sync(&Games(&self.games)),
             }
             self.index.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
@@ -159,7 +184,8 @@ impl Shard {
         if !self.games.contains_key(&ev.game) {
             let state = GameState::new(&ev.game, ev.sport());
             let topic = self.fanout.topic(&topic::game_state(&ev.game));
-            self.games.insert(ev.game.clone(), Game { state, topic, summary: None, ended_at: None });
+            let game = Game { state, topic, summary: None, ended_at: None, history: Vec::new() };
+            self.games.insert(ev.game.clone(), game);
         }
         let Some(game) = self.games.get_mut(&ev.game) else { return };
         // Idempotent retries: a (game, seq) at or below the last one folded in was seen.
@@ -189,6 +215,49 @@ impl Shard {
         if game.state.status == Status::Ended && game.ended_at.is_none() {
             game.ended_at = Some(Instant::now());
         }
+        if !self.plugins.is_empty() {
+            self.run_plugins(&item.event);
+        }
+    }
+
+    /// Runs the plugins on one event and publishes their outputs on
+    /// `game/{id}/{plugin}/{name}`; then keeps the event for replay.
+    fn run_plugins(&mut self, ev: &Event) {
+        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
+            Ok(b) => b,
+            Err(e) => return tracing::error!(error = %e, "cannot archive event for plugins"),
+        };
+        // The event joins the history only after the plugins ran: a rebuild during this call
+        // must not replay it.
+        self.plugins.sync(&Games(&self.games));
+        let fanout = &self.fanout;
+        let mut topic = String::new();
+        self.plugins.on_event(
+            &ev.game,
+            ev.sport(),
+            ev.seq,
+            &bytes,
+            &Games(&self.games),
+            &mut |plugin, emit| {
+                topic.clear();
+                topic.push_str("game/");
+                topic.push_str(&ev.game);
+                topic.push('/');
+                topic.push_str(plugin);
+                topic.push('/');
+                topic.push_str(&emit.name);
+                if let Some(t) = fanout.topic(&topic) {
+                    fanout.publish(&t, ev.ts, &emit.payload);
+                }
+            },
+        );
+        if let Some(g) = self.games.get_mut(&ev.game) {
+            if g.history.len() >= self.max_history {
+                // Past the cap a rebuild can no longer be exact; the durable log will lift this.
+                g.history.remove(0);
+            }
+            g.history.push(bytes);
+        }
     }
 
     fn evict_ended(&mut self) {
@@ -201,6 +270,7 @@ impl Shard {
             .collect();
         for id in expired {
             if let Some(g) = self.games.remove(&id) {
+                self.plugins.forget(&id);
                 self.fanout.remove_topic(&topic::game_state(&id));
                 self.index.remove(&id, g.state.ts);
             }

@@ -1,0 +1,172 @@
+//! SDK for OpenSports Edge analytics plugins.
+//!
+//! A plugin is a Rust type implementing [`Plugin`], compiled to `wasm32-unknown-unknown` and
+//! exported with [`export_plugin!`]. The server calls it for every event of every game of its
+//! sports; the SDK keeps one value of your type per game, so a plugin is written as if it
+//! watched a single game. Outputs go out with [`Ctx::emit`] and become WebSocket topics
+//! `game/{id}/{plugin}/{name}`.
+//!
+//! Plugins are deterministic: no clock, no randomness, no I/O. Their outputs depend only on the
+//! events they saw, so the server can rebuild them exactly by replaying a game.
+//!
+//! ```
+//! use opensports_plugin_sdk::{Ctx, Plugin, export_plugin, proto};
+//! use proto::event::ArchivedBody;
+//! use proto::basketball::ArchivedEvent as Bk;
+//!
+//! #[derive(Default)]
+//! struct MadeShots {
+//!     made: u32,
+//! }
+//!
+//! impl Plugin for MadeShots {
+//!     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &proto::event::ArchivedEvent) {
+//!         if let ArchivedBody::Basketball(Bk::Shot { made: true, .. }) = &event.body {
+//!             self.made += 1;
+//!             ctx.emit("made_shots", &serde_json::json!({ "made": self.made }));
+//!         }
+//!     }
+//! }
+//!
+//! export_plugin!(MadeShots);
+//! ```
+//!
+//! # Layout
+//! - [`Plugin`], [`Ctx`]: what a plugin author uses.
+//! - [`abi`]: the ABI v1 glue the macro expands to (see README.md for the byte-level ABI).
+//! - [`testing`]: run a plugin natively on events, without a server or wasm.
+
+pub mod abi;
+pub mod testing;
+
+pub use opensports_proto as proto;
+pub use serde_json;
+
+use proto::event::ArchivedEvent;
+use serde::Serialize;
+
+/// An analytics plugin. One value per game (`Default` makes it), fed that game's events in
+/// order.
+pub trait Plugin: Default {
+    /// The sports whose events this plugin wants; the server skips the others. Default: all.
+    const SPORTS: &'static [proto::Sport] = &proto::Sport::ALL;
+
+    /// Called once per game, before its first event, with the plugin's configuration (the
+    /// `config` table of the plugin's entry in the server config, as JSON; `{}` when absent).
+    fn init(&mut self, _config: &serde_json::Value) {}
+
+    /// Called for each event of the game, in seq order.
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &ArchivedEvent);
+
+    /// State to persist (optional): returned bytes are handed to [`Plugin::restore`] to
+    /// rebuild the value without replaying the game.
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Rebuilds state from [`Plugin::snapshot`] bytes.
+    fn restore(&mut self, _bytes: &[u8]) {}
+}
+
+/// Deserializes the archived event into an owned [`proto::Event`]: convenient (owned strings,
+/// `Serialize` types) at the cost of an allocation per event. Plugins on the hot path can match
+/// on the archived event directly instead.
+pub fn to_owned(event: &ArchivedEvent) -> Option<proto::Event> {
+    rkyv::deserialize::<proto::Event, rkyv::rancor::Error>(event).ok()
+}
+
+/// Why an `emit` or `infer` was refused by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// More emits in this event than the server allows (default 64).
+    TooManyEmits,
+    /// Payload over the server's limit (default 64 KiB).
+    TooLarge,
+    /// Topic name not valid (printable ASCII, `/`-separated levels, no `+`/`#`).
+    BadTopic,
+    /// Payload not valid JSON.
+    BadJson,
+    /// `infer`: no model by that name is loaded.
+    NoSuchModel,
+    /// `infer`: input length does not match the model.
+    BadInput,
+    /// `infer`: the output buffer is too small.
+    OutputTooSmall,
+    /// A status this SDK version does not know.
+    Other(i32),
+}
+
+impl HostError {
+    pub fn from_status(status: i32) -> HostError {
+        match status {
+            abi::status::TOO_MANY_EMITS => HostError::TooManyEmits,
+            abi::status::TOO_LARGE => HostError::TooLarge,
+            abi::status::BAD_TOPIC => HostError::BadTopic,
+            abi::status::BAD_JSON => HostError::BadJson,
+            abi::status::NO_SUCH_MODEL => HostError::NoSuchModel,
+            abi::status::BAD_INPUT => HostError::BadInput,
+            abi::status::OUTPUT_TOO_SMALL => HostError::OutputTooSmall,
+            other => HostError::Other(other),
+        }
+    }
+}
+
+/// Log levels for [`Ctx::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+/// The plugin's handle to the host during one event.
+pub struct Ctx<'a> {
+    host: &'a mut dyn abi::Host,
+    game: &'a str,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("game", &self.game).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(host: &'a mut dyn abi::Host, game: &'a str) -> Ctx<'a> {
+        Ctx { host, game, buf: Vec::new() }
+    }
+
+    /// The game this event belongs to.
+    pub fn game(&self) -> &str {
+        self.game
+    }
+
+    /// Publishes `value` (as JSON) on `game/{id}/{plugin}/{name}`.
+    pub fn emit<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), HostError> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, value).map_err(|_| HostError::BadJson)?;
+        self.host.emit(name, &self.buf)
+    }
+
+    /// Runs model `model` on `inputs`; returns its outputs.
+    pub fn infer(&mut self, model: &str, inputs: &[f32]) -> Result<Vec<f32>, HostError> {
+        let mut out = vec![0f32; 16];
+        loop {
+            match self.host.infer(model, inputs, &mut out) {
+                Ok(n) => {
+                    out.truncate(n);
+                    return Ok(out);
+                }
+                Err(HostError::OutputTooSmall) if out.len() < 1 << 16 => out.resize(out.len() * 4, 0.0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes to the server's log (rate-limited by the host).
+    pub fn log(&mut self, level: Level, msg: &str) {
+        self.host.log(level, msg);
+    }
+}

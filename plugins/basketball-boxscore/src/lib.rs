@@ -1,0 +1,297 @@
+//! `basketball-boxscore`: the live box score.
+//!
+//! Outputs (topic suffix → JSON), each emitted when it changes:
+//! - `player/{id}`: `{player, side, pts, fgm, fga, fg3m, fg3a, ftm, fta, oreb, dreb, ast, stl,
+//!   blk, tov, pf, plus_minus, game_score}`. Plus-minus counts points while the player is on
+//!   the court, as far as the feed shows it (a player is on court from the first event naming
+//!   them until substituted out).
+//! - `team/{home|away}`: the same counting stats summed for the team.
+//! - `alert`: `{kind, ...}` with kind `foul_trouble` (a player's 2nd foul in the first half),
+//!   `lead_change` (`{leader, score}`), `run` (`{side, points}` when one side scores 10+ in a row).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use opensports_plugin_sdk::proto::basketball::ArchivedEvent as Bk;
+use opensports_plugin_sdk::proto::event::{ArchivedBody, ArchivedEvent, ArchivedSide};
+use opensports_plugin_sdk::{Ctx, Plugin, export_plugin};
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct Line {
+    pub pts: u32,
+    pub fgm: u32,
+    pub fga: u32,
+    pub fg3m: u32,
+    pub fg3a: u32,
+    pub ftm: u32,
+    pub fta: u32,
+    pub oreb: u32,
+    pub dreb: u32,
+    pub ast: u32,
+    pub stl: u32,
+    pub blk: u32,
+    pub tov: u32,
+    pub pf: u32,
+    pub plus_minus: i32,
+}
+
+impl Line {
+    /// Hollinger's Game Score.
+    pub fn game_score(&self) -> f64 {
+        let f = |x: u32| f64::from(x);
+        f(self.pts) + 0.4 * f(self.fgm) - 0.7 * f(self.fga) - 0.4 * (f(self.fta) - f(self.ftm))
+            + 0.7 * f(self.oreb)
+            + 0.3 * f(self.dreb)
+            + f(self.stl)
+            + 0.7 * f(self.ast)
+            + 0.7 * f(self.blk)
+            - 0.4 * f(self.pf)
+            - f(self.tov)
+    }
+}
+
+#[derive(Serialize)]
+struct PlayerOut<'a> {
+    player: &'a str,
+    side: &'static str,
+    #[serde(flatten)]
+    line: &'a Line,
+    game_score: f64,
+}
+
+#[derive(Serialize)]
+struct TeamOut<'a> {
+    side: &'static str,
+    #[serde(flatten)]
+    line: &'a Line,
+}
+
+fn idx(side: &ArchivedSide) -> usize {
+    match side {
+        ArchivedSide::Home => 0,
+        ArchivedSide::Away => 1,
+    }
+}
+
+const SIDES: [&str; 2] = ["home", "away"];
+
+#[derive(Debug, Default)]
+pub struct Boxscore {
+    players: [BTreeMap<String, Line>; 2],
+    on_court: [BTreeSet<String>; 2],
+    score: [u32; 2],
+    period: u8,
+    leader: Option<usize>,
+    run: (Option<usize>, u32),
+    run_alerted: bool,
+    changed: BTreeSet<(usize, String)>,
+}
+
+impl Boxscore {
+    fn line(&mut self, side: usize, player: &str) -> &mut Line {
+        if !self.on_court[side].contains(player) && self.on_court[side].len() < 5 {
+            self.on_court[side].insert(player.to_string());
+        }
+        self.changed.insert((side, player.to_string()));
+        self.players[side].entry(player.to_string()).or_default()
+    }
+
+    fn scored(&mut self, ctx: &mut Ctx<'_>, side: usize, pts: u32) {
+        self.score[side] += pts;
+        for (s, sign) in [(side, 1i32), (1 - side, -1)] {
+            for p in self.on_court[s].clone() {
+                self.players[s].entry(p.clone()).or_default().plus_minus += sign * pts as i32;
+                self.changed.insert((s, p));
+            }
+        }
+        let leader = match self.score[0].cmp(&self.score[1]) {
+            std::cmp::Ordering::Greater => Some(0),
+            std::cmp::Ordering::Less => Some(1),
+            std::cmp::Ordering::Equal => None,
+        };
+        if let Some(l) = leader
+            && self.leader.is_some_and(|prev| prev != l)
+        {
+            let _ = ctx.emit(
+                "alert",
+                &serde_json::json!({"kind": "lead_change", "leader": SIDES[l], "score": self.score}),
+            );
+        }
+        if leader.is_some() {
+            self.leader = leader;
+        }
+        if self.run.0 == Some(side) {
+            self.run.1 += pts;
+        } else {
+            self.run = (Some(side), pts);
+            self.run_alerted = false;
+        }
+        if self.run.1 >= 10 && !self.run_alerted {
+            self.run_alerted = true;
+            let _ = ctx.emit(
+                "alert",
+                &serde_json::json!({"kind": "run", "side": SIDES[side], "points": self.run.1}),
+            );
+        }
+    }
+}
+
+use opensports_plugin_sdk::serde_json;
+
+impl Plugin for Boxscore {
+    const SPORTS: &'static [opensports_plugin_sdk::proto::Sport] =
+        &[opensports_plugin_sdk::proto::Sport::Basketball];
+
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &ArchivedEvent) {
+        let ArchivedBody::Basketball(ev) = &event.body else { return };
+        match ev {
+            Bk::PeriodStart { period } => self.period = *period,
+            Bk::Shot { side, player, points, made, .. } => {
+                let (s, three) = (idx(side), *points == 3);
+                let l = self.line(s, player.as_str());
+                l.fga += 1;
+                l.fg3a += u32::from(three);
+                if *made {
+                    l.fgm += 1;
+                    l.fg3m += u32::from(three);
+                    l.pts += u32::from(*points);
+                    self.scored(ctx, s, u32::from(*points));
+                }
+            }
+            Bk::FreeThrow { side, player, made, .. } => {
+                let s = idx(side);
+                let l = self.line(s, player.as_str());
+                l.fta += 1;
+                if *made {
+                    l.ftm += 1;
+                    l.pts += 1;
+                    self.scored(ctx, s, 1);
+                }
+            }
+            Bk::Rebound { side, player, offensive } => {
+                if let Some(p) = player.as_ref() {
+                    let l = self.line(idx(side), p.as_str());
+                    if *offensive { l.oreb += 1 } else { l.dreb += 1 }
+                }
+            }
+            Bk::Assist { side, player } => self.line(idx(side), player.as_str()).ast += 1,
+            Bk::Steal { side, player } => self.line(idx(side), player.as_str()).stl += 1,
+            Bk::Block { side, player } => self.line(idx(side), player.as_str()).blk += 1,
+            Bk::Turnover { side, player } => {
+                if let Some(p) = player.as_ref() {
+                    self.line(idx(side), p.as_str()).tov += 1;
+                }
+            }
+            Bk::Foul { side, player, .. } => {
+                if let Some(p) = player.as_ref() {
+                    let first_half = self.period <= 2;
+                    let l = self.line(idx(side), p.as_str());
+                    l.pf += 1;
+                    if l.pf == 2 && first_half {
+                        let alert = serde_json::json!({"kind": "foul_trouble", "side": SIDES[idx(side)], "player": p.as_str(), "fouls": 2});
+                        let _ = ctx.emit("alert", &alert);
+                    }
+                }
+            }
+            Bk::Substitution { side, player_in, player_out } => {
+                let s = idx(side);
+                self.on_court[s].remove(player_out.as_str());
+                self.on_court[s].insert(player_in.as_str().to_string());
+                self.players[s].entry(player_in.as_str().to_string()).or_default();
+            }
+            _ => {}
+        }
+        let changed = std::mem::take(&mut self.changed);
+        let mut teams = [false; 2];
+        for (s, p) in &changed {
+            if let Some(line) = self.players[*s].get(p) {
+                let out =
+                    PlayerOut { player: p, side: SIDES[*s], line, game_score: round1(line.game_score()) };
+                let _ = ctx.emit(&format!("player/{p}"), &out);
+                teams[*s] = true;
+            }
+        }
+        for s in 0..2 {
+            if teams[s] {
+                let total = self.players[s].values().fold(Line::default(), |mut t, l| {
+                    t.pts += l.pts;
+                    t.fgm += l.fgm;
+                    t.fga += l.fga;
+                    t.fg3m += l.fg3m;
+                    t.fg3a += l.fg3a;
+                    t.ftm += l.ftm;
+                    t.fta += l.fta;
+                    t.oreb += l.oreb;
+                    t.dreb += l.dreb;
+                    t.ast += l.ast;
+                    t.stl += l.stl;
+                    t.blk += l.blk;
+                    t.tov += l.tov;
+                    t.pf += l.pf;
+                    t
+                });
+                let _ = ctx.emit(&format!("team/{}", SIDES[s]), &TeamOut { side: SIDES[s], line: &total });
+            }
+        }
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+export_plugin!(Boxscore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opensports_plugin_sdk::proto::{Body, Event, Side, basketball as bk};
+    use opensports_plugin_sdk::testing::run;
+
+    fn ev(seq: u64, e: bk::Event) -> Event {
+        Event { v: 1, game: "g".into(), seq, ts: 0, clock_ms: None, body: Body::Basketball(e) }
+    }
+
+    #[test]
+    fn counts_points_shots_and_alerts() {
+        let shot = |side, p: &str, points, made| bk::Event::Shot {
+            side,
+            player: p.into(),
+            x: 0.0,
+            y: 0.0,
+            points,
+            made,
+        };
+        let mut events = vec![ev(1, bk::Event::PeriodStart { period: 1 })];
+        events.push(ev(2, shot(Side::Away, "A1", 2, true)));
+        for i in 0..4 {
+            events.push(ev(3 + i, shot(Side::Home, "H1", 3, true)));
+        }
+        events.push(ev(
+            10,
+            bk::Event::Foul { side: Side::Home, player: Some("H1".into()), kind: "personal".into() },
+        ));
+        events.push(ev(
+            11,
+            bk::Event::Foul { side: Side::Home, player: Some("H1".into()), kind: "personal".into() },
+        ));
+        let out = run::<Boxscore>(&serde_json::json!({}), &events);
+        let last_h1: serde_json::Value =
+            serde_json::from_str(&out.iter().rev().find(|o| o.name == "player/H1").unwrap().json).unwrap();
+        assert_eq!(last_h1["pts"], 12);
+        assert_eq!(last_h1["fg3m"], 4);
+        assert_eq!(last_h1["pf"], 2);
+        assert_eq!(last_h1["plus_minus"], 12);
+        let alerts: Vec<serde_json::Value> = out
+            .iter()
+            .filter(|o| o.name == "alert")
+            .map(|o| serde_json::from_str(&o.json).unwrap())
+            .collect();
+        assert!(alerts.iter().any(|a| a["kind"] == "lead_change"));
+        assert!(alerts.iter().any(|a| a["kind"] == "run" && a["points"] == 12));
+        assert!(alerts.iter().any(|a| a["kind"] == "foul_trouble"));
+        let team: serde_json::Value =
+            serde_json::from_str(&out.iter().rev().find(|o| o.name == "team/home").unwrap().json).unwrap();
+        assert_eq!(team["pts"], 12);
+    }
+}

@@ -1,0 +1,258 @@
+//! The plugin dev kit: `opensports plugin new | build | test`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use opensports_proto::{Event, Sport};
+
+use crate::plugin::harness::Harness;
+use crate::sim;
+
+/// Release settings for plugins, passed to cargo for the wasm build only: small, stripped,
+/// abort on panic (the host turns the trap into a counted failure).
+const WASM_PROFILE: [(&str, &str); 6] = [
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
+    ("CARGO_PROFILE_RELEASE_LTO", "true"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+    ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+    ("CARGO_PROFILE_RELEASE_STRIP", "true"),
+    ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
+];
+
+/// Builds plugin crates for wasm32-unknown-unknown in release and returns their `.wasm` files.
+/// `dir` is where cargo runs (a plugin crate or the workspace); `packages` empty = the crate in
+/// `dir`.
+pub fn build(dir: &Path, packages: &[String], quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--message-format",
+            "json-render-diagnostics",
+        ])
+        .envs(WASM_PROFILE);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    if quiet {
+        cmd.stderr(std::process::Stdio::null());
+    }
+    let out = cmd.output().context("running cargo (is the Rust toolchain installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "cargo build for wasm32-unknown-unknown failed (exit {}); is the target installed? `rustup target add wasm32-unknown-unknown`",
+            out.status
+        );
+    }
+    let mut wasm = Vec::new();
+    for line in out.stdout.lines() {
+        let line = line?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        for f in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
+                wasm.push(PathBuf::from(f));
+            }
+        }
+    }
+    wasm.sort();
+    wasm.dedup();
+    Ok(wasm)
+}
+
+/// The shipped plugins: every crate under `<workspace>/plugins/`.
+pub fn shipped(workspace: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(workspace.join("plugins"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The workspace this binary was built from, when it is still there (demo and tests).
+pub fn source_workspace() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
+    dir.join("plugins").is_dir().then_some(dir)
+}
+
+/// `opensports plugin build`: builds and prints each module's size.
+pub fn build_cmd(dir: &Path, packages: &[String]) -> anyhow::Result<()> {
+    let files = build(dir, packages, false)?;
+    if files.is_empty() {
+        bail!("no .wasm was produced: is the crate's `crate-type` [\"cdylib\", \"rlib\"]?");
+    }
+    for f in &files {
+        let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+        println!("{:>8.1} KiB  {}", size as f64 / 1024.0, f.display());
+    }
+    Ok(())
+}
+
+/// `opensports plugin new NAME`: a crate that builds as is.
+pub fn new_cmd(name: &str, parent: &Path) -> anyhow::Result<()> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        bail!("plugin names are lowercase letters, digits and '-' (they become a topic level)");
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let in_workspace =
+        parent.ends_with("plugins") && parent.parent().is_some_and(|w| w.join("plugin-sdk").is_dir());
+    let sdk = if in_workspace {
+        "opensports-plugin-sdk = { workspace = true }\nserde = { version = \"1\", features = [\"derive\"] }"
+            .to_string()
+    } else {
+        let path = source_workspace()
+            .map(|w| w.join("plugin-sdk"))
+            .unwrap_or_else(|| PathBuf::from("../plugin-sdk"));
+        format!(
+            "opensports-plugin-sdk = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}",
+            path
+        )
+    };
+    let version = if in_workspace {
+        "version.workspace = true\nedition.workspace = true"
+    } else {
+        "version = \"0.1.0\"\nedition = \"2024\""
+    };
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\n{version}\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n{sdk}\n"
+        ),
+    )?;
+    std::fs::write(dir.join("src/lib.rs"), TEMPLATE)?;
+    println!("created {}", dir.display());
+    println!("build it:  opensports plugin build {}", dir.display());
+    println!("try it:    opensports plugin test <the .wasm> --sim basketball");
+    Ok(())
+}
+
+const TEMPLATE: &str = r#"//! An OpenSports plugin. Outputs: `events` → `{"count": N}` after every event of its sports.
+
+use opensports_plugin_sdk::proto::Sport;
+use opensports_plugin_sdk::proto::event::ArchivedEvent;
+use opensports_plugin_sdk::{Ctx, Plugin, export_plugin};
+use serde::Serialize;
+
+#[derive(Default)]
+pub struct MyPlugin {
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct Count {
+    count: u64,
+}
+
+impl Plugin for MyPlugin {
+    const SPORTS: &'static [Sport] = &Sport::ALL;
+
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, _event: &ArchivedEvent) {
+        self.count += 1;
+        let _ = ctx.emit("events", &Count { count: self.count });
+    }
+}
+
+export_plugin!(MyPlugin);
+"#;
+
+/// Where `plugin test` takes its events from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A simulated game of this sport (seed 1).
+    Sim(Sport, u64),
+    /// A JSONL file of events in the wire JSON format.
+    Replay(PathBuf),
+}
+
+pub fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
+    match source {
+        Source::Sim(sport, seed) => {
+            Ok(sim::generate(*sport, *seed, 0).events.into_iter().map(|t| t.event).collect())
+        }
+        Source::Replay(path) => {
+            let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+            let mut events = Vec::new();
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let e: Event =
+                    serde_json::from_str(&line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+                events.push(e);
+            }
+            Ok(events)
+        }
+    }
+}
+
+/// `opensports plugin test`: runs a plugin offline; prints or writes JSONL; with `expect`, diffs
+/// against a golden file and fails on the first difference.
+pub fn test_cmd(
+    wasm: &Path,
+    source: &Source,
+    out: Option<&Path>,
+    expect: Option<&Path>,
+    config: &str,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(wasm).with_context(|| wasm.display().to_string())?;
+    let name =
+        wasm.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "plugin".into());
+    let cache = std::env::temp_dir().join("opensports-plugin-cache");
+    let mut h =
+        Harness::new(&name, &bytes, config.as_bytes(), &cache).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let events = load_events(source)?;
+    let lines: Vec<String> = match h.run(&events) {
+        Ok(lines) => lines.iter().map(|l| l.to_jsonl()).collect(),
+        Err((seq, e)) => bail!("{name} failed on event seq {seq}: {e} ({})", e.kind()),
+    };
+    eprintln!("{name}: {} events in, {} outputs", events.len(), lines.len());
+    if let Some(path) = out {
+        let mut f = std::fs::File::create(path)?;
+        for l in &lines {
+            writeln!(f, "{l}")?;
+        }
+    } else if expect.is_none() {
+        let mut stdout = std::io::stdout().lock();
+        for l in &lines {
+            if writeln!(stdout, "{l}").is_err() {
+                break;
+            }
+        }
+    }
+    if let Some(golden) = expect {
+        let want: Vec<String> = std::fs::read_to_string(golden)
+            .with_context(|| golden.display().to_string())?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(i) = (0..want.len().max(lines.len())).find(|i| want.get(*i) != lines.get(*i)) {
+            bail!(
+                "output differs from {} at line {}:\n  expected: {}\n  got:      {}",
+                golden.display(),
+                i + 1,
+                want.get(i).map(String::as_str).unwrap_or("<end of file>"),
+                lines.get(i).map(String::as_str).unwrap_or("<end of output>")
+            );
+        }
+        eprintln!("matches {} ({} lines)", golden.display(), want.len());
+    }
+    Ok(())
+}

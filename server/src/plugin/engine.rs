@@ -1,0 +1,152 @@
+//! The process-wide wasmtime engine, its epoch ticker, the host imports, and compilation with
+//! a `.cwasm` cache in the data dir.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Caller, Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig};
+
+use super::PluginError;
+use super::host::{self, HostState};
+
+/// Epoch tick: the deadline is counted in these. 250 µs keeps the 1 ms default deadline within
+/// 25% and costs ~4,000 wakeups a second on one thread.
+pub const TICK: Duration = Duration::from_micros(250);
+
+/// Largest linear memory the pooling allocator reserves per instance; the configured cap
+/// (`plugins.memory_mib`, default 16) is enforced below it by the store's limiter.
+const MAX_MEMORY: usize = 256 << 20;
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+
+/// The one engine of the process (created on first use, with its epoch ticker thread).
+pub fn engine() -> &'static Engine {
+    ENGINE.get_or_init(|| {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(512).total_memories(512).total_tables(512);
+        pool.max_memory_size(MAX_MEMORY);
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            .memory_reservation(MAX_MEMORY as u64)
+            .memory_guard_size(64 << 10)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = match Engine::new(&cfg) {
+            Ok(e) => e,
+            Err(e) => {
+                // The pooling allocator can fail where virtual memory is tight: fall back to
+                // on-demand allocation rather than running without plugins.
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+                Engine::new(&cfg).unwrap_or_else(|_| Engine::default())
+            }
+        };
+        let weak = engine.weak();
+        let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+            while let Some(e) = weak.upgrade() {
+                e.increment_epoch();
+                drop(e);
+                std::thread::sleep(TICK);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the epoch ticker: plugin deadlines will not fire");
+        }
+        engine
+    })
+}
+
+/// A plugin compiled and linked, ready to instantiate on any shard.
+pub struct Compiled {
+    pub name: Arc<str>,
+    /// First 16 hex digits of the wasm's SHA-256.
+    pub version: String,
+    /// Bit mask of sports (1 basketball, 2 football, 4 soccer, 8 f1) from `os_sports`, or all.
+    pub sports: u32,
+    pub pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
+    let mut l = Linker::new(engine);
+    let link = |e: wasmtime::Error| PluginError::Compile(e.to_string());
+    l.func_wrap("opensports", "emit", |c: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32| {
+        host::emit(c, tp, tl, pp, pl)
+    })
+    .map_err(link)?;
+    l.func_wrap(
+        "opensports",
+        "infer",
+        |c: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i32, op: i32, oc: i32| {
+            host::infer(c, mp, ml, ip, il, op, oc)
+        },
+    )
+    .map_err(link)?;
+    l.func_wrap("opensports", "log", |c: Caller<'_, HostState>, level: i32, p: i32, n: i32| {
+        host::log(c, level, p, n)
+    })
+    .map_err(link)?;
+    Ok(l)
+}
+
+/// Compiles `wasm` (or loads its cached `.cwasm` from `cache_dir`), checks its exports and
+/// links it.
+pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, PluginError> {
+    let engine = engine();
+    let digest = Sha256::digest(wasm);
+    let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut h = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let key =
+        format!("{}-{:016x}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>(), h.finish());
+    let cached: PathBuf = cache_dir.join(format!("{key}.cwasm"));
+    let module = match load_cached(engine, &cached) {
+        Some(m) => m,
+        None => {
+            let bytes = engine.precompile_module(wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            if std::fs::create_dir_all(cache_dir).and_then(|()| std::fs::write(&cached, &bytes)).is_err() {
+                tracing::warn!(path = %cached.display(), "cannot write the compiled-plugin cache");
+            }
+            Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?
+        }
+    };
+    for required in ["memory", "os_abi_version", "os_buffer", "on_event"] {
+        if module.get_export(required).is_none() {
+            return Err(PluginError::Compile(format!(
+                "missing export `{required}` (ABI v1, see plugin-sdk/README.md)"
+            )));
+        }
+    }
+    let pre = linker(engine)?.instantiate_pre(&module).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+    Ok(Compiled { name: Arc::from(name), version, sports: 0, pre })
+}
+
+/// Loads a `.cwasm` this process wrote earlier. The file name carries the wasm's hash and the
+/// engine's compatibility hash, so a stale or foreign artifact is never picked up.
+#[allow(unsafe_code)]
+fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: `deserialize_file` trusts its input to be a wasmtime artifact. This one was
+    // written by `precompile_module` of an engine with the same compatibility hash (it is in
+    // the name) into the server's own data dir.
+    match unsafe { Module::deserialize_file(engine, path) } {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-plugin cache entry");
+            None
+        }
+    }
+}

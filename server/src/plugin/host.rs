@@ -1,0 +1,160 @@
+//! Host side of ABI v1: the store's state and the imports `emit`, `infer`, `log`.
+
+use std::sync::Arc;
+
+use wasmtime::{Caller, Extern, ResourceLimiter};
+
+/// Status codes returned to the guest (plugin-sdk `abi::status`).
+pub mod status {
+    pub const OK: i32 = 0;
+    pub const TOO_MANY_EMITS: i32 = -1;
+    pub const TOO_LARGE: i32 = -2;
+    pub const BAD_TOPIC: i32 = -3;
+    pub const BAD_JSON: i32 = -4;
+    pub const BAD_POINTER: i32 = -5;
+    pub const NO_SUCH_MODEL: i32 = -10;
+}
+
+/// Per-event limits, from `[plugins]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub max_emits: usize,
+    pub max_emit_bytes: usize,
+    /// Log lines per event beyond which `log` is silently dropped.
+    pub max_logs: u32,
+}
+
+/// One emitted output: the topic suffix and the JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    pub name: String,
+    pub payload: Vec<u8>,
+}
+
+/// Everything a plugin call touches on the host side.
+#[derive(Debug)]
+pub struct HostState {
+    pub plugin: Arc<str>,
+    pub limits: Limits,
+    pub emits: Vec<Emit>,
+    /// Set when an emit broke a rule: the event fails with `BadOutput`.
+    pub bad_output: Option<String>,
+    /// Set when the limiter refused a memory growth: a trap after it is a `Memory` failure.
+    pub memory_denied: bool,
+    pub logs: u32,
+}
+
+impl HostState {
+    pub fn new(plugin: Arc<str>, limits: Limits) -> HostState {
+        HostState { plugin, limits, emits: Vec::new(), bad_output: None, memory_denied: false, logs: 0 }
+    }
+
+    pub fn reset(&mut self) {
+        self.emits.clear();
+        self.bad_output = None;
+        self.logs = 0;
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits.memory_bytes {
+            self.memory_denied = true;
+            // Trap at once: a guest that ignores a failed grow would fail obscurely later.
+            return Err(wasmtime::format_err!("memory cap of {} bytes reached", self.limits.memory_bytes));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Copies `len` bytes at `ptr` out of the guest's memory.
+fn read(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let Some(Extern::Memory(mem)) = caller.get_export("memory") else { return None };
+    let (ptr, len) = (usize::try_from(ptr).ok()?, usize::try_from(len).ok()?);
+    mem.data(&*caller).get(ptr..ptr.checked_add(len)?).map(<[u8]>::to_vec)
+}
+
+fn refuse(caller: &mut Caller<'_, HostState>, code: i32, why: String) -> i32 {
+    let st = caller.data_mut();
+    if st.bad_output.is_none() {
+        st.bad_output = Some(why);
+    }
+    code
+}
+
+pub fn emit(mut caller: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32) -> i32 {
+    let limits = caller.data().limits;
+    if caller.data().emits.len() >= limits.max_emits {
+        return refuse(
+            &mut caller,
+            status::TOO_MANY_EMITS,
+            format!("more than {} emits in one event", limits.max_emits),
+        );
+    }
+    if usize::try_from(pl).unwrap_or(usize::MAX) > limits.max_emit_bytes {
+        return refuse(
+            &mut caller,
+            status::TOO_LARGE,
+            format!("emit of {pl} bytes (limit {})", limits.max_emit_bytes),
+        );
+    }
+    let (Some(name), Some(payload)) = (read(&mut caller, tp, tl), read(&mut caller, pp, pl)) else {
+        return refuse(&mut caller, status::BAD_POINTER, "emit pointer outside guest memory".into());
+    };
+    let Ok(name) = String::from_utf8(name) else {
+        return refuse(&mut caller, status::BAD_TOPIC, "emit topic is not UTF-8".into());
+    };
+    if let Err(e) = opensports_proto::topic::validate_topic(&name) {
+        return refuse(&mut caller, status::BAD_TOPIC, format!("emit topic {name:?}: {e}"));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return refuse(&mut caller, status::BAD_JSON, format!("emit on {name:?} is not valid JSON"));
+    }
+    caller.data_mut().emits.push(Emit { name, payload });
+    status::OK
+}
+
+/// No model registry yet: every model is unknown (documented status `NO_SUCH_MODEL`).
+pub fn infer(
+    _caller: Caller<'_, HostState>,
+    _mp: i32,
+    _ml: i32,
+    _ip: i32,
+    _il: i32,
+    _op: i32,
+    _oc: i32,
+) -> i32 {
+    status::NO_SUCH_MODEL
+}
+
+pub fn log(mut caller: Caller<'_, HostState>, level: i32, p: i32, n: i32) {
+    let max = caller.data().limits.max_logs;
+    caller.data_mut().logs += 1;
+    if caller.data().logs > max {
+        return;
+    }
+    let Some(bytes) = read(&mut caller, p, n.min(4096)) else { return };
+    let msg = String::from_utf8_lossy(&bytes);
+    let plugin = caller.data().plugin.clone();
+    match level {
+        1 => tracing::error!(%plugin, "{msg}"),
+        2 => tracing::warn!(%plugin, "{msg}"),
+        3 => tracing::info!(%plugin, "{msg}"),
+        _ => tracing::debug!(%plugin, "{msg}"),
+    }
+}

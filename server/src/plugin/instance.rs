@@ -1,0 +1,144 @@
+//! One live instance of a plugin (one per plugin per shard thread) and its typed calls.
+
+use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+use super::PluginError;
+use super::engine::{Compiled, engine};
+use super::host::{Emit, HostState, Limits};
+
+/// ABI version this host speaks.
+pub const ABI_VERSION: i32 = 1;
+
+pub struct Instance {
+    instance: wasmtime::Instance,
+    store: Store<HostState>,
+    memory: Memory,
+    buffer: TypedFunc<i32, i32>,
+    on_event: TypedFunc<(i32, i32), i32>,
+    forget: Option<TypedFunc<(i32, i32), i32>>,
+    deadline_ticks: u64,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance").field("plugin", &self.store.data().plugin).finish_non_exhaustive()
+    }
+}
+
+fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
+    if st.memory_denied {
+        return PluginError::Memory;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Deadline,
+        Some(t) => PluginError::Trap(t.to_string()),
+        None => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+impl Instance {
+    /// Instantiates from the cached `InstancePre`, checks the ABI version and runs `init` with
+    /// the plugin's config (JSON).
+    pub fn new(
+        c: &Compiled,
+        limits: Limits,
+        deadline_ticks: u64,
+        config: &[u8],
+    ) -> Result<Instance, PluginError> {
+        let mut store = Store::new(engine(), HostState::new(c.name.clone(), limits));
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        // Instantiation and init get a more generous deadline than an event.
+        store.set_epoch_deadline(deadline_ticks.saturating_mul(20));
+        let inst = match c.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => return Err(classify(e, store.data())),
+        };
+        let bad = |what: &str| PluginError::Compile(format!("export `{what}` missing or of the wrong type"));
+        let memory = inst.get_memory(&mut store, "memory").ok_or_else(|| bad("memory"))?;
+        let version = inst
+            .get_typed_func::<(), i32>(&mut store, "os_abi_version")
+            .map_err(|_| bad("os_abi_version"))?;
+        let buffer =
+            inst.get_typed_func::<i32, i32>(&mut store, "os_buffer").map_err(|_| bad("os_buffer"))?;
+        let on_event =
+            inst.get_typed_func::<(i32, i32), i32>(&mut store, "on_event").map_err(|_| bad("on_event"))?;
+        let forget = inst.get_typed_func::<(i32, i32), i32>(&mut store, "forget").ok();
+        let init = inst.get_typed_func::<(i32, i32), i32>(&mut store, "init").ok();
+        match version.call(&mut store, ()) {
+            Ok(ABI_VERSION) => {}
+            Ok(v) => {
+                return Err(PluginError::Compile(format!(
+                    "ABI version {v}, this server speaks {ABI_VERSION}"
+                )));
+            }
+            Err(e) => return Err(classify(e, store.data())),
+        }
+        let mut me = Instance { instance: inst, store, memory, buffer, on_event, forget, deadline_ticks };
+        if let Some(init) = init {
+            let (ptr, len) = me.write(config)?;
+            match init.call(&mut me.store, (ptr, len)) {
+                Ok(0) => {}
+                Ok(s) => return Err(PluginError::BadOutput(format!("init returned status {s}"))),
+                Err(e) => return Err(classify(e, me.store.data())),
+            }
+        }
+        Ok(me)
+    }
+
+    /// The sports this plugin asked for (`os_sports` bit mask), or all.
+    pub fn sports(&mut self) -> u32 {
+        const ALL: u32 = 0b1111;
+        let Ok(f) = self.instance.get_typed_func::<(), i32>(&mut self.store, "os_sports") else { return ALL };
+        match f.call(&mut self.store, ()) {
+            Ok(mask) if mask > 0 => mask as u32 & ALL,
+            _ => ALL,
+        }
+    }
+
+    /// Copies `bytes` into the guest's aligned buffer.
+    fn write(&mut self, bytes: &[u8]) -> Result<(i32, i32), PluginError> {
+        let len = i32::try_from(bytes.len()).map_err(|_| PluginError::BadOutput("input too large".into()))?;
+        let ptr = match self.buffer.call(&mut self.store, len) {
+            Ok(p) => p,
+            Err(e) => return Err(classify(e, self.store.data())),
+        };
+        if ptr % 16 != 0 {
+            return Err(PluginError::BadOutput(format!("os_buffer returned unaligned pointer {ptr}")));
+        }
+        let offset =
+            usize::try_from(ptr).map_err(|_| PluginError::BadOutput("negative buffer pointer".into()))?;
+        self.memory
+            .write(&mut self.store, offset, bytes)
+            .map_err(|_| PluginError::BadOutput("os_buffer returned a buffer outside memory".into()))?;
+        Ok((ptr, len))
+    }
+
+    /// Runs `on_event` on one archived event; returns its emits, or the typed failure.
+    pub fn call(&mut self, event: &[u8]) -> Result<Vec<Emit>, PluginError> {
+        self.store.data_mut().reset();
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let (ptr, len) = self.write(event)?;
+        let status = match self.on_event.call(&mut self.store, (ptr, len)) {
+            Ok(s) => s,
+            Err(e) => return Err(classify(e, self.store.data())),
+        };
+        let st = self.store.data_mut();
+        if let Some(why) = st.bad_output.take() {
+            return Err(PluginError::BadOutput(why));
+        }
+        if status != 0 {
+            return Err(PluginError::BadOutput(format!("on_event returned status {status}")));
+        }
+        Ok(std::mem::take(&mut st.emits))
+    }
+
+    /// Tells the plugin a game left memory.
+    pub fn forget(&mut self, game: &str) {
+        let Some(f) = self.forget.clone() else { return };
+        if let Ok((ptr, len)) = self.write(game.as_bytes()) {
+            self.store.set_epoch_deadline(self.deadline_ticks);
+            let _ = f.call(&mut self.store, (ptr, len));
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Sandboxed WASM analytics plugins (wasmtime), ABI v1.
+//!
+//! # Layout
+//! - [`engine`]: the process-wide engine with its epoch ticker, compilation and `.cwasm` cache.
+//! - [`host`]: the store state and the host imports (`emit`, `infer`, `log`).
+//! - [`instance`]: one instance and its typed calls; failures typed as [`PluginError`].
+//! - this file: the loaded plugin set shared by all shards ([`PluginSet`]), each plugin's
+//!   health and quarantine ([`PluginInfo`]), and the per-shard runtime ([`ShardPlugins`]) that
+//!   calls plugins on every event, rebuilds a failed instance by replay, and swaps in new
+//!   versions at an event boundary (hot reload).
+
+pub mod engine;
+pub mod harness;
+pub mod host;
+pub mod instance;
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opensports_proto::Sport;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::config::PluginsConfig;
+use crate::metrics as m;
+use engine::Compiled;
+use host::{Emit, Limits};
+use instance::Instance;
+
+/// A plugin failure, by kind. Each is counted in `opensports_plugin_failures_total{plugin,kind}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("deadline exceeded")]
+    Deadline,
+    #[error("memory cap reached")]
+    Memory,
+    #[error("bad output: {0}")]
+    BadOutput(String),
+    #[error("cannot load: {0}")]
+    Compile(String),
+}
+
+impl PluginError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::Trap(_) => "trap",
+            PluginError::Deadline => "deadline",
+            PluginError::Memory => "memory",
+            PluginError::BadOutput(_) => "bad_output",
+            PluginError::Compile(_) => "compile",
+        }
+    }
+}
+
+const KINDS: [&str; 5] = ["trap", "deadline", "memory", "bad_output", "compile"];
+
+fn sport_bit(s: Sport) -> u32 {
+    match s {
+        Sport::Basketball => 1,
+        Sport::Football => 2,
+        Sport::Soccer => 4,
+        Sport::F1 => 8,
+    }
+}
+
+/// One loaded plugin: its current version and its health, shared by all shards.
+#[derive(Debug)]
+pub struct PluginInfo {
+    pub name: Arc<str>,
+    compiled: RwLock<Arc<Compiled>>,
+    /// Bumped by every reload; shards compare it with theirs.
+    generation: AtomicU64,
+    config_json: Vec<u8>,
+    quarantined: AtomicBool,
+    recent_failures: Mutex<VecDeque<Instant>>,
+    failures: [AtomicU64; KINDS.len()],
+    events: AtomicU64,
+    emits: AtomicU64,
+}
+
+/// `GET /v1/plugins` entry.
+#[derive(Debug, Serialize)]
+pub struct PluginReport {
+    pub name: String,
+    pub version: String,
+    pub sports: Vec<&'static str>,
+    pub status: &'static str,
+    pub events: u64,
+    pub emits: u64,
+    pub failures: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Every loaded plugin, the limits, and what the shards need to run them.
+#[derive(Debug)]
+pub struct PluginSet {
+    pub plugins: Vec<Arc<PluginInfo>>,
+    pub limits: Limits,
+    pub deadline_ticks: u64,
+    quarantine_after: usize,
+    cache_dir: PathBuf,
+}
+
+impl PluginSet {
+    /// Compiles every plugin of `[plugins]`. A plugin that does not load is reported and left
+    /// out; the server runs without it.
+    pub fn load(cfg: &PluginsConfig, data_dir: &Path) -> Arc<PluginSet> {
+        let cache_dir = data_dir.join("plugin-cache");
+        let limits = Limits {
+            memory_bytes: cfg.memory_mib << 20,
+            max_emits: cfg.max_emits_per_event,
+            max_emit_bytes: cfg.max_emit_bytes,
+            max_logs: 16,
+        };
+        let deadline_ticks =
+            (Duration::from_micros(cfg.deadline_us).as_nanos() / engine::TICK.as_nanos()).max(1) as u64 + 1;
+        let mut plugins = Vec::new();
+        for entry in &cfg.load {
+            let name = entry.name();
+            let loaded = std::fs::read(&entry.path)
+                .map_err(|e| PluginError::Compile(format!("{}: {e}", entry.path.display())))
+                .and_then(|wasm| {
+                    compile_checked(&name, &wasm, &cache_dir, limits, deadline_ticks, &entry.config_json())
+                });
+            match loaded {
+                Ok(c) => {
+                    tracing::info!(plugin = %name, version = %c.version, "plugin loaded");
+                    plugins.push(Arc::new(PluginInfo {
+                        name: c.name.clone(),
+                        compiled: RwLock::new(Arc::new(c)),
+                        generation: AtomicU64::new(0),
+                        config_json: entry.config_json(),
+                        quarantined: AtomicBool::new(false),
+                        recent_failures: Mutex::new(VecDeque::new()),
+                        failures: Default::default(),
+                        events: AtomicU64::new(0),
+                        emits: AtomicU64::new(0),
+                    }));
+                }
+                Err(e) => {
+                    metrics::counter!(m::PLUGIN_FAILURES_TOTAL, "plugin" => name.clone(), "kind" => "compile").increment(1);
+                    tracing::error!(plugin = %name, error = %e, "plugin not loaded");
+                }
+            }
+        }
+        Arc::new(PluginSet {
+            plugins,
+            limits,
+            deadline_ticks,
+            quarantine_after: cfg.quarantine_after,
+            cache_dir,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<PluginInfo>> {
+        self.plugins.iter().find(|p| &*p.name == name)
+    }
+
+    /// Compiles a new version of plugin `name` off the hot path; shards pick it up at their next
+    /// event boundary (after backfilling it), see [`ShardPlugins::sync`]. Clears quarantine.
+    pub fn reload(&self, name: &str, wasm: &[u8]) -> Result<String, PluginError> {
+        let info = self
+            .get(name)
+            .ok_or_else(|| PluginError::Compile(format!("no plugin named {name:?} is loaded")))?;
+        let c = compile_checked(
+            name,
+            wasm,
+            &self.cache_dir,
+            self.limits,
+            self.deadline_ticks,
+            &info.config_json,
+        )?;
+        let version = c.version.clone();
+        *info.compiled.write() = Arc::new(c);
+        info.recent_failures.lock().clear();
+        info.quarantined.store(false, Ordering::Relaxed);
+        metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => name.to_string()).set(0.0);
+        info.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(plugin = name, %version, "plugin reloaded");
+        Ok(version)
+    }
+
+    pub fn report(&self) -> Vec<PluginReport> {
+        self.plugins
+            .iter()
+            .map(|p| {
+                let c = p.compiled.read().clone();
+                PluginReport {
+                    name: p.name.to_string(),
+                    version: c.version.clone(),
+                    sports: Sport::ALL
+                        .into_iter()
+                        .filter(|s| c.sports & sport_bit(*s) != 0)
+                        .map(Sport::as_str)
+                        .collect(),
+                    status: if p.quarantined.load(Ordering::Relaxed) { "quarantined" } else { "active" },
+                    events: p.events.load(Ordering::Relaxed),
+                    emits: p.emits.load(Ordering::Relaxed),
+                    failures: KINDS
+                        .iter()
+                        .zip(&p.failures)
+                        .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn record_failure(&self, info: &PluginInfo, e: &PluginError) {
+        let kind = e.kind();
+        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
+            info.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::counter!(m::PLUGIN_FAILURES_TOTAL, "plugin" => info.name.to_string(), "kind" => kind)
+            .increment(1);
+        let mut recent = info.recent_failures.lock();
+        let now = Instant::now();
+        recent.push_back(now);
+        while recent.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            recent.pop_front();
+        }
+        if recent.len() >= self.quarantine_after && !info.quarantined.swap(true, Ordering::Relaxed) {
+            metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => info.name.to_string()).set(1.0);
+            tracing::error!(plugin = %info.name, failures = recent.len(), "plugin quarantined: too many failures in a minute");
+        } else {
+            tracing::warn!(plugin = %info.name, error = %e, "plugin failed; rebuilding its instance");
+        }
+    }
+}
+
+/// Compiles and instantiates once, to check the ABI and read the sports mask.
+fn compile_checked(
+    name: &str,
+    wasm: &[u8],
+    cache_dir: &Path,
+    limits: Limits,
+    deadline_ticks: u64,
+    config: &[u8],
+) -> Result<Compiled, PluginError> {
+    let mut c = engine::compile(name, wasm, cache_dir)?;
+    let mut probe = Instance::new(&c, limits, deadline_ticks, config)?;
+    c.sports = probe.sports();
+    Ok(c)
+}
+
+/// Events a shard has seen, for rebuilding an instance: per game, its sport and its archived
+/// events in seq order.
+pub trait EventHistory {
+    fn for_each(&self, f: &mut ReplayFn<'_>);
+}
+
+/// Called with each kept event: game id, sport, seq, archived bytes.
+pub type ReplayFn<'a> = dyn FnMut(&str, Sport, u64, &[u8]) + 'a;
+
+#[derive(Debug)]
+struct Slot {
+    info: Arc<PluginInfo>,
+    compiled: Arc<Compiled>,
+    generation: u64,
+    instance: Option<Instance>,
+    /// Events this plugin failed on: skipped when replaying (they would fail again).
+    failed: HashSet<(String, u64)>,
+}
+
+/// The plugins of one shard thread: one instance each.
+#[derive(Debug)]
+pub struct ShardPlugins {
+    set: Arc<PluginSet>,
+    slots: Vec<Slot>,
+}
+
+/// Most failed events remembered per plugin per shard (beyond it the plugin is quarantined
+/// long before).
+const MAX_FAILED: usize = 10_000;
+
+impl ShardPlugins {
+    pub fn new(set: Arc<PluginSet>) -> ShardPlugins {
+        let slots = set
+            .plugins
+            .iter()
+            .map(|info| Slot {
+                info: info.clone(),
+                compiled: info.compiled.read().clone(),
+                generation: info.generation.load(Ordering::Acquire),
+                instance: None,
+                failed: HashSet::new(),
+            })
+            .collect();
+        ShardPlugins { set, slots }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Picks up reloaded versions: builds the new instance, backfills it with every event the
+    /// shard holds (outputs discarded), and swaps it in. Called between events, so the old
+    /// version saw everything before the swap and the new one everything after.
+    pub fn sync(&mut self, history: &dyn EventHistory) {
+        for slot in &mut self.slots {
+            let generation = slot.info.generation.load(Ordering::Acquire);
+            if generation == slot.generation {
+                continue;
+            }
+            let compiled = slot.info.compiled.read().clone();
+            let started = Instant::now();
+            slot.generation = generation;
+            slot.compiled = compiled;
+            slot.failed.clear();
+            slot.instance = build(&self.set, slot, history);
+            metrics::histogram!(m::PLUGIN_SWAP_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Runs every plugin of this sport on one event. `publish(plugin, emit)` is called for
+    /// each output of a successful call, in order.
+    pub fn on_event(
+        &mut self,
+        game: &str,
+        sport: Sport,
+        seq: u64,
+        event: &[u8],
+        history: &dyn EventHistory,
+        publish: &mut dyn FnMut(&str, Emit),
+    ) {
+        for slot in &mut self.slots {
+            if slot.compiled.sports & sport_bit(sport) == 0 || slot.info.quarantined.load(Ordering::Relaxed) {
+                continue;
+            }
+            if slot.instance.is_none() {
+                slot.instance = build(&self.set, slot, history);
+            }
+            let Some(inst) = slot.instance.as_mut() else { continue };
+            let started = Instant::now();
+            let result = inst.call(event);
+            metrics::histogram!(m::PLUGIN_CALL_SECONDS, "plugin" => slot.info.name.to_string())
+                .record(started.elapsed().as_secs_f64());
+            slot.info.events.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(emits) => {
+                    slot.info.emits.fetch_add(emits.len() as u64, Ordering::Relaxed);
+                    for e in emits {
+                        publish(&slot.info.name, e);
+                    }
+                }
+                Err(e) => {
+                    self.set.record_failure(&slot.info, &e);
+                    if slot.failed.len() < MAX_FAILED {
+                        slot.failed.insert((game.to_string(), seq));
+                    }
+                    // Drop the broken instance and rebuild now (unless quarantined), so the
+                    // next event does not pay for it.
+                    slot.instance = None;
+                    if !slot.info.quarantined.load(Ordering::Relaxed) {
+                        slot.instance = build(&self.set, slot, history);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A game left memory: plugins drop its state.
+    pub fn forget(&mut self, game: &str) {
+        for slot in &mut self.slots {
+            if let Some(i) = slot.instance.as_mut() {
+                i.forget(game);
+            }
+        }
+    }
+}
+
+/// A fresh instance of the slot's plugin with its state rebuilt by replaying `history`.
+fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option<Instance> {
+    let mut inst = match Instance::new(&slot.compiled, set.limits, set.deadline_ticks, &slot.info.config_json)
+    {
+        Ok(i) => i,
+        Err(e) => {
+            set.record_failure(&slot.info, &e);
+            return None;
+        }
+    };
+    let mask = slot.compiled.sports;
+    let mut failure = None;
+    history.for_each(&mut |game, sport, seq, bytes| {
+        if failure.is_some() || mask & sport_bit(sport) == 0 || slot.failed.contains(&(game.to_string(), seq))
+        {
+            return;
+        }
+        if let Err(e) = inst.call(bytes) {
+            failure = Some((game.to_string(), seq, e));
+        }
+    });
+    match failure {
+        None => Some(inst),
+        Some((game, seq, e)) => {
+            // Replay is deterministic, so this event would fail again: remember and retry later.
+            set.record_failure(&slot.info, &e);
+            slot.failed.insert((game, seq));
+            None
+        }
+    }
+}
