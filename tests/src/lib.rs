@@ -162,3 +162,33 @@ pub fn publications(msgs: &[ServerMsg]) -> Vec<&Publication> {
         })
         .collect()
 }
+
+/// The repository root.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The shipped plugins (every crate in plugins/), built for wasm32 once per test process with
+/// the same code as `opensports plugin build`.
+pub fn shipped_plugins() -> &'static [std::path::PathBuf] {
+    static BUILT: std::sync::OnceLock<Vec<std::path::PathBuf>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let ws = workspace();
+        let names = opensports_server::cli::plugin::shipped(&ws);
+        let files =
+            opensports_server::cli::plugin::build(&ws, &names, true).expect("building the shipped plugins");
+        assert_eq!(files.len(), names.len(), "one .wasm per plugin crate: {files:?}");
+        files
+    })
+}
+
+/// The built `.wasm` of one shipped plugin (`basketball-boxscore`, ...).
+pub fn plugin_wasm(name: &str) -> std::path::PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    shipped_plugins().iter().find(|p| p.ends_with(&file)).cloned().unwrap_or_else(|| panic!("no {file}"))
+}
+
+/// A hostile fixture from tests/fixtures/hostile.
+pub fn hostile_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hostile").join(format!("{name}.wat"))
+}

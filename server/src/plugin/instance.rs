@@ -116,8 +116,13 @@ impl Instance {
 
     /// Runs `on_event` on one archived event; returns its emits, or the typed failure.
     pub fn call(&mut self, event: &[u8]) -> Result<Vec<Emit>, PluginError> {
+        self.call_with_deadline(event, self.deadline_ticks)
+    }
+
+    /// [`Instance::call`] with a deadline of `ticks` epoch ticks instead of the configured one.
+    pub fn call_with_deadline(&mut self, event: &[u8], ticks: u64) -> Result<Vec<Emit>, PluginError> {
         self.store.data_mut().reset();
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.set_epoch_deadline(ticks);
         let (ptr, len) = self.write(event)?;
         let status = match self.on_event.call(&mut self.store, (ptr, len)) {
             Ok(s) => s,

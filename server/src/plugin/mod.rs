@@ -277,6 +277,9 @@ pub struct ShardPlugins {
     slots: Vec<Slot>,
 }
 
+/// Deadline multiplier for the one retry after a deadline miss, and for replays.
+const RETRY_FACTOR: u64 = 4;
+
 /// Most failed events remembered per plugin per shard (beyond it the plugin is quarantined
 /// long before).
 const MAX_FAILED: usize = 10_000;
@@ -340,7 +343,21 @@ impl ShardPlugins {
             }
             let Some(inst) = slot.instance.as_mut() else { continue };
             let started = Instant::now();
-            let result = inst.call(event);
+            let mut result = inst.call(event);
+            if result == Err(PluginError::Deadline) {
+                // The deadline is wall-clock, so it also fires when the host preempts this
+                // thread (a busy 2-core box does). Retry once, on a rebuilt instance (a trap
+                // leaves the guest mid-update) with RETRY_FACTOR times the deadline; only a
+                // second miss is the plugin's failure.
+                metrics::counter!(m::PLUGIN_DEADLINE_RETRIES_TOTAL, "plugin" => slot.info.name.to_string())
+                    .increment(1);
+                slot.instance = build(&self.set, slot, history);
+                let ticks = self.set.deadline_ticks * RETRY_FACTOR;
+                result = match slot.instance.as_mut() {
+                    Some(i) => i.call_with_deadline(event, ticks),
+                    None => Err(PluginError::Deadline),
+                };
+            }
             metrics::histogram!(m::PLUGIN_CALL_SECONDS, "plugin" => slot.info.name.to_string())
                 .record(started.elapsed().as_secs_f64());
             slot.info.events.fetch_add(1, Ordering::Relaxed);
@@ -394,7 +411,7 @@ fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option
         {
             return;
         }
-        if let Err(e) = inst.call(bytes) {
+        if let Err(e) = inst.call_with_deadline(bytes, set.deadline_ticks * RETRY_FACTOR) {
             failure = Some((game.to_string(), seq, e));
         }
     });

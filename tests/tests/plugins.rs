@@ -1,0 +1,199 @@
+//! Plugins end to end: the shipped plugins built to real `.wasm`, run by the real server on
+//! events published over QUIC, their outputs read over WebSocket; determinism, hot reload.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_proto::{Event, Sport};
+use opensports_server::config::PluginEntry;
+use opensports_server::plugin::harness::Harness;
+use opensports_server::sim;
+use opensports_tests::{TestServer, plugin_wasm, publications, read_until, shipped_plugins};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn events(sport: Sport, seed: u64) -> Vec<Event> {
+    sim::generate(sport, seed, 1_700_000_000_000_000).events.into_iter().map(|t| t.event).collect()
+}
+
+fn offline(name: &str, events: &[Event]) -> Vec<String> {
+    let wasm = std::fs::read(plugin_wasm(name)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::new(name, &wasm, b"{}", dir.path()).unwrap();
+    h.run(events).unwrap().iter().map(|l| l.to_jsonl()).collect()
+}
+
+#[test]
+fn every_shipped_plugin_is_deterministic_on_a_replayed_game() {
+    let cases = [
+        ("basketball-boxscore", Sport::Basketball),
+        ("soccer-shots", Sport::Soccer),
+        ("football-drives", Sport::Football),
+        ("f1-timing", Sport::F1),
+    ];
+    assert_eq!(shipped_plugins().len(), cases.len());
+    for (name, sport) in cases {
+        let evs = events(sport, 21);
+        let a = offline(name, &evs);
+        let b = offline(name, &evs);
+        assert!(a.len() > 20, "{name} produced only {} outputs", a.len());
+        assert_eq!(a, b, "{name}: two replays of the same game differ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_outputs_equal_the_offline_run_and_boxscore_matches_the_score() {
+    let wasm = plugin_wasm("basketball-boxscore");
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = vec![PluginEntry::new(wasm.clone())];
+        c.fanout.queue_len = 1 << 16;
+    })
+    .await;
+    let evs = events(Sport::Basketball, 5);
+    let game = evs[0].game.clone();
+    let want = offline("basketball-boxscore", &evs);
+
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/+/basketball-boxscore/#"], Mode::All).await.unwrap();
+    let mut publisher = server.publisher().await;
+    for e in &evs {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        match sub.next_timeout(WAIT).await.unwrap() {
+            Some(ServerMsg::Msg(p)) => got.push(p),
+            Some(_) => {}
+            None => panic!("got {} of {} outputs", got.len(), want.len()),
+        }
+    }
+    for (w, g) in want.iter().zip(&got) {
+        let w: serde_json::Value = serde_json::from_str(w).unwrap();
+        assert_eq!(w["topic"], g.topic.as_str());
+        assert_eq!(w["data"], g.data, "server and offline runs agree on {}", g.topic);
+    }
+    // The box score adds up to the game's score.
+    let (_, body) = server.get(&format!("/v1/games/{game}")).await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for side in ["home", "away"] {
+        let team = got.iter().rev().find(|p| p.topic.ends_with(&format!("team/{side}"))).unwrap();
+        assert_eq!(team.data["pts"], state["score"][side], "{side}");
+    }
+    let (_, plugins) = server.get("/v1/plugins").await;
+    let v: serde_json::Value = serde_json::from_str(&plugins).unwrap();
+    assert_eq!(v["plugins"][0]["name"], "basketball-boxscore");
+    assert_eq!(v["plugins"][0]["status"], "active");
+    assert_eq!(v["plugins"][0]["sports"], serde_json::json!(["basketball"]));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_plugins_run_on_their_sports_in_one_server() {
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = shipped_plugins().iter().cloned().map(PluginEntry::new).collect();
+    })
+    .await;
+    let mut sub = server.subscriber().await;
+    let patterns = [
+        "game/+/soccer-shots/xg",
+        "game/+/football-drives/team/+",
+        "game/+/f1-timing/order",
+        "game/+/basketball-boxscore/team/+",
+    ];
+    sub.subscribe_and_wait(&patterns, Mode::Latest).await.unwrap();
+    let games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 8, 0)).collect();
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let msgs = read_until(&mut sub, WAIT, |m| {
+        if let ServerMsg::Msg(p) = m {
+            seen.insert(p.topic.split('/').nth(2).unwrap().to_string());
+        }
+        seen.len() == 4
+    })
+    .await;
+    assert!(!publications(&msgs).is_empty());
+    for g in &games {
+        server.wait_for_seq(&g.id, g.events.len() as u64).await;
+    }
+    // Each plugin only saw its own sport: no basketball-boxscore topic under a soccer game.
+    let (_, plugins) = server.get("/v1/plugins").await;
+    let v: serde_json::Value = serde_json::from_str(&plugins).unwrap();
+    for p in v["plugins"].as_array().unwrap() {
+        assert_eq!(p["status"], "active", "{p}");
+        assert_eq!(p["failures"]["trap"], 0, "{p}");
+        let sport_events = games.iter().find(|g| p["sports"][0] == g.sport.as_str()).unwrap().events.len();
+        assert_eq!(p["events"].as_u64().unwrap() as usize, sport_events, "{p}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
+    let wasm_path = plugin_wasm("basketball-boxscore");
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(wasm_path.clone())]).await;
+    let evs = events(Sport::Basketball, 6);
+    let game = evs[0].game.clone();
+    let topic = format!("game/{game}/basketball-boxscore/team/home");
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&[topic.as_str()], Mode::All).await.unwrap();
+    let mut publisher = server.publisher().await;
+    let half = evs.len() / 2;
+    for e in &evs[..half] {
+        publisher.send(e).await.unwrap();
+    }
+    server.wait_for_seq(&game, half as u64).await;
+
+    // A new version: same code plus a custom section, so a different hash.
+    let mut wasm = std::fs::read(&wasm_path).unwrap();
+    wasm.extend_from_slice(&[0x00, 0x08, 0x07]);
+    wasm.extend_from_slice(b"version");
+    let (status, body) = post(server.running().http_addr, "/v1/plugins/basketball-boxscore", &wasm).await;
+    assert_eq!(status, 200, "{body}");
+    let new_version =
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"].as_str().unwrap().to_string();
+
+    for e in &evs[half..] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&game, evs.len() as u64).await;
+    let (_, state) = server.get(&format!("/v1/games/{game}")).await;
+    let final_home = serde_json::from_str::<serde_json::Value>(&state).unwrap()["score"]["home"].clone();
+    let msgs =
+        read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.data["pts"] == final_home)).await;
+    let pubs = publications(&msgs);
+    for w in pubs.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "no gap and no duplicate across the swap");
+        assert!(w[1].data["pts"].as_u64() >= w[0].data["pts"].as_u64(), "points never go back");
+    }
+    let (_, plugins) = server.get("/v1/plugins").await;
+    assert!(plugins.contains(&new_version), "{plugins}");
+    // A broken upload is refused and the running version stays.
+    let (status, body) =
+        post(server.running().http_addr, "/v1/plugins/basketball-boxscore", b"not wasm").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad_plugin"));
+    let (_, plugins) = server.get("/v1/plugins").await;
+    assert!(plugins.contains(&new_version), "{plugins}");
+    server.shutdown().await;
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
