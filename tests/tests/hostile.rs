@@ -1,0 +1,127 @@
+//! Hostile plugins (WAT fixtures in tests/fixtures/hostile) run beside the real box score on
+//! the same shards: each failure is counted and typed, the server stays up, the healthy
+//! plugin's outputs stay correct, and a plugin failing too often is quarantined.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use opensports_proto::Sport;
+use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_server::config::PluginEntry;
+use opensports_server::sim;
+use opensports_tests::{TestServer, hostile_fixture, plugin_wasm};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs a basketball game with `fixture` next to `basketball-boxscore`; returns the server for
+/// further checks after asserting the healthy plugin's final team lines match the score.
+async fn run_with(fixture: &str, quarantine_after: usize, events: usize) -> TestServer {
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = vec![
+            PluginEntry::new(plugin_wasm("basketball-boxscore")),
+            PluginEntry { name: Some("hostile".into()), ..PluginEntry::new(hostile_fixture(fixture)) },
+        ];
+        c.plugins.quarantine_after = quarantine_after;
+        c.plugins.deadline_us = 2000;
+    })
+    .await;
+    let game: Vec<_> = sim::generate(Sport::Basketball, 13, 0).events.into_iter().map(|t| t.event).take(events).collect();
+    let id = game[0].game.clone();
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&[&format!("game/{id}/basketball-boxscore/team/+")], Mode::Latest).await.unwrap();
+    let mut publisher = server.publisher().await;
+    for e in &game {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&id, game.len() as u64).await;
+    let (_, body) = server.get(&format!("/v1/games/{id}")).await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut seen = [false, false];
+    while seen != [true, true] {
+        let Some(ServerMsg::Msg(p)) = sub.next_timeout(WAIT).await.unwrap() else { continue };
+        let side = if p.topic.ends_with("home") { 0 } else { 1 };
+        seen[side] |= p.data["pts"] == state["score"][["home", "away"][side]];
+    }
+    server
+}
+
+async fn report(server: &TestServer, name: &str) -> serde_json::Value {
+    let (_, body) = server.get("/v1/plugins").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+}
+
+async fn failing_fixture_is_typed(fixture: &str, kind: &str) {
+    let server = run_with(fixture, 1000, 60).await;
+    let hostile = report(&server, "hostile").await;
+    assert!(hostile["failures"][kind].as_u64().unwrap() >= 10, "{fixture}: {hostile}");
+    let metric = format!("opensports_plugin_failures_total{{plugin=\"hostile\",kind=\"{kind}\"}}");
+    assert!(server.metric(&metric).await >= 10.0, "{metric}");
+    let healthy = report(&server, "basketball-boxscore").await;
+    assert_eq!(healthy["status"], "active");
+    assert_eq!(healthy["failures"][kind], 0, "{healthy}");
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_hits_the_deadline() {
+    failing_fixture_is_typed("infinite_loop", "deadline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_hits_the_memory_cap() {
+    failing_fixture_is_typed("memory_bomb", "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_traps() {
+    failing_fixture_is_typed("deep_recursion", "trap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_trap_traps() {
+    failing_fixture_is_typed("explicit_trap", "trap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_flood_is_bad_output() {
+    failing_fixture_is_typed("emit_flood", "bad_output").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_emit_is_bad_output() {
+    failing_fixture_is_typed("oversize_emit", "bad_output").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_is_bad_output() {
+    failing_fixture_is_typed("invalid_json", "bad_output").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_but_under_the_deadline_is_fine() {
+    let server = run_with("slow_but_ok", 3, 60).await;
+    let hostile = report(&server, "hostile").await;
+    assert_eq!(hostile["status"], "active", "{hostile}");
+    assert_eq!(hostile["events"], 60);
+    assert_eq!(hostile["emits"], 60);
+    for kind in ["trap", "deadline", "memory", "bad_output"] {
+        assert_eq!(hostile["failures"][kind], 0, "{hostile}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_quarantine_the_plugin_and_the_rest_goes_on() {
+    let server = run_with("explicit_trap", 3, 120).await;
+    let hostile = report(&server, "hostile").await;
+    assert_eq!(hostile["status"], "quarantined", "{hostile}");
+    // Quarantined after the 3rd failure: it is not called again.
+    assert_eq!(hostile["failures"]["trap"], 3, "{hostile}");
+    assert_eq!(server.metric(r#"opensports_plugin_quarantined{plugin="hostile"}"#).await, 1.0);
+    assert_eq!(report(&server, "basketball-boxscore").await["status"], "active");
+    server.shutdown().await;
+}
