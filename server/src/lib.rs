@@ -39,6 +39,9 @@ use tokio::task::JoinHandle;
 
 pub use config::Config;
 
+/// How often loaded plugin files are checked for a new version.
+pub const PLUGIN_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -156,10 +159,15 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         }
     }));
     let upkeep = tokio::spawn(metrics::upkeep(prometheus));
+    let watcher =
+        (!plugins.is_empty()).then(|| tokio::spawn(plugin::watch(plugins.clone(), PLUGIN_WATCH_INTERVAL)));
     let mut upkeep_shutdown = shutdown_rx;
     tasks.push(tokio::spawn(async move {
         let _ = upkeep_shutdown.changed().await;
         upkeep.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
     }));
     let cert_der = tls.certs.first().map(|c| c.to_vec()).unwrap_or_default();
     tracing::info!(%quic_addr, %http_addr, fingerprint = %tls.fingerprint, "serving");

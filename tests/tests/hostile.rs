@@ -25,7 +25,8 @@ async fn run_with(fixture: &str, quarantine_after: usize, events: usize) -> Test
         c.plugins.deadline_us = 2000;
     })
     .await;
-    let game: Vec<_> = sim::generate(Sport::Basketball, 13, 0).events.into_iter().map(|t| t.event).take(events).collect();
+    let game: Vec<_> =
+        sim::generate(Sport::Basketball, 13, 0).events.into_iter().map(|t| t.event).take(events).collect();
     let id = game[0].game.clone();
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&[&format!("game/{id}/basketball-boxscore/team/+")], Mode::Latest).await.unwrap();

@@ -54,6 +54,12 @@ impl Harness {
         Ok(Harness { name: name.into(), instance, sports })
     }
 
+    /// Calls the plugin on one already archived event; returns the number of outputs. For
+    /// benchmarks: no seq or sport filtering.
+    pub fn call_bytes(&mut self, event: &[u8]) -> Result<usize, PluginError> {
+        self.instance.call(event).map(|emits| emits.len())
+    }
+
     /// Feeds events in order; returns every output, or the first failure with its event.
     pub fn run(&mut self, events: &[Event]) -> Result<Vec<OutputLine>, (u64, PluginError)> {
         let mut out = Vec::new();

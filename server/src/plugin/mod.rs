@@ -72,6 +72,9 @@ fn sport_bit(s: Sport) -> u32 {
 #[derive(Debug)]
 pub struct PluginInfo {
     pub name: Arc<str>,
+    /// The `.wasm` it was loaded from, watched for changes.
+    path: PathBuf,
+    modified: Mutex<Option<std::time::SystemTime>>,
     compiled: RwLock<Arc<Compiled>>,
     /// Bumped by every reload; shards compare it with theirs.
     generation: AtomicU64,
@@ -131,6 +134,8 @@ impl PluginSet {
                     tracing::info!(plugin = %name, version = %c.version, "plugin loaded");
                     plugins.push(Arc::new(PluginInfo {
                         name: c.name.clone(),
+                        path: entry.path.clone(),
+                        modified: Mutex::new(modified(&entry.path)),
                         compiled: RwLock::new(Arc::new(c)),
                         generation: AtomicU64::new(0),
                         config_json: entry.config_json(),
@@ -188,6 +193,28 @@ impl PluginSet {
         Ok(version)
     }
 
+    /// Reloads every plugin whose `.wasm` file changed since it was loaded. Returns how many.
+    pub fn reload_changed(&self) -> usize {
+        let mut reloaded = 0;
+        for info in &self.plugins {
+            let now = modified(&info.path);
+            if now.is_none() || *info.modified.lock() == now {
+                continue;
+            }
+            *info.modified.lock() = now;
+            match std::fs::read(&info.path)
+                .map_err(|e| PluginError::Compile(e.to_string()))
+                .and_then(|w| self.reload(&info.name, &w))
+            {
+                Ok(_) => reloaded += 1,
+                Err(e) => {
+                    tracing::error!(plugin = %info.name, error = %e, "changed plugin file not loaded; the running version stays")
+                }
+            }
+        }
+        reloaded
+    }
+
     pub fn report(&self) -> Vec<PluginReport> {
         self.plugins
             .iter()
@@ -233,6 +260,21 @@ impl PluginSet {
         } else {
             tracing::warn!(plugin = %info.name, error = %e, "plugin failed; rebuilding its instance");
         }
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Polls the loaded plugins' files every `every` and hot-reloads the changed ones.
+pub async fn watch(set: Arc<PluginSet>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let s = set.clone();
+        let _ = tokio::task::spawn_blocking(move || s.reload_changed()).await;
     }
 }
 
