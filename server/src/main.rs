@@ -152,6 +152,9 @@ enum PluginCmd {
         /// Packages to build (default: the crate at PATH).
         #[arg(short, long)]
         package: Vec<String>,
+        /// Cargo target directory (default: the crate's or workspace's `target/`).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
     },
     /// Run a plugin offline on a simulated game or a JSONL event file.
     Test {
@@ -242,7 +245,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Plugin { cmd } => match cmd {
             PluginCmd::New { name, dir } => cli::plugin::new_cmd(&name, &dir),
-            PluginCmd::Build { path, package } => cli::plugin::build_cmd(&path, &package),
+            PluginCmd::Build { path, package, target_dir } => {
+                cli::plugin::build_cmd(&path, &package, target_dir.as_deref())
+            }
             PluginCmd::Test { wasm, sim, seed, replay, out, expect, config } => {
                 let source = match (sim, replay) {
                     (Some(s), _) => cli::plugin::Source::Sim(

@@ -175,8 +175,8 @@ pub fn shipped_plugins() -> &'static [std::path::PathBuf] {
     BUILT.get_or_init(|| {
         let ws = workspace();
         let names = opensports_server::cli::plugin::shipped(&ws);
-        let files =
-            opensports_server::cli::plugin::build(&ws, &names, true).expect("building the shipped plugins");
+        let files = opensports_server::cli::plugin::build(&ws, &names, None, true)
+            .expect("building the shipped plugins");
         assert_eq!(files.len(), names.len(), "one .wasm per plugin crate: {files:?}");
         files
     })

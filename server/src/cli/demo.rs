@@ -15,7 +15,7 @@ async fn shipped_plugins() -> Vec<crate::config::PluginEntry> {
     let Some(ws) = super::plugin::source_workspace() else { return Vec::new() };
     let names = super::plugin::shipped(&ws);
     eprintln!("building {} plugins for wasm32 (first run takes a minute)…", names.len());
-    match tokio::task::spawn_blocking(move || super::plugin::build(&ws, &names, true)).await {
+    match tokio::task::spawn_blocking(move || super::plugin::build(&ws, &names, None, true)).await {
         Ok(Ok(files)) => files.into_iter().map(crate::config::PluginEntry::new).collect(),
         Ok(Err(e)) => {
             eprintln!("plugins not built ({e:#}); the demo runs without them");

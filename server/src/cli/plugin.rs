@@ -23,8 +23,13 @@ const WASM_PROFILE: [(&str, &str); 6] = [
 
 /// Builds plugin crates for wasm32-unknown-unknown in release and returns their `.wasm` files.
 /// `dir` is where cargo runs (a plugin crate or the workspace); `packages` empty = the crate in
-/// `dir`.
-pub fn build(dir: &Path, packages: &[String], quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
+/// `dir`; `target_dir` overrides cargo's (e.g. to share a build cache).
+pub fn build(
+    dir: &Path,
+    packages: &[String],
+    target_dir: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
@@ -39,6 +44,9 @@ pub fn build(dir: &Path, packages: &[String], quiet: bool) -> anyhow::Result<Vec
         .envs(WASM_PROFILE);
     for p in packages {
         cmd.args(["-p", p]);
+    }
+    if let Some(t) = target_dir {
+        cmd.arg("--target-dir").arg(t);
     }
     if quiet {
         cmd.stderr(std::process::Stdio::null());
@@ -88,8 +96,8 @@ pub fn source_workspace() -> Option<PathBuf> {
 }
 
 /// `opensports plugin build`: builds and prints each module's size.
-pub fn build_cmd(dir: &Path, packages: &[String]) -> anyhow::Result<()> {
-    let files = build(dir, packages, false)?;
+pub fn build_cmd(dir: &Path, packages: &[String], target_dir: Option<&Path>) -> anyhow::Result<()> {
+    let files = build(dir, packages, target_dir, false)?;
     if files.is_empty() {
         bail!("no .wasm was produced: is the crate's `crate-type` [\"cdylib\", \"rlib\"]?");
     }
