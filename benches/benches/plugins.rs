@@ -24,13 +24,14 @@ fn archived_game(sport: Sport, min_events: usize) -> Vec<rkyv::util::AlignedVec>
 
 fn plugins(c: &mut Criterion) {
     let cache = tempfile::tempdir().expect("tempdir");
+    let models = std::sync::Arc::new(opensports_server::model::ModelRegistry::default());
     let events = archived_game(Sport::Basketball, 2_000);
     let noop =
         std::fs::read(opensports_tests::workspace().join("tests/fixtures/noop.wat")).expect("noop.wat");
     let boxscore =
         std::fs::read(opensports_tests::plugin_wasm("basketball-boxscore")).expect("boxscore wasm");
 
-    let mut h = Harness::new("noop", &noop, b"{}", cache.path()).expect("noop loads");
+    let mut h = Harness::new("noop", &noop, b"{}", cache.path(), &models).expect("noop loads");
     let mut i = 0;
     c.bench_function("plugin_call/noop", |b| {
         b.iter(|| {
@@ -39,7 +40,8 @@ fn plugins(c: &mut Criterion) {
         })
     });
 
-    let mut h = Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path()).expect("boxscore loads");
+    let mut h =
+        Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path(), &models).expect("boxscore loads");
     let mut i = 0;
     c.bench_function("plugin_call/basketball-boxscore", |b| {
         b.iter(|| {
@@ -53,7 +55,8 @@ fn plugins(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("swap_with_2000_event_backfill", |b| {
         b.iter(|| {
-            let mut h = Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path()).expect("load");
+            let mut h =
+                Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path(), &models).expect("load");
             for e in backfill {
                 black_box(h.call_bytes(e).expect("backfill"));
             }

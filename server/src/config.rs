@@ -26,6 +26,22 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub fanout: FanoutConfig,
     pub plugins: PluginsConfig,
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: ONNX models.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Directory holding `manifest.toml` and the `.onnx` files. Default `./models`. A missing
+    /// directory means no models (win probability and model-backed plugin outputs fall back).
+    pub dir: PathBuf,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { dir: PathBuf::from("./models") }
+    }
 }
 
 /// `[server]`: where things live and listen.

@@ -25,6 +25,7 @@ pub mod config;
 pub mod fanout;
 pub mod ingest;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod plugin;
 pub mod sim;
@@ -121,14 +122,22 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         .map_err(|source| StartError::Io { what: "TCP listener", source })?;
 
     let fanout = fanout::Fanout::new(config.fanout.clone());
-    let plugins = {
-        let (cfg, dir) = (config.plugins.clone(), config.server.data_dir.clone());
-        // Compiling plugins is CPU work; keep it off the runtime's threads.
-        tokio::task::spawn_blocking(move || plugin::PluginSet::load(&cfg, &dir))
-            .await
-            .map_err(|e| StartError::Io { what: "loading plugins", source: std::io::Error::other(e) })?
+    let (models, plugins) = {
+        let (cfg, dir, models_dir) =
+            (config.plugins.clone(), config.server.data_dir.clone(), config.models.dir.clone());
+        // Loading models and compiling plugins is CPU work; keep it off the runtime's threads.
+        tokio::task::spawn_blocking(move || {
+            let models = Arc::new(model::ModelRegistry::load(&models_dir).0);
+            let plugins = plugin::PluginSet::load(&cfg, &dir, models.clone());
+            (models, plugins)
+        })
+        .await
+        .map_err(|e| StartError::Io {
+            what: "loading models and plugins",
+            source: std::io::Error::other(e),
+        })?
     };
-    let pipeline = pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone())
+    let pipeline = pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone(), models.clone())
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
@@ -138,6 +147,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         fanout: fanout.clone(),
         pipeline: pipeline.clone(),
         plugins: plugins.clone(),
+        models: models.clone(),
         prometheus: prometheus.clone(),
         ws_sessions: Arc::new(AtomicUsize::new(0)),
         shutdown: shutdown_rx.clone(),

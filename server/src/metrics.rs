@@ -35,6 +35,9 @@ pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
 pub const PLUGIN_CALL_SECONDS: &str = "opensports_plugin_call_seconds";
 pub const PLUGIN_SWAP_SECONDS: &str = "opensports_plugin_swap_seconds";
 
+pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
+pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle. Later calls (several
@@ -106,6 +109,12 @@ fn describe() {
         metrics::Unit::Seconds,
         "Hot-reload swap time per shard, backfill included"
     );
+    describe_histogram!(
+        MODEL_INFER_SECONDS,
+        metrics::Unit::Seconds,
+        "One model inference at batch 1, by model"
+    );
+    describe_counter!(MODEL_REFUSED_TOTAL, "Models refused at load (file, sha256, shape or ops)");
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
     describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
     describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");

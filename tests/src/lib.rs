@@ -30,6 +30,10 @@ impl TestServer {
         config.server.data_dir = dir.path().to_path_buf();
         config.ingest.tokens = vec![TOKEN.into()];
         config.pipeline.shards = 2;
+        config.models.dir = workspace().join("models");
+        // Test machines are shared and noisy: a 1 ms wall-clock deadline would flag preemption,
+        // not plugins. The deadline itself is tested by the hostile tests with their own value.
+        config.plugins.deadline_us = 50_000;
         tweak(&mut config);
         let running = opensports_server::start(config, Listeners::loopback().unwrap()).await.unwrap();
         TestServer { running: Some(running), dir }

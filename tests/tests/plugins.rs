@@ -20,7 +20,10 @@ fn events(sport: Sport, seed: u64) -> Vec<Event> {
 fn offline(name: &str, events: &[Event]) -> Vec<String> {
     let wasm = std::fs::read(plugin_wasm(name)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut h = Harness::new(name, &wasm, b"{}", dir.path()).unwrap();
+    let models = std::sync::Arc::new(
+        opensports_server::model::ModelRegistry::load(&opensports_tests::workspace().join("models")).0,
+    );
+    let mut h = Harness::new(name, &wasm, b"{}", dir.path(), &models).unwrap();
     h.run(events).unwrap().iter().map(|l| l.to_jsonl()).collect()
 }
 

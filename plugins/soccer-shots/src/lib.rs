@@ -2,9 +2,10 @@
 //!
 //! Outputs:
 //! - `shot`: `{player, side, x, y, body_part, outcome, xg, xg_source, provider_xg?}` per shot.
-//!   `xg` comes from the `soccer_xg` model when the server has it (`xg_source: "model"`), else
-//!   from the geometric fallback (`"geometry"`): logistic in distance d (m) and goal-mouth angle
-//!   a (rad): `1 / (1 + exp(-(-1.10 - 0.11 d + 1.60 a - 0.80 [header])))`.
+//!   `xg` comes from the server's `soccer_xg_geo` model (location, angle, body part: what a live
+//!   feed carries; `xg_source: "model"`), else from the built-in fallback (`"geometry"`):
+//!   logistic in distance d (m) and goal-mouth angle a (rad):
+//!   `1 / (1 + exp(-(-1.10 - 0.11 d + 1.60 a - 0.80 [header])))`.
 //! - `xg`: `{home, away, shots: {home, away}}` running totals.
 //! - `possession`: `{home, away}` share of passes (percent), every `possession_every` passes
 //!   (config, default 25).
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use opensports_plugin_sdk::proto::soccer::{BodyPart, Event as Sc};
 use opensports_plugin_sdk::proto::{Body, Side, Sport};
-use opensports_plugin_sdk::{Ctx, HostError, Plugin, export_plugin, serde_json, to_owned};
+use opensports_plugin_sdk::{Ctx, Plugin, export_plugin, serde_json, to_owned};
 use serde::Serialize;
 
 fn idx(s: Side) -> usize {
@@ -24,12 +25,18 @@ fn idx(s: Side) -> usize {
 }
 const SIDES: [&str; 2] = ["home", "away"];
 
-/// Geometric xG fallback, documented above. `x`, `y` in the pitch frame (105 × 68 m).
-pub fn geometric_xg(x: f32, y: f32, header: bool) -> f64 {
+/// Distance (m) to the goal centre and the angle (rad) the goal mouth subtends, from a point
+/// of the pitch frame (105 × 68 m, attacking towards x = 105).
+pub fn geometry(x: f32, y: f32) -> (f64, f64) {
     let (dx, dy) = (105.0 - f64::from(x), 34.0 - f64::from(y));
     let d = (dx * dx + dy * dy).sqrt();
     let half = 3.66;
-    let a = ((dy + half).atan2(dx) - (dy - half).atan2(dx)).abs();
+    (d, ((dy + half).atan2(dx) - (dy - half).atan2(dx)).abs())
+}
+
+/// Geometric xG fallback, documented above.
+pub fn geometric_xg(x: f32, y: f32, header: bool) -> f64 {
+    let (d, a) = geometry(x, y);
     let z = -1.10 - 0.11 * d + 1.60 * a - if header { 0.80 } else { 0.0 };
     1.0 / (1.0 + (-z).exp())
 }
@@ -79,9 +86,13 @@ impl Plugin for Shots {
         match ev {
             Sc::Shot { side, player, x, y, body_part, outcome, provider_xg } => {
                 let header = body_part == BodyPart::Head;
-                let (xg, source) = match ctx.infer("soccer_xg", &[x, y, f32::from(u8::from(header))]) {
+                let (d, a) = geometry(x, y);
+                let other = f32::from(u8::from(body_part == BodyPart::Other));
+                // Inputs of soccer_xg_geo, in manifest order (models/README.md).
+                let inputs = [d as f32, a as f32, f32::from(u8::from(header)), other, 0.0, 0.0];
+                let (xg, source) = match ctx.infer("soccer_xg_geo", &inputs) {
                     Ok(out) if !out.is_empty() => (f64::from(out[out.len() - 1]), "model"),
-                    Ok(_) | Err(HostError::NoSuchModel) | Err(_) => (geometric_xg(x, y, header), "geometry"),
+                    _ => (geometric_xg(x, y, header), "geometry"),
                 };
                 let s = idx(side);
                 self.xg[s] += xg;

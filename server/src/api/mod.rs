@@ -29,6 +29,7 @@ pub struct AppState {
     pub fanout: Arc<Fanout>,
     pub pipeline: Arc<Pipeline>,
     pub plugins: Arc<PluginSet>,
+    pub models: Arc<crate::model::ModelRegistry>,
     pub prometheus: PrometheusHandle,
     pub ws_sessions: Arc<AtomicUsize>,
     pub shutdown: watch::Receiver<bool>,
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
+        .route("/v1/models", get(models))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{name}", axum::routing::post(reload_plugin))
         .route("/ws", get(ws::upgrade))
@@ -74,6 +76,20 @@ async fn game(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Some(p) => json(StatusCode::OK, p.data().to_string()),
         None => json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} on this server")),
     }
+}
+
+async fn models(State(s): State<AppState>) -> Response {
+    let list: Vec<serde_json::Value> = s
+        .models
+        .specs()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name, "version": m.version, "active": true, "inputs": m.inputs,
+                "outputs": m.outputs, "source": m.source, "holdout": m.holdout, "metrics": m.metrics,
+            })
+        })
+        .collect();
+    json(StatusCode::OK, serde_json::json!({"models": list}).to_string())
 }
 
 async fn plugins(State(s): State<AppState>) -> Response {

@@ -223,8 +223,14 @@ pub fn test_cmd(
     let name =
         wasm.file_stem().map(|s| s.to_string_lossy().replace('_', "-")).unwrap_or_else(|| "plugin".into());
     let cache = std::env::temp_dir().join("opensports-plugin-cache");
-    let mut h =
-        Harness::new(&name, &bytes, config.as_bytes(), &cache).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    // The models of ./models (or of the source tree), as the server would have them.
+    let dir = Some(PathBuf::from("models"))
+        .filter(|d| d.join("manifest.toml").exists())
+        .or_else(|| source_workspace().map(|w| w.join("models")));
+    let models =
+        std::sync::Arc::new(dir.map(|d| crate::model::ModelRegistry::load(&d).0).unwrap_or_default());
+    let mut h = Harness::new(&name, &bytes, config.as_bytes(), &cache, &models)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let events = load_events(source)?;
     let lines: Vec<String> = match h.run(&events) {
         Ok(lines) => lines.iter().map(|l| l.to_jsonl()).collect(),

@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
+use crate::model::ModelRegistry;
 use crate::plugin::{EventHistory, PluginSet, ShardPlugins};
 use games::GamesIndex;
 use state::{GameState, GameSummary, Status};
@@ -66,6 +67,7 @@ impl Pipeline {
         config: &Config,
         fanout: Arc<Fanout>,
         plugins: Arc<PluginSet>,
+        models: Arc<ModelRegistry>,
     ) -> std::io::Result<Arc<Pipeline>> {
         let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
         let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
@@ -83,6 +85,7 @@ impl Pipeline {
                 latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
                 duplicates: metrics::counter!(m::PIPELINE_DUPLICATES_TOTAL),
                 plugins: ShardPlugins::new(plugins.clone()),
+                models: models.clone(),
                 max_history: config.plugins.max_history_events,
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
@@ -131,6 +134,8 @@ struct Game {
     ended_at: Option<Instant>,
     /// Archived events, kept while plugins are loaded, to rebuild a plugin by replay.
     history: Vec<rkyv::util::AlignedVec>,
+    /// `game/{id}/winprob`, for the sports with a win-probability model.
+    winprob: Option<Arc<Topic>>,
 }
 
 /// The shard's games as the plugins' replay source.
@@ -159,6 +164,7 @@ struct Shard {
     latency: metrics::Histogram,
     duplicates: metrics::Counter,
     plugins: ShardPlugins,
+    models: Arc<ModelRegistry>,
     max_history: usize,
 }
 
@@ -184,7 +190,8 @@ impl Shard {
         if !self.games.contains_key(&ev.game) {
             let state = GameState::new(&ev.game, ev.sport());
             let topic = self.fanout.topic(&topic::game_state(&ev.game));
-            let game = Game { state, topic, summary: None, ended_at: None, history: Vec::new() };
+            let game =
+                Game { state, topic, summary: None, ended_at: None, history: Vec::new(), winprob: None };
             self.games.insert(ev.game.clone(), game);
         }
         let Some(game) = self.games.get_mut(&ev.game) else { return };
@@ -204,6 +211,22 @@ impl Shard {
                     self.fanout.publish(t, ev.ts, &self.buf);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
+            }
+        }
+        if let Some((name, inputs)) = crate::model::winprob::features(&game.state)
+            && let Some(model) = self.models.get(name)
+            && let Some(p) = model.prob(&inputs)
+        {
+            if game.winprob.is_none() {
+                game.winprob = self.fanout.topic(&format!("game/{}/winprob", ev.game));
+            }
+            if let Some(t) = &game.winprob {
+                let p = f64::from(p);
+                let data = serde_json::json!({
+                    "home": (p * 1e4).round() / 1e4, "away": ((1.0 - p) * 1e4).round() / 1e4,
+                    "model": name, "version": model.spec.version,
+                });
+                self.fanout.publish(t, ev.ts, data.to_string().as_bytes());
             }
         }
         self.latency.record(item.received.elapsed().as_secs_f64());
@@ -272,6 +295,7 @@ impl Shard {
             if let Some(g) = self.games.remove(&id) {
                 self.plugins.forget(&id);
                 self.fanout.remove_topic(&topic::game_state(&id));
+                self.fanout.remove_topic(&format!("game/{id}/winprob"));
                 self.index.remove(&id, g.state.ts);
             }
         }

@@ -38,7 +38,13 @@ pub struct Harness {
 
 impl Harness {
     /// Compiles `wasm` (cache in `cache_dir`) with the default limits and `config` JSON.
-    pub fn new(name: &str, wasm: &[u8], config: &[u8], cache_dir: &Path) -> Result<Harness, PluginError> {
+    pub fn new(
+        name: &str,
+        wasm: &[u8],
+        config: &[u8],
+        cache_dir: &Path,
+        models: &std::sync::Arc<crate::model::ModelRegistry>,
+    ) -> Result<Harness, PluginError> {
         let cfg = PluginsConfig::default();
         let limits = Limits {
             memory_bytes: cfg.memory_mib << 20,
@@ -49,7 +55,7 @@ impl Harness {
         // Offline there is no latency budget to protect: 1 s per event catches only hangs.
         let ticks = (1_000_000 / engine::TICK.as_micros()) as u64;
         let compiled = engine::compile(name, wasm, cache_dir)?;
-        let mut instance = Instance::new(&compiled, limits, ticks, config)?;
+        let mut instance = Instance::new(&compiled, limits, ticks, config, models)?;
         let sports = instance.sports();
         Ok(Harness { name: name.into(), instance, sports })
     }

@@ -13,6 +13,9 @@ pub mod status {
     pub const BAD_JSON: i32 = -4;
     pub const BAD_POINTER: i32 = -5;
     pub const NO_SUCH_MODEL: i32 = -10;
+    pub const BAD_INPUT: i32 = -11;
+    pub const OUTPUT_TOO_SMALL: i32 = -12;
+    pub const INFER_FAILED: i32 = -13;
 }
 
 /// Per-event limits, from `[plugins]`.
@@ -36,6 +39,7 @@ pub struct Emit {
 #[derive(Debug)]
 pub struct HostState {
     pub plugin: Arc<str>,
+    pub models: Arc<crate::model::ModelRegistry>,
     pub limits: Limits,
     pub emits: Vec<Emit>,
     /// Set when an emit broke a rule: the event fails with `BadOutput`.
@@ -46,8 +50,16 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(plugin: Arc<str>, limits: Limits) -> HostState {
-        HostState { plugin, limits, emits: Vec::new(), bad_output: None, memory_denied: false, logs: 0 }
+    pub fn new(plugin: Arc<str>, limits: Limits, models: Arc<crate::model::ModelRegistry>) -> HostState {
+        HostState {
+            plugin,
+            models,
+            limits,
+            emits: Vec::new(),
+            bad_output: None,
+            memory_denied: false,
+            logs: 0,
+        }
     }
 
     pub fn reset(&mut self) {
@@ -129,17 +141,32 @@ pub fn emit(mut caller: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i3
     status::OK
 }
 
-/// No model registry yet: every model is unknown (documented status `NO_SUCH_MODEL`).
-pub fn infer(
-    _caller: Caller<'_, HostState>,
-    _mp: i32,
-    _ml: i32,
-    _ip: i32,
-    _il: i32,
-    _op: i32,
-    _oc: i32,
-) -> i32 {
-    status::NO_SUCH_MODEL
+/// Runs a model of the registry: `il` f32 inputs at `ip`, up to `oc` f32 outputs written at
+/// `op`; returns the output count or a negative status.
+pub fn infer(mut caller: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i32, op: i32, oc: i32) -> i32 {
+    use crate::model::InferError;
+    let Some(name) = read(&mut caller, mp, ml.min(256)) else { return status::BAD_POINTER };
+    let Some(raw) = read(&mut caller, ip, il.saturating_mul(4).min(1 << 20)) else {
+        return status::BAD_POINTER;
+    };
+    let inputs: Vec<f32> =
+        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut out = vec![0f32; usize::try_from(oc).unwrap_or(0).min(4096)];
+    let models = caller.data().models.clone();
+    let n = match models.infer(&String::from_utf8_lossy(&name), &inputs, &mut out) {
+        Ok(n) => n,
+        Err(InferError::NoSuchModel) => return status::NO_SUCH_MODEL,
+        Err(InferError::BadInput) => return status::BAD_INPUT,
+        Err(InferError::OutputTooSmall) => return status::OUTPUT_TOO_SMALL,
+        Err(InferError::Failed) => return status::INFER_FAILED,
+    };
+    let bytes: Vec<u8> = out[..n].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let Some(Extern::Memory(mem)) = caller.get_export("memory") else { return status::BAD_POINTER };
+    let Ok(offset) = usize::try_from(op) else { return status::BAD_POINTER };
+    if mem.write(&mut caller, offset, &bytes).is_err() {
+        return status::BAD_POINTER;
+    }
+    n as i32
 }
 
 pub fn log(mut caller: Caller<'_, HostState>, level: i32, p: i32, n: i32) {

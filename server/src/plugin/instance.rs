@@ -1,6 +1,10 @@
 //! One live instance of a plugin (one per plugin per shard thread) and its typed calls.
 
+use std::sync::Arc;
+
 use wasmtime::{Memory, Store, Trap, TypedFunc};
+
+use crate::model::ModelRegistry;
 
 use super::PluginError;
 use super::engine::{Compiled, engine};
@@ -44,8 +48,9 @@ impl Instance {
         limits: Limits,
         deadline_ticks: u64,
         config: &[u8],
+        models: &Arc<ModelRegistry>,
     ) -> Result<Instance, PluginError> {
-        let mut store = Store::new(engine(), HostState::new(c.name.clone(), limits));
+        let mut store = Store::new(engine(), HostState::new(c.name.clone(), limits, models.clone()));
         store.limiter(|s| s);
         store.epoch_deadline_trap();
         // Instantiation and init get a more generous deadline than an event.

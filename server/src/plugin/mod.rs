@@ -106,12 +106,17 @@ pub struct PluginSet {
     pub deadline_ticks: u64,
     quarantine_after: usize,
     cache_dir: PathBuf,
+    pub models: Arc<crate::model::ModelRegistry>,
 }
 
 impl PluginSet {
     /// Compiles every plugin of `[plugins]`. A plugin that does not load is reported and left
     /// out; the server runs without it.
-    pub fn load(cfg: &PluginsConfig, data_dir: &Path) -> Arc<PluginSet> {
+    pub fn load(
+        cfg: &PluginsConfig,
+        data_dir: &Path,
+        models: Arc<crate::model::ModelRegistry>,
+    ) -> Arc<PluginSet> {
         let cache_dir = data_dir.join("plugin-cache");
         let limits = Limits {
             memory_bytes: cfg.memory_mib << 20,
@@ -127,7 +132,15 @@ impl PluginSet {
             let loaded = std::fs::read(&entry.path)
                 .map_err(|e| PluginError::Compile(format!("{}: {e}", entry.path.display())))
                 .and_then(|wasm| {
-                    compile_checked(&name, &wasm, &cache_dir, limits, deadline_ticks, &entry.config_json())
+                    compile_checked(
+                        &name,
+                        &wasm,
+                        &cache_dir,
+                        limits,
+                        deadline_ticks,
+                        &entry.config_json(),
+                        &models,
+                    )
                 });
             match loaded {
                 Ok(c) => {
@@ -158,6 +171,7 @@ impl PluginSet {
             deadline_ticks,
             quarantine_after: cfg.quarantine_after,
             cache_dir,
+            models,
         })
     }
 
@@ -182,6 +196,7 @@ impl PluginSet {
             self.limits,
             self.deadline_ticks,
             &info.config_json,
+            &self.models,
         )?;
         let version = c.version.clone();
         *info.compiled.write() = Arc::new(c);
@@ -286,9 +301,10 @@ fn compile_checked(
     limits: Limits,
     deadline_ticks: u64,
     config: &[u8],
+    models: &Arc<crate::model::ModelRegistry>,
 ) -> Result<Compiled, PluginError> {
     let mut c = engine::compile(name, wasm, cache_dir)?;
-    let mut probe = Instance::new(&c, limits, deadline_ticks, config)?;
+    let mut probe = Instance::new(&c, limits, deadline_ticks, config, models)?;
     c.sports = probe.sports();
     Ok(c)
 }
@@ -438,8 +454,13 @@ impl ShardPlugins {
 
 /// A fresh instance of the slot's plugin with its state rebuilt by replaying `history`.
 fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option<Instance> {
-    let mut inst = match Instance::new(&slot.compiled, set.limits, set.deadline_ticks, &slot.info.config_json)
-    {
+    let mut inst = match Instance::new(
+        &slot.compiled,
+        set.limits,
+        set.deadline_ticks,
+        &slot.info.config_json,
+        &set.models,
+    ) {
         Ok(i) => i,
         Err(e) => {
             set.record_failure(&slot.info, &e);

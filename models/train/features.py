@@ -1,0 +1,149 @@
+"""Feature derivation shared by training and evaluation.
+
+Every feature is derived from the CSV columns alone (the training tables' format), including
+pre-game team strength: an Elo rating computed from the results of *earlier* games in the same
+file, in game order, so a table the model has never seen can be scored the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+ELO_K = {"nfl": 20.0, "nba": 20.0}
+ELO_HOME = {"nfl": 55.0, "nba": 100.0}
+
+
+def elo_before(games: pd.DataFrame, sport: str) -> pd.Series:
+    """Home minus away Elo (home advantage included) before each game.
+
+    `games`: one row per game with game_id, season, home, away, home_win, in any order; games are
+    processed by game_id (date-ordered ids in both leagues' tables). Ratings regress a third
+    towards 1500 between seasons.
+    """
+    k, hfa = ELO_K[sport], ELO_HOME[sport]
+    ratings: dict[str, float] = {}
+    season_of: dict[str, object] = {}
+    out = {}
+    for row in games.sort_values("game_id").itertuples(index=False):
+        for team in (row.home, row.away):
+            r = ratings.get(team, 1500.0)
+            if season_of.get(team) not in (None, row.season):
+                r = 1500.0 + (r - 1500.0) * 2.0 / 3.0
+            ratings[team] = r
+            season_of[team] = row.season
+        diff = ratings[row.home] + hfa - ratings[row.away]
+        out[row.game_id] = diff
+        expected = 1.0 / (1.0 + 10 ** (-diff / 400.0))
+        delta = k * (float(row.home_win) - expected)
+        ratings[row.home] += delta
+        ratings[row.away] -= delta
+    return pd.Series(out, name="elo_diff")
+
+
+NFL_INPUTS = [
+    "time_left", "score_diff", "score_diff_over_time", "possession_home", "field_position",
+    "down", "distance", "elo_diff", "elo_diff_time",
+]
+
+
+def nfl_features(plays: pd.DataFrame) -> pd.DataFrame:
+    """Home-perspective features for each NFL play (see models/README.md)."""
+    plays = plays[plays["score_ok"] == 1].dropna(subset=["game_seconds_remaining", "yardline_100"])
+    games = plays.groupby("game_id").first()[["season", "home", "away", "home_win"]].reset_index()
+    elo = elo_before(games, "nfl")
+    p = plays
+    t = p["game_seconds_remaining"].clip(0, 3600) / 3600.0
+    diff = (p["score_home"] - p["score_away"]).astype(float)
+    poss = np.where(p["posteam_is_home"] == 1, 1.0, -1.0)
+    e = p["game_id"].map(elo).astype(float) / 400.0
+    x = pd.DataFrame({
+        "time_left": t,
+        "score_diff": diff / 14.0,
+        "score_diff_over_time": diff / np.sqrt(t * 60.0 + 1.0),
+        "possession_home": poss,
+        "field_position": poss * (50.0 - p["yardline_100"]) / 50.0,
+        "down": poss * p["down"].fillna(1.0) / 4.0,
+        "distance": poss * p["ydstogo"].fillna(10.0).clip(0, 30) / 10.0,
+        "elo_diff": e,
+        "elo_diff_time": e * t,
+    })
+    return x, p["home_win"].astype(int), p["season"]
+
+
+NBA_INPUTS = ["time_left", "score_diff", "score_diff_over_time", "elo_diff", "elo_diff_time"]
+
+
+def nba_features(states: pd.DataFrame, games: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Home-perspective features for each NBA game state. Elo comes from `games` (one row per
+    game) when given, else from the states' own final results."""
+    if games is None:
+        games = states.groupby("game_id").first()[["season", "home", "away", "home_win"]].reset_index()
+    elo = elo_before(games, "nba")
+    t = states["seconds_remaining_game"].clip(0, 2880) / 2880.0
+    diff = (states["score_home"] - states["score_away"]).astype(float)
+    e = states["game_id"].map(elo).fillna(0.0).astype(float) / 400.0
+    x = pd.DataFrame({
+        "time_left": t,
+        "score_diff": diff / 10.0,
+        "score_diff_over_time": diff / np.sqrt(t * 48.0 + 0.5),
+        "elo_diff": e,
+        "elo_diff_time": e * t,
+    })
+    return x, states["home_win"].astype(int), states["season"]
+
+
+XG_INPUTS = [
+    "distance_m", "angle_rad", "header", "other_body_part", "free_kick", "corner_or_kickoff",
+    "under_pressure", "first_time", "open_goal", "deflected", "follows_dribble",
+    "n_opponents_in_cone", "nearest_opponent_dist", "gk_dist_to_goal_center",
+]
+
+
+def xg_features(shots: pd.DataFrame) -> pd.DataFrame:
+    x = pd.DataFrame({
+        "distance_m": shots["distance_m"],
+        "angle_rad": shots["angle_rad"],
+        "header": (shots["body_part"] == "head").astype(float),
+        "other_body_part": (shots["body_part"] == "other").astype(float),
+        "free_kick": (shots["shot_type"] == "free_kick").astype(float),
+        "corner_or_kickoff": shots["shot_type"].isin(["corner", "kick_off"]).astype(float),
+        "under_pressure": shots["under_pressure"].astype(float),
+        "first_time": shots["first_time"].astype(float),
+        "open_goal": shots["open_goal"].astype(float),
+        "deflected": shots["deflected"].astype(float),
+        "follows_dribble": shots["follows_dribble"].astype(float),
+        "n_opponents_in_cone": shots["n_opponents_in_cone"].clip(0, 8),
+        "nearest_opponent_dist": shots["nearest_opponent_dist"].fillna(10.0).clip(0, 10),
+        "gk_dist_to_goal_center": shots["gk_dist_to_goal_center"].fillna(0.0).clip(0, 30),
+    }).fillna(0.0)
+    return x, shots["goal"].astype(int)
+
+
+def metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    """Log loss, Brier, AUC and calibration error (bins of 0.05, weighted by count)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    y = np.asarray(y, dtype=int)
+    bins = np.minimum((p / 0.05).astype(int), 19)
+    ece = 0.0
+    for b in range(20):
+        m = bins == b
+        if m.any():
+            ece += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    return {
+        "n": int(len(y)),
+        "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5),
+        "brier": round(float(brier_score_loss(y, p)), 5),
+        "auc": round(float(roc_auc_score(y, p)), 5) if len(set(y)) > 1 else None,
+        "calibration_error": round(float(ece), 5),
+    }
+
+
+XG_GEO_INPUTS = ["distance_m", "angle_rad", "header", "other_body_part", "free_kick", "corner_or_kickoff"]
+
+
+def xg_geo_features(shots: pd.DataFrame) -> pd.DataFrame:
+    """The geometry-only variant, for feeds without freeze frames (what a live feed has)."""
+    x, y = xg_features(shots)
+    return x[XG_GEO_INPUTS], y

@@ -1,0 +1,219 @@
+"""Trains the shipped models on the real tables in shared/data/train and writes
+models/<name>.onnx, models/manifest.toml and models/testdata/<name>.json (fixed inputs with
+onnxruntime's outputs, checked against tract by the Rust tests).
+
+    python models/train/train.py [--data ../shared/data/train]
+
+Models are small MLPs (or a logistic regression) on engineered features; they are exported
+with plain ONNX ops (Gemm, Relu, Sigmoid; opset 17) built from the fitted weights, with the
+standardization folded in, so tract runs them without the ai.onnx.ml domain.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import onnx
+from onnx import TensorProto, helper
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, os.path.dirname(__file__))
+import features as F  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.dirname(HERE)
+OPSET = 17
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def export(name: str, scaler: StandardScaler, layers: list[tuple[np.ndarray, np.ndarray]], n_in: int) -> bytes:
+    """Gemm/Relu stack ending in Sigmoid; input `input` [1, n_in] float, output `prob` [1, 1]."""
+    mean, scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+    w0, b0 = layers[0]
+    # Fold (x - mean) / scale into the first layer.
+    w0f = w0 / scale[:, None]
+    b0f = b0 - (mean / scale) @ w0
+    layers = [(w0f, b0f)] + layers[1:]
+    nodes, inits = [], []
+    cur = "input"
+    for i, (w, b) in enumerate(layers):
+        wn, bn, out = f"w{i}", f"b{i}", f"h{i}"
+        inits.append(helper.make_tensor(wn, TensorProto.FLOAT, w.shape, w.astype(np.float32).ravel().tolist()))
+        inits.append(helper.make_tensor(bn, TensorProto.FLOAT, b.shape, b.astype(np.float32).ravel().tolist()))
+        nodes.append(helper.make_node("Gemm", [cur, wn, bn], [out]))
+        cur = out
+        if i + 1 < len(layers):
+            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
+            cur = f"r{i}"
+    nodes.append(helper.make_node("Sigmoid", [cur], ["prob"]))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n_in])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="opensports-train")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def fit_mlp(x: pd.DataFrame, y: pd.Series, hidden: tuple[int, ...], seed: int = 7):
+    scaler = StandardScaler().fit(x.values)
+    clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-4, batch_size=1024, max_iter=25,
+                        early_stopping=True, n_iter_no_change=4, random_state=seed)
+    clf.fit(scaler.transform(x.values), y.values)
+    layers = list(zip([w.astype(np.float64) for w in clf.coefs_], [b.astype(np.float64) for b in clf.intercepts_]))
+    return scaler, layers, lambda xx: clf.predict_proba(scaler.transform(xx.values))[:, 1]
+
+
+def fit_lr(x: pd.DataFrame, y: pd.Series):
+    scaler = StandardScaler().fit(x.values)
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(x.values), y.values)
+    layers = [(clf.coef_.T.astype(np.float64), clf.intercept_.astype(np.float64))]
+    return scaler, layers, lambda xx: clf.predict_proba(scaler.transform(xx.values))[:, 1]
+
+
+def ort_check(name: str, onnx_bytes: bytes, x: pd.DataFrame, p_sklearn: np.ndarray) -> list:
+    """Scores a fixed table with onnxruntime; returns rows for models/testdata/<name>.json."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    rows = []
+    for i in range(len(x)):
+        inp = x.values[i : i + 1].astype(np.float32)
+        p = float(sess.run(["prob"], {"input": inp})[0][0, 0])
+        assert abs(p - p_sklearn[i]) < 1e-4, (name, i, p, p_sklearn[i])
+        rows.append({"input": [float(v) for v in inp[0]], "prob": p})
+    return rows
+
+
+def save(name: str, version: str, onnx_bytes: bytes, inputs: list[str], source: str, holdout: str, metrics: dict,
+         anchor: dict | None, table: list) -> dict:
+    path = os.path.join(MODELS, f"{name}.onnx")
+    with open(path, "wb") as f:
+        f.write(onnx_bytes)
+    os.makedirs(os.path.join(MODELS, "testdata"), exist_ok=True)
+    with open(os.path.join(MODELS, "testdata", f"{name}.json"), "w") as f:
+        json.dump({"model": name, "inputs": inputs, "rows": table}, f, indent=0)
+    return {
+        "name": name, "version": version, "file": f"{name}.onnx",
+        "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        "inputs": inputs, "input_shape": [1, len(inputs)], "outputs": ["prob"], "output_shape": [1, 1],
+        "source": source, "holdout": holdout, "metrics": metrics, "anchor": anchor or {},
+    }
+
+
+def toml_value(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(v)
+
+
+def write_manifest(entries: list[dict]) -> None:
+    lines = ["# Shipped ONNX models. Written by models/train/train.py; the server checks file, sha256 and shapes.", ""]
+    for e in entries:
+        lines.append("[[model]]")
+        for k in ["name", "version", "file", "sha256", "inputs", "input_shape", "outputs", "output_shape", "source", "holdout"]:
+            lines.append(f"{k} = {toml_value(e[k])}")
+        lines.append("active = true")
+        lines.append(f"[model.metrics]")
+        for k, v in e["metrics"].items():
+            if v is not None:
+                lines.append(f"{k} = {toml_value(v)}")
+        if e["anchor"]:
+            lines.append(f"[model.anchor]")
+            for k, v in e["anchor"].items():
+                if v is not None:
+                    lines.append(f"{k} = {toml_value(v)}")
+        lines.append("")
+    with open(os.path.join(MODELS, "manifest.toml"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.environ.get("OPENSPORTS_DATA", os.path.join(MODELS, "..", "..", "shared", "data")) )
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    data = os.path.join(args.data, "train") if os.path.isdir(os.path.join(args.data, "train")) else args.data
+    rng = np.random.default_rng(0)
+    entries = []
+
+    log("soccer_xg: StatsBomb open-data shots")
+    shots = pd.read_csv(os.path.join(data, "soccer_shots.csv"))
+    test_mask = (shots["competition"] == "FIFA World Cup") & (shots["season"].astype(str) == "2022")
+    x, y = F.xg_features(shots)
+    scaler, layers, predict = fit_lr(x[~test_mask], y[~test_mask])
+    p = predict(x[test_mask])
+    m = F.metrics(y[test_mask].values, p)
+    ref = F.metrics(y[test_mask].values, shots.loc[test_mask, "ref_xg"].values)
+    base = F.metrics(y[test_mask].values, np.full(test_mask.sum(), y[~test_mask].mean()))
+    log(f"soccer_xg held-out WC2022: {m}; StatsBomb xG: {ref}; base rate: {base}")
+    b = export("soccer_xg", scaler, layers, len(F.XG_INPUTS))
+    idx = rng.choice(np.flatnonzero(test_mask.values), 32, replace=False)
+    table = ort_check("soccer_xg", b, x.iloc[idx], predict(x.iloc[idx]))
+    entries.append(save("soccer_xg", "1", b, F.XG_INPUTS, "StatsBomb open data shots (shared/data/train/soccer_shots.csv), trained on every competition but WC 2022",
+                        "FIFA World Cup 2022", m, {"statsbomb_log_loss": ref["log_loss"], "statsbomb_brier": ref["brier"], "statsbomb_auc": ref["auc"], "base_rate_log_loss": base["log_loss"]}, table))
+
+    x, y = F.xg_geo_features(shots)
+    scaler, layers, predict = fit_lr(x[~test_mask], y[~test_mask])
+    m = F.metrics(y[test_mask].values, predict(x[test_mask]))
+    log(f"soccer_xg_geo held-out WC2022: {m}")
+    b = export("soccer_xg_geo", scaler, layers, len(F.XG_GEO_INPUTS))
+    table = ort_check("soccer_xg_geo", b, x.iloc[idx], predict(x.iloc[idx]))
+    entries.append(save("soccer_xg_geo", "1", b, F.XG_GEO_INPUTS, "StatsBomb open data shots, location/angle/body part/shot type only (no freeze frame)",
+                        "FIFA World Cup 2022", m, {"statsbomb_log_loss": ref["log_loss"], "base_rate_log_loss": base["log_loss"]}, table))
+
+    log("nfl_wp: play-by-play 1998-2018")
+    plays = pd.concat([pd.read_csv(os.path.join(data, f)) for f in ["nfl_plays_1998_2008.csv", "nfl_plays_2009_2018.csv"]])
+    x, y, season = F.nfl_features(plays)
+    train, test = season < 2018, season == 2018
+    scaler, layers, predict = fit_mlp(x[train], y[train], (32, 16))
+    p = predict(x[test])
+    m = F.metrics(y[test].values, p)
+    log(f"nfl_wp held-out 2018: {m}")
+    b = export("nfl_wp", scaler, layers, len(F.NFL_INPUTS))
+    idx = rng.choice(np.flatnonzero(test.values), 32, replace=False)
+    table = ort_check("nfl_wp", b, x.iloc[idx], predict(x.iloc[idx]))
+    entries.append(save("nfl_wp", "1", b, F.NFL_INPUTS, "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), Elo from earlier games",
+                        "season 2018", m, {"nflfastR_log_loss_with_spread": 0.44, "nflfastR_log_loss_without_spread": 0.52, "nflfastR_calibration_error": 0.0055}, table))
+
+    log("nba_wp: game states 1997-2018")
+    states = pd.concat([pd.read_csv(os.path.join(data, f), dtype={"game_id": str}) for f in ["nba_states_1997_2008.csv", "nba_states_2009_2018.csv"]])
+    games = pd.read_csv(os.path.join(data, "nba_games.csv"), dtype={"game_id": str})
+    x, y, season = F.nba_features(states, games)
+    train, test = season < 2018, season == 2018
+    scaler, layers, predict = fit_mlp(x[train], y[train], (16, 8))
+    p = predict(x[test])
+    m = F.metrics(y[test].values, p)
+    log(f"nba_wp held-out 2018: {m}")
+    b = export("nba_wp", scaler, layers, len(F.NBA_INPUTS))
+    idx = rng.choice(np.flatnonzero(test.values), 32, replace=False)
+    table = ort_check("nba_wp", b, x.iloc[idx], predict(x.iloc[idx]))
+    entries.append(save("nba_wp", "1", b, F.NBA_INPUTS, "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
+                        "season 2018 (60 s grid)", m, {"py_ball_brier_3s_frames": 0.167}, table))
+
+    write_manifest(entries)
+    log("wrote models/manifest.toml")
+
+
+if __name__ == "__main__":
+    main()

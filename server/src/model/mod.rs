@@ -1,0 +1,242 @@
+//! ONNX models (tract): the manifest, checks, the registry of loaded models and inference.
+//!
+//! # Layout
+//! - this file: `models/manifest.toml` parsing, the checks a model must pass (file, sha256,
+//!   input and output shapes, operators tract can run), the [`ModelRegistry`] and `infer`.
+//! - [`winprob`]: the core win-probability output for basketball and football.
+//!
+//! Each model is loaded once with a fixed batch of 1 (`into_optimized().into_runnable()`); the
+//! plan is immutable and shared by the shards. A model that fails a check is refused with a
+//! message naming the field, and the server runs without it.
+
+pub mod winprob;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::metrics as m;
+
+/// Why a model was refused. Each names the model and the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {detail}")]
+    Manifest { path: PathBuf, detail: String },
+    #[error("model {name}: file: {path} cannot be read: {detail}")]
+    File { name: String, path: PathBuf, detail: String },
+    #[error("model {name}: sha256: manifest says {expected}, file has {actual}")]
+    Hash { name: String, expected: String, actual: String },
+    #[error("model {name}: {field}: {detail}")]
+    Shape { name: String, field: &'static str, detail: String },
+    #[error("model {name}: ops: tract cannot run it: {detail}")]
+    Ops { name: String, detail: String },
+}
+
+/// One `[[model]]` of the manifest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub version: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    /// Input feature names, in order.
+    pub inputs: Vec<String>,
+    pub input_shape: Vec<usize>,
+    pub outputs: Vec<String>,
+    pub output_shape: Vec<usize>,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub holdout: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub anchor: BTreeMap<String, toml::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    model: Vec<ModelSpec>,
+}
+
+/// A loaded model.
+#[derive(Debug)]
+pub struct Model {
+    pub spec: ModelSpec,
+    plan: Arc<TypedRunnableModel>,
+    latency: metrics::Histogram,
+}
+
+/// Why an inference call failed (statuses of the plugin ABI's `infer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InferError {
+    #[error("no such model")]
+    NoSuchModel,
+    #[error("wrong number of inputs")]
+    BadInput,
+    #[error("output buffer too small")]
+    OutputTooSmall,
+    #[error("inference failed")]
+    Failed,
+}
+
+impl Model {
+    /// Runs the model on one row; writes the outputs into `out`, returns how many.
+    pub fn infer(&self, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
+        if inputs.len() != self.spec.inputs.len() {
+            return Err(InferError::BadInput);
+        }
+        let started = Instant::now();
+        let tensor = Tensor::from_shape(&[1, inputs.len()], inputs).map_err(|_| InferError::BadInput)?;
+        let result = self.plan.run(tvec!(tensor.into())).map_err(|_| InferError::Failed)?;
+        let values = result[0].to_plain_array_view::<f32>().map_err(|_| InferError::Failed)?;
+        if values.len() > out.len() {
+            return Err(InferError::OutputTooSmall);
+        }
+        for (o, v) in out.iter_mut().zip(values.iter()) {
+            *o = *v;
+        }
+        self.latency.record(started.elapsed().as_secs_f64());
+        Ok(values.len())
+    }
+
+    /// Convenience for one probability output.
+    pub fn prob(&self, inputs: &[f32]) -> Option<f32> {
+        let mut out = [0f32; 4];
+        match self.infer(inputs, &mut out) {
+            Ok(n) if n >= 1 => Some(out[0]),
+            _ => None,
+        }
+    }
+}
+
+/// The active models, by name.
+#[derive(Debug, Default)]
+pub struct ModelRegistry {
+    models: BTreeMap<String, Arc<Model>>,
+}
+
+impl ModelRegistry {
+    /// Loads every active model of `dir/manifest.toml`. Refused models are returned with the
+    /// reason (and logged); the registry holds the rest. A missing manifest is an empty registry.
+    pub fn load(dir: &Path) -> (ModelRegistry, Vec<ModelError>) {
+        let path = dir.join("manifest.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return (ModelRegistry::default(), Vec::new());
+            }
+            Err(e) => {
+                return (
+                    ModelRegistry::default(),
+                    vec![ModelError::Manifest { path, detail: e.to_string() }],
+                );
+            }
+        };
+        let manifest: Manifest = match toml::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                return (
+                    ModelRegistry::default(),
+                    vec![ModelError::Manifest { path, detail: e.to_string() }],
+                );
+            }
+        };
+        let mut reg = ModelRegistry::default();
+        let mut errors = Vec::new();
+        for spec in manifest.model.into_iter().filter(|s| s.active) {
+            match load_model(dir, spec) {
+                Ok(model) => {
+                    tracing::info!(model = %model.spec.name, version = %model.spec.version, "model loaded");
+                    reg.models.insert(model.spec.name.clone(), Arc::new(model));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "model refused; running without it");
+                    metrics::counter!(m::MODEL_REFUSED_TOTAL).increment(1);
+                    errors.push(e);
+                }
+            }
+        }
+        (reg, errors)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
+        self.models.get(name)
+    }
+
+    pub fn specs(&self) -> impl Iterator<Item = &ModelSpec> {
+        self.models.values().map(|m| &m.spec)
+    }
+
+    pub fn infer(&self, name: &str, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
+        self.models.get(name).ok_or(InferError::NoSuchModel)?.infer(inputs, out)
+    }
+}
+
+/// Checks and loads one model.
+pub fn load_model(dir: &Path, spec: ModelSpec) -> Result<Model, ModelError> {
+    let name = spec.name.clone();
+    let path = dir.join(&spec.file);
+    let bytes = std::fs::read(&path).map_err(|e| ModelError::File {
+        name: name.clone(),
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    let actual: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if !actual.eq_ignore_ascii_case(&spec.sha256) {
+        return Err(ModelError::Hash { name, expected: spec.sha256.clone(), actual });
+    }
+    let shape_err = |field, detail: String| ModelError::Shape { name: name.clone(), field, detail };
+    if spec.input_shape != [1, spec.inputs.len()] {
+        return Err(shape_err(
+            "input_shape",
+            format!("{:?} does not match 1 × {} inputs", spec.input_shape, spec.inputs.len()),
+        ));
+    }
+    let ops = |e: TractError| ModelError::Ops { name: name.clone(), detail: format!("{e:#}") };
+    let model = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(ops)?;
+    let declared = model.input_fact(0).map_err(ops)?.shape.clone();
+    let declared: Vec<Option<usize>> = declared
+        .dims()
+        .map(|d| d.concretize().and_then(|d| d.as_i64()).and_then(|d| usize::try_from(d).ok()))
+        .collect();
+    let fits = declared.len() == spec.input_shape.len()
+        && declared.iter().zip(&spec.input_shape).all(|(d, want)| d.is_none_or(|d| d == *want));
+    if !fits {
+        return Err(shape_err(
+            "input_shape",
+            format!("manifest {:?}, model declares {declared:?}", spec.input_shape),
+        ));
+    }
+    let shape: Vec<usize> = spec.input_shape.clone();
+    let plan = model
+        .with_input_fact(0, f32::fact(&shape).into())
+        .map_err(ops)?
+        .into_optimized()
+        .map_err(ops)?
+        .into_runnable()
+        .map_err(ops)?;
+    let out_shape: Vec<usize> =
+        plan.model().output_fact(0).map_err(ops)?.shape.as_concrete().map(|s| s.to_vec()).unwrap_or_default();
+    if out_shape != spec.output_shape {
+        return Err(shape_err(
+            "output_shape",
+            format!("manifest {:?}, model gives {out_shape:?}", spec.output_shape),
+        ));
+    }
+    let latency = metrics::histogram!(m::MODEL_INFER_SECONDS, "model" => name.clone());
+    Ok(Model { spec, plan, latency })
+}

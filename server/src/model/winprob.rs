@@ -1,0 +1,63 @@
+//! Core win probability (`game/{id}/winprob`) for basketball and football, from the `nba_wp` and
+//! `nfl_wp` models. The features mirror `models/train/features.py` term by term; pre-game
+//! strength is the league's home advantage until team ratings are kept by the server.
+
+use opensports_proto::Side;
+
+use crate::pipeline::state::{Detail, GameState, Status};
+
+/// Elo home advantage (points) used for `elo_diff` when team ratings are unknown.
+const NFL_HOME_ELO: f32 = 55.0;
+const NBA_HOME_ELO: f32 = 100.0;
+
+/// The model to use and its inputs for this state, or `None` for sports without one.
+pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
+    let score = state.score?;
+    let diff = score.home as f32 - score.away as f32;
+    let clock = state.clock_ms.unwrap_or(0) as f32 / 1000.0;
+    match &state.detail {
+        Detail::Football(d) => {
+            let remaining = if state.status == Status::Ended {
+                0.0
+            } else if state.period <= 4 {
+                (4 - state.period.max(1)) as f32 * 900.0 + clock
+            } else {
+                clock.min(600.0)
+            };
+            let t = (remaining / 3600.0).clamp(0.0, 1.0);
+            let poss = match d.possession {
+                Some(Side::Home) => 1.0,
+                Some(Side::Away) => -1.0,
+                None => 0.0,
+            };
+            let e = NFL_HOME_ELO / 400.0;
+            Some((
+                "nfl_wp",
+                vec![
+                    t,
+                    diff / 14.0,
+                    diff / (t * 60.0 + 1.0).sqrt(),
+                    poss,
+                    poss * (50.0 - f32::from(d.yardline_100.unwrap_or(75))) / 50.0,
+                    poss * f32::from(d.down.unwrap_or(1)) / 4.0,
+                    poss * f32::from(d.distance.unwrap_or(10)).min(30.0) / 10.0,
+                    e,
+                    e * t,
+                ],
+            ))
+        }
+        Detail::Basketball(_) => {
+            let remaining = if state.status == Status::Ended {
+                0.0
+            } else if state.period <= 4 {
+                (4 - state.period.max(1)) as f32 * 720.0 + clock
+            } else {
+                clock.min(300.0)
+            };
+            let t = (remaining / 2880.0).clamp(0.0, 1.0);
+            let e = NBA_HOME_ELO / 400.0;
+            Some(("nba_wp", vec![t, diff / 10.0, diff / (t * 48.0 + 0.5).sqrt(), e, e * t]))
+        }
+        _ => None,
+    }
+}

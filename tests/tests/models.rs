@@ -1,0 +1,187 @@
+//! ONNX models: every shipped model loads in tract and agrees with onnxruntime on a fixed table;
+//! broken models are refused with the field at fault; the core win probability is published.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use opensports_proto::Sport;
+use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_server::model::{ModelError, ModelRegistry};
+use opensports_server::sim;
+use opensports_tests::{TestServer, read_until, workspace};
+
+fn models_dir() -> std::path::PathBuf {
+    workspace().join("models")
+}
+
+#[test]
+fn every_shipped_model_matches_onnxruntime_to_1e5() {
+    let (reg, errors) = ModelRegistry::load(&models_dir());
+    assert!(errors.is_empty(), "{errors:?}");
+    let names: Vec<String> = reg.specs().map(|s| s.name.clone()).collect();
+    for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        let table: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(models_dir().join(format!("testdata/{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let rows = table["rows"].as_array().unwrap();
+        assert!(rows.len() >= 16);
+        for row in rows {
+            let input: Vec<f32> =
+                row["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let want = row["prob"].as_f64().unwrap();
+            let mut out = [0f32; 4];
+            let n = reg.infer(name, &input, &mut out).unwrap();
+            assert_eq!(n, 1);
+            assert!(
+                (f64::from(out[0]) - want).abs() <= 1e-5,
+                "{name}: tract {} vs onnxruntime {want}",
+                out[0]
+            );
+        }
+        // Wrong input length is refused, not guessed.
+        assert!(reg.infer(name, &[0.0], &mut [0f32; 4]).is_err());
+    }
+}
+
+/// Writes a manifest with one model entry (from the shipped nba_wp one, changed by `edit`).
+fn manifest_with(dir: &Path, edit: impl FnOnce(&mut toml::Table)) {
+    let shipped: toml::Table =
+        toml::from_str(&std::fs::read_to_string(models_dir().join("manifest.toml")).unwrap()).unwrap();
+    let mut entry = shipped["model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"].as_str() == Some("nba_wp"))
+        .unwrap()
+        .as_table()
+        .unwrap()
+        .clone();
+    std::fs::copy(models_dir().join("nba_wp.onnx"), dir.join("nba_wp.onnx")).unwrap();
+    edit(&mut entry);
+    let mut m = toml::Table::new();
+    m.insert("model".into(), toml::Value::Array(vec![toml::Value::Table(entry)]));
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(&m).unwrap()).unwrap();
+}
+
+fn refused(edit: impl FnOnce(&mut toml::Table)) -> ModelError {
+    let dir = tempfile::tempdir().unwrap();
+    manifest_with(dir.path(), edit);
+    let (reg, mut errors) = ModelRegistry::load(dir.path());
+    assert_eq!(reg.specs().count(), 0, "the model must not be loaded");
+    assert_eq!(errors.len(), 1);
+    errors.remove(0)
+}
+
+#[test]
+fn broken_models_are_refused_naming_the_field() {
+    let e = refused(|m| {
+        m.insert("sha256".into(), "00".repeat(32).into());
+    });
+    assert!(matches!(e, ModelError::Hash { .. }) && e.to_string().contains("sha256"), "{e}");
+
+    let e = refused(|m| {
+        m.insert("input_shape".into(), toml::Value::Array(vec![1.into(), 7.into()]));
+    });
+    assert!(e.to_string().contains("input_shape"), "{e}");
+
+    let e = refused(|m| {
+        m.insert("output_shape".into(), toml::Value::Array(vec![1.into(), 2.into()]));
+    });
+    assert!(e.to_string().contains("output_shape"), "{e}");
+
+    let e = refused(|m| {
+        m.insert("file".into(), "missing.onnx".into());
+    });
+    assert!(matches!(e, ModelError::File { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+
+    // An operator tract cannot run.
+    let bad = workspace().join("tests/fixtures/models/unsupported_op.onnx");
+    let bytes = std::fs::read(&bad).unwrap();
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let e = refused(|m| {
+        m.insert("file".into(), bad.display().to_string().into());
+        m.insert("sha256".into(), sha.into());
+        m.insert("inputs".into(), toml::Value::Array(vec!["a".into(), "b".into()]));
+        m.insert("input_shape".into(), toml::Value::Array(vec![1.into(), 2.into()]));
+    });
+    assert!(matches!(e, ModelError::Ops { .. }) && e.to_string().contains("ops"), "{e}");
+
+    // A good model still loads through the same path.
+    let dir = tempfile::tempdir().unwrap();
+    manifest_with(dir.path(), |_| {});
+    let (reg, errors) = ModelRegistry::load(dir.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(reg.get("nba_wp").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner() {
+    let server = TestServer::start().await;
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/+/winprob"], Mode::Latest).await.unwrap();
+    let games: Vec<_> =
+        [Sport::Basketball, Sport::Football].iter().map(|s| sim::generate(*s, 3, 0)).collect();
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    for g in &games {
+        server.wait_for_seq(&g.id, g.events.len() as u64).await;
+    }
+    let mut last = std::collections::BTreeMap::new();
+    let _ = read_until(&mut sub, Duration::from_secs(30), |m| {
+        if let ServerMsg::Msg(p) = m {
+            last.insert(p.topic.clone(), p.data.clone());
+        }
+        last.len() == 2
+            && last.values().all(|d| d["home"].as_f64().is_some_and(|h| !(0.1..=0.9).contains(&h)))
+    })
+    .await;
+    for g in &games {
+        let (_, body) = server.get(&format!("/v1/games/{}", g.id)).await;
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let home_won = state["score"]["home"].as_u64() > state["score"]["away"].as_u64();
+        let wp = &last[&format!("game/{}/winprob", g.id)];
+        let home = wp["home"].as_f64().unwrap();
+        assert!((wp["away"].as_f64().unwrap() + home - 1.0).abs() < 1e-3);
+        assert_eq!(home > 0.5, home_won, "{}: {wp} with score {}", g.id, state["score"]);
+    }
+    let (_, models) = server.get("/v1/models").await;
+    assert!(models.contains("nba_wp") && models.contains("holdout"), "{models}");
+    server.shutdown().await;
+}
+
+#[test]
+fn plugins_reach_models_through_infer() {
+    use opensports_server::plugin::harness::Harness;
+    let wasm = std::fs::read(opensports_tests::plugin_wasm("soccer-shots")).unwrap();
+    let events: Vec<_> = sim::generate(Sport::Soccer, 2, 0).events.into_iter().map(|t| t.event).collect();
+    let run = |models: ModelRegistry| {
+        let cache = tempfile::tempdir().unwrap();
+        let mut h =
+            Harness::new("soccer-shots", &wasm, b"{}", cache.path(), &std::sync::Arc::new(models)).unwrap();
+        h.run(&events)
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.topic.ends_with("/shot"))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l.data.get()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let with = run(ModelRegistry::load(&models_dir()).0);
+    assert!(!with.is_empty());
+    assert!(
+        with.iter()
+            .all(|s| s["xg_source"] == "model" && s["xg"].as_f64().is_some_and(|x| x > 0.0 && x < 1.0))
+    );
+    let without = run(ModelRegistry::default());
+    assert!(
+        without.iter().all(|s| s["xg_source"] == "geometry"),
+        "documented fallback when the model is absent"
+    );
+    assert_ne!(with[0]["xg"], without[0]["xg"]);
+}
