@@ -104,6 +104,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The other team.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Home => Side::Away,
+            Side::Away => Side::Home,
+        }
+    }
+
     pub fn index(self) -> usize {
         match self {
             Side::Home => 0,

@@ -17,14 +17,7 @@ pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
     let clock = state.clock_ms.unwrap_or(0) as f32 / 1000.0;
     match &state.detail {
         Detail::Football(d) => {
-            let remaining = if state.status == Status::Ended {
-                0.0
-            } else if state.period <= 4 {
-                (4 - state.period.max(1)) as f32 * 900.0 + clock
-            } else {
-                clock.min(600.0)
-            };
-            let t = (remaining / 3600.0).clamp(0.0, 1.0);
+            let t = time_left(state, clock, 900.0, 600.0);
             let poss = match d.possession {
                 Some(Side::Home) => 1.0,
                 Some(Side::Away) => -1.0,
@@ -47,17 +40,23 @@ pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
             ))
         }
         Detail::Basketball(_) => {
-            let remaining = if state.status == Status::Ended {
-                0.0
-            } else if state.period <= 4 {
-                (4 - state.period.max(1)) as f32 * 720.0 + clock
-            } else {
-                clock.min(300.0)
-            };
-            let t = (remaining / 2880.0).clamp(0.0, 1.0);
+            let t = time_left(state, clock, 720.0, 300.0);
             let e = NBA_HOME_ELO / 400.0;
             Some(("nba_wp", vec![t, diff / 10.0, diff / (t * 48.0 + 0.5).sqrt(), e, e * t]))
         }
         _ => None,
     }
+}
+
+/// Share of regulation time left (0..=1): four periods of `period_secs`, overtime counted as its
+/// clock (capped at `ot_secs`), 0 once the game ended.
+fn time_left(state: &GameState, clock_secs: f32, period_secs: f32, ot_secs: f32) -> f32 {
+    let remaining = if state.status == Status::Ended {
+        0.0
+    } else if state.period <= 4 {
+        f32::from(4 - state.period.max(1)) * period_secs + clock_secs
+    } else {
+        clock_secs.min(ot_secs)
+    };
+    (remaining / (4.0 * period_secs)).clamp(0.0, 1.0)
 }

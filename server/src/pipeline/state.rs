@@ -251,13 +251,6 @@ fn set_teams(home: &mut Option<String>, away: &mut Option<String>, h: &str, a: &
     *away = Some(a.into());
 }
 
-fn other(side: Side) -> Side {
-    match side {
-        Side::Home => Side::Away,
-        Side::Away => Side::Home,
-    }
-}
-
 fn apply_basketball(
     e: &bk::Event,
     d: &mut Basketball,
@@ -280,7 +273,7 @@ fn apply_basketball(
         bk::Event::Shot { side, points, made, .. } => {
             if *made {
                 score.add(*side, u32::from(*points));
-                d.possession = Some(other(*side));
+                d.possession = Some((*side).other());
             }
         }
         bk::Event::FreeThrow { side, made, attempt, of, .. } => {
@@ -288,11 +281,11 @@ fn apply_basketball(
                 score.add(*side, 1);
             }
             if *made && attempt >= of {
-                d.possession = Some(other(*side));
+                d.possession = Some((*side).other());
             }
         }
         bk::Event::Rebound { side, .. } | bk::Event::Steal { side, .. } => d.possession = Some(*side),
-        bk::Event::Turnover { side, .. } => d.possession = Some(other(*side)),
+        bk::Event::Turnover { side, .. } => d.possession = Some((*side).other()),
         bk::Event::Foul { side, .. } => d.team_fouls.add(*side, 1),
         bk::Event::Timeout { side: Some(side) } => d.timeouts.add(*side, 1),
         bk::Event::Timeout { side: None }

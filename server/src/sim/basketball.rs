@@ -16,19 +16,9 @@ fn player(side: Side, rng: &mut Rng, on_court: &[[u8; 5]; 2]) -> String {
     format!("{team}{}", rng.pick(&on_court[side.index()]))
 }
 
-fn other(s: Side) -> Side {
-    if s == Side::Home { Side::Away } else { Side::Home }
-}
-
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut b = Builder::new(id, start_ts);
-    let home = *rng.pick(TEAMS);
-    let away = loop {
-        let t = *rng.pick(TEAMS);
-        if t != home {
-            break t;
-        }
-    };
+    let (home, away) = rng.two(TEAMS);
     let mut at_ms = 0u64;
     let mut on_court = [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]];
     b.push(at_ms, Some(PERIOD_MS), Body::Basketball(Bk::GameStart { home: home.into(), away: away.into() }));
@@ -61,17 +51,17 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 let p = player(offense, rng, &on_court);
                 b.push(at_ms, c, Body::Basketball(Bk::Turnover { side: offense, player: Some(p) }));
                 if rng.chance(0.5) {
-                    let d = other(offense);
+                    let d = offense.other();
                     b.push(
                         at_ms,
                         c,
                         Body::Basketball(Bk::Steal { side: d, player: player(d, rng, &on_court) }),
                     );
                 }
-                offense = other(offense);
+                offense = offense.other();
             } else if roll < 0.31 {
                 // Shooting foul: two free throws.
-                let d = other(offense);
+                let d = offense.other();
                 let fp = Some(player(d, rng, &on_court));
                 b.push(at_ms, c, Body::Basketball(Bk::Foul { side: d, player: fp, kind: "shooting".into() }));
                 let shooter = player(offense, rng, &on_court);
@@ -82,7 +72,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     let ev = Bk::FreeThrow { side: offense, player: shooter.clone(), made, attempt, of: 2 };
                     b.push(at_ms, c, Body::Basketball(ev));
                 }
-                offense = other(offense);
+                offense = offense.other();
             } else {
                 // Field goal attempts until a make, a defensive rebound or the possession ends.
                 loop {
@@ -106,11 +96,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                             }
                             b.push(at_ms, c, Body::Basketball(Bk::Assist { side: offense, player: a }));
                         }
-                        offense = other(offense);
+                        offense = offense.other();
                         break;
                     }
                     if rng.chance(0.06) {
-                        let d = other(offense);
+                        let d = offense.other();
                         b.push(
                             at_ms,
                             c,
@@ -119,7 +109,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     }
                     at_ms += 2_000;
                     let offensive = rng.chance(0.23);
-                    let reb = if offensive { offense } else { other(offense) };
+                    let reb = if offensive { offense } else { offense.other() };
                     let rp = Some(player(reb, rng, &on_court));
                     b.push(at_ms, c, Body::Basketball(Bk::Rebound { side: reb, player: rp, offensive }));
                     if !offensive {

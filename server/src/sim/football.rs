@@ -16,10 +16,6 @@ struct Drive {
     to_go: i32,
 }
 
-fn other(s: Side) -> Side {
-    if s == Side::Home { Side::Away } else { Side::Home }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn play(
     d: &Drive,
@@ -46,13 +42,7 @@ fn play(
 
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut b = Builder::new(id, start_ts);
-    let home = *rng.pick(TEAMS);
-    let away = loop {
-        let t = *rng.pick(TEAMS);
-        if t != home {
-            break t;
-        }
-    };
+    let (home, away) = rng.two(TEAMS);
     let mut at_ms = 0u64;
     b.push(at_ms, Some(QUARTER_MS), Body::Football(Fb::GameStart { home: home.into(), away: away.into() }));
     let mut score = [0u32; 2];
@@ -82,7 +72,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                         (R::FieldGoalMissed, None)
                     };
                     b.push(at_ms, c, play(&d, quarter, T::FieldGoal, 0, result, scoring, false));
-                    let next = other(d.offense);
+                    let next = d.offense.other();
                     d = if good {
                         Drive { offense: next, yardline: 75, down: 1, to_go: 10 }
                     } else {
@@ -98,7 +88,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     b.push(at_ms, c, play(&d, quarter, T::Punt, 0, R::Punt, None, false));
                     let land = d.yardline - net;
                     let yardline = if land <= 0 { 80 } else { 100 - land };
-                    d = Drive { offense: other(d.offense), yardline, down: 1, to_go: 10 };
+                    d = Drive { offense: d.offense.other(), yardline, down: 1, to_go: 10 };
                 }
                 continue;
             }
@@ -122,7 +112,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             if matches!(result, R::Interception | R::FumbleLost) {
                 b.push(at_ms, c, play(&d, quarter, t, 0, result, None, false));
                 d = Drive {
-                    offense: other(d.offense),
+                    offense: d.offense.other(),
                     yardline: (100 - d.yardline).clamp(10, 90),
                     down: 1,
                     to_go: 10,
@@ -151,7 +141,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 at_ms += 60_000;
                 let kick = Drive { offense: d.offense, yardline: 65, down: 1, to_go: 10 };
                 b.push(at_ms, c, play(&kick, quarter, T::Kickoff, 0, R::Touchback, None, true));
-                d = Drive { offense: other(d.offense), yardline: 75, down: 1, to_go: 10 };
+                d = Drive { offense: d.offense.other(), yardline: 75, down: 1, to_go: 10 };
                 continue;
             }
             if yards >= d.to_go && result == R::Gain {
@@ -160,10 +150,10 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             b.push(at_ms, c, play(&d, quarter, t, yards, result, None, false));
             d.yardline -= yards;
             if d.yardline >= 100 {
-                score[other(d.offense).index()] += 2;
-                let safety = Some(Scoring { side: other(d.offense), points: 2 });
+                score[d.offense.other().index()] += 2;
+                let safety = Some(Scoring { side: d.offense.other(), points: 2 });
                 b.push(at_ms, c, play(&d, quarter, T::Run, 0, R::Safety, safety, true));
-                d = Drive { offense: other(d.offense), yardline: 65, down: 1, to_go: 10 };
+                d = Drive { offense: d.offense.other(), yardline: 65, down: 1, to_go: 10 };
             } else if yards >= d.to_go {
                 d.down = 1;
                 d.to_go = 10.min(d.yardline);

@@ -57,6 +57,17 @@ impl Rng {
         &items[self.next_u64() as usize % items.len()]
     }
 
+    /// Two different items (e.g. home and away teams).
+    pub fn two<T: PartialEq + Copy>(&mut self, items: &[T]) -> (T, T) {
+        let first = *self.pick(items);
+        loop {
+            let second = *self.pick(items);
+            if second != first || items.len() < 2 {
+                return (first, second);
+            }
+        }
+    }
+
     /// Roughly normal (sum of uniforms), mean 0, standard deviation 1.
     pub fn normal(&mut self) -> f64 {
         (0..6).map(|_| self.f64()).sum::<f64>() * std::f64::consts::SQRT_2

@@ -7,23 +7,13 @@ use super::{Builder, Rng, Timed};
 
 const TEAMS: &[&str] = &["LIV", "LEI", "BAR", "GIR", "ARS", "CHE", "MCI", "TOT", "RMA", "ATM"];
 
-fn other(s: Side) -> Side {
-    if s == Side::Home { Side::Away } else { Side::Home }
-}
-
 fn player(side: Side, n: u64) -> String {
     format!("{}{n}", if side == Side::Home { "H" } else { "A" })
 }
 
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut b = Builder::new(id, start_ts);
-    let home = *rng.pick(TEAMS);
-    let away = loop {
-        let t = *rng.pick(TEAMS);
-        if t != home {
-            break t;
-        }
-    };
+    let (home, away) = rng.two(TEAMS);
     b.push(0, Some(0), Body::Soccer(Sc::GameStart { home: home.into(), away: away.into() }));
     let mut at_ms = 60_000u64;
     let mut subs = [0u8; 2];
@@ -53,7 +43,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 if completed {
                     (x, y) = (end_x, end_y);
                 } else {
-                    side = other(side);
+                    side = side.other();
                     (x, y) = (105.0 - end_x, 68.0 - end_y);
                 }
             } else if r < 0.87 && x > 70.0 {
@@ -86,10 +76,10 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     b.push(at_ms, c, Body::Soccer(Sc::Goal { side, player: shooter, own_goal }));
                     at_ms += 60_000;
                     clock += 60_000;
-                    side = other(side);
+                    side = side.other();
                     (x, y) = (52.5, 34.0);
                 } else {
-                    side = other(side);
+                    side = side.other();
                     (x, y) = (5.5, 34.0);
                 }
             } else if r < 0.885 {
@@ -100,7 +90,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     yellow.push(fouler.clone());
                     b.push(at_ms, c, Body::Soccer(Sc::Card { side, player: fouler, card }));
                 }
-                side = other(side);
+                side = side.other();
             } else if period == 2 && clock > 15 * 60_000 && rng.chance(0.02) && subs[side.index()] < 5 {
                 subs[side.index()] += 1;
                 let n = u64::from(subs[side.index()]);
