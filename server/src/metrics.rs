@@ -37,6 +37,10 @@ pub const PLUGIN_SWAP_SECONDS: &str = "opensports_plugin_swap_seconds";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
+pub const MODEL_SHADOW_ABS_DIFF: &str = "opensports_model_shadow_abs_diff";
+pub const MODEL_OUTCOME_PREDICTIONS_TOTAL: &str = "opensports_model_outcome_predictions_total";
+pub const MODEL_OUTCOME_BRIER_SUM: &str = "opensports_model_outcome_brier_sum";
+pub const MODEL_OUTCOME_LOG_LOSS_SUM: &str = "opensports_model_outcome_log_loss_sum";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -114,6 +118,16 @@ fn describe() {
         metrics::Unit::Seconds,
         "One model inference at batch 1, by model"
     );
+    describe_histogram!(
+        MODEL_SHADOW_ABS_DIFF,
+        "Absolute difference between the shadow and the active version, per call"
+    );
+    describe_counter!(
+        MODEL_OUTCOME_PREDICTIONS_TOTAL,
+        "Predictions scored against game outcomes, by model and version"
+    );
+    describe_gauge!(MODEL_OUTCOME_BRIER_SUM, "Sum of Brier scores against outcomes (divide by predictions)");
+    describe_gauge!(MODEL_OUTCOME_LOG_LOSS_SUM, "Sum of log losses against outcomes (divide by predictions)");
     describe_counter!(MODEL_REFUSED_TOTAL, "Models refused at load (file, sha256, shape or ops)");
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
     describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");

@@ -185,3 +185,85 @@ fn plugins_reach_models_through_infer() {
     );
     assert_ne!(with[0]["xg"], without[0]["xg"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
+    // nba_wp version 1 active and version 2 (the same weights) as shadow.
+    let dir = tempfile::tempdir().unwrap();
+    manifest_with(dir.path(), |_| {});
+    let text = std::fs::read_to_string(dir.path().join("manifest.toml")).unwrap();
+    let mut m: toml::Table = toml::from_str(&text).unwrap();
+    let models = m["model"].as_array_mut().unwrap();
+    let mut v2 = models[0].as_table().unwrap().clone();
+    v2.insert("version".into(), "2".into());
+    v2.insert("active".into(), false.into());
+    v2.insert("shadow".into(), true.into());
+    models.push(toml::Value::Table(v2));
+    std::fs::write(dir.path().join("manifest.toml"), toml::to_string(&m).unwrap()).unwrap();
+    let models_dir = dir.path().to_path_buf();
+    let server = TestServer::start_with(move |c| c.models.dir = models_dir).await;
+
+    let game: Vec<_> = sim::generate(Sport::Basketball, 4, 0).events.into_iter().map(|t| t.event).collect();
+    let id = game[0].game.clone();
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&[&format!("game/{id}/winprob")], Mode::All).await.unwrap();
+    let mut publisher = server.publisher().await;
+    let half = game.len() / 2;
+    for e in &game[..half] {
+        publisher.send(e).await.unwrap();
+    }
+    server.wait_for_seq(&id, half as u64).await;
+    let (status, body) = post_json(&server, "/v1/models/nba_wp/activate", r#"{"version":"2"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = post_json(&server, "/v1/models/nba_wp/activate", r#"{"version":"9"}"#).await;
+    assert_eq!(status, 404);
+    for e in &game[half..] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    let n = game.len() as u64;
+    let msgs =
+        read_until(&mut sub, Duration::from_secs(30), |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
+    let pubs = opensports_tests::publications(&msgs);
+    assert_eq!(pubs.len() as u64, n, "one win probability per event, none dropped or doubled");
+    let versions: Vec<&str> = pubs.iter().map(|p| p.data["version"].as_str().unwrap()).collect();
+    assert!(
+        versions[..half].iter().all(|v| *v == "1") && versions[half..].iter().all(|v| *v == "2"),
+        "{versions:?}"
+    );
+
+    // The shadow was scored beside the active version, and both were scored on the result.
+    assert!(server.metric(r#"opensports_model_shadow_abs_diff_count{model="nba_wp"}"#).await >= half as f64);
+    // The shard settles right after publishing the last win probability: give it a moment.
+    let mut report = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, body) = server.get("/v1/models").await;
+        report = serde_json::from_str(&body).unwrap();
+        if report["models"].as_array().unwrap().iter().all(|v| v["live"]["predictions"].as_u64() > Some(0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for v in report["models"].as_array().unwrap() {
+        let live = &v["live"];
+        assert!(live["predictions"].as_u64().unwrap() >= half as u64, "{v}");
+        let brier = live["brier"].as_f64().unwrap();
+        assert!(brier > 0.0 && brier < 0.5, "{v}");
+    }
+    server.shutdown().await;
+}
+
+async fn post_json(server: &TestServer, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.running().http_addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}

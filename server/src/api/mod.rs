@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
         .route("/v1/models", get(models))
+        .route("/v1/models/{name}/activate", axum::routing::post(activate_model))
+        .route("/v1/models/{name}/shadow", axum::routing::post(shadow_model))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{name}", axum::routing::post(reload_plugin))
         .route("/ws", get(ws::upgrade))
@@ -79,17 +81,43 @@ async fn game(State(s): State<AppState>, Path(id): Path<String>) -> Response {
 }
 
 async fn models(State(s): State<AppState>) -> Response {
-    let list: Vec<serde_json::Value> = s
-        .models
-        .specs()
-        .map(|m| {
-            serde_json::json!({
-                "name": m.name, "version": m.version, "active": true, "inputs": m.inputs,
-                "outputs": m.outputs, "source": m.source, "holdout": m.holdout, "metrics": m.metrics,
-            })
-        })
-        .collect();
-    json(StatusCode::OK, serde_json::json!({"models": list}).to_string())
+    json(StatusCode::OK, serde_json::json!({"models": s.models.report()}).to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct VersionBody {
+    version: Option<String>,
+}
+
+/// `POST /v1/models/{name}/activate` `{"version":"2"}`.
+async fn activate_model(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(VersionBody { version: Some(v) }) = serde_json::from_slice(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."}"#);
+    };
+    role_result(s.models.activate(&name, &v), &name)
+}
+
+/// `POST /v1/models/{name}/shadow` `{"version":"2"}`, or `{"version":null}` to stop shadowing.
+async fn shadow_model(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Ok(VersionBody { version }) = serde_json::from_slice(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."|null}"#);
+    };
+    role_result(s.models.set_shadow(&name, version.as_deref()), &name)
+}
+
+fn role_result(r: Result<(), crate::model::registry::RoleError>, name: &str) -> Response {
+    match r {
+        Ok(()) => json(StatusCode::OK, serde_json::json!({"name": name, "ok": true}).to_string()),
+        Err(e) => json_error(StatusCode::NOT_FOUND, "no_such_model", &e.to_string()),
+    }
 }
 
 async fn plugins(State(s): State<AppState>) -> Response {

@@ -9,7 +9,10 @@
 //! plan is immutable and shared by the shards. A model that fails a check is refused with a
 //! message naming the field, and the server runs without it.
 
+pub mod registry;
 pub mod winprob;
+
+pub use registry::ModelRegistry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,8 +57,12 @@ pub struct ModelSpec {
     pub source: String,
     #[serde(default)]
     pub holdout: String,
+    /// The version `infer` uses for this name (one per name).
     #[serde(default = "yes")]
     pub active: bool,
+    /// Also scored on the same inputs, for comparison (at most one per name).
+    #[serde(default)]
+    pub shadow: bool,
     #[serde(default)]
     pub metrics: BTreeMap<String, toml::Value>,
     #[serde(default)]
@@ -67,17 +74,19 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Deserialize)]
-struct Manifest {
+pub(crate) struct Manifest {
     #[serde(default)]
-    model: Vec<ModelSpec>,
+    pub(crate) model: Vec<ModelSpec>,
 }
 
-/// A loaded model.
+/// A loaded model (one version).
 #[derive(Debug)]
 pub struct Model {
     pub spec: ModelSpec,
     plan: Arc<TypedRunnableModel>,
     latency: metrics::Histogram,
+    /// Outcome scoring: predictions scored, Brier and log-loss sums.
+    outcomes: parking_lot::Mutex<(u64, f64, f64)>,
 }
 
 /// Why an inference call failed (statuses of the plugin ABI's `infer`).
@@ -113,6 +122,31 @@ impl Model {
         Ok(values.len())
     }
 
+    /// Scores predictions `ps` of this version against an outcome (`won` for the positive class).
+    pub fn record_outcome(&self, ps: &[f32], won: bool) {
+        let y = if won { 1.0 } else { 0.0 };
+        let (mut brier, mut ll) = (0.0, 0.0);
+        for p in ps {
+            let p = f64::from(*p).clamp(1e-6, 1.0 - 1e-6);
+            brier += (p - y) * (p - y);
+            ll -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+        }
+        let labels = [("model", self.spec.name.clone()), ("version", self.spec.version.clone())];
+        metrics::counter!(m::MODEL_OUTCOME_PREDICTIONS_TOTAL, &labels).increment(ps.len() as u64);
+        metrics::gauge!(m::MODEL_OUTCOME_BRIER_SUM, &labels).increment(brier);
+        metrics::gauge!(m::MODEL_OUTCOME_LOG_LOSS_SUM, &labels).increment(ll);
+        let mut o = self.outcomes.lock();
+        o.0 += ps.len() as u64;
+        o.1 += brier;
+        o.2 += ll;
+    }
+
+    /// (predictions scored, mean Brier, mean log loss) against outcomes seen live.
+    pub fn outcome_scores(&self) -> (u64, Option<f64>, Option<f64>) {
+        let (n, b, l) = *self.outcomes.lock();
+        if n == 0 { (0, None, None) } else { (n, Some(b / n as f64), Some(l / n as f64)) }
+    }
+
     /// Convenience for one probability output.
     pub fn prob(&self, inputs: &[f32]) -> Option<f32> {
         let mut out = [0f32; 4];
@@ -120,69 +154,6 @@ impl Model {
             Ok(n) if n >= 1 => Some(out[0]),
             _ => None,
         }
-    }
-}
-
-/// The active models, by name.
-#[derive(Debug, Default)]
-pub struct ModelRegistry {
-    models: BTreeMap<String, Arc<Model>>,
-}
-
-impl ModelRegistry {
-    /// Loads every active model of `dir/manifest.toml`. Refused models are returned with the
-    /// reason (and logged); the registry holds the rest. A missing manifest is an empty registry.
-    pub fn load(dir: &Path) -> (ModelRegistry, Vec<ModelError>) {
-        let path = dir.join("manifest.toml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return (ModelRegistry::default(), Vec::new());
-            }
-            Err(e) => {
-                return (
-                    ModelRegistry::default(),
-                    vec![ModelError::Manifest { path, detail: e.to_string() }],
-                );
-            }
-        };
-        let manifest: Manifest = match toml::from_str(&text) {
-            Ok(m) => m,
-            Err(e) => {
-                return (
-                    ModelRegistry::default(),
-                    vec![ModelError::Manifest { path, detail: e.to_string() }],
-                );
-            }
-        };
-        let mut reg = ModelRegistry::default();
-        let mut errors = Vec::new();
-        for spec in manifest.model.into_iter().filter(|s| s.active) {
-            match load_model(dir, spec) {
-                Ok(model) => {
-                    tracing::info!(model = %model.spec.name, version = %model.spec.version, "model loaded");
-                    reg.models.insert(model.spec.name.clone(), Arc::new(model));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "model refused; running without it");
-                    metrics::counter!(m::MODEL_REFUSED_TOTAL).increment(1);
-                    errors.push(e);
-                }
-            }
-        }
-        (reg, errors)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
-        self.models.get(name)
-    }
-
-    pub fn specs(&self) -> impl Iterator<Item = &ModelSpec> {
-        self.models.values().map(|m| &m.spec)
-    }
-
-    pub fn infer(&self, name: &str, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
-        self.models.get(name).ok_or(InferError::NoSuchModel)?.infer(inputs, out)
     }
 }
 
@@ -238,5 +209,5 @@ pub fn load_model(dir: &Path, spec: ModelSpec) -> Result<Model, ModelError> {
         ));
     }
     let latency = metrics::histogram!(m::MODEL_INFER_SECONDS, "model" => name.clone());
-    Ok(Model { spec, plan, latency })
+    Ok(Model { spec, plan, latency, outcomes: parking_lot::Mutex::new((0, 0.0, 0.0)) })
 }

@@ -2,9 +2,46 @@
 //! `nfl_wp` models. The features mirror `models/train/features.py` term by term; pre-game
 //! strength is the league's home advantage until team ratings are kept by the server.
 
+use std::sync::Arc;
+
 use opensports_proto::Side;
 
+use super::Model;
+use super::registry::Scored;
 use crate::pipeline::state::{Detail, GameState, Status};
+
+/// Most predictions kept per game for outcome scoring.
+const MAX_PREDICTIONS: usize = 20_000;
+
+/// A game's win probabilities per model version, until the result is known.
+#[derive(Debug, Default)]
+pub struct Predictions {
+    by_version: Vec<(Arc<Model>, Vec<f32>)>,
+}
+
+impl Predictions {
+    pub fn record(&mut self, s: Scored) {
+        self.push(s.active, s.p);
+        if let Some((m, q)) = s.shadow {
+            self.push(m, q);
+        }
+    }
+
+    fn push(&mut self, model: Arc<Model>, p: f32) {
+        match self.by_version.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &model)) {
+            Some((_, ps)) if ps.len() < MAX_PREDICTIONS => ps.push(p),
+            Some(_) => {}
+            None => self.by_version.push((model, vec![p])),
+        }
+    }
+
+    /// The game ended: score every version's predictions (Brier, log loss) and forget them.
+    pub fn settle(&mut self, home_won: bool) {
+        for (model, ps) in self.by_version.drain(..) {
+            model.record_outcome(&ps, home_won);
+        }
+    }
+}
 
 /// Elo home advantage (points) used for `elo_diff` when team ratings are unknown.
 const NFL_HOME_ELO: f32 = 55.0;

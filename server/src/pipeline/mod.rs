@@ -136,6 +136,8 @@ struct Game {
     history: Vec<rkyv::util::AlignedVec>,
     /// `game/{id}/winprob`, for the sports with a win-probability model.
     winprob: Option<Arc<Topic>>,
+    /// Win probabilities given so far, scored against the result when the game ends.
+    predictions: crate::model::winprob::Predictions,
 }
 
 /// The shard's games as the plugins' replay source.
@@ -190,8 +192,15 @@ impl Shard {
         if !self.games.contains_key(&ev.game) {
             let state = GameState::new(&ev.game, ev.sport());
             let topic = self.fanout.topic(&topic::game_state(&ev.game));
-            let game =
-                Game { state, topic, summary: None, ended_at: None, history: Vec::new(), winprob: None };
+            let game = Game {
+                state,
+                topic,
+                summary: None,
+                ended_at: None,
+                history: Vec::new(),
+                winprob: None,
+                predictions: Default::default(),
+            };
             self.games.insert(ev.game.clone(), game);
         }
         let Some(game) = self.games.get_mut(&ev.game) else { return };
@@ -214,19 +223,24 @@ impl Shard {
             }
         }
         if let Some((name, inputs)) = crate::model::winprob::features(&game.state)
-            && let Some(model) = self.models.get(name)
-            && let Some(p) = model.prob(&inputs)
+            && let Some(scored) = self.models.score(name, &inputs)
         {
             if game.winprob.is_none() {
                 game.winprob = self.fanout.topic(&format!("game/{}/winprob", ev.game));
             }
             if let Some(t) = &game.winprob {
-                let p = f64::from(p);
+                let p = f64::from(scored.p);
                 let data = serde_json::json!({
                     "home": (p * 1e4).round() / 1e4, "away": ((1.0 - p) * 1e4).round() / 1e4,
-                    "model": name, "version": model.spec.version,
+                    "model": name, "version": scored.active.spec.version,
                 });
                 self.fanout.publish(t, ev.ts, data.to_string().as_bytes());
+            }
+            game.predictions.record(scored);
+            if game.state.status == Status::Ended
+                && let Some(score) = game.state.score
+            {
+                game.predictions.settle(score.home > score.away);
             }
         }
         self.latency.record(item.received.elapsed().as_secs_f64());
