@@ -68,6 +68,11 @@ impl TestServer {
         http_get(self.running().http_addr, path).await
     }
 
+    /// POST `body` with `content_type` to a path on the HTTP port; returns (status, body).
+    pub async fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        http_request(self.running().http_addr, "POST", path, Some((content_type, body))).await
+    }
+
     /// The value of one Prometheus sample, e.g. `opensports_ingest_rejected_total{reason="bad_json"}`.
     /// 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
@@ -105,9 +110,26 @@ pub fn parse_metric(body: &str, sample: &str) -> f64 {
 }
 
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, None).await
+}
+
+/// One HTTP/1.1 request (`body`: content type and bytes); returns (status, body).
+pub async fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some((content_type, bytes)) = body {
+        req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
+    }
+    req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    if let Some((_, bytes)) = body {
+        s.write_all(bytes).await.unwrap();
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();

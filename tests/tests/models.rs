@@ -213,9 +213,11 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
         publisher.send(e).await.unwrap();
     }
     server.wait_for_seq(&id, half as u64).await;
-    let (status, body) = post_json(&server, "/v1/models/nba_wp/activate", r#"{"version":"2"}"#).await;
+    let (status, body) =
+        server.post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"2"}"#.as_bytes()).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = post_json(&server, "/v1/models/nba_wp/activate", r#"{"version":"9"}"#).await;
+    let (status, _) =
+        server.post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"9"}"#.as_bytes()).await;
     assert_eq!(status, 404);
     for e in &game[half..] {
         publisher.send(e).await.unwrap();
@@ -251,19 +253,4 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
         assert!(brier > 0.0 && brier < 0.5, "{v}");
     }
     server.shutdown().await;
-}
-
-async fn post_json(server: &TestServer, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(server.running().http_addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }

@@ -133,7 +133,7 @@ struct Game {
     summary: Option<GameSummary>,
     ended_at: Option<Instant>,
     /// Archived events, kept while plugins are loaded, to rebuild a plugin by replay.
-    history: Vec<rkyv::util::AlignedVec>,
+    history: std::collections::VecDeque<rkyv::util::AlignedVec>,
     /// `game/{id}/winprob`, for the sports with a win-probability model.
     winprob: Option<Arc<Topic>>,
     /// Win probabilities given so far, scored against the result when the game ends.
@@ -197,7 +197,7 @@ impl Shard {
                 topic,
                 summary: None,
                 ended_at: None,
-                history: Vec::new(),
+                history: Default::default(),
                 winprob: None,
                 predictions: Default::default(),
             };
@@ -291,9 +291,9 @@ impl Shard {
         if let Some(g) = self.games.get_mut(&ev.game) {
             if g.history.len() >= self.max_history {
                 // Past the cap a rebuild can no longer be exact; the durable log will lift this.
-                g.history.remove(0);
+                g.history.pop_front();
             }
-            g.history.push(bytes);
+            g.history.push_back(bytes);
         }
     }
 

@@ -71,13 +71,9 @@ impl Harness {
         let mut out = Vec::new();
         let mut last_seq: HashMap<&str, u64> = HashMap::new();
         for e in events {
-            let bit = match e.sport() {
-                opensports_proto::Sport::Basketball => 1,
-                opensports_proto::Sport::Football => 2,
-                opensports_proto::Sport::Soccer => 4,
-                opensports_proto::Sport::F1 => 8,
-            };
-            if self.sports & bit == 0 || last_seq.get(e.game.as_str()).is_some_and(|s| e.seq <= *s) {
+            if self.sports & super::sport_bit(e.sport()) == 0
+                || last_seq.get(e.game.as_str()).is_some_and(|s| e.seq <= *s)
+            {
                 continue;
             }
             last_seq.insert(&e.game, e.seq);
