@@ -184,3 +184,31 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     assert!(plugins.contains(&new_version), "{plugins}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_plugin_file_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("basketball_boxscore.wasm");
+    std::fs::copy(plugin_wasm("basketball-boxscore"), &path).unwrap();
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(path.clone())]).await;
+    let version = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["plugins"][0]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (_, before) = server.get("/v1/plugins").await;
+    let mut wasm = std::fs::read(&path).unwrap();
+    wasm.extend_from_slice(&[0x00, 0x04, 0x03, b'n', b'e', b'w']);
+    std::fs::write(&path, &wasm).unwrap();
+    let mut after = before.clone();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = server.get("/v1/plugins").await.1;
+        if version(&after) != version(&before) {
+            break;
+        }
+    }
+    assert_ne!(version(&after), version(&before), "the watcher reloads a changed file");
+    server.shutdown().await;
+}
