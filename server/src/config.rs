@@ -27,6 +27,32 @@ pub struct Config {
     pub fanout: FanoutConfig,
     pub plugins: PluginsConfig,
     pub models: ModelsConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the durable event log (redb, `data_dir/opensports.redb`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Log every accepted event and ack publishers only after the commit. Off: events are acked
+    /// when queued and lost on a crash (for benchmarks). Default true.
+    pub enabled: bool,
+    /// Longest time the writer waits to fill a group commit, in microseconds. Default 2000.
+    pub commit_window_us: u64,
+    /// Most events in one commit. Default 8192.
+    pub max_batch: usize,
+    /// Bounded queue in front of the writer; a full queue pauses reading from publishers.
+    /// Default 65536.
+    pub queue_len: usize,
+    /// Hours an ended game's events stay in the log before retention deletes them; 0 keeps
+    /// them forever. Default 168 (a week).
+    pub retention_hours: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { enabled: true, commit_window_us: 2000, max_batch: 8192, queue_len: 65_536, retention_hours: 168 }
+    }
 }
 
 /// `[models]`: ONNX models.
@@ -249,7 +275,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 10] = [
+        let positive: [(&'static str, usize); 12] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
@@ -260,6 +286,8 @@ impl Config {
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),
             ("fanout.max_connections", self.fanout.max_connections),
+            ("store.max_batch", self.store.max_batch),
+            ("store.queue_len", self.store.queue_len),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return invalid(field, "must be greater than 0");

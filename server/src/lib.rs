@@ -12,6 +12,7 @@
 //! - [`pipeline`]: shard threads owning game state; the `games` directory.
 //! - [`fanout`]: topics, history rings, subscriber outboxes.
 //! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws`.
+//! - [`store`]: the durable event log (redb): group commit, acks, recovery, export, backup.
 //! - [`sim`]: deterministic simulated games for the four sports.
 //! - [`cli`]: the `demo` and `watch` commands used by the `opensports` binary.
 //! - [`metrics`]: metric names and the Prometheus recorder.
@@ -29,6 +30,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plugin;
 pub mod sim;
+pub mod store;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -50,6 +52,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error("TLS: {0}")]
     Tls(#[from] ingest::tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
 }
@@ -93,6 +97,8 @@ pub struct Running {
     pub fanout: Arc<fanout::Fanout>,
     pub pipeline: Arc<pipeline::Pipeline>,
     pub plugins: Arc<plugin::PluginSet>,
+    /// The durable log (`None` when disabled).
+    pub store: Option<Arc<store::Store>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -137,17 +143,45 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
             source: std::io::Error::other(e),
         })?
     };
-    let pipeline = pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone(), models.clone())
-        .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+    let store = match config.store.enabled {
+        true => {
+            let (cfg, dir) = (config.store.clone(), config.server.data_dir.clone());
+            let opened = tokio::task::spawn_blocking(move || store::Store::open(&cfg, &dir))
+                .await
+                .map_err(|e| StartError::Io { what: "opening the event log", source: std::io::Error::other(e) })?;
+            Some(opened?)
+        }
+        false => None,
+    };
+    let pipeline =
+        pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone(), models.clone(), store.clone())
+            .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+    if let Some(store) = &store {
+        // Replay the log before anyone can connect: subscribers then resume exactly.
+        let (store, pipeline) = (store.clone(), pipeline.clone());
+        let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
+        let r = tokio::task::spawn_blocking(move || store::recover::recover(&store, &pipeline, ttl))
+            .await
+            .map_err(|e| StartError::Io { what: "replaying the event log", source: std::io::Error::other(e) })??;
+        tracing::info!(
+            games = r.games,
+            events = r.events,
+            ended_games_left_in_log = r.skipped_games,
+            ms = r.elapsed.as_millis() as u64,
+            "recovered from the event log"
+        );
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let ingest_ctx = ingest::IngestCtx::new(config.ingest.clone(), pipeline.clone(), fanout.clone());
+    let ingest_ctx =
+        ingest::IngestCtx::new(config.ingest.clone(), pipeline.clone(), fanout.clone(), store.clone());
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
     let app = api::AppState {
         fanout: fanout.clone(),
         pipeline: pipeline.clone(),
         plugins: plugins.clone(),
         models: models.clone(),
+        store: store.clone(),
         prometheus: prometheus.clone(),
         ws_sessions: Arc::new(AtomicUsize::new(0)),
         shutdown: shutdown_rx.clone(),
@@ -189,6 +223,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         fanout,
         pipeline,
         plugins,
+        store,
         shutdown,
         tasks,
     })
@@ -202,8 +237,14 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        let pipeline = self.pipeline.clone();
-        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+        let (pipeline, store) = (self.pipeline.clone(), self.store.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            pipeline.shutdown();
+            if let Some(s) = store {
+                s.shutdown();
+            }
+        })
+        .await;
     }
 }
 

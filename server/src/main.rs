@@ -119,6 +119,43 @@ enum Command {
         #[command(subcommand)]
         cmd: PluginCmd,
     },
+    /// Export one game's logged events (JSONL or CSV).
+    Export {
+        /// Game id.
+        #[arg(long)]
+        game: String,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        source: LogSource,
+    },
+    /// Write a consistent copy of the event log (online through a running server).
+    Backup {
+        /// Backup file to write.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        source: LogSource,
+    },
+    /// Install a backup as the event log of a data dir (server stopped).
+    Restore {
+        /// Backup file (from `opensports backup`).
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Replace an existing log (kept as opensports.redb.before-restore).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Shrink the event log file after retention deleted games (server stopped).
+    Compact {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Subscribe and print live messages.
     Watch {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
@@ -133,6 +170,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where `export` and `backup` read the log.
+#[derive(clap::Args)]
+struct LogSource {
+    /// A running server's HTTP address, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    server: Option<String>,
+    /// Or the data dir of a stopped server.
+    #[arg(long, default_value = "./data", conflicts_with = "server")]
+    data_dir: PathBuf,
+}
+
+impl LogSource {
+    fn source(self) -> cli::store::Source {
+        match self.server {
+            Some(url) => cli::store::Source::Server(url),
+            None => cli::store::Source::DataDir(self.data_dir),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -260,6 +317,13 @@ async fn main() -> anyhow::Result<()> {
                 cli::plugin::test_cmd(&wasm, &source, out.as_deref(), expect.as_deref(), &config)
             }
         },
+        Command::Export { game, format, out, source } => {
+            let format = format.parse().map_err(anyhow::Error::msg)?;
+            cli::store::export_cmd(&source.source(), &game, format, out.as_deref())
+        }
+        Command::Backup { to, source } => cli::store::backup_cmd(&source.source(), &to),
+        Command::Restore { from, data_dir, force } => cli::store::restore_cmd(&from, &data_dir, force),
+        Command::Compact { data_dir } => cli::store::compact_cmd(&data_dir),
         Command::Watch { patterns, url, mode, json } => {
             let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
             cli::watch::run(&url, &patterns, mode, json).await

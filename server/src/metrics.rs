@@ -16,7 +16,9 @@ pub const INGEST_AUTH_FAILURES_TOTAL: &str = "opensports_ingest_auth_failures_to
 pub const INGEST_STREAM_ERRORS_TOTAL: &str = "opensports_ingest_stream_errors_total";
 pub const INGEST_BACKPRESSURE_TOTAL: &str = "opensports_ingest_backpressure_waits_total";
 pub const INGEST_DATAGRAMS_TOTAL: &str = "opensports_ingest_datagrams_total";
-pub const PIPELINE_DUPLICATES_TOTAL: &str = "opensports_pipeline_duplicates_total";
+pub const INGEST_DUPLICATES_TOTAL: &str = "opensports_ingest_duplicates_total";
+pub const INGEST_GAPS_TOTAL: &str = "opensports_ingest_gaps_total";
+pub const INGEST_GAP_FILLS_TOTAL: &str = "opensports_ingest_gap_fills_total";
 pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
 pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
 pub const FANOUT_PUBLICATIONS_TOTAL: &str = "opensports_fanout_publications_total";
@@ -34,6 +36,15 @@ pub const PLUGIN_DEADLINE_RETRIES_TOTAL: &str = "opensports_plugin_deadline_retr
 pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
 pub const PLUGIN_CALL_SECONDS: &str = "opensports_plugin_call_seconds";
 pub const PLUGIN_SWAP_SECONDS: &str = "opensports_plugin_swap_seconds";
+
+pub const STORE_EVENTS_TOTAL: &str = "opensports_store_events_total";
+pub const STORE_COMMIT_SECONDS: &str = "opensports_store_commit_seconds";
+pub const STORE_BATCH_EVENTS: &str = "opensports_store_batch_events";
+pub const STORE_COMMIT_ERRORS_TOTAL: &str = "opensports_store_commit_errors_total";
+pub const STORE_RETENTION_GAMES_TOTAL: &str = "opensports_store_retention_games_total";
+pub const STORE_GAPS_FORGOTTEN_TOTAL: &str = "opensports_store_gaps_forgotten_total";
+pub const STORE_RECOVERED_EVENTS: &str = "opensports_store_recovered_events";
+pub const STORE_RECOVERY_SECONDS: &str = "opensports_store_recovery_seconds";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
@@ -54,6 +65,12 @@ pub fn install() -> PrometheusHandle {
                     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
                     0.025, 0.05, 0.1, 0.25, 1.0,
                 ])
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(STORE_BATCH_EVENTS.into()),
+                        &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0],
+                    )
+                })
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -85,7 +102,17 @@ fn describe() {
     describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");
     describe_counter!(INGEST_BACKPRESSURE_TOTAL, "Times a stream paused because its shard queue was full");
     describe_counter!(INGEST_DATAGRAMS_TOTAL, "Tracking datagrams accepted");
-    describe_counter!(PIPELINE_DUPLICATES_TOTAL, "Events dropped as duplicates of an earlier (game, seq)");
+    describe_counter!(INGEST_DUPLICATES_TOTAL, "Events dropped as retries of an accepted (game, seq); acked after its commit");
+    describe_counter!(INGEST_GAPS_TOTAL, "Seq jumps: events missing before an accepted one (the publisher is told the range)");
+    describe_counter!(INGEST_GAP_FILLS_TOTAL, "Events accepted into a previously missing range");
+    describe_counter!(STORE_EVENTS_TOTAL, "Events committed to the durable log");
+    describe_histogram!(STORE_COMMIT_SECONDS, "Group commit latency (write transaction with fsync)");
+    describe_histogram!(STORE_BATCH_EVENTS, "Events per group commit");
+    describe_counter!(STORE_COMMIT_ERRORS_TOTAL, "Failed commits (retried; publishers are not acked meanwhile)");
+    describe_counter!(STORE_RETENTION_GAMES_TOTAL, "Ended games deleted from the log by retention");
+    describe_counter!(STORE_GAPS_FORGOTTEN_TOTAL, "Missing ranges forgotten (more than 64 open per game)");
+    describe_gauge!(STORE_RECOVERED_EVENTS, "Events replayed from the log at the last start");
+    describe_gauge!(STORE_RECOVERY_SECONDS, "Seconds the last start spent replaying the log");
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

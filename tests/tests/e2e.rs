@@ -237,14 +237,14 @@ async fn duplicates_are_dropped_and_tracking_datagrams_are_latest_wins() {
     server.wait_for_seq(&game, 50).await;
 
     // A second publisher (a retry after reconnect) re-sends 1..=50 and goes on to 60.
-    let before = server.metric("opensports_pipeline_duplicates_total").await;
+    let before = server.metric("opensports_ingest_duplicates_total").await;
     let mut retry = server.publisher().await;
     for e in &events[..60] {
         retry.send(e).await.unwrap();
     }
     retry.flush(WAIT).await.unwrap();
     server.wait_for_seq(&game, 60).await;
-    let dups = server.metric("opensports_pipeline_duplicates_total").await - before;
+    let dups = server.metric("opensports_ingest_duplicates_total").await - before;
     assert_eq!(dups, 50.0);
     let latest = server.running().fanout.latest(&format!("game/{game}/state")).unwrap();
     assert_eq!(latest.seq, 60, "duplicates published nothing");

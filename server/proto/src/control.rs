@@ -35,6 +35,9 @@ pub enum Control {
         code: String,
         message: String,
     },
+    /// Server → publisher: events `from..=to` of `game` never arrived (the publisher skipped
+    /// them). Resend them if you have them; they are accepted on any stream of the game.
+    Gap { game: String, from: u64, to: u64 },
     /// Server → publisher: a stream or the connection is being closed for this reason.
     Error { code: String, message: String },
 }

@@ -2,9 +2,11 @@
 //!
 //! # Layout
 //! - this file: the router and the small JSON handlers.
+//! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
 //! - `dashboard.html`: the embedded live dashboard served at `/`.
 
+pub mod store;
 pub mod ws;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub plugins: Arc<PluginSet>,
     pub models: Arc<crate::model::ModelRegistry>,
+    pub store: Option<Arc<crate::store::Store>>,
     pub prometheus: PrometheusHandle,
     pub ws_sessions: Arc<AtomicUsize>,
     pub shutdown: watch::Receiver<bool>,
@@ -42,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
+        .route("/v1/games/{id}/events", get(store::events))
+        .route("/v1/backup", get(store::backup))
         .route("/v1/models", get(models))
         .route("/v1/models/{name}/activate", axum::routing::post(activate_model))
         .route("/v1/models/{name}/shadow", axum::routing::post(shadow_model))

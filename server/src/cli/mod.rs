@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod plugin;
 pub mod progress;
+pub mod store;
 pub mod watch;
 
 use std::net::SocketAddr;

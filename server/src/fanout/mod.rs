@@ -70,6 +70,10 @@ struct Binding {
     /// The session's subscriptions that match this topic. Several patterns of one session may
     /// match one topic; it still gets each message once, in `all` mode if any of them asks so.
     subs: Vec<(SubId, Mode)>,
+    /// Publications up to this seq are not delivered: the subscriber resumed with a `since`
+    /// ahead of this server (it saw them before a restart; the replay and the publishers'
+    /// resends regenerate them with the same seqs).
+    skip_through: u64,
 }
 
 impl Binding {
@@ -202,7 +206,9 @@ impl Fanout {
         }
         inner.history.push_back(p.clone());
         for b in &inner.bindings {
-            b.outbox.push_pub(&p, b.mode());
+            if seq > b.skip_through {
+                b.outbox.push_pub(&p, b.mode());
+            }
         }
         drop(inner);
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(1);
@@ -284,7 +290,7 @@ fn bind(bindings: &mut Vec<Binding>, outbox: Arc<Outbox>, id: SubId, mode: Mode)
             true
         }
         None => {
-            bindings.push(Binding { outbox, subs: vec![(id, mode)] });
+            bindings.push(Binding { outbox, subs: vec![(id, mode)], skip_through: 0 });
             true
         }
     }
@@ -306,6 +312,12 @@ fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since:
             Resume::Snapshot
         }
         Some(s) if s == inner.seq => Resume::Resumed,
+        Some(s) if s > inner.seq => {
+            if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
+                b.skip_through = s;
+            }
+            Resume::Resumed
+        }
         Some(s) if s < inner.seq && inner.history.front().is_some_and(|f| f.seq <= s + 1) => {
             for p in inner.history.iter().filter(|p| p.seq > s) {
                 outbox.push_item(Item::Msg(p.clone()));

@@ -62,8 +62,16 @@ fn since_resumes_exactly_or_resets_when_too_old() {
     f.subscribe(&o, p.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 10)]));
     assert!(drain(&o).is_empty());
     let o = Outbox::new(64);
-    f.subscribe(&o, p, Mode::All, &BTreeMap::from([("games".to_string(), 2)]));
+    f.subscribe(&o, p.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 2)]));
     assert_eq!(drain(&o), [r#"{"op":"reset","topic":"games"}"#, "snapshot games 10"]);
+    // Ahead of the server (it restarted and has not regenerated them yet): silence until past.
+    let o = Outbox::new(64);
+    f.subscribe(&o, p, Mode::All, &BTreeMap::from([("games".to_string(), 12)]));
+    assert!(drain(&o).is_empty());
+    for i in 0..3 {
+        f.publish(&t, i, b"0");
+    }
+    assert_eq!(drain(&o), ["msg games 13"]);
 }
 
 #[test]

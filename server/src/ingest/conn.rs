@@ -70,6 +70,12 @@ impl ControlOut {
     }
 }
 
+impl crate::store::AckSink for ControlOut {
+    fn ack(&self, game: &str, seq: u64) {
+        ControlOut::ack(self, game, seq);
+    }
+}
+
 pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>) {
     let conn = match incoming.await {
         Ok(c) => c,

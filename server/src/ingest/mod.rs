@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use crate::config::IngestConfig;
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
+use crate::store::Store;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -31,17 +32,25 @@ pub struct IngestCtx {
     pub cfg: IngestConfig,
     pub pipeline: Arc<Pipeline>,
     pub fanout: Arc<Fanout>,
+    /// The durable log; `None` when `store.enabled = false` (acks then mean "queued").
+    pub store: Option<Arc<Store>>,
     connections: AtomicUsize,
     /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
     tracking_entities: DashMap<String, usize>,
 }
 
 impl IngestCtx {
-    pub fn new(cfg: IngestConfig, pipeline: Arc<Pipeline>, fanout: Arc<Fanout>) -> Arc<IngestCtx> {
+    pub fn new(
+        cfg: IngestConfig,
+        pipeline: Arc<Pipeline>,
+        fanout: Arc<Fanout>,
+        store: Option<Arc<Store>>,
+    ) -> Arc<IngestCtx> {
         Arc::new(IngestCtx {
             cfg,
             pipeline,
             fanout,
+            store,
             connections: AtomicUsize::new(0),
             tracking_entities: DashMap::new(),
         })

@@ -4,6 +4,7 @@
 //! `error` on the control stream. A body that frames fine but is not an acceptable event is
 //! rejected alone (`reject` on the control stream) and the stream goes on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opensports_proto::codec::{self, Codec};
@@ -17,13 +18,16 @@ use super::conn::ControlOut;
 use super::frame::{ReadError, read_frame};
 use crate::metrics as m;
 use crate::pipeline::Ingested;
+use crate::store::seq::Seq;
+use crate::store::writer::WriteMsg;
+use crate::store::{Full, Store};
 
 /// Read buffer per stream: many small frames come out of one QUIC read.
 const READ_BUFFER: usize = 64 * 1024;
 /// How long a stream waits before retrying a full shard queue.
 const BACKPRESSURE_PAUSE: Duration = Duration::from_micros(500);
 
-pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &ControlOut) {
+pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<ControlOut>) {
     let mut r = BufReader::with_capacity(READ_BUFFER, recv);
     let mut buf = Vec::new();
     let mut game: Option<String> = None;
@@ -50,11 +54,6 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &ControlOut)
             reject(control, Some(event.game), Some(event.seq), reason::GAME_MISMATCH, msg);
             continue;
         }
-        if event.seq <= last_seq {
-            let msg = format!("seq {} after {last_seq} on the same stream", event.seq);
-            reject(control, Some(event.game), Some(event.seq), reason::SEQ_NOT_INCREASING, msg);
-            continue;
-        }
         if let Err(code) = ctx.pipeline.games().admit(&event.game, event.sport()) {
             let msg = match code {
                 reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
@@ -63,9 +62,61 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &ControlOut)
             reject(control, Some(event.game), Some(event.seq), code, msg);
             continue;
         }
-        let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
+        let (verdict, missing) = ctx.pipeline.games().sequence(&event.game, event.seq);
+        if event.seq <= last_seq && verdict != Seq::Fill {
+            let msg = format!("seq {} after {last_seq} on the same stream", event.seq);
+            reject(control, Some(event.game), Some(event.seq), reason::SEQ_NOT_INCREASING, msg);
+            continue;
+        }
+        last_seq = last_seq.max(event.seq);
         let game_id = game.get_or_insert_with(|| event.game.clone());
-        let mut item = Ingested { event, received: Instant::now() };
+        match verdict {
+            Seq::New => {}
+            Seq::Fill => metrics::counter!(m::INGEST_GAP_FILLS_TOTAL).increment(1),
+            Seq::Gap { from, to } => {
+                metrics::counter!(m::INGEST_GAPS_TOTAL).increment(1);
+                control.send(Control::Gap { game: event.game.clone(), from, to });
+            }
+            Seq::Duplicate => {
+                // A retry of an accepted event: nothing to process, but the publisher needs
+                // its ack, which must not overtake the commit of the original.
+                metrics::counter!(m::INGEST_DUPLICATES_TOTAL).increment(1);
+                match &ctx.store {
+                    Some(store) => {
+                        let msg = WriteMsg::Ack { game: event.game, seq: event.seq, ack: control.clone() };
+                        if !send_to_store(store, msg).await {
+                            return;
+                        }
+                    }
+                    None => control.ack(game_id, event.seq),
+                }
+                continue;
+            }
+        }
+        let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
+        // Archived once, here: the log stores these bytes and plugins read them.
+        let archived = match (&ctx.store, rkyv::to_bytes::<rkyv::rancor::Error>(&event)) {
+            (None, _) => None,
+            (Some(_), Ok(bytes)) => Some(Arc::new(bytes)),
+            (Some(_), Err(e)) => {
+                tracing::error!(error = %e, "cannot archive an event");
+                reject(control, Some(event.game), Some(seq), reason::INVALID_EVENT, "cannot archive".into());
+                continue;
+            }
+        };
+        if let (Some(store), Some(bytes)) = (&ctx.store, &archived) {
+            let msg = WriteMsg::Append {
+                game: event.game.clone(),
+                seq,
+                sport: event.sport().as_str(),
+                bytes: bytes.clone(),
+                ack: control.clone(),
+            };
+            if !send_to_store(store, msg).await {
+                return;
+            }
+        }
+        let mut item = Ingested { event, archived, received: Instant::now(), missing };
         // Backpressure: while the shard's queue is full, stop reading this stream. QUIC flow
         // control then stops the publisher; nothing buffers without bound.
         loop {
@@ -79,9 +130,26 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &ControlOut)
                 Err(_stopped) => return,
             }
         }
-        last_seq = seq;
         events.increment(1);
-        control.ack(game_id, seq);
+        if ctx.store.is_none() {
+            control.ack(game_id, seq);
+        }
+    }
+}
+
+/// Queues a message for the log writer, waiting while its queue is full. False once the
+/// writer has stopped (shutdown): the publisher resends what was not acked.
+async fn send_to_store(store: &Store, mut msg: WriteMsg) -> bool {
+    loop {
+        match store.append(msg) {
+            Ok(Ok(())) => return true,
+            Ok(Err(Full(m))) => {
+                metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
+                msg = m;
+                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+            }
+            Err(_) => return false,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::state::GameSummary;
 use crate::fanout::Fanout;
+use crate::store::seq::{GameSeq, Seq, Sequencer};
 use crate::metrics as m;
 
 /// Shortest time between two `games` publications. With hundreds of games, serializing the
@@ -23,6 +24,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct GamesIndex {
     sports: DashMap<String, Sport>,
+    /// Which seqs of each game were accepted (dedupe and gaps at ingest).
+    seqs: Sequencer,
     /// Summaries by game id; publishing happens under this lock so `games` messages are in
     /// the same order as the changes they describe.
     summaries: Mutex<Summaries>,
@@ -49,6 +52,7 @@ impl GamesIndex {
         let summaries = Summaries { by_game: BTreeMap::new(), last_publish: None, ts: 0 };
         GamesIndex {
             sports: DashMap::new(),
+            seqs: Sequencer::default(),
             summaries: Mutex::new(summaries),
             dirty: AtomicBool::new(false),
             fanout,
@@ -70,6 +74,17 @@ impl GamesIndex {
         if known == sport { Ok(()) } else { Err(reason::SPORT_MISMATCH) }
     }
 
+    /// Classifies `(game, seq)` at ingest and records it unless it is a duplicate. Also
+    /// returns how many events of the game are missing now.
+    pub fn sequence(&self, game: &str, seq: u64) -> (Seq, u64) {
+        self.seqs.accept(game, seq)
+    }
+
+    /// Seeds a game's sequencing from the log at start.
+    pub fn seed_sequence(&self, game: &str, state: GameSeq) {
+        self.seqs.seed(game, state);
+    }
+
     /// Records a changed summary; the list is published now or within [`MIN_INTERVAL`].
     pub fn update(&self, summary: GameSummary, ts: i64) {
         let mut s = self.summaries.lock();
@@ -89,6 +104,7 @@ impl GamesIndex {
     /// Forgets a game (evicted after it ended).
     pub fn remove(&self, game: &str, ts: i64) {
         self.sports.remove(game);
+        self.seqs.forget(game);
         metrics::gauge!(m::PIPELINE_GAMES).set(self.sports.len() as f64);
         let mut s = self.summaries.lock();
         if s.by_game.remove(game).is_some() {

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use opensports_proto::{Event, topic};
 use parking_lot::Mutex;
+use rkyv::util::AlignedVec;
 
 use crate::config::Config;
 use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
 use crate::model::ModelRegistry;
 use crate::plugin::{EventHistory, PluginSet, ShardPlugins};
+use crate::store::Store;
 use games::GamesIndex;
 use state::{GameState, GameSummary, Status};
 
@@ -34,13 +36,19 @@ use state::{GameState, GameSummary, Status};
 #[derive(Debug)]
 pub struct Ingested {
     pub event: Event,
+    /// The event archived with rkyv when ingest already did it (for the log); plugins share it.
+    pub archived: Option<Arc<AlignedVec>>,
     /// When ingest finished reading it, for the stage latency histogram.
     pub received: Instant,
+    /// Events of this game missing (never received) at the time it was accepted.
+    pub missing: u64,
 }
 
 #[derive(Debug)]
 enum ShardMsg {
     Event(Ingested),
+    /// Answered once everything queued before it is processed (recovery waits on it).
+    Barrier(Sender<()>),
     /// Sent after ingest stopped: everything queued before it is processed first.
     Stop,
 }
@@ -68,6 +76,7 @@ impl Pipeline {
         fanout: Arc<Fanout>,
         plugins: Arc<PluginSet>,
         models: Arc<ModelRegistry>,
+        store: Option<Arc<Store>>,
     ) -> std::io::Result<Arc<Pipeline>> {
         let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
         let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
@@ -83,7 +92,7 @@ impl Pipeline {
                 buf: Vec::with_capacity(4096),
                 ttl,
                 latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
-                duplicates: metrics::counter!(m::PIPELINE_DUPLICATES_TOTAL),
+                store: store.clone(),
                 plugins: ShardPlugins::new(plugins.clone()),
                 models: models.clone(),
                 max_history: config.plugins.max_history_events,
@@ -114,6 +123,23 @@ impl Pipeline {
         }
     }
 
+    /// Queues an event, waiting while the queue is full (recovery, before ingest opens).
+    pub fn send_blocking(&self, shard: usize, item: Ingested) -> Result<(), Stopped> {
+        self.senders[shard].send(ShardMsg::Event(item)).map_err(|_| Stopped)
+    }
+
+    /// Waits until every shard has processed what was queued before this call.
+    pub fn barrier(&self) -> Result<(), Stopped> {
+        let (tx, rx) = crossbeam_channel::bounded(self.senders.len());
+        for s in &self.senders {
+            s.send(ShardMsg::Barrier(tx.clone())).map_err(|_| Stopped)?;
+        }
+        for _ in &self.senders {
+            rx.recv().map_err(|_| Stopped)?;
+        }
+        Ok(())
+    }
+
     /// Processes everything queued, then stops the shard threads. Call after ingest stopped.
     pub fn shutdown(&self) {
         for tx in &self.senders {
@@ -132,8 +158,8 @@ struct Game {
     topic: Option<Arc<Topic>>,
     summary: Option<GameSummary>,
     ended_at: Option<Instant>,
-    /// Archived events, kept while plugins are loaded, to rebuild a plugin by replay.
-    history: std::collections::VecDeque<rkyv::util::AlignedVec>,
+    /// `(seq, archived event)`, kept while plugins are loaded, to rebuild a plugin by replay.
+    history: std::collections::VecDeque<(u64, Arc<AlignedVec>)>,
     /// `game/{id}/winprob`, for the sports with a win-probability model.
     winprob: Option<Arc<Topic>>,
     /// Win probabilities given so far, scored against the result when the game ends.
@@ -146,9 +172,8 @@ struct Games<'a>(&'a HashMap<String, Game>);
 impl EventHistory for Games<'_> {
     fn for_each(&self, f: &mut crate::plugin::ReplayFn<'_>) {
         for (id, g) in self.0 {
-            let first_seq = g.state.last_seq + 1 - g.history.len() as u64;
-            for (i, bytes) in g.history.iter().enumerate() {
-                f(id, g.state.sport, first_seq + i as u64, bytes);
+            for (seq, bytes) in &g.history {
+                f(id, g.state.sport, *seq, bytes);
             }
         }
     }
@@ -164,7 +189,7 @@ struct Shard {
     buf: Vec<u8>,
     ttl: Duration,
     latency: metrics::Histogram,
-    duplicates: metrics::Counter,
+    store: Option<Arc<Store>>,
     plugins: ShardPlugins,
     models: Arc<ModelRegistry>,
     max_history: usize,
@@ -176,6 +201,9 @@ impl Shard {
         loop {
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
+                Ok(ShardMsg::Barrier(done)) => {
+                    let _ = done.send(());
+                }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => self.plugins.sync(&Games(&self.games)),
             }
@@ -204,12 +232,9 @@ impl Shard {
             self.games.insert(ev.game.clone(), game);
         }
         let Some(game) = self.games.get_mut(&ev.game) else { return };
-        // Idempotent retries: a (game, seq) at or below the last one folded in was seen.
-        if ev.seq <= game.state.last_seq {
-            self.duplicates.increment(1);
-            return;
-        }
+        // Ingest sequenced the event: retries never get here, gap fills do (and fold in late).
         game.state.apply(ev);
+        game.state.missing = item.missing;
         if game.topic.is_none() {
             game.topic = self.fanout.topic(&topic::game_state(&ev.game));
         }
@@ -251,18 +276,24 @@ impl Shard {
         }
         if game.state.status == Status::Ended && game.ended_at.is_none() {
             game.ended_at = Some(Instant::now());
+            if let Some(store) = &self.store {
+                store.game_ended(&ev.game, crate::store::now_ms());
+            }
         }
         if !self.plugins.is_empty() {
-            self.run_plugins(&item.event);
+            self.run_plugins(&item.event, item.archived);
         }
     }
 
     /// Runs the plugins on one event and publishes their outputs on
     /// `game/{id}/{plugin}/{name}`; then keeps the event for replay.
-    fn run_plugins(&mut self, ev: &Event) {
-        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
-            Ok(b) => b,
-            Err(e) => return tracing::error!(error = %e, "cannot archive event for plugins"),
+    fn run_plugins(&mut self, ev: &Event, archived: Option<Arc<AlignedVec>>) {
+        let bytes = match archived {
+            Some(b) => b,
+            None => match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
+                Ok(b) => Arc::new(b),
+                Err(e) => return tracing::error!(error = %e, "cannot archive event for plugins"),
+            },
         };
         // The event joins the history only after the plugins ran: a rebuild during this call
         // must not replay it.
@@ -293,7 +324,7 @@ impl Shard {
                 // Past the cap a rebuild can no longer be exact; the durable log will lift this.
                 g.history.pop_front();
             }
-            g.history.push_back(bytes);
+            g.history.push_back((ev.seq, bytes));
         }
     }
 

@@ -44,8 +44,11 @@ pub struct GameState {
     pub period: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_ms: Option<u32>,
-    /// Seq of the last event folded in.
+    /// Highest seq folded in.
     pub last_seq: u64,
+    /// Events missing below `last_seq` (the publisher skipped them; a resend fills them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing: u64,
     /// Source time of the last event folded in.
     pub ts: i64,
     /// `type` of the last event folded in.
@@ -144,6 +147,7 @@ impl GameState {
             period: 0,
             clock_ms: None,
             last_seq: 0,
+            missing: 0,
             ts: 0,
             last_event: "",
             detail,
@@ -152,7 +156,7 @@ impl GameState {
 
     /// Folds one event in. The caller has checked game, sport and seq order.
     pub fn apply(&mut self, ev: &Event) {
-        self.last_seq = ev.seq;
+        self.last_seq = self.last_seq.max(ev.seq);
         self.ts = ev.ts;
         self.last_event = ev.body.kind();
         if ev.clock_ms.is_some() {
@@ -433,6 +437,10 @@ fn apply_f1(e: &f1::Event, d: &mut F1, status: &mut Status) {
 /// order of arrival, which the next lap line corrects.
 fn sort_cars(cars: &mut [Car]) {
     cars.sort_by_key(|c| c.position);
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

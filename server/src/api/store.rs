@@ -1,0 +1,104 @@
+//! Log endpoints: `GET /v1/games/{id}/events` (export) and `GET /v1/backup` (online backup).
+//! Both read one redb snapshot on a blocking thread and stream the body in chunks, so a
+//! large game or log never sits in memory whole.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use super::{AppState, json_error};
+use crate::store::export::{self, Format};
+
+/// Chunks in flight between the reading thread and the socket.
+const CHUNKS_IN_FLIGHT: usize = 8;
+const CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportQuery {
+    format: Option<String>,
+}
+
+/// An `io::Write` that hands full chunks to the response body.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("client went away"))
+    }
+}
+
+/// Runs `produce` on a blocking thread; its writes become the streamed body. An error after
+/// the headers went out ends the body early (the client sees a truncated transfer).
+fn streamed(content_type: &'static str, produce: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static) -> Response {
+    let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter { buf: Vec::with_capacity(CHUNK_BYTES), tx: tx.clone() };
+        let result = produce(&mut w).and_then(|()| std::io::Write::flush(&mut w));
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "streamed export ended early");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response()
+}
+
+fn no_store() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no_store", "the durable log is disabled on this server (store.enabled = false)")
+}
+
+/// `GET /v1/games/{id}/events?format=jsonl|csv`: the game's logged events in seq order.
+pub async fn events(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> Response {
+    let Some(store) = s.store.clone() else { return no_store() };
+    let format = match q.format.as_deref().unwrap_or("jsonl").parse::<Format>() {
+        Ok(f) => f,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+    };
+    match store.games() {
+        Ok(g) if g.contains_key(&id) => {}
+        Ok(_) => return json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} in the log")),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
+    }
+    let content_type = if format == Format::Csv { "text/csv" } else { "application/x-ndjson" };
+    streamed(content_type, move |w| {
+        export::export_game(store.db(), &id, format, w, &mut |_, _| {}).map(|_| ()).map_err(std::io::Error::other)
+    })
+}
+
+/// `GET /v1/backup`: a consistent copy of the log (a redb file) taken from one snapshot
+/// while the server keeps writing. Written to the data dir first, streamed, then deleted.
+pub async fn backup(State(s): State<AppState>) -> Response {
+    let Some(store) = s.store.clone() else { return no_store() };
+    let tmp = store.path().with_extension(format!("backup-{}", crate::store::now_ms()));
+    let made = {
+        let (store, tmp) = (store.clone(), tmp.clone());
+        tokio::task::spawn_blocking(move || export::backup(store.db(), &tmp, &mut |_, _| {})).await
+    };
+    match made {
+        Ok(Ok(summary)) => tracing::info!(games = summary.games, events = summary.events, "backup taken"),
+        Ok(Err(e)) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
+    }
+    streamed("application/octet-stream", move |w| {
+        let result = std::fs::File::open(&tmp).and_then(|mut f| std::io::copy(&mut f, w).map(|_| ()));
+        let _ = std::fs::remove_file(&tmp);
+        result
+    })
+}

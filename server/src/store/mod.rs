@@ -1,0 +1,249 @@
+//! The durable event log: one redb file, `data_dir/opensports.redb`.
+//!
+//! Ingest hands every accepted event (already archived with rkyv) to a single writer thread,
+//! which group-commits them with `Durability::Immediate` and only then acks the publishers.
+//! The fan-out path does not wait for the commit: shards get the same event at the same time.
+//!
+//! # Layout
+//! - [`EVENTS`], [`GAMES`]: the table definitions, all of them, here.
+//! - [`Store`]: opening (with clear errors for a corrupt file), the writer handle, reads for
+//!   recovery, export and backup.
+//! - [`writer`]: the group-commit thread (batching, acks, retention).
+//! - [`seq`]: per-game sequencing at ingest (new, gap, fill, duplicate).
+//! - [`recover`]: the replay at start.
+//! - [`export`]: JSONL/CSV export, online backup, restore.
+//!
+//! Recovery is a deterministic replay: on start, every game still live (or ended within the
+//! pipeline's TTL) is read back in seq order and fed through the shards before the listeners
+//! open. Core state, plugin state, topic seqs, latest values and history rings come out exactly
+//! as they were, so subscribers resume with `since` across a restart (server/DESIGN.md).
+
+pub mod export;
+pub mod recover;
+pub mod seq;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::config::StoreConfig;
+use writer::WriteMsg;
+
+/// `(game, seq)` → the event archived with rkyv (the same bytes plugins read).
+pub const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("events");
+/// game → [`GameMeta`] as JSON.
+pub const GAMES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("games");
+
+/// File name of the log inside the data dir.
+pub const FILE_NAME: &str = "opensports.redb";
+
+/// What the log knows of a game besides its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameMeta {
+    pub sport: String,
+    /// Highest seq in the log.
+    pub high: u64,
+    /// Events in the log.
+    pub events: u64,
+    /// Wall-clock time (ms since the epoch) the server saw the game end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<i64>,
+}
+
+/// Why the log could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the event log {path} is damaged or not a redb file ({source}). Nothing was changed. \
+         Restore a backup with `opensports restore --from BACKUP --data-dir DIR`, or move the \
+         file aside to start with an empty log"
+    )]
+    Corrupt { path: PathBuf, source: redb::DatabaseError },
+    #[error("the event log {path} is in use by another process (is a server already running on this data dir?)")]
+    Locked { path: PathBuf },
+    #[error("event log {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("event log: {0}")]
+    Db(#[from] redb::Error),
+    #[error("event log: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("event log: bad game metadata for {game}: {source}")]
+    Meta { game: String, source: serde_json::Error },
+    #[error(
+        "the event log {path} holds an unreadable event ({game}, {seq}): {why}. Restore a backup \
+         with `opensports restore`, or export what is readable with `opensports export`"
+    )]
+    BadEvent { path: PathBuf, game: String, seq: u64, why: String },
+    #[error("the event log writer has stopped")]
+    Stopped,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> StoreError {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// Who hears that events are durable: a publisher connection's control stream.
+pub trait AckSink: Send + Sync + std::fmt::Debug {
+    /// Every event of `game` up to `seq` sent on this connection is committed.
+    fn ack(&self, game: &str, seq: u64);
+}
+
+/// The writer queue is full; try again after a pause (backpressure to the publisher).
+#[derive(Debug)]
+pub struct Full<T>(pub T);
+
+/// The open log and its writer thread.
+#[derive(Debug)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+    tx: Mutex<Option<Sender<WriteMsg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) `data_dir/opensports.redb` and starts the writer.
+    pub fn open(cfg: &StoreConfig, data_dir: &Path) -> Result<Arc<Store>, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(FILE_NAME);
+        let db = Arc::new(open_db(&path)?);
+        {
+            // Create the tables so readers never meet a missing one.
+            let txn = db.begin_write()?;
+            txn.open_table(EVENTS)?;
+            txn.open_table(GAMES)?;
+            txn.commit()?;
+        }
+        let metas = read_games(&db)?;
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_len);
+        let w = writer::Writer::new(db.clone(), cfg, metas);
+        let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run(rx))?;
+        Ok(Arc::new(Store { db, path, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    fn send(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
+        let tx = self.tx.lock().clone();
+        let Some(tx) = tx else { return Err(StoreError::Stopped) };
+        match tx.try_send(msg) {
+            Ok(()) => Ok(Ok(())),
+            Err(TrySendError::Full(m)) => Ok(Err(Full(m))),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Queues an event for the log; `ack` hears when it is committed.
+    pub fn append(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
+        self.send(msg)
+    }
+
+    /// Records that a game ended (for retention and for recovery's TTL).
+    pub fn game_ended(&self, game: &str, at_ms: i64) {
+        let msg = WriteMsg::Ended { game: game.to_string(), at_ms };
+        if let Some(tx) = self.tx.lock().as_ref()
+            && tx.send(msg).is_err()
+        {
+            tracing::warn!(game, "event log writer gone; end of game not recorded");
+        }
+    }
+
+    /// Every game in the log with its metadata.
+    pub fn games(&self) -> Result<HashMap<String, GameMeta>, StoreError> {
+        read_games(&self.db)
+    }
+
+    /// Calls `f(seq, archived_event)` for each event of `game` with seq ≥ `from`, in order,
+    /// from one consistent snapshot. Stops early when `f` returns false.
+    pub fn for_each_event(
+        &self,
+        game: &str,
+        from: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        for item in events.range((game, from)..=(game, u64::MAX))? {
+            let (k, v) = item?;
+            if !f(k.value().1, v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits everything queued, then stops the writer. Called at graceful shutdown.
+    pub fn shutdown(&self) {
+        drop(self.tx.lock().take());
+        if let Some(h) = self.writer.lock().take()
+            && h.join().is_err()
+        {
+            tracing::error!("the event log writer panicked");
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Opens a redb file with errors that say what to do.
+pub fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let existed = path.exists();
+    let result = if existed { Database::open(path) } else { Database::create(path) };
+    result.map_err(|source| match source {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.into() },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+        | redb::DatabaseError::Storage(redb::StorageError::Io(_))
+        | redb::DatabaseError::RepairAborted
+        | redb::DatabaseError::UpgradeRequired(_)
+            if existed =>
+        {
+            StoreError::Corrupt { path: path.into(), source }
+        }
+        source => StoreError::Open { path: path.into(), source },
+    })
+}
+
+fn read_games(db: &Database) -> Result<HashMap<String, GameMeta>, StoreError> {
+    let txn = db.begin_read()?;
+    let games = txn.open_table(GAMES)?;
+    let mut out = HashMap::new();
+    for item in games.iter()? {
+        let (k, v) = item?;
+        let game = k.value().to_string();
+        let meta = serde_json::from_slice(v.value()).map_err(|source| StoreError::Meta { game: game.clone(), source })?;
+        out.insert(game, meta);
+    }
+    Ok(out)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,219 @@
+//! The group-commit writer: one thread owns every write transaction.
+//!
+//! It takes the first queued message, keeps collecting for at most `commit_window_us` or
+//! `max_batch` events, commits with `Durability::Immediate` (fsync), and only then acks. Acks
+//! for retries of events already logged ride the same queue, so they too go out after the
+//! commit of what they duplicate. A failed commit is retried until it succeeds: the queue
+//! fills, ingest stops reading, publishers wait. Stalling is correct; acking is not.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use redb::Database;
+use rkyv::util::AlignedVec;
+
+use super::{AckSink, EVENTS, GAMES, GameMeta, StoreError, now_ms};
+use crate::config::StoreConfig;
+use crate::metrics as m;
+
+/// How often ended games past retention are looked for.
+const RETENTION_SWEEP: Duration = Duration::from_secs(60);
+
+/// A message for the writer.
+#[derive(Debug)]
+pub enum WriteMsg {
+    /// Log `(game, seq)`; ack it after the commit.
+    Append { game: String, seq: u64, sport: &'static str, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink> },
+    /// A retry of an event already accepted: ack once everything queued before is committed.
+    Ack { game: String, seq: u64, ack: Arc<dyn AckSink> },
+    /// The game ended at this wall-clock time.
+    Ended { game: String, at_ms: i64 },
+}
+
+pub struct Writer {
+    db: Arc<Database>,
+    window: Duration,
+    max_batch: usize,
+    retention_ms: Option<i64>,
+    metas: HashMap<String, GameMeta>,
+}
+
+impl Writer {
+    pub fn new(db: Arc<Database>, cfg: &StoreConfig, metas: HashMap<String, GameMeta>) -> Writer {
+        Writer {
+            db,
+            window: Duration::from_micros(cfg.commit_window_us),
+            max_batch: cfg.max_batch,
+            retention_ms: (cfg.retention_hours > 0).then(|| cfg.retention_hours as i64 * 3_600_000),
+            metas,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<WriteMsg>) {
+        let commit_latency = metrics::histogram!(m::STORE_COMMIT_SECONDS);
+        let batch_size = metrics::histogram!(m::STORE_BATCH_EVENTS);
+        let appended = metrics::counter!(m::STORE_EVENTS_TOTAL);
+        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut last_sweep: Option<Instant> = None;
+        let mut open = true;
+        while open {
+            if last_sweep.is_none_or(|t| t.elapsed() >= RETENTION_SWEEP) {
+                last_sweep = Some(Instant::now());
+                self.sweep();
+            }
+            match rx.recv_timeout(RETENTION_SWEEP) {
+                Ok(msg) => batch.push(msg),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let deadline = Instant::now() + self.window;
+            while batch.len() < self.max_batch {
+                // Take what is already queued without waiting, then wait out the window.
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        batch.push(msg);
+                        continue;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                }
+                match rx.recv_deadline(deadline) {
+                    Ok(msg) => batch.push(msg),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let started = Instant::now();
+            let mut attempt = 0u32;
+            let events = loop {
+                match self.commit(&batch) {
+                    Ok(n) => break n,
+                    Err(e) => {
+                        attempt += 1;
+                        metrics::counter!(m::STORE_COMMIT_ERRORS_TOTAL).increment(1);
+                        tracing::error!(error = %e, attempt, "event log commit failed; retrying (publishers wait)");
+                        if !open && attempt >= 5 {
+                            tracing::error!("giving up at shutdown: {} events stay un-acked", batch.len());
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(10u64 << attempt.min(7)));
+                    }
+                }
+            };
+            commit_latency.record(started.elapsed().as_secs_f64());
+            batch_size.record(events as f64);
+            appended.increment(events);
+            for msg in batch.drain(..) {
+                match msg {
+                    WriteMsg::Append { game, seq, ack, .. } | WriteMsg::Ack { game, seq, ack } => {
+                        ack.ack(&game, seq)
+                    }
+                    WriteMsg::Ended { .. } => {}
+                }
+            }
+        }
+    }
+
+    /// One write transaction for the whole batch. Returns the events written.
+    fn commit(&mut self, batch: &[WriteMsg]) -> Result<u64, StoreError> {
+        let mut written = 0;
+        let txn = self.db.begin_write()?;
+        // Metadata changes are staged and applied to the cache only after the commit.
+        let mut staged: HashMap<&str, GameMeta> = HashMap::new();
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            let mut games = txn.open_table(GAMES)?;
+            for msg in batch {
+                match msg {
+                    WriteMsg::Append { game, seq, sport, bytes, .. } => {
+                        let fresh = events.insert((game.as_str(), *seq), bytes.as_slice())?.is_none();
+                        let meta = staged
+                            .entry(game)
+                            .or_insert_with(|| self.metas.get(game).cloned().unwrap_or_default());
+                        if meta.sport.is_empty() {
+                            meta.sport = (*sport).to_string();
+                        }
+                        meta.high = meta.high.max(*seq);
+                        meta.events += u64::from(fresh);
+                        written += 1;
+                    }
+                    WriteMsg::Ended { game, at_ms } => {
+                        let meta = staged
+                            .entry(game)
+                            .or_insert_with(|| self.metas.get(game).cloned().unwrap_or_default());
+                        meta.ended_at_ms.get_or_insert(*at_ms);
+                    }
+                    WriteMsg::Ack { .. } => {}
+                }
+            }
+            for (game, meta) in &staged {
+                let json = serde_json::to_vec(meta).map_err(|source| StoreError::Meta { game: game.to_string(), source })?;
+                games.insert(*game, json.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        for (game, meta) in staged {
+            self.metas.insert(game.to_string(), meta);
+        }
+        Ok(written)
+    }
+
+    /// Deletes the events of games that ended longer than the retention ago.
+    fn sweep(&mut self) {
+        let Some(retention) = self.retention_ms else { return };
+        let now = now_ms();
+        let expired: Vec<String> = self
+            .metas
+            .iter()
+            .filter(|(_, m)| m.ended_at_ms.is_some_and(|t| now - t >= retention))
+            .map(|(g, _)| g.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        match delete_games(&self.db, &expired) {
+            Ok(events) => {
+                for g in &expired {
+                    self.metas.remove(g);
+                }
+                metrics::counter!(m::STORE_RETENTION_GAMES_TOTAL).increment(expired.len() as u64);
+                tracing::info!(games = expired.len(), events, "retention: deleted ended games from the log");
+            }
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("games", &self.metas.len()).finish()
+    }
+}
+
+/// Deletes games and their events in one transaction; returns the events deleted. redb
+/// reuses the freed pages; `opensports compact` shrinks the file offline.
+pub fn delete_games(db: &Database, games: &[String]) -> Result<u64, StoreError> {
+    let txn = db.begin_write()?;
+    let mut deleted = 0u64;
+    {
+        let mut events = txn.open_table(EVENTS)?;
+        let mut metas = txn.open_table(GAMES)?;
+        for g in games {
+            events.retain_in((g.as_str(), 0)..=(g.as_str(), u64::MAX), |_, _| {
+                deleted += 1;
+                false
+            })?;
+            metas.remove(g.as_str())?;
+        }
+    }
+    txn.commit()?;
+    Ok(deleted)
+}
