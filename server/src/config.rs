@@ -51,7 +51,13 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { enabled: true, commit_window_us: 2000, max_batch: 8192, queue_len: 65_536, retention_hours: 168 }
+        StoreConfig {
+            enabled: true,
+            commit_window_us: 2000,
+            max_batch: 8192,
+            queue_len: 65_536,
+            retention_hours: 168,
+        }
     }
 }
 

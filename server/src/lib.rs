@@ -146,9 +146,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     let store = match config.store.enabled {
         true => {
             let (cfg, dir) = (config.store.clone(), config.server.data_dir.clone());
-            let opened = tokio::task::spawn_blocking(move || store::Store::open(&cfg, &dir))
-                .await
-                .map_err(|e| StartError::Io { what: "opening the event log", source: std::io::Error::other(e) })?;
+            let opened =
+                tokio::task::spawn_blocking(move || store::Store::open(&cfg, &dir)).await.map_err(|e| {
+                    StartError::Io { what: "opening the event log", source: std::io::Error::other(e) }
+                })?;
             Some(opened?)
         }
         false => None,
@@ -162,7 +163,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let r = tokio::task::spawn_blocking(move || store::recover::recover(&store, &pipeline, ttl))
             .await
-            .map_err(|e| StartError::Io { what: "replaying the event log", source: std::io::Error::other(e) })??;
+            .map_err(|e| StartError::Io {
+            what: "replaying the event log",
+            source: std::io::Error::other(e),
+        })??;
         tracing::info!(
             games = r.games,
             events = r.events,

@@ -102,13 +102,22 @@ fn describe() {
     describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");
     describe_counter!(INGEST_BACKPRESSURE_TOTAL, "Times a stream paused because its shard queue was full");
     describe_counter!(INGEST_DATAGRAMS_TOTAL, "Tracking datagrams accepted");
-    describe_counter!(INGEST_DUPLICATES_TOTAL, "Events dropped as retries of an accepted (game, seq); acked after its commit");
-    describe_counter!(INGEST_GAPS_TOTAL, "Seq jumps: events missing before an accepted one (the publisher is told the range)");
+    describe_counter!(
+        INGEST_DUPLICATES_TOTAL,
+        "Events dropped as retries of an accepted (game, seq); acked after its commit"
+    );
+    describe_counter!(
+        INGEST_GAPS_TOTAL,
+        "Seq jumps: events missing before an accepted one (the publisher is told the range)"
+    );
     describe_counter!(INGEST_GAP_FILLS_TOTAL, "Events accepted into a previously missing range");
     describe_counter!(STORE_EVENTS_TOTAL, "Events committed to the durable log");
     describe_histogram!(STORE_COMMIT_SECONDS, "Group commit latency (write transaction with fsync)");
     describe_histogram!(STORE_BATCH_EVENTS, "Events per group commit");
-    describe_counter!(STORE_COMMIT_ERRORS_TOTAL, "Failed commits (retried; publishers are not acked meanwhile)");
+    describe_counter!(
+        STORE_COMMIT_ERRORS_TOTAL,
+        "Failed commits (retried; publishers are not acked meanwhile)"
+    );
     describe_counter!(STORE_RETENTION_GAMES_TOTAL, "Ended games deleted from the log by retention");
     describe_counter!(STORE_GAPS_FORGOTTEN_TOTAL, "Missing ranges forgotten (more than 64 open per game)");
     describe_gauge!(STORE_RECOVERED_EVENTS, "Events replayed from the log at the last start");

@@ -218,3 +218,89 @@ pub fn plugin_wasm(name: &str) -> std::path::PathBuf {
 pub fn hostile_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hostile").join(format!("{name}.wat"))
 }
+
+/// The server as a child process (`test-server`), for tests that `kill -9` it. Ports are
+/// chosen once, so a restart on the same data dir listens where clients reconnect.
+#[derive(Debug)]
+pub struct ChildServer {
+    pub data_dir: std::path::PathBuf,
+    pub quic_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+    pub fingerprint: String,
+    config: std::path::PathBuf,
+    child: Option<tokio::process::Child>,
+}
+
+impl ChildServer {
+    /// `extra` is appended to the TOML config (e.g. `[[plugins.load]]` tables).
+    pub fn new(data_dir: &std::path::Path, extra: &str) -> ChildServer {
+        let quic = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let config = data_dir.with_extension("toml");
+        let models = workspace().join("models");
+        let text = format!(
+            "[server]\ndata_dir = {:?}\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\
+             [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\n[models]\ndir = {:?}\n{extra}",
+            data_dir.display().to_string(),
+            models.display().to_string(),
+        );
+        std::fs::write(&config, text).unwrap();
+        ChildServer {
+            data_dir: data_dir.into(),
+            quic_addr: quic,
+            http_addr: http,
+            fingerprint: String::new(),
+            config,
+            child: None,
+        }
+    }
+
+    /// Starts the process and waits for it to serve; `Err(stderr)` if it exits instead.
+    pub async fn start(&mut self) -> Result<(), String> {
+        use tokio::io::AsyncBufReadExt;
+        // Cargo builds the package's binaries next to the test binaries' `deps/` directory.
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("test-server");
+        let mut child = tokio::process::Command::new(bin)
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await;
+        match line {
+            Ok(Ok(Some(l))) if l.starts_with("ready ") => {
+                self.fingerprint = l["ready ".len()..].trim().to_string();
+                self.child = Some(child);
+                Ok(())
+            }
+            _ => {
+                let _ = child.start_kill();
+                let out = child.wait_with_output().await.unwrap();
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+
+    pub fn publisher_config(&self) -> PublisherConfig {
+        PublisherConfig::new(self.quic_addr, Trust::Fingerprint(self.fingerprint.clone()), TOKEN)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http_addr)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http_addr, path).await
+    }
+}

@@ -46,7 +46,10 @@ impl std::io::Write for ChunkWriter {
 
 /// Runs `produce` on a blocking thread; its writes become the streamed body. An error after
 /// the headers went out ends the body early (the client sees a truncated transfer).
-fn streamed(content_type: &'static str, produce: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static) -> Response {
+fn streamed(
+    content_type: &'static str,
+    produce: impl FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static,
+) -> Response {
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
         let mut w = ChunkWriter { buf: Vec::with_capacity(CHUNK_BYTES), tx: tx.clone() };
@@ -61,11 +64,19 @@ fn streamed(content_type: &'static str, produce: impl FnOnce(&mut ChunkWriter) -
 }
 
 fn no_store() -> Response {
-    json_error(StatusCode::NOT_FOUND, "no_store", "the durable log is disabled on this server (store.enabled = false)")
+    json_error(
+        StatusCode::NOT_FOUND,
+        "no_store",
+        "the durable log is disabled on this server (store.enabled = false)",
+    )
 }
 
 /// `GET /v1/games/{id}/events?format=jsonl|csv`: the game's logged events in seq order.
-pub async fn events(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> Response {
+pub async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Response {
     let Some(store) = s.store.clone() else { return no_store() };
     let format = match q.format.as_deref().unwrap_or("jsonl").parse::<Format>() {
         Ok(f) => f,
@@ -73,12 +84,16 @@ pub async fn events(State(s): State<AppState>, Path(id): Path<String>, Query(q):
     };
     match store.games() {
         Ok(g) if g.contains_key(&id) => {}
-        Ok(_) => return json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} in the log")),
+        Ok(_) => {
+            return json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} in the log"));
+        }
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
     }
     let content_type = if format == Format::Csv { "text/csv" } else { "application/x-ndjson" };
     streamed(content_type, move |w| {
-        export::export_game(store.db(), &id, format, w, &mut |_, _| {}).map(|_| ()).map_err(std::io::Error::other)
+        export::export_game(store.db(), &id, format, w, &mut |_, _| {})
+            .map(|_| ())
+            .map_err(std::io::Error::other)
     })
 }
 

@@ -24,7 +24,8 @@ impl Progress {
 
     pub fn update(&mut self, done: usize, total: usize) {
         if !self.tty
-            || ((done < total || total == 0) && self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100)))
+            || ((done < total || total == 0)
+                && self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100)))
         {
             return;
         }

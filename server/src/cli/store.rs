@@ -25,20 +25,25 @@ pub enum Source {
 /// Writes one game's events to `out` (or stdout).
 pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
     let mut sink: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| p.display().to_string())?)),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| p.display().to_string())?,
+        )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut progress = Progress::new("export");
     let fmt = if format == Format::Csv { "csv" } else { "jsonl" };
     let summary = match source {
         Source::Server(url) => {
-            let bytes = http_get_to(url, &format!("/v1/games/{game}/events?format={fmt}"), &mut sink, &mut progress)?;
+            let bytes =
+                http_get_to(url, &format!("/v1/games/{game}/events?format={fmt}"), &mut sink, &mut progress)?;
             format!("{bytes} bytes")
         }
         Source::DataDir(dir) => {
             let db = open_offline(dir)?;
-            let n = export::export_game(&db, game, format, &mut sink, &mut |d, t| progress.update(d as usize, t as usize))?
-                .with_context(|| format!("no game {game:?} in {}", dir.join(FILE_NAME).display()))?;
+            let n = export::export_game(&db, game, format, &mut sink, &mut |d, t| {
+                progress.update(d as usize, t as usize)
+            })?
+            .with_context(|| format!("no game {game:?} in {}", dir.join(FILE_NAME).display()))?;
             format!("{n} events")
         }
     };
@@ -91,7 +96,9 @@ fn open_offline(dir: &Path) -> anyhow::Result<redb::Database> {
         bail!("no event log at {} (wrong --data-dir?)", path.display());
     }
     open_db(&path).map_err(|e| match e {
-        StoreError::Locked { .. } => anyhow::anyhow!("{e}; read it through the server with --server http://ADDR"),
+        StoreError::Locked { .. } => {
+            anyhow::anyhow!("{e}; read it through the server with --server http://ADDR")
+        }
         e => e.into(),
     })
 }

@@ -241,11 +241,20 @@ impl Fanout {
                 bind_topic(entry.value(), outbox, id, mode, resume_from);
             }
         }
-        // `since` for a concrete topic this server does not have (yet): the client holds
-        // messages we cannot continue from, so tell it to reset.
+        // `since` for a concrete topic this server does not have (yet): after a restart the
+        // publication the client saw may not be regenerated yet (its event was not committed,
+        // and its publisher will resend it). Create the topic and skip what the client has.
         for (topic, &seq) in since {
             if seq > 0 && matcher.matches(topic) && !self.topics.contains_key(topic.as_str()) {
-                outbox.push_item(Item::Frame(reset_frame(topic)));
+                match self.topic(topic) {
+                    Some(t) => {
+                        let mut inner = t.inner.lock();
+                        if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
+                            b.skip_through = b.skip_through.max(seq);
+                        }
+                    }
+                    None => outbox.push_item(Item::Frame(reset_frame(topic))),
+                }
             }
         }
         id

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::state::GameSummary;
 use crate::fanout::Fanout;
-use crate::store::seq::{GameSeq, Seq, Sequencer};
 use crate::metrics as m;
+use crate::store::seq::{GameSeq, Seq, Sequencer};
 
 /// Shortest time between two `games` publications. With hundreds of games, serializing the
 /// list on every basket would cost more than the basket: a change inside the interval marks

@@ -58,11 +58,8 @@ pub fn export_game(
         let seq = k.value().1;
         aligned.clear();
         aligned.extend_from_slice(v.value());
-        let ev = rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::BadEvent {
-            path: PathBuf::new(),
-            game: game.into(),
-            seq,
-            why: e.to_string(),
+        let ev = rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned).map_err(|e| {
+            StoreError::BadEvent { path: PathBuf::new(), game: game.into(), seq, why: e.to_string() }
         })?;
         line.clear();
         serde_json::to_writer(&mut line, &ev).map_err(std::io::Error::other)?;
@@ -74,7 +71,15 @@ pub fn export_game(
             Format::Csv => {
                 let clock = ev.clock_ms.map(|c| c.to_string()).unwrap_or_default();
                 let json = String::from_utf8_lossy(&line).replace('"', "\"\"");
-                writeln!(out, "{},{},{},{clock},{},{},\"{json}\"", ev.game, ev.seq, ev.ts, ev.sport(), ev.body.kind())?;
+                writeln!(
+                    out,
+                    "{},{},{},{clock},{},{},\"{json}\"",
+                    ev.game,
+                    ev.seq,
+                    ev.ts,
+                    ev.sport(),
+                    ev.body.kind()
+                )?;
             }
         }
         n += 1;
@@ -137,8 +142,8 @@ pub fn verify(db: &Database) -> Result<Summary, String> {
         for item in games.iter()? {
             let (k, v) = item?;
             let game = k.value();
-            let meta: GameMeta =
-                serde_json::from_slice(v.value()).map_err(|source| StoreError::Meta { game: game.into(), source })?;
+            let meta: GameMeta = serde_json::from_slice(v.value())
+                .map_err(|source| StoreError::Meta { game: game.into(), source })?;
             let (mut count, mut high) = (0u64, 0u64);
             for e in events.range((game, 0)..=(game, u64::MAX))? {
                 high = e?.0.value().1;
@@ -175,7 +180,10 @@ pub fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Summary, Str
     let target = data_dir.join(FILE_NAME);
     if target.exists() {
         if !force {
-            return Err(format!("{} exists; pass --force to replace it (it is kept as .before-restore)", target.display()));
+            return Err(format!(
+                "{} exists; pass --force to replace it (it is kept as .before-restore)",
+                target.display()
+            ));
         }
         // Fails with a clear message while a server holds the file.
         drop(open_db(&target).map_err(|e| e.to_string())?);

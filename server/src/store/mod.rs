@@ -66,7 +66,9 @@ pub enum StoreError {
          file aside to start with an empty log"
     )]
     Corrupt { path: PathBuf, source: redb::DatabaseError },
-    #[error("the event log {path} is in use by another process (is a server already running on this data dir?)")]
+    #[error(
+        "the event log {path} is in use by another process (is a server already running on this data dir?)"
+    )]
     Locked { path: PathBuf },
     #[error("event log {path}: {source}")]
     Open { path: PathBuf, source: redb::DatabaseError },
@@ -234,7 +236,8 @@ fn read_games(db: &Database) -> Result<HashMap<String, GameMeta>, StoreError> {
     for item in games.iter()? {
         let (k, v) = item?;
         let game = k.value().to_string();
-        let meta = serde_json::from_slice(v.value()).map_err(|source| StoreError::Meta { game: game.clone(), source })?;
+        let meta = serde_json::from_slice(v.value())
+            .map_err(|source| StoreError::Meta { game: game.clone(), source })?;
         out.insert(game, meta);
     }
     Ok(out)

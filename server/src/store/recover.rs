@@ -51,7 +51,12 @@ pub fn recover(store: &Store, pipeline: &Pipeline, ttl: Duration) -> Result<Reco
             let event = match rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned) {
                 Ok(e) => e,
                 Err(e) => {
-                    failure = Some(StoreError::BadEvent { path: store.path().into(), game: game.clone(), seq, why: e.to_string() });
+                    failure = Some(StoreError::BadEvent {
+                        path: store.path().into(),
+                        game: game.clone(),
+                        seq,
+                        why: e.to_string(),
+                    });
                     return false;
                 }
             };

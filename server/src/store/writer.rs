@@ -155,7 +155,8 @@ impl Writer {
                 }
             }
             for (game, meta) in &staged {
-                let json = serde_json::to_vec(meta).map_err(|source| StoreError::Meta { game: game.to_string(), source })?;
+                let json = serde_json::to_vec(meta)
+                    .map_err(|source| StoreError::Meta { game: game.to_string(), source })?;
                 games.insert(*game, json.as_slice())?;
             }
         }
