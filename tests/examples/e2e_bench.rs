@@ -2,7 +2,7 @@
 //! basketball games over real QUIC through the pipeline to one WebSocket subscriber on loopback
 //! and reports events/s and latency from the publisher's timestamp to the subscriber's receipt.
 //!
-//! `cargo run --release -p opensports-tests --example e2e_bench -- [EVENTS] [RATE]`
+//! `cargo run --release -p opensports-tests --example e2e_bench -- [EVENTS] [RATE] [durable|volatile]`
 //! RATE 0 (default) = as fast as possible; otherwise an open-loop constant rate where each event
 //! is stamped with its intended send time, so latency includes any coordinated omission.
 //! Server, publisher and subscriber share this process (and its two cores).
@@ -24,7 +24,13 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200_000);
     let rate: f64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0.0);
-    let server = TestServer::start_with(|c| c.fanout.queue_len = 1 << 20).await;
+    // `volatile` turns the durable log off, to measure what it adds on the fan-out path.
+    let durable = args.next().is_none_or(|a| a != "volatile");
+    let server = TestServer::start_with(|c| {
+        c.fanout.queue_len = 1 << 20;
+        c.store.enabled = durable;
+    })
+    .await;
 
     let mut events = Vec::with_capacity(total);
     let mut seed = 0;
