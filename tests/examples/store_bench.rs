@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_sink::Sink;
 use hdrhistogram::Histogram;
 use opensports_proto::{Event, Sport};
 use opensports_server::config::StoreConfig;
 use opensports_server::sim;
 use opensports_server::store::writer::WriteMsg;
 use opensports_server::store::{AckSink, Full, Store};
-use bench_sink::Sink;
 
 mod bench_sink {
     use super::*;
@@ -70,7 +70,10 @@ fn events(total: usize, live: usize) -> Vec<Event> {
             for g in &group {
                 if let Some(e) = g.get(i)
                     && out.len() < total
-                    && !matches!(e.body, opensports_proto::Body::Basketball(opensports_proto::basketball::Event::GameEnd))
+                    && !matches!(
+                        e.body,
+                        opensports_proto::Body::Basketball(opensports_proto::basketball::Event::GameEnd)
+                    )
                 {
                     out.push(e.clone());
                 }
@@ -82,7 +85,11 @@ fn events(total: usize, live: usize) -> Vec<Event> {
 
 /// Appends `evs` (archived once up front), pacing at `rate` events/s when given. Returns the
 /// sink once every event is acked.
-fn run(store: &Store, evs: &[(String, u64, Arc<rkyv::util::AlignedVec>)], rate: Option<f64>) -> (Arc<Sink>, Duration) {
+fn run(
+    store: &Store,
+    evs: &[(String, u64, Arc<rkyv::util::AlignedVec>)],
+    rate: Option<f64>,
+) -> (Arc<Sink>, Duration) {
     let sink = Arc::new(Sink {
         started: Instant::now(),
         sent_at_us: (0..=evs.len()).map(|_| AtomicU64::new(0)).collect(),
@@ -101,8 +108,13 @@ fn run(store: &Store, evs: &[(String, u64, Arc<rkyv::util::AlignedVec>)], rate: 
         } else {
             sink.sent_at_us[pos as usize].store(sink.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        let mut msg =
-            WriteMsg::Append { game: game.clone(), seq: *seq, sport: "basketball", bytes: bytes.clone(), ack: ack.clone() };
+        let mut msg = WriteMsg::Append {
+            game: game.clone(),
+            seq: *seq,
+            sport: "basketball",
+            bytes: bytes.clone(),
+            ack: ack.clone(),
+        };
         loop {
             match store.append(msg).expect("writer running") {
                 Ok(()) => break,
@@ -139,7 +151,11 @@ async fn main() -> anyhow::Result<()> {
     let paced: f64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50_000.0);
     let live: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
     let dir = tempfile::tempdir()?;
-    println!("machine: {} cores; log in {}", std::thread::available_parallelism()?.get(), dir.path().display());
+    println!(
+        "machine: {} cores; log in {}",
+        std::thread::available_parallelism()?.get(),
+        dir.path().display()
+    );
 
     let evs = events(total, live);
     let archived: Vec<(String, u64, Arc<rkyv::util::AlignedVec>)> = evs

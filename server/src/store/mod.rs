@@ -250,3 +250,67 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Debug, Default)]
+    struct Count(AtomicU64);
+    impl AckSink for Count {
+        fn ack(&self, _game: &str, seq: u64) {
+            self.0.fetch_max(seq, Ordering::SeqCst);
+        }
+    }
+
+    fn append(store: &Store, game: &str, seq: u64, ack: &Arc<Count>) {
+        let bytes = Arc::new(rkyv::util::AlignedVec::new());
+        let msg = WriteMsg::Append { game: game.into(), seq, sport: "basketball", bytes, ack: ack.clone() };
+        store.append(msg).unwrap().unwrap();
+    }
+
+    #[test]
+    fn acks_follow_commits_and_retention_deletes_old_ended_games() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig::default();
+        let store = Store::open(&cfg, dir.path()).unwrap();
+        let ack = Arc::new(Count::default());
+        for seq in 1..=3 {
+            append(&store, "old", seq, &ack);
+            append(&store, "live", seq, &ack);
+        }
+        store.game_ended("old", now_ms() - 169 * 3_600_000);
+        store.shutdown();
+        assert_eq!(ack.0.load(Ordering::SeqCst), 3);
+        let games = store.games().unwrap();
+        assert_eq!(games["old"].events, 3);
+        assert!(games["old"].ended_at_ms.is_some() && games["live"].ended_at_ms.is_none());
+        drop(store);
+
+        // The writer sweeps at start: "old" ended 169 h ago, past the default 168 h.
+        let store = Store::open(&cfg, dir.path()).unwrap();
+        store.shutdown();
+        let games = store.games().unwrap();
+        assert!(!games.contains_key("old"), "{games:?}");
+        assert_eq!(
+            games["live"],
+            GameMeta { sport: "basketball".into(), high: 3, events: 3, ended_at_ms: None }
+        );
+        let mut seqs = Vec::new();
+        store
+            .for_each_event("old", 0, &mut |s, _| {
+                seqs.push(s);
+                true
+            })
+            .unwrap();
+        assert!(seqs.is_empty());
+        store
+            .for_each_event("live", 0, &mut |s, _| {
+                seqs.push(s);
+                true
+            })
+            .unwrap();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+}
