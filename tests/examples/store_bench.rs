@@ -40,13 +40,13 @@ mod bench_sink {
         fn ack(&self, _game: &str, _seq: u64) {
             // One FIFO writer: the k-th ack answers the k-th append.
             let k = self.acked.fetch_add(1, Ordering::Relaxed);
-            if k.is_multiple_of(64) {
-                if let Some(sent) = self.sent_at_us.get(k as usize) {
-                    let now = self.started.elapsed().as_micros() as u64;
-                    let lat = now.saturating_sub(sent.load(Ordering::Relaxed)).max(1);
-                    if let Ok(mut h) = self.hist.lock() {
-                        h.saturating_record(lat);
-                    }
+            if k.is_multiple_of(64)
+                && let Some(sent) = self.sent_at_us.get(k as usize)
+            {
+                let now = self.started.elapsed().as_micros() as u64;
+                let lat = now.saturating_sub(sent.load(Ordering::Relaxed)).max(1);
+                if let Ok(mut h) = self.hist.lock() {
+                    h.saturating_record(lat);
                 }
             }
         }
