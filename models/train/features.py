@@ -13,31 +13,45 @@ ELO_K = {"nfl": 20.0, "nba": 20.0}
 ELO_HOME = {"nfl": 55.0, "nba": 100.0}
 
 
-def elo_before(games: pd.DataFrame, sport: str) -> pd.Series:
-    """Home minus away Elo (home advantage included) before each game.
+def elo_run(games: pd.DataFrame, sport: str) -> tuple[pd.Series, dict[str, float], object]:
+    """Runs Elo over `games` in game order.
 
     `games`: one row per game with game_id, season, home, away, home_win, in any order; games are
-    processed by game_id (date-ordered ids in both leagues' tables). Ratings regress a third
-    towards 1500 between seasons.
+    processed by season, then game_id (ids are date-ordered within a season; NBA ids wrap at
+    the century, 0029900001 is 1999-2000 and 0020000001 is 2000-01). Ratings regress a third
+    towards 1500 between seasons. Returns home minus away Elo (home advantage included) before
+    each game, the ratings after the last game, and the last season.
     """
     k, hfa = ELO_K[sport], ELO_HOME[sport]
     ratings: dict[str, float] = {}
     season_of: dict[str, object] = {}
     out = {}
-    for row in games.sort_values("game_id").itertuples(index=False):
+    last_season = None
+    for row in games.sort_values(["season", "game_id"]).itertuples(index=False):
         for team in (row.home, row.away):
             r = ratings.get(team, 1500.0)
             if season_of.get(team) not in (None, row.season):
                 r = 1500.0 + (r - 1500.0) * 2.0 / 3.0
             ratings[team] = r
             season_of[team] = row.season
+        last_season = row.season
         diff = ratings[row.home] + hfa - ratings[row.away]
         out[row.game_id] = diff
         expected = 1.0 / (1.0 + 10 ** (-diff / 400.0))
         delta = k * (float(row.home_win) - expected)
         ratings[row.home] += delta
         ratings[row.away] -= delta
-    return pd.Series(out, name="elo_diff")
+    return pd.Series(out, name="elo_diff"), ratings, last_season
+
+
+def elo_before(games: pd.DataFrame, sport: str) -> pd.Series:
+    """Home minus away Elo (home advantage included) before each game (see `elo_run`)."""
+    return elo_run(games, sport)[0]
+
+
+def nfl_games(plays: pd.DataFrame) -> pd.DataFrame:
+    """One row per NFL game (game_id, season, home, away, home_win) from the plays table."""
+    return plays.groupby("game_id").first()[["season", "home", "away", "home_win"]].reset_index()
 
 
 NFL_INPUTS = [
@@ -49,8 +63,7 @@ NFL_INPUTS = [
 def nfl_features(plays: pd.DataFrame) -> pd.DataFrame:
     """Home-perspective features for each NFL play (see models/README.md)."""
     plays = plays[plays["score_ok"] == 1].dropna(subset=["game_seconds_remaining", "yardline_100"])
-    games = plays.groupby("game_id").first()[["season", "home", "away", "home_win"]].reset_index()
-    elo = elo_before(games, "nfl")
+    elo = elo_before(nfl_games(plays), "nfl")
     p = plays
     t = p["game_seconds_remaining"].clip(0, 3600) / 3600.0
     diff = (p["score_home"] - p["score_away"]).astype(float)

@@ -117,7 +117,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     let http_addr =
         listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
     let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        ingest::tls::endpoint_config(&config.server.data_dir)?,
         Some(quic_config),
         listeners.quic,
         Arc::new(quinn::TokioRuntime),
@@ -154,9 +154,16 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         }
         false => None,
     };
-    let pipeline =
-        pipeline::Pipeline::start(&config, fanout.clone(), plugins.clone(), models.clone(), store.clone())
-            .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+    let ratings = Arc::new(model::ratings::Ratings::load(&config.models.dir, store.clone()));
+    let pipeline = pipeline::Pipeline::start(
+        &config,
+        fanout.clone(),
+        plugins.clone(),
+        models.clone(),
+        store.clone(),
+        ratings,
+    )
+    .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
         let (store, pipeline) = (store.clone(), pipeline.clone());

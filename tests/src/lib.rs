@@ -16,6 +16,7 @@ pub const TOKEN: &str = "test-token";
 pub struct TestServer {
     pub running: Option<Running>,
     pub dir: tempfile::TempDir,
+    config: Config,
 }
 
 impl TestServer {
@@ -35,8 +36,18 @@ impl TestServer {
         // not plugins. The deadline itself is tested by the hostile tests with their own value.
         config.plugins.deadline_us = 50_000;
         tweak(&mut config);
-        let running = opensports_server::start(config, Listeners::loopback().unwrap()).await.unwrap();
-        TestServer { running: Some(running), dir }
+        let running = opensports_server::start(config.clone(), Listeners::loopback().unwrap()).await.unwrap();
+        TestServer { running: Some(running), dir, config }
+    }
+
+    /// Graceful shutdown, then a new server on the same data dir (new ports).
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        let running =
+            opensports_server::start(self.config.clone(), Listeners::loopback().unwrap()).await.unwrap();
+        self.running = Some(running);
     }
 
     pub fn running(&self) -> &Running {

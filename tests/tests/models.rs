@@ -254,3 +254,130 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
     }
     server.shutdown().await;
 }
+
+fn with_teams(seed: u64, home: &str, away: &str, id: &str) -> Vec<opensports_proto::Event> {
+    use opensports_proto::{Body, basketball as bk};
+    let mut events: Vec<_> = sim::generate(Sport::Basketball, seed, 1_700_000_000_000_000)
+        .events
+        .into_iter()
+        .map(|t| t.event)
+        .collect();
+    for e in &mut events {
+        e.game = id.into();
+        if let Body::Basketball(bk::Event::GameStart { home: h, away: a }) = &mut e.body {
+            (*h, *a) = (home.into(), away.into());
+        }
+    }
+    events
+}
+
+async fn rating(server: &TestServer, team: &str) -> f64 {
+    let (_, body) = server.get("/v1/ratings").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["ratings"]["basketball"][team].as_f64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
+    let mut server = TestServer::start().await;
+    // The seed (models/ratings.json) rates these two far apart.
+    let (strong, weak) = ("GSW", "PHX");
+    let (rs, rw) = (rating(&server, strong).await, rating(&server, weak).await);
+    assert!(rs - rw > 100.0, "{strong} {rs} vs {weak} {rw}");
+
+    // Same events, teams swapped: at tip-off only the ratings differ.
+    let a = with_teams(4, strong, weak, "rate-a");
+    let b = with_teams(4, weak, strong, "rate-b");
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/+/winprob"], Mode::All).await.unwrap();
+    let mut publisher = server.publisher().await;
+    for e in a.iter().chain(&b) {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    let msgs = read_until(
+        &mut sub,
+        Duration::from_secs(30),
+        |m| matches!(m, ServerMsg::Msg(p) if p.topic == "game/rate-b/winprob" && p.seq == 1),
+    )
+    .await;
+    let first = |topic: &str| {
+        msgs.iter()
+            .find_map(|m| match m {
+                ServerMsg::Msg(p) if p.topic == topic => p.data["home"].as_f64(),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (pa, pb) = (first("game/rate-a/winprob"), first("game/rate-b/winprob"));
+    assert!(pa > 0.6 && pb < 0.5 && pa > pb + 0.15, "strong at home {pa}, weak at home {pb}");
+
+    // Both games ended: each result applied once, with the Elo update from the seed ratings.
+    let score = |id: &str| {
+        let id = id.to_string();
+        let server = &server;
+        async move {
+            server.wait_for_seq(&id, 1).await;
+            let (_, body) = server.get(&format!("/v1/games/{id}")).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (
+                v["score"]["home"].as_f64().unwrap(),
+                v["score"]["away"].as_f64().unwrap(),
+                v["status"] == "ended",
+            )
+        }
+    };
+    server.wait_for_seq("rate-b", b.len() as u64).await;
+    let ((ha, aa, ended_a), (hb, ab, ended_b)) = (score("rate-a").await, score("rate-b").await);
+    assert!(ended_a && ended_b);
+    let elo = |rh: f64, ra: f64, home_score: f64| {
+        let delta = 20.0 * (home_score - 1.0 / (1.0 + 10f64.powf(-(rh + 100.0 - ra) / 400.0)));
+        (rh + delta, ra - delta)
+    };
+    let result = |h: f64, a: f64| {
+        if h > a {
+            1.0
+        } else if h < a {
+            0.0
+        } else {
+            0.5
+        }
+    };
+    let (s1, w1) = elo(rs, rw, result(ha, aa));
+    let (w2, s2) = elo(w1, s1, result(hb, ab));
+    let mut got = (0.0, 0.0);
+    for _ in 0..100 {
+        got = (rating(&server, strong).await, rating(&server, weak).await);
+        if (got.0 - s2).abs() < 0.06 && (got.1 - w2).abs() < 0.06 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!((got.0 - s2).abs() < 0.06 && (got.1 - w2).abs() < 0.06, "got {got:?}, want ({s2}, {w2})");
+
+    // A restart replays both games (ended within the TTL) without counting them again, and
+    // gives the same win probabilities (pinned pre-game differences).
+    server.restart().await;
+    assert!((rating(&server, strong).await - s2).abs() < 0.06);
+    assert!((rating(&server, weak).await - w2).abs() < 0.06);
+    let mut sub = server.subscriber().await;
+    let since = std::collections::BTreeMap::from([("game/rate-a/winprob".to_string(), 0u64)]);
+    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
+        topics: vec!["game/rate-a/winprob".into()],
+        mode: Mode::All,
+        since,
+    })
+    .await
+    .unwrap();
+    let replayed =
+        read_until(&mut sub, Duration::from_secs(10), |m| matches!(m, ServerMsg::Msg(p) if p.seq == 1)).await;
+    let again = replayed
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::Msg(p) if p.seq == 1 => p.data["home"].as_f64(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(again, pa, "the replay gives the same first win probability");
+    server.shutdown().await;
+}

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/games/{id}/events", get(store::events))
         .route("/v1/backup", get(store::backup))
         .route("/v1/models", get(models))
+        .route("/v1/ratings", get(ratings))
         .route("/v1/models/{name}/activate", axum::routing::post(activate_model))
         .route("/v1/models/{name}/shadow", axum::routing::post(shadow_model))
         .route("/v1/plugins", get(plugins))
@@ -83,6 +84,10 @@ async fn game(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Some(p) => json(StatusCode::OK, p.data().to_string()),
         None => json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} on this server")),
     }
+}
+
+async fn ratings(State(s): State<AppState>) -> Response {
+    json(StatusCode::OK, serde_json::json!({"ratings": s.pipeline.ratings().report()}).to_string())
 }
 
 async fn models(State(s): State<AppState>) -> Response {

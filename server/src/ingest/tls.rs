@@ -75,6 +75,37 @@ pub fn load_or_generate(cfg: &ServerConfig) -> Result<TlsMaterial, TlsError> {
     Ok(TlsMaterial { certs, key, fingerprint, generated })
 }
 
+/// The QUIC endpoint config with a stateless-reset key kept in `data_dir/tls/reset.key`. A
+/// restarted server holds the same key, so it answers packets of connections it no longer knows
+/// with a valid stateless reset: publishers notice the restart at their next packet, reconnect
+/// and resend, instead of waiting for an idle timeout.
+pub fn endpoint_config(data_dir: &Path) -> Result<quinn::EndpointConfig, TlsError> {
+    let dir = data_dir.join("tls");
+    let path = dir.join("reset.key");
+    let secret = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        _ => {
+            let mut b = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).map_err(|_| {
+                TlsError::Io { path: path.clone(), source: std::io::Error::other("no randomness") }
+            })?;
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            write_private(&path, &b).map_err(io(&path))?;
+            b
+        }
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    // Connection IDs are validated with a keyed hash before a reset is considered: the key
+    // must survive restarts too, or the new process drops the old connections' packets.
+    let tag = ring::hmac::sign(&key, b"opensports connection ids");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(std::sync::Arc::new(key));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    Ok(config)
+}
+
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];

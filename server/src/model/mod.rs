@@ -9,6 +9,7 @@
 //! plan is immutable and shared by the shards. A model that fails a check is refused with a
 //! message naming the field, and the server runs without it.
 
+pub mod ratings;
 pub mod registry;
 pub mod winprob;
 

@@ -1,6 +1,7 @@
 //! Core win probability (`game/{id}/winprob`) for basketball and football, from the `nba_wp` and
 //! `nfl_wp` models. The features mirror `models/train/features.py` term by term; pre-game
-//! strength is the league's home advantage until team ratings are kept by the server.
+//! strength is the game's pinned Elo difference (`model::ratings`), or the league's home
+//! advantage alone while the teams are unknown.
 
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ const NFL_HOME_ELO: f32 = 55.0;
 const NBA_HOME_ELO: f32 = 100.0;
 
 /// The model to use and its inputs for this state, or `None` for sports without one.
-pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
+/// `elo_diff`: pre-game home minus away Elo in rating points, home advantage included.
+pub fn features(state: &GameState, elo_diff: Option<f64>) -> Option<(&'static str, Vec<f32>)> {
     let score = state.score?;
     let diff = score.home as f32 - score.away as f32;
     let clock = state.clock_ms.unwrap_or(0) as f32 / 1000.0;
@@ -60,7 +62,7 @@ pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
                 Some(Side::Away) => -1.0,
                 None => 0.0,
             };
-            let e = NFL_HOME_ELO / 400.0;
+            let e = elo_diff.map_or(NFL_HOME_ELO, |d| d as f32) / 400.0;
             Some((
                 "nfl_wp",
                 vec![
@@ -78,7 +80,7 @@ pub fn features(state: &GameState) -> Option<(&'static str, Vec<f32>)> {
         }
         Detail::Basketball(_) => {
             let t = time_left(state, clock, 720.0, 300.0);
-            let e = NBA_HOME_ELO / 400.0;
+            let e = elo_diff.map_or(NBA_HOME_ELO, |d| d as f32) / 400.0;
             Some(("nba_wp", vec![t, diff / 10.0, diff / (t * 48.0 + 0.5).sqrt(), e, e * t]))
         }
         _ => None,

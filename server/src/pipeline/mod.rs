@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
 use crate::model::ModelRegistry;
+use crate::model::ratings::Ratings;
 use crate::plugin::{EventHistory, PluginSet, ShardPlugins};
 use crate::store::Store;
 use games::GamesIndex;
@@ -59,6 +60,7 @@ pub struct Pipeline {
     senders: Vec<Sender<ShardMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     games: Arc<GamesIndex>,
+    ratings: Arc<Ratings>,
 }
 
 /// The shard's queue is full; the event comes back to be retried.
@@ -77,6 +79,7 @@ impl Pipeline {
         plugins: Arc<PluginSet>,
         models: Arc<ModelRegistry>,
         store: Option<Arc<Store>>,
+        ratings: Arc<Ratings>,
     ) -> std::io::Result<Arc<Pipeline>> {
         let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
         let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
@@ -93,6 +96,7 @@ impl Pipeline {
                 ttl,
                 latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
                 store: store.clone(),
+                ratings: ratings.clone(),
                 plugins: ShardPlugins::new(plugins.clone()),
                 models: models.clone(),
                 max_history: config.plugins.max_history_events,
@@ -100,11 +104,15 @@ impl Pipeline {
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
         }
-        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), games }))
+        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), games, ratings }))
     }
 
     pub fn games(&self) -> &Arc<GamesIndex> {
         &self.games
+    }
+
+    pub fn ratings(&self) -> &Arc<Ratings> {
+        &self.ratings
     }
 
     /// The shard that owns `game`. A fixed-key hash: stable across runs and processes.
@@ -164,6 +172,8 @@ struct Game {
     winprob: Option<Arc<Topic>>,
     /// Win probabilities given so far, scored against the result when the game ends.
     predictions: crate::model::winprob::Predictions,
+    /// Pre-game Elo difference, pinned once both teams are known.
+    elo_diff: Option<f64>,
 }
 
 /// The shard's games as the plugins' replay source.
@@ -190,6 +200,7 @@ struct Shard {
     ttl: Duration,
     latency: metrics::Histogram,
     store: Option<Arc<Store>>,
+    ratings: Arc<Ratings>,
     plugins: ShardPlugins,
     models: Arc<ModelRegistry>,
     max_history: usize,
@@ -228,6 +239,7 @@ impl Shard {
                 history: Default::default(),
                 winprob: None,
                 predictions: Default::default(),
+                elo_diff: None,
             };
             self.games.insert(ev.game.clone(), game);
         }
@@ -247,7 +259,12 @@ impl Shard {
                 Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
             }
         }
-        if let Some((name, inputs)) = crate::model::winprob::features(&game.state)
+        if game.elo_diff.is_none()
+            && let (Some(h), Some(a)) = (&game.state.home, &game.state.away)
+        {
+            game.elo_diff = self.ratings.pregame(&ev.game, game.state.sport, h, a);
+        }
+        if let Some((name, inputs)) = crate::model::winprob::features(&game.state, game.elo_diff)
             && let Some(scored) = self.models.score(name, &inputs)
         {
             if game.winprob.is_none() {
@@ -276,6 +293,14 @@ impl Shard {
         }
         if game.state.status == Status::Ended && game.ended_at.is_none() {
             game.ended_at = Some(Instant::now());
+            if let (Some(h), Some(a), Some(score)) = (&game.state.home, &game.state.away, game.state.score) {
+                let result = match score.home.cmp(&score.away) {
+                    std::cmp::Ordering::Greater => 1.0,
+                    std::cmp::Ordering::Equal => 0.5,
+                    std::cmp::Ordering::Less => 0.0,
+                };
+                self.ratings.settle(&ev.game, game.state.sport, h, a, result);
+            }
             if let Some(store) = &self.store {
                 store.game_ended(&ev.game, crate::store::now_ms());
             }
@@ -339,6 +364,7 @@ impl Shard {
         for id in expired {
             if let Some(g) = self.games.remove(&id) {
                 self.plugins.forget(&id);
+                self.ratings.forget(&id);
                 self.fanout.remove_topic(&topic::game_state(&id));
                 self.fanout.remove_topic(&format!("game/{id}/winprob"));
                 self.index.remove(&id, g.state.ts);

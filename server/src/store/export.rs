@@ -8,7 +8,7 @@ use opensports_proto::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use rkyv::util::AlignedVec;
 
-use super::{EVENTS, FILE_NAME, GAMES, GameMeta, StoreError, open_db};
+use super::{EVENTS, FILE_NAME, GAMES, GameMeta, RATINGS, StoreError, open_db};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,11 @@ pub fn backup(db: &Database, to: &Path, progress: &mut ProgressFn<'_>) -> Result
             let (k, v) = item?;
             games.insert(k.value(), v.value())?;
             summary.games += 1;
+        }
+        let mut ratings = txn.open_table(RATINGS)?;
+        for item in src.open_table(RATINGS)?.iter()? {
+            let (k, v) = item?;
+            ratings.insert(k.value(), v.value())?;
         }
         let mut events = txn.open_table(EVENTS)?;
         for item in src_events.iter()? {

@@ -5,7 +5,7 @@
 //! The fan-out path does not wait for the commit: shards get the same event at the same time.
 //!
 //! # Layout
-//! - [`EVENTS`], [`GAMES`]: the table definitions, all of them, here.
+//! - [`EVENTS`], [`GAMES`], [`RATINGS`]: the table definitions, all of them, here.
 //! - [`Store`]: opening (with clear errors for a corrupt file), the writer handle, reads for
 //!   recovery, export and backup.
 //! - [`writer`]: the group-commit thread (batching, acks, retention).
@@ -40,12 +40,14 @@ use writer::WriteMsg;
 pub const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("events");
 /// game → [`GameMeta`] as JSON.
 pub const GAMES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("games");
+/// `sport/team` → Elo rating, kept current as games end (see `model::ratings`).
+pub const RATINGS: TableDefinition<'static, &str, f64> = TableDefinition::new("ratings");
 
 /// File name of the log inside the data dir.
 pub const FILE_NAME: &str = "opensports.redb";
 
 /// What the log knows of a game besides its events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GameMeta {
     pub sport: String,
     /// Highest seq in the log.
@@ -55,6 +57,13 @@ pub struct GameMeta {
     /// Wall-clock time (ms since the epoch) the server saw the game end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<i64>,
+    /// Pre-game Elo difference (home minus away, home advantage included), pinned when the
+    /// teams were first known, so a replay gives the same win probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elo_diff: Option<f64>,
+    /// The result was applied to the ratings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rated: bool,
 }
 
 /// Why the log could not be opened, read or written.
@@ -128,6 +137,7 @@ impl Store {
             let txn = db.begin_write()?;
             txn.open_table(EVENTS)?;
             txn.open_table(GAMES)?;
+            txn.open_table(RATINGS)?;
             txn.commit()?;
         }
         let metas = read_games(&db)?;
@@ -162,12 +172,27 @@ impl Store {
 
     /// Records that a game ended (for retention and for recovery's TTL).
     pub fn game_ended(&self, game: &str, at_ms: i64) {
-        let msg = WriteMsg::Ended { game: game.to_string(), at_ms };
-        if let Some(tx) = self.tx.lock().as_ref()
-            && tx.send(msg).is_err()
-        {
-            tracing::warn!(game, "event log writer gone; end of game not recorded");
+        self.send_blocking(WriteMsg::Ended { game: game.to_string(), at_ms });
+    }
+
+    /// Queues a bookkeeping message (not an event), waiting while the queue is full.
+    pub fn send_blocking(&self, msg: WriteMsg) {
+        let tx = self.tx.lock().clone();
+        if tx.is_none_or(|tx| tx.send(msg).is_err()) {
+            tracing::warn!("event log writer gone; bookkeeping not recorded");
         }
+    }
+
+    /// Every rating kept in the log.
+    pub fn ratings(&self) -> Result<HashMap<String, f64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RATINGS)?;
+        let mut out = HashMap::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
     }
 
     /// Every game in the log with its metadata.
@@ -295,7 +320,7 @@ mod tests {
         assert!(!games.contains_key("old"), "{games:?}");
         assert_eq!(
             games["live"],
-            GameMeta { sport: "basketball".into(), high: 3, events: 3, ended_at_ms: None }
+            GameMeta { sport: "basketball".into(), high: 3, events: 3, ..GameMeta::default() }
         );
         let mut seqs = Vec::new();
         store

@@ -42,6 +42,7 @@ pub fn recover(store: &Store, pipeline: &Pipeline, ttl: Duration) -> Result<Reco
             tracing::warn!(game, code, "game not recovered");
             continue;
         }
+        pipeline.ratings().restore_game(&game, meta.elo_diff, meta.rated);
         let shard = pipeline.shard_of(&game);
         let mut seqs = GameSeq::default();
         let mut failure = None;

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redb::Database;
 use rkyv::util::AlignedVec;
 
-use super::{AckSink, EVENTS, GAMES, GameMeta, StoreError, now_ms};
+use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, StoreError, now_ms};
 use crate::config::StoreConfig;
 use crate::metrics as m;
 
@@ -30,6 +30,10 @@ pub enum WriteMsg {
     Ack { game: String, seq: u64, ack: Arc<dyn AckSink> },
     /// The game ended at this wall-clock time.
     Ended { game: String, at_ms: i64 },
+    /// The game's pre-game Elo difference was pinned.
+    Pregame { game: String, elo_diff: f64 },
+    /// The game's result was applied: these ratings are current.
+    Rated { game: String, ratings: Vec<(String, f64)> },
 }
 
 pub struct Writer {
@@ -116,7 +120,7 @@ impl Writer {
                     WriteMsg::Append { game, seq, ack, .. } | WriteMsg::Ack { game, seq, ack } => {
                         ack.ack(&game, seq)
                     }
-                    WriteMsg::Ended { .. } => {}
+                    WriteMsg::Ended { .. } | WriteMsg::Pregame { .. } | WriteMsg::Rated { .. } => {}
                 }
             }
         }
@@ -131,13 +135,12 @@ impl Writer {
         {
             let mut events = txn.open_table(EVENTS)?;
             let mut games = txn.open_table(GAMES)?;
+            let mut ratings = txn.open_table(RATINGS)?;
             for msg in batch {
                 match msg {
                     WriteMsg::Append { game, seq, sport, bytes, .. } => {
                         let fresh = events.insert((game.as_str(), *seq), bytes.as_slice())?.is_none();
-                        let meta = staged
-                            .entry(game)
-                            .or_insert_with(|| self.metas.get(game).cloned().unwrap_or_default());
+                        let meta = stage(&mut staged, &self.metas, game);
                         if meta.sport.is_empty() {
                             meta.sport = (*sport).to_string();
                         }
@@ -146,10 +149,19 @@ impl Writer {
                         written += 1;
                     }
                     WriteMsg::Ended { game, at_ms } => {
-                        let meta = staged
-                            .entry(game)
-                            .or_insert_with(|| self.metas.get(game).cloned().unwrap_or_default());
+                        let meta = stage(&mut staged, &self.metas, game);
                         meta.ended_at_ms.get_or_insert(*at_ms);
+                    }
+                    WriteMsg::Pregame { game, elo_diff } => {
+                        let meta = stage(&mut staged, &self.metas, game);
+                        meta.elo_diff.get_or_insert(*elo_diff);
+                    }
+                    WriteMsg::Rated { game, ratings: updated } => {
+                        let meta = stage(&mut staged, &self.metas, game);
+                        meta.rated = true;
+                        for (team, r) in updated {
+                            ratings.insert(team.as_str(), *r)?;
+                        }
                     }
                     WriteMsg::Ack { .. } => {}
                 }
@@ -191,6 +203,15 @@ impl Writer {
             Err(e) => tracing::error!(error = %e, "retention sweep failed"),
         }
     }
+}
+
+/// The staged copy of a game's metadata, made from the committed one on first touch.
+fn stage<'a, 'b>(
+    staged: &'b mut HashMap<&'a str, GameMeta>,
+    committed: &HashMap<String, GameMeta>,
+    game: &'a str,
+) -> &'b mut GameMeta {
+    staged.entry(game).or_insert_with(|| committed.get(game).cloned().unwrap_or_default())
 }
 
 impl std::fmt::Debug for Writer {
