@@ -13,6 +13,7 @@
 //! - [`fanout`]: topics, history rings, subscriber outboxes.
 //! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws`.
 //! - [`store`]: the durable event log (redb): group commit, acks, recovery, export, backup.
+//! - [`feeds`]: real provider feeds (NBA live, ...) → our events, for `replay`.
 //! - [`sim`]: deterministic simulated games for the four sports.
 //! - [`cli`]: the `demo` and `watch` commands used by the `opensports` binary.
 //! - [`metrics`]: metric names and the Prometheus recorder.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod fanout;
+pub mod feeds;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

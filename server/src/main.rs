@@ -89,20 +89,8 @@ enum Command {
     },
     /// Publish simulated games to a server over QUIC.
     Sim {
-        /// Server QUIC address.
-        #[arg(long, default_value = "127.0.0.1:4433")]
-        server: SocketAddr,
-        /// Pin the server certificate by SHA-256 (as printed at server start).
-        #[arg(long)]
-        fingerprint: Option<String>,
-        /// Or trust this PEM CA certificate (the server's name must be `localhost` or --server-name).
-        #[arg(long, conflicts_with = "fingerprint")]
-        ca_cert: Option<PathBuf>,
-        /// Or pin the certificate found in this local data dir.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "demo-token")]
-        token: String,
+        #[command(flatten)]
+        to: PublishArgs,
         /// Sports: comma-separated list of basketball, football, soccer, f1, or `all`.
         #[arg(long, default_value = "all")]
         sport: String,
@@ -113,6 +101,22 @@ enum Command {
         /// Events as JSON instead of rkyv.
         #[arg(long)]
         json: bool,
+    },
+    /// Replay a real provider feed file over QUIC with its source timing.
+    Replay {
+        /// The feed file (NBA live play-by-play JSON, ...).
+        file: PathBuf,
+        /// Feed format (default: detected from the content). Supported: nba-live.
+        #[arg(long)]
+        format: Option<String>,
+        /// Pace: a factor of the source timing (1 = as it happened, 10 = ten times faster) or `max`.
+        #[arg(long, default_value = "1")]
+        speed: Speed,
+        /// Game id to publish under (default: from the feed, e.g. `nba-0022000001`).
+        #[arg(long)]
+        game_id: Option<String>,
+        #[command(flatten)]
+        to: PublishArgs,
     },
     /// Plugin dev kit: scaffold, build, test offline.
     Plugin {
@@ -189,6 +193,40 @@ impl LogSource {
             Some(url) => cli::store::Source::Server(url),
             None => cli::store::Source::DataDir(self.data_dir),
         }
+    }
+}
+
+/// Where `sim` and `replay` publish, and how they trust the server.
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// Server QUIC address.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: SocketAddr,
+    /// Pin the server certificate by SHA-256 (as printed at server start).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Or trust this PEM CA certificate (the server's name must be `localhost` or --server-name).
+    #[arg(long, conflicts_with = "fingerprint")]
+    ca_cert: Option<PathBuf>,
+    /// Or pin the certificate found in this local data dir.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "demo-token")]
+    token: String,
+}
+
+impl PublishArgs {
+    fn config(self, name: &str) -> anyhow::Result<PublisherConfig> {
+        let trust = match (self.fingerprint, self.ca_cert) {
+            (Some(fp), _) => Trust::Fingerprint(fp),
+            (None, Some(path)) => {
+                Trust::CaPem(std::fs::read(&path).with_context(|| path.display().to_string())?)
+            }
+            (None, None) => cli::trust_from_data_dir(&self.data_dir)?,
+        };
+        let mut cfg = PublisherConfig::new(self.server, trust, self.token);
+        cfg.name = name.into();
+        Ok(cfg)
     }
 }
 
@@ -272,16 +310,8 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             Ok(())
         }
-        Command::Sim { server, fingerprint, ca_cert, data_dir, token, sport, speed, seed, json } => {
-            let trust = match (fingerprint, ca_cert) {
-                (Some(fp), _) => Trust::Fingerprint(fp),
-                (None, Some(path)) => {
-                    Trust::CaPem(std::fs::read(&path).with_context(|| path.display().to_string())?)
-                }
-                (None, None) => cli::trust_from_data_dir(&data_dir)?,
-            };
-            let mut cfg = PublisherConfig::new(server, trust, token);
-            cfg.name = "opensports-sim".into();
+        Command::Sim { to, sport, speed, seed, json } => {
+            let mut cfg = to.config("opensports-sim")?;
             if json {
                 cfg.codec = opensports_proto::codec::Codec::Json;
             }
@@ -298,6 +328,13 @@ async fn main() -> anyhow::Result<()> {
             let total: usize = games.iter().map(|g| g.events.len()).sum();
             publisher.close(std::time::Duration::from_secs(30)).await?;
             progress.finish(&format!("{total} events published and acked"));
+            Ok(())
+        }
+        Command::Replay { file, format, speed, game_id, to } => {
+            let feed = cli::replay::load(&file, format.as_deref(), game_id.as_deref())?;
+            let mut publisher = Publisher::connect(to.config("opensports-replay")?).await?;
+            cli::replay::publish(&mut publisher, &feed, speed).await?;
+            publisher.close(std::time::Duration::from_secs(30)).await?;
             Ok(())
         }
         Command::Plugin { cmd } => match cmd {

@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod plugin;
 pub mod progress;
+pub mod replay;
 pub mod store;
 pub mod watch;
 

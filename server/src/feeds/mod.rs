@@ -1,0 +1,126 @@
+//! Real provider feeds → our event schema, for `opensports replay` and `opensports demo --replay`.
+//!
+//! # Layout
+//! - [`Format`], [`detect`], [`parse`]: the entry points.
+//! - [`nba`]: NBA live play-by-play (`nba-live`, the cdn.nba.com "actions" JSON).
+//!
+//! An adapter maps every event kind the feed carries that our schema models; the others are
+//! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
+//! cannot be read is reported in [`Feed::skipped`] (with its position) and the rest goes on.
+//! The result is a [`SimGame`]: events with consecutive seqs, each with its offset from the
+//! first event in source time, which is what the paced publisher replays.
+
+pub mod nba;
+
+use std::collections::BTreeMap;
+
+use crate::sim::SimGame;
+
+/// Feed formats. Only those listed in [`Format::SUPPORTED`] have an adapter yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    NbaLive,
+}
+
+impl Format {
+    pub const SUPPORTED: &[(&str, Format)] = &[("nba-live", Format::NbaLive)];
+    /// Formats of issue 6 without an adapter yet (named in errors so users know).
+    pub const PLANNED: &[&str] = &["nba-stats", "nfl-gamecenter", "wyscout", "statsbomb", "f1-live-timing"];
+}
+
+impl std::str::FromStr for Format {
+    type Err = FeedError;
+    fn from_str(s: &str) -> Result<Format, FeedError> {
+        if let Some((_, f)) = Format::SUPPORTED.iter().find(|(n, _)| *n == s) {
+            return Ok(*f);
+        }
+        if Format::PLANNED.contains(&s) {
+            return Err(FeedError::NotYet(s.to_string()));
+        }
+        Err(FeedError::UnknownFormat(s.to_string()))
+    }
+}
+
+/// Why a feed could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("unknown format {0:?}; supported: nba-live")]
+    UnknownFormat(String),
+    #[error("format {0:?} has no adapter yet (supported: nba-live)")]
+    NotYet(String),
+    #[error("cannot tell the format of this file; pass --format (supported: nba-live)")]
+    Undetected,
+    #[error("{what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+}
+
+/// A feed turned into our events.
+#[derive(Debug)]
+pub struct Feed {
+    pub game: SimGame,
+    /// Source records of kinds our schema does not model, by kind.
+    pub unknown: BTreeMap<String, usize>,
+    /// Records that could not be read: (position in the feed, why).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Guesses the format from the content.
+pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
+    let head = &bytes[..bytes.len().min(4096)];
+    let has = |s: &str| head.windows(s.len()).any(|w| w == s.as_bytes());
+    if has("\"actions\"") && has("\"actionType\"") {
+        return Ok(Format::NbaLive);
+    }
+    Err(FeedError::Undetected)
+}
+
+/// Parses a whole feed. `game_id` overrides the id taken from the feed.
+pub fn parse(format: Format, bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
+    match format {
+        Format::NbaLive => nba::live(bytes, game_id),
+    }
+}
+
+/// Microseconds since the Unix epoch of an ISO 8601 UTC time such as `2020-12-23T00:07:56.9Z`.
+pub fn iso8601_us(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + min * 60) * 1_000_000) + (sec * 1e6).round() as i64)
+}
+
+/// Milliseconds in an ISO 8601 duration clock such as `PT11M22.00S`.
+pub fn iso_clock_ms(s: &str) -> Option<u32> {
+    let rest = s.strip_prefix("PT")?;
+    let (m, rest) = rest.split_once('M').unwrap_or(("0", rest));
+    let secs: f64 = rest.strip_suffix('S')?.parse().ok()?;
+    let m: f64 = m.parse().ok()?;
+    Some(((m * 60.0 + secs) * 1000.0).round() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_clocks() {
+        assert_eq!(iso8601_us("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(iso8601_us("2020-12-23T00:07:56.9Z"), Some(1_608_682_076_900_000));
+        assert_eq!(iso_clock_ms("PT11M22.00S"), Some(682_000));
+        assert_eq!(iso_clock_ms("PT00M00.40S"), Some(400));
+        assert!(iso8601_us("yesterday").is_none());
+        assert!(matches!("wyscout".parse::<Format>(), Err(FeedError::NotYet(_))));
+        assert!(matches!("csv".parse::<Format>(), Err(FeedError::UnknownFormat(_))));
+    }
+}

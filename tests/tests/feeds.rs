@@ -1,0 +1,133 @@
+//! Golden tests: real provider feeds from `OPENSPORTS_DATA` (CI sets it to ../shared/data)
+//! replayed through the real server must reproduce the official facts in the file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use opensports_server::config::PluginEntry;
+use opensports_server::feeds::{self, FeedError, Format};
+use opensports_server::sim::{self, Speed};
+use opensports_tests::{TestServer, plugin_wasm};
+
+/// The data dir, or `None` (and a line saying why) when it is not there.
+fn data(file: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os("OPENSPORTS_DATA") else {
+        eprintln!("skipped: OPENSPORTS_DATA is not set (CI sets it to ../shared/data, see .ci/run)");
+        return None;
+    };
+    let path = PathBuf::from(dir).join(file);
+    assert!(path.exists(), "OPENSPORTS_DATA is set but {} is missing", path.display());
+    Some(path)
+}
+
+/// Points, rebounds and assists per player (personId), computed from the raw feed alone.
+fn expected_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for a in raw["game"]["actions"].as_array().unwrap() {
+        let pid = a["personId"].as_i64().unwrap_or(0);
+        let made = a["shotResult"] == "Made";
+        let kind = a["actionType"].as_str().unwrap_or("");
+        match kind {
+            "2pt" | "3pt" if made => {
+                out.entry(pid.to_string()).or_default().0 += if kind == "3pt" { 3 } else { 2 };
+                if let Some(ast) = a["assistPersonId"].as_i64().filter(|p| *p != 0) {
+                    out.entry(ast.to_string()).or_default().2 += 1;
+                }
+            }
+            "freethrow" if made => out.entry(pid.to_string()).or_default().0 += 1,
+            "rebound" if pid != 0 => out.entry(pid.to_string()).or_default().1 += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
+    let Some(path) = data("nba/nba_live_pbp_0022000001.json") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaLive);
+    let feed = feeds::parse(Format::NbaLive, &bytes, None).unwrap();
+    // Kinds our schema does not model are counted, not dropped.
+    assert!(feed.unknown.keys().any(|k| k.starts_with("stoppage")), "{:?}", feed.unknown);
+    assert!(feed.unknown.keys().any(|k| k.starts_with("violation")), "{:?}", feed.unknown);
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+
+    let boxscore = plugin_wasm("basketball-boxscore");
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(boxscore.clone())]).await;
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    let id = &feed.game.id;
+    server.wait_for_seq(id, feed.game.events.len() as u64).await;
+    let (_, body) = server.get(&format!("/v1/games/{id}")).await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((state["home"].as_str(), state["away"].as_str()), (Some("BKN"), Some("GSW")));
+    assert_eq!(
+        (state["score"]["home"].as_u64(), state["score"]["away"].as_u64()),
+        (Some(125), Some(99)),
+        "{state}"
+    );
+    assert_eq!((state["status"].as_str(), state["period"].as_u64()), (Some("ended"), Some(4)));
+
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let want = expected_lines(&raw);
+    assert!(want.len() > 15, "{} players", want.len());
+    let line = |pid: &str| {
+        server
+            .running()
+            .fanout
+            .latest(&format!("game/{id}/basketball-boxscore/player/{pid}"))
+            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap())
+    };
+    let got_line = |v: &serde_json::Value| {
+        (
+            v["pts"].as_u64().unwrap(),
+            v["oreb"].as_u64().unwrap() + v["dreb"].as_u64().unwrap(),
+            v["ast"].as_u64().unwrap(),
+        )
+    };
+    // Plugins run right after the state update: give the last events a moment.
+    for _ in 0..100 {
+        if want.iter().all(|(pid, w)| line(pid).is_some_and(|v| got_line(&v) == *w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (pid, w) in &want {
+        let v = line(pid).unwrap_or_else(|| panic!("no box score line for {pid}"));
+        assert_eq!(got_line(&v), *w, "player {pid}: (pts, reb, ast)");
+    }
+    let total: u64 = want.values().map(|w| w.0).sum();
+    assert_eq!(total, 224, "every point is some player's");
+    server.shutdown().await;
+}
+
+#[test]
+fn bad_feeds_get_errors_naming_file_and_line() {
+    let Some(path) = data("nba/nba_live_pbp_0022000001.json") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("truncated.json");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = format!("{:#}", opensports_server::cli::replay::load(&cut, None, None).unwrap_err());
+    assert!(err.contains("truncated.json") && err.contains("line"), "{err}");
+
+    let err = format!("{:#}", opensports_server::cli::replay::load(&path, Some("bogus"), None).unwrap_err());
+    assert!(err.contains("unknown format") && err.contains("nba-live"), "{err}");
+    assert!(matches!("statsbomb".parse::<Format>(), Err(FeedError::NotYet(_))));
+    // One bad action in the middle: reported with its position, the rest still replays.
+    let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    raw["game"]["actions"][100]["period"] = serde_json::json!("second");
+    let feed = feeds::parse(Format::NbaLive, &serde_json::to_vec(&raw).unwrap(), None).unwrap();
+    assert_eq!(feed.skipped.len(), 1);
+    assert!(feed.skipped[0].1.starts_with("action 100"), "{:?}", feed.skipped);
+    assert!(feed.game.events.len() > 600);
+
+    let garbage = dir.path().join("notes.txt");
+    std::fs::write(&garbage, "hello").unwrap();
+    let err = format!("{:#}", opensports_server::cli::replay::load(&garbage, None, None).unwrap_err());
+    assert!(err.contains("notes.txt") && err.contains("--format"), "{err}");
+}
