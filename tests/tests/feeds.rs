@@ -55,6 +55,50 @@ async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
     assert!(feed.unknown.keys().any(|k| k.starts_with("violation")), "{:?}", feed.unknown);
     assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
 
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    check_basketball(&feed, (125, 99), ("BKN", "GSW"), 4, &expected_lines(&raw)).await;
+}
+
+/// Points, rebounds and assists per player from the raw playbyplayv2 rows alone.
+fn expected_stats_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
+    let set = &raw["resultSets"][0];
+    let h: Vec<&str> = set["headers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let col = |n: &str| h.iter().position(|x| *x == n).unwrap();
+    let (kind, desc_h, desc_v) = (col("EVENTMSGTYPE"), col("HOMEDESCRIPTION"), col("VISITORDESCRIPTION"));
+    let (p1, t1, p2, t2) = (col("PLAYER1_ID"), col("PERSON1TYPE"), col("PLAYER2_ID"), col("PERSON2TYPE"));
+    let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for r in set["rowSet"].as_array().unwrap() {
+        let desc = format!("{} {}", r[desc_h].as_str().unwrap_or(""), r[desc_v].as_str().unwrap_or(""));
+        let player = |p: usize, t: usize| {
+            matches!(r[t].as_i64(), Some(4 | 5)).then(|| r[p].as_i64().unwrap().to_string())
+        };
+        match r[kind].as_i64().unwrap() {
+            1 => {
+                out.entry(player(p1, t1).unwrap()).or_default().0 += if desc.contains("3PT") { 3 } else { 2 };
+                if let Some(a) = player(p2, t2) {
+                    out.entry(a).or_default().2 += 1;
+                }
+            }
+            3 if !desc.contains("MISS") => out.entry(player(p1, t1).unwrap()).or_default().0 += 1,
+            4 => {
+                if let Some(p) = player(p1, t1) {
+                    out.entry(p).or_default().1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Replays `feed` into a server running the box score and checks the final and every line.
+async fn check_basketball(
+    feed: &feeds::Feed,
+    score: (u64, u64),
+    teams: (&str, &str),
+    period: u64,
+    want: &BTreeMap<String, (u64, u64, u64)>,
+) {
     let boxscore = plugin_wasm("basketball-boxscore");
     let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(boxscore.clone())]).await;
     let mut publisher = server.publisher().await;
@@ -64,16 +108,13 @@ async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
     server.wait_for_seq(id, feed.game.events.len() as u64).await;
     let (_, body) = server.get(&format!("/v1/games/{id}")).await;
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((state["home"].as_str(), state["away"].as_str()), (Some("BKN"), Some("GSW")));
+    assert_eq!((state["home"].as_str(), state["away"].as_str()), (Some(teams.0), Some(teams.1)));
     assert_eq!(
         (state["score"]["home"].as_u64(), state["score"]["away"].as_u64()),
-        (Some(125), Some(99)),
+        (Some(score.0), Some(score.1)),
         "{state}"
     );
-    assert_eq!((state["status"].as_str(), state["period"].as_u64()), (Some("ended"), Some(4)));
-
-    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    let want = expected_lines(&raw);
+    assert_eq!((state["status"].as_str(), state["period"].as_u64()), (Some("ended"), Some(period)));
     assert!(want.len() > 15, "{} players", want.len());
     let line = |pid: &str| {
         server
@@ -96,13 +137,25 @@ async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for (pid, w) in &want {
+    for (pid, w) in want {
         let v = line(pid).unwrap_or_else(|| panic!("no box score line for {pid}"));
         assert_eq!(got_line(&v), *w, "player {pid}: (pts, reb, ast)");
     }
     let total: u64 = want.values().map(|w| w.0).sum();
-    assert_eq!(total, 224, "every point is some player's");
+    assert_eq!(total, score.0 + score.1, "every point is some player's");
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nba_stats_nop_at_tor_reproduces_the_overtime_final_and_every_players_line() {
+    let Some(path) = data("nba/nba_stats_playbyplayv2_0021900001.json") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaStats);
+    let feed = feeds::parse(Format::NbaStats, &bytes, None).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    assert!(feed.unknown.contains_key("eventmsgtype/7"), "violations are counted: {:?}", feed.unknown);
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    check_basketball(&feed, (130, 122), ("TOR", "NOP"), 5, &expected_stats_lines(&raw)).await;
 }
 
 #[test]

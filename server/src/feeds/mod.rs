@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`Format`], [`detect`], [`parse`]: the entry points.
-//! - [`nba`]: NBA live play-by-play (`nba-live`, the cdn.nba.com "actions" JSON).
+//! - [`nba`]: NBA live play-by-play (`nba-live`, the cdn.nba.com "actions" JSON) and
+//!   stats.nba.com `playbyplayv2` (`nba-stats`).
 //!
 //! An adapter maps every event kind the feed carries that our schema models; the others are
 //! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
@@ -20,12 +21,14 @@ use crate::sim::SimGame;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     NbaLive,
+    NbaStats,
 }
 
 impl Format {
-    pub const SUPPORTED: &[(&str, Format)] = &[("nba-live", Format::NbaLive)];
+    pub const SUPPORTED: &[(&str, Format)] =
+        &[("nba-live", Format::NbaLive), ("nba-stats", Format::NbaStats)];
     /// Formats of issue 6 without an adapter yet (named in errors so users know).
-    pub const PLANNED: &[&str] = &["nba-stats", "nfl-gamecenter", "wyscout", "statsbomb", "f1-live-timing"];
+    pub const PLANNED: &[&str] = &["nfl-gamecenter", "wyscout", "statsbomb", "f1-live-timing"];
 }
 
 impl std::str::FromStr for Format {
@@ -44,11 +47,11 @@ impl std::str::FromStr for Format {
 /// Why a feed could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("unknown format {0:?}; supported: nba-live")]
+    #[error("unknown format {0:?}; supported: nba-live, nba-stats")]
     UnknownFormat(String),
-    #[error("format {0:?} has no adapter yet (supported: nba-live)")]
+    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats)")]
     NotYet(String),
-    #[error("cannot tell the format of this file; pass --format (supported: nba-live)")]
+    #[error("cannot tell the format of this file; pass --format (supported: nba-live, nba-stats)")]
     Undetected,
     #[error("{what}: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -71,6 +74,9 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
     if has("\"actions\"") && has("\"actionType\"") {
         return Ok(Format::NbaLive);
     }
+    if has("\"resultSets\"") && has("EVENTMSGTYPE") {
+        return Ok(Format::NbaStats);
+    }
     Err(FeedError::Undetected)
 }
 
@@ -78,6 +84,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
 pub fn parse(format: Format, bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     match format {
         Format::NbaLive => nba::live(bytes, game_id),
+        Format::NbaStats => nba::stats(bytes, game_id),
     }
 }
 

@@ -186,3 +186,214 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     let game = SimGame { id, sport: opensports_proto::Sport::Basketball, events: b.events };
     Ok(Feed { game, unknown, skipped })
 }
+
+/// stats.nba.com `playbyplayv2` (`nba-stats`): `{"resultSets": [{"name": "PlayByPlay",
+/// "headers": [...], "rowSet": [[...], ...]}]}`.
+///
+/// Mapping by `EVENTMSGTYPE`: 1 made and 2 missed field goal → `shot` (3 points when the
+/// description says `3PT`; `PLAYER2` of a make is the `assist`, `PLAYER3` of a miss the `block`),
+/// 3 → `free_throw` (`MISS` in the description), 4 → `rebound` (offensive when the rebounding side
+/// missed last; team rebounds have no player), 5 → `turnover` (`PLAYER2` is the `steal`), 6 →
+/// `foul`, 8 → `substitution` (`PLAYER1` out, `PLAYER2` in), 9 → `timeout`, 10 → `jump_ball` (to
+/// the side of `PLAYER3`), 12/13 → `period_start`/`period_end`, and `game_end` after the last
+/// period. Others (7 violation, 18 replay, ...) are counted as unknown. Sides come from
+/// `PERSONnTYPE` (4/2 home player/team, 5/3 visitor). The feed's time is a local wall clock to the
+/// minute (`WCTIMESTRING`) without a date: replay pacing follows it; `ts` counts from the Unix epoch.
+pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct File {
+        result_sets: Vec<Set>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Set {
+        name: String,
+        headers: Vec<String>,
+        row_set: Vec<Vec<serde_json::Value>>,
+    }
+    let bad = |detail: String| FeedError::Malformed { what: "nba-stats JSON", detail };
+    let file: File = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let set = file
+        .result_sets
+        .into_iter()
+        .find(|s| s.name == "PlayByPlay")
+        .ok_or_else(|| bad("no PlayByPlay result set".into()))?;
+    let col = |name: &str| {
+        set.headers.iter().position(|h| h == name).ok_or_else(|| bad(format!("no {name} column")))
+    };
+    let c = StatsCols {
+        game: col("GAME_ID")?,
+        kind: col("EVENTMSGTYPE")?,
+        action: col("EVENTMSGACTIONTYPE")?,
+        period: col("PERIOD")?,
+        wall: col("WCTIMESTRING")?,
+        clock: col("PCTIMESTRING")?,
+        home_desc: col("HOMEDESCRIPTION")?,
+        away_desc: col("VISITORDESCRIPTION")?,
+        types: [col("PERSON1TYPE")?, col("PERSON2TYPE")?, col("PERSON3TYPE")?],
+        ids: [col("PLAYER1_ID")?, col("PLAYER2_ID")?, col("PLAYER3_ID")?],
+        teams: col("PLAYER1_TEAM_ABBREVIATION")?,
+    };
+    let rows = &set.row_set;
+    let int = |r: &[serde_json::Value], i: usize| r.get(i).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let text = |r: &[serde_json::Value], i: usize| {
+        r.get(i).and_then(serde_json::Value::as_str).unwrap_or("").to_string()
+    };
+    let team_of = |person_type: i64| {
+        rows.iter()
+            .find(|r| int(r, c.types[0]) == person_type)
+            .map(|r| text(r, c.teams))
+            .filter(|t| !t.is_empty())
+    };
+    let (home, away) = (
+        team_of(4).ok_or_else(|| bad("no home player in the feed".into()))?,
+        team_of(5).ok_or_else(|| bad("no visiting player in the feed".into()))?,
+    );
+    let feed_id = rows.first().map(|r| text(r, c.game)).unwrap_or_default();
+    let id = game_id.map_or_else(|| format!("nba-{feed_id}"), str::to_string);
+    let mut b = Builder::new(&id, 0);
+    let (mut unknown, mut skipped) = (BTreeMap::new(), Vec::new());
+    let side_of = |t: i64| match t {
+        2 | 4 => Some(Side::Home),
+        3 | 5 => Some(Side::Away),
+        _ => None,
+    };
+    let wall_min = |s: &str| -> Option<u64> {
+        let (hm, ampm) = s.trim().split_once(' ')?;
+        let (h, m) = hm.split_once(':')?;
+        let h: u64 = h.parse().ok()?;
+        let h = if ampm.eq_ignore_ascii_case("PM") && h != 12 {
+            h + 12
+        } else if ampm.eq_ignore_ascii_case("AM") && h == 12 {
+            0
+        } else {
+            h
+        };
+        Some(h * 60 + m.parse::<u64>().ok()?)
+    };
+    let first_min = rows.iter().find_map(|r| wall_min(&text(r, c.wall))).unwrap_or(0);
+    b.push(0, Some(720_000), Body::Basketball(Bk::GameStart { home, away }));
+    let (mut last_at, mut last_miss, mut last_period) = (0u64, None, 0u8);
+    for (i, r) in rows.iter().enumerate() {
+        let at = wall_min(&text(r, c.wall)).map_or(last_at, |m| m.saturating_sub(first_min) * 60_000);
+        last_at = last_at.max(at);
+        let clock = {
+            let t = text(r, c.clock);
+            t.split_once(':')
+                .and_then(|(m, s)| Some((m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?) * 1000))
+        };
+        let period = u8::try_from(int(r, c.period)).unwrap_or(0);
+        let desc = format!("{} {}", text(r, c.home_desc), text(r, c.away_desc));
+        let person = |k: usize| {
+            let id = int(r, c.ids[k]);
+            (
+                side_of(int(r, c.types[k])),
+                (id != 0 && matches!(int(r, c.types[k]), 4 | 5)).then(|| id.to_string()),
+            )
+        };
+        let (side, player) = person(0);
+        let mut bodies = Vec::new();
+        match (int(r, c.kind), side, player) {
+            (12, _, _) => bodies.push(Bk::PeriodStart { period }),
+            (13, _, _) => {
+                bodies.push(Bk::PeriodEnd { period });
+                last_period = period;
+            }
+            (10, _, _) => match person(2).0 {
+                Some(side) => bodies.push(Bk::JumpBall { side }),
+                None => *unknown.entry("jump_ball_without_winner".to_string()).or_insert(0) += 1,
+            },
+            (k @ (1 | 2), Some(side), Some(player)) => {
+                let made = k == 1;
+                let points = if desc.contains("3PT") { 3 } else { 2 };
+                bodies.push(Bk::Shot { side, player, x: 47.0, y: 25.0, points, made });
+                if made && let (Some(s), Some(p)) = person(1) {
+                    bodies.push(Bk::Assist { side: s, player: p });
+                }
+                if !made {
+                    last_miss = Some(side);
+                    if let (Some(s), Some(p)) = person(2) {
+                        bodies.push(Bk::Block { side: s, player: p });
+                    }
+                }
+            }
+            (3, Some(side), Some(player)) => {
+                let made = !desc.contains("MISS");
+                let (attempt, of) = free_throw_of(&desc);
+                if !made {
+                    last_miss = Some(side);
+                }
+                bodies.push(Bk::FreeThrow { side, player, made, attempt, of });
+            }
+            (4, Some(side), player) => {
+                bodies.push(Bk::Rebound { side, player, offensive: last_miss == Some(side) })
+            }
+            (5, Some(side), player) => {
+                bodies.push(Bk::Turnover { side, player });
+                if let (Some(s), Some(p)) = person(1)
+                    && s != side
+                {
+                    bodies.push(Bk::Steal { side: s, player: p });
+                }
+            }
+            (6, Some(side), player) => {
+                bodies.push(Bk::Foul { side, player, kind: foul_kind(int(r, c.action)).into() })
+            }
+            (8, Some(side), Some(player_out)) => match person(1).1 {
+                Some(player_in) => bodies.push(Bk::Substitution { side, player_in, player_out }),
+                None => skipped.push((i, format!("row {i}: substitution without an incoming player"))),
+            },
+            (9, side, _) => bodies.push(Bk::Timeout { side }),
+            (k, _, _) => *unknown.entry(format!("eventmsgtype/{k}")).or_insert(0) += 1,
+        }
+        for body in bodies {
+            b.push(last_at, clock, Body::Basketball(body));
+        }
+    }
+    if last_period >= 4 {
+        b.push(last_at, Some(0), Body::Basketball(Bk::GameEnd));
+    }
+    let game = SimGame { id, sport: opensports_proto::Sport::Basketball, events: b.events };
+    Ok(Feed { game, unknown, skipped })
+}
+
+struct StatsCols {
+    game: usize,
+    kind: usize,
+    action: usize,
+    period: usize,
+    wall: usize,
+    clock: usize,
+    home_desc: usize,
+    away_desc: usize,
+    types: [usize; 3],
+    ids: [usize; 3],
+    teams: usize,
+}
+
+/// `(attempt, of)` from "Free Throw 1 of 2"; technicals and others without it are 1 of 1.
+fn free_throw_of(desc: &str) -> (u8, u8) {
+    let words: Vec<&str> = desc.split_whitespace().collect();
+    words
+        .windows(3)
+        .find_map(|w| (w[1] == "of").then(|| Some((w[0].parse().ok()?, w[2].parse().ok()?))).flatten())
+        .unwrap_or((1, 1))
+}
+
+fn foul_kind(action: i64) -> &'static str {
+    match action {
+        1 => "personal",
+        2 => "shooting",
+        3 => "loose_ball",
+        4 | 26 => "offensive",
+        5 => "inbound",
+        6 => "away_from_play",
+        9 => "clear_path",
+        11..=13 | 16..=19 => "technical",
+        14 => "flagrant_1",
+        15 => "flagrant_2",
+        28 => "personal_take",
+        _ => "other",
+    }
+}
