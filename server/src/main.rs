@@ -106,7 +106,7 @@ enum Command {
     Replay {
         /// The feed file (NBA live play-by-play JSON, ...).
         file: PathBuf,
-        /// Feed format (default: detected from the content). Supported: nba-live.
+        /// Feed format (default: detected from the content). Supported: nba-live, nba-stats, statsbomb.
         #[arg(long)]
         format: Option<String>,
         /// Pace: a factor of the source timing (1 = as it happened, 10 = ten times faster) or `max`.
@@ -115,6 +115,9 @@ enum Command {
         /// Game id to publish under (default: from the feed, e.g. `nba-0022000001`).
         #[arg(long)]
         game_id: Option<String>,
+        /// The home team's name, for feeds that do not say (StatsBomb).
+        #[arg(long)]
+        home: Option<String>,
         #[command(flatten)]
         to: PublishArgs,
     },
@@ -330,8 +333,10 @@ async fn main() -> anyhow::Result<()> {
             progress.finish(&format!("{total} events published and acked"));
             Ok(())
         }
-        Command::Replay { file, format, speed, game_id, to } => {
-            let feed = cli::replay::load(&file, format.as_deref(), game_id.as_deref())?;
+        Command::Replay { file, format, speed, game_id, home, to } => {
+            let opts =
+                opensports_server::feeds::Options { game_id: game_id.as_deref(), home: home.as_deref() };
+            let feed = cli::replay::load(&file, format.as_deref(), &opts)?;
             let mut publisher = Publisher::connect(to.config("opensports-replay")?).await?;
             cli::replay::publish(&mut publisher, &feed, speed).await?;
             publisher.close(std::time::Duration::from_secs(30)).await?;

@@ -49,7 +49,7 @@ async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
     let Some(path) = data("nba/nba_live_pbp_0022000001.json") else { return };
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaLive);
-    let feed = feeds::parse(Format::NbaLive, &bytes, None).unwrap();
+    let feed = feeds::parse(Format::NbaLive, &bytes, &Default::default()).unwrap();
     // Kinds our schema does not model are counted, not dropped.
     assert!(feed.unknown.keys().any(|k| k.starts_with("stoppage")), "{:?}", feed.unknown);
     assert!(feed.unknown.keys().any(|k| k.starts_with("violation")), "{:?}", feed.unknown);
@@ -151,7 +151,7 @@ async fn nba_stats_nop_at_tor_reproduces_the_overtime_final_and_every_players_li
     let Some(path) = data("nba/nba_stats_playbyplayv2_0021900001.json") else { return };
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaStats);
-    let feed = feeds::parse(Format::NbaStats, &bytes, None).unwrap();
+    let feed = feeds::parse(Format::NbaStats, &bytes, &Default::default()).unwrap();
     assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
     assert!(feed.unknown.contains_key("eventmsgtype/7"), "violations are counted: {:?}", feed.unknown);
     let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -165,22 +165,109 @@ fn bad_feeds_get_errors_naming_file_and_line() {
     let cut = dir.path().join("truncated.json");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let err = format!("{:#}", opensports_server::cli::replay::load(&cut, None, None).unwrap_err());
+    let err =
+        format!("{:#}", opensports_server::cli::replay::load(&cut, None, &Default::default()).unwrap_err());
     assert!(err.contains("truncated.json") && err.contains("line"), "{err}");
 
-    let err = format!("{:#}", opensports_server::cli::replay::load(&path, Some("bogus"), None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        opensports_server::cli::replay::load(&path, Some("bogus"), &Default::default()).unwrap_err()
+    );
     assert!(err.contains("unknown format") && err.contains("nba-live"), "{err}");
-    assert!(matches!("statsbomb".parse::<Format>(), Err(FeedError::NotYet(_))));
+    assert!(matches!("wyscout".parse::<Format>(), Err(FeedError::NotYet(_))));
     // One bad action in the middle: reported with its position, the rest still replays.
     let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     raw["game"]["actions"][100]["period"] = serde_json::json!("second");
-    let feed = feeds::parse(Format::NbaLive, &serde_json::to_vec(&raw).unwrap(), None).unwrap();
+    let feed =
+        feeds::parse(Format::NbaLive, &serde_json::to_vec(&raw).unwrap(), &Default::default()).unwrap();
     assert_eq!(feed.skipped.len(), 1);
     assert!(feed.skipped[0].1.starts_with("action 100"), "{:?}", feed.skipped);
     assert!(feed.game.events.len() > 600);
 
     let garbage = dir.path().join("notes.txt");
     std::fs::write(&garbage, "hello").unwrap();
-    let err = format!("{:#}", opensports_server::cli::replay::load(&garbage, None, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        opensports_server::cli::replay::load(&garbage, None, &Default::default()).unwrap_err()
+    );
     assert!(err.contains("notes.txt") && err.contains("--format"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
+    let Some(path) = data("soccer/statsbomb_15986_events.json") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::Statsbomb);
+    let opts = feeds::Options { game_id: Some("sb-15986"), home: Some("Girona") };
+    let feed = feeds::parse(Format::Statsbomb, &bytes, &opts).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    assert!(feed.unknown.get("Carry").is_some_and(|n| *n > 900), "{:?}", feed.unknown);
+    let bad = feeds::Options { home: Some("Real Madrid"), ..opts };
+    assert!(feeds::parse(Format::Statsbomb, &bytes, &bad).unwrap_err().to_string().contains("Real Madrid"));
+
+    // The facts, from the raw events alone.
+    let raw: Vec<serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+    let (mut goals, mut shots, mut xg) =
+        (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new(), Vec::new());
+    for e in &raw {
+        let team = e["team"]["name"].as_str().unwrap().to_string();
+        match e["type"]["name"].as_str().unwrap() {
+            "Shot" => {
+                *shots.entry(team.clone()).or_default() += 1;
+                xg.push(e["shot"]["statsbomb_xg"].as_f64().unwrap() as f32);
+                if e["shot"]["outcome"]["name"] == "Goal" {
+                    *goals.entry(team).or_default() += 1;
+                }
+            }
+            "Own Goal Against" => {
+                let other = if team == "Girona" { "Barcelona" } else { "Girona" };
+                *goals.entry(other.to_string()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    let plugin = plugin_wasm("soccer-shots");
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(plugin.clone())]).await;
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    server.wait_for_seq("sb-15986", feed.game.events.len() as u64).await;
+    let (_, body) = server.get("/v1/games/sb-15986").await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["status"], "ended");
+    let score = (state["score"]["home"].as_u64().unwrap(), state["score"]["away"].as_u64().unwrap());
+    assert_eq!(score, (goals["Girona"], goals["Barcelona"]), "{state}");
+    assert_eq!(score, (2, 2));
+
+    let want_shots = serde_json::json!({"home": shots["Girona"], "away": shots["Barcelona"]});
+    let mut got = serde_json::Value::Null;
+    for _ in 0..100 {
+        got = server
+            .running()
+            .fanout
+            .latest("game/sb-15986/soccer-shots/xg")
+            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap()["shots"].clone())
+            .unwrap_or_default();
+        if got == want_shots {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, want_shots);
+
+    // The provider's xG rides on every shot event, as logged.
+    let (_, log) = server.get("/v1/games/sb-15986/events").await;
+    let logged: Vec<f32> = log
+        .lines()
+        .map(|l| serde_json::from_str::<opensports_proto::Event>(l).unwrap())
+        .filter_map(|e| match e.body {
+            opensports_proto::Body::Soccer(opensports_proto::soccer::Event::Shot { provider_xg, .. }) => {
+                provider_xg
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged, xg);
+    server.shutdown().await;
 }

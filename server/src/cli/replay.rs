@@ -10,13 +10,13 @@ use crate::feeds::{self, Feed, Format};
 use crate::sim::{self, Speed};
 
 /// Reads and converts a feed file, printing what it found (and what it could not map).
-pub fn load(file: &Path, format: Option<&str>, game_id: Option<&str>) -> anyhow::Result<Feed> {
+pub fn load(file: &Path, format: Option<&str>, opts: &feeds::Options<'_>) -> anyhow::Result<Feed> {
     let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
     let format: Format = match format {
         Some(f) => f.parse()?,
         None => feeds::detect(&bytes).with_context(|| file.display().to_string())?,
     };
-    let feed = feeds::parse(format, &bytes, game_id).with_context(|| file.display().to_string())?;
+    let feed = feeds::parse(format, &bytes, opts).with_context(|| file.display().to_string())?;
     eprintln!("{}: game {}, {} events", file.display(), feed.game.id, feed.game.events.len());
     for (kind, n) in &feed.unknown {
         eprintln!("  not in our schema, not sent: {kind} x{n}");

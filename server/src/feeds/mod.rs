@@ -4,6 +4,7 @@
 //! - [`Format`], [`detect`], [`parse`]: the entry points.
 //! - [`nba`]: NBA live play-by-play (`nba-live`, the cdn.nba.com "actions" JSON) and
 //!   stats.nba.com `playbyplayv2` (`nba-stats`).
+//! - [`statsbomb`]: StatsBomb open-data events (`statsbomb`).
 //!
 //! An adapter maps every event kind the feed carries that our schema models; the others are
 //! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
@@ -12,6 +13,7 @@
 //! first event in source time, which is what the paced publisher replays.
 
 pub mod nba;
+pub mod statsbomb;
 
 use std::collections::BTreeMap;
 
@@ -22,13 +24,14 @@ use crate::sim::SimGame;
 pub enum Format {
     NbaLive,
     NbaStats,
+    Statsbomb,
 }
 
 impl Format {
     pub const SUPPORTED: &[(&str, Format)] =
-        &[("nba-live", Format::NbaLive), ("nba-stats", Format::NbaStats)];
+        &[("nba-live", Format::NbaLive), ("nba-stats", Format::NbaStats), ("statsbomb", Format::Statsbomb)];
     /// Formats of issue 6 without an adapter yet (named in errors so users know).
-    pub const PLANNED: &[&str] = &["nfl-gamecenter", "wyscout", "statsbomb", "f1-live-timing"];
+    pub const PLANNED: &[&str] = &["nfl-gamecenter", "wyscout", "f1-live-timing"];
 }
 
 impl std::str::FromStr for Format {
@@ -47,11 +50,11 @@ impl std::str::FromStr for Format {
 /// Why a feed could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("unknown format {0:?}; supported: nba-live, nba-stats")]
+    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb")]
     UnknownFormat(String),
-    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats)")]
+    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb)")]
     NotYet(String),
-    #[error("cannot tell the format of this file; pass --format (supported: nba-live, nba-stats)")]
+    #[error("cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb)")]
     Undetected,
     #[error("{what}: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -77,14 +80,27 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
     if has("\"resultSets\"") && has("EVENTMSGTYPE") {
         return Ok(Format::NbaStats);
     }
+    if head.trim_ascii_start().starts_with(b"[") && has("\"possession_team\"") {
+        return Ok(Format::Statsbomb);
+    }
     Err(FeedError::Undetected)
 }
 
-/// Parses a whole feed. `game_id` overrides the id taken from the feed.
-pub fn parse(format: Format, bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
+/// What the user can tell an adapter that the feed does not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Game id to publish under (default: from the feed).
+    pub game_id: Option<&'a str>,
+    /// The home team's name, for feeds that do not say (StatsBomb).
+    pub home: Option<&'a str>,
+}
+
+/// Parses a whole feed.
+pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
     match format {
-        Format::NbaLive => nba::live(bytes, game_id),
-        Format::NbaStats => nba::stats(bytes, game_id),
+        Format::NbaLive => nba::live(bytes, opts.game_id),
+        Format::NbaStats => nba::stats(bytes, opts.game_id),
+        Format::Statsbomb => statsbomb::events(bytes, opts),
     }
 }
 
