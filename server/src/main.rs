@@ -106,7 +106,7 @@ enum Command {
     Replay {
         /// The feed file (NBA live play-by-play JSON, ...).
         file: PathBuf,
-        /// Feed format (default: detected from the content). Supported: nba-live, nba-stats, statsbomb.
+        /// Feed format (default: detected from the content). Supported: nba-live, nba-stats, statsbomb, wyscout.
         #[arg(long)]
         format: Option<String>,
         /// Pace: a factor of the source timing (1 = as it happened, 10 = ten times faster) or `max`.
@@ -115,7 +115,7 @@ enum Command {
         /// Game id to publish under (default: from the feed, e.g. `nba-0022000001`).
         #[arg(long)]
         game_id: Option<String>,
-        /// The home team's name, for feeds that do not say (StatsBomb).
+        /// The home team's name, for feeds that do not say (StatsBomb, Wyscout).
         #[arg(long)]
         home: Option<String>,
         #[command(flatten)]

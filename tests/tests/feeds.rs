@@ -174,7 +174,7 @@ fn bad_feeds_get_errors_naming_file_and_line() {
         opensports_server::cli::replay::load(&path, Some("bogus"), &Default::default()).unwrap_err()
     );
     assert!(err.contains("unknown format") && err.contains("nba-live"), "{err}");
-    assert!(matches!("wyscout".parse::<Format>(), Err(FeedError::NotYet(_))));
+    assert!(matches!("nfl-gamecenter".parse::<Format>(), Err(FeedError::NotYet(_))));
     // One bad action in the middle: reported with its position, the rest still replays.
     let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     raw["game"]["actions"][100]["period"] = serde_json::json!("second");
@@ -269,5 +269,68 @@ async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
         })
         .collect();
     assert_eq!(logged, xg);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
+    let Some(path) = data("soccer/wyscout_v2_match_2499773_events.json") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::Wyscout);
+    let opts = feeds::Options { game_id: Some("wy-2499773"), home: Some("Liverpool") };
+    let feed = feeds::parse(Format::Wyscout, &bytes, &opts).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    assert!(feed.unknown.contains_key("eventName/1"), "duels are counted: {:?}", feed.unknown);
+
+    // The facts, from the raw events: shots (incl. free-kick shots and penalties) and goals
+    // (tag 101 on a shot, tag 102 an own goal for the other team) per team id.
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let (mut shots, mut goals) = (BTreeMap::<i64, u64>::new(), BTreeMap::<i64, u64>::new());
+    for e in raw["events"].as_array().unwrap() {
+        let team = e["teamId"].as_i64().unwrap();
+        let other = if team == 1612 { 1631 } else { 1612 };
+        let tags: Vec<i64> =
+            e["tags"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+        let shot = e["eventName"] == 10
+            || (e["eventName"] == 3 && matches!(e["subEventName"].as_i64(), Some(33 | 35)));
+        if shot {
+            *shots.entry(team).or_default() += 1;
+            if tags.contains(&101) {
+                *goals.entry(team).or_default() += 1;
+            }
+        }
+        if tags.contains(&102) {
+            *goals.entry(other).or_default() += 1;
+        }
+    }
+    let open_play = raw["events"].as_array().unwrap().iter().filter(|e| e["eventName"] == 10).count();
+    assert_eq!(open_play, 31, "the data README's shot count (event 10; free-kick shots come on top)");
+
+    let plugin = plugin_wasm("soccer-shots");
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(plugin.clone())]).await;
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    server.wait_for_seq("wy-2499773", feed.game.events.len() as u64).await;
+    let (_, body) = server.get("/v1/games/wy-2499773").await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((state["home"].as_str(), state["status"].as_str()), (Some("Liverpool"), Some("ended")));
+    let score = (state["score"]["home"].as_u64().unwrap(), state["score"]["away"].as_u64().unwrap());
+    assert_eq!(score, (goals[&1612], goals[&1631]), "{state}");
+    let want = serde_json::json!({"home": shots[&1612], "away": shots[&1631]});
+    let mut got = serde_json::Value::Null;
+    for _ in 0..100 {
+        got = server
+            .running()
+            .fanout
+            .latest("game/wy-2499773/soccer-shots/xg")
+            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap()["shots"].clone())
+            .unwrap_or_default();
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, want);
     server.shutdown().await;
 }

@@ -5,6 +5,7 @@
 //! - [`nba`]: NBA live play-by-play (`nba-live`, the cdn.nba.com "actions" JSON) and
 //!   stats.nba.com `playbyplayv2` (`nba-stats`).
 //! - [`statsbomb`]: StatsBomb open-data events (`statsbomb`).
+//! - [`wyscout`]: Wyscout v2 events (`wyscout`).
 //!
 //! An adapter maps every event kind the feed carries that our schema models; the others are
 //! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
@@ -14,6 +15,7 @@
 
 pub mod nba;
 pub mod statsbomb;
+pub mod wyscout;
 
 use std::collections::BTreeMap;
 
@@ -25,13 +27,18 @@ pub enum Format {
     NbaLive,
     NbaStats,
     Statsbomb,
+    Wyscout,
 }
 
 impl Format {
-    pub const SUPPORTED: &[(&str, Format)] =
-        &[("nba-live", Format::NbaLive), ("nba-stats", Format::NbaStats), ("statsbomb", Format::Statsbomb)];
+    pub const SUPPORTED: &[(&str, Format)] = &[
+        ("nba-live", Format::NbaLive),
+        ("nba-stats", Format::NbaStats),
+        ("statsbomb", Format::Statsbomb),
+        ("wyscout", Format::Wyscout),
+    ];
     /// Formats of issue 6 without an adapter yet (named in errors so users know).
-    pub const PLANNED: &[&str] = &["nfl-gamecenter", "wyscout", "f1-live-timing"];
+    pub const PLANNED: &[&str] = &["nfl-gamecenter", "f1-live-timing"];
 }
 
 impl std::str::FromStr for Format {
@@ -50,11 +57,13 @@ impl std::str::FromStr for Format {
 /// Why a feed could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb")]
+    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb, wyscout")]
     UnknownFormat(String),
-    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb)")]
+    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb, wyscout)")]
     NotYet(String),
-    #[error("cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb)")]
+    #[error(
+        "cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb, wyscout)"
+    )]
     Undetected,
     #[error("{what}: {detail}")]
     Malformed { what: &'static str, detail: String },
@@ -83,6 +92,9 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
     if head.trim_ascii_start().starts_with(b"[") && has("\"possession_team\"") {
         return Ok(Format::Statsbomb);
     }
+    if has("\"events\"") && has("\"matchPeriod\"") && has("\"eventSec\"") {
+        return Ok(Format::Wyscout);
+    }
     Err(FeedError::Undetected)
 }
 
@@ -91,7 +103,7 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
 pub struct Options<'a> {
     /// Game id to publish under (default: from the feed).
     pub game_id: Option<&'a str>,
-    /// The home team's name, for feeds that do not say (StatsBomb).
+    /// The home team's name, for feeds that do not say (StatsBomb, Wyscout).
     pub home: Option<&'a str>,
 }
 
@@ -101,6 +113,7 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
         Format::NbaLive => nba::live(bytes, opts.game_id),
         Format::NbaStats => nba::stats(bytes, opts.game_id),
         Format::Statsbomb => statsbomb::events(bytes, opts),
+        Format::Wyscout => wyscout::events(bytes, opts),
     }
 }
 
@@ -143,7 +156,7 @@ mod tests {
         assert_eq!(iso_clock_ms("PT11M22.00S"), Some(682_000));
         assert_eq!(iso_clock_ms("PT00M00.40S"), Some(400));
         assert!(iso8601_us("yesterday").is_none());
-        assert!(matches!("wyscout".parse::<Format>(), Err(FeedError::NotYet(_))));
+        assert!(matches!("f1-live-timing".parse::<Format>(), Err(FeedError::NotYet(_))));
         assert!(matches!("csv".parse::<Format>(), Err(FeedError::UnknownFormat(_))));
     }
 }
