@@ -78,6 +78,9 @@ enum Command {
         /// First seed of the simulated games.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Replay this real feed file (see `replay`) instead of simulated games.
+        #[arg(long)]
+        replay: Option<PathBuf>,
     },
     /// Run the server.
     Serve {
@@ -299,7 +302,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo { server, speed, seed } => cli::demo::run(server.config()?, speed, seed).await,
+        Command::Demo { server, speed, seed, replay } => {
+            cli::demo::run(server.config()?, speed, seed, replay.as_deref()).await
+        }
         Command::Serve { server, check_config } => {
             let config = server.config()?;
             if check_config {

@@ -26,7 +26,15 @@ async fn shipped_plugins() -> Vec<crate::config::PluginEntry> {
 }
 
 /// Runs until Ctrl-C.
-pub async fn run(mut config: Config, speed: Speed, seed: u64) -> anyhow::Result<()> {
+/// With `replay`, a real feed file (see `opensports replay`) is published instead of the
+/// simulated games, round after round under fresh game ids.
+pub async fn run(
+    mut config: Config,
+    speed: Speed,
+    seed: u64,
+    replay: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let feed = replay.map(|p| super::replay::load(p, None, &Default::default())).transpose()?;
     if config.plugins.load.is_empty() {
         config.plugins.load = shipped_plugins().await;
     }
@@ -53,8 +61,17 @@ pub async fn run(mut config: Config, speed: Speed, seed: u64) -> anyhow::Result<
         for round in 0u64.. {
             let start_ts =
                 SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-            let games: Vec<_> =
-                Sport::ALL.iter().map(|s| sim::generate(*s, seed + round, start_ts)).collect();
+            let games: Vec<_> = match &feed {
+                Some(f) => {
+                    let mut g = f.game.clone();
+                    g.id = format!("{}-{round}", g.id);
+                    for t in &mut g.events {
+                        t.event.game.clone_from(&g.id);
+                    }
+                    vec![g]
+                }
+                None => Sport::ALL.iter().map(|s| sim::generate(*s, seed + round, start_ts)).collect(),
+            };
             sim::publish(&mut publisher, &games, speed, |_, _| {}).await?;
             tracing::info!(round, "simulated games ended; starting new ones");
             tokio::time::sleep(Duration::from_secs(5)).await;

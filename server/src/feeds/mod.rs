@@ -150,6 +150,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn protocol_worked_example_is_a_valid_event() {
+        let line = r#"{"game":"nba-0022000001","seq":7,"ts":1608682076900000,"clock_ms":682000,"sport":"basketball","type":"shot","side":"home","player":"202681","x":66.78,"y":24.79,"points":2,"made":true}"#;
+        assert_eq!(line.len(), 183, "PROTOCOL.md 1.7 quotes the length");
+        let ev = opensports_proto::codec::decode_event(opensports_proto::codec::Codec::Json, line.as_bytes())
+            .unwrap();
+        assert_eq!((ev.seq, ev.clock_ms, ev.body.kind()), (7, Some(682_000), "shot"));
+        assert_eq!(iso8601_us("2020-12-23T00:07:56.9Z"), Some(ev.ts));
+    }
+
+    #[test]
     fn times_and_clocks() {
         assert_eq!(iso8601_us("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(iso8601_us("2020-12-23T00:07:56.9Z"), Some(1_608_682_076_900_000));
