@@ -301,6 +301,7 @@ async fn a_seq_jump_is_reported_flagged_and_filled() {
         "{notices:?}"
     );
     assert_eq!(server.metric("opensports_ingest_gaps_total").await - gaps_before, 1.0);
+    server.wait_for_seq(&id, 6).await;
     let (_, state) = server.get(&format!("/v1/games/{id}")).await;
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!((v["last_seq"].as_u64(), v["missing"].as_u64()), (Some(6), Some(2)), "{v}");
@@ -311,6 +312,7 @@ async fn a_seq_jump_is_reported_flagged_and_filled() {
     }
     publisher.send(&events[6]).await.unwrap();
     publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&id, 7).await;
     let (_, state) = server.get(&format!("/v1/games/{id}")).await;
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!((v["last_seq"].as_u64(), v.get("missing")), (Some(7), None), "{v}");

@@ -22,6 +22,44 @@ fn data(file: &str) -> Option<PathBuf> {
     Some(path)
 }
 
+/// A server with `plugin` loaded and the whole feed replayed into it (as fast as possible).
+async fn replayed(feed: &feeds::Feed, plugin: &str) -> TestServer {
+    let wasm = plugin_wasm(plugin);
+    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(wasm.clone())]).await;
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    server.wait_for_seq(&feed.game.id, feed.game.events.len() as u64).await;
+    server
+}
+
+/// The game's state and its `(home, away)` score.
+async fn final_state(server: &TestServer, id: &str) -> (serde_json::Value, (u64, u64)) {
+    let (_, body) = server.get(&format!("/v1/games/{id}")).await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let score = (state["score"]["home"].as_u64().unwrap(), state["score"]["away"].as_u64().unwrap());
+    (state, score)
+}
+
+/// Waits (plugins run right after the state update) until `key` of the topic's latest data is
+/// `want`, then asserts it.
+async fn assert_latest(server: &TestServer, topic: &str, key: &str, want: &serde_json::Value) {
+    let mut got = serde_json::Value::Null;
+    for _ in 0..100 {
+        got = server
+            .running()
+            .fanout
+            .latest(topic)
+            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap()[key].clone())
+            .unwrap_or_default();
+        if got == *want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, *want, "{topic} {key}");
+}
+
 /// Points, rebounds and assists per player (personId), computed from the raw feed alone.
 fn expected_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
     let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
@@ -99,21 +137,11 @@ async fn check_basketball(
     period: u64,
     want: &BTreeMap<String, (u64, u64, u64)>,
 ) {
-    let boxscore = plugin_wasm("basketball-boxscore");
-    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(boxscore.clone())]).await;
-    let mut publisher = server.publisher().await;
-    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    let server = replayed(feed, "basketball-boxscore").await;
     let id = &feed.game.id;
-    server.wait_for_seq(id, feed.game.events.len() as u64).await;
-    let (_, body) = server.get(&format!("/v1/games/{id}")).await;
-    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (state, got_score) = final_state(&server, id).await;
     assert_eq!((state["home"].as_str(), state["away"].as_str()), (Some(teams.0), Some(teams.1)));
-    assert_eq!(
-        (state["score"]["home"].as_u64(), state["score"]["away"].as_u64()),
-        (Some(score.0), Some(score.1)),
-        "{state}"
-    );
+    assert_eq!(got_score, score, "{state}");
     assert_eq!((state["status"].as_str(), state["period"].as_u64()), (Some("ended"), Some(period)));
     assert!(want.len() > 15, "{} players", want.len());
     let line = |pid: &str| {
@@ -227,34 +255,13 @@ async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
         }
     }
 
-    let plugin = plugin_wasm("soccer-shots");
-    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(plugin.clone())]).await;
-    let mut publisher = server.publisher().await;
-    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(60)).await.unwrap();
-    server.wait_for_seq("sb-15986", feed.game.events.len() as u64).await;
-    let (_, body) = server.get("/v1/games/sb-15986").await;
-    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let server = replayed(&feed, "soccer-shots").await;
+    let (state, score) = final_state(&server, "sb-15986").await;
     assert_eq!(state["status"], "ended");
-    let score = (state["score"]["home"].as_u64().unwrap(), state["score"]["away"].as_u64().unwrap());
     assert_eq!(score, (goals["Girona"], goals["Barcelona"]), "{state}");
     assert_eq!(score, (2, 2));
-
     let want_shots = serde_json::json!({"home": shots["Girona"], "away": shots["Barcelona"]});
-    let mut got = serde_json::Value::Null;
-    for _ in 0..100 {
-        got = server
-            .running()
-            .fanout
-            .latest("game/sb-15986/soccer-shots/xg")
-            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap()["shots"].clone())
-            .unwrap_or_default();
-        if got == want_shots {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(got, want_shots);
+    assert_latest(&server, "game/sb-15986/soccer-shots/xg", "shots", &want_shots).await;
 
     // The provider's xG rides on every shot event, as logged.
     let (_, log) = server.get("/v1/games/sb-15986/events").await;
@@ -306,31 +313,11 @@ async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
     let open_play = raw["events"].as_array().unwrap().iter().filter(|e| e["eventName"] == 10).count();
     assert_eq!(open_play, 31, "the data README's shot count (event 10; free-kick shots come on top)");
 
-    let plugin = plugin_wasm("soccer-shots");
-    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(plugin.clone())]).await;
-    let mut publisher = server.publisher().await;
-    sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(60)).await.unwrap();
-    server.wait_for_seq("wy-2499773", feed.game.events.len() as u64).await;
-    let (_, body) = server.get("/v1/games/wy-2499773").await;
-    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let server = replayed(&feed, "soccer-shots").await;
+    let (state, score) = final_state(&server, "wy-2499773").await;
     assert_eq!((state["home"].as_str(), state["status"].as_str()), (Some("Liverpool"), Some("ended")));
-    let score = (state["score"]["home"].as_u64().unwrap(), state["score"]["away"].as_u64().unwrap());
     assert_eq!(score, (goals[&1612], goals[&1631]), "{state}");
     let want = serde_json::json!({"home": shots[&1612], "away": shots[&1631]});
-    let mut got = serde_json::Value::Null;
-    for _ in 0..100 {
-        got = server
-            .running()
-            .fanout
-            .latest("game/wy-2499773/soccer-shots/xg")
-            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap()["shots"].clone())
-            .unwrap_or_default();
-        if got == want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(got, want);
+    assert_latest(&server, "game/wy-2499773/soccer-shots/xg", "shots", &want).await;
     server.shutdown().await;
 }
