@@ -202,7 +202,7 @@ fn bad_feeds_get_errors_naming_file_and_line() {
         opensports_server::cli::replay::load(&path, Some("bogus"), &Default::default()).unwrap_err()
     );
     assert!(err.contains("unknown format") && err.contains("nba-live"), "{err}");
-    assert!(matches!("nfl-gamecenter".parse::<Format>(), Err(FeedError::NotYet(_))));
+    assert!(matches!("f1-live-timing".parse::<Format>(), Err(FeedError::NotYet(_))));
     // One bad action in the middle: reported with its position, the rest still replays.
     let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     raw["game"]["actions"][100]["period"] = serde_json::json!("second");
@@ -319,5 +319,93 @@ async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
     assert_eq!(score, (goals[&1612], goals[&1631]), "{state}");
     let want = serde_json::json!({"home": shots[&1612], "away": shots[&1631]});
     assert_latest(&server, "game/wy-2499773/soccer-shots/xg", "shots", &want).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nfl_gamecenter_gb_at_chi_final_drives_and_every_snap() {
+    let Some(path) = data("nfl/nfl_gamecenter_2019090500_GB_at_CHI.json") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NflGamecenter);
+    let feed = feeds::parse(Format::NflGamecenter, &bytes, &Default::default()).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+
+    // The facts, from the raw feed: each drive's result, and (quarter, down, distance, line)
+    // of every snap with a down.
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let g = &raw["2019090500"];
+    let drives = g["drives"].as_object().unwrap();
+    let mut ids: Vec<u32> = drives.keys().filter_map(|k| k.parse().ok()).collect();
+    ids.sort_unstable();
+    let mut want_results = Vec::new();
+    let mut want_snaps = Vec::new();
+    for d in &ids {
+        let drive = &drives[&d.to_string()];
+        want_results.push(match drive["result"].as_str().unwrap() {
+            "Punt" => "punt",
+            "Field Goal" => "field_goal",
+            "Missed FG" => "missed_field_goal",
+            "Touchdown" => "touchdown",
+            "Downs" => "downs",
+            "Interception" | "Fumble" => "turnover",
+            "Safety" => "safety",
+            "End of Half" | "End of Game" => "end_of_half",
+            other => panic!("drive result {other}"),
+        });
+        let plays = drive["plays"].as_object().unwrap();
+        let mut pids: Vec<u64> = plays.keys().filter_map(|k| k.parse().ok()).collect();
+        pids.sort_unstable();
+        for pid in pids {
+            let p = &plays[&pid.to_string()];
+            let down = p["down"].as_f64().unwrap_or(0.0) as u8;
+            if down == 0 {
+                continue;
+            }
+            let (team, line) = match p["yrdln"].as_str().unwrap().rsplit_once(' ') {
+                Some((t, n)) => (t.to_string(), n.parse::<u8>().unwrap()),
+                None => (String::new(), 50),
+            };
+            let yl = if team == p["posteam"].as_str().unwrap() { 100 - line } else { line };
+            want_snaps.push((
+                p["qtr"].as_f64().unwrap() as u8,
+                down,
+                p["ydstogo"].as_f64().unwrap() as u8,
+                yl,
+            ));
+        }
+    }
+    let got_snaps: Vec<(u8, u8, u8, u8)> = feed
+        .game
+        .events
+        .iter()
+        .filter_map(|t| match &t.event.body {
+            opensports_proto::Body::Football(opensports_proto::football::Event::Play(p)) => {
+                Some((p.quarter, p.down?, p.distance?, p.yardline_100?))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got_snaps, want_snaps, "down, distance, yardline per snap");
+
+    let server = replayed(&feed, "football-drives").await;
+    let id = &feed.game.id;
+    let (state, score) = final_state(&server, id).await;
+    assert_eq!((state["home"].as_str(), state["away"].as_str()), (Some("CHI"), Some("GB")));
+    let total = |side: &str| g[side]["score"]["T"].as_f64().unwrap() as u64;
+    assert_eq!(score, (total("home"), total("away")), "{state}");
+    assert_eq!(score, (3, 10));
+    assert_eq!(state["status"], "ended");
+    let last = format!("game/{id}/football-drives/drive/{}", want_results.len());
+    assert_latest(&server, &last, "n", &serde_json::json!(want_results.len())).await;
+    let got_results: Vec<String> = (1..=want_results.len())
+        .map(|n| {
+            let p = server.running().fanout.latest(&format!("game/{id}/football-drives/drive/{n}")).unwrap();
+            serde_json::from_str::<serde_json::Value>(p.data()).unwrap()["result"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(got_results, want_results, "each drive's result");
     server.shutdown().await;
 }

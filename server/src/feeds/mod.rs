@@ -6,6 +6,7 @@
 //!   stats.nba.com `playbyplayv2` (`nba-stats`).
 //! - [`statsbomb`]: StatsBomb open-data events (`statsbomb`).
 //! - [`wyscout`]: Wyscout v2 events (`wyscout`).
+//! - [`nfl`]: NFL GameCenter JSON (`nfl-gamecenter`).
 //!
 //! An adapter maps every event kind the feed carries that our schema models; the others are
 //! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
@@ -14,6 +15,7 @@
 //! first event in source time, which is what the paced publisher replays.
 
 pub mod nba;
+pub mod nfl;
 pub mod statsbomb;
 pub mod wyscout;
 
@@ -28,6 +30,7 @@ pub enum Format {
     NbaStats,
     Statsbomb,
     Wyscout,
+    NflGamecenter,
 }
 
 impl Format {
@@ -36,9 +39,10 @@ impl Format {
         ("nba-stats", Format::NbaStats),
         ("statsbomb", Format::Statsbomb),
         ("wyscout", Format::Wyscout),
+        ("nfl-gamecenter", Format::NflGamecenter),
     ];
     /// Formats of issue 6 without an adapter yet (named in errors so users know).
-    pub const PLANNED: &[&str] = &["nfl-gamecenter", "f1-live-timing"];
+    pub const PLANNED: &[&str] = &["f1-live-timing"];
 }
 
 impl std::str::FromStr for Format {
@@ -57,12 +61,14 @@ impl std::str::FromStr for Format {
 /// Why a feed could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb, wyscout")]
+    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter")]
     UnknownFormat(String),
-    #[error("format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb, wyscout)")]
+    #[error(
+        "format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter)"
+    )]
     NotYet(String),
     #[error(
-        "cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb, wyscout)"
+        "cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter)"
     )]
     Undetected,
     #[error("{what}: {detail}")]
@@ -95,6 +101,9 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
     if has("\"events\"") && has("\"matchPeriod\"") && has("\"eventSec\"") {
         return Ok(Format::Wyscout);
     }
+    if has("\"abbr\"") && has("\"stats\"") && has("\"passing\"") {
+        return Ok(Format::NflGamecenter);
+    }
     Err(FeedError::Undetected)
 }
 
@@ -114,6 +123,7 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
         Format::NbaStats => nba::stats(bytes, opts.game_id),
         Format::Statsbomb => statsbomb::events(bytes, opts),
         Format::Wyscout => wyscout::events(bytes, opts),
+        Format::NflGamecenter => nfl::gamecenter(bytes, opts),
     }
 }
 
