@@ -109,7 +109,7 @@ enum Command {
     Replay {
         /// The feed file (NBA live play-by-play JSON, ...).
         file: PathBuf,
-        /// Feed format (default: detected from the content). Supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter.
+        /// Feed format (default: detected from the content). Supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter, f1-live-timing.
         #[arg(long)]
         format: Option<String>,
         /// Pace: a factor of the source timing (1 = as it happened, 10 = ten times faster) or `max`.

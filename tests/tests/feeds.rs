@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use opensports_server::config::PluginEntry;
-use opensports_server::feeds::{self, FeedError, Format};
+use opensports_server::feeds::{self, Format};
 use opensports_server::sim::{self, Speed};
 use opensports_tests::{TestServer, plugin_wasm};
 
@@ -202,7 +202,6 @@ fn bad_feeds_get_errors_naming_file_and_line() {
         opensports_server::cli::replay::load(&path, Some("bogus"), &Default::default()).unwrap_err()
     );
     assert!(err.contains("unknown format") && err.contains("nba-live"), "{err}");
-    assert!(matches!("f1-live-timing".parse::<Format>(), Err(FeedError::NotYet(_))));
     // One bad action in the middle: reported with its position, the rest still replays.
     let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     raw["game"]["actions"][100]["period"] = serde_json::json!("second");
@@ -407,5 +406,65 @@ async fn nfl_gamecenter_gb_at_chi_final_drives_and_every_snap() {
         })
         .collect();
     assert_eq!(got_results, want_results, "each drive's result");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_live_timing_practice_classification_and_best_laps() {
+    let Some(path) = data("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), Format::F1LiveTiming);
+    let opts = feeds::Options { game_id: Some("f1-fp2"), home: None };
+    let feed = feeds::parse(Format::F1LiveTiming, &bytes, &opts).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+
+    // The facts: each driver's last `Position` and `BestLapTime` in the stream.
+    let (mut position, mut best) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    for line in text.trim_start_matches('\u{feff}').lines().filter(|l| l.len() > 12) {
+        let v: serde_json::Value = serde_json::from_str(&line[12..]).unwrap();
+        for (driver, d) in v["Lines"].as_object().into_iter().flatten() {
+            if let Some(p) = d["Position"].as_str().and_then(|p| p.parse().ok()) {
+                position.insert(driver.clone(), p);
+            }
+            if let Some(t) = d["BestLapTime"]["Value"].as_str().filter(|t| !t.is_empty()) {
+                best.insert(driver.clone(), feeds::f1::lap_ms(t).unwrap().into());
+            }
+        }
+    }
+    let mut want: Vec<(u64, String)> = position.iter().map(|(d, p)| (*p, d.clone())).collect();
+    want.sort();
+    assert_eq!(want.len(), 20);
+
+    let server = replayed(&feed, "f1-timing").await;
+    let topic = "game/f1-fp2/f1-timing/order";
+    let order = |server: &TestServer| {
+        server
+            .running()
+            .fanout
+            .latest(topic)
+            .map(|p| serde_json::from_str::<serde_json::Value>(p.data()).unwrap())
+            .unwrap_or_default()
+    };
+    let drivers = |o: &serde_json::Value| -> Vec<(u64, String)> {
+        o.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| (r["position"].as_u64().unwrap(), r["driver"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let mut got = order(&server);
+    for _ in 0..100 {
+        if drivers(&got) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = order(&server);
+    }
+    assert_eq!(drivers(&got), want, "classification");
+    for r in got.as_array().unwrap() {
+        let d = r["driver"].as_str().unwrap();
+        assert_eq!(r["best_lap_ms"].as_u64(), best.get(d).copied(), "best lap of {d}");
+    }
     server.shutdown().await;
 }

@@ -7,6 +7,7 @@
 //! - [`statsbomb`]: StatsBomb open-data events (`statsbomb`).
 //! - [`wyscout`]: Wyscout v2 events (`wyscout`).
 //! - [`nfl`]: NFL GameCenter JSON (`nfl-gamecenter`).
+//! - [`f1`]: F1 live-timing `TimingData` captures (`f1-live-timing`).
 //!
 //! An adapter maps every event kind the feed carries that our schema models; the others are
 //! counted by kind in [`Feed::unknown`] and reported, never silently dropped. A record that
@@ -14,6 +15,7 @@
 //! The result is a [`SimGame`]: events with consecutive seqs, each with its offset from the
 //! first event in source time, which is what the paced publisher replays.
 
+pub mod f1;
 pub mod nba;
 pub mod nfl;
 pub mod statsbomb;
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 
 use crate::sim::SimGame;
 
-/// Feed formats. Only those listed in [`Format::SUPPORTED`] have an adapter yet.
+/// Feed formats, by their `--format` names in [`Format::SUPPORTED`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     NbaLive,
@@ -31,6 +33,7 @@ pub enum Format {
     Statsbomb,
     Wyscout,
     NflGamecenter,
+    F1LiveTiming,
 }
 
 impl Format {
@@ -40,9 +43,8 @@ impl Format {
         ("statsbomb", Format::Statsbomb),
         ("wyscout", Format::Wyscout),
         ("nfl-gamecenter", Format::NflGamecenter),
+        ("f1-live-timing", Format::F1LiveTiming),
     ];
-    /// Formats of issue 6 without an adapter yet (named in errors so users know).
-    pub const PLANNED: &[&str] = &["f1-live-timing"];
 }
 
 impl std::str::FromStr for Format {
@@ -51,9 +53,6 @@ impl std::str::FromStr for Format {
         if let Some((_, f)) = Format::SUPPORTED.iter().find(|(n, _)| *n == s) {
             return Ok(*f);
         }
-        if Format::PLANNED.contains(&s) {
-            return Err(FeedError::NotYet(s.to_string()));
-        }
         Err(FeedError::UnknownFormat(s.to_string()))
     }
 }
@@ -61,14 +60,12 @@ impl std::str::FromStr for Format {
 /// Why a feed could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("unknown format {0:?}; supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter")]
+    #[error(
+        "unknown format {0:?}; supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter, f1-live-timing"
+    )]
     UnknownFormat(String),
     #[error(
-        "format {0:?} has no adapter yet (supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter)"
-    )]
-    NotYet(String),
-    #[error(
-        "cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter)"
+        "cannot tell the format of this file; pass --format (supported: nba-live, nba-stats, statsbomb, wyscout, nfl-gamecenter, f1-live-timing)"
     )]
     Undetected,
     #[error("{what}: {detail}")]
@@ -101,6 +98,10 @@ pub fn detect(bytes: &[u8]) -> Result<Format, FeedError> {
     if has("\"events\"") && has("\"matchPeriod\"") && has("\"eventSec\"") {
         return Ok(Format::Wyscout);
     }
+    let colons = head[..head.len().min(20)].iter().filter(|b| **b == b':').count();
+    if colons >= 2 && has("{\"Lines\":") {
+        return Ok(Format::F1LiveTiming);
+    }
     if has("\"abbr\"") && has("\"stats\"") && has("\"passing\"") {
         return Ok(Format::NflGamecenter);
     }
@@ -124,6 +125,7 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
         Format::Statsbomb => statsbomb::events(bytes, opts),
         Format::Wyscout => wyscout::events(bytes, opts),
         Format::NflGamecenter => nfl::gamecenter(bytes, opts),
+        Format::F1LiveTiming => f1::timing_data(bytes, opts),
     }
 }
 
@@ -176,7 +178,6 @@ mod tests {
         assert_eq!(iso_clock_ms("PT11M22.00S"), Some(682_000));
         assert_eq!(iso_clock_ms("PT00M00.40S"), Some(400));
         assert!(iso8601_us("yesterday").is_none());
-        assert!(matches!("f1-live-timing".parse::<Format>(), Err(FeedError::NotYet(_))));
         assert!(matches!("csv".parse::<Format>(), Err(FeedError::UnknownFormat(_))));
     }
 }
