@@ -211,6 +211,18 @@ fn bad_feeds_get_errors_naming_file_and_line() {
     assert!(feed.skipped[0].1.starts_with("action 100"), "{:?}", feed.skipped);
     assert!(feed.game.events.len() > 600);
 
+    // A line-based feed with a broken line in the middle: named by line, the rest replays.
+    if let Some(f1) = data("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw") {
+        let text = std::fs::read_to_string(f1).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[500] = "00:10:00.000{\"Lines\":{\"44\":";
+        let feed =
+            feeds::parse(Format::F1LiveTiming, lines.join("\n").as_bytes(), &Default::default()).unwrap();
+        assert_eq!(feed.skipped.len(), 1);
+        assert!(feed.skipped[0].1.starts_with("line 501"), "{:?}", feed.skipped);
+        assert!(feed.game.events.len() > 500);
+    }
+
     let garbage = dir.path().join("notes.txt");
     std::fs::write(&garbage, "hello").unwrap();
     let err = format!(
@@ -435,6 +447,31 @@ async fn f1_live_timing_practice_classification_and_best_laps() {
     let mut want: Vec<(u64, String)> = position.iter().map(|(d, p)| (*p, d.clone())).collect();
     want.sort();
     assert_eq!(want.len(), 20);
+
+    // With the sibling captures: flags, track status and tyre compounds come along.
+    let full = opensports_server::cli::replay::load(&path, None, &opts).unwrap();
+    let f1 = |t: &sim::Timed| match &t.event.body {
+        opensports_proto::Body::F1(e) => Some(e.clone()),
+        _ => None,
+    };
+    let events: Vec<opensports_proto::f1::Event> = full.game.events.iter().filter_map(f1).collect();
+    use opensports_proto::f1::{Compound, Event as F1, Flag};
+    let flags: Vec<Flag> = events
+        .iter()
+        .filter_map(|e| if let F1::RaceControl { flag, .. } = e { Some(*flag) } else { None })
+        .collect();
+    assert!(
+        flags.contains(&Flag::VirtualSafetyCar) && flags.contains(&Flag::Red) && flags.contains(&Flag::Green),
+        "{flags:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, F1::PitOut { compound, .. } if *compound != Compound::Unknown))
+    );
+    assert!(full.unknown.contains_key("race_control/Other"), "{:?}", full.unknown);
+    assert_eq!(
+        events.iter().filter(|e| matches!(e, F1::Lap(_))).count(),
+        feed.game.events.iter().filter_map(f1).filter(|e| matches!(e, F1::Lap(_))).count()
+    );
 
     let server = replayed(&feed, "f1-timing").await;
     let topic = "game/f1-fp2/f1-timing/order";

@@ -16,7 +16,18 @@ pub fn load(file: &Path, format: Option<&str>, opts: &feeds::Options<'_>) -> any
         Some(f) => f.parse()?,
         None => feeds::detect(&bytes).with_context(|| file.display().to_string())?,
     };
-    let feed = feeds::parse(format, &bytes, opts).with_context(|| file.display().to_string())?;
+    let feed = match (format, siblings(file)) {
+        (Format::F1LiveTiming, sib) if !sib.is_empty() => {
+            let mut topics = vec![(feeds::f1::Topic::TimingData, bytes.as_slice())];
+            topics.extend(sib.iter().map(|(t, b, _)| (*t, b.as_slice())));
+            for (_, _, path) in &sib {
+                eprintln!("  with {}", path.display());
+            }
+            feeds::f1::session(&topics, opts)
+        }
+        _ => feeds::parse(format, &bytes, opts),
+    }
+    .with_context(|| file.display().to_string())?;
     eprintln!("{}: game {}, {} events", file.display(), feed.game.id, feed.game.events.len());
     for (kind, n) in &feed.unknown {
         eprintln!("  not in our schema, not sent: {kind} x{n}");
@@ -25,6 +36,19 @@ pub fn load(file: &Path, format: Option<&str>, opts: &feeds::Options<'_>) -> any
         eprintln!("  skipped: {why}");
     }
     Ok(feed)
+}
+
+/// The other live-timing topics captured beside a `..._timing_data.raw` file.
+fn siblings(file: &Path) -> Vec<(feeds::f1::Topic, Vec<u8>, std::path::PathBuf)> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Some(prefix) = name.strip_suffix("_timing_data.raw") else { return Vec::new() };
+    feeds::f1::Topic::SIBLINGS
+        .iter()
+        .filter_map(|(suffix, topic)| {
+            let path = file.with_file_name(format!("{prefix}{suffix}"));
+            std::fs::read(&path).ok().map(|b| (*topic, b, path))
+        })
+        .collect()
 }
 
 /// Publishes the feed's events paced by their source time (`speed`), with a progress bar and
