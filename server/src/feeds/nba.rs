@@ -199,6 +199,8 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
 /// period. Others (7 violation, 18 replay, ...) are counted as unknown. Sides come from
 /// `PERSONnTYPE` (4/2 home player/team, 5/3 visitor). The feed's time is a local wall clock to the
 /// minute (`WCTIMESTRING`) without a date: replay pacing follows it; `ts` counts from the Unix epoch.
+/// The feed has no shot coordinates: shots are placed at centre court (47, 25), so shot maps
+/// from this format are meaningless (the live format has them).
 pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
