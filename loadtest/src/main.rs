@@ -65,14 +65,14 @@ fn now_us() -> i64 {
 
 /// A shot event of about 200 bytes of JSON.
 fn event(game: &str, seq: u64, ts: i64) -> Event {
-    let side = if seq % 2 == 0 { Side::Home } else { Side::Away };
+    let side = if seq.is_multiple_of(2) { Side::Home } else { Side::Away };
     let body = Body::Basketball(bk::Event::Shot {
         side,
         player: format!("player-{:04}", seq % 13),
         x: 20.0 + (seq % 50) as f32,
         y: 10.0 + (seq % 30) as f32,
         points: 2,
-        made: seq % 3 == 0,
+        made: seq.is_multiple_of(3),
     });
     Event { v: opensports_proto::SCHEMA_VERSION, game: game.into(), seq, ts, clock_ms: Some(600_000), body }
 }
