@@ -235,9 +235,12 @@ impl Fanout {
         // skips topics that already bound this id.
         let matcher = pattern.clone();
         self.patterns.write().push(PatternSub { id, pattern, mode, outbox: outbox.clone() });
+        // A `sub` with any `since` is a resume: a matching topic the client does not list is one
+        // created while it was away, so it gets that topic's kept history from the start.
+        let resuming = !since.is_empty();
         for entry in self.topics.iter() {
             if matcher.matches(entry.key()) {
-                let resume_from = since.get(&**entry.key()).copied();
+                let resume_from = since.get(&**entry.key()).copied().or(resuming.then_some(0));
                 bind_topic(entry.value(), outbox, id, mode, resume_from);
             }
         }

@@ -64,6 +64,17 @@ fn since_resumes_exactly_or_resets_when_too_old() {
     let o = Outbox::new(64);
     f.subscribe(&o, p.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 2)]));
     assert_eq!(drain(&o), [r#"{"op":"reset","topic":"games"}"#, "snapshot games 10"]);
+    // A resume (some `since` given) gets topics it does not list from their first message.
+    let other = f.topic("games2").unwrap();
+    f.publish(&other, 1, b"0");
+    f.publish(&other, 2, b"0");
+    let o = Outbox::new(64);
+    let both = Pattern::parse("+").unwrap();
+    f.subscribe(&o, both.clone(), Mode::All, &BTreeMap::from([("games".to_string(), 10)]));
+    assert_eq!(drain(&o), ["msg games2 1", "msg games2 2"]);
+    let o = Outbox::new(64);
+    f.subscribe(&o, both, Mode::All, &BTreeMap::new());
+    assert_eq!(drain(&o).len(), 2, "a fresh subscriber gets snapshots: {:?}", drain(&o));
     // Ahead of the server (it restarted and has not regenerated them yet): silence until past.
     let o = Outbox::new(64);
     f.subscribe(&o, p, Mode::All, &BTreeMap::from([("games".to_string(), 12)]));
