@@ -9,14 +9,16 @@
 //!
 //! The server runs in this process (`opensports_server::start` on 127.0.0.1, a temporary data
 //! dir, the durable log on), so CPU% and RSS below are server and load generator together.
-//! Baselines (NATS, the naive relay floor) and the `burst` / `slow-consumers` presets are not
-//! built yet (issue 7).
+//! `--baseline floor` runs the same scenario against a naive relay (`floor.rs`) in the same run
+//! and prints ours / floor ratios. Not built yet (issue 7): the NATS baseline, the `burst` and
+//! `slow-consumers` presets, per-stage latencies, the plot.
 //!
 //! ```sh
 //! cargo run --release -p opensports-loadtest -- --preset light
 //! cargo run -p opensports-loadtest -- --preset smoke --check   # CI: delivered == sent, no timings
 //! ```
 
+mod floor;
 mod report;
 
 use std::sync::Arc;
@@ -57,6 +59,25 @@ struct Args {
     /// Exit non-zero unless every `all`-mode subscriber received every publication.
     #[arg(long)]
     check: bool,
+    /// Also run the same scenario against a baseline and print the ratios: `floor` is a naive
+    /// QUIC -> broadcast -> WebSocket relay with no processing. (NATS: not built yet.)
+    #[arg(long, default_value = "none", value_parser = ["none", "floor"])]
+    baseline: String,
+}
+
+/// Where a scenario runs.
+struct Target {
+    quic: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    fingerprint: String,
+}
+
+/// What one scenario produced.
+struct Outcome {
+    sent: u64,
+    acked: u64,
+    publish_secs: f64,
+    results: Vec<SubResult>,
 }
 
 fn now_us() -> i64 {
@@ -112,9 +133,65 @@ async fn main() -> anyhow::Result<()> {
     config.ingest.tokens = vec!["loadtest".into()];
     config.fanout.max_connections = config.fanout.max_connections.max(subs + 16);
     let server = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
-    let ws = format!("ws://{}/ws", server.http_addr);
+    let target =
+        Target { quic: server.quic_addr, http: server.http_addr, fingerprint: server.fingerprint.clone() };
     let cpu0 = report::Cpu::now();
+    let Outcome { sent, acked, publish_secs, results } =
+        scenario(&target, &args, rate, subs, per_pub).await?;
+    let cpu = cpu0.since();
+    server.shutdown().await;
 
+    let rep = report::Report::new(&args.preset, rate, subs, sent, acked, publish_secs, &results, cpu);
+    rep.print();
+    if args.json {
+        println!("{}", rep.json());
+    }
+    if args.baseline == "floor" {
+        let floor_dir = tempfile::tempdir()?;
+        let floor = floor::start(floor_dir.path()).await?;
+        let target =
+            Target { quic: floor.quic_addr, http: floor.http_addr, fingerprint: floor.fingerprint.clone() };
+        let cpu0 = report::Cpu::now();
+        let base = scenario(&target, &args, rate, subs, per_pub).await?;
+        let cpu = cpu0.since();
+        drop(floor);
+        let b = report::Report::new(
+            "floor",
+            rate,
+            subs,
+            base.sent,
+            base.acked,
+            base.publish_secs,
+            &base.results,
+            cpu,
+        );
+        println!("\nbaseline: naive QUIC -> broadcast -> WebSocket relay, same machine, same run");
+        b.print();
+        println!("ratio ours / floor: {}", rep.ratios(&b));
+        if args.json {
+            println!("{}", b.json());
+        }
+    }
+    if args.check {
+        let all: Vec<&SubResult> = results.iter().filter(|r| r.kind == Kind::AllGames).collect();
+        let short: Vec<u64> = all.iter().filter(|r| r.received != sent).map(|r| r.received).collect();
+        anyhow::ensure!(acked == sent, "acked {acked} of {sent}");
+        anyhow::ensure!(short.is_empty(), "{} all-mode subscribers short of {sent}: {short:?}", short.len());
+        println!("check: {} all-mode subscribers received all {sent} publications", all.len());
+    }
+    Ok(())
+}
+
+/// One run: subscribers connect and subscribe, publishers send on the open-loop schedule, and
+/// every reader finishes (all expected messages, or 5 s idle).
+async fn scenario(
+    target: &Target,
+    args: &Args,
+    rate: f64,
+    subs: usize,
+    per_pub: u64,
+) -> anyhow::Result<Outcome> {
+    let ws = format!("ws://{}/ws", target.http);
     // Subscribers first, so they see every publication.
     let received = Arc::new(AtomicU64::new(0));
     let started_us = now_us();
@@ -165,18 +242,16 @@ async fn main() -> anyhow::Result<()> {
     let start_us = now_us();
     let mut writers = Vec::new();
     for p in 0..args.publishers {
-        let mut cfg = PublisherConfig::new(
-            server.quic_addr,
-            Trust::Fingerprint(server.fingerprint.clone()),
-            "loadtest",
-        );
+        let mut cfg =
+            PublisherConfig::new(target.quic, Trust::Fingerprint(target.fingerprint.clone()), "loadtest");
         cfg.codec = opensports_proto::codec::Codec::Json;
-        let interval = args.publishers as f64 / rate;
+        let publishers = args.publishers;
+        let interval = publishers as f64 / rate;
         writers.push(tokio::spawn(async move {
             let mut publisher = Publisher::connect(cfg).await?;
             let game = format!("lt-{p}");
             for i in 0..per_pub {
-                let offset = (i as f64 + p as f64 / args.publishers as f64) * interval;
+                let offset = (i as f64 + p as f64 / publishers as f64) * interval;
                 let due = start + Duration::from_secs_f64(offset);
                 if due > tokio::time::Instant::now() + Duration::from_micros(500) {
                     tokio::time::sleep_until(due).await;
@@ -200,20 +275,5 @@ async fn main() -> anyhow::Result<()> {
     for r in readers {
         results.push(r.await?);
     }
-    let cpu = cpu0.since();
-    server.shutdown().await;
-
-    let rep = report::Report::new(&args.preset, rate, subs, sent, acked, publish_secs, &results, cpu);
-    rep.print();
-    if args.json {
-        println!("{}", rep.json());
-    }
-    if args.check {
-        let all: Vec<&SubResult> = results.iter().filter(|r| r.kind == Kind::AllGames).collect();
-        let short: Vec<u64> = all.iter().filter(|r| r.received != sent).map(|r| r.received).collect();
-        anyhow::ensure!(acked == sent, "acked {acked} of {sent}");
-        anyhow::ensure!(short.is_empty(), "{} all-mode subscribers short of {sent}: {short:?}", short.len());
-        println!("check: {} all-mode subscribers received all {sent} publications", all.len());
-    }
-    Ok(())
+    Ok(Outcome { sent, acked, publish_secs, results })
 }

@@ -123,6 +123,20 @@ impl Report {
         );
     }
 
+    /// `p50 x0.93, p99 x1.40, ...`: this report over `base`.
+    pub fn ratios(&self, base: &Report) -> String {
+        let r = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+        format!(
+            "p50 x{}, p99 x{}, p99.9 x{}, max x{}, delivered {} vs {}",
+            r(self.ms(0.5), base.ms(0.5)),
+            r(self.ms(0.99), base.ms(0.99)),
+            r(self.ms(0.999), base.ms(0.999)),
+            r(self.hist.max() as f64, base.hist.max() as f64),
+            self.delivered,
+            base.delivered
+        )
+    }
+
     pub fn json(&self) -> String {
         serde_json::json!({
             "preset": self.preset, "rate": self.rate, "subscribers": self.subscribers,
