@@ -241,9 +241,19 @@ async fn backup_under_load_restores_to_a_consistent_log() {
         })
     };
     let out = tempfile::tempdir().unwrap();
+    // The first backup as soon as something is committed (the load goes on), then two more.
+    let first = format!("/v1/games/{}/events", games[0][0].game);
+    for _ in 0..500 {
+        if matches!(server.get(&first).await, (200, body) if !body.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut summaries = Vec::new();
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
         let (url, to) = (url.clone(), out.path().join(format!("backup-{i}.redb")));
         let s = tokio::task::spawn_blocking(move || {
             backup_cmd(&Source::Server(url), &to).unwrap();
