@@ -22,6 +22,17 @@ fn data(file: &str) -> Option<PathBuf> {
     Some(path)
 }
 
+/// The file from `OPENSPORTS_DATA`, its detected format checked, parsed with `opts`, with no
+/// unreadable record. `None` (and a line saying why) without the data.
+fn load(file: &str, format: Format, opts: &feeds::Options<'_>) -> Option<(Vec<u8>, feeds::Feed)> {
+    let path = data(file)?;
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(feeds::detect(&bytes).unwrap(), format);
+    let feed = feeds::parse(format, &bytes, opts).unwrap();
+    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    Some((bytes, feed))
+}
+
 /// A server with `plugin` loaded and the whole feed replayed into it (as fast as possible).
 async fn replayed(feed: &feeds::Feed, plugin: &str) -> TestServer {
     let wasm = plugin_wasm(plugin);
@@ -84,14 +95,13 @@ fn expected_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
-    let Some(path) = data("nba/nba_live_pbp_0022000001.json") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaLive);
-    let feed = feeds::parse(Format::NbaLive, &bytes, &Default::default()).unwrap();
+    let Some((bytes, feed)) = load("nba/nba_live_pbp_0022000001.json", Format::NbaLive, &Default::default())
+    else {
+        return;
+    };
     // Kinds our schema does not model are counted, not dropped.
     assert!(feed.unknown.keys().any(|k| k.starts_with("stoppage")), "{:?}", feed.unknown);
     assert!(feed.unknown.keys().any(|k| k.starts_with("violation")), "{:?}", feed.unknown);
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
 
     let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     check_basketball(&feed, (125, 99), ("BKN", "GSW"), 4, &expected_lines(&raw)).await;
@@ -176,11 +186,11 @@ async fn check_basketball(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nba_stats_nop_at_tor_reproduces_the_overtime_final_and_every_players_line() {
-    let Some(path) = data("nba/nba_stats_playbyplayv2_0021900001.json") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NbaStats);
-    let feed = feeds::parse(Format::NbaStats, &bytes, &Default::default()).unwrap();
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    let Some((bytes, feed)) =
+        load("nba/nba_stats_playbyplayv2_0021900001.json", Format::NbaStats, &Default::default())
+    else {
+        return;
+    };
     assert!(feed.unknown.contains_key("eventmsgtype/7"), "violations are counted: {:?}", feed.unknown);
     let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     check_basketball(&feed, (130, 122), ("TOR", "NOP"), 5, &expected_stats_lines(&raw)).await;
@@ -234,12 +244,10 @@ fn bad_feeds_get_errors_naming_file_and_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
-    let Some(path) = data("soccer/statsbomb_15986_events.json") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::Statsbomb);
     let opts = feeds::Options { game_id: Some("sb-15986"), home: Some("Girona") };
-    let feed = feeds::parse(Format::Statsbomb, &bytes, &opts).unwrap();
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    let Some((bytes, feed)) = load("soccer/statsbomb_15986_events.json", Format::Statsbomb, &opts) else {
+        return;
+    };
     assert!(feed.unknown.get("Carry").is_some_and(|n| *n > 900), "{:?}", feed.unknown);
     let bad = feeds::Options { home: Some("Real Madrid"), ..opts };
     assert!(feeds::parse(Format::Statsbomb, &bytes, &bad).unwrap_err().to_string().contains("Real Madrid"));
@@ -292,12 +300,11 @@ async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
-    let Some(path) = data("soccer/wyscout_v2_match_2499773_events.json") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::Wyscout);
     let opts = feeds::Options { game_id: Some("wy-2499773"), home: Some("Liverpool") };
-    let feed = feeds::parse(Format::Wyscout, &bytes, &opts).unwrap();
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    let Some((bytes, feed)) = load("soccer/wyscout_v2_match_2499773_events.json", Format::Wyscout, &opts)
+    else {
+        return;
+    };
     assert!(feed.unknown.contains_key("eventName/1"), "duels are counted: {:?}", feed.unknown);
 
     // The facts, from the raw events: shots (incl. free-kick shots and penalties) and goals
@@ -335,11 +342,11 @@ async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nfl_gamecenter_gb_at_chi_final_drives_and_every_snap() {
-    let Some(path) = data("nfl/nfl_gamecenter_2019090500_GB_at_CHI.json") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::NflGamecenter);
-    let feed = feeds::parse(Format::NflGamecenter, &bytes, &Default::default()).unwrap();
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    let Some((bytes, feed)) =
+        load("nfl/nfl_gamecenter_2019090500_GB_at_CHI.json", Format::NflGamecenter, &Default::default())
+    else {
+        return;
+    };
 
     // The facts, from the raw feed: each drive's result, and (quarter, down, distance, line)
     // of every snap with a down.
@@ -423,12 +430,12 @@ async fn nfl_gamecenter_gb_at_chi_final_drives_and_every_snap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f1_live_timing_practice_classification_and_best_laps() {
-    let Some(path) = data("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw") else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(feeds::detect(&bytes).unwrap(), Format::F1LiveTiming);
     let opts = feeds::Options { game_id: Some("f1-fp2"), home: None };
-    let feed = feeds::parse(Format::F1LiveTiming, &bytes, &opts).unwrap();
-    assert!(feed.skipped.is_empty(), "{:?}", feed.skipped);
+    let Some((bytes, feed)) =
+        load("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw", Format::F1LiveTiming, &opts)
+    else {
+        return;
+    };
 
     // The facts: each driver's last `Position` and `BestLapTime` in the stream.
     let (mut position, mut best) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
@@ -449,6 +456,7 @@ async fn f1_live_timing_practice_classification_and_best_laps() {
     assert_eq!(want.len(), 20);
 
     // With the sibling captures: flags, track status and tyre compounds come along.
+    let path = data("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw").unwrap();
     let full = opensports_server::cli::replay::load(&path, None, &opts).unwrap();
     let f1 = |t: &sim::Timed| match &t.event.body {
         opensports_proto::Body::F1(e) => Some(e.clone()),
