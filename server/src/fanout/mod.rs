@@ -250,12 +250,7 @@ impl Fanout {
         for (topic, &seq) in since {
             if seq > 0 && matcher.matches(topic) && !self.topics.contains_key(topic.as_str()) {
                 match self.topic(topic) {
-                    Some(t) => {
-                        let mut inner = t.inner.lock();
-                        if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
-                            b.skip_through = b.skip_through.max(seq);
-                        }
-                    }
+                    Some(t) => skip_through(&mut t.inner.lock(), outbox, seq),
                     None => outbox.push_item(Item::Frame(reset_frame(topic))),
                 }
             }
@@ -325,9 +320,7 @@ fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since:
         }
         Some(s) if s == inner.seq => Resume::Resumed,
         Some(s) if s > inner.seq => {
-            if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
-                b.skip_through = s;
-            }
+            skip_through(&mut inner, outbox, s);
             Resume::Resumed
         }
         Some(s) if s < inner.seq && inner.history.front().is_some_and(|f| f.seq <= s + 1) => {
@@ -341,6 +334,13 @@ fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since:
             outbox.push_item(Item::Snapshot(latest));
             Resume::Reset
         }
+    }
+}
+
+/// The outbox's binding on this topic delivers nothing up to `seq` (a resume ahead of us).
+fn skip_through(inner: &mut TopicInner, outbox: &Arc<Outbox>, seq: u64) {
+    if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
+        b.skip_through = b.skip_through.max(seq);
     }
 }
 

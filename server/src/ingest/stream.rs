@@ -94,28 +94,37 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
             }
         }
         let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
-        // Archived once, here: the log stores these bytes and plugins read them.
-        let archived = match (&ctx.store, rkyv::to_bytes::<rkyv::rancor::Error>(&event)) {
-            (None, _) => None,
-            (Some(_), Ok(bytes)) => Some(Arc::new(bytes)),
-            (Some(_), Err(e)) => {
-                tracing::error!(error = %e, "cannot archive an event");
-                reject(control, Some(event.game), Some(seq), reason::INVALID_EVENT, "cannot archive".into());
-                continue;
+        // With the log on, archived once, here: the log stores these bytes and plugins read them.
+        let archived = match &ctx.store {
+            None => None,
+            Some(store) => {
+                let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&event) {
+                    Ok(b) => Arc::new(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot archive an event");
+                        reject(
+                            control,
+                            Some(event.game),
+                            Some(seq),
+                            reason::INVALID_EVENT,
+                            "cannot archive".into(),
+                        );
+                        continue;
+                    }
+                };
+                let msg = WriteMsg::Append {
+                    game: event.game.clone(),
+                    seq,
+                    sport: event.sport().as_str(),
+                    bytes: bytes.clone(),
+                    ack: control.clone(),
+                };
+                if !send_to_store(store, msg).await {
+                    return;
+                }
+                Some(bytes)
             }
         };
-        if let (Some(store), Some(bytes)) = (&ctx.store, &archived) {
-            let msg = WriteMsg::Append {
-                game: event.game.clone(),
-                seq,
-                sport: event.sport().as_str(),
-                bytes: bytes.clone(),
-                ack: control.clone(),
-            };
-            if !send_to_store(store, msg).await {
-                return;
-            }
-        }
         let mut item = Ingested { event, archived, received: Instant::now(), missing };
         // Backpressure: while the shard's queue is full, stop reading this stream. QUIC flow
         // control then stops the publisher; nothing buffers without bound.

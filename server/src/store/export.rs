@@ -4,9 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use opensports_proto::Event;
+use opensports_proto::codec::{self, Codec};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use rkyv::util::AlignedVec;
 
 use super::{EVENTS, FILE_NAME, GAMES, GameMeta, RATINGS, StoreError, open_db};
 
@@ -51,15 +50,15 @@ pub fn export_game(
         writeln!(out, "game,seq,ts,clock_ms,sport,type,event")?;
     }
     let mut n = 0u64;
-    let mut aligned = AlignedVec::<16>::new();
     let mut line = Vec::new();
     for item in events.range((game, 0)..=(game, u64::MAX))? {
         let (k, v) = item?;
         let seq = k.value().1;
-        aligned.clear();
-        aligned.extend_from_slice(v.value());
-        let ev = rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned).map_err(|e| {
-            StoreError::BadEvent { path: PathBuf::new(), game: game.into(), seq, why: e.to_string() }
+        let ev = codec::decode_event(Codec::Rkyv, v.value()).map_err(|e| StoreError::BadEvent {
+            path: PathBuf::new(),
+            game: game.into(),
+            seq,
+            why: e.to_string(),
         })?;
         line.clear();
         serde_json::to_writer(&mut line, &ev).map_err(std::io::Error::other)?;
@@ -147,27 +146,23 @@ pub fn verify(db: &Database) -> Result<Summary, String> {
         for item in games.iter()? {
             let (k, v) = item?;
             let game = k.value();
-            let meta: GameMeta = serde_json::from_slice(v.value())
-                .map_err(|source| StoreError::Meta { game: game.into(), source })?;
+            let meta = GameMeta::parse(game, v.value())?;
             let (mut count, mut high) = (0u64, 0u64);
             for e in events.range((game, 0)..=(game, u64::MAX))? {
                 high = e?.0.value().1;
                 count += 1;
             }
             if count != meta.events || high != meta.high {
-                return Err(StoreError::Meta {
-                    game: game.into(),
-                    source: serde::de::Error::custom(format!(
-                        "metadata says {} events up to seq {}, the log holds {count} up to {high}",
-                        meta.events, meta.high
-                    )),
-                });
+                return Err(StoreError::Inconsistent(format!(
+                    "game {game}: metadata says {} events up to seq {}, the log holds {count} up to {high}",
+                    meta.events, meta.high
+                )));
             }
             summary.games += 1;
             summary.events += count;
         }
         if summary.events != events.len()? {
-            return Err(StoreError::Io(std::io::Error::other("events of games without metadata")));
+            return Err(StoreError::Inconsistent("events of games without metadata".into()));
         }
         Ok(summary)
     };

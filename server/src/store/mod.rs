@@ -66,6 +66,13 @@ pub struct GameMeta {
     pub rated: bool,
 }
 
+impl GameMeta {
+    /// Reads the `games` table's JSON for `game`.
+    pub fn parse(game: &str, json: &[u8]) -> Result<GameMeta, StoreError> {
+        serde_json::from_slice(json).map_err(|source| StoreError::Meta { game: game.into(), source })
+    }
+}
+
 /// Why the log could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,6 +99,8 @@ pub enum StoreError {
          with `opensports restore`, or export what is readable with `opensports export`"
     )]
     BadEvent { path: PathBuf, game: String, seq: u64, why: String },
+    #[error("event log: {0}")]
+    Inconsistent(String),
     #[error("the event log writer has stopped")]
     Stopped,
 }
@@ -155,7 +164,9 @@ impl Store {
         &self.db
     }
 
-    fn send(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
+    /// Queues an event (or a retry's ack) for the log without waiting; its `ack` hears when
+    /// it is committed. A full queue hands the message back (backpressure).
+    pub fn append(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
         let tx = self.tx.lock().clone();
         let Some(tx) = tx else { return Err(StoreError::Stopped) };
         match tx.try_send(msg) {
@@ -163,11 +174,6 @@ impl Store {
             Err(TrySendError::Full(m)) => Ok(Err(Full(m))),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped),
         }
-    }
-
-    /// Queues an event for the log; `ack` hears when it is committed.
-    pub fn append(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
-        self.send(msg)
     }
 
     /// Records that a game ended (for retention and for recovery's TTL).
@@ -193,6 +199,14 @@ impl Store {
             out.insert(k.value().to_string(), v.value());
         }
         Ok(out)
+    }
+
+    /// One game's metadata, if the log knows it.
+    pub fn game(&self, game: &str) -> Result<Option<GameMeta>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let games = txn.open_table(GAMES)?;
+        let Some(v) = games.get(game)? else { return Ok(None) };
+        Ok(Some(GameMeta::parse(game, v.value())?))
     }
 
     /// Every game in the log with its metadata.
@@ -260,10 +274,7 @@ fn read_games(db: &Database) -> Result<HashMap<String, GameMeta>, StoreError> {
     let mut out = HashMap::new();
     for item in games.iter()? {
         let (k, v) = item?;
-        let game = k.value().to_string();
-        let meta = serde_json::from_slice(v.value())
-            .map_err(|source| StoreError::Meta { game: game.clone(), source })?;
-        out.insert(game, meta);
+        out.insert(k.value().to_string(), GameMeta::parse(k.value(), v.value())?);
     }
     Ok(out)
 }

@@ -74,18 +74,7 @@ impl Writer {
             }
             let deadline = Instant::now() + self.window;
             while batch.len() < self.max_batch {
-                // Take what is already queued without waiting, then wait out the window.
-                match rx.try_recv() {
-                    Ok(msg) => {
-                        batch.push(msg);
-                        continue;
-                    }
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
-                }
+                // Returns at once while messages are queued, else waits out the window.
                 match rx.recv_deadline(deadline) {
                     Ok(msg) => batch.push(msg),
                     Err(RecvTimeoutError::Timeout) => break,
