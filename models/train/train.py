@@ -148,6 +148,19 @@ def write_manifest(entries: list[dict]) -> None:
         f.write("\n".join(lines))
 
 
+def win_probability(name: str, x: pd.DataFrame, y: pd.Series, season: pd.Series, hidden: tuple[int, ...],
+                    inputs: list[str], rng, source: str, holdout: str, anchor: dict) -> dict:
+    """Trains a win-probability MLP on seasons before 2018, scores 2018, exports and checks it."""
+    train, test = season < 2018, season == 2018
+    scaler, layers, predict = fit_mlp(x[train], y[train], hidden)
+    m = F.metrics(y[test].values, predict(x[test]))
+    log(f"{name} held-out 2018: {m}")
+    b = export(name, scaler, layers, len(inputs))
+    idx = rng.choice(np.flatnonzero(test.values), 32, replace=False)
+    table = ort_check(name, b, x.iloc[idx], predict(x.iloc[idx]))
+    return save(name, "1", b, inputs, source, holdout, m, anchor, table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.environ.get("OPENSPORTS_DATA", os.path.join(MODELS, "..", "..", "shared", "data")) )
@@ -185,31 +198,17 @@ def main() -> None:
     log("nfl_wp: play-by-play 1998-2018")
     plays = pd.concat([pd.read_csv(os.path.join(data, f)) for f in ["nfl_plays_1998_2008.csv", "nfl_plays_2009_2018.csv"]])
     x, y, season = F.nfl_features(plays)
-    train, test = season < 2018, season == 2018
-    scaler, layers, predict = fit_mlp(x[train], y[train], (32, 16))
-    p = predict(x[test])
-    m = F.metrics(y[test].values, p)
-    log(f"nfl_wp held-out 2018: {m}")
-    b = export("nfl_wp", scaler, layers, len(F.NFL_INPUTS))
-    idx = rng.choice(np.flatnonzero(test.values), 32, replace=False)
-    table = ort_check("nfl_wp", b, x.iloc[idx], predict(x.iloc[idx]))
-    entries.append(save("nfl_wp", "1", b, F.NFL_INPUTS, "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), Elo from earlier games",
-                        "season 2018", m, {"nflfastR_log_loss_with_spread": 0.44, "nflfastR_log_loss_without_spread": 0.52, "nflfastR_calibration_error": 0.0055}, table))
+    entries.append(win_probability("nfl_wp", x, y, season, (32, 16), F.NFL_INPUTS, rng,
+                                   "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), Elo from earlier games",
+                                   "season 2018", {"nflfastR_log_loss_with_spread": 0.44, "nflfastR_log_loss_without_spread": 0.52, "nflfastR_calibration_error": 0.0055}))
 
     log("nba_wp: game states 1997-2018")
     states = pd.concat([pd.read_csv(os.path.join(data, f), dtype={"game_id": str}) for f in ["nba_states_1997_2008.csv", "nba_states_2009_2018.csv"]])
     games = pd.read_csv(os.path.join(data, "nba_games.csv"), dtype={"game_id": str})
     x, y, season = F.nba_features(states, games)
-    train, test = season < 2018, season == 2018
-    scaler, layers, predict = fit_mlp(x[train], y[train], (16, 8))
-    p = predict(x[test])
-    m = F.metrics(y[test].values, p)
-    log(f"nba_wp held-out 2018: {m}")
-    b = export("nba_wp", scaler, layers, len(F.NBA_INPUTS))
-    idx = rng.choice(np.flatnonzero(test.values), 32, replace=False)
-    table = ort_check("nba_wp", b, x.iloc[idx], predict(x.iloc[idx]))
-    entries.append(save("nba_wp", "1", b, F.NBA_INPUTS, "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
-                        "season 2018 (60 s grid)", m, {"py_ball_brier_3s_frames": 0.167}, table))
+    entries.append(win_probability("nba_wp", x, y, season, (16, 8), F.NBA_INPUTS, rng,
+                                   "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
+                                   "season 2018 (60 s grid)", {"py_ball_brier_3s_frames": 0.167}))
 
     write_manifest(entries)
     log("wrote models/manifest.toml")
