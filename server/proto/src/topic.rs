@@ -15,6 +15,11 @@ pub fn game_state(game: &str) -> String {
     format!("game/{game}/state")
 }
 
+/// `game/{id}/winprob`: the core win probability (basketball, football).
+pub fn game_winprob(game: &str) -> String {
+    format!("game/{game}/winprob")
+}
+
 /// `game/{id}/tracking/{entity}`: latest tracking sample of one entity.
 pub fn game_tracking(game: &str, entity: &str) -> String {
     format!("game/{game}/tracking/{entity}")

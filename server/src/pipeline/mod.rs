@@ -268,7 +268,7 @@ impl Shard {
             && let Some(scored) = self.models.score(name, &inputs)
         {
             if game.winprob.is_none() {
-                game.winprob = self.fanout.topic(&format!("game/{}/winprob", ev.game));
+                game.winprob = self.fanout.topic(&topic::game_winprob(&ev.game));
             }
             if let Some(t) = &game.winprob {
                 let p = f64::from(scored.p);
@@ -366,7 +366,7 @@ impl Shard {
                 self.plugins.forget(&id);
                 self.ratings.forget(&id);
                 self.fanout.remove_topic(&topic::game_state(&id));
-                self.fanout.remove_topic(&format!("game/{id}/winprob"));
+                self.fanout.remove_topic(&topic::game_winprob(&id));
                 self.index.remove(&id, g.state.ts);
             }
         }
