@@ -3,7 +3,11 @@ metrics as one JSON line. Every feature is derived from the CSV itself, includin
 ratings from the earlier games in the same file.
 
     python models/train/evaluate.py nfl_wp ../shared/data/train/nfl_plays_2009_2018.csv
+    python models/train/evaluate.py nfl_ep ../shared/data/train/nfl_plays_2009_2018.csv
     python models/train/evaluate.py soccer_xg shots.csv
+
+Binary models print log loss, Brier, AUC and calibration error; nfl_ep prints its 7-class log
+loss and the RMSE of expected points against the points of the next score.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DERIVE = {
     "nfl_wp": lambda df: F.nfl_features(df)[:2],
     "nba_wp": lambda df: F.nba_features(df)[:2],
+    "nfl_ep": lambda df: F.nfl_ep_features(df)[:2],
     "soccer_xg": F.xg_features,
     "soccer_xg_geo": F.xg_geo_features,
 }
@@ -46,8 +51,12 @@ def main() -> int:
     sess = ort.InferenceSession(os.path.join(MODELS, spec["file"]), providers=["CPUExecutionProvider"])
     # The model has batch 1 (as the server runs it): score row by row in chunks.
     values = x.values.astype(np.float32)
-    p = np.fromiter((sess.run(["prob"], {"input": values[i : i + 1]})[0][0, 0] for i in range(len(values))), dtype=float, count=len(values))
-    out = {"model": name, "version": spec["version"], "csv": os.path.basename(csv), **F.metrics(y.values, p)}
+    out = np.vstack([sess.run(None, {"input": values[i : i + 1]})[0][0] for i in range(len(values))])
+    if out.shape[1] == 1:
+        scores = F.metrics(y.values, out[:, 0])
+    else:  # nfl_ep: expected points, then the class probabilities
+        scores = F.multiclass_metrics(y.values, out[:, 1:])
+    out = {"model": name, "version": spec["version"], "csv": os.path.basename(csv), **scores}
     print(json.dumps(out))
     return 0
 

@@ -160,3 +160,87 @@ def xg_geo_features(shots: pd.DataFrame) -> pd.DataFrame:
     """The geometry-only variant, for feeds without freeze frames (what a live feed has)."""
     x, y = xg_features(shots)
     return x[XG_GEO_INPUTS], y
+
+
+# Next-score classes for nfl_ep, from the possession team's side, and their point values
+# (nflfastR's convention: a touchdown counts 7).
+EP_CLASSES = ["td", "opp_td", "fg", "opp_fg", "safety", "opp_safety", "no_score"]
+EP_POINTS = [7.0, -7.0, 3.0, -3.0, 2.0, -2.0, 0.0]
+EP_INPUTS = ["half_seconds", "yardline", "down1", "down2", "down3", "down4", "distance", "goal_to_go", "home"]
+
+
+def nfl_next_score(plays: pd.DataFrame) -> pd.Series:
+    """The next score in the same half after each play, as an index into EP_CLASSES.
+
+    Scores are seen as changes of (score_home, score_away) between consecutive plays of a game;
+    a change first seen at the next half's first play happened in this half (its last play).
+    The first change decides (a touchdown shows as +6 before its try). Nothing after the last
+    play of a game is visible, so a score on a game's very last play counts as no score.
+    """
+    p = plays
+    half = np.where(p["qtr"] <= 2, 1, np.where(p["qtr"] <= 4, 2, 3))
+    home = p["score_home"].to_numpy()
+    away = p["score_away"].to_numpy()
+    gid = p["game_id"].to_numpy()
+    posteam_home = (p["posteam_is_home"] == 1).to_numpy()
+    n = len(p)
+    label = np.full(n, EP_CLASSES.index("no_score"))
+    kinds = {6: "td", 7: "td", 8: "td", 3: "fg", 2: "safety"}
+    nxt = None  # (kind, home scored) of the next score after play i, walking backwards
+    for i in range(n - 1, -1, -1):
+        j = i + 1
+        if j == n or gid[j] != gid[i]:
+            nxt = None
+        elif home[j] != home[i] or away[j] != away[i]:
+            dh, da = home[j] - home[i], away[j] - away[i]
+            kind = kinds.get(int(max(dh, da)))
+            if kind is not None and (dh <= 0 or da <= 0):
+                nxt = (kind, dh > 0)
+        elif half[j] != half[i]:
+            nxt = None
+        if nxt is not None:
+            kind, home_scored = nxt
+            label[i] = EP_CLASSES.index(kind if home_scored == posteam_home[i] else f"opp_{kind}")
+    return pd.Series(label, index=p.index, name="next_score")
+
+
+def nfl_ep_features(plays: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Possession-side features for expected points before each play (regulation only), the
+    next-score class and the season. Plays keep the table's order within a game."""
+    p = plays.dropna(subset=["game_seconds_remaining", "yardline_100", "down"])
+    p = p[(p["score_ok"] == 1) & (p["qtr"] <= 4)]
+    p = p.sort_values(["game_id"], kind="stable").reset_index(drop=True)
+    y = nfl_next_score(p)
+    half_s = np.where(p["qtr"] <= 2, p["game_seconds_remaining"] - 1800, p["game_seconds_remaining"]).clip(0, 1800)
+    down = p["down"].astype(int)
+    dist = p["ydstogo"].clip(0, 30)
+    x = pd.DataFrame({
+        "half_seconds": half_s / 1800.0,
+        "yardline": p["yardline_100"] / 100.0,
+        "down1": (down == 1).astype(float),
+        "down2": (down == 2).astype(float),
+        "down3": (down == 3).astype(float),
+        "down4": (down == 4).astype(float),
+        "distance": dist / 10.0,
+        "goal_to_go": (p["ydstogo"] >= p["yardline_100"]).astype(float),
+        "home": (p["posteam_is_home"] == 1).astype(float),
+    }, index=p.index)
+    return x, y, p["season"]
+
+
+def multiclass_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+    """Multiclass log loss, and the RMSE of expected points against the next score's points."""
+    from sklearn.metrics import log_loss
+
+    probs = np.clip(probs, 1e-7, 1.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    pts = np.asarray(EP_POINTS)
+    ep = probs @ pts
+    actual = pts[np.asarray(y, dtype=int)]
+    return {
+        "n": int(len(y)),
+        "log_loss": round(float(log_loss(y, probs, labels=list(range(len(EP_CLASSES))))), 5),
+        "ep_rmse": round(float(np.sqrt(np.mean((ep - actual) ** 2))), 4),
+        "ep_mean": round(float(ep.mean()), 4),
+        "points_mean": round(float(actual.mean()), 4),
+    }

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import tomllib
 
 import numpy as np
 import pandas as pd
@@ -37,8 +38,13 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def export(name: str, scaler: StandardScaler, layers: list[tuple[np.ndarray, np.ndarray]], n_in: int) -> bytes:
-    """Gemm/Relu stack ending in Sigmoid; input `input` [1, n_in] float, output `prob` [1, 1]."""
+def export(name: str, scaler: StandardScaler, layers: list[tuple[np.ndarray, np.ndarray]], n_in: int,
+           points: list[float] | None = None) -> bytes:
+    """Gemm/Relu stack; input `input` [1, n_in] float.
+
+    Binary models end in Sigmoid: output `prob` [1, 1]. With `points` (one value per class) the
+    stack ends in Softmax and the output `ep` [1, 1 + classes] is the expected points (the class
+    probabilities times `points`) followed by the class probabilities."""
     mean, scale = scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
     w0, b0 = layers[0]
     # Fold (x - mean) / scale into the first layer.
@@ -56,12 +62,17 @@ def export(name: str, scaler: StandardScaler, layers: list[tuple[np.ndarray, np.
         if i + 1 < len(layers):
             nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
             cur = f"r{i}"
-    nodes.append(helper.make_node("Sigmoid", [cur], ["prob"]))
+    if points is None:
+        nodes.append(helper.make_node("Sigmoid", [cur], ["prob"]))
+        output = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1])
+    else:
+        inits.append(helper.make_tensor("points", TensorProto.FLOAT, [len(points), 1], points))
+        nodes.append(helper.make_node("Softmax", [cur], ["probs"], axis=1))
+        nodes.append(helper.make_node("MatMul", ["probs", "points"], ["expected"]))
+        nodes.append(helper.make_node("Concat", ["expected", "probs"], ["ep"], axis=1))
+        output = helper.make_tensor_value_info("ep", TensorProto.FLOAT, [1, 1 + len(points)])
     graph = helper.make_graph(
-        nodes, name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n_in])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1])],
-        inits,
+        nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n_in])], [output], inits
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="opensports-train")
     model.ir_version = 8
@@ -69,12 +80,15 @@ def export(name: str, scaler: StandardScaler, layers: list[tuple[np.ndarray, np.
     return model.SerializeToString()
 
 
-def fit_mlp(x: pd.DataFrame, y: pd.Series, hidden: tuple[int, ...], seed: int = 7):
+def fit_mlp(x: pd.DataFrame, y: pd.Series, hidden: tuple[int, ...], seed: int = 7, multiclass: bool = False):
+    """Returns the scaler, the layers and a predictor (P(positive), or every class's P)."""
     scaler = StandardScaler().fit(x.values)
     clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-4, batch_size=1024, max_iter=25,
                         early_stopping=True, n_iter_no_change=4, random_state=seed)
     clf.fit(scaler.transform(x.values), y.values)
     layers = list(zip([w.astype(np.float64) for w in clf.coefs_], [b.astype(np.float64) for b in clf.intercepts_]))
+    if multiclass:
+        return scaler, layers, lambda xx: clf.predict_proba(scaler.transform(xx.values))
     return scaler, layers, lambda xx: clf.predict_proba(scaler.transform(xx.values))[:, 1]
 
 
@@ -85,22 +99,30 @@ def fit_lr(x: pd.DataFrame, y: pd.Series):
     return scaler, layers, lambda xx: clf.predict_proba(scaler.transform(xx.values))[:, 1]
 
 
-def ort_check(name: str, onnx_bytes: bytes, x: pd.DataFrame, p_sklearn: np.ndarray) -> list:
-    """Scores a fixed table with onnxruntime; returns rows for models/testdata/<name>.json."""
+def ort_check(name: str, onnx_bytes: bytes, x: pd.DataFrame, want: np.ndarray) -> list:
+    """Scores a fixed table with onnxruntime, checks it against scikit-learn's `want` (one value
+    or one row of outputs per input) and returns rows for models/testdata/<name>.json."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     rows = []
     for i in range(len(x)):
         inp = x.values[i : i + 1].astype(np.float32)
-        p = float(sess.run(["prob"], {"input": inp})[0][0, 0])
-        assert abs(p - p_sklearn[i]) < 1e-4, (name, i, p, p_sklearn[i])
-        rows.append({"input": [float(v) for v in inp[0]], "prob": p})
+        out = sess.run(None, {"input": inp})[0][0]
+        w = np.atleast_1d(want[i])
+        assert np.allclose(out, w, atol=1e-4), (name, i, out, w)
+        row = {"input": [float(v) for v in inp[0]]}
+        if len(out) == 1:
+            row["prob"] = float(out[0])
+        else:
+            row["outputs"] = [float(v) for v in out]
+        rows.append(row)
     return rows
 
 
 def save(name: str, version: str, onnx_bytes: bytes, inputs: list[str], source: str, holdout: str, metrics: dict,
-         anchor: dict | None, table: list) -> dict:
+         anchor: dict | None, table: list, outputs: list[str] | None = None) -> dict:
+    outputs = outputs or ["prob"]
     path = os.path.join(MODELS, f"{name}.onnx")
     with open(path, "wb") as f:
         f.write(onnx_bytes)
@@ -110,7 +132,7 @@ def save(name: str, version: str, onnx_bytes: bytes, inputs: list[str], source: 
     return {
         "name": name, "version": version, "file": f"{name}.onnx",
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
-        "inputs": inputs, "input_shape": [1, len(inputs)], "outputs": ["prob"], "output_shape": [1, 1],
+        "inputs": inputs, "input_shape": [1, len(inputs)], "outputs": outputs, "output_shape": [1, len(outputs)],
         "source": source, "holdout": holdout, "metrics": metrics, "anchor": anchor or {},
     }
 
@@ -138,7 +160,7 @@ def write_manifest(entries: list[dict]) -> None:
         for k, v in e["metrics"].items():
             if v is not None:
                 lines.append(f"{k} = {toml_value(v)}")
-        if e["anchor"]:
+        if e.get("anchor"):
             lines.append(f"[model.anchor]")
             for k, v in e["anchor"].items():
                 if v is not None:
@@ -164,12 +186,35 @@ def win_probability(name: str, x: pd.DataFrame, y: pd.Series, season: pd.Series,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.environ.get("OPENSPORTS_DATA", os.path.join(MODELS, "..", "..", "shared", "data")) )
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="comma-separated model names to retrain; the others keep their manifest entry")
     args = ap.parse_args()
     data = os.path.join(args.data, "train") if os.path.isdir(os.path.join(args.data, "train")) else args.data
     rng = np.random.default_rng(0)
+    only = {n for n in args.only.split(",") if n}
+    wanted = lambda *names: not only or any(n in only for n in names)  # noqa: E731
     entries = []
 
+    if wanted("soccer_xg", "soccer_xg_geo"):
+        entries += train_xg(data, rng)
+    if wanted("nfl_wp"):
+        entries.append(train_nfl_wp(data, rng))
+    if wanted("nfl_ep"):
+        entries.append(train_nfl_ep(data, rng))
+    if wanted("nba_wp"):
+        entries.append(train_nba_wp(data, rng))
+
+    if only:
+        with open(os.path.join(MODELS, "manifest.toml"), "rb") as f:
+            previous = tomllib.load(f)["model"]
+        fresh = {e["name"]: e for e in entries}
+        order = [m["name"] for m in previous] + [n for n in fresh if n not in {m["name"] for m in previous}]
+        entries = [fresh.get(n) or next(m for m in previous if m["name"] == n) for n in order]
+    write_manifest(entries)
+    log("wrote models/manifest.toml")
+
+
+def train_xg(data: str, rng) -> list[dict]:
+    entries = []
     log("soccer_xg: StatsBomb open-data shots")
     shots = pd.read_csv(os.path.join(data, "soccer_shots.csv"))
     test_mask = (shots["competition"] == "FIFA World Cup") & (shots["season"].astype(str) == "2022")
@@ -195,23 +240,50 @@ def main() -> None:
     entries.append(save("soccer_xg_geo", "1", b, F.XG_GEO_INPUTS, "StatsBomb open data shots, location/angle/body part/shot type only (no freeze frame)",
                         "FIFA World Cup 2022", m, {"statsbomb_log_loss": ref["log_loss"], "base_rate_log_loss": base["log_loss"]}, table))
 
-    log("nfl_wp: play-by-play 1998-2018")
-    plays = pd.concat([pd.read_csv(os.path.join(data, f)) for f in ["nfl_plays_1998_2008.csv", "nfl_plays_2009_2018.csv"]])
-    x, y, season = F.nfl_features(plays)
-    entries.append(win_probability("nfl_wp", x, y, season, (32, 16), F.NFL_INPUTS, rng,
-                                   "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), Elo from earlier games",
-                                   "season 2018", {"nflfastR_log_loss_with_spread": 0.44, "nflfastR_log_loss_without_spread": 0.52, "nflfastR_calibration_error": 0.0055}))
+    return entries
 
+
+def nfl_plays(data: str) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(os.path.join(data, f)) for f in ["nfl_plays_1998_2008.csv", "nfl_plays_2009_2018.csv"]])
+
+
+def train_nfl_wp(data: str, rng) -> dict:
+    log("nfl_wp: play-by-play 1998-2018")
+    x, y, season = F.nfl_features(nfl_plays(data))
+    return win_probability("nfl_wp", x, y, season, (32, 16), F.NFL_INPUTS, rng,
+                           "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), Elo from earlier games",
+                           "season 2018", {"nflfastR_log_loss_with_spread": 0.44, "nflfastR_log_loss_without_spread": 0.52, "nflfastR_calibration_error": 0.0055})
+
+
+def train_nfl_ep(data: str, rng) -> dict:
+    """Expected points: the next score in the half (7 classes, from the side with the ball)."""
+    log("nfl_ep: next score in the half, play-by-play 1998-2018")
+    x, y, season = F.nfl_ep_features(nfl_plays(data))
+    train, test = (season < 2018).values, (season == 2018).values
+    scaler, layers, predict = fit_mlp(x[train], y[train], (32, 16), multiclass=True)
+    m = F.multiclass_metrics(y[test].values, predict(x[test]))
+    prior = np.bincount(y[train], minlength=len(F.EP_CLASSES)) / train.sum()
+    base = F.multiclass_metrics(y[test].values, np.tile(prior, (test.sum(), 1)))
+    log(f"nfl_ep held-out 2018: {m}; class frequencies: {base}")
+    b = export("nfl_ep", scaler, layers, len(F.EP_INPUTS), points=F.EP_POINTS)
+    idx = rng.choice(np.flatnonzero(test), 32, replace=False)
+    probs = predict(x.iloc[idx])
+    want = np.hstack([probs @ np.asarray(F.EP_POINTS)[:, None], probs])
+    table = ort_check("nfl_ep", b, x.iloc[idx], want)
+    anchor = {"base_rate_log_loss": base["log_loss"], "base_rate_ep_rmse": base["ep_rmse"]}
+    return save("nfl_ep", "1", b, F.EP_INPUTS,
+                "NFL play-by-play 1998-2017 (shared/data/train/nfl_plays_*.csv), next score in the half derived from the score columns",
+                "season 2018", m, anchor, table, outputs=["ep"] + F.EP_CLASSES)
+
+
+def train_nba_wp(data: str, rng) -> dict:
     log("nba_wp: game states 1997-2018")
     states = pd.concat([pd.read_csv(os.path.join(data, f), dtype={"game_id": str}) for f in ["nba_states_1997_2008.csv", "nba_states_2009_2018.csv"]])
     games = pd.read_csv(os.path.join(data, "nba_games.csv"), dtype={"game_id": str})
     x, y, season = F.nba_features(states, games)
-    entries.append(win_probability("nba_wp", x, y, season, (16, 8), F.NBA_INPUTS, rng,
-                                   "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
-                                   "season 2018 (60 s grid)", {"py_ball_brier_3s_frames": 0.167}))
-
-    write_manifest(entries)
-    log("wrote models/manifest.toml")
+    return win_probability("nba_wp", x, y, season, (16, 8), F.NBA_INPUTS, rng,
+                           "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
+                           "season 2018 (60 s grid)", {"py_ball_brier_3s_frames": 0.167})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ fn every_shipped_model_matches_onnxruntime_to_1e5() {
     let (reg, errors) = ModelRegistry::load(&models_dir());
     assert!(errors.is_empty(), "{errors:?}");
     let names: Vec<String> = reg.specs().map(|s| s.name.clone()).collect();
-    for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp"] {
+    for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp", "nfl_ep"] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
         let table: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(models_dir().join(format!("testdata/{name}.json"))).unwrap(),
@@ -31,15 +31,17 @@ fn every_shipped_model_matches_onnxruntime_to_1e5() {
         for row in rows {
             let input: Vec<f32> =
                 row["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let want = row["prob"].as_f64().unwrap();
-            let mut out = [0f32; 4];
+            // One probability, or a row of outputs (nfl_ep: expected points, then each class).
+            let want: Vec<f64> = match row.get("outputs") {
+                Some(v) => v.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
+                None => vec![row["prob"].as_f64().unwrap()],
+            };
+            let mut out = [0f32; 16];
             let n = reg.infer(name, &input, &mut out).unwrap();
-            assert_eq!(n, 1);
-            assert!(
-                (f64::from(out[0]) - want).abs() <= 1e-5,
-                "{name}: tract {} vs onnxruntime {want}",
-                out[0]
-            );
+            assert_eq!(n, want.len(), "{name}: output count");
+            for (got, want) in out.iter().zip(&want) {
+                assert!((f64::from(*got) - want).abs() <= 1e-5, "{name}: tract {got} vs onnxruntime {want}");
+            }
         }
         // Wrong input length is refused, not guessed.
         assert!(reg.infer(name, &[0.0], &mut [0f32; 4]).is_err());
@@ -125,6 +127,8 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
     let server = TestServer::start().await;
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&["game/+/winprob"], Mode::Latest).await.unwrap();
+    let mut every = server.subscriber().await;
+    every.subscribe_and_wait(&["game/+/winprob"], Mode::All).await.unwrap();
     let games: Vec<_> =
         [Sport::Basketball, Sport::Football].iter().map(|s| sim::generate(*s, 3, 0)).collect();
     let mut publisher = server.publisher().await;
@@ -151,6 +155,23 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
         assert!((wp["away"].as_f64().unwrap() + home - 1.0).abs() < 1e-3);
         assert_eq!(home > 0.5, home_won, "{}: {wp} with score {}", g.id, state["score"]);
     }
+    // Football carries the expected points of the side with the ball (nfl_ep), basketball not.
+    let football = format!("game/{}/winprob", games[1].id);
+    let (mut with_ep, mut basketball_ep) = (0, 0);
+    let _ = read_until(&mut every, Duration::from_secs(30), |m| {
+        if let ServerMsg::Msg(p) = m {
+            let ep = p.data.get("ep").and_then(|v| v.as_f64());
+            if p.topic == football {
+                with_ep += usize::from(ep.is_some_and(|ep| (-7.0..=7.0).contains(&ep)));
+            } else {
+                basketball_ep += usize::from(ep.is_some());
+            }
+        }
+        with_ep >= 20
+    })
+    .await;
+    assert!(with_ep >= 20, "football winprob messages with ep: {with_ep}");
+    assert_eq!(basketball_ep, 0);
     let (_, models) = server.get("/v1/models").await;
     assert!(models.contains("nba_wp") && models.contains("holdout"), "{models}");
     server.shutdown().await;

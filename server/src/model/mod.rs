@@ -6,8 +6,11 @@
 //! - [`winprob`]: the core win-probability output for basketball and football.
 //!
 //! Each model is loaded once with a fixed batch of 1 (`into_optimized().into_runnable()`); the
-//! plan is immutable and shared by the shards. A model that fails a check is refused with a
-//! message naming the field, and the server runs without it.
+//! plan is immutable and shared by the shards. Run state (tract's `SimpleState`: op states and
+//! value slots) is kept in a small lock-free pool, so a shard takes one, runs and gives it back
+//! instead of building a fresh state per call; in practice each shard thread keeps reusing one.
+//! A model that fails a check is refused with a message naming the field, and the server runs
+//! without it.
 
 pub mod ratings;
 pub mod registry;
@@ -85,6 +88,8 @@ pub(crate) struct Manifest {
 pub struct Model {
     pub spec: ModelSpec,
     plan: Arc<TypedRunnableModel>,
+    /// Reusable run states; a call takes one (or spawns one when all are busy) and returns it.
+    states: crossbeam_queue::ArrayQueue<TypedSimpleState>,
     latency: metrics::Histogram,
     /// Outcome scoring: predictions scored, Brier and log-loss sums.
     outcomes: parking_lot::Mutex<(u64, f64, f64)>,
@@ -111,11 +116,18 @@ impl Model {
         }
         let started = Instant::now();
         let tensor = Tensor::from_shape(&[1, inputs.len()], inputs).map_err(|_| InferError::BadInput)?;
-        let result = self.plan.run(tvec!(tensor.into())).map_err(|_| InferError::Failed)?;
+        let mut state = match self.states.pop() {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(|_| InferError::Failed)?,
+        };
+        let result = state.run(tvec!(tensor.into()));
+        // A full pool (more concurrent callers than slots) just drops the extra state.
+        let _ = self.states.push(state);
+        let result = result.map_err(|_| InferError::Failed)?;
         let values = result[0].to_plain_array_view::<f32>().map_err(|_| InferError::Failed)?;
-        if values.len() > out.len() {
+        let Some(out) = out.get_mut(..values.len()) else {
             return Err(InferError::OutputTooSmall);
-        }
+        };
         for (o, v) in out.iter_mut().zip(values.iter()) {
             *o = *v;
         }
@@ -157,6 +169,9 @@ impl Model {
         }
     }
 }
+
+/// Run states kept per model: one per shard thread plus plugin callers is plenty.
+const STATE_POOL: usize = 16;
 
 /// Checks and loads one model.
 pub fn load_model(dir: &Path, spec: ModelSpec) -> Result<Model, ModelError> {
@@ -210,5 +225,6 @@ pub fn load_model(dir: &Path, spec: ModelSpec) -> Result<Model, ModelError> {
         ));
     }
     let latency = metrics::histogram!(m::MODEL_INFER_SECONDS, "model" => name.clone());
-    Ok(Model { spec, plan, latency, outcomes: parking_lot::Mutex::new((0, 0.0, 0.0)) })
+    let states = crossbeam_queue::ArrayQueue::new(STATE_POOL);
+    Ok(Model { spec, plan, states, latency, outcomes: parking_lot::Mutex::new((0, 0.0, 0.0)) })
 }

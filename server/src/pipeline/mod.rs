@@ -271,12 +271,13 @@ impl Shard {
                 game.winprob = self.fanout.topic(&topic::game_winprob(&ev.game));
             }
             if let Some(t) = &game.winprob {
-                let p = f64::from(scored.p);
-                let data = serde_json::json!({
-                    "home": (p * 1e4).round() / 1e4, "away": ((1.0 - p) * 1e4).round() / 1e4,
-                    "model": name, "version": scored.active.spec.version,
-                });
-                self.fanout.publish(t, ev.ts, data.to_string().as_bytes());
+                let mut ep = [0f32; 8];
+                let ep = crate::model::winprob::ep_features(&game.state)
+                    .and_then(|f| self.models.infer("nfl_ep", &f, &mut ep).ok())
+                    .map(|_| ep[0]);
+                let version = &scored.active.spec.version;
+                crate::model::winprob::write_payload(&mut self.buf, scored.p, name, version, ep);
+                self.fanout.publish(t, ev.ts, &self.buf);
             }
             game.predictions.record(scored);
             if game.state.status == Status::Ended
