@@ -8,11 +8,14 @@
 //!   subscribers. Publishing, subscribing and resuming all take it, which is what makes
 //!   "snapshot, then every later message, no gap, no duplicate" hold.
 //! - [`outbox`]: the per-session queue the writer task drains.
+//! - `index`: the pattern subscriptions, bucketed by their literal prefix, so a new topic is
+//!   matched only against the patterns that can match it.
 //!
 //! Lock order: `Fanout::patterns` is never held while taking a topic lock from the subscribe
 //! path; topic creation reads `patterns` under the map's shard lock; a topic lock may take
 //! outbox locks, never the reverse.
 
+mod index;
 pub mod outbox;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -28,6 +31,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::FanoutConfig;
 use crate::metrics as m;
+use index::{PatternIndex, PatternSub};
 use outbox::{Item, Outbox};
 
 /// Every `msg` frame starts with these bytes; a snapshot frame swaps them for `{"op":"snapshot"`.
@@ -107,14 +111,6 @@ impl Topic {
     }
 }
 
-#[derive(Debug)]
-struct PatternSub {
-    id: SubId,
-    pattern: Pattern,
-    mode: Mode,
-    outbox: Arc<Outbox>,
-}
-
 /// How a subscription's `since` resumed one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
@@ -131,7 +127,7 @@ pub enum Resume {
 #[derive(Debug)]
 pub struct Fanout {
     topics: DashMap<Arc<str>, Arc<Topic>>,
-    patterns: RwLock<Vec<PatternSub>>,
+    patterns: RwLock<PatternIndex>,
     topic_count: AtomicUsize,
     next_sub: AtomicU64,
     cfg: FanoutConfig,
@@ -141,7 +137,7 @@ impl Fanout {
     pub fn new(cfg: FanoutConfig) -> Arc<Fanout> {
         Arc::new(Fanout {
             topics: DashMap::new(),
-            patterns: RwLock::new(Vec::new()),
+            patterns: RwLock::new(PatternIndex::default()),
             topic_count: AtomicUsize::new(0),
             next_sub: AtomicU64::new(1),
             cfg,
@@ -167,7 +163,7 @@ impl Fanout {
             let bindings = {
                 let patterns = self.patterns.read();
                 let mut bindings: Vec<Binding> = Vec::new();
-                for ps in patterns.iter().filter(|ps| ps.pattern.matches(&name)) {
+                for ps in patterns.matching(&name) {
                     bind(&mut bindings, ps.outbox.clone(), ps.id, ps.mode);
                 }
                 bindings
@@ -234,7 +230,7 @@ impl Fanout {
         // Register first, so a topic created from now on binds itself; the walk below then
         // skips topics that already bound this id.
         let matcher = pattern.clone();
-        self.patterns.write().push(PatternSub { id, pattern, mode, outbox: outbox.clone() });
+        self.patterns.write().insert(PatternSub { id, pattern, mode, outbox: outbox.clone() });
         // A `sub` with any `since` is a resume: a matching topic the client does not list is one
         // created while it was away, so it gets that topic's kept history from the start.
         let resuming = !since.is_empty();
@@ -260,10 +256,7 @@ impl Fanout {
 
     /// Removes a subscription from every topic it is bound to.
     pub fn unsubscribe(&self, id: SubId) {
-        let removed = {
-            let mut patterns = self.patterns.write();
-            patterns.iter().position(|ps| ps.id == id).map(|i| patterns.swap_remove(i))
-        };
+        let removed = self.patterns.write().remove(id);
         let Some(ps) = removed else { return };
         for entry in self.topics.iter() {
             if ps.pattern.matches(entry.key()) {
