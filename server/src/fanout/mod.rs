@@ -46,6 +46,8 @@ pub struct Publication {
     pub ts: i64,
     pub frame: Utf8Bytes,
     data_start: usize,
+    /// When it was published (for the delivery-delay histogram).
+    pub at: std::time::Instant,
 }
 
 /// Shared handle to a publication.
@@ -196,7 +198,14 @@ impl Fanout {
         frame.extend_from_slice(data);
         frame.push(b'}');
         let frame = Utf8Bytes::try_from(frame).unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
-        let p = Arc::new(Publication { topic: topic.name.clone(), seq, ts, frame, data_start });
+        let p = Arc::new(Publication {
+            topic: topic.name.clone(),
+            seq,
+            ts,
+            frame,
+            data_start,
+            at: std::time::Instant::now(),
+        });
         if inner.history.len() >= self.cfg.history_len {
             inner.history.pop_front();
         }

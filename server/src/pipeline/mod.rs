@@ -95,6 +95,7 @@ impl Pipeline {
                 buf: Vec::with_capacity(4096),
                 ttl,
                 latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
+                queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
                 store: store.clone(),
                 ratings: ratings.clone(),
                 plugins: ShardPlugins::new(plugins.clone()),
@@ -199,6 +200,8 @@ struct Shard {
     buf: Vec<u8>,
     ttl: Duration,
     latency: metrics::Histogram,
+    /// Ingest → shard dequeue.
+    queued: metrics::Histogram,
     store: Option<Arc<Store>>,
     ratings: Arc<Ratings>,
     plugins: ShardPlugins,
@@ -227,6 +230,7 @@ impl Shard {
     }
 
     fn handle(&mut self, item: Ingested) {
+        self.queued.record(item.received.elapsed().as_secs_f64());
         let ev = &item.event;
         if !self.games.contains_key(&ev.game) {
             let state = GameState::new(&ev.game, ev.sport());

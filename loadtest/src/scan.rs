@@ -1,0 +1,109 @@
+//! Cheap reading on the subscriber side. At 2M deliveries/s the load generator, which shares
+//! two cores with the server, must not parse every message into a document: it finds each
+//! message's envelope fields by scanning the frame text. Used the same way for every target.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// What one message in a frame was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A `msg` or `snapshot`, with its envelope `ts` (the intended send time, µs).
+    Msg(i64),
+    /// A `lagged` notice with its `dropped` count.
+    Lagged(u64),
+    /// Anything else (`subscribed`, `pong`, ...).
+    Other,
+}
+
+/// The integer after the first `"key":` in `s`, and the rest of `s` after it.
+pub fn int_after<'a>(s: &'a str, key: &str) -> Option<(i64, &'a str)> {
+    let at = s.find(key)? + key.len();
+    let rest = &s[at..];
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    Some((rest[..end].parse().ok()?, &rest[end..]))
+}
+
+/// Calls `f` for every message of a server frame: one message, or a batch (JSON array). The
+/// envelope's `ts` comes before `data` (PROTOCOL.md 2.2), and no `data` the server publishes
+/// contains `{"op":"`, so scanning finds each message's own fields.
+pub fn scan(frame: &str, mut f: impl FnMut(Seen)) {
+    const OP: &str = r#"{"op":""#;
+    let mut rest = frame;
+    while let Some(i) = rest.find(OP) {
+        rest = &rest[i + OP.len()..];
+        if rest.starts_with("msg\"") || rest.starts_with("snapshot\"") {
+            match int_after(rest, r#","ts":"#) {
+                Some((ts, after)) => {
+                    f(Seen::Msg(ts));
+                    rest = after;
+                }
+                None => f(Seen::Other),
+            }
+        } else if rest.starts_with("lagged\"") {
+            let n = int_after(rest, r#""dropped":"#).map_or(0, |(n, _)| n.max(0) as u64);
+            f(Seen::Lagged(n));
+        } else {
+            f(Seen::Other);
+        }
+    }
+}
+
+/// A subscriber on the OpenSports WebSocket protocol (or the floor relay's subset of it) that
+/// hands back raw frames.
+pub struct RawSub {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl RawSub {
+    /// Connects and subscribes `pattern` in `mode` (`all` or `latest`); returns once the server
+    /// answered `subscribed`.
+    pub async fn connect(url: &str, pattern: &str, mode: &str) -> anyhow::Result<RawSub> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let sub = serde_json::json!({"op": "sub", "topics": [pattern], "mode": mode}).to_string();
+        ws.send(Message::text(sub)).await?;
+        let mut raw = RawSub { ws };
+        loop {
+            let frame = raw.next_frame(Duration::from_secs(10)).await?;
+            let frame = frame.ok_or_else(|| anyhow::anyhow!("no `subscribed` within 10 s"))?;
+            anyhow::ensure!(!frame.contains(r#""op":"error""#), "subscribe refused: {frame}");
+            if frame.contains(r#""op":"subscribed""#) {
+                return Ok(raw);
+            }
+        }
+    }
+
+    /// The next text frame, or `None` after `idle` without one or at close.
+    pub async fn next_frame(&mut self, idle: Duration) -> anyhow::Result<Option<Utf8Bytes>> {
+        loop {
+            match tokio::time::timeout(idle, self.ws.next()).await {
+                Err(_) | Ok(None) => return Ok(None),
+                Ok(Some(frame)) => match frame? {
+                    Message::Text(t) => return Ok(Some(t)),
+                    Message::Close(_) => return Ok(None),
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_every_message_of_a_batch_and_its_envelope_ts() {
+        let batch = r#"[{"op":"msg","topic":"game/a/state","seq":1,"ts":17,"data":{"ts":99,"x":[1]}},{"op":"snapshot","topic":"b","seq":4,"ts":-3,"data":{}},{"op":"lagged","dropped":12},{"op":"pong"}]"#;
+        let mut seen = Vec::new();
+        scan(batch, |s| seen.push(s));
+        assert_eq!(seen, vec![Seen::Msg(17), Seen::Msg(-3), Seen::Lagged(12), Seen::Other]);
+        let mut one = Vec::new();
+        scan(r#"{"op":"msg","topic":"t","seq":2,"ts":5,"data":null}"#, |s| one.push(s));
+        assert_eq!(one, vec![Seen::Msg(5)]);
+    }
+}
