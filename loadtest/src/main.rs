@@ -8,13 +8,14 @@
 //! every seventh one game's topic. Events sent during the warm-up are not in the histogram.
 //!
 //! The server runs in this process (`opensports_server::start` on 127.0.0.1, a temporary data
-//! dir, the durable log on), so CPU% and RSS below are server and load generator together.
-//! `--baseline floor` runs the same scenario against a naive relay (`floor.rs`) in the same run
-//! and prints ours / floor ratios. Not built yet (issue 7): the NATS baseline, the `burst` and
-//! `slow-consumers` presets, per-stage latencies, the plot.
+//! dir, the durable log on; no plugins or models except in `full`), so CPU% and RSS are server
+//! and load generator together; its stage histograms are read from the in-process recorder.
+//! `--baseline floor|nats|both` runs the same scenario against a naive relay (`floor.rs`) and/or
+//! nats-server with WebSocket subscribers (`nats.rs`, its CPU and RSS measured apart) in the
+//! same run and prints ours / baseline ratios. Not built: a latency plot.
 //!
 //! ```sh
-//! cargo run --release -p opensports-loadtest -- --preset light
+//! cargo run --release -p opensports-loadtest -- --preset relay --baseline both
 //! cargo run -p opensports-loadtest -- --preset smoke --check   # CI: delivered == sent, no timings
 //! ```
 
@@ -112,6 +113,7 @@ enum Kind {
     Latest,
     OneGame,
     /// `all` mode, reading one message per 2 ms (slow-consumers); not in the latency figures.
+    /// It falls behind, gets `lagged`, and must not slow anyone else.
     Slow,
 }
 
@@ -337,20 +339,23 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                 let publishing = publishing.clone();
                 tokio::spawn(async move {
                     while r.received + r.lagged < expected {
-                        if kind == Kind::Slow {
-                            // Reads one frame per 2 ms until publishing ends, then stops.
-                            if !publishing.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        // Slow consumers stop when publishing ends.
+                        if kind == Kind::Slow && !publishing.load(Ordering::Relaxed) {
+                            break;
                         }
                         // Latest-mode subscribers see fewer messages by design: idle means done.
                         let Ok(Some(frame)) = sub.next_frame(idle).await else { break };
+                        let before = r.received;
                         scan::scan(&frame, |seen| match seen {
                             scan::Seen::Msg(ts) => record(&mut r, ts),
                             scan::Seen::Lagged(n) => r.lagged += n,
                             scan::Seen::Other => {}
                         });
+                        if kind == Kind::Slow {
+                            // 2 ms per message read: 500 messages/s, a tenth of the preset's rate.
+                            let read = (r.received - before).min(500);
+                            tokio::time::sleep(Duration::from_millis(2 * read)).await;
+                        }
                     }
                     r
                 })
