@@ -128,9 +128,7 @@ struct SubResult {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::new(&args);
-    let (rep, stages) = run_ours(&plan).await?;
-    let Outcome { sent, acked, results, .. } = rep.1;
-    let rep = rep.0;
+    let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages } = run_ours(&plan).await?;
     rep.print();
     report::print_stages(&stages);
     if args.json {
@@ -138,10 +136,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if plan.slow_every.is_some() {
         let control = Plan { slow_every: None, ..plan.clone() };
-        let (base, _) = run_ours(&control).await?;
+        let base = run_ours(&control).await?.report;
         println!("\ncontrol: the same run without slow consumers");
-        base.0.print();
-        println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base.0));
+        base.print();
+        println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base));
     }
     for name in baselines(&args.baseline) {
         let b = baseline(name, &plan).await?;
@@ -221,11 +219,16 @@ impl Plan {
     }
 }
 
-/// Runs the plan against an OpenSports server in this process; returns its report, outcome
-/// and the server's stage histograms.
-async fn run_ours(
-    plan: &Plan,
-) -> anyhow::Result<((report::Report, Outcome), Vec<(&'static str, u64, f64, f64)>)> {
+/// One run against OpenSports.
+struct Run {
+    report: report::Report,
+    outcome: Outcome,
+    /// The server's stage histograms (`report::stages`).
+    stages: Vec<(&'static str, u64, f64, f64)>,
+}
+
+/// Runs the plan against an OpenSports server in this process.
+async fn run_ours(plan: &Plan) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let mut config = opensports_server::Config::default();
     config.server.data_dir = dir.path().to_path_buf();
@@ -254,8 +257,8 @@ async fn run_ours(
     let cpu = cpu0.since();
     let stages = report::stages(&opensports_server::metrics::install().render());
     server.shutdown().await;
-    let rep = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
-    Ok(((rep, out), stages))
+    let report = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
+    Ok(Run { report, outcome: out, stages })
 }
 
 fn baselines(arg: &str) -> Vec<&'static str> {
@@ -304,8 +307,8 @@ async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<report::Report> {
 async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     // Subscribers first, so they see every publication.
     let per_pub = plan.per_pub;
-    let started_us = now_us();
-    let measure_from = started_us + (plan.warmup * 1e6) as i64;
+    // Set when publishing starts (after every subscriber is connected): the end of the warm-up.
+    let measure_from = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
     let expected_per_all = per_pub * plan.publishers as u64;
     let publishing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut readers = Vec::new();
@@ -322,9 +325,10 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
         let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
         let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0 };
         let idle = Duration::from_secs(5);
+        let measure_from = measure_from.clone();
         let record = move |r: &mut SubResult, ts: i64| {
             r.received += 1;
-            if ts >= measure_from {
+            if ts >= measure_from.load(Ordering::Relaxed) {
                 r.hist.saturating_record((now_us() - ts).max(1) as u64);
             }
         };
@@ -364,7 +368,6 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                 // NATS has no latest mode: those subscribers take every message too.
                 let subject = if kind == Kind::OneGame { "game.lt-0.state" } else { "game.*.state" };
                 let mut sub = nats::Sub::connect(ws_url, subject).await?;
-                let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
                 tokio::spawn(async move {
                     while r.received < expected {
                         match sub.next_payload(idle).await {
@@ -386,7 +389,9 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
 
     // Publishers: open loop, paced by one thread (tokio's timer ticks in whole milliseconds).
     let start = tokio::time::Instant::now();
-    let (pacer, lanes) = pace(plan.publishers, plan.offsets.clone());
+    let start_us = now_us();
+    measure_from.store(start_us + (plan.warmup * 1e6) as i64, Ordering::Relaxed);
+    let (pacer, lanes) = pace(plan.publishers, plan.offsets.clone(), start_us);
     let mut writers = Vec::new();
     for (p, mut due) in lanes.into_iter().enumerate() {
         let game = format!("lt-{p}");
@@ -437,19 +442,20 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     Ok(Outcome { sent, acked, publish_secs, results })
 }
 
-/// The open-loop schedule: event k of all (publisher `k % publishers`, its event `k / publishers`)
-/// is due at `start + offsets[k]` (`k / rate` at a constant rate). One thread sleeps until each is due (hrtimer precision, tens of
-/// µs) and hands `(i, intended send time in µs)` to that publisher's lane; a publisher that is
-/// behind finds several queued and sends them at once, each keeping its intended time.
+/// The open-loop schedule: event k of all (publisher `k % publishers`, its event
+/// `k / publishers`) is due `offsets[k]` seconds after `start_us` (`k / rate` at a constant
+/// rate). One thread sleeps until each is due (hrtimer precision, tens of µs) and hands
+/// `(i, intended send time in µs)` to that publisher's lane; a publisher that is behind finds
+/// several queued and sends them at once, each keeping its intended time.
 fn pace(
     publishers: usize,
     offsets: Arc<Vec<f64>>,
+    start_us: i64,
 ) -> (std::thread::JoinHandle<()>, Vec<tokio::sync::mpsc::UnboundedReceiver<(u64, i64)>>) {
     let (txs, rxs): (Vec<_>, Vec<_>) =
         (0..publishers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     let pacer = std::thread::spawn(move || {
         let start = std::time::Instant::now();
-        let start_us = now_us();
         for (k, &at) in offsets.iter().enumerate() {
             let k = k as u64;
             let offset = Duration::from_secs_f64(at);

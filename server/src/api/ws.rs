@@ -237,13 +237,13 @@ async fn write_loop(
         for item in items.drain(..) {
             match item {
                 Item::Msg(p) => {
-                    oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
                     if let Some(&seen) = resynced.get(&p.topic) {
                         if p.seq <= seen {
                             continue;
                         }
                         resynced.remove(&p.topic);
                     }
+                    oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
                     frames.push(p.frame.clone());
                 }
                 Item::Snapshot(p) => frames.push(p.snapshot_frame()),
