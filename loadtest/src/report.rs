@@ -84,7 +84,7 @@ pub struct Report {
     publish_secs: f64,
     hist: Histogram<u64>,
     cpu: CpuUse,
-    /// CPU and RSS of a server running in its own process (the NATS baseline).
+    /// CPU and RSS of the server process (every target runs in its own).
     pub server_process: Option<CpuUse>,
 }
 
@@ -111,6 +111,11 @@ impl Report {
             cpu,
             server_process: None,
         }
+    }
+
+    /// Latency (µs, intended send -> receipt) merged over the measured subscribers.
+    pub fn hist(&self) -> &Histogram<u64> {
+        &self.hist
     }
 
     fn ms(&self, q: f64) -> f64 {
@@ -170,7 +175,7 @@ impl Report {
     }
 }
 
-/// The server's stage histograms (Prometheus text from its in-process recorder), as
+/// The server's stage histograms (Prometheus text from its `/metrics`), as
 /// `(stage, count, p50, p99)` in ms, each quantile the upper bound of its bucket.
 pub fn stages(prometheus: &str) -> Vec<(&'static str, u64, f64, f64)> {
     const STAGES: [(&str, &str); 5] = [
