@@ -72,10 +72,19 @@ async fn server_outputs_equal_the_offline_run_and_boxscore_matches_the_score() {
             None => panic!("got {} of {} outputs", got.len(), want.len()),
         }
     }
-    for (w, g) in want.iter().zip(&got) {
+    // Order is per topic (PROTOCOL.md 2.2): compare each topic's sequence of outputs.
+    let mut by_topic: std::collections::BTreeMap<String, (Vec<serde_json::Value>, Vec<serde_json::Value>)> =
+        Default::default();
+    for w in &want {
         let w: serde_json::Value = serde_json::from_str(w).unwrap();
-        assert_eq!(w["topic"], g.topic.as_str());
-        assert_eq!(w["data"], g.data, "server and offline runs agree on {}", g.topic);
+        let topic = w["topic"].as_str().unwrap().to_string();
+        by_topic.entry(topic).or_default().0.push(w["data"].clone());
+    }
+    for g in &got {
+        by_topic.entry(g.topic.clone()).or_default().1.push(g.data.clone());
+    }
+    for (topic, (w, g)) in &by_topic {
+        assert_eq!(w, g, "server and offline runs agree on {topic}");
     }
     // The box score adds up to the game's score.
     let (_, body) = server.get(&format!("/v1/games/{game}")).await;

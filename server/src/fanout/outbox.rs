@@ -59,8 +59,11 @@ impl Outbox {
         Arc::new(Outbox { state: Mutex::new(State::default()), notify: Notify::new(), queue_cap })
     }
 
-    /// Delivers one publication. Never blocks beyond the short mutex.
-    pub fn push_pub(&self, p: &Pub, mode: Mode) {
+    /// Delivers publications of one topic, in seq order, under one lock and with one wake-up
+    /// (a shard hands over everything it published in one drain of its queue). Never blocks
+    /// beyond the short mutex.
+    pub fn push_pubs(&self, pubs: &[Pub], mode: Mode) {
+        let Some(last) = pubs.last() else { return };
         {
             let mut s = self.state.lock();
             if s.closed {
@@ -68,15 +71,18 @@ impl Outbox {
             }
             match mode {
                 Mode::All => {
-                    if s.queue.len() >= self.queue_cap {
-                        overflow(&mut s, p);
-                    } else {
-                        s.queue.push_back(Item::Msg(p.clone()));
+                    for p in pubs {
+                        if s.queue.len() >= self.queue_cap {
+                            overflow(&mut s, p);
+                        } else {
+                            s.queue.push_back(Item::Msg(p.clone()));
+                        }
                     }
                 }
+                // Only the newest matters.
                 Mode::Latest => {
-                    if s.latest.insert(p.topic.clone(), p.clone()).is_none() {
-                        s.latest_order.push_back(p.topic.clone());
+                    if s.latest.insert(last.topic.clone(), last.clone()).is_none() {
+                        s.latest_order.push_back(last.topic.clone());
                     }
                 }
             }

@@ -139,3 +139,37 @@ fn max_topics_is_enforced() {
     f.remove_topic("a");
     assert!(f.topic("c").is_some());
 }
+
+#[test]
+fn a_batch_publishes_each_topic_in_order_with_one_push_per_subscriber() {
+    let f = Fanout::new(cfg(8, 4));
+    let (a, b) = (f.topic("game/a/state").unwrap(), f.topic("game/b/state").unwrap());
+    let (all, latest, small) = (Outbox::new(64), Outbox::new(64), Outbox::new(2));
+    let pattern = Pattern::parse("game/+/state").unwrap();
+    f.subscribe(&all, pattern.clone(), Mode::All, &BTreeMap::new());
+    f.subscribe(&latest, pattern.clone(), Mode::Latest, &BTreeMap::new());
+    f.subscribe(&small, Pattern::parse("game/a/state").unwrap(), Mode::All, &BTreeMap::new());
+    let mut batch = Batch::default();
+    let mut scratch = b"1".to_vec();
+    batch.push(&a, 1, &scratch);
+    scratch[0] = b'2';
+    batch.push(&b, 2, &scratch);
+    batch.push(&a, 3, b"3");
+    batch.push(&a, 4, b"4");
+    assert_eq!(batch.len(), 4);
+    f.publish_batch(&mut batch);
+    assert!(batch.is_empty());
+    let got = drain(&all);
+    let of = |topic: &str| got.iter().filter(|m| m.contains(topic)).cloned().collect::<Vec<_>>();
+    assert_eq!(of("game/a/"), ["msg game/a/state 1", "msg game/a/state 2", "msg game/a/state 3"]);
+    assert_eq!(of("game/b/"), ["msg game/b/state 1"]);
+    // Payloads are the staged bytes, not the caller's reused buffer.
+    let data: Vec<String> = [&a, &b].iter().map(|t| t.latest().unwrap().data().to_string()).collect();
+    assert_eq!(data, ["4", "2"]);
+    // `latest` mode keeps only each topic's newest.
+    let mut newest = drain(&latest);
+    newest.sort();
+    assert_eq!(newest, ["msg game/a/state 3", "msg game/b/state 1"]);
+    // A queue too small for the batch overflows the same way as one message at a time.
+    assert_eq!(drain(&small)[0], "lagged");
+}

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
 
 use crate::config::Config;
-use crate::fanout::{Fanout, Topic};
+use crate::fanout::{Batch, Fanout, Topic};
 use crate::metrics as m;
 use crate::model::ModelRegistry;
 use crate::model::ratings::Ratings;
@@ -101,6 +101,7 @@ impl Pipeline {
                 plugins: ShardPlugins::new(plugins.clone()),
                 models: models.clone(),
                 max_history: config.plugins.max_history_events,
+                batch: Batch::default(),
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
@@ -207,15 +208,26 @@ struct Shard {
     plugins: ShardPlugins,
     models: Arc<ModelRegistry>,
     max_history: usize,
+    /// Publications made while draining the queue, published together (see [`MAX_BATCH`]).
+    batch: Batch,
 }
+
+/// Most publications a shard stages before publishing them. It publishes as soon as its queue
+/// is empty, so at light load every event goes out alone and at once; under load one push per
+/// subscriber carries up to this many messages.
+const MAX_BATCH: usize = 64;
 
 impl Shard {
     fn run(mut self) {
         let mut last_sweep = Instant::now();
         loop {
+            if self.batch.len() >= MAX_BATCH || self.rx.is_empty() {
+                self.fanout.publish_batch(&mut self.batch);
+            }
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
                 Ok(ShardMsg::Barrier(done)) => {
+                    self.fanout.publish_batch(&mut self.batch);
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -224,9 +236,11 @@ impl Shard {
             self.index.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
+                self.fanout.publish_batch(&mut self.batch);
                 self.evict_ended();
             }
         }
+        self.fanout.publish_batch(&mut self.batch);
     }
 
     fn handle(&mut self, item: Ingested) {
@@ -257,9 +271,7 @@ impl Shard {
         if let Some(t) = &game.topic {
             self.buf.clear();
             match serde_json::to_writer(&mut self.buf, &game.state) {
-                Ok(()) => {
-                    self.fanout.publish(t, ev.ts, &self.buf);
-                }
+                Ok(()) => self.batch.push(t, ev.ts, &self.buf),
                 Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
             }
         }
@@ -281,7 +293,7 @@ impl Shard {
                     .map(|_| ep[0]);
                 let version = &scored.active.spec.version;
                 crate::model::winprob::write_payload(&mut self.buf, scored.p, name, version, ep);
-                self.fanout.publish(t, ev.ts, &self.buf);
+                self.batch.push(t, ev.ts, &self.buf);
             }
             game.predictions.record(scored);
             if game.state.status == Status::Ended
@@ -328,7 +340,7 @@ impl Shard {
         // The event joins the history only after the plugins ran: a rebuild during this call
         // must not replay it.
         self.plugins.sync(&Games(&self.games));
-        let fanout = &self.fanout;
+        let (fanout, batch) = (&self.fanout, &mut self.batch);
         let mut topic = String::new();
         self.plugins.on_event(
             &ev.game,
@@ -345,7 +357,7 @@ impl Shard {
                 topic.push('/');
                 topic.push_str(&emit.name);
                 if let Some(t) = fanout.topic(&topic) {
-                    fanout.publish(&t, ev.ts, &emit.payload);
+                    batch.push(&t, ev.ts, &emit.payload);
                 }
             },
         );
