@@ -334,7 +334,7 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
         };
         let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
         let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0 };
-        let idle = Duration::from_secs(5);
+        let (idle, settle) = (Duration::from_secs(5), Duration::from_millis(500));
         let measure_from = measure_from.clone();
         let record = move |r: &mut SubResult, ts: i64| {
             r.received += 1;
@@ -357,7 +357,9 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                         if kind == Kind::Slow && !publishing.load(Ordering::Relaxed) {
                             break;
                         }
-                        // Latest-mode subscribers see fewer messages by design: idle means done.
+                        // Latest-mode subscribers see fewer messages by design: idle means done
+                        // (soon once publishing has ended, so CPU% covers the run, not a wait).
+                        let idle = if publishing.load(Ordering::Relaxed) { idle } else { settle };
                         let Ok(Some(frame)) = sub.next_frame(idle).await else { break };
                         let before = r.received;
                         scan::scan(&frame, |seen| match seen {

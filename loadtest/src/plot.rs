@@ -85,10 +85,12 @@ fn percentile_label(x: f64) -> String {
     format!("{q:.digits$}%")
 }
 
-/// Two significant digits: 0.034, 0.56, 7.8, 120.
+/// Two significant digits: 0.034, 0.56, 7.8, 120, 63000.
 fn significant(v: f64) -> String {
-    let digits = (1.0 - v.log10().floor()).max(0.0) as usize;
-    format!("{v:.digits$}")
+    let magnitude = v.log10().floor();
+    let digits = (1.0 - magnitude).max(0.0) as usize;
+    let step = 10f64.powf(magnitude - 1.0);
+    format!("{:.digits$}", (v / step).round() * step)
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -105,8 +107,14 @@ mod tests {
         assert_eq!(percentile_label(2.0), "99%");
         assert_eq!(percentile_label(3.0), "99.9%");
         assert_eq!(
-            (significant(0.0342), significant(0.56), significant(7.81), significant(123.0)),
-            ("0.034".into(), "0.56".into(), "7.8".into(), "123".into())
+            (
+                significant(0.0342),
+                significant(0.56),
+                significant(7.81),
+                significant(123.0),
+                significant(63096.0)
+            ),
+            ("0.034".into(), "0.56".into(), "7.8".into(), "120".into(), "63000".into())
         );
         let mut h = crate::report::histogram();
         for v in 1..=10_000u64 {

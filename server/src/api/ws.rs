@@ -207,15 +207,16 @@ impl Subscriptions {
 }
 
 /// Drains the outbox and writes. One pending message goes out as its shared frame; several go
-/// out as JSON-array batch frames of at most `max_batch_bytes`, all fed and then flushed once.
+/// out as JSON-array batch frames of at most `max_batch_bytes`, copied once into the batch, all
+/// fed and then flushed once.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<Ws, Message>,
     outbox: Arc<Outbox>,
     fanout: Arc<Fanout>,
 ) {
     let max_batch = fanout.config().max_batch_bytes;
-    let mut items = Vec::new();
-    let mut frames: Vec<Utf8Bytes> = Vec::new();
+    // Drained items, then the same turned into what goes out: only `Msg` and `Frame`.
+    let (mut items, mut out) = (Vec::new(), Vec::new());
     // After a `lagged` notice: topic → seq of the snapshot sent, to skip older queued messages.
     let mut resynced: HashMap<Arc<str>, u64> = HashMap::new();
     let sent_messages = metrics::counter!(m::WS_MESSAGES_SENT_TOTAL);
@@ -232,7 +233,7 @@ async fn write_loop(
             outbox.wait().await;
             continue;
         }
-        frames.clear();
+        out.clear();
         let mut oldest: Option<std::time::Instant> = None;
         for item in items.drain(..) {
             match item {
@@ -244,30 +245,32 @@ async fn write_loop(
                         resynced.remove(&p.topic);
                     }
                     oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
-                    frames.push(p.frame.clone());
+                    out.push(Item::Msg(p));
                 }
-                Item::Snapshot(p) => frames.push(p.snapshot_frame()),
-                Item::Frame(f) => frames.push(f),
+                Item::Snapshot(p) => out.push(Item::Frame(p.snapshot_frame())),
+                frame @ Item::Frame(_) => out.push(frame),
                 Item::Lagged => {
                     let (dropped, topics) = outbox.take_lag();
                     metrics::counter!(m::FANOUT_LAGGED_TOTAL).increment(1);
-                    frames.push(Utf8Bytes::from(format!(r#"{{"op":"lagged","dropped":{dropped}}}"#)));
+                    out.push(Item::Frame(Utf8Bytes::from(format!(
+                        r#"{{"op":"lagged","dropped":{dropped}}}"#
+                    ))));
                     for t in topics {
                         if let Some(p) = fanout.latest(&t) {
                             resynced.insert(t, p.seq);
-                            frames.push(p.snapshot_frame());
+                            out.push(Item::Frame(p.snapshot_frame()));
                         }
                     }
                 }
             }
         }
-        sent_messages.increment(frames.len() as u64);
+        sent_messages.increment(out.len() as u64);
         // Group consecutive frames into batches of at most `max_batch` bytes.
         let (mut first, mut size) = (0, 0);
-        for i in 0..frames.len() {
-            let len = frames[i].len() + 1;
+        for i in 0..out.len() {
+            let len = frame_text(&out[i]).len() + 1;
             if i > first && size + len + 1 > max_batch {
-                if sink.feed(batch_message(&frames[first..i])).await.is_err() {
+                if sink.feed(batch_message(&out[first..i])).await.is_err() {
                     return outbox.close();
                 }
                 sent_frames.increment(1);
@@ -275,7 +278,7 @@ async fn write_loop(
             }
             size += len;
         }
-        if sink.feed(batch_message(&frames[first..])).await.is_err() || sink.flush().await.is_err() {
+        if sink.feed(batch_message(&out[first..])).await.is_err() || sink.flush().await.is_err() {
             return outbox.close();
         }
         sent_frames.increment(1);
@@ -285,15 +288,26 @@ async fn write_loop(
     }
 }
 
-/// One message alone is its shared frame (no copy); several become a JSON array.
-fn batch_message(group: &[Utf8Bytes]) -> Message {
-    if let [one] = group {
-        return Message::Text(one.clone());
+/// The text an outgoing item is sent as (`Msg` and `Frame`; the writer resolves the others).
+fn frame_text(item: &Item) -> &str {
+    match item {
+        Item::Msg(p) => p.frame.as_str(),
+        Item::Frame(f) => f.as_str(),
+        Item::Snapshot(_) | Item::Lagged => "",
     }
-    let mut text = String::with_capacity(group.iter().map(|f| f.len() + 1).sum::<usize>() + 1);
-    for f in group {
+}
+
+/// One message alone is its shared frame (no copy); several become a JSON array.
+fn batch_message(group: &[Item]) -> Message {
+    match group {
+        [Item::Msg(p)] => return Message::Text(p.frame.clone()),
+        [Item::Frame(f)] => return Message::Text(f.clone()),
+        _ => {}
+    }
+    let mut text = String::with_capacity(group.iter().map(|i| frame_text(i).len() + 1).sum::<usize>() + 1);
+    for item in group {
         text.push(if text.is_empty() { '[' } else { ',' });
-        text.push_str(f);
+        text.push_str(frame_text(item));
     }
     text.push(']');
     Message::Text(Utf8Bytes::from(text))
@@ -305,15 +319,15 @@ mod tests {
 
     #[test]
     fn one_message_goes_alone_several_go_as_an_ordered_array() {
-        let frames: Vec<Utf8Bytes> = (1..=3)
+        let frames: Vec<Item> = (1..=3)
             .map(|i| {
-                Utf8Bytes::from(format!(
+                Item::Frame(Utf8Bytes::from(format!(
                     r#"{{"op":"msg","topic":"t","seq":{i},"ts":0,"data":{{"a":[1,2]}}}}"#
-                ))
+                )))
             })
             .collect();
         let Message::Text(one) = batch_message(&frames[..1]) else { panic!() };
-        assert_eq!(one, frames[0], "a single message is the shared frame itself");
+        assert_eq!(one.as_str(), frame_text(&frames[0]), "a single message is the shared frame itself");
         let Message::Text(all) = batch_message(&frames) else { panic!() };
         let parsed = opensports_proto::ws::parse_server_frame(&all).unwrap();
         let seqs: Vec<u64> = parsed
