@@ -198,7 +198,8 @@ pub struct PluginsConfig {
     /// (default: the file name, `_` → `-`) and optional `config` (a table handed to the
     /// plugin's `init` as JSON). Default: none.
     pub load: Vec<PluginEntry>,
-    /// Wall-clock deadline per event per plugin, microseconds. Default 1000.
+    /// CPU-time deadline per event per plugin on its shard thread, microseconds (a call is also
+    /// cut after 100 times this in wall-clock time). Default 1000.
     pub deadline_us: u64,
     /// Linear memory cap per plugin instance, MiB. Default 16.
     pub memory_mib: usize,

@@ -47,6 +47,8 @@ pub struct HostState {
     /// Set when the limiter refused a memory growth: a trap after it is a `Memory` failure.
     pub memory_denied: bool,
     pub logs: u32,
+    /// The running call's clock, for the deadline callback.
+    pub clock: super::deadline::CallClock,
 }
 
 impl HostState {
@@ -59,6 +61,7 @@ impl HostState {
             bad_output: None,
             memory_denied: false,
             logs: 0,
+            clock: super::deadline::CallClock::start(std::time::Duration::ZERO),
         }
     }
 

@@ -7,7 +7,8 @@ use wasmtime::{Memory, Store, Trap, TypedFunc};
 use crate::model::ModelRegistry;
 
 use super::PluginError;
-use super::engine::{Compiled, engine};
+use super::deadline::CallClock;
+use super::engine::{Compiled, TICK, engine};
 use super::host::{Emit, HostState, Limits};
 
 /// ABI version this host speaks.
@@ -40,6 +41,14 @@ fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
     }
 }
 
+/// Starts a call's deadline: `ticks` epoch ticks of wall clock before the first look, and as
+/// much CPU time on this thread (`deadline.rs`).
+fn arm(store: &mut Store<HostState>, ticks: u64) {
+    let budget = TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+    store.data_mut().clock = CallClock::start(budget);
+    store.set_epoch_deadline(ticks);
+}
+
 impl Instance {
     /// Instantiates from the cached `InstancePre`, checks the ABI version and runs `init` with
     /// the plugin's config (JSON).
@@ -52,9 +61,9 @@ impl Instance {
     ) -> Result<Instance, PluginError> {
         let mut store = Store::new(engine(), HostState::new(c.name.clone(), limits, models.clone()));
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|ctx| Ok(ctx.data().clock.on_deadline()));
         // Instantiation and init get a more generous deadline than an event.
-        store.set_epoch_deadline(deadline_ticks.saturating_mul(20));
+        arm(&mut store, deadline_ticks.saturating_mul(20));
         let inst = match c.pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => return Err(classify(e, store.data())),
@@ -127,7 +136,7 @@ impl Instance {
     /// [`Instance::call`] with a deadline of `ticks` epoch ticks instead of the configured one.
     pub fn call_with_deadline(&mut self, event: &[u8], ticks: u64) -> Result<Vec<Emit>, PluginError> {
         self.store.data_mut().reset();
-        self.store.set_epoch_deadline(ticks);
+        arm(&mut self.store, ticks);
         let (ptr, len) = self.write(event)?;
         let status = match self.on_event.call(&mut self.store, (ptr, len)) {
             Ok(s) => s,
@@ -147,7 +156,7 @@ impl Instance {
     pub fn forget(&mut self, game: &str) {
         let Some(f) = self.forget.clone() else { return };
         if let Ok((ptr, len)) = self.write(game.as_bytes()) {
-            self.store.set_epoch_deadline(self.deadline_ticks);
+            arm(&mut self.store, self.deadline_ticks);
             let _ = f.call(&mut self.store, (ptr, len));
         }
     }
