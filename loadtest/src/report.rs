@@ -85,11 +85,19 @@ pub struct Report {
     hist: Histogram<u64>,
     cpu: CpuUse,
     /// CPU and RSS of the server process (every target runs in its own).
-    pub server_process: Option<CpuUse>,
+    server: CpuUse,
 }
 
 impl Report {
-    pub fn new(preset: &str, rate: f64, subscribers: usize, out: &Outcome, cpu: CpuUse) -> Report {
+    /// `cpu` is the load generator's, `server` the server process's.
+    pub fn new(
+        preset: &str,
+        rate: f64,
+        subscribers: usize,
+        out: &Outcome,
+        cpu: CpuUse,
+        server: CpuUse,
+    ) -> Report {
         let Outcome { sent, acked, publish_secs, ref results } = *out;
         let mut hist = histogram();
         // Slow consumers are the disturbance, not the measurement.
@@ -109,7 +117,7 @@ impl Report {
             publish_secs,
             hist,
             cpu,
-            server_process: None,
+            server,
         }
     }
 
@@ -135,16 +143,10 @@ impl Report {
             self.ms(0.999),
             self.hist.max() as f64 / 1000.0
         );
-        match self.server_process {
-            Some(server) => println!(
-                "server process CPU {:.0}%, RSS peak {:.0} MiB; load generator CPU {:.0}%, RSS peak {:.0} MiB",
-                server.percent, server.rss_peak_mib, self.cpu.percent, self.cpu.rss_peak_mib
-            ),
-            None => println!(
-                "process CPU {:.0}% (server and load generator), RSS peak {:.0} MiB",
-                self.cpu.percent, self.cpu.rss_peak_mib
-            ),
-        }
+        println!(
+            "server process CPU {:.0}%, RSS peak {:.0} MiB; load generator CPU {:.0}%, RSS peak {:.0} MiB",
+            self.server.percent, self.server.rss_peak_mib, self.cpu.percent, self.cpu.rss_peak_mib
+        );
     }
 
     /// `p50 x0.93, p99 x1.40, ...`: this report over `base`.
@@ -169,7 +171,7 @@ impl Report {
             "latency_ms": {"p50": self.ms(0.5), "p90": self.ms(0.9), "p99": self.ms(0.99), "p999": self.ms(0.999),
                            "max": self.hist.max() as f64 / 1000.0},
             "cpu_percent": self.cpu.percent, "rss_peak_mib": self.cpu.rss_peak_mib,
-            "server_process": self.server_process.map(|s| serde_json::json!({"cpu_percent": s.percent, "rss_peak_mib": s.rss_peak_mib})),
+            "server_process": {"cpu_percent": self.server.percent, "rss_peak_mib": self.server.rss_peak_mib},
         })
         .to_string()
     }

@@ -102,6 +102,7 @@ impl Pipeline {
                 models: models.clone(),
                 max_history: config.plugins.max_history_events,
                 batch: Batch::default(),
+                staged: Vec::with_capacity(MAX_BATCH),
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
@@ -210,6 +211,9 @@ struct Shard {
     max_history: usize,
     /// Publications made while draining the queue, published together (see [`MAX_BATCH`]).
     batch: Batch,
+    /// Ingest times of the events whose publications are in `batch`: their latency is taken
+    /// when the batch goes out.
+    staged: Vec<Instant>,
 }
 
 /// Most publications a shard stages before publishing them. It publishes as soon as its queue
@@ -222,12 +226,12 @@ impl Shard {
         let mut last_sweep = Instant::now();
         loop {
             if self.batch.len() >= MAX_BATCH || self.rx.is_empty() {
-                self.fanout.publish_batch(&mut self.batch);
+                self.publish();
             }
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
                 Ok(ShardMsg::Barrier(done)) => {
-                    self.fanout.publish_batch(&mut self.batch);
+                    self.publish();
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -236,11 +240,19 @@ impl Shard {
             self.index.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
-                self.fanout.publish_batch(&mut self.batch);
+                self.publish();
                 self.evict_ended();
             }
         }
+        self.publish();
+    }
+
+    /// Publishes what is staged and records each staged event's ingest → published latency.
+    fn publish(&mut self) {
         self.fanout.publish_batch(&mut self.batch);
+        for received in self.staged.drain(..) {
+            self.latency.record(received.elapsed().as_secs_f64());
+        }
     }
 
     fn handle(&mut self, item: Ingested) {
@@ -302,7 +314,7 @@ impl Shard {
                 game.predictions.settle(score.home > score.away);
             }
         }
-        self.latency.record(item.received.elapsed().as_secs_f64());
+        self.staged.push(item.received);
         if game.summary.as_ref().is_none_or(|s| !game.state.summary_matches(s)) {
             let summary = game.state.summary();
             game.summary = Some(summary.clone());

@@ -404,10 +404,10 @@ impl ShardPlugins {
             let started = Instant::now();
             let mut result = inst.call(event);
             if result == Err(PluginError::Deadline) {
-                // The deadline is wall-clock, so it also fires when the host preempts this
-                // thread (a busy 2-core box does). Retry once, on a rebuilt instance (a trap
-                // leaves the guest mid-update) with RETRY_FACTOR times the deadline; only a
-                // second miss is the plugin's failure.
+                // The deadline counts this thread's CPU time (`deadline.rs`), so preemption
+                // alone no longer trips it; a call near its budget still may. Retry once, on a
+                // rebuilt instance (a trap leaves the guest mid-update) with RETRY_FACTOR times
+                // the deadline; only a second miss is the plugin's failure.
                 metrics::counter!(m::PLUGIN_DEADLINE_RETRIES_TOTAL, "plugin" => slot.info.name.to_string())
                     .increment(1);
                 slot.instance = build(&self.set, slot, history);
