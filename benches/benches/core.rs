@@ -29,8 +29,7 @@ use opensports_server::fanout::Fanout;
 use opensports_server::fanout::outbox::Outbox;
 use opensports_server::pipeline::state::GameState;
 use opensports_server::sim;
-use opensports_server::store::writer::WriteMsg;
-use opensports_server::store::{AckSink, Store};
+use opensports_server::store::{AckSink, Queued, Store};
 
 fn events(sport: Sport) -> Vec<Event> {
     sim::generate(sport, 1, 0).events.into_iter().map(|t| t.event).collect()
@@ -157,13 +156,12 @@ fn group_commit(c: &mut Criterion) {
             |before| {
                 for i in 0..1_000 {
                     seq += 1;
-                    store.send_blocking(WriteMsg::Append {
-                        game: "bench".to_string(),
-                        seq,
-                        sport: "basketball",
-                        bytes: archived[i % archived.len()].clone(),
-                        ack: ack.clone(),
-                    });
+                    let bytes = &archived[i % archived.len()];
+                    while store.try_append("bench", seq, "basketball", bytes, &ack).expect("writer")
+                        == Queued::Full
+                    {
+                        std::thread::yield_now();
+                    }
                 }
                 while count.0.load(Ordering::Acquire) < before + 1_000 {
                     std::thread::yield_now();

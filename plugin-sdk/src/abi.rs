@@ -1,29 +1,22 @@
 //! ABI v1 glue: what [`crate::export_plugin!`] expands to. Plugin authors do not call this.
 //!
-//! Guest exports: `memory`, `os_abi_version() -> i32`, `os_buffer(len) -> ptr`,
-//! `init(ptr, len) -> i32`, `on_event(ptr, len) -> i32`, `snapshot(ptr, len) -> i64`,
-//! `restore(ptr, len) -> i32`, `forget(ptr, len) -> i32`. Host imports (module `opensports`):
-//! `emit`, `infer`, `log`. plugin-sdk/README.md documents every byte.
+//! The contract itself (export and import names, status codes, sport bits, the version) is
+//! [`opensports_proto::plugin_abi`], which the server's host imports too; it is re-exported
+//! here. The export names in [`crate::export_plugin!`] are spelled out because `#[no_mangle]`
+//! takes the function's own name; the server checks a module's exports against [`export`].
+//! plugin-sdk/README.md documents every byte.
 
 use std::collections::HashMap;
 
+pub use opensports_proto::plugin_abi::{ABI_VERSION, IMPORT_MODULE, Status, export, import, sports_mask};
+
 use crate::{Ctx, HostError, Level, Plugin};
 
-/// Version of this ABI; the host refuses a module whose `os_abi_version` differs.
-pub const ABI_VERSION: i32 = 1;
-
-/// Status codes returned by host imports (negative) and guest exports.
+/// The raw status values, as the exports return them.
 pub mod status {
-    pub const OK: i32 = 0;
-    /// `on_event`/`restore`: the bytes in the buffer are not a valid archived event / snapshot.
-    pub const BAD_INPUT_BYTES: i32 = 1;
-    pub const TOO_MANY_EMITS: i32 = -1;
-    pub const TOO_LARGE: i32 = -2;
-    pub const BAD_TOPIC: i32 = -3;
-    pub const BAD_JSON: i32 = -4;
-    pub const NO_SUCH_MODEL: i32 = -10;
-    pub const BAD_INPUT: i32 = -11;
-    pub const OUTPUT_TOO_SMALL: i32 = -12;
+    use super::Status;
+    pub const OK: i32 = Status::Ok.code();
+    pub const BAD_INPUT_BYTES: i32 = Status::BadInputBytes.code();
 }
 
 /// What the plugin can ask of its host. The wasm build talks to the server through
@@ -203,19 +196,6 @@ impl<P: Plugin> Runtime<P> {
         self.games.remove(&game);
         status::OK
     }
-}
-
-/// `os_sports()`: bit mask of sports (1 basketball, 2 football, 4 soccer, 8 f1).
-pub fn sports_mask(sports: &[crate::proto::Sport]) -> i32 {
-    use crate::proto::Sport;
-    sports.iter().fold(0, |m, s| {
-        m | match s {
-            Sport::Basketball => 1,
-            Sport::Football => 2,
-            Sport::Soccer => 4,
-            Sport::F1 => 8,
-        }
-    })
 }
 
 /// The first `len` bytes of the buffer (clamped to its size).

@@ -76,7 +76,7 @@ pub fn to_owned(event: &ArchivedEvent) -> Option<proto::Event> {
 }
 
 /// Why an `emit` or `infer` was refused by the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HostError {
     /// More emits in this event than the server allows (default 64).
     TooManyEmits,
@@ -92,32 +92,59 @@ pub enum HostError {
     BadInput,
     /// `infer`: the output buffer is too small.
     OutputTooSmall,
-    /// A status this SDK version does not know.
+    /// A pointer and length the host could not read or write in guest memory.
+    BadPointer,
+    /// `infer`: the model failed to run on these inputs.
+    InferFailed,
+    /// A status that is not a host error: a code this SDK version does not know, or one only
+    /// guest exports return (`Ok`, `BadInputBytes`).
     Other(i32),
 }
 
 impl HostError {
+    /// The error for a negative status returned by a host import.
     pub fn from_status(status: i32) -> HostError {
-        match status {
-            abi::status::TOO_MANY_EMITS => HostError::TooManyEmits,
-            abi::status::TOO_LARGE => HostError::TooLarge,
-            abi::status::BAD_TOPIC => HostError::BadTopic,
-            abi::status::BAD_JSON => HostError::BadJson,
-            abi::status::NO_SUCH_MODEL => HostError::NoSuchModel,
-            abi::status::BAD_INPUT => HostError::BadInput,
-            abi::status::OUTPUT_TOO_SMALL => HostError::OutputTooSmall,
-            other => HostError::Other(other),
+        use abi::Status;
+        match Status::from_code(status) {
+            Some(Status::TooManyEmits) => HostError::TooManyEmits,
+            Some(Status::TooLarge) => HostError::TooLarge,
+            Some(Status::BadTopic) => HostError::BadTopic,
+            Some(Status::BadJson) => HostError::BadJson,
+            Some(Status::BadPointer) => HostError::BadPointer,
+            Some(Status::NoSuchModel) => HostError::NoSuchModel,
+            Some(Status::BadInput) => HostError::BadInput,
+            Some(Status::OutputTooSmall) => HostError::OutputTooSmall,
+            Some(Status::InferFailed) => HostError::InferFailed,
+            Some(Status::Ok | Status::BadInputBytes) | None => HostError::Other(status),
+        }
+    }
+
+    /// The status code the host sent for this error.
+    pub fn status(self) -> i32 {
+        use abi::Status;
+        match self {
+            HostError::TooManyEmits => Status::TooManyEmits.code(),
+            HostError::TooLarge => Status::TooLarge.code(),
+            HostError::BadTopic => Status::BadTopic.code(),
+            HostError::BadJson => Status::BadJson.code(),
+            HostError::BadPointer => Status::BadPointer.code(),
+            HostError::NoSuchModel => Status::NoSuchModel.code(),
+            HostError::BadInput => Status::BadInput.code(),
+            HostError::OutputTooSmall => Status::OutputTooSmall.code(),
+            HostError::InferFailed => Status::InferFailed.code(),
+            HostError::Other(code) => code,
         }
     }
 }
 
 /// Log levels for [`Ctx::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
 pub enum Level {
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
+    Error = proto::plugin_abi::level::ERROR,
+    Warn = proto::plugin_abi::level::WARN,
+    Info = proto::plugin_abi::level::INFO,
+    Debug = proto::plugin_abi::level::DEBUG,
 }
 
 /// The plugin's handle to the host during one event.
@@ -168,5 +195,26 @@ impl<'a> Ctx<'a> {
     /// Writes to the server's log (rate-limited by the host).
     pub fn log(&mut self, level: Level, msg: &str) {
         self.host.log(level, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::Status;
+
+    #[test]
+    fn every_host_status_maps_to_its_own_error_and_back() {
+        let mut seen = std::collections::HashSet::new();
+        for s in Status::ALL {
+            let e = HostError::from_status(s.code());
+            assert_eq!(e.status(), s.code(), "{}", s.name());
+            // Negative codes are the host's errors: each has a variant of its own.
+            if s.code() < 0 {
+                assert!(!matches!(e, HostError::Other(_)), "{} falls into Other", s.name());
+                assert!(seen.insert(e), "two statuses map to {e:?}");
+            }
+        }
+        assert_eq!(HostError::from_status(-99), HostError::Other(-99));
     }
 }

@@ -80,7 +80,8 @@ impl Default for ModelsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Data directory: TLS certificate, later the event log. Default `./data`.
+    /// Data directory: TLS certificate, the event log (`opensports.redb`), the compiled-plugin
+    /// cache. Default `./data`.
     pub data_dir: PathBuf,
     /// QUIC ingest address. Default `0.0.0.0:4433`.
     pub quic_listen: SocketAddr,

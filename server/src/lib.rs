@@ -1,22 +1,39 @@
 //! OpenSports Edge server: QUIC ingest → sharded pipeline → WebSocket fan-out.
 //!
 //! ```text
-//! publishers ──QUIC──► ingest ──bounded queue per shard──► shard threads (game state)
-//!                                                              │ (topic, seq, JSON once)
-//! subscribers ◄──WebSocket── session writers ◄── outboxes ◄── fanout (topics, history)
+//!  publishers ──QUIC──► ingest ──bounded queue per shard──► pipeline (shard threads)
+//!                         │ (admission, sequencing)            │ core state → winprob → plugins
+//!                         │                                    │ (topic, seq, JSON once)
+//!                         ▼                                    ▼
+//!                       store ◄──── game end, ratings ──── fanout (topics, history, outboxes)
+//!                  (group commit,                              │
+//!                   acks, replay)          model ◄── infer ────┤ (pipeline and plugin call it)
+//!                                                              ▼
+//!  subscribers ◄──────────── WebSocket ─────────────────────── api (sessions, HTTP, /metrics)
 //! ```
+//!
+//! Stage arrows point one way: `ingest` → `pipeline` → `fanout` → `api`. `plugin` is called by
+//! the pipeline; `store` and `model` are leaves that stages call and that call no stage. Where
+//! an upstream stage must hear of something (a game evicted), it hands a hook down at start.
+//! Recovery is wired here, in [`start`]: the pipeline replays the log and feeds ingest's
+//! sequencing through a closure.
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, defaults and validation.
-//! - [`ingest`]: QUIC endpoint, hello/auth, event streams, datagrams, acks.
-//! - [`pipeline`]: shard threads owning game state; the `games` directory.
-//! - [`fanout`]: topics, history rings, subscriber outboxes.
-//! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws`.
-//! - [`store`]: the durable event log (redb): group commit, acks, recovery, export, backup.
+//! - [`ingest`]: QUIC endpoint, hello/auth, admission rules (sans-IO), sequencing, event
+//!   streams, datagrams, acks.
+//! - [`pipeline`]: shard threads owning game state and its stages; the game directory, the
+//!   `games` topic, win-probability features, start-up recovery.
+//! - [`plugin`]: sandboxed WASM plugins (wasmtime), ABI v1 host side.
+//! - [`model`]: ONNX models (tract): manifest, registry, inference, ratings, outcome scoring.
+//! - [`fanout`]: topics, history rings, subscriber outboxes, the WebSocket session (sans-IO).
+//! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws` socket I/O.
+//! - [`store`]: the durable event log (redb): group commit, acks, replay reads, export, backup.
 //! - [`feeds`]: real provider feeds (NBA live, ...) → our events, for `replay`.
 //! - [`sim`]: deterministic simulated games for the four sports.
 //! - [`cli`]: the `demo` and `watch` commands used by the `opensports` binary.
 //! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`tasks`]: the tracker shutdown waits on (connection, stream and session tasks).
 //!
 //! Entry points: [`start`] returns a [`Running`] server (tests use it with port-0 listeners);
 //! [`run`] serves until a shutdown future resolves.
@@ -33,16 +50,19 @@ pub mod pipeline;
 pub mod plugin;
 pub mod sim;
 pub mod store;
+pub mod tasks;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 pub use config::Config;
+
+/// How long shutdown waits for connection and session tasks to end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often loaded plugin files are checked for a new version.
 pub const PLUGIN_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -103,6 +123,8 @@ pub struct Running {
     pub store: Option<Arc<store::Store>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Resolves once every connection, stream and session task has ended.
+    drained: tasks::Drained,
 }
 
 /// Starts ingest, pipeline and HTTP on `listeners`. Must be called inside a tokio runtime.
@@ -157,22 +179,32 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         false => None,
     };
     let ratings = Arc::new(model::ratings::Ratings::load(&config.models.dir, store.clone()));
-    let pipeline = pipeline::Pipeline::start(
-        &config,
-        fanout.clone(),
-        plugins.clone(),
-        models.clone(),
-        store.clone(),
+    // Ingest's sequencing: fed by recovery, consulted by admission, and told by the shards when
+    // a game leaves memory (the pipeline cannot call ingest; this hook is how it is told).
+    let seqs = Arc::new(ingest::seq::Sequencer::default());
+    let on_evict: pipeline::EvictHook = {
+        let seqs = seqs.clone();
+        Box::new(move |game: &str| seqs.forget(game))
+    };
+    let parts = pipeline::Parts {
+        fanout: fanout.clone(),
+        plugins: plugins.clone(),
+        models: models.clone(),
+        store: store.clone(),
         ratings,
-    )
-    .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+        on_evict,
+    };
+    let pipeline = pipeline::Pipeline::start(&config, parts)
+        .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
-        let (store, pipeline) = (store.clone(), pipeline.clone());
+        let (store, pipeline, seqs) = (store.clone(), pipeline.clone(), seqs.clone());
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
-        let r = tokio::task::spawn_blocking(move || store::recover::recover(&store, &pipeline, ttl))
-            .await
-            .map_err(|e| StartError::Io {
+        let r = tokio::task::spawn_blocking(move || {
+            pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| seqs.accept(game, seq).1)
+        })
+        .await
+        .map_err(|e| StartError::Io {
             what: "replaying the event log",
             source: std::io::Error::other(e),
         })??;
@@ -185,9 +217,17 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         );
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // Connection, stream and session tasks: shutdown waits for every one of them.
+    let (tracker, drained) = tasks::tracker();
 
-    let ingest_ctx =
-        ingest::IngestCtx::new(config.ingest.clone(), pipeline.clone(), fanout.clone(), store.clone());
+    let ingest_ctx = ingest::IngestCtx::new(
+        config.ingest.clone(),
+        pipeline.clone(),
+        fanout.clone(),
+        store.clone(),
+        seqs,
+        tracker.clone(),
+    );
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
     let app = api::AppState {
         fanout: fanout.clone(),
@@ -196,7 +236,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         models: models.clone(),
         store: store.clone(),
         prometheus: prometheus.clone(),
-        ws_sessions: Arc::new(AtomicUsize::new(0)),
+        ws_permits: Arc::new(Semaphore::new(config.fanout.max_connections)),
+        tasks: tracker,
         shutdown: shutdown_rx.clone(),
     };
     let mut http_shutdown = shutdown_rx.clone();
@@ -239,6 +280,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         store,
         shutdown,
         tasks,
+        drained,
     })
 }
 
@@ -249,6 +291,10 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // Connections were closed and sessions told to stop; their tasks end within moments.
+        if !self.drained.wait(SHUTDOWN_GRACE).await {
+            tracing::warn!("some connection tasks were still running at shutdown");
         }
         let (pipeline, store) = (self.pipeline.clone(), self.store.clone());
         let _ = tokio::task::spawn_blocking(move || {

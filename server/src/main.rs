@@ -25,7 +25,7 @@ struct ServerArgs {
     /// TOML configuration file (see opensports.example.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory (certificate; later the event log).
+    /// Data directory: TLS certificate, event log, compiled-plugin cache.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// QUIC ingest address (UDP).

@@ -20,8 +20,7 @@ use hdrhistogram::Histogram;
 use opensports_proto::{Event, Sport};
 use opensports_server::config::StoreConfig;
 use opensports_server::sim;
-use opensports_server::store::writer::WriteMsg;
-use opensports_server::store::{AckSink, Full, Store};
+use opensports_server::store::{AckSink, Queued, Store};
 
 mod bench_sink {
     use super::*;
@@ -108,21 +107,9 @@ fn run(
         } else {
             sink.sent_at_us[pos as usize].store(sink.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        let mut msg = WriteMsg::Append {
-            game: game.clone(),
-            seq: *seq,
-            sport: "basketball",
-            bytes: bytes.clone(),
-            ack: ack.clone(),
-        };
-        loop {
-            match store.append(msg).expect("writer running") {
-                Ok(()) => break,
-                Err(Full(m)) => {
-                    msg = m;
-                    std::thread::yield_now();
-                }
-            }
+        while store.try_append(game, *seq, "basketball", bytes, &ack).expect("writer running") == Queued::Full
+        {
+            std::thread::yield_now();
         }
     }
     while sink.acked.load(Ordering::Relaxed) < evs.len() as u64 {

@@ -6,10 +6,23 @@ use std::time::Duration;
 
 use opensports_client::{Publisher, PublisherConfig, Subscriber, Trust};
 use opensports_proto::ws::{Publication, ServerMsg};
+use opensports_proto::{Event, Sport};
 use opensports_server::{Config, Listeners, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const TOKEN: &str = "test-token";
+
+/// How long a test waits for something the server is expected to do. A guard against hangs on
+/// a shared, noisy machine, never a performance threshold.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Source time the simulated games of the tests start at (2023-11-14).
+pub const SIM_START_US: i64 = 1_700_000_000_000_000;
+
+/// The events of the simulated `sport` game from `seed`, starting at source time `start_us`.
+pub fn sim_events(sport: Sport, seed: u64, start_us: i64) -> Vec<Event> {
+    opensports_server::sim::generate(sport, seed, start_us).events.into_iter().map(|t| t.event).collect()
+}
 
 /// A running server and its data dir (removed on drop).
 #[derive(Debug)]

@@ -11,14 +11,7 @@ use opensports_proto::control::Control;
 use opensports_proto::error_code::quic;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
-use opensports_server::sim;
-use opensports_tests::{TestServer, read_until};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-fn events(sport: Sport, seed: u64) -> Vec<Event> {
-    sim::generate(sport, seed, 0).events.into_iter().map(|t| t.event).collect()
-}
+use opensports_tests::{TestServer, WAIT, read_until, sim_events};
 
 /// Waits for the publisher to have received notices with all of `codes`.
 async fn notices_with(publisher: &Publisher, codes: &[&str]) -> Vec<Control> {
@@ -69,14 +62,14 @@ async fn framing_errors_stop_only_that_stream_with_documented_codes() {
 
     // The same connection still carries good games, and so does another one.
     let mut publisher = publisher;
-    let good = events(Sport::Soccer, 1);
+    let good = sim_events(Sport::Soccer, 1, 0);
     for e in &good[..20] {
         publisher.send(e).await.unwrap();
     }
     publisher.flush(WAIT).await.unwrap();
     assert_eq!(publisher.acked(&good[0].game), 20);
     let mut other = server.publisher().await;
-    let more = events(Sport::F1, 1);
+    let more = sim_events(Sport::F1, 1, 0);
     for e in &more[..20] {
         other.send(e).await.unwrap();
     }
@@ -89,7 +82,7 @@ async fn framing_errors_stop_only_that_stream_with_documented_codes() {
 async fn bad_bodies_are_rejected_one_by_one_and_the_stream_goes_on() {
     let server = TestServer::start().await;
     let publisher = server.publisher().await;
-    let game = events(Sport::Basketball, 2);
+    let game = sim_events(Sport::Basketball, 2, 0);
     let json = |e: &Event| {
         let mut b = Vec::new();
         codec::write_json_frame(&mut b, e).unwrap();
@@ -127,7 +120,7 @@ async fn bad_bodies_are_rejected_one_by_one_and_the_stream_goes_on() {
     }
 
     // The same game id with another sport is refused.
-    let mut wrong_sport = events(Sport::Soccer, 1)[0].clone();
+    let mut wrong_sport = sim_events(Sport::Soccer, 1, 0)[0].clone();
     wrong_sport.game = game[0].game.clone();
     wrong_sport.seq = 3;
     let mut s2 = publisher.connection().open_uni().await.unwrap();
@@ -158,7 +151,7 @@ async fn wrong_token_and_missing_hello_close_the_connection_with_codes() {
     let conn = endpoint.connect(server.running().quic_addr, "localhost").unwrap().await.unwrap();
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     let mut frame = Vec::new();
-    codec::write_json_frame(&mut frame, &events(Sport::F1, 1)[0]).unwrap();
+    codec::write_json_frame(&mut frame, &sim_events(Sport::F1, 1, 0)[0]).unwrap();
     send.write_all(&frame).await.unwrap();
     match tokio::time::timeout(WAIT, conn.closed()).await.unwrap() {
         quinn::ConnectionError::ApplicationClosed(close) => {
@@ -168,7 +161,7 @@ async fn wrong_token_and_missing_hello_close_the_connection_with_codes() {
     }
     // The server is still up for honest publishers.
     let mut good = server.publisher().await;
-    let ev = events(Sport::Football, 1);
+    let ev = sim_events(Sport::Football, 1, 0);
     good.send(&ev[0]).await.unwrap();
     good.flush(WAIT).await.unwrap();
     assert_eq!(good.acked(&ev[0].game), 1);
@@ -218,7 +211,7 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
     read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Pong)).await;
     sub.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
     let mut publisher = server.publisher().await;
-    let ev = events(Sport::Basketball, 1);
+    let ev = sim_events(Sport::Basketball, 1, 0);
     publisher.send(&ev[0]).await.unwrap();
     let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(_))).await;
     assert!(matches!(msgs.last(), Some(ServerMsg::Msg(p)) if p.seq == 1));

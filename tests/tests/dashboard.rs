@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use opensports_proto::Sport;
 use opensports_server::sim;
-use opensports_tests::TestServer;
+use opensports_tests::{TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,14 +43,14 @@ async fn dashboard_shows_live_scores_in_chromium() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap();
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("ready"));
 
     // Publish after the page is live: it must follow the games as they happen.
     let games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 11, 0)).collect();
     let mut publisher = server.publisher().await;
     sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
 
     let out =
         tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();

@@ -14,18 +14,13 @@ use opensports_proto::{Event, Sport};
 use opensports_server::cli::store::{Source, backup_cmd, export_cmd};
 use opensports_server::sim;
 use opensports_server::store::export::{self, Format};
-use opensports_tests::{ChildServer, TestServer, plugin_wasm};
+use opensports_tests::{ChildServer, SIM_START_US, TestServer, WAIT, plugin_wasm, sim_events};
 
-const WAIT: Duration = Duration::from_secs(60);
 /// Publications per topic: seq → data.
 type Seen = BTreeMap<String, Vec<(u64, serde_json::Value)>>;
 
 fn game(seed: u64) -> Vec<Event> {
-    sim::generate(Sport::Basketball, seed, 1_700_000_000_000_000)
-        .events
-        .into_iter()
-        .map(|t| t.event)
-        .collect()
+    sim_events(Sport::Basketball, seed, SIM_START_US)
 }
 
 fn plugin_toml() -> String {

@@ -2,14 +2,10 @@
 //! subscribe, and what they receive is checked against the events sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Body, Event, Side, Sport, basketball as bk};
 use opensports_server::sim;
-use opensports_tests::{TestServer, publications, read_until};
-
-const WAIT: Duration = Duration::from_secs(30);
+use opensports_tests::{SIM_START_US, TestServer, WAIT, publications, read_until, sim_events};
 
 /// Score after each event, computed from the events alone (not by the server's code).
 fn expected_scores(events: &[Event]) -> Vec<(u32, u32)> {
@@ -39,14 +35,10 @@ fn score(p: &opensports_proto::ws::Publication) -> (u32, u32) {
     (s["home"].as_u64().unwrap() as u32, s["away"].as_u64().unwrap() as u32)
 }
 
-fn game_events(sport: Sport, seed: u64) -> Vec<Event> {
-    sim::generate(sport, seed, 1_700_000_000_000_000).events.into_iter().map(|t| t.event).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basketball_game_reaches_pattern_subscriber_in_order_with_correct_scores() {
     let server = TestServer::start().await;
-    let events = game_events(Sport::Basketball, 3);
+    let events = sim_events(Sport::Basketball, 3, SIM_START_US);
     let game = events[0].game.clone();
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
@@ -89,7 +81,7 @@ async fn basketball_game_reaches_pattern_subscriber_in_order_with_correct_scores
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_joiner_gets_snapshot_then_live_and_json_codec_works() {
     let server = TestServer::start().await;
-    let events = game_events(Sport::Football, 5);
+    let events = sim_events(Sport::Football, 5, SIM_START_US);
     let game = events[0].game.clone();
     let topic = format!("game/{game}/state");
     let mut cfg = server.publisher_config();
@@ -126,7 +118,7 @@ async fn late_joiner_gets_snapshot_then_live_and_json_codec_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_since_gets_exactly_the_missed_messages_or_a_reset() {
     let server = TestServer::start_with(|c| c.fanout.history_len = 64).await;
-    let events = game_events(Sport::Soccer, 2);
+    let events = sim_events(Sport::Soccer, 2, SIM_START_US);
     let game = events[0].game.clone();
     let topic = format!("game/{game}/state");
     let mut publisher = server.publisher().await;
@@ -175,7 +167,7 @@ async fn reconnect_with_since_gets_exactly_the_missed_messages_or_a_reset() {
 async fn slow_latest_subscriber_gets_newest_values_and_does_not_slow_the_fast_one() {
     let server = TestServer::start().await;
     // F1 races: ~1,200 state messages of ~2.5 KB each per race, more than socket buffers hold.
-    let races: Vec<Vec<Event>> = (0..6).map(|seed| game_events(Sport::F1, seed)).collect();
+    let races: Vec<Vec<Event>> = (0..6).map(|seed| sim_events(Sport::F1, seed, SIM_START_US)).collect();
     let total: usize = races.iter().map(Vec::len).sum();
     let mut slow = server.subscriber().await;
     slow.subscribe_and_wait(&["game/+/state"], Mode::Latest).await.unwrap();
@@ -227,7 +219,7 @@ async fn slow_latest_subscriber_gets_newest_values_and_does_not_slow_the_fast_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_are_dropped_and_tracking_datagrams_are_latest_wins() {
     let server = TestServer::start().await;
-    let events = game_events(Sport::Basketball, 9);
+    let events = sim_events(Sport::Basketball, 9, SIM_START_US);
     let game = events[0].game.clone();
     let mut publisher = server.publisher().await;
     for e in &events[..50] {
@@ -300,7 +292,7 @@ async fn more_games_than_the_stream_limit_all_get_through() {
     // welcome and finishes fully acked streams to open new ones, instead of stalling.
     let server = TestServer::start_with(|c| c.ingest.max_streams_per_connection = 4).await;
     let mut publisher = server.publisher().await;
-    let games: Vec<Vec<Event>> = (0..12).map(|seed| game_events(Sport::Soccer, seed)).collect();
+    let games: Vec<Vec<Event>> = (0..12).map(|seed| sim_events(Sport::Soccer, seed, SIM_START_US)).collect();
     for round in 0..3 {
         for g in &games {
             for e in &g[round * 10..(round + 1) * 10] {

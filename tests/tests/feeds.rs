@@ -9,7 +9,7 @@ use std::time::Duration;
 use opensports_server::config::PluginEntry;
 use opensports_server::feeds::{self, Format};
 use opensports_server::sim::{self, Speed};
-use opensports_tests::{TestServer, plugin_wasm};
+use opensports_tests::{TestServer, WAIT, plugin_wasm};
 
 /// The data dir, or `None` (and a line saying why) when it is not there.
 fn data(file: &str) -> Option<PathBuf> {
@@ -39,7 +39,7 @@ async fn replayed(feed: &feeds::Feed, plugin: &str) -> TestServer {
     let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(wasm.clone())]).await;
     let mut publisher = server.publisher().await;
     sim::publish(&mut publisher, std::slice::from_ref(&feed.game), Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
     server.wait_for_seq(&feed.game.id, feed.game.events.len() as u64).await;
     server
 }

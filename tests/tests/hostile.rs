@@ -3,15 +3,10 @@
 //! plugin's outputs stay correct, and a plugin failing too often is quarantined.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use opensports_proto::Sport;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_server::config::PluginEntry;
-use opensports_server::sim;
-use opensports_tests::{TestServer, hostile_fixture, plugin_wasm};
-
-const WAIT: Duration = Duration::from_secs(60);
+use opensports_tests::{TestServer, WAIT, hostile_fixture, plugin_wasm, sim_events};
 
 /// Runs a basketball game with `fixture` next to `basketball-boxscore`; returns the server for
 /// further checks after asserting the healthy plugin's final team lines match the score.
@@ -25,8 +20,7 @@ async fn run_with(fixture: &str, quarantine_after: usize, events: usize) -> Test
         c.plugins.deadline_us = 2000;
     })
     .await;
-    let game: Vec<_> =
-        sim::generate(Sport::Basketball, 13, 0).events.into_iter().map(|t| t.event).take(events).collect();
+    let game: Vec<_> = sim_events(Sport::Basketball, 13, 0).into_iter().take(events).collect();
     let id = game[0].game.clone();
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&[&format!("game/{id}/basketball-boxscore/team/+")], Mode::Latest).await.unwrap();

@@ -9,7 +9,7 @@ use opensports_proto::Sport;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_server::model::{ModelError, ModelRegistry};
 use opensports_server::sim;
-use opensports_tests::{TestServer, read_until, workspace};
+use opensports_tests::{SIM_START_US, TestServer, WAIT, read_until, sim_events, workspace};
 
 fn models_dir() -> std::path::PathBuf {
     workspace().join("models")
@@ -133,12 +133,12 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
         [Sport::Basketball, Sport::Football].iter().map(|s| sim::generate(*s, 3, 0)).collect();
     let mut publisher = server.publisher().await;
     sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
-    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
     for g in &games {
         server.wait_for_seq(&g.id, g.events.len() as u64).await;
     }
     let mut last = std::collections::BTreeMap::new();
-    let _ = read_until(&mut sub, Duration::from_secs(30), |m| {
+    let _ = read_until(&mut sub, WAIT, |m| {
         if let ServerMsg::Msg(p) = m {
             last.insert(p.topic.clone(), p.data.clone());
         }
@@ -158,7 +158,7 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
     // Football carries the expected points of the side with the ball (nfl_ep), basketball not.
     let football = format!("game/{}/winprob", games[1].id);
     let (mut with_ep, mut basketball_ep) = (0, 0);
-    let _ = read_until(&mut every, Duration::from_secs(30), |m| {
+    let _ = read_until(&mut every, WAIT, |m| {
         if let ServerMsg::Msg(p) = m {
             let ep = p.data.get("ep").and_then(|v| v.as_f64());
             if p.topic == football {
@@ -181,7 +181,7 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
 fn plugins_reach_models_through_infer() {
     use opensports_server::plugin::harness::Harness;
     let wasm = std::fs::read(opensports_tests::plugin_wasm("soccer-shots")).unwrap();
-    let events: Vec<_> = sim::generate(Sport::Soccer, 2, 0).events.into_iter().map(|t| t.event).collect();
+    let events: Vec<_> = sim_events(Sport::Soccer, 2, 0);
     let run = |models: ModelRegistry| {
         let cache = tempfile::tempdir().unwrap();
         let mut h =
@@ -224,7 +224,7 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
     let models_dir = dir.path().to_path_buf();
     let server = TestServer::start_with(move |c| c.models.dir = models_dir).await;
 
-    let game: Vec<_> = sim::generate(Sport::Basketball, 4, 0).events.into_iter().map(|t| t.event).collect();
+    let game: Vec<_> = sim_events(Sport::Basketball, 4, 0);
     let id = game[0].game.clone();
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&[&format!("game/{id}/winprob")], Mode::All).await.unwrap();
@@ -243,10 +243,9 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
     for e in &game[half..] {
         publisher.send(e).await.unwrap();
     }
-    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
     let n = game.len() as u64;
-    let msgs =
-        read_until(&mut sub, Duration::from_secs(30), |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
+    let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(p) if p.seq == n)).await;
     let pubs = opensports_tests::publications(&msgs);
     assert_eq!(pubs.len() as u64, n, "one win probability per event, none dropped or doubled");
     let versions: Vec<&str> = pubs.iter().map(|p| p.data["version"].as_str().unwrap()).collect();
@@ -278,11 +277,7 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
 
 fn with_teams(seed: u64, home: &str, away: &str, id: &str) -> Vec<opensports_proto::Event> {
     use opensports_proto::{Body, basketball as bk};
-    let mut events: Vec<_> = sim::generate(Sport::Basketball, seed, 1_700_000_000_000_000)
-        .events
-        .into_iter()
-        .map(|t| t.event)
-        .collect();
+    let mut events = sim_events(Sport::Basketball, seed, SIM_START_US);
     for e in &mut events {
         e.game = id.into();
         if let Body::Basketball(bk::Event::GameStart { home: h, away: a }) = &mut e.body {
@@ -315,10 +310,10 @@ async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
     for e in a.iter().chain(&b) {
         publisher.send(e).await.unwrap();
     }
-    publisher.flush(Duration::from_secs(30)).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
     // The two games are on their own shards: wait for the first message of both.
     let mut firsts = 0;
-    let msgs = read_until(&mut sub, Duration::from_secs(30), |m| {
+    let msgs = read_until(&mut sub, WAIT, |m| {
         firsts += usize::from(matches!(m, ServerMsg::Msg(p) if p.seq == 1));
         firsts == 2
     })

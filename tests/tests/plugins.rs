@@ -9,13 +9,9 @@ use opensports_proto::{Event, Sport};
 use opensports_server::config::PluginEntry;
 use opensports_server::plugin::harness::Harness;
 use opensports_server::sim;
-use opensports_tests::{TestServer, plugin_wasm, publications, read_until, shipped_plugins};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn events(sport: Sport, seed: u64) -> Vec<Event> {
-    sim::generate(sport, seed, 1_700_000_000_000_000).events.into_iter().map(|t| t.event).collect()
-}
+use opensports_tests::{
+    SIM_START_US, TestServer, WAIT, plugin_wasm, publications, read_until, shipped_plugins, sim_events,
+};
 
 fn offline(name: &str, events: &[Event]) -> Vec<String> {
     let wasm = std::fs::read(plugin_wasm(name)).unwrap();
@@ -37,7 +33,7 @@ fn every_shipped_plugin_is_deterministic_on_a_replayed_game() {
     ];
     assert_eq!(shipped_plugins().len(), cases.len());
     for (name, sport) in cases {
-        let evs = events(sport, 21);
+        let evs = sim_events(sport, 21, SIM_START_US);
         let a = offline(name, &evs);
         let b = offline(name, &evs);
         assert!(a.len() > 20, "{name} produced only {} outputs", a.len());
@@ -53,7 +49,7 @@ async fn server_outputs_equal_the_offline_run_and_boxscore_matches_the_score() {
         c.fanout.queue_len = 1 << 16;
     })
     .await;
-    let evs = events(Sport::Basketball, 5);
+    let evs = sim_events(Sport::Basketball, 5, SIM_START_US);
     let game = evs[0].game.clone();
     let want = offline("basketball-boxscore", &evs);
 
@@ -147,7 +143,7 @@ async fn all_four_plugins_run_on_their_sports_in_one_server() {
 async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     let wasm_path = plugin_wasm("basketball-boxscore");
     let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(wasm_path.clone())]).await;
-    let evs = events(Sport::Basketball, 6);
+    let evs = sim_events(Sport::Basketball, 6, SIM_START_US);
     let game = evs[0].game.clone();
     let topic = format!("game/{game}/basketball-boxscore/team/home");
     let mut sub = server.subscriber().await;

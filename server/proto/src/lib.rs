@@ -13,6 +13,8 @@
 //! - [`ws`]: the WebSocket subscriber protocol (client ops, server messages).
 //! - [`topic`]: topic names and `+`/`#` patterns.
 //! - [`error_code`]: every error code a peer can see, in one place.
+//! - [`plugin_abi`]: plugin ABI v1 (status codes, sport bits, export and import names), shared
+//!   by the wasm host and the plugin SDK.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -24,6 +26,7 @@ pub mod error_code;
 pub mod event;
 pub mod f1;
 pub mod football;
+pub mod plugin_abi;
 pub mod soccer;
 pub mod topic;
 pub mod tracking;

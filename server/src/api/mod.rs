@@ -10,7 +10,6 @@ pub mod store;
 pub mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,7 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use opensports_proto::topic;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
@@ -34,7 +33,10 @@ pub struct AppState {
     pub models: Arc<crate::model::ModelRegistry>,
     pub store: Option<Arc<crate::store::Store>>,
     pub prometheus: PrometheusHandle,
-    pub ws_sessions: Arc<AtomicUsize>,
+    /// One permit per WebSocket session (`fanout.max_connections`).
+    pub ws_permits: Arc<Semaphore>,
+    /// Session tasks, which shutdown waits for.
+    pub tasks: crate::tasks::Tracker,
     pub shutdown: watch::Receiver<bool>,
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
 use super::{AppState, json_error};
-use crate::store::export::{self, Format};
+use crate::store::export::Format;
 
 /// Chunks in flight between the reading thread and the socket.
 const CHUNKS_IN_FLIGHT: usize = 8;
@@ -82,18 +82,16 @@ pub async fn events(
         Ok(f) => f,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
     };
-    match store.games() {
-        Ok(g) if g.contains_key(&id) => {}
-        Ok(_) => {
+    match store.game(&id) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
             return json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} in the log"));
         }
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
     }
     let content_type = if format == Format::Csv { "text/csv" } else { "application/x-ndjson" };
     streamed(content_type, move |w| {
-        export::export_game(store.db(), &id, format, w, &mut |_, _| {})
-            .map(|_| ())
-            .map_err(std::io::Error::other)
+        store.export_game(&id, format, w).map(|_| ()).map_err(std::io::Error::other)
     })
 }
 
@@ -104,7 +102,7 @@ pub async fn backup(State(s): State<AppState>) -> Response {
     let tmp = store.path().with_extension(format!("backup-{}", crate::store::now_ms()));
     let made = {
         let (store, tmp) = (store.clone(), tmp.clone());
-        tokio::task::spawn_blocking(move || export::backup(store.db(), &tmp, &mut |_, _| {})).await
+        tokio::task::spawn_blocking(move || store.backup(&tmp)).await
     };
     match made {
         Ok(Ok(summary)) => tracing::info!(games = summary.games, events = summary.events, "backup taken"),

@@ -8,6 +8,7 @@
 //!   subscribers. Publishing, subscribing and resuming all take it, which is what makes
 //!   "snapshot, then every later message, no gap, no duplicate" hold.
 //! - [`outbox`]: the per-session queue the writer task drains.
+//! - [`session`]: the WebSocket session's protocol, sans-IO: client ops in, frames out.
 //! - `index`: the pattern subscriptions, bucketed by their literal prefix, so a new topic is
 //!   matched only against the patterns that can match it.
 //!
@@ -17,6 +18,7 @@
 
 mod index;
 pub mod outbox;
+pub mod session;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
@@ -412,8 +414,7 @@ fn skip_through(inner: &mut TopicInner, outbox: &Arc<Outbox>, seq: u64) {
 }
 
 fn reset_frame(topic: &str) -> Utf8Bytes {
-    let v = serde_json::json!({"op": "reset", "topic": topic});
-    Utf8Bytes::from(v.to_string())
+    session::frame(&opensports_proto::ws::ServerMsg::Reset { topic: topic.to_string() })
 }
 
 #[cfg(test)]

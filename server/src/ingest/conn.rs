@@ -5,16 +5,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opensports_proto::codec::{self, Codec};
+use opensports_proto::codec;
 use opensports_proto::control::Control;
-use opensports_proto::error_code::{quic, reason};
+use opensports_proto::error_code::reason;
 use opensports_proto::topic;
-use opensports_proto::tracking::TrackingSample;
 use parking_lot::Mutex;
 use tokio::io::BufReader;
 use tokio::sync::Notify;
 
 use super::IngestCtx;
+use super::admission::{self, HelloRefused, Reject};
 use super::frame::read_frame;
 use crate::metrics as m;
 
@@ -96,8 +96,8 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>) {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
-                    let (ctx, control) = (ctx.clone(), control.clone());
-                    tokio::spawn(async move { super::stream::run(recv, &ctx, &control).await });
+                    let (task, control) = (ctx.clone(), control.clone());
+                    ctx.tasks.spawn(async move { super::stream::run(recv, &task, &control).await });
                 }
                 Err(_) => break,
             },
@@ -115,38 +115,23 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>) {
 /// Waits for the control stream and its hello. Closes the connection on any problem.
 async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::SendStream, String)> {
     let timeout = Duration::from_secs(ctx.cfg.hello_timeout_secs);
-    let violation = |why: &str| {
-        metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "protocol_violation").increment(1);
-        conn.close(quic::PROTOCOL_VIOLATION.into(), why.as_bytes());
-        None
-    };
     let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return None,
-        Err(_) => return violation("no control stream in time"),
+        Err(_) => return refuse(conn, &mut None, admission::violation("no control stream in time")).await,
     };
     let mut recv = BufReader::new(recv);
     let mut buf = Vec::new();
-    let frame = tokio::time::timeout(timeout, read_frame(&mut recv, MAX_CONTROL_FRAME, &mut buf)).await;
-    let msg = match frame {
-        Ok(Ok(Some(Codec::Json))) => codec::decode_json::<Control>(&buf).ok(),
-        Err(_) => return violation("no hello in time"),
-        _ => None,
+    let frame = match tokio::time::timeout(timeout, read_frame(&mut recv, MAX_CONTROL_FRAME, &mut buf)).await
+    {
+        Ok(Ok(Some(codec))) => Some((codec, &buf[..])),
+        Ok(_) => None,
+        Err(_) => return refuse(conn, &mut None, admission::violation("no hello in time")).await,
     };
-    let Some(Control::Hello { token, publisher }) = msg else {
-        return violation("first control message must be a JSON hello");
+    let publisher = match admission::hello(frame, &ctx.cfg.tokens) {
+        Ok(p) => p,
+        Err(refused) => return refuse(conn, &mut Some(send), refused).await,
     };
-    if !ctx.cfg.tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
-        metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "bad_token").increment(1);
-        tracing::warn!(remote = %conn.remote_address(), publisher, "publisher refused: bad token");
-        let err = Control::Error { code: "auth_failed".into(), message: "token not accepted".into() };
-        let _ = write_control(&mut send, &[err]).await;
-        // Give the error message a moment to arrive before the close overtakes it.
-        let _ = send.finish();
-        let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
-        conn.close(quic::AUTH_FAILED.into(), b"token not accepted");
-        return None;
-    }
     let welcome = Control::Welcome {
         server: concat!("opensports/", env!("CARGO_PKG_VERSION")).into(),
         max_frame: ctx.cfg.max_frame_bytes,
@@ -162,8 +147,28 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
     Some((send, publisher))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Carries out a refused hello: counts it, sends the `error` when there is one (and gives it a
+/// moment to arrive before the close overtakes it), closes the connection.
+async fn refuse<T>(
+    conn: &quinn::Connection,
+    send: &mut Option<quinn::SendStream>,
+    refused: HelloRefused,
+) -> Option<T> {
+    metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => refused.metric_reason()).increment(1);
+    let close = match refused {
+        HelloRefused::Violation(close) => close,
+        HelloRefused::BadToken { error, close } => {
+            tracing::warn!(remote = %conn.remote_address(), "publisher refused: bad token");
+            if let Some(send) = send {
+                let _ = write_control(send, &[error]).await;
+                let _ = send.finish();
+                let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+            }
+            close
+        }
+    };
+    conn.close(close.code.into(), close.message.as_bytes());
+    None
 }
 
 async fn write_control(send: &mut quinn::SendStream, msgs: &[Control]) -> std::io::Result<()> {
@@ -186,44 +191,22 @@ async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
     }
 }
 
-/// A tracking datagram: codec byte + body (no length). Latest value wins per entity; an
-/// older sample than the one published is dropped. Never logged, never acked.
+/// A tracking datagram: latest value wins per entity; an older sample than the one published
+/// is dropped. Never logged, never acked.
 fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
-    let reject = |code: &'static str, message: String| {
-        metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => code).increment(1);
-        control.send(Control::Reject { game: None, seq: None, code: code.into(), message });
+    let refuse = |r: Reject| super::stream::reject(control, r);
+    let sample = match admission::datagram(bytes) {
+        Ok(s) => s,
+        Err(r) => return refuse(r),
     };
-    let Some((&codec_byte, body)) = bytes.split_first() else {
-        return reject(reason::FRAME_MALFORMED, "empty datagram".into());
-    };
-    let sample: TrackingSample = match Codec::from_byte(codec_byte) {
-        Ok(Codec::Json) => match codec::decode_json(body) {
-            Ok(s) => s,
-            Err(e) => return reject(e.code(), format!("tracking datagram: {e}")),
-        },
-        Ok(Codec::Rkyv) => {
-            match rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&rkyv_aligned(body)) {
-                Ok(s) => s,
-                Err(e) => return reject(reason::BAD_RKYV, format!("tracking datagram: {e}")),
-            }
-        }
-        Err(e) => return reject(reason::UNKNOWN_CODEC, e.to_string()),
-    };
-    if !opensports_proto::event::valid_game_id(&sample.game)
-        || !opensports_proto::event::valid_game_id(&sample.entity)
-    {
-        return reject(
-            reason::INVALID_EVENT,
-            "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into(),
-        );
-    }
     let name = topic::game_tracking(&sample.game, &sample.entity);
     let topic = match ctx.fanout.topic_if_exists(&name) {
         Some(t) => t,
         None => {
             let mut count = ctx.tracking_entities.entry(sample.game.clone()).or_insert(0);
             if *count >= ctx.cfg.max_tracking_entities_per_game {
-                return reject(reason::TOO_MANY_ENTITIES, "too many tracking entities for this game".into());
+                let message = "too many tracking entities for this game".into();
+                return refuse(Reject { game: None, seq: None, code: reason::TOO_MANY_ENTITIES, message });
             }
             let Some(t) = ctx.fanout.topic(&name) else { return };
             *count += 1;
@@ -237,10 +220,4 @@ fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
         ctx.fanout.publish(&topic, sample.ts, &data);
         metrics::counter!(m::INGEST_DATAGRAMS_TOTAL).increment(1);
     }
-}
-
-fn rkyv_aligned(body: &[u8]) -> rkyv::util::AlignedVec<16> {
-    let mut v = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-    v.extend_from_slice(body);
-    v
 }

@@ -3,28 +3,35 @@
 //!
 //! # Layout
 //! - [`serve`]: the accept loop; one task per connection, one per event stream.
-//! - [`conn`]: hello, the control stream (acks, rejects), datagrams.
-//! - [`stream`]: reading, validating and queueing one game's events, with backpressure.
+//! - [`admission`]: the rules (hello, each event frame, datagrams) as sans-IO functions and a
+//!   per-stream state machine, unit-tested without sockets.
+//! - [`seq`]: per-game sequencing (new, gap, fill, duplicate).
+//! - [`conn`]: the connection's socket side: hello, the control stream (acks, rejects),
+//!   datagrams.
+//! - [`stream`]: one game's event stream's socket side: read, judge, log, queue, ack.
 //! - [`frame`]: length-prefixed frame reading.
 //! - [`tls`]: certificates (self-signed on first start) and the quinn server config.
 
+pub mod admission;
 pub mod conn;
 pub mod frame;
+pub mod seq;
 pub mod stream;
 pub mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use opensports_proto::error_code::quic;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::IngestConfig;
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
+use crate::tasks::Tracker;
+use seq::Sequencer;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -34,9 +41,14 @@ pub struct IngestCtx {
     pub fanout: Arc<Fanout>,
     /// The durable log; `None` when `store.enabled = false` (acks then mean "queued").
     pub store: Option<Arc<Store>>,
-    connections: AtomicUsize,
+    /// Which seqs of each game were accepted (dedupe and gaps).
+    pub seqs: Arc<Sequencer>,
+    /// One permit per connection: taken before its task starts, returned when it ends.
+    connections: Arc<Semaphore>,
     /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
     tracking_entities: DashMap<String, usize>,
+    /// Connection and stream tasks, which shutdown waits for.
+    tasks: Tracker,
 }
 
 impl IngestCtx {
@@ -45,15 +57,24 @@ impl IngestCtx {
         pipeline: Arc<Pipeline>,
         fanout: Arc<Fanout>,
         store: Option<Arc<Store>>,
+        seqs: Arc<Sequencer>,
+        tasks: Tracker,
     ) -> Arc<IngestCtx> {
         Arc::new(IngestCtx {
+            connections: Arc::new(Semaphore::new(cfg.max_connections)),
             cfg,
             pipeline,
             fanout,
             store,
-            connections: AtomicUsize::new(0),
+            seqs,
             tracking_entities: DashMap::new(),
+            tasks,
         })
+    }
+
+    /// The shared state admission consults.
+    pub fn rules(&self) -> admission::Rules<'_> {
+        admission::Rules { directory: self.pipeline.directory(), seqs: &self.seqs }
     }
 }
 
@@ -64,16 +85,16 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<IngestCtx>, mut shutdown:
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                if ctx.connections.load(Ordering::Relaxed) >= ctx.cfg.max_connections {
+                // The slot is taken here, before the task exists: never more than the limit.
+                let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
                     metrics::counter!(crate::metrics::INGEST_REJECTED_TOTAL, "reason" => "too_many_connections").increment(1);
                     incoming.refuse();
                     continue;
-                }
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    ctx.connections.fetch_add(1, Ordering::Relaxed);
-                    conn::handle(incoming, &ctx).await;
-                    ctx.connections.fetch_sub(1, Ordering::Relaxed);
+                };
+                let task = ctx.clone();
+                ctx.tasks.spawn(async move {
+                    conn::handle(incoming, &task).await;
+                    drop(permit);
                 });
             }
             _ = shutdown.changed() => break,

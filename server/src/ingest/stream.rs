@@ -1,4 +1,5 @@
-//! One event stream: a single game's events, in order.
+//! One event stream's socket side: read frames, ask [`admission`](super::admission) what each
+//! one is, and carry the verdict out (log, queue with backpressure, ack, reject, stop).
 //!
 //! Framing errors end the stream (its position is lost) with a QUIC STOP_SENDING code and an
 //! `error` on the control stream. A body that frames fine but is not an acceptable event is
@@ -7,92 +8,67 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opensports_proto::codec::{self, Codec};
 use opensports_proto::control::Control;
 use opensports_proto::error_code::reason;
-use serde::Deserialize;
 use tokio::io::BufReader;
 
 use super::IngestCtx;
+use super::admission::{Close, Reject, StreamState, Verdict};
 use super::conn::ControlOut;
-use super::frame::{ReadError, read_frame};
+use super::frame::read_frame;
 use crate::metrics as m;
 use crate::pipeline::Ingested;
-use crate::store::seq::Seq;
-use crate::store::writer::WriteMsg;
-use crate::store::{Full, Store};
+use crate::store::{AckSink, Queued, StoreError};
 
 /// Read buffer per stream: many small frames come out of one QUIC read.
 const READ_BUFFER: usize = 64 * 1024;
-/// How long a stream waits before retrying a full shard queue.
+/// How long a stream waits before retrying a full queue (shard or log writer).
 const BACKPRESSURE_PAUSE: Duration = Duration::from_micros(500);
 
 pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<ControlOut>) {
     let mut r = BufReader::with_capacity(READ_BUFFER, recv);
     let mut buf = Vec::new();
-    let mut game: Option<String> = None;
-    let mut last_seq = 0u64;
+    let mut state = StreamState::default();
+    let ack: Arc<dyn AckSink> = control.clone();
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
     loop {
-        let codec = match read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf).await {
-            Ok(Some(c)) => c,
+        let read = read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf).await;
+        let verdict = match &read {
             Ok(None) => return,
-            Err(e) => return stream_error(&e, r.get_mut(), control),
+            Ok(Some(codec)) => state.on_frame(ctx.rules(), Ok((*codec, &buf))),
+            Err(e) => state.on_frame(ctx.rules(), Err(e)),
         };
-        let event = match codec::decode_event(codec, &buf) {
-            Ok(ev) => ev,
-            Err(e) => {
-                let (g, s) = ids(codec, &buf);
-                reject(control, g, s, e.code(), e.to_string());
-                continue;
+        let (event, missing) = match verdict {
+            Verdict::Accept { event, missing, gap, fill } => {
+                if fill {
+                    metrics::counter!(m::INGEST_GAP_FILLS_TOTAL).increment(1);
+                }
+                if let Some((from, to)) = gap {
+                    metrics::counter!(m::INGEST_GAPS_TOTAL).increment(1);
+                    control.send(Control::Gap { game: event.game.clone(), from, to });
+                }
+                (event, missing)
             }
-        };
-        if let Some(g) = &game
-            && *g != event.game
-        {
-            let msg = format!("this stream carries game {g}; open one stream per game");
-            reject(control, Some(event.game), Some(event.seq), reason::GAME_MISMATCH, msg);
-            continue;
-        }
-        if let Err(code) = ctx.pipeline.games().admit(&event.game, event.sport()) {
-            let msg = match code {
-                reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
-                _ => "the server holds its maximum number of games".to_string(),
-            };
-            reject(control, Some(event.game), Some(event.seq), code, msg);
-            continue;
-        }
-        let (verdict, missing) = ctx.pipeline.games().sequence(&event.game, event.seq);
-        if event.seq <= last_seq && verdict != Seq::Fill {
-            let msg = format!("seq {} after {last_seq} on the same stream", event.seq);
-            reject(control, Some(event.game), Some(event.seq), reason::SEQ_NOT_INCREASING, msg);
-            continue;
-        }
-        last_seq = last_seq.max(event.seq);
-        let game_id = game.get_or_insert_with(|| event.game.clone());
-        match verdict {
-            Seq::New => {}
-            Seq::Fill => metrics::counter!(m::INGEST_GAP_FILLS_TOTAL).increment(1),
-            Seq::Gap { from, to } => {
-                metrics::counter!(m::INGEST_GAPS_TOTAL).increment(1);
-                control.send(Control::Gap { game: event.game.clone(), from, to });
-            }
-            Seq::Duplicate => {
+            Verdict::Duplicate { game, seq } => {
                 // A retry of an accepted event: nothing to process, but the publisher needs
                 // its ack, which must not overtake the commit of the original.
                 metrics::counter!(m::INGEST_DUPLICATES_TOTAL).increment(1);
                 match &ctx.store {
                     Some(store) => {
-                        let msg = WriteMsg::Ack { game: event.game, seq: event.seq, ack: control.clone() };
-                        if !send_to_store(store, msg).await {
+                        if !retry_full(|| store.try_ack_after_commit(&game, seq, &ack)).await {
                             return;
                         }
                     }
-                    None => control.ack(game_id, event.seq),
+                    None => control.ack(&game, seq),
                 }
                 continue;
             }
-        }
+            Verdict::Reject(r) => {
+                reject(control, r);
+                continue;
+            }
+            Verdict::Close(close) => return stream_error(close, r.get_mut(), control),
+        };
         let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
         // With the log on, archived once, here: the log stores these bytes and plugins read them.
         let archived = match &ctx.store {
@@ -102,24 +78,16 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                     Ok(b) => Arc::new(b),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot archive an event");
+                        let (game, message) = (Some(event.game), "cannot archive".into());
                         reject(
                             control,
-                            Some(event.game),
-                            Some(seq),
-                            reason::INVALID_EVENT,
-                            "cannot archive".into(),
+                            Reject { game, seq: Some(seq), code: reason::INVALID_EVENT, message },
                         );
                         continue;
                     }
                 };
-                let msg = WriteMsg::Append {
-                    game: event.game.clone(),
-                    seq,
-                    sport: event.sport().as_str(),
-                    bytes: bytes.clone(),
-                    ack: control.clone(),
-                };
-                if !send_to_store(store, msg).await {
+                let sport = event.sport().as_str();
+                if !retry_full(|| store.try_append(&event.game, seq, sport, &bytes, &ack)).await {
                     return;
                 }
                 Some(bytes)
@@ -140,21 +108,23 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
             }
         }
         events.increment(1);
-        if ctx.store.is_none() {
-            control.ack(game_id, seq);
+        if ctx.store.is_none()
+            && let Some(game) = state.game()
+        {
+            control.ack(game, seq);
         }
     }
 }
 
-/// Queues a message for the log writer, waiting while its queue is full. False once the
-/// writer has stopped (shutdown): the publisher resends what was not acked.
-async fn send_to_store(store: &Store, mut msg: WriteMsg) -> bool {
+/// Offers a message to the log writer until it takes it, pausing while its queue is full
+/// (backpressure). False once the writer has stopped (shutdown): the publisher resends what
+/// was not acked.
+async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bool {
     loop {
-        match store.append(msg) {
-            Ok(Ok(())) => return true,
-            Ok(Err(Full(m))) => {
+        match offer() {
+            Ok(Queued::Yes) => return true,
+            Ok(Queued::Full) => {
                 metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
-                msg = m;
                 tokio::time::sleep(BACKPRESSURE_PAUSE).await;
             }
             Err(_) => return false,
@@ -162,29 +132,16 @@ async fn send_to_store(store: &Store, mut msg: WriteMsg) -> bool {
     }
 }
 
-fn stream_error(e: &ReadError, recv: &mut quinn::RecvStream, control: &ControlOut) {
-    let Some((code, name)) = e.code() else { return };
-    metrics::counter!(m::INGEST_STREAM_ERRORS_TOTAL, "code" => name).increment(1);
-    metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => name).increment(1);
-    tracing::debug!(error = %e, "closing event stream");
-    control.send(Control::Error { code: name.into(), message: e.to_string() });
+fn stream_error(close: Option<Close>, recv: &mut quinn::RecvStream, control: &ControlOut) {
+    let Some(Close { code, reason, message }) = close else { return };
+    metrics::counter!(m::INGEST_STREAM_ERRORS_TOTAL, "code" => reason).increment(1);
+    metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => reason).increment(1);
+    tracing::debug!(error = %message, "closing event stream");
+    control.send(Control::Error { code: reason.into(), message });
     let _ = recv.stop(code.into());
 }
 
-fn reject(control: &ControlOut, game: Option<String>, seq: Option<u64>, code: &'static str, message: String) {
-    metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => code).increment(1);
-    control.send(Control::Reject { game, seq, code: code.into(), message });
-}
-
-/// Best effort at naming the event a bad JSON body was meant to be.
-fn ids(codec: Codec, body: &[u8]) -> (Option<String>, Option<u64>) {
-    #[derive(Deserialize)]
-    struct Ids {
-        game: Option<String>,
-        seq: Option<u64>,
-    }
-    match codec {
-        Codec::Json => serde_json::from_slice::<Ids>(body).map(|i| (i.game, i.seq)).unwrap_or((None, None)),
-        Codec::Rkyv => (None, None),
-    }
+pub(super) fn reject(control: &ControlOut, r: Reject) {
+    metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => r.code).increment(1);
+    control.send(r.into_control());
 }

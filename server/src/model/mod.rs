@@ -3,7 +3,12 @@
 //! # Layout
 //! - this file: `models/manifest.toml` parsing, the checks a model must pass (file, sha256,
 //!   input and output shapes, operators tract can run), the [`ModelRegistry`] and `infer`.
-//! - [`winprob`]: the core win-probability output for basketball and football.
+//! - [`registry`]: the loaded models by name, active and shadow versions, scoring.
+//! - [`predictions`]: a game's predictions per version, scored when the result is known.
+//! - [`ratings`]: Elo team ratings (pre-game strength), kept in the log as games end.
+//!
+//! `model` is a leaf: it takes feature vectors and returns numbers. Which features a game
+//! state gives is the pipeline's business (`pipeline::winprob`).
 //!
 //! Each model is loaded once with a fixed batch of 1 (`into_optimized().into_runnable()`); the
 //! plan is immutable and shared by the shards. Run state (tract's `SimpleState`: op states and
@@ -12,9 +17,9 @@
 //! A model that fails a check is refused with a message naming the field, and the server runs
 //! without it.
 
+pub mod predictions;
 pub mod ratings;
 pub mod registry;
-pub mod winprob;
 
 pub use registry::ModelRegistry;
 

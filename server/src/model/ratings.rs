@@ -16,7 +16,6 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
-use crate::store::writer::WriteMsg;
 
 /// A rating before any result.
 pub const INITIAL: f64 = 1500.0;
@@ -105,7 +104,7 @@ impl Ratings {
         };
         self.pinned.insert(game.to_string(), diff);
         if let Some(s) = &self.store {
-            s.send_blocking(WriteMsg::Pregame { game: game.to_string(), elo_diff: diff });
+            s.pregame(game, diff);
         }
         Some(diff)
     }
@@ -127,7 +126,7 @@ impl Ratings {
             vec![(kh, rh + delta), (ka, ra - delta)]
         };
         if let Some(s) = &self.store {
-            s.send_blocking(WriteMsg::Rated { game: game.to_string(), ratings: updated });
+            s.rated(game, updated);
         }
     }
 

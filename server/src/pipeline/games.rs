@@ -1,20 +1,16 @@
-//! The directory of games: which games exist and their sport (checked by ingest before an
-//! event is queued), and the summaries published on the `games` topic.
+//! The `games` topic: one summary per game in memory, published as a list.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
-use opensports_proto::{Sport, error_code::reason, topic};
+use opensports_proto::topic;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::state::GameSummary;
 use crate::fanout::Fanout;
-use crate::metrics as m;
-use crate::store::seq::{GameSeq, Seq, Sequencer};
 
 /// Shortest time between two `games` publications. With hundreds of games, serializing the
 /// list on every basket would cost more than the basket: a change inside the interval marks
@@ -22,16 +18,12 @@ use crate::store::seq::{GameSeq, Seq, Sequencer};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
-pub struct GamesIndex {
-    sports: DashMap<String, Sport>,
-    /// Which seqs of each game were accepted (dedupe and gaps at ingest).
-    seqs: Sequencer,
+pub struct GamesTopic {
     /// Summaries by game id; publishing happens under this lock so `games` messages are in
     /// the same order as the changes they describe.
     summaries: Mutex<Summaries>,
     dirty: AtomicBool,
     fanout: Arc<Fanout>,
-    max_games: usize,
 }
 
 #[derive(Debug)]
@@ -47,42 +39,10 @@ struct GamesList<'a> {
     games: Vec<&'a GameSummary>,
 }
 
-impl GamesIndex {
-    pub fn new(fanout: Arc<Fanout>, max_games: usize) -> GamesIndex {
+impl GamesTopic {
+    pub fn new(fanout: Arc<Fanout>) -> GamesTopic {
         let summaries = Summaries { by_game: BTreeMap::new(), last_publish: None, ts: 0 };
-        GamesIndex {
-            sports: DashMap::new(),
-            seqs: Sequencer::default(),
-            summaries: Mutex::new(summaries),
-            dirty: AtomicBool::new(false),
-            fanout,
-            max_games,
-        }
-    }
-
-    /// Admits an event of `game` with `sport`: known games must keep their sport, new games
-    /// must fit under `max_games`. Returns the reject code otherwise.
-    pub fn admit(&self, game: &str, sport: Sport) -> Result<(), &'static str> {
-        if let Some(known) = self.sports.get(game) {
-            return if *known == sport { Ok(()) } else { Err(reason::SPORT_MISMATCH) };
-        }
-        if self.sports.len() >= self.max_games {
-            return Err(reason::TOO_MANY_GAMES);
-        }
-        let known = *self.sports.entry(game.to_string()).or_insert(sport);
-        metrics::gauge!(m::PIPELINE_GAMES).set(self.sports.len() as f64);
-        if known == sport { Ok(()) } else { Err(reason::SPORT_MISMATCH) }
-    }
-
-    /// Classifies `(game, seq)` at ingest and records it unless it is a duplicate. Also
-    /// returns how many events of the game are missing now.
-    pub fn sequence(&self, game: &str, seq: u64) -> (Seq, u64) {
-        self.seqs.accept(game, seq)
-    }
-
-    /// Seeds a game's sequencing from the log at start.
-    pub fn seed_sequence(&self, game: &str, state: GameSeq) {
-        self.seqs.seed(game, state);
+        GamesTopic { summaries: Mutex::new(summaries), dirty: AtomicBool::new(false), fanout }
     }
 
     /// Records a changed summary; the list is published now or within [`MIN_INTERVAL`].
@@ -101,11 +61,8 @@ impl GamesIndex {
         }
     }
 
-    /// Forgets a game (evicted after it ended).
+    /// Drops a game's summary (evicted after it ended).
     pub fn remove(&self, game: &str, ts: i64) {
-        self.sports.remove(game);
-        self.seqs.forget(game);
-        metrics::gauge!(m::PIPELINE_GAMES).set(self.sports.len() as f64);
         let mut s = self.summaries.lock();
         if s.by_game.remove(game).is_some() {
             s.ts = s.ts.max(ts);

@@ -3,35 +3,46 @@
 //!
 //! # Layout
 //! - [`Pipeline`]: routing and the bounded queues (crossbeam) feeding the shards.
+//! - `shard`: the shard thread and its per-event stages (core state, win probability,
+//!   summary, game end, plugins), then publishing in batches.
 //! - [`state`]: the pure core state of a game (score, clock, period, situation).
-//! - [`games`]: the directory of games and the `games` topic.
+//! - [`winprob`]: win-probability features and payload (models run in `model`).
+//! - [`directory`]: which games exist and their sport (ingest admits events against it).
+//! - [`games`]: the `games` topic (summaries of the games in memory).
+//! - [`recover`]: the log replayed through the shards at start.
+//!
+//! Arrows: ingest calls in; the pipeline calls `fanout`, `plugin`, and the leaves `model` and
+//! `store`, never ingest. What ingest must hear of (a game evicted) goes through the
+//! [`EvictHook`] it hands over at start.
 //!
 //! A full shard queue is backpressure: ingest waits and stops reading its QUIC stream, so the
 //! publisher's flow-control window closes. Nothing here grows without bound.
 
+pub mod directory;
 pub mod games;
+pub mod recover;
+mod shard;
 pub mod state;
+pub mod winprob;
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use opensports_proto::{Event, topic};
+use crossbeam_channel::{Sender, TrySendError};
+use opensports_proto::Event;
 use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
 
 use crate::config::Config;
-use crate::fanout::{Batch, Fanout, Topic};
-use crate::metrics as m;
+use crate::fanout::Fanout;
 use crate::model::ModelRegistry;
 use crate::model::ratings::Ratings;
-use crate::plugin::{EventHistory, PluginSet, ShardPlugins};
+use crate::plugin::PluginSet;
 use crate::store::Store;
-use games::GamesIndex;
-use state::{GameState, GameSummary, Status};
+use directory::GameDirectory;
+use games::GamesTopic;
 
 /// One event on its way to a shard.
 #[derive(Debug)]
@@ -43,6 +54,26 @@ pub struct Ingested {
     pub received: Instant,
     /// Events of this game missing (never received) at the time it was accepted.
     pub missing: u64,
+}
+
+/// Called on the shard thread when a game leaves memory (after the directory forgot it), so
+/// that ingest can forget its sequencing.
+pub type EvictHook = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Everything the pipeline is built from.
+pub struct Parts {
+    pub fanout: Arc<Fanout>,
+    pub plugins: Arc<PluginSet>,
+    pub models: Arc<ModelRegistry>,
+    pub store: Option<Arc<Store>>,
+    pub ratings: Arc<Ratings>,
+    pub on_evict: EvictHook,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("store", &self.store.is_some()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -59,7 +90,8 @@ enum ShardMsg {
 pub struct Pipeline {
     senders: Vec<Sender<ShardMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    games: Arc<GamesIndex>,
+    directory: Arc<GameDirectory>,
+    games: Arc<GamesTopic>,
     ratings: Arc<Ratings>,
 }
 
@@ -73,44 +105,42 @@ pub struct QueueFull(pub Ingested);
 pub struct Stopped;
 
 impl Pipeline {
-    pub fn start(
-        config: &Config,
-        fanout: Arc<Fanout>,
-        plugins: Arc<PluginSet>,
-        models: Arc<ModelRegistry>,
-        store: Option<Arc<Store>>,
-        ratings: Arc<Ratings>,
-    ) -> std::io::Result<Arc<Pipeline>> {
-        let games = Arc::new(GamesIndex::new(fanout.clone(), config.pipeline.max_games));
-        let ttl = Duration::from_secs(config.pipeline.ended_game_ttl_secs);
+    pub fn start(config: &Config, parts: Parts) -> std::io::Result<Arc<Pipeline>> {
+        let Parts { fanout, plugins, models, store, ratings, on_evict } = parts;
+        let directory = Arc::new(GameDirectory::new(config.pipeline.max_games));
+        let games = Arc::new(GamesTopic::new(fanout.clone()));
+        let on_evict = Arc::new(on_evict);
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for i in 0..config.shard_count() {
             let (tx, rx) = crossbeam_channel::bounded(config.pipeline.queue_len);
-            let shard = Shard {
+            let shard = shard::Shard::new(
                 rx,
-                games: HashMap::new(),
-                fanout: fanout.clone(),
-                index: games.clone(),
-                buf: Vec::with_capacity(4096),
-                ttl,
-                latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
-                queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
-                store: store.clone(),
-                ratings: ratings.clone(),
-                plugins: ShardPlugins::new(plugins.clone()),
-                models: models.clone(),
-                max_history: config.plugins.max_history_events,
-                batch: Batch::default(),
-                staged: Vec::with_capacity(MAX_BATCH),
-            };
+                config,
+                shard::Shared {
+                    fanout: fanout.clone(),
+                    directory: directory.clone(),
+                    games: games.clone(),
+                    store: store.clone(),
+                    ratings: ratings.clone(),
+                    models: models.clone(),
+                    on_evict: on_evict.clone(),
+                },
+                plugins.clone(),
+            );
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
         }
-        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), games, ratings }))
+        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), directory, games, ratings }))
     }
 
-    pub fn games(&self) -> &Arc<GamesIndex> {
+    /// Which games exist; ingest admits events against it.
+    pub fn directory(&self) -> &Arc<GameDirectory> {
+        &self.directory
+    }
+
+    /// The `games` topic and list.
+    pub fn games(&self) -> &Arc<GamesTopic> {
         &self.games
     }
 
@@ -159,244 +189,6 @@ impl Pipeline {
         for t in self.threads.lock().drain(..) {
             if t.join().is_err() {
                 tracing::error!("a shard thread panicked");
-            }
-        }
-    }
-}
-
-struct Game {
-    state: GameState,
-    topic: Option<Arc<Topic>>,
-    summary: Option<GameSummary>,
-    ended_at: Option<Instant>,
-    /// `(seq, archived event)`, kept while plugins are loaded, to rebuild a plugin by replay.
-    history: std::collections::VecDeque<(u64, Arc<AlignedVec>)>,
-    /// `game/{id}/winprob`, for the sports with a win-probability model.
-    winprob: Option<Arc<Topic>>,
-    /// Win probabilities given so far, scored against the result when the game ends.
-    predictions: crate::model::winprob::Predictions,
-    /// Pre-game Elo difference, pinned once both teams are known.
-    elo_diff: Option<f64>,
-}
-
-/// The shard's games as the plugins' replay source.
-struct Games<'a>(&'a HashMap<String, Game>);
-
-impl EventHistory for Games<'_> {
-    fn for_each(&self, f: &mut crate::plugin::ReplayFn<'_>) {
-        for (id, g) in self.0 {
-            for (seq, bytes) in &g.history {
-                f(id, g.state.sport, *seq, bytes);
-            }
-        }
-    }
-}
-
-struct Shard {
-    rx: Receiver<ShardMsg>,
-    games: HashMap<String, Game>,
-    fanout: Arc<Fanout>,
-    index: Arc<GamesIndex>,
-    /// Reused serialization buffer: state JSON is written here, then copied once into the
-    /// publication frame.
-    buf: Vec<u8>,
-    ttl: Duration,
-    latency: metrics::Histogram,
-    /// Ingest → shard dequeue.
-    queued: metrics::Histogram,
-    store: Option<Arc<Store>>,
-    ratings: Arc<Ratings>,
-    plugins: ShardPlugins,
-    models: Arc<ModelRegistry>,
-    max_history: usize,
-    /// Publications made while draining the queue, published together (see [`MAX_BATCH`]).
-    batch: Batch,
-    /// Ingest times of the events whose publications are in `batch`: their latency is taken
-    /// when the batch goes out.
-    staged: Vec<Instant>,
-}
-
-/// Most publications a shard stages before publishing them. It publishes as soon as its queue
-/// is empty, so at light load every event goes out alone and at once; under load one push per
-/// subscriber carries up to this many messages.
-const MAX_BATCH: usize = 64;
-
-impl Shard {
-    fn run(mut self) {
-        let mut last_sweep = Instant::now();
-        loop {
-            if self.batch.len() >= MAX_BATCH || self.rx.is_empty() {
-                self.publish();
-            }
-            match self.rx.recv_timeout(games::MIN_INTERVAL) {
-                Ok(ShardMsg::Event(i)) => self.handle(i),
-                Ok(ShardMsg::Barrier(done)) => {
-                    self.publish();
-                    let _ = done.send(());
-                }
-                Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => self.plugins.sync(&Games(&self.games)),
-            }
-            self.index.flush_if_due();
-            if last_sweep.elapsed() >= Duration::from_secs(1) {
-                last_sweep = Instant::now();
-                self.publish();
-                self.evict_ended();
-            }
-        }
-        self.publish();
-    }
-
-    /// Publishes what is staged and records each staged event's ingest → published latency.
-    fn publish(&mut self) {
-        self.fanout.publish_batch(&mut self.batch);
-        for received in self.staged.drain(..) {
-            self.latency.record(received.elapsed().as_secs_f64());
-        }
-    }
-
-    fn handle(&mut self, item: Ingested) {
-        self.queued.record(item.received.elapsed().as_secs_f64());
-        let ev = &item.event;
-        if !self.games.contains_key(&ev.game) {
-            let state = GameState::new(&ev.game, ev.sport());
-            let topic = self.fanout.topic(&topic::game_state(&ev.game));
-            let game = Game {
-                state,
-                topic,
-                summary: None,
-                ended_at: None,
-                history: Default::default(),
-                winprob: None,
-                predictions: Default::default(),
-                elo_diff: None,
-            };
-            self.games.insert(ev.game.clone(), game);
-        }
-        let Some(game) = self.games.get_mut(&ev.game) else { return };
-        // Ingest sequenced the event: retries never get here, gap fills do (and fold in late).
-        game.state.apply(ev);
-        game.state.missing = item.missing;
-        if game.topic.is_none() {
-            game.topic = self.fanout.topic(&topic::game_state(&ev.game));
-        }
-        if let Some(t) = &game.topic {
-            self.buf.clear();
-            match serde_json::to_writer(&mut self.buf, &game.state) {
-                Ok(()) => self.batch.push(t, ev.ts, &self.buf),
-                Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
-            }
-        }
-        if game.elo_diff.is_none()
-            && let (Some(h), Some(a)) = (&game.state.home, &game.state.away)
-        {
-            game.elo_diff = self.ratings.pregame(&ev.game, game.state.sport, h, a);
-        }
-        if let Some((name, inputs)) = crate::model::winprob::features(&game.state, game.elo_diff)
-            && let Some(scored) = self.models.score(name, &inputs)
-        {
-            if game.winprob.is_none() {
-                game.winprob = self.fanout.topic(&topic::game_winprob(&ev.game));
-            }
-            if let Some(t) = &game.winprob {
-                let mut ep = [0f32; 8];
-                let ep = crate::model::winprob::ep_features(&game.state)
-                    .and_then(|f| self.models.infer("nfl_ep", &f, &mut ep).ok())
-                    .map(|_| ep[0]);
-                let version = &scored.active.spec.version;
-                crate::model::winprob::write_payload(&mut self.buf, scored.p, name, version, ep);
-                self.batch.push(t, ev.ts, &self.buf);
-            }
-            game.predictions.record(scored);
-            if game.state.status == Status::Ended
-                && let Some(score) = game.state.score
-            {
-                game.predictions.settle(score.home > score.away);
-            }
-        }
-        self.staged.push(item.received);
-        if game.summary.as_ref().is_none_or(|s| !game.state.summary_matches(s)) {
-            let summary = game.state.summary();
-            game.summary = Some(summary.clone());
-            self.index.update(summary, ev.ts);
-        }
-        if game.state.status == Status::Ended && game.ended_at.is_none() {
-            game.ended_at = Some(Instant::now());
-            if let (Some(h), Some(a), Some(score)) = (&game.state.home, &game.state.away, game.state.score) {
-                let result = match score.home.cmp(&score.away) {
-                    std::cmp::Ordering::Greater => 1.0,
-                    std::cmp::Ordering::Equal => 0.5,
-                    std::cmp::Ordering::Less => 0.0,
-                };
-                self.ratings.settle(&ev.game, game.state.sport, h, a, result);
-            }
-            if let Some(store) = &self.store {
-                store.game_ended(&ev.game, crate::store::now_ms());
-            }
-        }
-        if !self.plugins.is_empty() {
-            self.run_plugins(&item.event, item.archived);
-        }
-    }
-
-    /// Runs the plugins on one event and publishes their outputs on
-    /// `game/{id}/{plugin}/{name}`; then keeps the event for replay.
-    fn run_plugins(&mut self, ev: &Event, archived: Option<Arc<AlignedVec>>) {
-        let bytes = match archived {
-            Some(b) => b,
-            None => match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
-                Ok(b) => Arc::new(b),
-                Err(e) => return tracing::error!(error = %e, "cannot archive event for plugins"),
-            },
-        };
-        // The event joins the history only after the plugins ran: a rebuild during this call
-        // must not replay it.
-        self.plugins.sync(&Games(&self.games));
-        let (fanout, batch) = (&self.fanout, &mut self.batch);
-        let mut topic = String::new();
-        self.plugins.on_event(
-            &ev.game,
-            ev.sport(),
-            ev.seq,
-            &bytes,
-            &Games(&self.games),
-            &mut |plugin, emit| {
-                topic.clear();
-                topic.push_str("game/");
-                topic.push_str(&ev.game);
-                topic.push('/');
-                topic.push_str(plugin);
-                topic.push('/');
-                topic.push_str(&emit.name);
-                if let Some(t) = fanout.topic(&topic) {
-                    batch.push(&t, ev.ts, &emit.payload);
-                }
-            },
-        );
-        if let Some(g) = self.games.get_mut(&ev.game) {
-            if g.history.len() >= self.max_history {
-                // Past the cap a rebuild can no longer be exact; the durable log will lift this.
-                g.history.pop_front();
-            }
-            g.history.push_back((ev.seq, bytes));
-        }
-    }
-
-    fn evict_ended(&mut self) {
-        let ttl = self.ttl;
-        let expired: Vec<String> = self
-            .games
-            .iter()
-            .filter(|(_, g)| g.ended_at.is_some_and(|t| t.elapsed() >= ttl))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            if let Some(g) = self.games.remove(&id) {
-                self.plugins.forget(&id);
-                self.ratings.forget(&id);
-                self.fanout.remove_topic(&topic::game_state(&id));
-                self.fanout.remove_topic(&topic::game_winprob(&id));
-                self.index.remove(&id, g.state.ts);
             }
         }
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use opensports_proto::plugin_abi as abi;
 use sha2::{Digest, Sha256};
 use wasmtime::{Caller, Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig};
 
@@ -64,7 +65,7 @@ pub struct Compiled {
     pub name: Arc<str>,
     /// First 16 hex digits of the wasm's SHA-256.
     pub version: String,
-    /// Bit mask of sports (1 basketball, 2 football, 4 soccer, 8 f1) from `os_sports`, or all.
+    /// Bit mask of sports (`plugin_abi::sport_bit`) from `os_sports`, or all.
     pub sports: u32,
     pub pre: InstancePre<HostState>,
 }
@@ -81,21 +82,25 @@ impl std::fmt::Debug for Compiled {
 fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
     let mut l = Linker::new(engine);
     let link = |e: wasmtime::Error| PluginError::Compile(e.to_string());
-    l.func_wrap("opensports", "emit", |c: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32| {
-        host::emit(c, tp, tl, pp, pl)
-    })
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::import::EMIT,
+        |c: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32| host::emit(c, tp, tl, pp, pl),
+    )
     .map_err(link)?;
     l.func_wrap(
-        "opensports",
-        "infer",
+        abi::IMPORT_MODULE,
+        abi::import::INFER,
         |c: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i32, op: i32, oc: i32| {
             host::infer(c, mp, ml, ip, il, op, oc)
         },
     )
     .map_err(link)?;
-    l.func_wrap("opensports", "log", |c: Caller<'_, HostState>, level: i32, p: i32, n: i32| {
-        host::log(c, level, p, n)
-    })
+    l.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::import::LOG,
+        |c: Caller<'_, HostState>, level: i32, p: i32, n: i32| host::log(c, level, p, n),
+    )
     .map_err(link)?;
     Ok(l)
 }
@@ -121,7 +126,7 @@ pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, Pl
             Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?
         }
     };
-    for required in ["memory", "os_abi_version", "os_buffer", "on_event"] {
+    for required in abi::export::REQUIRED {
         if module.get_export(required).is_none() {
             return Err(PluginError::Compile(format!(
                 "missing export `{required}` (ABI v1, see plugin-sdk/README.md)"

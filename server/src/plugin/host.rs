@@ -2,21 +2,8 @@
 
 use std::sync::Arc;
 
+use opensports_proto::plugin_abi::{Status, export, level};
 use wasmtime::{Caller, Extern, ResourceLimiter};
-
-/// Status codes returned to the guest (plugin-sdk `abi::status`).
-pub mod status {
-    pub const OK: i32 = 0;
-    pub const TOO_MANY_EMITS: i32 = -1;
-    pub const TOO_LARGE: i32 = -2;
-    pub const BAD_TOPIC: i32 = -3;
-    pub const BAD_JSON: i32 = -4;
-    pub const BAD_POINTER: i32 = -5;
-    pub const NO_SUCH_MODEL: i32 = -10;
-    pub const BAD_INPUT: i32 = -11;
-    pub const OUTPUT_TOO_SMALL: i32 = -12;
-    pub const INFER_FAILED: i32 = -13;
-}
 
 /// Per-event limits, from `[plugins]`.
 #[derive(Debug, Clone, Copy)]
@@ -99,17 +86,17 @@ impl ResourceLimiter for HostState {
 
 /// Copies `len` bytes at `ptr` out of the guest's memory.
 fn read(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let Some(Extern::Memory(mem)) = caller.get_export("memory") else { return None };
+    let Some(Extern::Memory(mem)) = caller.get_export(export::MEMORY) else { return None };
     let (ptr, len) = (usize::try_from(ptr).ok()?, usize::try_from(len).ok()?);
     mem.data(&*caller).get(ptr..ptr.checked_add(len)?).map(<[u8]>::to_vec)
 }
 
-fn refuse(caller: &mut Caller<'_, HostState>, code: i32, why: String) -> i32 {
+fn refuse(caller: &mut Caller<'_, HostState>, status: Status, why: String) -> i32 {
     let st = caller.data_mut();
     if st.bad_output.is_none() {
         st.bad_output = Some(why);
     }
-    code
+    status.code()
 }
 
 pub fn emit(mut caller: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32) -> i32 {
@@ -117,40 +104,39 @@ pub fn emit(mut caller: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i3
     if caller.data().emits.len() >= limits.max_emits {
         return refuse(
             &mut caller,
-            status::TOO_MANY_EMITS,
+            Status::TooManyEmits,
             format!("more than {} emits in one event", limits.max_emits),
         );
     }
     if usize::try_from(pl).unwrap_or(usize::MAX) > limits.max_emit_bytes {
         return refuse(
             &mut caller,
-            status::TOO_LARGE,
+            Status::TooLarge,
             format!("emit of {pl} bytes (limit {})", limits.max_emit_bytes),
         );
     }
     let (Some(name), Some(payload)) = (read(&mut caller, tp, tl), read(&mut caller, pp, pl)) else {
-        return refuse(&mut caller, status::BAD_POINTER, "emit pointer outside guest memory".into());
+        return refuse(&mut caller, Status::BadPointer, "emit pointer outside guest memory".into());
     };
     let Ok(name) = String::from_utf8(name) else {
-        return refuse(&mut caller, status::BAD_TOPIC, "emit topic is not UTF-8".into());
+        return refuse(&mut caller, Status::BadTopic, "emit topic is not UTF-8".into());
     };
     if let Err(e) = opensports_proto::topic::validate_topic(&name) {
-        return refuse(&mut caller, status::BAD_TOPIC, format!("emit topic {name:?}: {e}"));
+        return refuse(&mut caller, Status::BadTopic, format!("emit topic {name:?}: {e}"));
     }
     if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-        return refuse(&mut caller, status::BAD_JSON, format!("emit on {name:?} is not valid JSON"));
+        return refuse(&mut caller, Status::BadJson, format!("emit on {name:?} is not valid JSON"));
     }
     caller.data_mut().emits.push(Emit { name, payload });
-    status::OK
+    Status::Ok.code()
 }
 
 /// Runs a model of the registry: `il` f32 inputs at `ip`, up to `oc` f32 outputs written at
 /// `op`; returns the output count or a negative status.
 pub fn infer(mut caller: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i32, op: i32, oc: i32) -> i32 {
-    use crate::model::InferError;
-    let Some(name) = read(&mut caller, mp, ml.min(256)) else { return status::BAD_POINTER };
+    let Some(name) = read(&mut caller, mp, ml.min(256)) else { return Status::BadPointer.code() };
     let Some(raw) = read(&mut caller, ip, il.saturating_mul(4).min(1 << 20)) else {
-        return status::BAD_POINTER;
+        return Status::BadPointer.code();
     };
     let inputs: Vec<f32> =
         raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -158,16 +144,15 @@ pub fn infer(mut caller: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i
     let models = caller.data().models.clone();
     let n = match models.infer(&String::from_utf8_lossy(&name), &inputs, &mut out) {
         Ok(n) => n,
-        Err(InferError::NoSuchModel) => return status::NO_SUCH_MODEL,
-        Err(InferError::BadInput) => return status::BAD_INPUT,
-        Err(InferError::OutputTooSmall) => return status::OUTPUT_TOO_SMALL,
-        Err(InferError::Failed) => return status::INFER_FAILED,
+        Err(e) => return infer_status(e).code(),
     };
     let bytes: Vec<u8> = out[..n].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let Some(Extern::Memory(mem)) = caller.get_export("memory") else { return status::BAD_POINTER };
-    let Ok(offset) = usize::try_from(op) else { return status::BAD_POINTER };
+    let Some(Extern::Memory(mem)) = caller.get_export(export::MEMORY) else {
+        return Status::BadPointer.code();
+    };
+    let Ok(offset) = usize::try_from(op) else { return Status::BadPointer.code() };
     if mem.write(&mut caller, offset, &bytes).is_err() {
-        return status::BAD_POINTER;
+        return Status::BadPointer.code();
     }
     n as i32
 }
@@ -182,9 +167,35 @@ pub fn log(mut caller: Caller<'_, HostState>, level: i32, p: i32, n: i32) {
     let msg = String::from_utf8_lossy(&bytes);
     let plugin = caller.data().plugin.clone();
     match level {
-        1 => tracing::error!(%plugin, "{msg}"),
-        2 => tracing::warn!(%plugin, "{msg}"),
-        3 => tracing::info!(%plugin, "{msg}"),
+        level::ERROR => tracing::error!(%plugin, "{msg}"),
+        level::WARN => tracing::warn!(%plugin, "{msg}"),
+        level::INFO => tracing::info!(%plugin, "{msg}"),
         _ => tracing::debug!(%plugin, "{msg}"),
+    }
+}
+
+/// The status `infer` returns to the guest for a registry error.
+pub fn infer_status(e: crate::model::InferError) -> Status {
+    use crate::model::InferError;
+    match e {
+        InferError::NoSuchModel => Status::NoSuchModel,
+        InferError::BadInput => Status::BadInput,
+        InferError::OutputTooSmall => Status::OutputTooSmall,
+        InferError::Failed => Status::InferFailed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::InferError;
+
+    #[test]
+    fn every_infer_error_has_its_own_abi_status() {
+        let all =
+            [InferError::NoSuchModel, InferError::BadInput, InferError::OutputTooSmall, InferError::Failed];
+        let statuses: std::collections::HashSet<Status> = all.into_iter().map(infer_status).collect();
+        assert_eq!(statuses.len(), all.len());
+        assert!(statuses.iter().all(|s| s.code() < 0 && Status::from_code(s.code()) == Some(*s)));
     }
 }

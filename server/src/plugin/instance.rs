@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use opensports_proto::plugin_abi::{self as abi, ABI_VERSION, Status, export};
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use crate::model::ModelRegistry;
@@ -10,9 +11,6 @@ use super::PluginError;
 use super::deadline::CallClock;
 use super::engine::{Compiled, TICK, engine};
 use super::host::{Emit, HostState, Limits};
-
-/// ABI version this host speaks.
-pub const ABI_VERSION: i32 = 1;
 
 pub struct Instance {
     instance: wasmtime::Instance,
@@ -38,6 +36,14 @@ fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
         Some(Trap::Interrupt) => PluginError::Deadline,
         Some(t) => PluginError::Trap(t.to_string()),
         None => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+/// A guest export's status for an error message: its ABI name, or the raw code.
+fn describe(code: i32) -> String {
+    match Status::from_code(code) {
+        Some(s) => format!("status {code} ({})", s.name()),
+        None => format!("status {code} (not defined by ABI v{ABI_VERSION})"),
     }
 }
 
@@ -69,16 +75,17 @@ impl Instance {
             Err(e) => return Err(classify(e, store.data())),
         };
         let bad = |what: &str| PluginError::Compile(format!("export `{what}` missing or of the wrong type"));
-        let memory = inst.get_memory(&mut store, "memory").ok_or_else(|| bad("memory"))?;
+        let memory = inst.get_memory(&mut store, export::MEMORY).ok_or_else(|| bad(export::MEMORY))?;
         let version = inst
-            .get_typed_func::<(), i32>(&mut store, "os_abi_version")
-            .map_err(|_| bad("os_abi_version"))?;
+            .get_typed_func::<(), i32>(&mut store, export::ABI_VERSION)
+            .map_err(|_| bad(export::ABI_VERSION))?;
         let buffer =
-            inst.get_typed_func::<i32, i32>(&mut store, "os_buffer").map_err(|_| bad("os_buffer"))?;
-        let on_event =
-            inst.get_typed_func::<(i32, i32), i32>(&mut store, "on_event").map_err(|_| bad("on_event"))?;
-        let forget = inst.get_typed_func::<(i32, i32), i32>(&mut store, "forget").ok();
-        let init = inst.get_typed_func::<(i32, i32), i32>(&mut store, "init").ok();
+            inst.get_typed_func::<i32, i32>(&mut store, export::BUFFER).map_err(|_| bad(export::BUFFER))?;
+        let on_event = inst
+            .get_typed_func::<(i32, i32), i32>(&mut store, export::ON_EVENT)
+            .map_err(|_| bad(export::ON_EVENT))?;
+        let forget = inst.get_typed_func::<(i32, i32), i32>(&mut store, export::FORGET).ok();
+        let init = inst.get_typed_func::<(i32, i32), i32>(&mut store, export::INIT).ok();
         match version.call(&mut store, ()) {
             Ok(ABI_VERSION) => {}
             Ok(v) => {
@@ -92,8 +99,8 @@ impl Instance {
         if let Some(init) = init {
             let (ptr, len) = me.write(config)?;
             match init.call(&mut me.store, (ptr, len)) {
-                Ok(0) => {}
-                Ok(s) => return Err(PluginError::BadOutput(format!("init returned status {s}"))),
+                Ok(s) if s == Status::Ok.code() => {}
+                Ok(s) => return Err(PluginError::BadOutput(format!("init returned {}", describe(s)))),
                 Err(e) => return Err(classify(e, me.store.data())),
             }
         }
@@ -102,8 +109,10 @@ impl Instance {
 
     /// The sports this plugin asked for (`os_sports` bit mask), or all.
     pub fn sports(&mut self) -> u32 {
-        const ALL: u32 = 0b1111;
-        let Ok(f) = self.instance.get_typed_func::<(), i32>(&mut self.store, "os_sports") else { return ALL };
+        const ALL: u32 = abi::ALL_SPORTS as u32;
+        let Ok(f) = self.instance.get_typed_func::<(), i32>(&mut self.store, export::SPORTS) else {
+            return ALL;
+        };
         match f.call(&mut self.store, ()) {
             Ok(mask) if mask > 0 => mask as u32 & ALL,
             _ => ALL,
@@ -146,8 +155,8 @@ impl Instance {
         if let Some(why) = st.bad_output.take() {
             return Err(PluginError::BadOutput(why));
         }
-        if status != 0 {
-            return Err(PluginError::BadOutput(format!("on_event returned status {status}")));
+        if status != Status::Ok.code() {
+            return Err(PluginError::BadOutput(format!("on_event returned {}", describe(status))));
         }
         Ok(std::mem::take(&mut st.emits))
     }

@@ -61,12 +61,7 @@ impl PluginError {
 const KINDS: [&str; 5] = ["trap", "deadline", "memory", "bad_output", "compile"];
 
 fn sport_bit(s: Sport) -> u32 {
-    match s {
-        Sport::Basketball => 1,
-        Sport::Football => 2,
-        Sport::Soccer => 4,
-        Sport::F1 => 8,
-    }
+    opensports_proto::plugin_abi::sport_bit(s) as u32
 }
 
 /// One loaded plugin: its current version and its health, shared by all shards.

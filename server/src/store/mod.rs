@@ -8,20 +8,18 @@
 //! - [`EVENTS`], [`GAMES`], [`RATINGS`]: the table definitions, all of them, here.
 //! - [`Store`]: opening (with clear errors for a corrupt file), the writer handle, reads for
 //!   recovery, export and backup.
-//! - [`writer`]: the group-commit thread (batching, acks, retention).
-//! - [`seq`]: per-game sequencing at ingest (new, gap, fill, duplicate).
-//! - [`recover`]: the replay at start.
+//! - `writer`: the group-commit thread (batching, acks, retention). Only this module builds
+//!   its messages; the stages call [`Store`] methods.
 //! - [`export`]: JSONL/CSV export, online backup, restore.
 //!
-//! Recovery is a deterministic replay: on start, every game still live (or ended within the
-//! pipeline's TTL) is read back in seq order and fed through the shards before the listeners
-//! open. Core state, plugin state, topic seqs, latest values and history rings come out exactly
+//! `store` is a leaf: it knows events as bytes and games as metadata, never the pipeline.
+//! Recovery (`pipeline::recover`) is a deterministic replay: on start, every game still live
+//! (or ended within the pipeline's TTL) is read back in seq order through
+//! [`Store::replay_game`] and fed through the shards before the listeners open. Core state, plugin state, topic seqs, latest values and history rings come out exactly
 //! as they were, so subscribers resume with `since` across a restart (server/DESIGN.md).
 
 pub mod export;
-pub mod recover;
-pub mod seq;
-pub mod writer;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,8 +27,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
+use opensports_proto::Event;
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use rkyv::util::AlignedVec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
@@ -122,9 +122,13 @@ pub trait AckSink: Send + Sync + std::fmt::Debug {
     fn ack(&self, game: &str, seq: u64);
 }
 
-/// The writer queue is full; try again after a pause (backpressure to the publisher).
-#[derive(Debug)]
-pub struct Full<T>(pub T);
+/// Whether the writer took a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The writer queue is full; try again after a pause (backpressure to the publisher).
+    Full,
+}
 
 /// The open log and its writer thread.
 #[derive(Debug)]
@@ -132,6 +136,10 @@ pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
     tx: Mutex<Option<Sender<WriteMsg>>>,
+    /// Bookkeeping (game ended, ratings) that found the queue full. The shard threads that
+    /// send it must never wait on the log writer, so it waits here and the writer takes it
+    /// with its next batch. At most a few messages per game: bounded by the games in memory.
+    overflow: Arc<Mutex<Vec<WriteMsg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -151,42 +159,124 @@ impl Store {
         }
         let metas = read_games(&db)?;
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_len);
-        let w = writer::Writer::new(db.clone(), cfg, metas);
+        let overflow = Arc::new(Mutex::new(Vec::new()));
+        let w = writer::Writer::new(db.clone(), cfg, metas, overflow.clone());
         let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run(rx))?;
-        Ok(Arc::new(Store { db, path, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) }))
+        Ok(Arc::new(Store { db, path, tx: Mutex::new(Some(tx)), overflow, writer: Mutex::new(Some(handle)) }))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn db(&self) -> &Database {
-        &self.db
+    /// Queues event `(game, seq)`, archived with rkyv, for the log without waiting; `ack`
+    /// hears when it is committed. [`Queued::Full`] is backpressure: retry after a pause.
+    pub fn try_append(
+        &self,
+        game: &str,
+        seq: u64,
+        sport: &'static str,
+        bytes: &Arc<AlignedVec>,
+        ack: &Arc<dyn AckSink>,
+    ) -> Result<Queued, StoreError> {
+        let (bytes, ack) = (bytes.clone(), ack.clone());
+        self.try_send(WriteMsg::Append { game: game.to_string(), seq, sport, bytes, ack })
     }
 
-    /// Queues an event (or a retry's ack) for the log without waiting; its `ack` hears when
-    /// it is committed. A full queue hands the message back (backpressure).
-    pub fn append(&self, msg: WriteMsg) -> Result<Result<(), Full<WriteMsg>>, StoreError> {
+    /// Queues the ack of a retry of `(game, seq)`, an event already accepted: `ack` hears once
+    /// everything queued before it is committed, so the ack never overtakes the original.
+    pub fn try_ack_after_commit(
+        &self,
+        game: &str,
+        seq: u64,
+        ack: &Arc<dyn AckSink>,
+    ) -> Result<Queued, StoreError> {
+        self.try_send(WriteMsg::Ack { game: game.to_string(), seq, ack: ack.clone() })
+    }
+
+    fn try_send(&self, msg: WriteMsg) -> Result<Queued, StoreError> {
         let tx = self.tx.lock().clone();
         let Some(tx) = tx else { return Err(StoreError::Stopped) };
         match tx.try_send(msg) {
-            Ok(()) => Ok(Ok(())),
-            Err(TrySendError::Full(m)) => Ok(Err(Full(m))),
+            Ok(()) => Ok(Queued::Yes),
+            Err(TrySendError::Full(_)) => Ok(Queued::Full),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped),
         }
     }
 
     /// Records that a game ended (for retention and for recovery's TTL).
     pub fn game_ended(&self, game: &str, at_ms: i64) {
-        self.send_blocking(WriteMsg::Ended { game: game.to_string(), at_ms });
+        self.bookkeeping(WriteMsg::Ended { game: game.to_string(), at_ms });
     }
 
-    /// Queues a bookkeeping message (not an event), waiting while the queue is full.
-    pub fn send_blocking(&self, msg: WriteMsg) {
+    /// Records a game's pre-game Elo difference, pinned once (replays give the same numbers).
+    pub fn pregame(&self, game: &str, elo_diff: f64) {
+        self.bookkeeping(WriteMsg::Pregame { game: game.to_string(), elo_diff });
+    }
+
+    /// Records that a game's result was applied to the ratings, with the ratings now current.
+    pub fn rated(&self, game: &str, ratings: Vec<(String, f64)>) {
+        self.bookkeeping(WriteMsg::Rated { game: game.to_string(), ratings });
+    }
+
+    /// Queues a bookkeeping message without ever waiting (shard threads send these).
+    fn bookkeeping(&self, msg: WriteMsg) {
         let tx = self.tx.lock().clone();
-        if tx.is_none_or(|tx| tx.send(msg).is_err()) {
-            tracing::warn!("event log writer gone; bookkeeping not recorded");
+        let Some(tx) = tx else {
+            return tracing::warn!("event log writer gone; bookkeeping not recorded");
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            // The writer is busy (its queue is full): it takes this with its next batch.
+            Err(TrySendError::Full(msg)) => self.overflow.lock().push(msg),
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::warn!("event log writer gone; bookkeeping not recorded")
+            }
         }
+    }
+
+    /// Calls `f(seq, event, archived bytes)` for each event of `game`, in seq order, from one
+    /// consistent snapshot (recovery's replay). Stops early when `f` returns false. An event
+    /// that does not decode is [`StoreError::BadEvent`].
+    pub fn replay_game(
+        &self,
+        game: &str,
+        f: &mut dyn FnMut(u64, Event, Arc<AlignedVec>) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut failure = None;
+        self.for_each_event(game, 0, &mut |seq, bytes| {
+            let mut aligned = AlignedVec::with_capacity(bytes.len());
+            aligned.extend_from_slice(bytes);
+            match rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned) {
+                Ok(event) => f(seq, event, Arc::new(aligned)),
+                Err(e) => {
+                    failure = Some(StoreError::BadEvent {
+                        path: self.path.clone(),
+                        game: game.to_string(),
+                        seq,
+                        why: e.to_string(),
+                    });
+                    false
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Writes every logged event of `game` in seq order (`GET /v1/games/{id}/events`);
+    /// `Ok(None)` when the log does not know the game.
+    pub fn export_game(
+        &self,
+        game: &str,
+        format: export::Format,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Option<u64>, StoreError> {
+        export::export_game(&self.db, game, format, out, &mut |_, _| {})
+    }
+
+    /// A consistent copy of the log, taken while writes go on, into a new redb file at `to`.
+    pub fn backup(&self, to: &Path) -> Result<export::Summary, StoreError> {
+        export::backup(&self.db, to, &mut |_, _| {})
     }
 
     /// Every rating kept in the log.
@@ -302,8 +392,8 @@ mod tests {
 
     fn append(store: &Store, game: &str, seq: u64, ack: &Arc<Count>) {
         let bytes = Arc::new(rkyv::util::AlignedVec::new());
-        let msg = WriteMsg::Append { game: game.into(), seq, sport: "basketball", bytes, ack: ack.clone() };
-        store.append(msg).unwrap().unwrap();
+        let ack: Arc<dyn AckSink> = ack.clone();
+        assert_eq!(store.try_append(game, seq, "basketball", &bytes, &ack).unwrap(), Queued::Yes);
     }
 
     #[test]

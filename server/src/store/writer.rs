@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
 use redb::Database;
 use rkyv::util::AlignedVec;
 
@@ -21,9 +22,9 @@ use crate::metrics as m;
 /// How often ended games past retention are looked for.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 
-/// A message for the writer.
+/// A message for the writer; built only by [`super::Store`]'s methods.
 #[derive(Debug)]
-pub enum WriteMsg {
+pub(super) enum WriteMsg {
     /// Log `(game, seq)`; ack it after the commit.
     Append { game: String, seq: u64, sport: &'static str, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink> },
     /// A retry of an event already accepted: ack once everything queued before is committed.
@@ -36,26 +37,34 @@ pub enum WriteMsg {
     Rated { game: String, ratings: Vec<(String, f64)> },
 }
 
-pub struct Writer {
+pub(super) struct Writer {
     db: Arc<Database>,
     window: Duration,
     max_batch: usize,
     retention_ms: Option<i64>,
     metas: HashMap<String, GameMeta>,
+    /// Bookkeeping that found the queue full (see `Store::overflow`), taken with each batch.
+    overflow: Arc<Mutex<Vec<WriteMsg>>>,
 }
 
 impl Writer {
-    pub fn new(db: Arc<Database>, cfg: &StoreConfig, metas: HashMap<String, GameMeta>) -> Writer {
+    pub(super) fn new(
+        db: Arc<Database>,
+        cfg: &StoreConfig,
+        metas: HashMap<String, GameMeta>,
+        overflow: Arc<Mutex<Vec<WriteMsg>>>,
+    ) -> Writer {
         Writer {
             db,
             window: Duration::from_micros(cfg.commit_window_us),
             max_batch: cfg.max_batch,
             retention_ms: (cfg.retention_hours > 0).then(|| cfg.retention_hours as i64 * 3_600_000),
             metas,
+            overflow,
         }
     }
 
-    pub fn run(mut self, rx: Receiver<WriteMsg>) {
+    pub(super) fn run(mut self, rx: Receiver<WriteMsg>) {
         let commit_latency = metrics::histogram!(m::STORE_COMMIT_SECONDS);
         let batch_size = metrics::histogram!(m::STORE_BATCH_EVENTS);
         let appended = metrics::counter!(m::STORE_EVENTS_TOTAL);
@@ -70,10 +79,12 @@ impl Writer {
             match rx.recv_timeout(RETENTION_SWEEP) {
                 Ok(msg) => batch.push(msg),
                 Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+                // Shutting down: commit any bookkeeping still waiting, then stop.
+                Err(RecvTimeoutError::Disconnected) if self.overflow.lock().is_empty() => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
             let deadline = Instant::now() + self.window;
-            while batch.len() < self.max_batch {
+            while open && batch.len() < self.max_batch {
                 // Returns at once while messages are queued, else waits out the window.
                 match rx.recv_deadline(deadline) {
                     Ok(msg) => batch.push(msg),
@@ -84,6 +95,9 @@ impl Writer {
                     }
                 }
             }
+            // Bookkeeping waits here only while the queue was full, i.e. while this loop is
+            // busy: taking it with every batch is soon enough.
+            batch.append(&mut self.overflow.lock());
             let started = Instant::now();
             let mut attempt = 0u32;
             let events = loop {
@@ -211,7 +225,7 @@ impl std::fmt::Debug for Writer {
 
 /// Deletes games and their events in one transaction; returns the events deleted. redb
 /// reuses the freed pages; `opensports compact` shrinks the file offline.
-pub fn delete_games(db: &Database, games: &[String]) -> Result<u64, StoreError> {
+fn delete_games(db: &Database, games: &[String]) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     let mut deleted = 0u64;
     {

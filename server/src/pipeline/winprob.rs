@@ -2,45 +2,65 @@
 //! `nfl_wp` models, with the expected points of the side with the ball (`nfl_ep`) for football.
 //! The features mirror `models/train/features.py` term by term; pre-game strength is the
 //! game's pinned Elo difference (`model::ratings`), or the league's home advantage alone while
-//! the teams are unknown.
+//! the teams are unknown. `model` runs the networks and scores outcomes; what the inputs are
+//! and what the topic carries is decided here, next to the state they come from.
 
 use std::sync::Arc;
 
-use opensports_proto::Side;
+use opensports_proto::{Side, topic};
 
-use super::Model;
-use super::registry::Scored;
-use crate::pipeline::state::{Detail, GameState, Status};
+use super::shard::Out;
+use super::state::{Detail, GameState, Status};
+use crate::fanout::Topic;
+use crate::model::ModelRegistry;
+use crate::model::predictions::Predictions;
+use crate::model::ratings::Ratings;
 
-/// Most predictions kept per game for outcome scoring.
-const MAX_PREDICTIONS: usize = 20_000;
-
-/// A game's win probabilities per model version, until the result is known.
+/// A game's win-probability stage: its topic, pinned pre-game strength and the predictions
+/// scored when the game ends.
 #[derive(Debug, Default)]
-pub struct Predictions {
-    by_version: Vec<(Arc<Model>, Vec<f32>)>,
+pub struct WinProb {
+    /// `game/{id}/winprob`, created on the first prediction.
+    topic: Option<Arc<Topic>>,
+    /// Win probabilities given so far, scored against the result when the game ends.
+    predictions: Predictions,
+    /// Pre-game Elo difference, pinned once both teams are known.
+    elo_diff: Option<f64>,
 }
 
-impl Predictions {
-    pub fn record(&mut self, s: Scored) {
-        self.push(s.active, s.p);
-        if let Some((m, q)) = s.shadow {
-            self.push(m, q);
+impl WinProb {
+    /// After `state` changed: pins the pre-game strength once the teams are known, scores the
+    /// sport's model (active and shadow), stages the `winprob` publication, and settles the
+    /// predictions when the game has ended.
+    pub(crate) fn update(
+        &mut self,
+        state: &GameState,
+        ts: i64,
+        ratings: &Ratings,
+        models: &ModelRegistry,
+        out: &mut Out,
+    ) {
+        if self.elo_diff.is_none()
+            && let (Some(h), Some(a)) = (&state.home, &state.away)
+        {
+            self.elo_diff = ratings.pregame(&state.game, state.sport, h, a);
         }
-    }
-
-    fn push(&mut self, model: Arc<Model>, p: f32) {
-        match self.by_version.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &model)) {
-            Some((_, ps)) if ps.len() < MAX_PREDICTIONS => ps.push(p),
-            Some(_) => {}
-            None => self.by_version.push((model, vec![p])),
+        let Some((name, inputs)) = features(state, self.elo_diff) else { return };
+        let Some(scored) = models.score(name, &inputs) else { return };
+        if self.topic.is_none() {
+            self.topic = out.fanout.topic(&topic::game_winprob(&state.game));
         }
-    }
-
-    /// The game ended: score every version's predictions (Brier, log loss) and forget them.
-    pub fn settle(&mut self, home_won: bool) {
-        for (model, ps) in self.by_version.drain(..) {
-            model.record_outcome(&ps, home_won);
+        if let Some(t) = &self.topic {
+            let mut ep = [0f32; 8];
+            let ep = ep_features(state).and_then(|f| models.infer("nfl_ep", &f, &mut ep).ok()).map(|_| ep[0]);
+            write_payload(&mut out.buf, scored.p, name, &scored.active.spec.version, ep);
+            out.batch.push(t, ts, &out.buf);
+        }
+        self.predictions.record(scored);
+        if state.status == Status::Ended
+            && let Some(score) = state.score
+        {
+            self.predictions.settle(score.home > score.away);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Per-game sequencing at ingest: which `(game, seq)` are new, which fill a gap, which are
-//! retries of events already accepted. Pure and lock-per-game (a `DashMap` entry).
+//! retries of events already accepted. Pure and lock-per-game (a `DashMap` entry). Ingest owns
+//! it; recovery feeds it the logged seqs and the pipeline's eviction hook forgets a game.
 
 use dashmap::DashMap;
 
@@ -86,11 +87,6 @@ impl Sequencer {
                 (r, missing)
             }
         }
-    }
-
-    /// Sets a game's state (recovery from the log).
-    pub fn seed(&self, game: &str, state: GameSeq) {
-        self.games.insert(game.to_string(), state);
     }
 
     /// Forgets a game (it left memory; its events stay in the log).

@@ -1,15 +1,12 @@
 //! Start-up recovery: the log replayed through the shards before the listeners open.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opensports_proto::{Event, Sport};
-use rkyv::util::AlignedVec;
+use opensports_proto::Sport;
 
-use super::seq::GameSeq;
-use super::{Store, StoreError, now_ms};
+use super::{Ingested, Pipeline};
 use crate::metrics as m;
-use crate::pipeline::{Ingested, Pipeline};
+use crate::store::{Store, StoreError, now_ms};
 
 /// What recovery replayed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,9 +18,17 @@ pub struct Recovered {
 }
 
 /// Replays every game still live, or ended less than `ttl` ago, in seq order into the
-/// pipeline, seeds ingest's sequencing, and waits until the shards have processed it all.
-/// Games ended longer ago stay in the log (export, retention) but not in memory.
-pub fn recover(store: &Store, pipeline: &Pipeline, ttl: Duration) -> Result<Recovered, StoreError> {
+/// pipeline, and waits until the shards have processed it all. Games ended longer ago stay in
+/// the log (export, retention) but not in memory.
+///
+/// `sequence(game, seq)` is told of every replayed event, so ingest's sequencing knows what
+/// was accepted before the restart; it returns the game's events missing so far.
+pub fn recover(
+    store: &Store,
+    pipeline: &Pipeline,
+    ttl: Duration,
+    sequence: &mut dyn FnMut(&str, u64) -> u64,
+) -> Result<Recovered, StoreError> {
     let started = Instant::now();
     let mut report = Recovered::default();
     let now = now_ms();
@@ -38,43 +43,18 @@ pub fn recover(store: &Store, pipeline: &Pipeline, ttl: Duration) -> Result<Reco
             tracing::warn!(game, sport = meta.sport, "unknown sport in the log; game not recovered");
             continue;
         };
-        if let Err(code) = pipeline.games().admit(&game, sport) {
+        if let Err(code) = pipeline.directory().admit(&game, sport) {
             tracing::warn!(game, code, "game not recovered");
             continue;
         }
         pipeline.ratings().restore_game(&game, meta.elo_diff, meta.rated);
         let shard = pipeline.shard_of(&game);
-        let mut seqs = GameSeq::default();
-        let mut failure = None;
-        store.for_each_event(&game, 0, &mut |seq, bytes| {
-            let mut aligned = AlignedVec::with_capacity(bytes.len());
-            aligned.extend_from_slice(bytes);
-            let event = match rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned) {
-                Ok(e) => e,
-                Err(e) => {
-                    failure = Some(StoreError::BadEvent {
-                        path: store.path().into(),
-                        game: game.clone(),
-                        seq,
-                        why: e.to_string(),
-                    });
-                    return false;
-                }
-            };
-            seqs.accept(seq);
-            let item = Ingested {
-                event,
-                archived: Some(Arc::new(aligned)),
-                received: Instant::now(),
-                missing: seqs.missing_count(),
-            };
+        store.replay_game(&game, &mut |seq, event, archived| {
+            let missing = sequence(&game, seq);
+            let item = Ingested { event, archived: Some(archived), received: Instant::now(), missing };
             report.events += 1;
             pipeline.send_blocking(shard, item).is_ok()
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        pipeline.games().seed_sequence(&game, seqs);
         report.games += 1;
     }
     pipeline.barrier().map_err(|_| StoreError::Stopped)?;

@@ -1,0 +1,249 @@
+//! A WebSocket session's protocol (PROTOCOL.md §2), sans-IO. `api::ws` owns the socket: it
+//! hands every client frame to [`Session`] and writes whatever [`Framer`] turns the drained
+//! [`Outbox`] into. Nothing here does I/O or needs a runtime, so every rule is unit-tested
+//! deterministically (`session/tests.rs`).
+//!
+//! - [`Session`]: client ops (`sub`, `unsub`, `ping`), the subscriptions they make (binding and
+//!   resume: `since`, `reset`, skip-through live in [`Fanout::subscribe`]), errors.
+//! - [`Framer`]: the outgoing side: drained items → text frames, the lag rule (a `lagged`
+//!   notice, snapshots of the topics that lost messages, and older queued messages skipped),
+//!   and batch frames.
+//!
+//! Every server → client message other than publications (serialized once at publish time) is
+//! built from [`ServerMsg`], the type clients parse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use opensports_proto::error_code::reason;
+use opensports_proto::topic::Pattern;
+use opensports_proto::ws::{ClientOp, Mode, ServerMsg};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::outbox::{Item, Outbox};
+use super::{Fanout, SubId};
+use crate::metrics as m;
+
+/// A server message as a text frame.
+pub fn frame(msg: &ServerMsg) -> Utf8Bytes {
+    match serde_json::to_string(msg) {
+        Ok(s) => Utf8Bytes::from(s),
+        // Only a non-string map key could fail; no ServerMsg has one.
+        Err(_) => Utf8Bytes::from_static(r#"{"op":"error","code":"internal","message":""}"#),
+    }
+}
+
+/// The reader side of a session: applies client ops to the fan-out.
+#[derive(Debug)]
+pub struct Session {
+    fanout: Arc<Fanout>,
+    outbox: Arc<Outbox>,
+    /// Pattern text → subscription id.
+    ids: HashMap<String, SubId>,
+}
+
+impl Session {
+    pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>) -> Session {
+        Session { fanout, outbox, ids: HashMap::new() }
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The patterns subscribed now.
+    pub fn patterns(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Answers an `error` (counted in `opensports_ws_errors_total{code}`); the session goes on.
+    pub fn error(&self, code: &'static str, message: String) {
+        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code).increment(1);
+        self.outbox.push_control(frame(&ServerMsg::Error { code: code.into(), message }));
+    }
+
+    /// A binary frame: refused, the session goes on.
+    pub fn on_binary(&self) {
+        self.error(reason::BINARY_NOT_SUPPORTED, "send JSON text frames".into());
+    }
+
+    /// One client text frame.
+    pub fn on_text(&mut self, text: &str) {
+        let max = self.fanout.config().max_client_message_bytes;
+        if text.len() > max {
+            return self
+                .error(reason::MESSAGE_TOO_LARGE, format!("client messages are limited to {max} bytes"));
+        }
+        let op: ClientOp = match serde_json::from_str(text) {
+            Ok(op) => op,
+            Err(e) if e.is_data() => return self.error(reason::BAD_OP, e.to_string()),
+            Err(e) => return self.error(reason::BAD_JSON, e.to_string()),
+        };
+        match op {
+            ClientOp::Sub { topics, mode, since } => self.sub(topics, mode, since),
+            ClientOp::Unsub { topics } => self.unsub(topics),
+            ClientOp::Ping => self.outbox.push_control(frame(&ServerMsg::Pong)),
+        }
+    }
+
+    /// Applies a `sub` whole or not at all: every pattern and `since` key is checked first.
+    fn sub(&mut self, topics: Vec<String>, mode: Mode, since: BTreeMap<String, u64>) {
+        if topics.is_empty() {
+            return self.error(reason::BAD_OP, "sub needs at least one topic pattern".into());
+        }
+        let mut patterns = Vec::with_capacity(topics.len());
+        for t in &topics {
+            match Pattern::parse(t) {
+                Ok(p) => patterns.push(p),
+                Err(e) => return self.error(reason::BAD_PATTERN, format!("{t:?}: {e}")),
+            }
+        }
+        for key in since.keys() {
+            let concrete = opensports_proto::topic::validate_topic(key).is_ok();
+            if !concrete || !patterns.iter().any(|p| p.matches(key)) {
+                return self.error(
+                    reason::BAD_SINCE,
+                    format!("since key {key:?} must be a concrete topic matched by this sub's patterns"),
+                );
+            }
+        }
+        let new = topics.iter().filter(|t| !self.ids.contains_key(*t)).count();
+        let max = self.fanout.config().max_subscriptions;
+        if self.ids.len() + new > max {
+            return self
+                .error(reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection"));
+        }
+        for (text, pattern) in topics.iter().zip(patterns) {
+            // Re-subscribing a pattern replaces it (new mode, new resume point).
+            if let Some(old) = self.ids.remove(text) {
+                self.fanout.unsubscribe(old);
+            }
+            let id = self.fanout.subscribe(&self.outbox, pattern, mode, &since);
+            self.ids.insert(text.clone(), id);
+        }
+        // In order after the catch-up the subscribe calls queued.
+        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics })));
+    }
+
+    fn unsub(&mut self, topics: Vec<String>) {
+        for t in &topics {
+            if let Some(id) = self.ids.remove(t) {
+                self.fanout.unsubscribe(id);
+            }
+        }
+        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Unsubscribed { topics })));
+    }
+
+    /// The socket is gone: drop every subscription and close the outbox (the writer exits).
+    pub fn close(&mut self) {
+        for (_, id) in self.ids.drain() {
+            self.fanout.unsubscribe(id);
+        }
+        self.outbox.close();
+    }
+}
+
+/// What one call of [`Framer::frames`] produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Framed {
+    /// Messages in the frames (a batch frame holds several).
+    pub messages: usize,
+    /// When the oldest live publication among them was published (delivery histogram).
+    pub oldest: Option<Instant>,
+}
+
+/// The writer side of a session: turns what was drained from the outbox into text frames.
+#[derive(Debug)]
+pub struct Framer {
+    fanout: Arc<Fanout>,
+    max_batch: usize,
+    /// After a `lagged` notice: topic → seq of the snapshot sent, to skip older queued messages.
+    resynced: HashMap<Arc<str>, u64>,
+    /// Reused: the items that go out, each a `Msg` or a `Frame`.
+    out: Vec<Item>,
+}
+
+impl Framer {
+    pub fn new(fanout: Arc<Fanout>) -> Framer {
+        let max_batch = fanout.config().max_batch_bytes;
+        Framer { fanout, max_batch, resynced: HashMap::new(), out: Vec::new() }
+    }
+
+    /// Turns `items` (drained, in order) into `frames`: one pending message goes out as its
+    /// shared frame (no copy); several go out as JSON-array batch frames of at most
+    /// `max_batch_bytes`, each message copied once into the batch.
+    pub fn frames(&mut self, items: &mut Vec<Item>, outbox: &Outbox, frames: &mut Vec<Utf8Bytes>) -> Framed {
+        self.out.clear();
+        let mut oldest: Option<Instant> = None;
+        for item in items.drain(..) {
+            match item {
+                Item::Msg(p) => {
+                    if let Some(&seen) = self.resynced.get(&p.topic) {
+                        if p.seq <= seen {
+                            continue;
+                        }
+                        self.resynced.remove(&p.topic);
+                    }
+                    oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
+                    self.out.push(Item::Msg(p));
+                }
+                Item::Snapshot(p) => self.out.push(Item::Frame(p.snapshot_frame())),
+                frame @ Item::Frame(_) => self.out.push(frame),
+                Item::Lagged => {
+                    let (dropped, topics) = outbox.take_lag();
+                    metrics::counter!(m::FANOUT_LAGGED_TOTAL).increment(1);
+                    self.out.push(Item::Frame(frame(&ServerMsg::Lagged { dropped })));
+                    for t in topics {
+                        if let Some(p) = self.fanout.latest(&t) {
+                            self.resynced.insert(t, p.seq);
+                            self.out.push(Item::Frame(p.snapshot_frame()));
+                        }
+                    }
+                }
+            }
+        }
+        // Group consecutive messages into batches of at most `max_batch` bytes.
+        let (mut first, mut size) = (0, 0);
+        for i in 0..self.out.len() {
+            let len = frame_text(&self.out[i]).len() + 1;
+            if i > first && size + len + 1 > self.max_batch {
+                frames.push(batch(&self.out[first..i]));
+                (first, size) = (i, 0);
+            }
+            size += len;
+        }
+        if first < self.out.len() {
+            frames.push(batch(&self.out[first..]));
+        }
+        Framed { messages: self.out.len(), oldest }
+    }
+}
+
+/// The text an outgoing item is sent as (`Msg` and `Frame`; the framer resolves the others).
+fn frame_text(item: &Item) -> &str {
+    match item {
+        Item::Msg(p) => p.frame.as_str(),
+        Item::Frame(f) => f.as_str(),
+        Item::Snapshot(_) | Item::Lagged => "",
+    }
+}
+
+/// One message alone is its shared frame (no copy); several become a JSON array.
+fn batch(group: &[Item]) -> Utf8Bytes {
+    match group {
+        [Item::Msg(p)] => return p.frame.clone(),
+        [Item::Frame(f)] => return f.clone(),
+        _ => {}
+    }
+    let mut text = String::with_capacity(group.iter().map(|i| frame_text(i).len() + 1).sum::<usize>() + 1);
+    for item in group {
+        text.push(if text.is_empty() { '[' } else { ',' });
+        text.push_str(frame_text(item));
+    }
+    text.push(']');
+    Utf8Bytes::from(text)
+}
+
+#[cfg(test)]
+mod tests;

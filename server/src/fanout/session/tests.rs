@@ -1,0 +1,289 @@
+//! Every rule of PROTOCOL.md §2, without sockets or a runtime: client ops go into a
+//! [`Session`], publications into the [`Fanout`], and what a client would read comes out of the
+//! [`Framer`] as text frames, parsed with the clients' own parser.
+
+use std::sync::Arc;
+
+use opensports_proto::ws::{Publication, ServerMsg, parse_server_frame};
+
+use super::*;
+use crate::config::FanoutConfig;
+
+struct Client {
+    fanout: Arc<Fanout>,
+    session: Session,
+    framer: Framer,
+}
+
+impl Client {
+    fn new(cfg: FanoutConfig) -> Client {
+        let fanout = Fanout::new(cfg);
+        Client::on(&fanout)
+    }
+
+    fn on(fanout: &Arc<Fanout>) -> Client {
+        let outbox = Outbox::new(fanout.config().queue_len);
+        Client {
+            fanout: fanout.clone(),
+            session: Session::new(fanout.clone(), outbox),
+            framer: Framer::new(fanout.clone()),
+        }
+    }
+
+    fn send(&mut self, op: &str) {
+        self.session.on_text(op);
+    }
+
+    /// The frames the writer would send now.
+    fn frames(&mut self) -> Vec<String> {
+        let (mut items, mut frames) = (Vec::new(), Vec::new());
+        self.session.outbox().drain(&mut items);
+        self.framer.frames(&mut items, self.session.outbox(), &mut frames);
+        frames.iter().map(|f| f.to_string()).collect()
+    }
+
+    /// Every message the client would read now, batch frames unpacked.
+    fn read(&mut self) -> Vec<ServerMsg> {
+        self.frames().iter().flat_map(|f| parse_server_frame(f).expect("valid server frame")).collect()
+    }
+
+    fn publish(&self, topic: &str, ts: i64) {
+        let t = self.fanout.topic(topic).expect("topic");
+        self.fanout.publish(&t, ts, format!(r#"{{"ts":{ts}}}"#).as_bytes());
+    }
+}
+
+fn cfg(history_len: usize, queue_len: usize) -> FanoutConfig {
+    FanoutConfig { history_len, queue_len, ..FanoutConfig::default() }
+}
+
+/// Messages as `op topic seq` strings, for compact assertions.
+fn brief(msgs: &[ServerMsg]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| match m {
+            ServerMsg::Msg(p) => format!("msg {} {}", p.topic, p.seq),
+            ServerMsg::Snapshot(p) => format!("snapshot {} {}", p.topic, p.seq),
+            ServerMsg::Reset { topic } => format!("reset {topic}"),
+            ServerMsg::Lagged { dropped } => format!("lagged {dropped}"),
+            ServerMsg::Subscribed { topics } => format!("subscribed {}", topics.join(",")),
+            ServerMsg::Unsubscribed { topics } => format!("unsubscribed {}", topics.join(",")),
+            ServerMsg::Pong => "pong".into(),
+            ServerMsg::Error { code, .. } => format!("error {code}"),
+        })
+        .collect()
+}
+
+#[test]
+fn sub_sends_snapshots_then_subscribed_then_live_messages() {
+    let mut c = Client::new(cfg(16, 64));
+    c.publish("game/a/state", 1);
+    c.publish("game/a/state", 2);
+    c.send(r#"{"op":"sub","topics":["game/+/state"]}"#);
+    c.publish("game/a/state", 3);
+    c.publish("game/b/state", 4);
+    c.publish("game/b/xg", 5);
+    let msgs = c.read();
+    assert_eq!(
+        brief(&msgs),
+        ["snapshot game/a/state 2", "subscribed game/+/state", "msg game/a/state 3", "msg game/b/state 1"]
+    );
+    let ServerMsg::Msg(Publication { data, ts, .. }) = &msgs[3] else { panic!() };
+    assert_eq!((ts, data), (&4, &serde_json::json!({"ts": 4})));
+}
+
+#[test]
+fn unsub_stops_delivery_and_is_answered() {
+    let mut c = Client::new(cfg(16, 64));
+    c.send(r##"{"op":"sub","topics":["#"]}"##);
+    c.publish("games", 1);
+    c.send(r##"{"op":"unsub","topics":["#","never/subscribed"]}"##);
+    c.publish("games", 2);
+    assert_eq!(brief(&c.read()), ["subscribed #", "msg games 1", "unsubscribed #,never/subscribed"]);
+    assert_eq!(c.session.patterns(), 0);
+}
+
+#[test]
+fn ping_is_answered_ahead_of_queued_publications() {
+    let mut c = Client::new(cfg(16, 64));
+    c.send(r#"{"op":"sub","topics":["games"]}"#);
+    c.publish("games", 1);
+    c.send(r#"{"op":"ping"}"#);
+    assert_eq!(brief(&c.read()), ["pong", "subscribed games", "msg games 1"]);
+}
+
+#[test]
+fn every_bad_op_gets_its_documented_error_and_the_session_goes_on() {
+    let mut c =
+        Client::new(FanoutConfig { max_subscriptions: 2, max_client_message_bytes: 200, ..cfg(16, 64) });
+    let cases = [
+        ("{not json", "bad_json"),
+        (r#"{"op":"dance"}"#, "bad_op"),
+        (r#"{"op":"sub","topics":["games"],"mdoe":"all"}"#, "bad_op"),
+        (r#"{"op":"sub"}"#, "bad_op"),
+        (r#"{"op":"sub","topics":[]}"#, "bad_op"),
+        (r#"{"op":"sub","topics":["game/#/x"]}"#, "bad_pattern"),
+        (r#"{"op":"sub","topics":["game/+/state"],"since":{"game/+/state":1}}"#, "bad_since"),
+        (r#"{"op":"sub","topics":["game/+/state"],"since":{"games":1}}"#, "bad_since"),
+        (r#"{"op":"sub","topics":["a","b","c"]}"#, "too_many_subscriptions"),
+    ];
+    for (op, _) in cases {
+        c.send(op);
+    }
+    c.send(&format!(r#"{{"op":"ping","pad":"{}"}}"#, "x".repeat(300)));
+    c.session.on_binary();
+    let mut want: Vec<String> = cases.iter().map(|(_, code)| format!("error {code}")).collect();
+    want.push("error message_too_large".into());
+    want.push("error binary_not_supported".into());
+    assert_eq!(brief(&c.read()), want);
+    // A refused sub changed nothing; a good one still works.
+    assert_eq!(c.session.patterns(), 0);
+    c.send(r#"{"op":"sub","topics":["a","b"]}"#);
+    assert_eq!(brief(&c.read()), ["subscribed a,b"]);
+}
+
+#[test]
+fn since_resumes_from_history_resets_when_too_old_and_skips_what_the_client_has() {
+    let fanout = Fanout::new(cfg(4, 64));
+    let mut c = Client::on(&fanout);
+    for ts in 1..=10 {
+        c.publish("games", ts);
+    }
+    c.publish("game/x/state", 1);
+    // Kept history is seqs 7..=10: since 7 resumes exactly.
+    c.send(r#"{"op":"sub","topics":["games"],"since":{"games":7}}"#);
+    assert_eq!(brief(&c.read()), ["msg games 8", "msg games 9", "msg games 10", "subscribed games"]);
+    // Since 2 is older than the history: reset, then the latest as a snapshot.
+    let mut old = Client::on(&fanout);
+    old.send(r#"{"op":"sub","topics":["games"],"since":{"games":2}}"#);
+    assert_eq!(brief(&old.read()), ["reset games", "snapshot games 10", "subscribed games"]);
+    // Since ahead of the server (it restarted): nothing until the topic passes it.
+    let mut ahead = Client::on(&fanout);
+    ahead.send(r#"{"op":"sub","topics":["games"],"since":{"games":12}}"#);
+    assert_eq!(brief(&ahead.read()), ["subscribed games"]);
+    for ts in 11..=13 {
+        ahead.publish("games", ts);
+    }
+    assert_eq!(brief(&ahead.read()), ["msg games 13"]);
+    // A resume lists some topics; a matching topic it does not list is sent from its start.
+    let mut resume = Client::on(&fanout);
+    resume.send(r#"{"op":"sub","topics":["game/+/state","games"],"since":{"games":13}}"#);
+    assert_eq!(brief(&resume.read()), ["msg game/x/state 1", "subscribed game/+/state,games"]);
+    // A since for a topic the server does not have yet: created, and its first seqs skipped.
+    let mut early = Client::on(&fanout);
+    early.send(r#"{"op":"sub","topics":["game/y/state"],"since":{"game/y/state":1}}"#);
+    early.publish("game/y/state", 1);
+    early.publish("game/y/state", 2);
+    assert_eq!(brief(&early.read()), ["subscribed game/y/state", "msg game/y/state 2"]);
+}
+
+#[test]
+fn resubscribing_a_pattern_replaces_it_and_one_topic_is_delivered_once() {
+    let mut c = Client::new(cfg(16, 64));
+    c.publish("games", 1);
+    c.send(r##"{"op":"sub","topics":["games","#"]}"##);
+    c.publish("games", 2);
+    assert_eq!(brief(&c.read()), ["snapshot games 1", "subscribed games,#", "msg games 2"]);
+    c.send(r#"{"op":"sub","topics":["games"],"mode":"latest"}"#);
+    assert_eq!(c.session.patterns(), 2);
+    c.publish("games", 3);
+    assert_eq!(brief(&c.read()), ["subscribed games", "msg games 3"]);
+}
+
+#[test]
+fn latest_mode_conflates_to_the_newest_value_per_topic() {
+    let mut c = Client::new(cfg(16, 64));
+    c.send(r#"{"op":"sub","topics":["game/+/state"],"mode":"latest"}"#);
+    assert_eq!(brief(&c.read()), ["subscribed game/+/state"]);
+    for ts in 1..=5 {
+        c.publish("game/a/state", ts);
+        c.publish("game/b/state", ts);
+    }
+    assert_eq!(brief(&c.read()), ["msg game/a/state 5", "msg game/b/state 5"]);
+}
+
+#[test]
+fn overflow_sends_lagged_then_snapshots_and_skips_older_queued_messages() {
+    let mut c = Client::new(cfg(64, 4));
+    c.send(r#"{"op":"sub","topics":["game/+/state"]}"#);
+    assert_eq!(brief(&c.read()), ["subscribed game/+/state"]);
+    for ts in 1..=6 {
+        c.publish("game/a/state", ts);
+    }
+    // Queue of 4: the fifth message overflowed (5 dropped), the sixth was queued after.
+    c.publish("game/b/state", 7);
+    let msgs = c.read();
+    assert_eq!(
+        brief(&msgs),
+        ["lagged 5", "snapshot game/a/state 6", "msg game/b/state 1"],
+        "msg a/6 was queued after the overflow and is skipped: the snapshot carried it"
+    );
+    c.publish("game/a/state", 8);
+    assert_eq!(brief(&c.read()), ["msg game/a/state 7"]);
+}
+
+#[test]
+fn one_message_goes_alone_several_go_as_ordered_batch_frames_within_the_byte_limit() {
+    let mut c = Client::new(FanoutConfig { max_batch_bytes: 200, ..cfg(64, 64) });
+    c.send(r#"{"op":"sub","topics":["games"]}"#);
+    c.frames();
+    c.publish("games", 1);
+    let one = c.frames();
+    assert_eq!(one.len(), 1);
+    assert!(one[0].starts_with(r#"{"op":"msg""#), "a single message is the shared frame itself: {}", one[0]);
+    for ts in 2..=7 {
+        c.publish("games", ts);
+    }
+    let frames = c.frames();
+    assert!(frames.len() > 1 && frames.iter().all(|f| f.starts_with('[') && f.len() <= 200), "{frames:?}");
+    let seqs: Vec<u64> = frames
+        .iter()
+        .flat_map(|f| parse_server_frame(f).unwrap())
+        .map(|m| match m {
+            ServerMsg::Msg(p) => p.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [2, 3, 4, 5, 6, 7]);
+}
+
+#[test]
+fn close_unsubscribes_everything_and_closes_the_outbox() {
+    let fanout = Fanout::new(cfg(16, 64));
+    let mut c = Client::on(&fanout);
+    c.send(r#"{"op":"sub","topics":["games","game/#"]}"#);
+    c.session.close();
+    assert!(c.session.outbox().is_closed());
+    let mut items = Vec::new();
+    assert!(!c.session.outbox().drain(&mut items), "a closed outbox says so to the writer");
+    // Publishing after close reaches nobody (and does not fail).
+    c.publish("games", 1);
+    let mut other = Client::on(&fanout);
+    other.send(r#"{"op":"sub","topics":["games"]}"#);
+    assert_eq!(brief(&other.read()), ["snapshot games 1", "subscribed games"]);
+}
+
+#[test]
+fn every_documented_server_message_round_trips_through_the_client_parser() {
+    let data = serde_json::json!({"home": 1});
+    let p = Publication { topic: "game/a/state".into(), seq: 1, ts: 9, data };
+    let all = [
+        ServerMsg::Msg(p.clone()),
+        ServerMsg::Snapshot(p),
+        ServerMsg::Reset { topic: "games".into() },
+        ServerMsg::Lagged { dropped: 7 },
+        ServerMsg::Subscribed { topics: vec!["#".into()] },
+        ServerMsg::Unsubscribed { topics: vec!["games".into(), "game/+/x".into()] },
+        ServerMsg::Pong,
+        ServerMsg::Error { code: "bad_op".into(), message: "quote \" and \\ newline \n".into() },
+    ];
+    for msg in &all {
+        let text = frame(msg);
+        assert_eq!(&parse_server_frame(&text).unwrap(), &vec![msg.clone()], "{text}");
+    }
+    // The publish path builds msg and snapshot frames by hand: they parse to the same types.
+    let fanout = Fanout::new(cfg(4, 4));
+    let t = fanout.topic("game/a/state").unwrap();
+    let published = fanout.publish(&t, 9, br#"{"home":1}"#);
+    assert_eq!(parse_server_frame(&published.frame).unwrap(), vec![all[0].clone()]);
+    assert_eq!(parse_server_frame(&published.snapshot_frame()).unwrap(), vec![all[1].clone()]);
+}

@@ -1,0 +1,242 @@
+//! Ingest admission, sans-IO: the rules of PROTOCOL.md §1 as plain functions and a per-stream
+//! state machine. The socket code (`conn`, `stream`) reads frames, asks here what to do, and
+//! carries the verdict out (queue, ack, send a reject, stop the stream); nothing here touches a
+//! socket, a clock or a runtime, so every rule is unit-tested deterministically below.
+//!
+//! - [`hello`]: the first control frame: a JSON `hello` with an accepted token, or the close.
+//! - [`StreamState::on_frame`]: one event frame → [`Verdict`] (accept, duplicate to ack once
+//!   committed, reject with a code, or close the stream with a code on a framing error).
+//! - [`datagram`]: a tracking datagram → the sample, or a reject.
+
+use opensports_proto::Event;
+use opensports_proto::codec::{self, Codec};
+use opensports_proto::control::Control;
+use opensports_proto::error_code::{quic, reason};
+use opensports_proto::tracking::TrackingSample;
+use serde::Deserialize;
+
+use super::frame::ReadError;
+use super::seq::{Seq, Sequencer};
+use crate::pipeline::directory::GameDirectory;
+
+/// The shared state the rules consult (and update: admitting a new game, recording a seq).
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub directory: &'a GameDirectory,
+    pub seqs: &'a Sequencer,
+}
+
+/// One event refused alone; the stream goes on. Sent as `reject` on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub game: Option<String>,
+    pub seq: Option<u64>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Reject {
+    pub fn into_control(self) -> Control {
+        Control::Reject { game: self.game, seq: self.seq, code: self.code.into(), message: self.message }
+    }
+}
+
+/// A QUIC close (connection) or STOP_SENDING (stream) with its code, reason name and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u32,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What to do with one frame of an event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A new event: log it (when the log is on) and queue it to its shard. Acked after the
+    /// commit, or once queued with the log off.
+    Accept {
+        event: Event,
+        /// Events of the game missing (never received) now.
+        missing: u64,
+        /// The event jumped past seqs never received: tell the publisher (`gap`).
+        gap: Option<(u64, u64)>,
+        /// It filled (part of) an earlier gap.
+        fill: bool,
+    },
+    /// A retry of an event already accepted: nothing to process; ack it once what it
+    /// duplicates is committed.
+    Duplicate { game: String, seq: u64 },
+    /// The event is refused; the stream goes on.
+    Reject(Reject),
+    /// The stream cannot go on (its framing is lost): stop it with this code and send an
+    /// `error` naming it on the control stream. `None` code: the connection is gone.
+    Close(Option<Close>),
+}
+
+/// One event stream's state: the game it is bound to and the highest seq it carried.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    game: Option<String>,
+    last_seq: u64,
+}
+
+impl StreamState {
+    /// The game this stream is bound to (its first accepted event's).
+    pub fn game(&self) -> Option<&str> {
+        self.game.as_deref()
+    }
+
+    /// Judges one frame read off the stream (or the error that ended the read).
+    pub fn on_frame(&mut self, rules: Rules<'_>, frame: Result<(Codec, &[u8]), &ReadError>) -> Verdict {
+        let (codec, body) = match frame {
+            Ok(f) => f,
+            Err(e) => return Verdict::Close(close_for(e)),
+        };
+        let event = match codec::decode_event(codec, body) {
+            Ok(ev) => ev,
+            Err(e) => {
+                let (game, seq) = ids(codec, body);
+                return reject(game, seq, e.code(), e.to_string());
+            }
+        };
+        if let Some(g) = &self.game
+            && *g != event.game
+        {
+            let msg = format!("this stream carries game {g}; open one stream per game");
+            return reject(Some(event.game), Some(event.seq), reason::GAME_MISMATCH, msg);
+        }
+        if let Err(code) = rules.directory.admit(&event.game, event.sport()) {
+            let msg = match code {
+                reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
+                _ => "the server holds its maximum number of games".to_string(),
+            };
+            return reject(Some(event.game), Some(event.seq), code, msg);
+        }
+        let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);
+        if event.seq <= self.last_seq && verdict != Seq::Fill {
+            let msg = format!("seq {} after {} on the same stream", event.seq, self.last_seq);
+            return reject(Some(event.game), Some(event.seq), reason::SEQ_NOT_INCREASING, msg);
+        }
+        self.last_seq = self.last_seq.max(event.seq);
+        if self.game.is_none() {
+            self.game = Some(event.game.clone());
+        }
+        match verdict {
+            Seq::New => Verdict::Accept { event, missing, gap: None, fill: false },
+            Seq::Fill => Verdict::Accept { event, missing, gap: None, fill: true },
+            Seq::Gap { from, to } => Verdict::Accept { event, missing, gap: Some((from, to)), fill: false },
+            Seq::Duplicate => Verdict::Duplicate { game: event.game, seq: event.seq },
+        }
+    }
+}
+
+fn reject(game: Option<String>, seq: Option<u64>, code: &'static str, message: String) -> Verdict {
+    Verdict::Reject(Reject { game, seq, code, message })
+}
+
+/// The stream close for a framing error; `None` for I/O errors (nobody left to tell).
+pub fn close_for(e: &ReadError) -> Option<Close> {
+    let (code, reason) = e.code()?;
+    Some(Close { code, reason, message: e.to_string() })
+}
+
+/// Best effort at naming the event a bad JSON body was meant to be.
+fn ids(codec: Codec, body: &[u8]) -> (Option<String>, Option<u64>) {
+    #[derive(Deserialize)]
+    struct Ids {
+        game: Option<String>,
+        seq: Option<u64>,
+    }
+    match codec {
+        Codec::Json => serde_json::from_slice::<Ids>(body).map(|i| (i.game, i.seq)).unwrap_or((None, None)),
+        Codec::Rkyv => (None, None),
+    }
+}
+
+/// Why a hello was refused, and how the connection closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelloRefused {
+    /// Not a JSON hello (`protocol_violation`, no message to the peer).
+    Violation(Close),
+    /// The token is not accepted: send this `error`, then close with `auth_failed`.
+    BadToken { error: Control, close: Close },
+}
+
+impl HelloRefused {
+    /// The `opensports_ingest_auth_failures_total{reason}` label.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            HelloRefused::Violation(_) => "protocol_violation",
+            HelloRefused::BadToken { .. } => "bad_token",
+        }
+    }
+}
+
+/// Judges the first control frame: a JSON `hello` whose token is one of `tokens`. Returns the
+/// publisher's name.
+pub fn hello(frame: Option<(Codec, &[u8])>, tokens: &[String]) -> Result<String, HelloRefused> {
+    let msg = match frame {
+        Some((Codec::Json, body)) => codec::decode_json::<Control>(body).ok(),
+        _ => None,
+    };
+    let Some(Control::Hello { token, publisher }) = msg else {
+        return Err(violation("first control message must be a JSON hello"));
+    };
+    if !tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
+        return Err(HelloRefused::BadToken {
+            error: Control::Error { code: "auth_failed".into(), message: "token not accepted".into() },
+            close: Close {
+                code: quic::AUTH_FAILED,
+                reason: "auth_failed",
+                message: "token not accepted".into(),
+            },
+        });
+    }
+    Ok(publisher)
+}
+
+/// The close for a hello that breaks the protocol (`why` goes in the close reason).
+pub fn violation(why: &str) -> HelloRefused {
+    HelloRefused::Violation(Close {
+        code: quic::PROTOCOL_VIOLATION,
+        reason: "protocol_violation",
+        message: why.into(),
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A tracking datagram: codec byte + body (no length). Decodes and validates the sample; the
+/// caller publishes it (latest value wins, never logged, never acked).
+pub fn datagram(bytes: &[u8]) -> Result<TrackingSample, Reject> {
+    let refuse = |code: &'static str, message: String| Reject { game: None, seq: None, code, message };
+    let Some((&codec_byte, body)) = bytes.split_first() else {
+        return Err(refuse(reason::FRAME_MALFORMED, "empty datagram".into()));
+    };
+    let sample: TrackingSample = match Codec::from_byte(codec_byte) {
+        Ok(Codec::Json) => {
+            codec::decode_json(body).map_err(|e| refuse(e.code(), format!("tracking datagram: {e}")))?
+        }
+        Ok(Codec::Rkyv) => {
+            let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+            aligned.extend_from_slice(body);
+            rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&aligned)
+                .map_err(|e| refuse(reason::BAD_RKYV, format!("tracking datagram: {e}")))?
+        }
+        Err(e) => return Err(refuse(reason::UNKNOWN_CODEC, e.to_string())),
+    };
+    if !opensports_proto::event::valid_game_id(&sample.game)
+        || !opensports_proto::event::valid_game_id(&sample.entity)
+    {
+        return Err(refuse(
+            reason::INVALID_EVENT,
+            "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into(),
+        ));
+    }
+    Ok(sample)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! Every rule of PROTOCOL.md §1, without sockets or a runtime.
+
+use super::*;
+use opensports_proto::codec::FrameError;
+
+struct World {
+    directory: GameDirectory,
+    seqs: Sequencer,
+}
+
+impl World {
+    fn new(max_games: usize) -> World {
+        World { directory: GameDirectory::new(max_games), seqs: Sequencer::default() }
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        Rules { directory: &self.directory, seqs: &self.seqs }
+    }
+}
+
+fn json(game: &str, seq: u64, sport: &str) -> Vec<u8> {
+    let body = match sport {
+        "basketball" => r#""type":"jump_ball","side":"home""#,
+        "soccer" => r#""type":"game_end""#,
+        _ => r#""type":"session_end""#,
+    };
+    format!(r#"{{"game":"{game}","seq":{seq},"ts":1,"sport":"{sport}",{body}}}"#).into_bytes()
+}
+
+fn frame(s: &mut StreamState, w: &World, body: &[u8]) -> Verdict {
+    s.on_frame(w.rules(), Ok((Codec::Json, body)))
+}
+
+fn accepted(v: &Verdict) -> (u64, Option<(u64, u64)>, bool) {
+    match v {
+        Verdict::Accept { event, gap, fill, .. } => (event.seq, *gap, *fill),
+        other => panic!("expected accept, got {other:?}"),
+    }
+}
+
+fn rejected(v: Verdict) -> Reject {
+    match v {
+        Verdict::Reject(r) => r,
+        other => panic!("expected reject, got {other:?}"),
+    }
+}
+
+#[test]
+fn in_order_events_are_accepted_and_bind_the_stream_to_their_game() {
+    let w = World::new(8);
+    let mut s = StreamState::default();
+    for seq in 1..=3 {
+        assert_eq!(accepted(&frame(&mut s, &w, &json("g1", seq, "basketball"))), (seq, None, false));
+    }
+    assert_eq!(s.game(), Some("g1"));
+    let r = rejected(frame(&mut s, &w, &json("g2", 1, "basketball")));
+    assert_eq!((r.code, r.game.as_deref(), r.seq), (reason::GAME_MISMATCH, Some("g2"), Some(1)));
+    // The stream goes on after a reject.
+    assert_eq!(accepted(&frame(&mut s, &w, &json("g1", 4, "basketball"))).0, 4);
+}
+
+#[test]
+fn a_jump_reports_the_gap_and_a_resend_on_another_stream_fills_it() {
+    let w = World::new(8);
+    let mut a = StreamState::default();
+    accepted(&frame(&mut a, &w, &json("g", 1, "soccer")));
+    let v = frame(&mut a, &w, &json("g", 5, "soccer"));
+    assert_eq!(accepted(&v), (5, Some((2, 4)), false));
+    let Verdict::Accept { missing, .. } = v else { unreachable!() };
+    assert_eq!(missing, 3);
+    // A fill is accepted out of order, even on the stream that already went past it.
+    assert_eq!(accepted(&frame(&mut a, &w, &json("g", 3, "soccer"))), (3, None, true));
+    let mut b = StreamState::default();
+    let v = frame(&mut b, &w, &json("g", 2, "soccer"));
+    assert_eq!(accepted(&v), (2, None, true));
+    let Verdict::Accept { missing, .. } = v else { unreachable!() };
+    assert_eq!(missing, 1, "only seq 4 is still missing");
+}
+
+#[test]
+fn a_retry_on_a_new_stream_is_a_duplicate_and_on_the_same_stream_a_seq_reject() {
+    let w = World::new(8);
+    let mut s = StreamState::default();
+    accepted(&frame(&mut s, &w, &json("g", 1, "f1")));
+    accepted(&frame(&mut s, &w, &json("g", 2, "f1")));
+    let r = rejected(frame(&mut s, &w, &json("g", 2, "f1")));
+    assert_eq!(r.code, reason::SEQ_NOT_INCREASING);
+    let r = rejected(frame(&mut s, &w, &json("g", 1, "f1")));
+    assert_eq!(r.code, reason::SEQ_NOT_INCREASING);
+    // After a reconnect the publisher resends what was not acked, on a fresh stream.
+    let mut again = StreamState::default();
+    assert_eq!(frame(&mut again, &w, &json("g", 1, "f1")), Verdict::Duplicate { game: "g".into(), seq: 1 });
+    assert_eq!(frame(&mut again, &w, &json("g", 2, "f1")), Verdict::Duplicate { game: "g".into(), seq: 2 });
+    assert_eq!(accepted(&frame(&mut again, &w, &json("g", 3, "f1"))).0, 3);
+}
+
+#[test]
+fn a_game_keeps_its_sport_and_new_games_need_a_slot() {
+    let w = World::new(1);
+    let mut s = StreamState::default();
+    accepted(&frame(&mut s, &w, &json("g", 1, "f1")));
+    let mut other = StreamState::default();
+    let r = rejected(frame(&mut other, &w, &json("g", 2, "soccer")));
+    assert_eq!(r.code, reason::SPORT_MISMATCH);
+    assert!(r.message.contains("not a soccer game"), "{}", r.message);
+    let r = rejected(frame(&mut other, &w, &json("h", 1, "f1")));
+    assert_eq!(r.code, reason::TOO_MANY_GAMES);
+    // A refused event does not bind the stream.
+    assert_eq!(other.game(), None);
+}
+
+#[test]
+fn bodies_that_are_not_events_are_rejected_with_their_code_and_ids_when_readable() {
+    let w = World::new(8);
+    let mut s = StreamState::default();
+    let r = rejected(frame(&mut s, &w, b"{not json"));
+    assert_eq!((r.code, &r.game, r.seq), (reason::BAD_JSON, &None, None));
+    let r = rejected(frame(&mut s, &w, br#"{"game":"g","seq":9,"ts":1,"sport":"cricket","type":"x"}"#));
+    assert_eq!((r.code, r.game.as_deref(), r.seq), (reason::BAD_EVENT, Some("g"), Some(9)));
+    let r = rejected(frame(&mut s, &w, &json("bad game id", 1, "f1")));
+    assert_eq!(r.code, reason::INVALID_EVENT);
+    let r = rejected(frame(&mut s, &w, &json("g", 0, "f1")));
+    assert_eq!(r.code, reason::INVALID_EVENT, "seq 0");
+    let r = rejected(s.on_frame(w.rules(), Ok((Codec::Rkyv, &[1, 2, 3]))));
+    assert_eq!(r.code, reason::BAD_RKYV);
+    // Nothing refused reached the sequencer or the directory.
+    assert_eq!(w.directory.len(), 0);
+}
+
+#[test]
+fn the_rkyv_codec_carries_the_same_event() {
+    let w = World::new(8);
+    let event: Event = serde_json::from_slice(&json("g", 1, "basketball")).unwrap();
+    let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&event).unwrap();
+    let mut s = StreamState::default();
+    match s.on_frame(w.rules(), Ok((Codec::Rkyv, &bytes))) {
+        Verdict::Accept { event: got, .. } => assert_eq!(got, event),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn framing_errors_close_the_stream_with_the_documented_codes() {
+    let w = World::new(8);
+    let mut s = StreamState::default();
+    let cases = [
+        (
+            ReadError::Frame(FrameError::TooLarge { len: 70_000, max: 65_536 }),
+            quic::FRAME_TOO_LARGE,
+            "frame_too_large",
+        ),
+        (ReadError::Frame(FrameError::Empty), quic::FRAME_MALFORMED, "frame_malformed"),
+        (ReadError::Truncated, quic::FRAME_MALFORMED, "frame_malformed"),
+        (ReadError::Frame(FrameError::UnknownCodec(9)), quic::UNKNOWN_CODEC, "unknown_codec"),
+    ];
+    for (e, code, name) in cases {
+        match s.on_frame(w.rules(), Err(&e)) {
+            Verdict::Close(Some(c)) => assert_eq!((c.code, c.reason), (code, name)),
+            other => panic!("{e}: {other:?}"),
+        }
+    }
+    let io = ReadError::Io(std::io::Error::other("reset"));
+    assert_eq!(s.on_frame(w.rules(), Err(&io)), Verdict::Close(None));
+}
+
+#[test]
+fn hello_needs_a_json_hello_with_an_accepted_token() {
+    let tokens = vec!["secret".to_string(), "other".to_string()];
+    let ok = br#"{"op":"hello","token":"secret","publisher":"feed-1"}"#;
+    assert_eq!(hello(Some((Codec::Json, ok)), &tokens), Ok("feed-1".to_string()));
+    let bad = br#"{"op":"hello","token":"secreT","publisher":"x"}"#;
+    match hello(Some((Codec::Json, bad)), &tokens) {
+        Err(e @ HelloRefused::BadToken { .. }) => {
+            assert_eq!(e.metric_reason(), "bad_token");
+            let HelloRefused::BadToken { close, error } = e else { unreachable!() };
+            assert_eq!(close.code, quic::AUTH_FAILED);
+            assert!(matches!(error, Control::Error { code, .. } if code == "auth_failed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let short = br#"{"op":"hello","token":"secre","publisher":"x"}"#;
+    assert!(matches!(hello(Some((Codec::Json, short)), &tokens), Err(HelloRefused::BadToken { .. })));
+    for frame in [
+        None,
+        Some((Codec::Rkyv, &ok[..])),
+        Some((Codec::Json, &br#"{"op":"ping"}"#[..])),
+        Some((Codec::Json, &b"not json"[..])),
+    ] {
+        match hello(frame, &tokens) {
+            Err(HelloRefused::Violation(c)) => assert_eq!(c.code, quic::PROTOCOL_VIOLATION),
+            other => panic!("{frame:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn datagrams_decode_and_validate_samples() {
+    let sample = br#"{"game":"g","ts":5,"entity":"ball","x":1.0,"y":2.0}"#;
+    let mut dg = vec![0x01];
+    dg.extend_from_slice(sample);
+    let s = datagram(&dg).unwrap();
+    assert_eq!((s.game.as_str(), s.entity.as_str(), s.ts), ("g", "ball", 5));
+    let rk = rkyv::to_bytes::<rkyv::rancor::Error>(&s).unwrap();
+    let mut dg2 = vec![0x02];
+    dg2.extend_from_slice(&rk);
+    assert_eq!(datagram(&dg2).unwrap(), s);
+    assert_eq!(datagram(&[]).unwrap_err().code, reason::FRAME_MALFORMED);
+    assert_eq!(datagram(&[0x07, b'{']).unwrap_err().code, reason::UNKNOWN_CODEC);
+    assert_eq!(datagram(&[0x01, b'{']).unwrap_err().code, reason::BAD_JSON);
+    assert_eq!(datagram(&[0x02, 1, 2]).unwrap_err().code, reason::BAD_RKYV);
+    let bad_entity = br#"{"game":"g","ts":5,"entity":"a/b","x":1.0,"y":2.0}"#;
+    let mut dg3 = vec![0x01];
+    dg3.extend_from_slice(bad_entity);
+    assert_eq!(datagram(&dg3).unwrap_err().code, reason::INVALID_EVENT);
+}

@@ -1,0 +1,294 @@
+//! One shard thread: owns its games' state and plugin instances, runs each event through the
+//! stages in order, and publishes what they produce in batches.
+//!
+//! Stages per event, in this order (each a function below): core state → win probability →
+//! games-list summary → game end (ratings, log bookkeeping) → plugins. Publications are staged
+//! in [`Out`] and go out together when the queue is drained (or [`MAX_BATCH`] is reached).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use opensports_proto::{Event, topic};
+use rkyv::util::AlignedVec;
+
+use super::directory::GameDirectory;
+use super::games::{self, GamesTopic};
+use super::state::{GameState, GameSummary, Status};
+use super::winprob::WinProb;
+use super::{EvictHook, Ingested, ShardMsg};
+use crate::config::Config;
+use crate::fanout::{Batch, Fanout, Topic};
+use crate::metrics as m;
+use crate::model::ModelRegistry;
+use crate::model::ratings::Ratings;
+use crate::plugin::{EventHistory, PluginSet, ReplayFn, ShardPlugins};
+use crate::store::{Store, now_ms};
+
+/// Most publications a shard stages before publishing them. It publishes as soon as its queue
+/// is empty, so at light load every event goes out alone and at once; under load one push per
+/// subscriber carries up to this many messages.
+const MAX_BATCH: usize = 64;
+
+/// What every shard shares with the others.
+pub(super) struct Shared {
+    pub fanout: Arc<Fanout>,
+    pub directory: Arc<GameDirectory>,
+    pub games: Arc<GamesTopic>,
+    pub store: Option<Arc<Store>>,
+    pub ratings: Arc<Ratings>,
+    pub models: Arc<ModelRegistry>,
+    pub on_evict: Arc<EvictHook>,
+}
+
+/// Where the stages put their publications.
+pub(crate) struct Out {
+    pub fanout: Arc<Fanout>,
+    /// Reused serialization buffer: JSON is written here, then copied once into the batch.
+    pub buf: Vec<u8>,
+    /// Publications made while draining the queue, published together.
+    pub batch: Batch,
+    /// Ingest times of the events whose publications are in `batch`: their latency is taken
+    /// when the batch goes out.
+    staged: Vec<Instant>,
+    /// Ingest → published.
+    latency: metrics::Histogram,
+}
+
+impl Out {
+    /// Publishes what is staged and records each staged event's ingest → published latency.
+    fn publish(&mut self) {
+        self.fanout.publish_batch(&mut self.batch);
+        for received in self.staged.drain(..) {
+            self.latency.record(received.elapsed().as_secs_f64());
+        }
+    }
+}
+
+struct Game {
+    state: GameState,
+    topic: Option<Arc<Topic>>,
+    summary: Option<GameSummary>,
+    ended_at: Option<Instant>,
+    /// `(seq, archived event)`, kept while plugins are loaded, to rebuild a plugin by replay.
+    history: VecDeque<(u64, Arc<AlignedVec>)>,
+    winprob: WinProb,
+}
+
+/// The shard's games as the plugins' replay source.
+struct Games<'a>(&'a HashMap<String, Game>);
+
+impl EventHistory for Games<'_> {
+    fn for_each(&self, f: &mut ReplayFn<'_>) {
+        for (id, g) in self.0 {
+            for (seq, bytes) in &g.history {
+                f(id, g.state.sport, *seq, bytes);
+            }
+        }
+    }
+}
+
+pub(super) struct Shard {
+    rx: Receiver<ShardMsg>,
+    games: HashMap<String, Game>,
+    shared: Shared,
+    out: Out,
+    plugins: ShardPlugins,
+    ttl: Duration,
+    max_history: usize,
+    /// Ingest → shard dequeue.
+    queued: metrics::Histogram,
+}
+
+impl Shard {
+    pub(super) fn new(
+        rx: Receiver<ShardMsg>,
+        config: &Config,
+        shared: Shared,
+        plugins: Arc<PluginSet>,
+    ) -> Shard {
+        let out = Out {
+            fanout: shared.fanout.clone(),
+            buf: Vec::with_capacity(4096),
+            batch: Batch::default(),
+            staged: Vec::with_capacity(MAX_BATCH),
+            latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
+        };
+        Shard {
+            rx,
+            games: HashMap::new(),
+            shared,
+            out,
+            plugins: ShardPlugins::new(plugins),
+            ttl: Duration::from_secs(config.pipeline.ended_game_ttl_secs),
+            max_history: config.plugins.max_history_events,
+            queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        let mut last_sweep = Instant::now();
+        loop {
+            if self.out.batch.len() >= MAX_BATCH || self.rx.is_empty() {
+                self.out.publish();
+            }
+            match self.rx.recv_timeout(games::MIN_INTERVAL) {
+                Ok(ShardMsg::Event(i)) => self.handle(i),
+                Ok(ShardMsg::Barrier(done)) => {
+                    self.out.publish();
+                    let _ = done.send(());
+                }
+                Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => self.plugins.sync(&Games(&self.games)),
+            }
+            self.shared.games.flush_if_due();
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                self.out.publish();
+                self.evict_ended();
+            }
+        }
+        self.out.publish();
+    }
+
+    /// One event through every stage.
+    fn handle(&mut self, item: Ingested) {
+        self.queued.record(item.received.elapsed().as_secs_f64());
+        let Ingested { event, archived, received, missing } = item;
+        if !self.games.contains_key(&event.game) {
+            let game = Game {
+                state: GameState::new(&event.game, event.sport()),
+                topic: self.out.fanout.topic(&topic::game_state(&event.game)),
+                summary: None,
+                ended_at: None,
+                history: VecDeque::new(),
+                winprob: WinProb::default(),
+            };
+            self.games.insert(event.game.clone(), game);
+        }
+        let Some(game) = self.games.get_mut(&event.game) else { return };
+        let s = &self.shared;
+        core_state(game, &event, missing, &mut self.out);
+        game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
+        self.out.staged.push(received);
+        summary(game, event.ts, &s.games);
+        game_end(game, &s.ratings, s.store.as_deref());
+        if !self.plugins.is_empty() {
+            self.run_plugins(&event, archived);
+        }
+    }
+
+    /// Runs the plugins on one event and stages their outputs on `game/{id}/{plugin}/{name}`;
+    /// then keeps the event for replay.
+    fn run_plugins(&mut self, ev: &Event, archived: Option<Arc<AlignedVec>>) {
+        let bytes = match archived {
+            Some(b) => b,
+            None => match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
+                Ok(b) => Arc::new(b),
+                Err(e) => return tracing::error!(error = %e, "cannot archive event for plugins"),
+            },
+        };
+        // The event joins the history only after the plugins ran: a rebuild during this call
+        // must not replay it.
+        self.plugins.sync(&Games(&self.games));
+        let (fanout, batch) = (&self.out.fanout, &mut self.out.batch);
+        let mut topic = String::new();
+        self.plugins.on_event(
+            &ev.game,
+            ev.sport(),
+            ev.seq,
+            &bytes,
+            &Games(&self.games),
+            &mut |plugin, emit| {
+                topic.clear();
+                topic.push_str("game/");
+                topic.push_str(&ev.game);
+                topic.push('/');
+                topic.push_str(plugin);
+                topic.push('/');
+                topic.push_str(&emit.name);
+                if let Some(t) = fanout.topic(&topic) {
+                    batch.push(&t, ev.ts, &emit.payload);
+                }
+            },
+        );
+        if let Some(g) = self.games.get_mut(&ev.game) {
+            if g.history.len() >= self.max_history {
+                // Past the cap a rebuild can no longer be exact; the durable log will lift this.
+                g.history.pop_front();
+            }
+            g.history.push_back((ev.seq, bytes));
+        }
+    }
+
+    /// Drops the games that ended more than the TTL ago, with their topics and plugin state.
+    fn evict_ended(&mut self) {
+        let ttl = self.ttl;
+        let expired: Vec<String> = self
+            .games
+            .iter()
+            .filter(|(_, g)| g.ended_at.is_some_and(|t| t.elapsed() >= ttl))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let s = &self.shared;
+        for id in expired {
+            if let Some(g) = self.games.remove(&id) {
+                self.plugins.forget(&id);
+                s.ratings.forget(&id);
+                s.fanout.remove_topic(&topic::game_state(&id));
+                s.fanout.remove_topic(&topic::game_winprob(&id));
+                s.directory.remove(&id);
+                (s.on_evict)(&id);
+                s.games.remove(&id, g.state.ts);
+            }
+        }
+    }
+}
+
+/// Core state: applies the event and stages `game/{id}/state`. Ingest sequenced the event:
+/// retries never get here, gap fills do (and fold in late).
+fn core_state(game: &mut Game, ev: &Event, missing: u64, out: &mut Out) {
+    game.state.apply(ev);
+    game.state.missing = missing;
+    if game.topic.is_none() {
+        game.topic = out.fanout.topic(&topic::game_state(&ev.game));
+    }
+    if let Some(t) = &game.topic {
+        out.buf.clear();
+        match serde_json::to_writer(&mut out.buf, &game.state) {
+            Ok(()) => out.batch.push(t, ev.ts, &out.buf),
+            Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
+        }
+    }
+}
+
+/// The `games` list: updated when the game's summary changed.
+fn summary(game: &mut Game, ts: i64, games: &GamesTopic) {
+    if game.summary.as_ref().is_none_or(|s| !game.state.summary_matches(s)) {
+        let summary = game.state.summary();
+        game.summary = Some(summary.clone());
+        games.update(summary, ts);
+    }
+}
+
+/// Once, when the game ends: the result goes to the ratings and the log learns the end time
+/// (retention, and recovery's TTL). Neither waits: shard threads never block on the log.
+fn game_end(game: &mut Game, ratings: &Ratings, store: Option<&Store>) {
+    let state = &game.state;
+    if state.status != Status::Ended || game.ended_at.is_some() {
+        return;
+    }
+    game.ended_at = Some(Instant::now());
+    if let (Some(h), Some(a), Some(score)) = (&state.home, &state.away, state.score) {
+        let result = match score.home.cmp(&score.away) {
+            std::cmp::Ordering::Greater => 1.0,
+            std::cmp::Ordering::Equal => 0.5,
+            std::cmp::Ordering::Less => 0.0,
+        };
+        ratings.settle(&state.game, state.sport, h, a, result);
+    }
+    if let Some(store) = store {
+        store.game_ended(&state.game, now_ms());
+    }
+}
