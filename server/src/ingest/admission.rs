@@ -158,8 +158,9 @@ fn ids(codec: Codec, body: &[u8]) -> (Option<String>, Option<u64>) {
 pub enum HelloRefused {
     /// Not a JSON hello (`protocol_violation`, no message to the peer).
     Violation(Close),
-    /// The token is not accepted: send this `error`, then close with `auth_failed`.
-    BadToken { error: Control, close: Close },
+    /// The token is not accepted: send [`HelloRefused::peer_error`], then close with
+    /// `auth_failed`.
+    BadToken(Close),
 }
 
 impl HelloRefused {
@@ -167,7 +168,23 @@ impl HelloRefused {
     pub fn metric_reason(&self) -> &'static str {
         match self {
             HelloRefused::Violation(_) => "protocol_violation",
-            HelloRefused::BadToken { .. } => "bad_token",
+            HelloRefused::BadToken(_) => "bad_token",
+        }
+    }
+
+    /// The `error` the peer is sent before the close, when there is one.
+    pub fn peer_error(&self) -> Option<Control> {
+        match self {
+            HelloRefused::Violation(_) => None,
+            HelloRefused::BadToken(c) => {
+                Some(Control::Error { code: c.reason.into(), message: c.message.clone() })
+            }
+        }
+    }
+
+    pub fn close(&self) -> &Close {
+        match self {
+            HelloRefused::Violation(c) | HelloRefused::BadToken(c) => c,
         }
     }
 }
@@ -183,14 +200,12 @@ pub fn hello(frame: Option<(Codec, &[u8])>, tokens: &[String]) -> Result<String,
         return Err(violation("first control message must be a JSON hello"));
     };
     if !tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
-        return Err(HelloRefused::BadToken {
-            error: Control::Error { code: "auth_failed".into(), message: "token not accepted".into() },
-            close: Close {
-                code: quic::AUTH_FAILED,
-                reason: "auth_failed",
-                message: "token not accepted".into(),
-            },
-        });
+        let message = "token not accepted".into();
+        return Err(HelloRefused::BadToken(Close {
+            code: quic::AUTH_FAILED,
+            reason: "auth_failed",
+            message,
+        }));
     }
     Ok(publisher)
 }

@@ -155,18 +155,15 @@ async fn refuse<T>(
     refused: HelloRefused,
 ) -> Option<T> {
     metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => refused.metric_reason()).increment(1);
-    let close = match refused {
-        HelloRefused::Violation(close) => close,
-        HelloRefused::BadToken { error, close } => {
-            tracing::warn!(remote = %conn.remote_address(), "publisher refused: bad token");
-            if let Some(send) = send {
-                let _ = write_control(send, &[error]).await;
-                let _ = send.finish();
-                let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
-            }
-            close
+    if let Some(error) = refused.peer_error() {
+        tracing::warn!(remote = %conn.remote_address(), reason = refused.metric_reason(), "publisher refused");
+        if let Some(send) = send {
+            let _ = write_control(send, &[error]).await;
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
         }
-    };
+    }
+    let close = refused.close();
     conn.close(close.code.into(), close.message.as_bytes());
     None
 }

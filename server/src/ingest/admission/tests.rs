@@ -170,16 +170,15 @@ fn hello_needs_a_json_hello_with_an_accepted_token() {
     assert_eq!(hello(Some((Codec::Json, ok)), &tokens), Ok("feed-1".to_string()));
     let bad = br#"{"op":"hello","token":"secreT","publisher":"x"}"#;
     match hello(Some((Codec::Json, bad)), &tokens) {
-        Err(e @ HelloRefused::BadToken { .. }) => {
+        Err(e @ HelloRefused::BadToken(_)) => {
             assert_eq!(e.metric_reason(), "bad_token");
-            let HelloRefused::BadToken { close, error } = e else { unreachable!() };
-            assert_eq!(close.code, quic::AUTH_FAILED);
-            assert!(matches!(error, Control::Error { code, .. } if code == "auth_failed"));
+            assert_eq!(e.close().code, quic::AUTH_FAILED);
+            assert!(matches!(e.peer_error(), Some(Control::Error { code, .. }) if code == "auth_failed"));
         }
         other => panic!("{other:?}"),
     }
     let short = br#"{"op":"hello","token":"secre","publisher":"x"}"#;
-    assert!(matches!(hello(Some((Codec::Json, short)), &tokens), Err(HelloRefused::BadToken { .. })));
+    assert!(matches!(hello(Some((Codec::Json, short)), &tokens), Err(HelloRefused::BadToken(_))));
     for frame in [
         None,
         Some((Codec::Rkyv, &ok[..])),
