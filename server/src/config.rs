@@ -175,6 +175,9 @@ pub struct FanoutConfig {
     pub max_batch_bytes: usize,
     /// Concurrent WebSocket connections. Default 10000.
     pub max_connections: usize,
+    /// A WebSocket session without any subscription for this long is closed (1008): an idle
+    /// upgrade holds a connection slot and memory. Default 30.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for FanoutConfig {
@@ -187,6 +190,7 @@ impl Default for FanoutConfig {
             max_client_message_bytes: 64 * 1024,
             max_batch_bytes: 64 * 1024,
             max_connections: 10_000,
+            idle_timeout_secs: 30,
         }
     }
 }
@@ -283,7 +287,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 12] = [
+        let positive: [(&'static str, usize); 13] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
@@ -294,6 +298,7 @@ impl Config {
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),
             ("fanout.max_connections", self.fanout.max_connections),
+            ("fanout.idle_timeout_secs", self.fanout.idle_timeout_secs as usize),
             ("store.max_batch", self.store.max_batch),
             ("store.queue_len", self.store.queue_len),
         ];

@@ -11,6 +11,7 @@
 //! and flushes once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,9 +20,11 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{AppState, json_error};
 use crate::fanout::outbox::Outbox;
@@ -31,6 +34,8 @@ use crate::metrics as m;
 /// Hard cap tungstenite enforces (it closes the socket past it); the configurable, friendlier
 /// limit (`fanout.max_client_message_bytes`, answered with an `error`) sits below it.
 const HARD_MESSAGE_CAP: usize = 1 << 20;
+/// Bytes tungstenite buffers before writing to the socket; its bound is this plus one message.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     let key = match handshake_key(req.headers()) {
@@ -53,9 +58,14 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
         };
+        // The write buffer is bounded too: tungstenite queues a pong for every ping it reads,
+        // and a client that sends pings without reading would otherwise grow it without end
+        // (past the bound the newest pong replaces the pending one; our own frames wait).
         let config = WebSocketConfig::default()
             .max_message_size(Some(HARD_MESSAGE_CAP))
-            .max_frame_size(Some(HARD_MESSAGE_CAP));
+            .max_frame_size(Some(HARD_MESSAGE_CAP))
+            .write_buffer_size(WRITE_BUFFER)
+            .max_write_buffer_size(WRITE_BUFFER + HARD_MESSAGE_CAP);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         session(ws, app).await;
     });
@@ -94,27 +104,77 @@ async fn session(ws: Ws, app: AppState) {
     metrics::gauge!(m::WS_SESSIONS).increment(1.0);
     let outbox = Outbox::new(app.fanout.config().queue_len);
     let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), Framer::new(app.fanout.clone())));
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), Framer::new(app.fanout.clone())));
     let mut session = Session::new(app.fanout.clone(), outbox.clone());
     let mut shutdown = app.shutdown.clone();
+    let idle_limit = Duration::from_secs(app.fanout.config().idle_timeout_secs);
+    let idle = tokio::time::sleep(idle_limit);
+    tokio::pin!(idle);
     loop {
+        // A client that sends ops without reading the answers is not read any further until
+        // the writer has sent them: its replies, not the server's memory, take the wait.
+        if outbox.over_budget() {
+            tokio::select! {
+                _ = outbox.room() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        let had_subs = session.patterns() > 0;
         let msg = tokio::select! {
             msg = stream.next() => msg,
             _ = shutdown.changed() => None,
+            _ = &mut idle, if !had_subs => {
+                metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout").increment(1);
+                outbox.close_with(CLOSE_POLICY, "no subscription within fanout.idle_timeout_secs");
+                break;
+            }
         };
         match msg {
             Some(Ok(Message::Text(text))) => session.on_text(&text),
             Some(Ok(Message::Binary(_))) => session.on_binary(),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Err(e)) => {
+                if let Some((code, reason, label)) = close_for(&e) {
+                    metrics::counter!(m::WS_ERRORS_TOTAL, "code" => label).increment(1);
+                    outbox.close_with(code, reason);
+                }
+                break;
+            }
             Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+        }
+        if had_subs && session.patterns() == 0 {
+            // The last pattern went: the idle clock starts again.
+            idle.as_mut().reset(tokio::time::Instant::now() + idle_limit);
         }
         if outbox.is_closed() {
             break;
         }
     }
     session.close();
-    let _ = writer.await;
+    // The writer exits once it sees the outbox closed, unless it is stuck on a socket the
+    // client stopped reading: then it is cut off.
+    if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
+        writer.abort();
+    }
     metrics::gauge!(m::WS_SESSIONS).decrement(1.0);
+}
+
+/// How long a closing session waits for its writer to send what is left.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// Close codes the server sends (PROTOCOL.md 2.4).
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// The close code, reason and metric label for a read error the client caused.
+fn close_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<(u16, &'static str, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Capacity(_) => Some((CLOSE_TOO_BIG, "message over 1 MiB", "message_too_big")),
+        Error::Utf8(_) => Some((CLOSE_INVALID_DATA, "text frame is not UTF-8", "invalid_utf8")),
+        _ => None,
+    }
 }
 
 /// Drains the outbox, frames what it holds, feeds every frame and flushes once.
@@ -131,6 +191,11 @@ async fn write_loop(
         items.clear();
         let open = outbox.drain(&mut items);
         if !open {
+            if let Some((code, reason)) = outbox.close_frame() {
+                let frame =
+                    CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+            }
             let _ = sink.close().await;
             return;
         }

@@ -22,6 +22,10 @@ pub(super) struct PatternSub {
     pub pattern: Pattern,
     pub mode: Mode,
     pub outbox: Arc<Outbox>,
+    /// Resume points (`since`) for topics this server did not have when the client subscribed:
+    /// applied as the binding's skip-through when such a topic is created by a publication.
+    /// Bounded by the `sub` message's size; a client can never create a topic.
+    pub pending_since: Vec<(Box<str>, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +88,7 @@ mod tests {
 
     fn sub(id: SubId, p: &str) -> PatternSub {
         PatternSub {
+            pending_since: Vec::new(),
             id,
             pattern: Pattern::parse(p).expect("pattern"),
             mode: Mode::All,

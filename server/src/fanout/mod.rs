@@ -205,6 +205,11 @@ impl Fanout {
                 let mut bindings: Vec<Binding> = Vec::new();
                 for ps in patterns.matching(&name) {
                     bind(&mut bindings, ps.outbox.clone(), ps.id, ps.mode);
+                    if let Some((_, seq)) = ps.pending_since.iter().find(|(t, _)| **t == *name)
+                        && let Some(b) = bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, &ps.outbox))
+                    {
+                        b.skip_through = b.skip_through.max(*seq);
+                    }
                 }
                 bindings
             };
@@ -306,7 +311,17 @@ impl Fanout {
         // Register first, so a topic created from now on binds itself; the walk below then
         // skips topics that already bound this id.
         let matcher = pattern.clone();
-        self.patterns.write().insert(PatternSub { id, pattern, mode, outbox: outbox.clone() });
+        // `since` for a concrete topic this server does not have (yet): after a restart the
+        // publication the client saw may not be regenerated yet (its event was not committed,
+        // and its publisher will resend it). The topic is not created here (only publications
+        // create topics); when a publication creates it, the binding skips what the client has.
+        let pending_since = since
+            .iter()
+            .filter(|(t, s)| **s > 0 && matcher.matches(t) && !self.topics.contains_key(t.as_str()))
+            .map(|(t, s)| (Box::from(t.as_str()), *s))
+            .collect();
+        let ps = PatternSub { id, pattern, mode, outbox: outbox.clone(), pending_since };
+        self.patterns.write().insert(ps);
         // A `sub` with any `since` is a resume: a matching topic the client does not list is one
         // created while it was away, so it gets that topic's kept history from the start.
         let resuming = !since.is_empty();
@@ -314,17 +329,6 @@ impl Fanout {
             if matcher.matches(entry.key()) {
                 let resume_from = since.get(&**entry.key()).copied().or(resuming.then_some(0));
                 bind_topic(entry.value(), outbox, id, mode, resume_from);
-            }
-        }
-        // `since` for a concrete topic this server does not have (yet): after a restart the
-        // publication the client saw may not be regenerated yet (its event was not committed,
-        // and its publisher will resend it). Create the topic and skip what the client has.
-        for (topic, &seq) in since {
-            if seq > 0 && matcher.matches(topic) && !self.topics.contains_key(topic.as_str()) {
-                match self.topic(topic) {
-                    Some(t) => skip_through(&mut t.inner.lock(), outbox, seq),
-                    None => outbox.push_item(Item::Frame(reset_frame(topic))),
-                }
             }
         }
         id

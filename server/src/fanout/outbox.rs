@@ -21,6 +21,16 @@ use crate::metrics as m;
 /// that floods ops without reading deserves no more answers.
 const CONTROL_CAP: usize = 64;
 
+/// Bytes of replies (frames built for this session alone: `subscribed`, `unsubscribed`,
+/// `reset`, errors, and the snapshots a `sub` queues) an outbox holds before its session stops
+/// reading the client's input until the writer has sent them. A client that sends ops without
+/// reading the answers stalls itself, not the server's memory.
+pub const REPLY_BUDGET: usize = 64 * 1024;
+
+/// Most items the writer takes in one drain: the frames it builds from them (snapshots are
+/// copied into their own frame) stay bounded whatever a `sub` queued.
+pub const DRAIN_MAX: usize = 512;
+
 /// What the writer sends, in order.
 #[derive(Debug, Clone)]
 pub enum Item {
@@ -45,18 +55,42 @@ struct State {
     lagged_topics: HashSet<Arc<str>>,
     lag_pending: bool,
     closed: bool,
+    /// Bytes of queued replies (see [`REPLY_BUDGET`]).
+    reply_bytes: usize,
+    /// Bytes of queued control frames (at most [`CONTROL_CAP`] of them).
+    control_bytes: usize,
+    /// Queued items that are not live publications (bounded only by the reader's pause).
+    replies: usize,
+    /// How the writer closes the socket: a close code and reason, or a plain close.
+    close_frame: Option<(u16, &'static str)>,
+}
+
+/// What an item costs against the reply budget.
+fn reply_cost(item: &Item) -> usize {
+    match item {
+        Item::Frame(f) => f.len(),
+        Item::Snapshot(p) => p.frame.len(),
+        Item::Msg(_) | Item::Lagged => 0,
+    }
 }
 
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
+    /// Woken when the writer drained: a paused reader may go on.
+    drained: Notify,
     queue_cap: usize,
 }
 
 impl Outbox {
     pub fn new(queue_cap: usize) -> Arc<Outbox> {
-        Arc::new(Outbox { state: Mutex::new(State::default()), notify: Notify::new(), queue_cap })
+        Arc::new(Outbox {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            drained: Notify::new(),
+            queue_cap,
+        })
     }
 
     /// Delivers publications of one topic, in seq order, under one lock and with one wake-up
@@ -97,6 +131,11 @@ impl Outbox {
             if s.closed {
                 return;
             }
+            let cost = reply_cost(&item);
+            if cost > 0 {
+                s.reply_bytes += cost;
+                s.replies += 1;
+            }
             s.queue.push_back(item);
         }
         self.notify.notify_one();
@@ -109,22 +148,78 @@ impl Outbox {
             if s.closed || s.control.len() >= CONTROL_CAP {
                 return;
             }
+            s.control_bytes += frame.len();
             s.control.push_back(frame);
         }
         self.notify.notify_one();
     }
 
-    /// Moves everything pending into `out` (control first). Returns false once closed.
+    /// Moves what is pending into `out`, at most [`DRAIN_MAX`] queued items (control first,
+    /// then the queue, then the `latest` slots once the queue is empty). Returns false once
+    /// closed.
     pub fn drain(&self, out: &mut Vec<Item>) -> bool {
-        let mut s = self.state.lock();
-        out.extend(s.control.drain(..).map(Item::Frame));
-        out.extend(s.queue.drain(..));
-        while let Some(topic) = s.latest_order.pop_front() {
-            if let Some(p) = s.latest.remove(&topic) {
-                out.push(Item::Msg(p));
+        let open = {
+            let mut guard = self.state.lock();
+            let s = &mut *guard;
+            out.extend(s.control.drain(..).map(Item::Frame));
+            s.control_bytes = 0;
+            let n = s.queue.len().min(DRAIN_MAX);
+            for item in s.queue.drain(..n) {
+                let cost = reply_cost(&item);
+                if cost > 0 {
+                    s.replies -= 1;
+                }
+                s.reply_bytes = s.reply_bytes.saturating_sub(cost);
+                out.push(item);
             }
+            if s.queue.is_empty() {
+                while let Some(topic) = s.latest_order.pop_front() {
+                    if let Some(p) = s.latest.remove(&topic) {
+                        out.push(Item::Msg(p));
+                    }
+                }
+            }
+            !s.closed
+        };
+        self.drained.notify_waiters();
+        open
+    }
+
+    /// Whether the session holds as many replies as it may (see [`REPLY_BUDGET`]): its reader
+    /// then waits in [`Outbox::room`] before reading the client's next message.
+    pub fn over_budget(&self) -> bool {
+        let s = self.state.lock();
+        s.reply_bytes + s.control_bytes > REPLY_BUDGET || s.replies > self.queue_cap
+    }
+
+    /// Waits until the writer has drained enough for the reader to go on (or the outbox closed).
+    pub async fn room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so a drain in between is not missed.
+            drained.as_mut().enable();
+            if !self.over_budget() || self.is_closed() {
+                return;
+            }
+            drained.await;
         }
-        !s.closed
+    }
+
+    /// Closes with a WebSocket close code and reason, which the writer sends.
+    pub fn close_with(&self, code: u16, reason: &'static str) {
+        {
+            let mut s = self.state.lock();
+            s.closed = true;
+            s.close_frame.get_or_insert((code, reason));
+        }
+        self.notify.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// The close code and reason the session was closed with, if any.
+    pub fn close_frame(&self) -> Option<(u16, &'static str)> {
+        self.state.lock().close_frame
     }
 
     /// Waits until something is pushed or the outbox is closed.
@@ -144,6 +239,7 @@ impl Outbox {
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.notify.notify_one();
+        self.drained.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -161,8 +257,14 @@ fn overflow(s: &mut State, incoming: &Pub) {
     let old = std::mem::take(&mut s.queue);
     for item in old {
         match item {
-            Item::Msg(p) | Item::Snapshot(p) => {
+            Item::Msg(p) => {
                 dropped += 1;
+                s.lagged_topics.insert(p.topic.clone());
+            }
+            Item::Snapshot(p) => {
+                dropped += 1;
+                s.replies -= 1;
+                s.reply_bytes = s.reply_bytes.saturating_sub(p.frame.len());
                 s.lagged_topics.insert(p.topic.clone());
             }
             other @ (Item::Frame(_) | Item::Lagged) => s.queue.push_back(other),

@@ -8,6 +8,7 @@ use opensports_proto::ws::{Publication, ServerMsg, parse_server_frame};
 
 use super::*;
 use crate::config::FanoutConfig;
+use crate::fanout::outbox::{DRAIN_MAX, REPLY_BUDGET};
 
 struct Client {
     fanout: Arc<Fanout>,
@@ -286,4 +287,71 @@ fn every_documented_server_message_round_trips_through_the_client_parser() {
     let published = fanout.publish(&t, 9, br#"{"home":1}"#);
     assert_eq!(parse_server_frame(&published.frame).unwrap(), vec![all[0].clone()]);
     assert_eq!(parse_server_frame(&published.snapshot_frame()).unwrap(), vec![all[1].clone()]);
+}
+
+#[test]
+fn since_keys_never_create_topics_but_still_skip_what_the_client_has() {
+    let fanout = Fanout::new(cfg(16, 64));
+    let mut c = Client::on(&fanout);
+    let since: Vec<String> = (0..1000).map(|i| format!(r#""game/g{i}/state":5"#)).collect();
+    c.send(&format!(r#"{{"op":"sub","topics":["game/+/state"],"since":{{{}}}}}"#, since.join(",")));
+    assert_eq!(fanout.topic_count(), 0, "a subscriber's since keys created topics");
+    assert_eq!(brief(&c.read()), ["subscribed game/+/state"]);
+    // The topic comes with a publication; the client already had seqs up to 5.
+    for ts in 1..=6 {
+        c.publish("game/g7/state", ts);
+    }
+    assert_eq!(brief(&c.read()), ["msg game/g7/state 6"]);
+    assert_eq!(fanout.topic_count(), 1);
+}
+
+#[test]
+fn replies_to_a_client_that_does_not_read_are_bounded_by_the_reply_budget() {
+    // A queue long enough that the byte budget, not the item count, is what stops the reader.
+    let mut c = Client::new(cfg(16, 4096));
+    let op = r#"{"op":"unsub","topics":["game/some-long-pattern-name/#"]}"#;
+    let mut sent = 0;
+    // The socket side stops reading once the outbox is over budget; count the ops it reads.
+    while !c.session.outbox().over_budget() {
+        c.send(op);
+        sent += 1;
+        assert!(sent < 100_000, "the reply budget never stopped the reader");
+    }
+    let reply = r#"{"op":"unsubscribed","topics":["game/some-long-pattern-name/#"]}"#.len();
+    assert!(sent * reply <= REPLY_BUDGET + reply, "{sent} replies of {reply} bytes queued");
+    assert!(sent * reply > REPLY_BUDGET / 2);
+    // Once the writer sent them, the reader may go on.
+    let msgs = c.read();
+    assert!(!c.session.outbox().over_budget());
+    assert_eq!(msgs.len(), sent.min(DRAIN_MAX));
+    while !c.read().is_empty() {}
+    assert!(!c.session.outbox().over_budget());
+}
+
+#[test]
+fn pings_and_errors_a_client_does_not_read_are_capped() {
+    let mut c = Client::new(cfg(16, 64));
+    for _ in 0..10_000 {
+        c.send(r#"{"op":"ping"}"#);
+        c.send("{not json");
+    }
+    let msgs = c.read();
+    assert!(msgs.len() <= 64, "{} control frames kept", msgs.len());
+}
+
+#[test]
+fn a_drain_takes_a_bounded_number_of_items_and_keeps_their_order() {
+    let fanout = Fanout::new(cfg(16, 10_000));
+    for i in 0..(DRAIN_MAX + 100) {
+        let t = fanout.topic(&format!("game/g{i}/state")).unwrap();
+        fanout.publish(&t, 1, b"1");
+    }
+    let mut c = Client::on(&fanout);
+    c.send(r#"{"op":"sub","topics":["game/+/state"]}"#);
+    let first = c.read();
+    assert_eq!(first.len(), DRAIN_MAX);
+    assert!(first.iter().all(|m| matches!(m, ServerMsg::Snapshot(_))));
+    let rest = c.read();
+    assert_eq!(rest.len(), 101, "the other snapshots, then subscribed");
+    assert!(matches!(rest.last(), Some(ServerMsg::Subscribed { .. })));
 }
