@@ -15,6 +15,9 @@ use opensports_server::ingest::frame::read_frame;
 use tokio::sync::{Mutex, broadcast};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+/// How long a started frame may take (the same default as the server's).
+const FRAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Addresses and the certificate fingerprint of a running floor relay.
 #[derive(Debug)]
 pub struct Floor {
@@ -58,7 +61,10 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                 let Ok(conn) = incoming.await else { return };
                 let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
                 let mut buf = Vec::new();
-                if !matches!(read_frame(&mut recv, 16 * 1024, &mut buf).await, Ok(Some(Codec::Json))) {
+                if !matches!(
+                    read_frame(&mut recv, 16 * 1024, &mut buf, FRAME_TIMEOUT).await,
+                    Ok(Some(Codec::Json))
+                ) {
                     return;
                 }
                 let mut out = Vec::new();
@@ -74,7 +80,7 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                     tokio::spawn(async move {
                         let mut buf = Vec::new();
                         let mut out = Vec::new();
-                        while let Ok(Some(_)) = read_frame(&mut uni, 65_536, &mut buf).await {
+                        while let Ok(Some(_)) = read_frame(&mut uni, 65_536, &mut buf, FRAME_TIMEOUT).await {
                             let Ok(ids) = serde_json::from_slice::<Ids>(&buf) else { continue };
                             let seq = {
                                 let mut s = seqs.lock().unwrap_or_else(|e| e.into_inner());

@@ -120,6 +120,9 @@ pub struct IngestConfig {
     pub max_connections: usize,
     /// Seconds a new connection has to send its hello. Default 5.
     pub hello_timeout_secs: u64,
+    /// Seconds a started frame has to arrive whole; past it the stream is stopped with
+    /// `frame_timeout` (a stream may idle between frames as long as it likes). Default 30.
+    pub frame_timeout_secs: u64,
     /// Most tracking entities (distinct `game/{id}/tracking/{entity}` topics) per game. Default 256.
     pub max_tracking_entities_per_game: usize,
 }
@@ -132,6 +135,7 @@ impl Default for IngestConfig {
             max_streams_per_connection: 256,
             max_connections: 1024,
             hello_timeout_secs: 5,
+            frame_timeout_secs: 30,
             max_tracking_entities_per_game: 256,
         }
     }
@@ -287,10 +291,11 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 13] = [
+        let positive: [(&'static str, usize); 14] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
+            ("ingest.frame_timeout_secs", self.ingest.frame_timeout_secs as usize),
             ("pipeline.queue_len", self.pipeline.queue_len),
             ("pipeline.max_games", self.pipeline.max_games),
             ("fanout.history_len", self.fanout.history_len),

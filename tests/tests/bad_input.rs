@@ -40,10 +40,16 @@ async fn raw_stream_stopped_code(publisher: &Publisher, bytes: &[u8]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framing_errors_stop_only_that_stream_with_documented_codes() {
-    let server = TestServer::start_with(|c| c.ingest.max_frame_bytes = 1024).await;
+    let server = TestServer::start_with(|c| {
+        c.ingest.max_frame_bytes = 1024;
+        c.ingest.frame_timeout_secs = 1;
+    })
+    .await;
     let publisher = server.publisher().await;
-    let cases: [(&str, Vec<u8>, u32); 3] = [
+    let cases: [(&str, Vec<u8>, u32); 4] = [
         ("frame_malformed", vec![0, 0, 0, 0], quic::FRAME_MALFORMED),
+        // Half-open: a frame started and never finished (the stream stays open).
+        ("frame_timeout", vec![0, 0, 0, 40, 1, b'{'], quic::FRAME_TIMEOUT),
         ("unknown_codec", vec![0, 0, 0, 2, 0x07, b'x'], quic::UNKNOWN_CODEC),
         ("frame_too_large", [&1025u32.to_be_bytes()[..], &[1u8; 64][..]].concat(), quic::FRAME_TOO_LARGE),
     ];

@@ -372,3 +372,37 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     assert_eq!(lines.count(), events.len());
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_backups_each_succeed_or_are_told_busy_and_leave_no_files() {
+    let server = TestServer::start().await;
+    let events = game(31);
+    let id = events[0].game.clone();
+    let mut publisher = server.publisher().await;
+    for e in &events[..200] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    // Eight at once (finding 12: seven of eight failed with 500, sharing one temp file).
+    let addr = server.running().http_addr;
+    let get = || opensports_tests::http_request_bytes(addr, "GET", "/v1/backup", None);
+    let results = futures_util::future::join_all((0..8).map(|_| get())).await;
+    let ok = results.iter().filter(|(status, _)| *status == 200).count();
+    assert!(ok >= 1, "{:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    for (status, body) in &results {
+        match status {
+            200 => assert!(body.len() > 1024, "a backup of {} bytes", body.len()),
+            503 => assert!(String::from_utf8_lossy(body).contains("busy")),
+            other => panic!("backup answered {other}: {}", String::from_utf8_lossy(body)),
+        }
+    }
+    // Each streamed its own file and deleted it.
+    let leftovers: Vec<String> = std::fs::read_dir(server.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("backup") || n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(server.get(&format!("/v1/games/{id}")).await.0 == 200);
+    server.shutdown().await;
+}

@@ -187,6 +187,21 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     assert!(body.contains("bad_plugin"));
     let (_, plugins) = server.get("/v1/plugins").await;
     assert!(plugins.contains(&new_version), "{plugins}");
+    // A module that compiles but is refused (another ABI version) leaves nothing in the
+    // compiled-plugin cache (issue 14 finding 11).
+    let cache = server.dir.path().join("plugin-cache");
+    let files = || std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    let before = files();
+    assert!(before >= 2, "both accepted versions are cached");
+    let wrong_abi = r#"(module (memory (export "memory") 1)
+        (func (export "os_abi_version") (result i32) i32.const 2)
+        (func (export "os_buffer") (param i32) (result i32) i32.const 0)
+        (func (export "on_event") (param i32 i32) (result i32) i32.const 0))"#;
+    let (status, body) =
+        server.post("/v1/plugins/basketball-boxscore", "application/wasm", wrong_abi.as_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("ABI version 2"), "{body}");
+    assert_eq!(files(), before, "a refused upload left a compiled file behind");
     server.shutdown().await;
 }
 

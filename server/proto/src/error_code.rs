@@ -19,6 +19,9 @@ pub mod quic {
     pub const FRAME_MALFORMED: u32 = 0x11;
     /// Stream: the codec byte is neither `0x01` (JSON) nor `0x02` (rkyv).
     pub const UNKNOWN_CODEC: u32 = 0x12;
+    /// Stream: a frame was started but not finished within the server's
+    /// `ingest.frame_timeout_secs` (a half-open stream holds server memory).
+    pub const FRAME_TIMEOUT: u32 = 0x13;
 
     /// Name of a code, for logs and metric labels.
     pub fn name(code: u32) -> &'static str {
@@ -31,6 +34,7 @@ pub mod quic {
             FRAME_TOO_LARGE => "frame_too_large",
             FRAME_MALFORMED => "frame_malformed",
             UNKNOWN_CODEC => "unknown_codec",
+            FRAME_TIMEOUT => "frame_timeout",
             _ => "unknown",
         }
     }
@@ -58,6 +62,9 @@ pub mod reason {
     pub const FRAME_MALFORMED: &str = "frame_malformed";
     /// A codec byte other than 0x01/0x02.
     pub const UNKNOWN_CODEC: &str = "unknown_codec";
+    /// A frame started and not finished in time (also the stream code
+    /// [`super::quic::FRAME_TIMEOUT`]).
+    pub const FRAME_TIMEOUT: &str = "frame_timeout";
     /// Too many games in flight on the server (`pipeline.max_games`).
     pub const TOO_MANY_GAMES: &str = "too_many_games";
     /// A tracking datagram for a new entity beyond `ingest.max_tracking_entities_per_game`.

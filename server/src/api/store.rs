@@ -95,21 +95,65 @@ pub async fn events(
     })
 }
 
+/// Backups taken at once; more are refused with `503 busy` (each copies the whole log to disk
+/// and reads it back).
+pub const MAX_BACKUPS: usize = 2;
+static BACKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static BACKUP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One of the [`MAX_BACKUPS`] slots, given back on drop (after the body was streamed).
+struct BackupSlot;
+
+impl BackupSlot {
+    fn take() -> Option<BackupSlot> {
+        use std::sync::atomic::Ordering;
+        let taken =
+            BACKUPS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_BACKUPS).then_some(n + 1));
+        taken.ok().map(|_| BackupSlot)
+    }
+}
+
+impl Drop for BackupSlot {
+    fn drop(&mut self) {
+        BACKUPS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// `GET /v1/backup`: a consistent copy of the log (a redb file) taken from one snapshot
-/// while the server keeps writing. Written to the data dir first, streamed, then deleted.
+/// while the server keeps writing. Written to a file of its own in the data dir first,
+/// streamed, then deleted.
 pub async fn backup(State(s): State<AppState>) -> Response {
     let Some(store) = s.store.clone() else { return no_store() };
-    let tmp = store.path().with_extension(format!("backup-{}", crate::store::now_ms()));
+    let Some(slot) = BackupSlot::take() else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            &format!("{MAX_BACKUPS} backups are being taken; try again when one is done"),
+        );
+    };
+    let n = BACKUP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = store.path().with_extension(format!("backup-{}-{n}", crate::store::now_ms()));
     let made = {
         let (store, tmp) = (store.clone(), tmp.clone());
         tokio::task::spawn_blocking(move || store.backup(&tmp)).await
     };
-    match made {
-        Ok(Ok(summary)) => tracing::info!(games = summary.games, events = summary.events, "backup taken"),
-        Ok(Err(e)) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
-        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
+    let failed = match made {
+        Ok(Ok(summary)) => {
+            tracing::info!(games = summary.games, events = summary.events, "backup taken");
+            None
+        }
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(why) = failed {
+        let mut partial = tmp.clone().into_os_string();
+        partial.push(".partial");
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(&tmp);
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &why);
     }
     streamed("application/octet-stream", move |w| {
+        let _slot = slot;
         let result = std::fs::File::open(&tmp).and_then(|mut f| std::io::copy(&mut f, w).map(|_| ()));
         let _ = std::fs::remove_file(&tmp);
         result

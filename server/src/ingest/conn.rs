@@ -122,7 +122,11 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
     };
     let mut recv = BufReader::new(recv);
     let mut buf = Vec::new();
-    let frame = match tokio::time::timeout(timeout, read_frame(&mut recv, MAX_CONTROL_FRAME, &mut buf)).await
+    let frame = match tokio::time::timeout(
+        timeout,
+        read_frame(&mut recv, MAX_CONTROL_FRAME, &mut buf, timeout),
+    )
+    .await
     {
         Ok(Ok(Some(codec))) => Some((codec, &buf[..])),
         Ok(_) => None,

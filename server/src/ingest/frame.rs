@@ -9,23 +9,44 @@ pub enum ReadError {
     Frame(FrameError),
     #[error("stream ended inside a frame")]
     Truncated,
+    #[error("a frame was started and not finished within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("stream read failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Reads one frame into `buf` (the body, without the codec byte). `Ok(None)` is a clean end
-/// of stream at a frame boundary.
+/// of stream at a frame boundary. Waiting for a frame to start has no limit; once its first
+/// byte is in, the rest must come within `timeout`.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: u32,
     buf: &mut Vec<u8>,
+    timeout: std::time::Duration,
 ) -> Result<Option<Codec>, ReadError> {
     let mut header = [0u8; codec::LEN_BYTES];
-    let mut filled = 0;
+    let n = r.read(&mut header).await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    match tokio::time::timeout(timeout, read_rest(r, max, buf, header, n)).await {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(ReadError::Timeout(timeout)),
+    }
+}
+
+/// The rest of a frame whose first `filled` header bytes are in.
+async fn read_rest<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+    buf: &mut Vec<u8>,
+    mut header: [u8; codec::LEN_BYTES],
+    mut filled: usize,
+) -> Result<Codec, ReadError> {
     while filled < header.len() {
         let n = r.read(&mut header[filled..]).await?;
         if n == 0 {
-            return if filled == 0 { Ok(None) } else { Err(ReadError::Truncated) };
+            return Err(ReadError::Truncated);
         }
         filled += n;
     }
@@ -33,7 +54,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let codec_byte = read_exact_or_truncated(r, 1, buf).await?;
     let codec = Codec::from_byte(codec_byte[0]).map_err(ReadError::Frame)?;
     read_exact_or_truncated(r, len - 1, buf).await?;
-    Ok(Some(codec))
+    Ok(codec)
 }
 
 async fn read_exact_or_truncated<'b, R: AsyncRead + Unpin>(
@@ -65,6 +86,7 @@ impl ReadError {
             ReadError::Frame(FrameError::UnknownCodec(_)) => {
                 Some((quic::UNKNOWN_CODEC, reason::UNKNOWN_CODEC))
             }
+            ReadError::Timeout(_) => Some((quic::FRAME_TIMEOUT, reason::FRAME_TIMEOUT)),
             ReadError::Io(_) => None,
         }
     }

@@ -31,8 +31,9 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let mut state = StreamState::default();
     let ack: Arc<dyn AckSink> = control.clone();
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
+    let frame_timeout = Duration::from_secs(ctx.cfg.frame_timeout_secs);
     loop {
-        let read = read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf).await;
+        let read = read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf, frame_timeout).await;
         let verdict = match &read {
             Ok(None) => return,
             Ok(Some(codec)) => state.on_frame(ctx.rules(), Ok((*codec, &buf))),

@@ -68,6 +68,24 @@ pub struct Compiled {
     /// Bit mask of sports (`plugin_abi::sport_bit`) from `os_sports`, or all.
     pub sports: u32,
     pub pre: InstancePre<HostState>,
+    /// The compiled artifact and where it goes in the cache, written by
+    /// [`Compiled::keep_in_cache`] once the plugin passed every check: a refused module leaves
+    /// no file behind.
+    uncached: Option<(PathBuf, Vec<u8>)>,
+}
+
+impl Compiled {
+    /// Writes the compiled artifact to the cache (a no-op when it came from there).
+    pub fn keep_in_cache(&mut self) {
+        let Some((path, bytes)) = self.uncached.take() else { return };
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, &bytes));
+        if written.is_err() {
+            tracing::warn!(path = %path.display(), "cannot write the compiled-plugin cache");
+        }
+    }
 }
 
 impl std::fmt::Debug for Compiled {
@@ -106,7 +124,7 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
 }
 
 /// Compiles `wasm` (or loads its cached `.cwasm` from `cache_dir`), checks its exports and
-/// links it.
+/// links it. Nothing is written to the cache here: see [`Compiled::keep_in_cache`].
 pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, PluginError> {
     let engine = engine();
     let digest = Sha256::digest(wasm);
@@ -116,14 +134,12 @@ pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, Pl
     let key =
         format!("{}-{:016x}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>(), h.finish());
     let cached: PathBuf = cache_dir.join(format!("{key}.cwasm"));
-    let module = match load_cached(engine, &cached) {
-        Some(m) => m,
+    let (module, uncached) = match load_cached(engine, &cached) {
+        Some(m) => (m, None),
         None => {
             let bytes = engine.precompile_module(wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-            if std::fs::create_dir_all(cache_dir).and_then(|()| std::fs::write(&cached, &bytes)).is_err() {
-                tracing::warn!(path = %cached.display(), "cannot write the compiled-plugin cache");
-            }
-            Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?
+            let module = Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            (module, Some((cached, bytes)))
         }
     };
     for required in abi::export::REQUIRED {
@@ -134,7 +150,7 @@ pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, Pl
         }
     }
     let pre = linker(engine)?.instantiate_pre(&module).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-    Ok(Compiled { name: Arc::from(name), version, sports: 0, pre })
+    Ok(Compiled { name: Arc::from(name), version, sports: 0, pre, uncached })
 }
 
 /// Loads a `.cwasm` this process wrote earlier. The file name carries the wasm's hash and the

@@ -54,8 +54,9 @@ impl Harness {
         };
         // Offline there is no latency budget to protect: 1 s per event catches only hangs.
         let ticks = (1_000_000 / engine::TICK.as_micros()) as u64;
-        let compiled = engine::compile(name, wasm, cache_dir)?;
+        let mut compiled = engine::compile(name, wasm, cache_dir)?;
         let mut instance = Instance::new(&compiled, limits, ticks, config, models)?;
+        compiled.keep_in_cache();
         let sports = instance.sports();
         Ok(Harness { name: name.into(), instance, sports })
     }

@@ -302,6 +302,7 @@ fn compile_checked(
     let mut c = engine::compile(name, wasm, cache_dir)?;
     let mut probe = Instance::new(&c, limits, deadline_ticks, config, models)?;
     c.sports = probe.sports();
+    c.keep_in_cache();
     Ok(c)
 }
 

@@ -100,7 +100,11 @@ pub struct Summary {
 /// Copies the log as of one read snapshot into a new redb file at `to` (written to a
 /// temporary name, then renamed): consistent while the server keeps writing.
 pub fn backup(db: &Database, to: &Path, progress: &mut ProgressFn<'_>) -> Result<Summary, StoreError> {
-    let tmp = to.with_extension("partial");
+    // `to` plus a suffix (not its extension replaced): two backups to different files never
+    // share a temporary name.
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let src = db.begin_read()?;
     let (src_events, src_games) = (src.open_table(EVENTS)?, src.open_table(GAMES)?);

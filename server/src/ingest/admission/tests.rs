@@ -152,6 +152,7 @@ fn framing_errors_close_the_stream_with_the_documented_codes() {
         (ReadError::Frame(FrameError::Empty), quic::FRAME_MALFORMED, "frame_malformed"),
         (ReadError::Truncated, quic::FRAME_MALFORMED, "frame_malformed"),
         (ReadError::Frame(FrameError::UnknownCodec(9)), quic::UNKNOWN_CODEC, "unknown_codec"),
+        (ReadError::Timeout(std::time::Duration::from_secs(30)), quic::FRAME_TIMEOUT, "frame_timeout"),
     ];
     for (e, code, name) in cases {
         match s.on_frame(w.rules(), Err(&e)) {
