@@ -167,6 +167,9 @@ impl Default for PipelineConfig {
 pub struct FanoutConfig {
     /// Messages kept per topic for `since` resume. Default 1024.
     pub history_len: usize,
+    /// Bytes of messages kept per topic for `since` resume (whichever of this and
+    /// `history_len` is reached first; the latest value is always kept). Default 2 MiB.
+    pub history_bytes: usize,
     /// Bounded queue per subscriber for `all`-mode subscriptions. Default 4096.
     pub queue_len: usize,
     /// Most topics held at once; publications to further new topics are dropped. Default 100000.
@@ -188,6 +191,7 @@ impl Default for FanoutConfig {
     fn default() -> Self {
         FanoutConfig {
             history_len: 1024,
+            history_bytes: 2 << 20,
             queue_len: 4096,
             max_topics: 100_000,
             max_subscriptions: 256,
@@ -291,7 +295,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 14] = [
+        let positive: [(&'static str, usize); 15] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
@@ -299,6 +303,7 @@ impl Config {
             ("pipeline.queue_len", self.pipeline.queue_len),
             ("pipeline.max_games", self.pipeline.max_games),
             ("fanout.history_len", self.fanout.history_len),
+            ("fanout.history_bytes", self.fanout.history_bytes),
             ("fanout.queue_len", self.fanout.queue_len),
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),

@@ -227,3 +227,61 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
     assert!(body.contains("bad_upgrade"), "{body}");
     server.shutdown().await;
 }
+
+/// This process's resident memory (the server runs in it), KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_strings_are_refused_naming_the_field_and_cost_no_memory() {
+    let server = TestServer::start().await;
+    let publisher = server.publisher().await;
+    let good = sim_events(Sport::F1, 4, 0);
+    let game = good[0].game.clone();
+    let metric = r#"opensports_ingest_rejected_total{reason="bad_event"}"#;
+    let before_rejects = server.metric(metric).await;
+    let before = rss_kib();
+    // Finding 6: 399 laps with 60 KB driver names grew the server to 5.6 GB (state, history).
+    let driver = "D".repeat(60_000);
+    let mut s = publisher.connection().open_uni().await.unwrap();
+    let mut frame = Vec::new();
+    codec::write_json_frame(&mut frame, &good[0]).unwrap();
+    s.write_all(&frame).await.unwrap();
+    for seq in 2..=400u64 {
+        let body = format!(
+            r#"{{"game":"{game}","seq":{seq},"ts":{seq},"sport":"f1","type":"lap","driver":"{driver}","lap":1,"position":1}}"#
+        );
+        frame.clear();
+        codec::write_frame(&mut frame, Codec::Json, body.as_bytes());
+        s.write_all(&frame).await.unwrap();
+    }
+    s.finish().unwrap();
+    let notices = notices_with(&publisher, &["bad_event"]).await;
+    assert!(
+        notices.iter().any(|n| matches!(n, Control::Reject { code, message, .. }
+            if code == "bad_event" && message.contains("`driver`") && message.contains("at most 64"))),
+        "{notices:?}"
+    );
+    for _ in 0..400 {
+        if server.metric(metric).await - before_rejects >= 399.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(server.metric(metric).await - before_rejects, 399.0);
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
+    // The game itself goes on with its next good event.
+    let mut next = good[1].clone();
+    next.seq = 401;
+    let mut publisher = publisher;
+    publisher.send(&next).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&game, 401).await;
+    let (_, state) = server.get(&format!("/v1/games/{game}")).await;
+    assert!(!state.contains("DDDD"), "an oversized name reached the state");
+    server.shutdown().await;
+}

@@ -118,6 +118,7 @@ impl DecodeError {
             DecodeError::Json(_) => reason::BAD_JSON,
             DecodeError::Schema(_) => reason::BAD_EVENT,
             DecodeError::Rkyv(_) => reason::BAD_RKYV,
+            DecodeError::Invalid(crate::event::InvalidEvent::TooLong(_)) => reason::BAD_EVENT,
             DecodeError::Invalid(_) => reason::INVALID_EVENT,
         }
     }

@@ -150,6 +150,8 @@ pub enum InvalidEvent {
     GameId,
     /// `seq` is 0 (sequences start at 1).
     ZeroSeq,
+    /// A string over its length cap ([`crate::limits`]); rejected as `bad_event`.
+    TooLong(crate::limits::TooLong),
 }
 
 impl core::fmt::Display for InvalidEvent {
@@ -160,6 +162,7 @@ impl core::fmt::Display for InvalidEvent {
             }
             InvalidEvent::GameId => f.write_str("game id must be 1..=64 bytes of [A-Za-z0-9_.-]"),
             InvalidEvent::ZeroSeq => f.write_str("seq must start at 1"),
+            InvalidEvent::TooLong(t) => t.fmt(f),
         }
     }
 }
@@ -179,7 +182,7 @@ impl Event {
         self.body.sport()
     }
 
-    /// Checks what the type system cannot: version, game id, seq.
+    /// Checks what the type system cannot: version, game id, seq, string lengths.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         if self.v != SCHEMA_VERSION {
             return Err(InvalidEvent::Version(self.v));
@@ -190,7 +193,7 @@ impl Event {
         if self.seq == 0 {
             return Err(InvalidEvent::ZeroSeq);
         }
-        Ok(())
+        crate::limits::check_strings(self).map_err(InvalidEvent::TooLong)
     }
 }
 

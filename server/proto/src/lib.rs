@@ -13,6 +13,7 @@
 //! - [`ws`]: the WebSocket subscriber protocol (client ops, server messages).
 //! - [`topic`]: topic names and `+`/`#` patterns.
 //! - [`error_code`]: every error code a peer can see, in one place.
+//! - [`limits`]: length caps on event strings (names 64 bytes, free text 256).
 //! - [`plugin_abi`]: plugin ABI v1 (status codes, sport bits, export and import names), shared
 //!   by the wasm host and the plugin SDK.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -26,6 +27,7 @@ pub mod error_code;
 pub mod event;
 pub mod f1;
 pub mod football;
+pub mod limits;
 pub mod plugin_abi;
 pub mod soccer;
 pub mod topic;

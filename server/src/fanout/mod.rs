@@ -94,6 +94,8 @@ impl Binding {
 struct TopicInner {
     seq: u64,
     history: VecDeque<Pub>,
+    /// Bytes of the frames in `history` (bounded by `fanout.history_bytes`).
+    history_bytes: usize,
     bindings: Vec<Binding>,
 }
 
@@ -285,10 +287,20 @@ impl Fanout {
             data_start,
             at: std::time::Instant::now(),
         });
-        if inner.history.len() >= self.cfg.history_len {
-            inner.history.pop_front();
+        if inner.history.len() >= self.cfg.history_len
+            && let Some(old) = inner.history.pop_front()
+        {
+            inner.history_bytes -= old.frame.len();
         }
+        inner.history_bytes += p.frame.len();
         inner.history.push_back(p.clone());
+        // Large publications shorten the history: its bytes are bounded, not just its count.
+        // The latest value always stays.
+        while inner.history_bytes > self.cfg.history_bytes && inner.history.len() > 1 {
+            if let Some(old) = inner.history.pop_front() {
+                inner.history_bytes -= old.frame.len();
+            }
+        }
         p
     }
 

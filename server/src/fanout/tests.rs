@@ -173,3 +173,24 @@ fn a_batch_publishes_each_topic_in_order_with_one_push_per_subscriber() {
     // A queue too small for the batch overflows the same way as one message at a time.
     assert_eq!(drain(&small)[0], "lagged");
 }
+
+#[test]
+fn history_is_bounded_in_bytes_as_well_as_count_and_keeps_the_latest() {
+    let f = Fanout::new(FanoutConfig { history_len: 1024, history_bytes: 10_000, ..FanoutConfig::default() });
+    let t = f.topic("game/a/state").unwrap();
+    let big = format!(r#""{}""#, "x".repeat(3_000));
+    for i in 0..50 {
+        f.publish(&t, i, big.as_bytes());
+    }
+    let inner = t.inner.lock();
+    assert!(inner.history_bytes <= 10_000, "{}", inner.history_bytes);
+    assert_eq!(inner.history.len(), 3);
+    assert_eq!(inner.history.back().map(|p| p.seq), Some(50));
+    assert_eq!(inner.history_bytes, inner.history.iter().map(|p| p.frame.len()).sum::<usize>());
+    drop(inner);
+    // One publication over the bound alone is still the latest value.
+    let huge = format!(r#""{}""#, "y".repeat(20_000));
+    f.publish(&t, 51, huge.as_bytes());
+    assert_eq!(t.inner.lock().history.len(), 1);
+    assert_eq!(f.latest("game/a/state").map(|p| p.seq), Some(51));
+}

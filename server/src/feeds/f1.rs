@@ -205,7 +205,10 @@ pub fn session(topics: &[(Topic, &[u8])], opts: &Options<'_>) -> Result<Feed, Fe
                     _ => Vec::new(),
                 };
                 for m in msgs {
-                    let message = m["Message"].as_str().unwrap_or("").to_string();
+                    let message = opensports_proto::limits::clip(
+                        m["Message"].as_str().unwrap_or(""),
+                        opensports_proto::limits::MAX_TEXT,
+                    );
                     match m["Flag"].as_str().and_then(race_control_flag) {
                         Some(flag) => {
                             let driver = m["RacingNumber"].as_str().map(str::to_string);
@@ -220,7 +223,10 @@ pub fn session(topics: &[(Topic, &[u8])], opts: &Options<'_>) -> Result<Feed, Fe
             }
             Topic::TrackStatus => match delta["Status"].as_str().and_then(flag) {
                 Some(flag) => {
-                    let message = delta["Message"].as_str().unwrap_or("").to_string();
+                    let message = opensports_proto::limits::clip(
+                        delta["Message"].as_str().unwrap_or(""),
+                        opensports_proto::limits::MAX_TEXT,
+                    );
                     bodies.push(F1::RaceControl { flag, message, driver: None });
                 }
                 None => *unknown.entry(format!("track_status/{}", delta["Status"])).or_insert(0) += 1,

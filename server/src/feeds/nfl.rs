@@ -207,7 +207,10 @@ pub fn gamecenter(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
                             yards: gained,
                             result,
                             scoring,
-                            desc: Some(desc.clone()),
+                            desc: Some(opensports_proto::limits::clip(
+                                &desc,
+                                opensports_proto::limits::MAX_TEXT,
+                            )),
                         }));
                     }
                     _ => {
