@@ -181,10 +181,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     let ratings = Arc::new(model::ratings::Ratings::load(&config.models.dir, store.clone()));
     // Ingest's sequencing: fed by recovery, consulted by admission, and told by the shards when
     // a game leaves memory (the pipeline cannot call ingest; this hook is how it is told).
-    let seqs = Arc::new(ingest::seq::Sequencer::default());
+    let ingest_games = Arc::new(ingest::GameMemory::default());
     let on_evict: pipeline::EvictHook = {
-        let seqs = seqs.clone();
-        Box::new(move |game: &str| seqs.forget(game))
+        let games = ingest_games.clone();
+        Box::new(move |game: &str| games.forget(game))
     };
     let parts = pipeline::Parts {
         fanout: fanout.clone(),
@@ -198,10 +198,12 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
-        let (store, pipeline, seqs) = (store.clone(), pipeline.clone(), seqs.clone());
+        let (store, pipeline, games) = (store.clone(), pipeline.clone(), ingest_games.clone());
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let r = tokio::task::spawn_blocking(move || {
-            pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| seqs.accept(game, seq).1)
+            pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| {
+                games.seqs.accept(game, seq).1
+            })
         })
         .await
         .map_err(|e| StartError::Io {
@@ -225,7 +227,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         pipeline.clone(),
         fanout.clone(),
         store.clone(),
-        seqs,
+        ingest_games,
         tracker.clone(),
     );
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];

@@ -261,6 +261,76 @@ async fn duplicates_are_dropped_and_tracking_datagrams_are_latest_wins() {
     let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Msg(_))).await;
     let p = publications(&msgs)[0];
     assert_eq!((p.seq, p.data["x"].as_f64()), (2, Some(30.0)));
+    // Tracking for a game the server does not have creates nothing (finding 14).
+    let topics = server.running().fanout.topic_count();
+    let mut stray = sample(4_000, 1.0);
+    stray.game = "no-such-game".into();
+    publisher.send_tracking(&stray).unwrap();
+    let notices = loop {
+        let n = publisher.take_notices();
+        if !n.is_empty() {
+            break n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        notices.iter().any(
+            |n| matches!(n, opensports_proto::control::Control::Reject { code, .. } if code == "unknown_game")
+        ),
+        "{notices:?}"
+    );
+    assert_eq!(server.running().fanout.topic_count(), topics);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_game_frees_every_topic_it_had() {
+    let server = TestServer::start_with(|c| c.pipeline.ended_game_ttl_secs = 0).await;
+    let events = sim_events(Sport::Basketball, 12, SIM_START_US);
+    let game = events[0].game.clone();
+    let mut publisher = server.publisher().await;
+    for e in &events[..20] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&game, 20).await;
+    let sample = opensports_proto::tracking::TrackingSample {
+        game: game.clone(),
+        ts: 1,
+        entity: "ball".into(),
+        x: 1.0,
+        y: 1.0,
+        z: 0.0,
+        speed: 0.0,
+    };
+    publisher.send_tracking(&sample).unwrap();
+    let fanout = server.running().fanout.clone();
+    let tracking = format!("game/{game}/tracking/ball");
+    for _ in 0..500 {
+        if fanout.latest(&tracking).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(fanout.latest(&tracking).is_some(), "the tracking topic exists");
+    // The rest of the game, to its end: with a TTL of 0 it leaves memory at the next sweep.
+    for e in &events[20..] {
+        publisher.send(e).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    let (status, _) = server.get(&format!("/v1/games/{game}")).await;
+    assert_eq!(status, 200);
+    let mut gone = false;
+    for _ in 0..600 {
+        if server.get(&format!("/v1/games/{game}")).await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the ended game was evicted");
+    assert_eq!(fanout.topic_count(), 1, "only `games` is left");
+    assert!(fanout.latest(&tracking).is_none());
     server.shutdown().await;
 }
 

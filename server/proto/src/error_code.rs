@@ -65,6 +65,8 @@ pub mod reason {
     /// A frame started and not finished in time (also the stream code
     /// [`super::quic::FRAME_TIMEOUT`]).
     pub const FRAME_TIMEOUT: &str = "frame_timeout";
+    /// (datagram) tracking for a game the server does not have (send its events first).
+    pub const UNKNOWN_GAME: &str = "unknown_game";
     /// Too many games in flight on the server (`pipeline.max_games`).
     pub const TOO_MANY_GAMES: &str = "too_many_games";
     /// A tracking datagram for a new entity beyond `ingest.max_tracking_entities_per_game`.

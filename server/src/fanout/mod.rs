@@ -361,6 +361,16 @@ impl Fanout {
         }
     }
 
+    /// Drops every topic under `prefix` (`game/{id}/`: state, win probability, tracking,
+    /// plugin outputs) when a game leaves memory. Walks all topics: once per evicted game.
+    pub fn remove_topics_under(&self, prefix: &str) {
+        let names: Vec<Arc<str>> =
+            self.topics.iter().filter(|e| e.key().starts_with(prefix)).map(|e| e.key().clone()).collect();
+        for name in names {
+            self.remove_topic(&name);
+        }
+    }
+
     /// Drops a topic (an ended game leaving memory). Its subscribers simply stop hearing of it.
     pub fn remove_topic(&self, name: &str) {
         if self.topics.remove(name).is_some() {

@@ -200,11 +200,17 @@ fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
         Ok(s) => s,
         Err(r) => return refuse(r),
     };
+    // Only a game the server has may have tracking topics: a datagram must not create a game's
+    // topics (they would never be freed, since only games are evicted).
+    if !ctx.pipeline.directory().contains(&sample.game) {
+        let message = format!("tracking for game {}, which this server does not have", sample.game);
+        return refuse(Reject { game: Some(sample.game), seq: None, code: reason::UNKNOWN_GAME, message });
+    }
     let name = topic::game_tracking(&sample.game, &sample.entity);
     let topic = match ctx.fanout.topic_if_exists(&name) {
         Some(t) => t,
         None => {
-            let mut count = ctx.tracking_entities.entry(sample.game.clone()).or_insert(0);
+            let mut count = ctx.games.tracking_entities.entry(sample.game.clone()).or_insert(0);
             if *count >= ctx.cfg.max_tracking_entities_per_game {
                 let message = "too many tracking entities for this game".into();
                 return refuse(Reject { game: None, seq: None, code: reason::TOO_MANY_ENTITIES, message });

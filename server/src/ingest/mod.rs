@@ -41,12 +41,10 @@ pub struct IngestCtx {
     pub fanout: Arc<Fanout>,
     /// The durable log; `None` when `store.enabled = false` (acks then mean "queued").
     pub store: Option<Arc<Store>>,
-    /// Which seqs of each game were accepted (dedupe and gaps).
-    pub seqs: Arc<Sequencer>,
+    /// What ingest remembers per game (sequencing, tracking entities).
+    pub games: Arc<GameMemory>,
     /// One permit per connection: taken before its task starts, returned when it ends.
     connections: Arc<Semaphore>,
-    /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
-    tracking_entities: DashMap<String, usize>,
     /// Connection and stream tasks, which shutdown waits for.
     tasks: Tracker,
 }
@@ -57,7 +55,7 @@ impl IngestCtx {
         pipeline: Arc<Pipeline>,
         fanout: Arc<Fanout>,
         store: Option<Arc<Store>>,
-        seqs: Arc<Sequencer>,
+        games: Arc<GameMemory>,
         tasks: Tracker,
     ) -> Arc<IngestCtx> {
         Arc::new(IngestCtx {
@@ -66,15 +64,31 @@ impl IngestCtx {
             pipeline,
             fanout,
             store,
-            seqs,
-            tracking_entities: DashMap::new(),
+            games,
             tasks,
         })
     }
 
     /// The shared state admission consults.
     pub fn rules(&self) -> admission::Rules<'_> {
-        admission::Rules { directory: self.pipeline.directory(), seqs: &self.seqs }
+        admission::Rules { directory: self.pipeline.directory(), seqs: &self.games.seqs }
+    }
+}
+
+/// What ingest remembers per game, forgotten together when the pipeline evicts the game.
+#[derive(Debug, Default)]
+pub struct GameMemory {
+    /// Which seqs of each game were accepted (dedupe and gaps).
+    pub seqs: Sequencer,
+    /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
+    pub tracking_entities: DashMap<String, usize>,
+}
+
+impl GameMemory {
+    /// The game left memory (the pipeline evicted it).
+    pub fn forget(&self, game: &str) {
+        self.seqs.forget(game);
+        self.tracking_entities.remove(game);
     }
 }
 

@@ -38,6 +38,11 @@ impl GameDirectory {
         metrics::gauge!(m::PIPELINE_GAMES).set(self.sports.len() as f64);
     }
 
+    /// Whether `game` is in memory.
+    pub fn contains(&self, game: &str) -> bool {
+        self.sports.contains_key(game)
+    }
+
     pub fn len(&self) -> usize {
         self.sports.len()
     }

@@ -236,8 +236,8 @@ impl Shard {
             if let Some(g) = self.games.remove(&id) {
                 self.plugins.forget(&id);
                 s.ratings.forget(&id);
-                s.fanout.remove_topic(&topic::game_state(&id));
-                s.fanout.remove_topic(&topic::game_winprob(&id));
+                // Every topic of the game: state, win probability, tracking, plugin outputs.
+                s.fanout.remove_topics_under(&format!("game/{id}/"));
                 s.directory.remove(&id);
                 (s.on_evict)(&id);
                 s.games.remove(&id, g.state.ts);
