@@ -118,8 +118,13 @@ pub struct IngestConfig {
     pub max_streams_per_connection: u32,
     /// Concurrent publisher connections. Default 1024.
     pub max_connections: usize,
-    /// Seconds a new connection has to send its hello. Default 5.
+    /// Seconds a new connection has to finish its handshake, and then to send its hello.
+    /// Default 5.
     pub hello_timeout_secs: u64,
+    /// Connections in their handshake or hello at once; a publisher connection slot
+    /// (`max_connections`) is taken only after the hello. While more than half are in use,
+    /// new addresses are validated with a QUIC Retry first. Default 256.
+    pub max_handshakes: usize,
     /// Seconds a started frame has to arrive whole; past it the stream is stopped with
     /// `frame_timeout` (a stream may idle between frames as long as it likes). Default 30.
     pub frame_timeout_secs: u64,
@@ -135,6 +140,7 @@ impl Default for IngestConfig {
             max_streams_per_connection: 256,
             max_connections: 1024,
             hello_timeout_secs: 5,
+            max_handshakes: 256,
             frame_timeout_secs: 30,
             max_tracking_entities_per_game: 256,
         }
@@ -295,10 +301,11 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 15] = [
+        let positive: [(&'static str, usize); 16] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
+            ("ingest.max_handshakes", self.ingest.max_handshakes),
             ("ingest.frame_timeout_secs", self.ingest.frame_timeout_secs as usize),
             ("pipeline.queue_len", self.pipeline.queue_len),
             ("pipeline.max_games", self.pipeline.max_games),

@@ -12,6 +12,7 @@ pub const INGEST_CONNECTIONS: &str = "opensports_ingest_connections";
 pub const INGEST_CONNECTIONS_TOTAL: &str = "opensports_ingest_connections_total";
 pub const INGEST_EVENTS_TOTAL: &str = "opensports_ingest_events_total";
 pub const INGEST_REJECTED_TOTAL: &str = "opensports_ingest_rejected_total";
+pub const INGEST_RETRIES_TOTAL: &str = "opensports_ingest_retries_total";
 pub const INGEST_AUTH_FAILURES_TOTAL: &str = "opensports_ingest_auth_failures_total";
 pub const INGEST_STREAM_ERRORS_TOTAL: &str = "opensports_ingest_stream_errors_total";
 pub const INGEST_BACKPRESSURE_TOTAL: &str = "opensports_ingest_backpressure_waits_total";
@@ -100,6 +101,7 @@ fn describe() {
     describe_counter!(INGEST_CONNECTIONS_TOTAL, "QUIC publisher connections accepted (after hello)");
     describe_counter!(INGEST_EVENTS_TOTAL, "Events accepted into the pipeline");
     describe_counter!(INGEST_REJECTED_TOTAL, "Events or frames rejected, by reason code");
+    describe_counter!(INGEST_RETRIES_TOTAL, "QUIC Retry sent to validate an address under a handshake flood");
     describe_counter!(INGEST_AUTH_FAILURES_TOTAL, "Publisher hellos refused");
     describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");
     describe_counter!(INGEST_BACKPRESSURE_TOTAL, "Times a stream paused because its shard queue was full");

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use opensports_proto::codec;
 use opensports_proto::control::Control;
-use opensports_proto::error_code::reason;
+use opensports_proto::error_code::{quic, reason};
 use opensports_proto::topic;
 use parking_lot::Mutex;
 use tokio::io::BufReader;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::IngestCtx;
 use super::admission::{self, HelloRefused, Reject};
@@ -76,16 +76,27 @@ impl crate::store::AckSink for ControlOut {
     }
 }
 
-pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>) {
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(error = %e, "QUIC handshake failed");
+/// One connection: handshake and hello under a handshake slot (`handshake`), then a connection
+/// slot, taken only once the publisher has said who it is: handshakes that never finish
+/// cannot lock real publishers out.
+pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: OwnedSemaphorePermit) {
+    let timeout = Duration::from_secs(ctx.cfg.hello_timeout_secs);
+    let conn = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return tracing::debug!(error = %e, "QUIC handshake failed"),
+        Err(_) => {
+            metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "handshake_timeout").increment(1);
             return;
         }
     };
     let remote = conn.remote_address();
     let Some((send, publisher)) = hello(&conn, ctx).await else { return };
+    drop(handshake);
+    let Ok(_slot) = ctx.connections.clone().try_acquire_owned() else {
+        metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => "too_many_connections").increment(1);
+        conn.close(quic::TOO_MANY_CONNECTIONS.into(), b"too many publisher connections");
+        return;
+    };
     tracing::info!(%remote, publisher, "publisher connected");
     metrics::counter!(m::INGEST_CONNECTIONS_TOTAL).increment(1);
     metrics::gauge!(m::INGEST_CONNECTIONS).increment(1.0);

@@ -43,8 +43,11 @@ pub struct IngestCtx {
     pub store: Option<Arc<Store>>,
     /// What ingest remembers per game (sequencing, tracking entities).
     pub games: Arc<GameMemory>,
-    /// One permit per connection: taken before its task starts, returned when it ends.
+    /// One permit per publisher connection, taken after its hello, returned when it ends.
     connections: Arc<Semaphore>,
+    /// One permit per handshake in progress (QUIC handshake and hello), taken before its task
+    /// starts. While more than half are taken, unvalidated addresses are sent a Retry first.
+    handshakes: Arc<Semaphore>,
     /// Connection and stream tasks, which shutdown waits for.
     tasks: Tracker,
 }
@@ -60,6 +63,7 @@ impl IngestCtx {
     ) -> Arc<IngestCtx> {
         Arc::new(IngestCtx {
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            handshakes: Arc::new(Semaphore::new(cfg.max_handshakes)),
             cfg,
             pipeline,
             fanout,
@@ -99,17 +103,22 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<IngestCtx>, mut shutdown:
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
+                // Under a handshake flood, an address must first prove it receives our packets
+                // (a Retry round trip): spoofed or abandoned Initials then hold no slot.
+                let busy = ctx.handshakes.available_permits() < ctx.cfg.max_handshakes / 2;
+                if busy && !incoming.remote_address_validated() && incoming.may_retry() {
+                    metrics::counter!(crate::metrics::INGEST_RETRIES_TOTAL).increment(1);
+                    let _ = incoming.retry();
+                    continue;
+                }
                 // The slot is taken here, before the task exists: never more than the limit.
-                let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-                    metrics::counter!(crate::metrics::INGEST_REJECTED_TOTAL, "reason" => "too_many_connections").increment(1);
+                let Ok(handshake) = ctx.handshakes.clone().try_acquire_owned() else {
+                    metrics::counter!(crate::metrics::INGEST_REJECTED_TOTAL, "reason" => "too_many_handshakes").increment(1);
                     incoming.refuse();
                     continue;
                 };
                 let task = ctx.clone();
-                ctx.tasks.spawn(async move {
-                    conn::handle(incoming, &task).await;
-                    drop(permit);
-                });
+                ctx.tasks.spawn(async move { conn::handle(incoming, &task, handshake).await });
             }
             _ = shutdown.changed() => break,
         }
