@@ -91,12 +91,20 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// HTTP connections open at once (WebSocket sessions count apart, once upgraded); more
+    /// are closed at accept. Default 1024.
+    pub max_http_connections: usize,
+    /// Seconds a client has to send a request's headers; past it the connection is closed.
+    /// Default 10.
+    pub http_header_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             data_dir: PathBuf::from("./data"),
+            max_http_connections: 1024,
+            http_header_timeout_secs: 10,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls_cert: None,
@@ -301,10 +309,12 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 16] = [
+        let positive: [(&'static str, usize); 18] = [
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
+            ("server.max_http_connections", self.server.max_http_connections),
+            ("server.http_header_timeout_secs", self.server.http_header_timeout_secs as usize),
             ("ingest.max_handshakes", self.ingest.max_handshakes),
             ("ingest.frame_timeout_secs", self.ingest.frame_timeout_secs as usize),
             ("pipeline.queue_len", self.pipeline.queue_len),

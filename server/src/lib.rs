@@ -242,21 +242,10 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         tasks: tracker,
         shutdown: shutdown_rx.clone(),
     };
-    let mut http_shutdown = shutdown_rx.clone();
+    let (http_cfg, http_shutdown, http_tasks) =
+        (config.server.clone(), shutdown_rx.clone(), app.tasks.clone());
     tasks.push(tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        // Subscribers get small frames that must leave now: no Nagle delay.
-        let http = http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let serve = axum::serve(http, api::router(app)).with_graceful_shutdown(async move {
-            let _ = http_shutdown.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
+        api::serve::serve(http, api::router(app), &http_cfg, http_shutdown, http_tasks).await;
     }));
     let upkeep = tokio::spawn(metrics::upkeep(prometheus));
     let watcher =

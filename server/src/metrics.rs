@@ -13,6 +13,7 @@ pub const INGEST_CONNECTIONS_TOTAL: &str = "opensports_ingest_connections_total"
 pub const INGEST_EVENTS_TOTAL: &str = "opensports_ingest_events_total";
 pub const INGEST_REJECTED_TOTAL: &str = "opensports_ingest_rejected_total";
 pub const INGEST_RETRIES_TOTAL: &str = "opensports_ingest_retries_total";
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "opensports_http_connections_refused_total";
 pub const INGEST_AUTH_FAILURES_TOTAL: &str = "opensports_ingest_auth_failures_total";
 pub const INGEST_STREAM_ERRORS_TOTAL: &str = "opensports_ingest_stream_errors_total";
 pub const INGEST_BACKPRESSURE_TOTAL: &str = "opensports_ingest_backpressure_waits_total";
@@ -101,6 +102,10 @@ fn describe() {
     describe_counter!(INGEST_CONNECTIONS_TOTAL, "QUIC publisher connections accepted (after hello)");
     describe_counter!(INGEST_EVENTS_TOTAL, "Events accepted into the pipeline");
     describe_counter!(INGEST_REJECTED_TOTAL, "Events or frames rejected, by reason code");
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "HTTP connections closed at accept: server.max_http_connections reached"
+    );
     describe_counter!(INGEST_RETRIES_TOTAL, "QUIC Retry sent to validate an address under a handshake flood");
     describe_counter!(INGEST_AUTH_FAILURES_TOTAL, "Publisher hellos refused");
     describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");

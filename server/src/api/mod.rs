@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - this file: the router and the small JSON handlers.
+//! - [`serve`]: the accept loop (connection cap, header-read timeout, graceful shutdown).
 //! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
 //! - `dashboard.html`: the embedded live dashboard served at `/`.
 
+pub mod serve;
 pub mod store;
 pub mod ws;
 

@@ -1,0 +1,74 @@
+//! The HTTP accept loop: hyper's HTTP/1 connection driver under our own limits, instead of
+//! `axum::serve` (which has neither): at most `server.max_http_connections` connections at
+//! once (more are closed at accept), and a request's headers must arrive within
+//! `server.http_header_timeout_secs` (a half-open connection is closed, not kept). Upgrades
+//! (`/ws`) leave this loop's accounting once upgraded; WebSocket sessions have their own slots.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::ServerConfig;
+use crate::metrics as m;
+use crate::tasks::Tracker;
+
+/// Serves `router` on `listener` until `shutdown` flips; open connections then finish their
+/// request in flight and close (graceful), tracked by `tasks`.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    cfg: &ServerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    tasks: Tracker,
+) {
+    let slots = Arc::new(Semaphore::new(cfg.max_http_connections));
+    let header_timeout = Duration::from_secs(cfg.http_header_timeout_secs);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, usually: do not spin; slots free up.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
+            continue; // dropped: closed at once, its descriptor freed
+        };
+        // Subscribers get small frames that must leave now: no Nagle delay.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = shutdown.clone();
+        tasks.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
