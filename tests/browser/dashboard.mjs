@@ -29,7 +29,9 @@ try {
     text: e.innerText,
   })));
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ cards, errors }));
+  // A publisher-supplied name carrying markup must have run nothing (issue 14 finding 10).
+  const xss = await page.evaluate(() => window.__xss === 1);
+  console.log(JSON.stringify({ cards, errors, xss }));
 } finally {
   await browser.close();
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use opensports_proto::Sport;
+use opensports_proto::{Body, Sport, basketball as bk};
 use opensports_server::sim;
 use opensports_tests::{TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,7 +47,14 @@ async fn dashboard_shows_live_scores_in_chromium() {
     assert_eq!(ready.as_deref(), Some("ready"));
 
     // Publish after the page is live: it must follow the games as they happen.
-    let games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 11, 0)).collect();
+    let mut games: Vec<_> = Sport::ALL.iter().map(|s| sim::generate(*s, 11, 0)).collect();
+    // Stored XSS (finding 10): a team name that is markup must show as text and run nothing.
+    let payload = r#"<img src=x onerror="window.__xss=1">"#;
+    for t in &mut games[0].events {
+        if let Body::Basketball(bk::Event::GameStart { home, .. }) = &mut t.event.body {
+            *home = payload.into();
+        }
+    }
     let mut publisher = server.publisher().await;
     sim::publish(&mut publisher, &games, sim::Speed::Max, |_, _| {}).await.unwrap();
     publisher.flush(WAIT).await.unwrap();
@@ -57,6 +64,16 @@ async fn dashboard_shows_live_scores_in_chromium() {
     assert!(node.wait().await.unwrap().success());
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["errors"], serde_json::json!([]), "no JavaScript errors");
+    assert_eq!(v["xss"], false, "markup in a team name ran");
+    assert!(
+        v["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["home"].as_str().is_some_and(|h| h.starts_with(payload))),
+        "the markup shows as text: {}",
+        v["cards"]
+    );
     let cards = v["cards"].as_array().unwrap();
     assert_eq!(cards.len(), 4);
     for g in &games {
@@ -75,5 +92,16 @@ async fn dashboard_shows_live_scores_in_chromium() {
             assert_eq!(card["away"].as_str(), Some(away.as_str()), "{card}");
         }
     }
+    // The page is served with a strict Content-Security-Policy.
+    let mut tcp = tokio::net::TcpStream::connect(server.running().http_addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut raw).await.unwrap();
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let csp = head.lines().find(|l| l.starts_with("content-security-policy:")).unwrap_or_default();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
     server.shutdown().await;
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use opensports_proto::topic;
@@ -159,6 +159,36 @@ async fn reload_plugin(
     }
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The dashboard's Content-Security-Policy: only its own inline script and style (by hash),
+/// connections to this host; nothing else runs, whatever a publisher puts in a name.
+fn dashboard_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        let hash = |open: &str, close: &str| {
+            use base64::Engine as _;
+            let body = DASHBOARD
+                .split_once(open)
+                .and_then(|(_, rest)| rest.split_once(close))
+                .map_or("", |(b, _)| b);
+            base64::engine::general_purpose::STANDARD
+                .encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))
+        };
+        format!(
+            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; \
+             img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash("<script>", "</script>"),
+            hash("<style>", "</style>")
+        )
+    })
+}
+
+async fn dashboard() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, dashboard_csp()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (StatusCode::OK, headers, DASHBOARD).into_response()
 }
