@@ -7,6 +7,9 @@
 //! - [`StreamState::on_frame`]: one event frame → [`Verdict`] (accept, duplicate to ack once
 //!   committed, reject with a code, or close the stream with a code on a framing error).
 //! - [`datagram`]: a tracking datagram → the sample, or a reject.
+//! - [`Backoff`]: waits imposed on addresses that keep presenting wrong tokens.
+
+use std::time::{Duration, Instant};
 
 use opensports_proto::Event;
 use opensports_proto::codec::{self, Codec};
@@ -219,8 +222,75 @@ pub fn violation(why: &str) -> HelloRefused {
     })
 }
 
+/// Token comparison that leaks neither content nor length: both sides are hashed to fixed-length
+/// SHA-256 digests, compared without an early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Consecutive wrong tokens from one address before it must wait.
+pub const BACKOFF_AFTER: u32 = 3;
+/// Longest wait imposed on an address.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Addresses remembered at most; past it, expired ones go first, then the oldest.
+pub const BACKOFF_ADDRESSES: usize = 4096;
+
+/// Backoff on wrong credentials, per source address. Failures are recorded only after a
+/// completed handshake (the address is real: it answered), so a spoofed flood cannot lock an
+/// honest address out. After [`BACKOFF_AFTER`] failures in a row the address waits 1 s, then
+/// twice as long per further failure, up to [`BACKOFF_MAX`]; a success clears it.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    by_addr: std::collections::HashMap<std::net::IpAddr, Strikes>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    until: Instant,
+}
+
+impl Backoff {
+    /// `Err(wait)` while `ip` must still wait.
+    pub fn check(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), Duration> {
+        match self.by_addr.get(&ip) {
+            Some(s) if s.until > now => Err(s.until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// A wrong token from `ip`.
+    pub fn failed(&mut self, ip: std::net::IpAddr, now: Instant) {
+        if !self.by_addr.contains_key(&ip) && self.by_addr.len() >= BACKOFF_ADDRESSES {
+            self.by_addr.retain(|_, s| s.until > now);
+            if self.by_addr.len() >= BACKOFF_ADDRESSES
+                && let Some(oldest) = self.by_addr.iter().min_by_key(|(_, s)| s.until).map(|(ip, _)| *ip)
+            {
+                self.by_addr.remove(&oldest);
+            }
+        }
+        let s = self.by_addr.entry(ip).or_insert(Strikes { failures: 0, until: now });
+        s.failures += 1;
+        if s.failures >= BACKOFF_AFTER {
+            let doublings = (s.failures - BACKOFF_AFTER).min(6);
+            s.until = now + Duration::from_secs(1u64 << doublings).min(BACKOFF_MAX);
+        }
+    }
+
+    /// A good token from `ip`: it starts afresh.
+    pub fn succeeded(&mut self, ip: std::net::IpAddr) {
+        self.by_addr.remove(&ip);
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
 }
 
 /// A tracking datagram: codec byte + body (no length). Decodes and validates the sample; the

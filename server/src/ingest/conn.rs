@@ -143,9 +143,18 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
         Ok(_) => None,
         Err(_) => return refuse(conn, &mut None, admission::violation("no hello in time")).await,
     };
+    let ip = conn.remote_address().ip();
     let publisher = match admission::hello(frame, &ctx.cfg.tokens) {
-        Ok(p) => p,
-        Err(refused) => return refuse(conn, &mut Some(send), refused).await,
+        Ok(p) => {
+            ctx.backoff.lock().succeeded(ip);
+            p
+        }
+        Err(refused) => {
+            if matches!(refused, HelloRefused::BadToken(_)) {
+                ctx.backoff.lock().failed(ip, std::time::Instant::now());
+            }
+            return refuse(conn, &mut Some(send), refused).await;
+        }
     };
     let welcome = Control::Welcome {
         server: concat!("opensports/", env!("CARGO_PKG_VERSION")).into(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use opensports_proto::codec::FrameError;
+use std::time::{Duration, Instant};
 
 struct World {
     directory: GameDirectory,
@@ -212,4 +213,42 @@ fn datagrams_decode_and_validate_samples() {
     let mut dg3 = vec![0x01];
     dg3.extend_from_slice(bad_entity);
     assert_eq!(datagram(&dg3).unwrap_err().code, reason::INVALID_EVENT);
+}
+
+#[test]
+fn wrong_tokens_back_off_their_address_and_a_good_one_clears_it() {
+    let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+        ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+    let t0 = Instant::now();
+    let mut backoff = Backoff::default();
+    for _ in 0..BACKOFF_AFTER - 1 {
+        backoff.failed(a, t0);
+    }
+    assert_eq!(backoff.check(a, t0), Ok(()), "a typo or two costs nothing");
+    backoff.failed(a, t0);
+    assert_eq!(backoff.check(a, t0), Err(Duration::from_secs(1)));
+    assert_eq!(backoff.check(b, t0), Ok(()), "other addresses are not affected");
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(backoff.check(a, t1), Ok(()));
+    backoff.failed(a, t1);
+    assert_eq!(backoff.check(a, t1), Err(Duration::from_secs(2)), "doubling");
+    for _ in 0..20 {
+        backoff.failed(a, t1);
+    }
+    assert_eq!(backoff.check(a, t1), Err(BACKOFF_MAX));
+    backoff.succeeded(a);
+    assert_eq!(backoff.check(a, t1), Ok(()));
+}
+
+#[test]
+fn backoff_remembers_a_bounded_number_of_addresses() {
+    let t0 = Instant::now();
+    let mut backoff = Backoff::default();
+    for i in 0..(BACKOFF_ADDRESSES as u32 + 500) {
+        let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        for _ in 0..BACKOFF_AFTER {
+            backoff.failed(ip, t0);
+        }
+    }
+    assert_eq!(backoff.len(), BACKOFF_ADDRESSES);
 }
