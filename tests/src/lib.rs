@@ -16,6 +16,14 @@ pub const TOKEN: &str = "test-token";
 /// a shared, noisy machine, never a performance threshold.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// This process's resident memory in KiB (in-process tests: the server runs in it), for the
+/// flood tests' memory bounds.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Source time the simulated games of the tests start at (2023-11-14).
 pub const SIM_START_US: i64 = 1_700_000_000_000_000;
 

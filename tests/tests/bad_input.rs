@@ -11,7 +11,7 @@ use opensports_proto::control::Control;
 use opensports_proto::error_code::quic;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
-use opensports_tests::{TestServer, WAIT, read_until, sim_events};
+use opensports_tests::{TestServer, WAIT, read_until, rss_kib, sim_events};
 
 /// Waits for the publisher to have received notices with all of `codes`.
 async fn notices_with(publisher: &Publisher, codes: &[&str]) -> Vec<Control> {
@@ -226,13 +226,6 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
     assert_eq!(status, 400);
     assert!(body.contains("bad_upgrade"), "{body}");
     server.shutdown().await;
-}
-
-/// This process's resident memory (the server runs in it), KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,19 +4,12 @@
 
 use futures_util::{SinkExt, StreamExt};
 use opensports_proto::Sport;
-use opensports_tests::{TestServer, WAIT, sim_events};
+use opensports_tests::{TestServer, WAIT, rss_kib, sim_events};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// This process's resident memory (the server runs in it), KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 async fn connect(server: &TestServer) -> Ws {
     tokio_tungstenite::connect_async(server.ws_url()).await.unwrap().0
@@ -29,6 +22,25 @@ async fn close_code(ws: &mut Ws) -> Option<u16> {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Reads until a `pong` op arrives; false if the session ends first.
+async fn pong(ws: &mut Ws) -> bool {
+    let mut n = 0u64;
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(m))) => {
+                n += 1;
+                if m.to_text().is_ok_and(|t| t.contains(r#""op":"pong""#)) {
+                    return true;
+                }
+            }
+            other => {
+                eprintln!("no pong after {n} messages: {other:?}");
+                return false;
+            }
         }
     }
 }
@@ -55,14 +67,7 @@ async fn a_client_that_floods_pings_and_never_reads_holds_bounded_memory() {
     let grown = rss_kib().saturating_sub(before);
     eprintln!("ping flood: RSS grew {grown} KiB");
     assert!(grown < 24 * 1024, "RSS grew {grown} KiB under a ping flood");
-    let mut pong = false;
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, ws.next()).await {
-        if m.to_text().is_ok_and(|t| t.contains(r#""op":"pong""#)) {
-            pong = true;
-            break;
-        }
-    }
-    assert!(pong, "the session still answers after the flood");
+    assert!(pong(&mut ws).await, "the session still answers after the flood");
     server.shutdown().await;
 }
 
@@ -147,14 +152,7 @@ async fn idle_upgrades_are_closed_and_bad_frames_get_their_close_codes() {
     assert_eq!(close_code(&mut bad).await, Some(1007));
     // The subscribed session outlived the idle timeout and still answers.
     busy.send(Message::text(r#"{"op":"ping"}"#)).await.unwrap();
-    let mut pong = false;
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, busy.next()).await {
-        if m.to_text().is_ok_and(|t| t.contains(r#""op":"pong""#)) {
-            pong = true;
-            break;
-        }
-    }
-    assert!(pong);
+    assert!(pong(&mut busy).await, "the subscribed session was closed");
     let closed = server.metric(r#"opensports_ws_errors_total{code="idle_timeout"}"#).await;
     assert!(closed >= 1.0, "idle closes are counted");
     server.shutdown().await;

@@ -34,8 +34,10 @@ use crate::metrics as m;
 /// Hard cap tungstenite enforces (it closes the socket past it); the configurable, friendlier
 /// limit (`fanout.max_client_message_bytes`, answered with an `error`) sits below it.
 const HARD_MESSAGE_CAP: usize = 1 << 20;
-/// Bytes tungstenite buffers before writing to the socket; its bound is this plus one message.
+/// Bytes tungstenite buffers before writing to the socket; its bound is this plus [`MAX_OUT_MESSAGE`].
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Largest single message the server sends (the `games` list of 10,000 games is ~2 MB).
+const MAX_OUT_MESSAGE: usize = 4 << 20;
 
 pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     let key = match handshake_key(req.headers()) {
@@ -65,7 +67,7 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
             .max_message_size(Some(HARD_MESSAGE_CAP))
             .max_frame_size(Some(HARD_MESSAGE_CAP))
             .write_buffer_size(WRITE_BUFFER)
-            .max_write_buffer_size(WRITE_BUFFER + HARD_MESSAGE_CAP);
+            .max_write_buffer_size(WRITE_BUFFER + MAX_OUT_MESSAGE);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         session(ws, app).await;
     });
@@ -110,6 +112,7 @@ async fn session(ws: Ws, app: AppState) {
     let idle_limit = Duration::from_secs(app.fanout.config().idle_timeout_secs);
     let idle = tokio::time::sleep(idle_limit);
     tokio::pin!(idle);
+    let mut writer_done = false;
     loop {
         // A client that sends ops without reading the answers is not read any further until
         // the writer has sent them: its replies, not the server's memory, take the wait.
@@ -123,6 +126,11 @@ async fn session(ws: Ws, app: AppState) {
         let msg = tokio::select! {
             msg = stream.next() => msg,
             _ = shutdown.changed() => None,
+            // The writer gave up (the socket failed): nothing will be sent any more.
+            _ = &mut writer => {
+                writer_done = true;
+                None
+            }
             _ = &mut idle, if !had_subs => {
                 metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout").increment(1);
                 outbox.close_with(CLOSE_POLICY, "no subscription within fanout.idle_timeout_secs");
@@ -153,7 +161,7 @@ async fn session(ws: Ws, app: AppState) {
     session.close();
     // The writer exits once it sees the outbox closed, unless it is stuck on a socket the
     // client stopped reading: then it is cut off.
-    if tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
+    if !writer_done && tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }
     metrics::gauge!(m::WS_SESSIONS).decrement(1.0);
@@ -174,6 +182,34 @@ fn close_for(e: &tokio_tungstenite::tungstenite::Error) -> Option<(u16, &'static
         Error::Capacity(_) => Some((CLOSE_TOO_BIG, "message over 1 MiB", "message_too_big")),
         Error::Utf8(_) => Some((CLOSE_INVALID_DATA, "text frame is not UTF-8", "invalid_utf8")),
         _ => None,
+    }
+}
+
+/// Feeds one message. The write buffer is shared with the pongs tungstenite queues while
+/// reading: when they filled it, flush (waiting for the client to read) and offer the message
+/// again instead of failing the session.
+async fn feed(
+    sink: &mut futures_util::stream::SplitSink<Ws, Message>,
+    mut msg: Message,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::Error;
+    if msg.len() > MAX_OUT_MESSAGE {
+        // Even an empty buffer could not take it.
+        tracing::warn!(
+            bytes = msg.len(),
+            "an outgoing message over the write buffer bound; closing the session"
+        );
+        return Err(Error::AlreadyClosed);
+    }
+    loop {
+        match sink.feed(msg).await {
+            // Pongs filled the buffer: each flush waits until the client has read it.
+            Err(Error::WriteBufferFull(back)) => {
+                sink.flush().await?;
+                msg = *back;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -210,7 +246,7 @@ async fn write_loop(
         sent_messages.increment(framed.messages as u64);
         sent_frames.increment(frames.len() as u64);
         for f in frames.drain(..) {
-            if sink.feed(Message::Text(f)).await.is_err() {
+            if feed(&mut sink, Message::Text(f)).await.is_err() {
                 return outbox.close();
             }
         }
