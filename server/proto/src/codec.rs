@@ -139,17 +139,20 @@ fn json_error(e: serde_json::Error) -> DecodeError {
     if e.is_data() { DecodeError::Schema(e) } else { DecodeError::Json(e) }
 }
 
+/// `bytes` copied into a 16-byte-aligned buffer, as rkyv needs: a frame body or a stored value
+/// sits at an arbitrary offset.
+pub fn aligned(bytes: &[u8]) -> rkyv::util::AlignedVec<16> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+    aligned.extend_from_slice(bytes);
+    aligned
+}
+
 /// Decodes and validates one event body.
 pub fn decode_event(codec: Codec, body: &[u8]) -> Result<Event, DecodeError> {
     let event: Event = match codec {
         Codec::Json => serde_json::from_slice(body).map_err(json_error)?,
-        Codec::Rkyv => {
-            // rkyv needs an aligned buffer; the frame body sits at an arbitrary offset.
-            let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-            aligned.extend_from_slice(body);
-            rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned)
-                .map_err(|e| DecodeError::Rkyv(alloc::format!("{e}")))?
-        }
+        Codec::Rkyv => rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned(body))
+            .map_err(|e| DecodeError::Rkyv(alloc::format!("{e}")))?,
     };
     event.validate().map_err(DecodeError::Invalid)?;
     Ok(event)

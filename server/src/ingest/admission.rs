@@ -304,12 +304,8 @@ pub fn datagram(bytes: &[u8]) -> Result<TrackingSample, Reject> {
         Ok(Codec::Json) => {
             codec::decode_json(body).map_err(|e| refuse(e.code(), format!("tracking datagram: {e}")))?
         }
-        Ok(Codec::Rkyv) => {
-            let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-            aligned.extend_from_slice(body);
-            rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&aligned)
-                .map_err(|e| refuse(reason::BAD_RKYV, format!("tracking datagram: {e}")))?
-        }
+        Ok(Codec::Rkyv) => rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&codec::aligned(body))
+            .map_err(|e| refuse(reason::BAD_RKYV, format!("tracking datagram: {e}")))?,
         Err(e) => return Err(refuse(reason::UNKNOWN_CODEC, e.to_string())),
     };
     if !opensports_proto::event::valid_game_id(&sample.game)

@@ -245,8 +245,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut failure = None;
         self.for_each_event(game, 0, &mut |seq, bytes| {
-            let mut aligned = AlignedVec::with_capacity(bytes.len());
-            aligned.extend_from_slice(bytes);
+            let aligned = opensports_proto::codec::aligned(bytes);
             match rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned) {
                 Ok(event) => f(seq, event, Arc::new(aligned)),
                 Err(e) => {
