@@ -140,6 +140,9 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
     config.server.data_dir = data_dir.to_path_buf();
     config.ingest.tokens = vec!["loadtest".into()];
     config.fanout.max_connections = config.fanout.max_connections.max(plan.subs + 16);
+    // Every subscriber comes from loopback, and reads without a key.
+    config.auth.max_ws_per_address = config.auth.max_ws_per_address.max(plan.subs + 16);
+    config.auth.public_topics = vec!["#".into()];
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if plan.processing {
         config.models.dir = workspace.join("models");

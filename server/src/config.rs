@@ -28,6 +28,50 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub models: ModelsConfig,
     pub store: StoreConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: who may read without credentials, JWT verification keys, per-key and per-address
+/// limits. API keys themselves live in `data_dir/auth.redb` (`opensports keys`, `/v1/keys`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Topic patterns anyone may subscribe to without credentials. Default `[]`: every read
+    /// needs a subscriber key or JWT (`opensports demo` makes it `["#"]`).
+    pub public_topics: Vec<String>,
+    /// HS256 secret (at least 32 bytes) for subscriber JWTs. Default none.
+    pub jwt_hs256_secret: Option<String>,
+    /// PEM public key for RS256 subscriber JWTs. Default none.
+    pub jwt_rs256_public_key: Option<PathBuf>,
+    /// PEM public key for EdDSA (Ed25519) subscriber JWTs. Default none.
+    pub jwt_eddsa_public_key: Option<PathBuf>,
+    /// Events per second one publisher key may send, all its connections together; past it
+    /// the server stops reading its streams until the rate allows (QUIC flow control slows
+    /// the publisher; nothing is dropped). Default 50000.
+    pub max_events_per_sec_per_key: u32,
+    /// Games one publisher key may have in memory at once (each game brings its topics);
+    /// a further new game is rejected `game_quota`. Admin keys are exempt. Default 64.
+    pub max_games_per_key: usize,
+    /// WebSocket connections open at once from one source address. Default 256.
+    pub max_ws_per_address: usize,
+    /// Origins allowed to call the HTTP API from a browser (CORS); `["*"]` allows any.
+    /// Default `[]`: no CORS headers (same-origin pages, like the dashboard, need none).
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            public_topics: Vec::new(),
+            jwt_hs256_secret: None,
+            jwt_rs256_public_key: None,
+            jwt_eddsa_public_key: None,
+            max_events_per_sec_per_key: 50_000,
+            max_games_per_key: 64,
+            max_ws_per_address: 256,
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 /// `[store]`: the durable event log (redb, `data_dir/opensports.redb`).
@@ -117,8 +161,9 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Accepted publisher tokens (static; API key management comes with the auth work).
-    /// Default `["demo-token"]`: change it for anything but a demo.
+    /// Static publisher tokens accepted in `hello` besides API keys, allowed to write every
+    /// game (one shared identity, `config-token`, for its game quota). Default `[]`: only
+    /// publisher keys (`opensports keys create --role publisher`).
     pub tokens: Vec<String>,
     /// Largest frame (codec byte + body) in bytes. Default 65536.
     pub max_frame_bytes: u32,
@@ -143,7 +188,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            tokens: vec!["demo-token".into()],
+            tokens: Vec::new(),
             max_frame_bytes: opensports_proto::codec::DEFAULT_MAX_FRAME,
             max_streams_per_connection: 256,
             max_connections: 1024,
@@ -300,8 +345,13 @@ impl Config {
     /// Checks values the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, problem: &str| Err(ConfigError::Invalid { field, problem: problem.into() });
-        if self.ingest.tokens.is_empty() || self.ingest.tokens.iter().any(|t| t.is_empty()) {
-            return invalid("ingest.tokens", "needs at least one non-empty token");
+        if self.ingest.tokens.iter().any(|t| t.len() < 8) {
+            return invalid("ingest.tokens", "a token is at least 8 bytes");
+        }
+        if let Some(p) =
+            self.auth.public_topics.iter().find(|p| opensports_proto::topic::Pattern::parse(p).is_err())
+        {
+            return invalid("auth.public_topics", &format!("{p:?} is not a topic pattern"));
         }
         if self.ingest.max_frame_bytes < 64 {
             return invalid("ingest.max_frame_bytes", "must be at least 64");
@@ -309,7 +359,10 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 18] = [
+        let positive: [(&'static str, usize); 21] = [
+            ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
+            ("auth.max_games_per_key", self.auth.max_games_per_key),
+            ("auth.max_ws_per_address", self.auth.max_ws_per_address),
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),

@@ -20,6 +20,7 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration, defaults and validation.
+//! - [`auth`]: API keys, JWTs, roles and scopes, the audit log, per-client limits (a leaf).
 //! - [`ingest`]: QUIC endpoint, hello/auth, admission rules (sans-IO), sequencing, event
 //!   streams, datagrams, acks.
 //! - [`pipeline`]: shard threads owning game state and its stages; the game directory, the
@@ -39,6 +40,7 @@
 //! [`run`] serves until a shutdown future resolves.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fanout;
@@ -76,6 +78,8 @@ pub enum StartError {
     Tls(#[from] ingest::tls::TlsError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthOpenError),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
 }
@@ -121,6 +125,8 @@ pub struct Running {
     pub plugins: Arc<plugin::PluginSet>,
     /// The durable log (`None` when disabled).
     pub store: Option<Arc<store::Store>>,
+    /// API keys, JWT keys, audit log.
+    pub auth: Arc<auth::Auth>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Resolves once every connection, stream and session task has ended.
@@ -151,6 +157,20 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     let http = tokio::net::TcpListener::from_std(listeners.http)
         .map_err(|source| StartError::Io { what: "TCP listener", source })?;
 
+    let auth = {
+        let (cfg, dir, tokens) =
+            (config.auth.clone(), config.server.data_dir.clone(), config.ingest.tokens.clone());
+        tokio::task::spawn_blocking(move || auth::Auth::open(&cfg, &dir, &tokens)).await.map_err(|e| {
+            StartError::Io { what: "opening the key file", source: std::io::Error::other(e) }
+        })??
+    };
+    let auth = Arc::new(auth);
+    let can_publish = |k: &auth::KeyRecord| k.revoked_ms.is_none() && k.role != auth::Role::Subscriber;
+    if config.ingest.tokens.is_empty() && !auth.keys().list().iter().any(can_publish) {
+        tracing::warn!(
+            "no publisher can connect yet: create a key with `opensports keys create --name NAME --role publisher --scope 'GAME-PATTERN'` (server stopped) or POST /v1/keys"
+        );
+    }
     let fanout = fanout::Fanout::new(config.fanout.clone());
     let (models, plugins) = {
         let (cfg, dir, models_dir) =
@@ -229,6 +249,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         store.clone(),
         ingest_games,
         tracker.clone(),
+        auth.clone(),
     );
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
     let app = api::AppState {
@@ -239,6 +260,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         store: store.clone(),
         prometheus: prometheus.clone(),
         ws_permits: Arc::new(Semaphore::new(config.fanout.max_connections)),
+        auth: auth.clone(),
         tasks: tracker,
         shutdown: shutdown_rx.clone(),
     };
@@ -269,6 +291,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         pipeline,
         plugins,
         store,
+        auth,
         shutdown,
         tasks,
         drained,

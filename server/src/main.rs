@@ -166,6 +166,14 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// API keys on a data dir (server stopped; while it runs use /v1/keys).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+        /// Data directory holding auth.redb.
+        #[arg(long, default_value = "./data", global = true)]
+        data_dir: PathBuf,
+    },
     /// Subscribe and print live messages.
     Watch {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
@@ -173,6 +181,9 @@ enum Command {
         patterns: Vec<String>,
         #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
         url: String,
+        /// Subscriber API key or JWT (not needed for the server's public topics).
+        #[arg(long, env = "OPENSPORTS_TOKEN")]
+        token: Option<String>,
         /// Delivery mode: all or latest.
         #[arg(long, default_value = "all", value_parser = ["all", "latest"])]
         mode: String,
@@ -191,12 +202,15 @@ struct LogSource {
     /// Or the data dir of a stopped server.
     #[arg(long, default_value = "./data", conflicts_with = "server")]
     data_dir: PathBuf,
+    /// Admin API key for --server (export and backup are admin operations).
+    #[arg(long, env = "OPENSPORTS_KEY", requires = "server")]
+    key: Option<String>,
 }
 
 impl LogSource {
     fn source(self) -> cli::store::Source {
         match self.server {
-            Some(url) => cli::store::Source::Server(url),
+            Some(url) => cli::store::Source::Server(url, self.key),
             None => cli::store::Source::DataDir(self.data_dir),
         }
     }
@@ -217,7 +231,8 @@ struct PublishArgs {
     /// Or pin the certificate found in this local data dir.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    #[arg(long, default_value = "demo-token")]
+    /// Publisher API key (or a static `ingest.tokens` entry).
+    #[arg(long, env = "OPENSPORTS_TOKEN")]
     token: String,
 }
 
@@ -234,6 +249,30 @@ impl PublishArgs {
         cfg.name = name.into();
         Ok(cfg)
     }
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key and print it (shown once).
+    Create {
+        /// A label for people, e.g. the venue or partner.
+        #[arg(long)]
+        name: String,
+        /// publisher, subscriber or admin.
+        #[arg(long)]
+        role: opensports_server::auth::Role,
+        /// Game-id patterns (publisher, e.g. 'nba-*') or topic patterns (subscriber, e.g.
+        /// 'game/nba-1/#'); repeat the flag for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -371,8 +410,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Backup { to, source } => cli::store::backup_cmd(&source.source(), &to),
         Command::Restore { from, data_dir, force } => cli::store::restore_cmd(&from, &data_dir, force),
         Command::Compact { data_dir } => cli::store::compact_cmd(&data_dir),
-        Command::Watch { patterns, url, mode, json } => {
+        Command::Keys { cmd, data_dir } => match cmd {
+            KeysCmd::Create { name, role, scopes } => cli::keys::create(&data_dir, &name, role, scopes),
+            KeysCmd::List { json } => cli::keys::list(&data_dir, json),
+            KeysCmd::Revoke { id } => cli::keys::revoke(&data_dir, &id),
+        },
+        Command::Watch { patterns, url, token, mode, json } => {
             let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
+            let url = match token {
+                Some(t) => format!("{url}{}token={t}", if url.contains('?') { '&' } else { '?' }),
+                None => url,
+            };
             cli::watch::run(&url, &patterns, mode, json).await
         }
     }

@@ -15,6 +15,10 @@ pub const INGEST_REJECTED_TOTAL: &str = "opensports_ingest_rejected_total";
 pub const INGEST_RETRIES_TOTAL: &str = "opensports_ingest_retries_total";
 pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "opensports_http_connections_refused_total";
 pub const INGEST_AUTH_FAILURES_TOTAL: &str = "opensports_ingest_auth_failures_total";
+pub const AUTH_FAILURES_TOTAL: &str = "opensports_auth_failures_total";
+pub const AUTH_DENIED_TOTAL: &str = "opensports_auth_denied_total";
+pub const RATE_LIMITED_TOTAL: &str = "opensports_rate_limited_total";
+pub const AUDIT_ENTRIES_TOTAL: &str = "opensports_audit_entries_total";
 pub const INGEST_STREAM_ERRORS_TOTAL: &str = "opensports_ingest_stream_errors_total";
 pub const INGEST_BACKPRESSURE_TOTAL: &str = "opensports_ingest_backpressure_waits_total";
 pub const INGEST_DATAGRAMS_TOTAL: &str = "opensports_ingest_datagrams_total";
@@ -108,6 +112,16 @@ fn describe() {
     );
     describe_counter!(INGEST_RETRIES_TOTAL, "QUIC Retry sent to validate an address under a handshake flood");
     describe_counter!(INGEST_AUTH_FAILURES_TOTAL, "Publisher hellos refused");
+    describe_counter!(AUTH_FAILURES_TOTAL, "HTTP and WebSocket credentials refused, by reason");
+    describe_counter!(
+        AUTH_DENIED_TOTAL,
+        "Valid credentials asking for something their role or scopes do not allow, by operation"
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Times a per-client rate or count limit held a client back, by limit"
+    );
+    describe_counter!(AUDIT_ENTRIES_TOTAL, "Entries appended to the audit log");
     describe_counter!(INGEST_STREAM_ERRORS_TOTAL, "Event streams closed by the server, by code");
     describe_counter!(INGEST_BACKPRESSURE_TOTAL, "Times a stream paused because its shard queue was full");
     describe_counter!(INGEST_DATAGRAMS_TOTAL, "Tracking datagrams accepted");

@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
     let size = std::fs::metadata(dir.path().join(opensports_server::store::FILE_NAME))?.len();
     let mut config = opensports_server::Config::default();
     config.server.data_dir = dir.path().to_path_buf();
-    config.ingest.tokens = vec!["bench".into()];
+    config.ingest.tokens = vec!["bench-token".into()];
     config.models.dir = opensports_tests::workspace().join("models");
     let started = Instant::now();
     let running = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;

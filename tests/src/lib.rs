@@ -7,6 +7,7 @@ use std::time::Duration;
 use opensports_client::{Publisher, PublisherConfig, Subscriber, Trust};
 use opensports_proto::ws::{Publication, ServerMsg};
 use opensports_proto::{Event, Sport};
+use opensports_server::auth::{NewKey, Role};
 use opensports_server::{Config, Listeners, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -51,6 +52,8 @@ impl TestServer {
         let mut config = Config::default();
         config.server.data_dir = dir.path().to_path_buf();
         config.ingest.tokens = vec![TOKEN.into()];
+        // Most tests read anonymously; the auth tests set their own `public_topics`.
+        config.auth.public_topics = vec!["#".into()];
         config.pipeline.shards = 2;
         config.models.dir = workspace().join("models");
         // Test machines are shared and noisy: a 1 ms wall-clock deadline would flag preemption,
@@ -105,6 +108,40 @@ impl TestServer {
         http_request(self.running().http_addr, "POST", path, Some((content_type, body))).await
     }
 
+    /// Creates an API key on the running server; returns the key.
+    pub fn key(&self, role: Role, scopes: &[&str]) -> String {
+        let new =
+            NewKey { name: "test".into(), role, scopes: scopes.iter().map(|s| s.to_string()).collect() };
+        self.running().auth.create_key(new, "test", None).unwrap().0
+    }
+
+    /// A new admin key.
+    pub fn admin_key(&self) -> String {
+        self.key(Role::Admin, &[])
+    }
+
+    /// A request with `Authorization: Bearer {key}`; returns (status, body as text).
+    pub async fn call(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> (u16, String) {
+        let (status, bytes) = http_call(self.running().http_addr, method, path, body, Some(key)).await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// GET as admin.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        self.call(&self.admin_key(), "GET", path, None).await
+    }
+
+    /// POST as admin.
+    pub async fn admin_post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        self.call(&self.admin_key(), "POST", path, Some((content_type, body))).await
+    }
+
     /// The value of one Prometheus sample, e.g. `opensports_ingest_rejected_total{reason="bad_json"}`.
     /// 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
@@ -114,8 +151,21 @@ impl TestServer {
 
     /// Polls `GET /v1/games/{id}` until the state's `last_seq` reaches `seq`.
     pub async fn wait_for_seq(&self, game: &str, seq: u64) {
+        self.poll_seq(None, game, seq).await;
+    }
+
+    /// [`TestServer::wait_for_seq`] reading with `key` (servers without public topics).
+    pub async fn wait_for_seq_as(&self, key: &str, game: &str, seq: u64) {
+        self.poll_seq(Some(key), game, seq).await;
+    }
+
+    async fn poll_seq(&self, key: Option<&str>, game: &str, seq: u64) {
+        let path = format!("/v1/games/{game}");
         for _ in 0..500 {
-            let (status, body) = self.get(&format!("/v1/games/{game}")).await;
+            let (status, body) = match key {
+                Some(k) => self.call(k, "GET", &path, None).await,
+                None => self.get(&path).await,
+            };
             if status == 200 {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                 if v["last_seq"].as_u64() >= Some(seq) {
@@ -163,8 +213,22 @@ pub async fn http_request_bytes(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> (u16, Vec<u8>) {
+    http_call(addr, method, path, body, None).await
+}
+
+/// One HTTP/1.1 request, with `Authorization: Bearer` when `bearer` is given.
+pub async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+    bearer: Option<&str>,
+) -> (u16, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(key) = bearer {
+        req.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
     if let Some((content_type, bytes)) = body {
         req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
     }
@@ -269,6 +333,8 @@ pub struct ChildServer {
     pub quic_addr: std::net::SocketAddr,
     pub http_addr: std::net::SocketAddr,
     pub fingerprint: String,
+    /// An admin key, made offline in the data dir before the first start.
+    pub admin_key: String,
     config: std::path::PathBuf,
     child: Option<tokio::process::Child>,
 }
@@ -282,12 +348,18 @@ impl ChildServer {
         let models = workspace().join("models");
         let text = format!(
             "[server]\ndata_dir = {:?}\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\
-             [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\n[models]\ndir = {:?}\n{extra}",
+             [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\n[models]\ndir = {:?}\n\
+             [auth]\npublic_topics = [\"#\"]\n{extra}",
             data_dir.display().to_string(),
             models.display().to_string(),
         );
         std::fs::write(&config, text).unwrap();
+        let keys = opensports_server::auth::KeyStore::open(data_dir).unwrap();
+        let admin = NewKey { name: "test-admin".into(), role: Role::Admin, scopes: vec![] };
+        let admin_key = keys.create(admin, "test", None).unwrap().0;
+        drop(keys);
         ChildServer {
+            admin_key,
             data_dir: data_dir.into(),
             quic_addr: quic,
             http_addr: http,
@@ -344,5 +416,11 @@ impl ChildServer {
 
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.http_addr, path).await
+    }
+
+    /// GET with the admin key.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let (status, bytes) = http_call(self.http_addr, "GET", path, None, Some(&self.admin_key)).await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 }

@@ -50,7 +50,7 @@ fn lens(seen: &Seen) -> BTreeMap<&str, u64> {
 
 /// Every event of the log for `game`, in the log's order, over HTTP.
 async fn logged_seqs(server: &ChildServer, game: &str) -> Vec<u64> {
-    let (status, body) = server.get(&format!("/v1/games/{game}/events")).await;
+    let (status, body) = server.admin_get(&format!("/v1/games/{game}/events")).await;
     if status == 404 && body.contains("no_such_game") {
         // Nothing of the game committed yet (legitimate before its first ack).
         return Vec::new();
@@ -250,8 +250,9 @@ async fn backup_under_load_restores_to_a_consistent_log() {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         let (url, to) = (url.clone(), out.path().join(format!("backup-{i}.redb")));
+        let key = server.admin_key();
         let s = tokio::task::spawn_blocking(move || {
-            backup_cmd(&Source::Server(url), &to).unwrap();
+            backup_cmd(&Source::Server(url, Some(key)), &to).unwrap();
             let db = opensports_server::store::open_db(&to).unwrap();
             export::verify(&db).unwrap()
         })
@@ -324,7 +325,7 @@ async fn a_seq_jump_is_reported_flagged_and_filled() {
     let (_, state) = server.get(&format!("/v1/games/{id}")).await;
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!((v["last_seq"].as_u64(), v.get("missing")), (Some(7), None), "{v}");
-    let (_, body) = server.get(&format!("/v1/games/{id}/events")).await;
+    let (_, body) = server.admin_get(&format!("/v1/games/{id}/events")).await;
     let seqs: Vec<u64> = body.lines().map(|l| serde_json::from_str::<Event>(l).unwrap().seq).collect();
     assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
     server.shutdown().await;
@@ -344,9 +345,9 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     let (jsonl, csv) = (out.path().join("g.jsonl"), out.path().join("g.csv"));
     let url = format!("http://{}", server.running().http_addr);
     {
-        let (id, jsonl) = (id.clone(), jsonl.clone());
+        let (id, jsonl, key) = (id.clone(), jsonl.clone(), server.admin_key());
         tokio::task::spawn_blocking(move || {
-            export_cmd(&Source::Server(url), &id, Format::Jsonl, Some(&jsonl))
+            export_cmd(&Source::Server(url, Some(key)), &id, Format::Jsonl, Some(&jsonl))
         })
         .await
         .unwrap()
@@ -355,9 +356,9 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     let back: Vec<Event> =
         std::fs::read_to_string(&jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(back, events);
-    let (status, body) = server.get("/v1/games/nope/events").await;
+    let (status, body) = server.admin_get("/v1/games/nope/events").await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) = server.get(&format!("/v1/games/{id}/events?format=xml")).await;
+    let (status, _) = server.admin_get(&format!("/v1/games/{id}/events?format=xml")).await;
     assert_eq!(status, 400);
 
     // Offline, from the data dir of the stopped server, as CSV.
@@ -384,8 +385,8 @@ async fn parallel_backups_each_succeed_or_are_told_busy_and_leave_no_files() {
     }
     publisher.flush(WAIT).await.unwrap();
     // Eight at once (finding 12: seven of eight failed with 500, sharing one temp file).
-    let addr = server.running().http_addr;
-    let get = || opensports_tests::http_request_bytes(addr, "GET", "/v1/backup", None);
+    let (addr, key) = (server.running().http_addr, server.admin_key());
+    let get = || opensports_tests::http_call(addr, "GET", "/v1/backup", None, Some(&key));
     let results = futures_util::future::join_all((0..8).map(|_| get())).await;
     let ok = results.iter().filter(|(status, _)| *status == 200).count();
     assert!(ok >= 1, "{:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());

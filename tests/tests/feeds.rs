@@ -283,7 +283,7 @@ async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
     assert_latest(&server, "game/sb-15986/soccer-shots/xg", "shots", &want_shots).await;
 
     // The provider's xG rides on every shot event, as logged.
-    let (_, log) = server.get("/v1/games/sb-15986/events").await;
+    let (_, log) = server.admin_get("/v1/games/sb-15986/events").await;
     let logged: Vec<f32> = log
         .lines()
         .map(|l| serde_json::from_str::<opensports_proto::Event>(l).unwrap())

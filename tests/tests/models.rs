@@ -234,11 +234,13 @@ async fn versions_switch_at_an_event_boundary_and_are_scored_on_outcomes() {
         publisher.send(e).await.unwrap();
     }
     server.wait_for_seq(&id, half as u64).await;
-    let (status, body) =
-        server.post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"2"}"#.as_bytes()).await;
+    let (status, body) = server
+        .admin_post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"2"}"#.as_bytes())
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) =
-        server.post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"9"}"#.as_bytes()).await;
+    let (status, _) = server
+        .admin_post("/v1/models/nba_wp/activate", "application/json", r#"{"version":"9"}"#.as_bytes())
+        .await;
     assert_eq!(status, 404);
     for e in &game[half..] {
         publisher.send(e).await.unwrap();

@@ -159,7 +159,8 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     let mut wasm = std::fs::read(&wasm_path).unwrap();
     wasm.extend_from_slice(&[0x00, 0x08, 0x07]);
     wasm.extend_from_slice(b"version");
-    let (status, body) = server.post("/v1/plugins/basketball-boxscore", "application/wasm", &wasm).await;
+    let (status, body) =
+        server.admin_post("/v1/plugins/basketball-boxscore", "application/wasm", &wasm).await;
     assert_eq!(status, 200, "{body}");
     let new_version =
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["version"].as_str().unwrap().to_string();
@@ -182,7 +183,7 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     assert!(plugins.contains(&new_version), "{plugins}");
     // A broken upload is refused and the running version stays.
     let (status, body) =
-        server.post("/v1/plugins/basketball-boxscore", "application/wasm", b"not wasm").await;
+        server.admin_post("/v1/plugins/basketball-boxscore", "application/wasm", b"not wasm").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("bad_plugin"));
     let (_, plugins) = server.get("/v1/plugins").await;
@@ -198,7 +199,7 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
         (func (export "os_buffer") (param i32) (result i32) i32.const 0)
         (func (export "on_event") (param i32 i32) (result i32) i32.const 0))"#;
     let (status, body) =
-        server.post("/v1/plugins/basketball-boxscore", "application/wasm", wrong_abi.as_bytes()).await;
+        server.admin_post("/v1/plugins/basketball-boxscore", "application/wasm", wrong_abi.as_bytes()).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("ABI version 2"), "{body}");
     assert_eq!(files(), before, "a refused upload left a compiled file behind");

@@ -402,7 +402,7 @@ async fn open(
     send.write_all(&buf).await.map_err(|e| connect_err(e.to_string()))?;
     let limits = match read_control(&mut recv).await {
         Ok(Control::Welcome { max_frame, max_streams, .. }) => (max_frame, max_streams),
-        Ok(Control::Error { code, message }) => {
+        Ok(Control::Error { code, message, .. }) => {
             return Err(PublishError::Refused(format!("{code}: {message}")));
         }
         Ok(other) => return Err(PublishError::Refused(format!("unexpected {other:?}"))),

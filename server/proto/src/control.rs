@@ -39,5 +39,11 @@ pub enum Control {
     /// them). Resend them if you have them; they are accepted on any stream of the game.
     Gap { game: String, from: u64, to: u64 },
     /// Server → publisher: a stream or the connection is being closed for this reason.
-    Error { code: String, message: String },
+    /// `game`: the game of the stream that was closed, when it had carried one.
+    Error {
+        code: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<String>,
+    },
 }

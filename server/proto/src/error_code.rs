@@ -13,6 +13,8 @@ pub mod quic {
     pub const SHUTTING_DOWN: u32 = 0x03;
     /// Connection: per-IP or global connection limit reached.
     pub const TOO_MANY_CONNECTIONS: u32 = 0x04;
+    /// Connection: the API key it authenticated with was revoked (closed within a second).
+    pub const KEY_REVOKED: u32 = 0x05;
     /// Stream: a frame's length is over the server's `max_frame_bytes`.
     pub const FRAME_TOO_LARGE: u32 = 0x10;
     /// Stream: a frame's length is 0, or the stream ended inside a frame.
@@ -31,6 +33,7 @@ pub mod quic {
             PROTOCOL_VIOLATION => "protocol_violation",
             SHUTTING_DOWN => "shutting_down",
             TOO_MANY_CONNECTIONS => "too_many_connections",
+            KEY_REVOKED => "key_revoked",
             FRAME_TOO_LARGE => "frame_too_large",
             FRAME_MALFORMED => "frame_malformed",
             UNKNOWN_CODEC => "unknown_codec",
@@ -69,6 +72,15 @@ pub mod reason {
     pub const UNKNOWN_GAME: &str = "unknown_game";
     /// Too many games in flight on the server (`pipeline.max_games`).
     pub const TOO_MANY_GAMES: &str = "too_many_games";
+    /// The credential is valid but does not allow this: an event for a game outside the
+    /// publisher key's scopes, or (WebSocket) a pattern outside the subscriber's topic scopes.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A new game beyond the publisher key's `ingest.max_games_per_key`.
+    pub const GAME_QUOTA: &str = "game_quota";
+    /// WebSocket: the session's API key was revoked; the connection closes (1008).
+    pub const KEY_REVOKED: &str = "key_revoked";
+    /// WebSocket: the session's JWT reached its `exp`; the connection closes (1008).
+    pub const TOKEN_EXPIRED: &str = "token_expired";
     /// A tracking datagram for a new entity beyond `ingest.max_tracking_entities_per_game`.
     pub const TOO_MANY_ENTITIES: &str = "too_many_entities";
 

@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - this file: the router and the small JSON handlers.
+//! - [`admin`]: who is calling (`Caller`, `Admin` extractors), keys and audit endpoints.
 //! - [`serve`]: the accept loop (connection cap, header-read timeout, graceful shutdown).
 //! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
 //! - `dashboard.html`: the embedded live dashboard served at `/`.
 
+pub mod admin;
 pub mod serve;
 pub mod store;
 pub mod ws;
@@ -40,6 +42,8 @@ pub struct AppState {
     /// Session tasks, which shutdown waits for.
     pub tasks: crate::tasks::Tracker,
     pub shutdown: watch::Receiver<bool>,
+    /// Credentials, scopes, audit log.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,11 +61,53 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}/shadow", axum::routing::post(shadow_model))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{name}", axum::routing::post(reload_plugin))
+        .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/v1/audit", get(admin::audit))
         .route("/ws", get(ws::upgrade))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
 }
 
-fn json(status: StatusCode, body: String) -> Response {
+/// CORS for the origins in `auth.cors_origins` (`*`: any): preflights are answered here,
+/// and responses to an allowed origin carry `Access-Control-Allow-Origin`. Other origins get
+/// no CORS headers (the browser then withholds the response).
+async fn cors(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let allowed = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| s.auth.cfg.cors_origins.iter().any(|a| a == "*" || a == o))
+        .and_then(|o| header::HeaderValue::from_str(o).ok());
+    let preflight = req.method() == axum::http::Method::OPTIONS;
+    let mut resp = match (preflight, &allowed) {
+        (true, Some(_)) => StatusCode::NO_CONTENT.into_response(),
+        _ => next.run(req).await,
+    };
+    if let Some(origin) = allowed {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+        if preflight {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                header::HeaderValue::from_static("GET, POST, DELETE"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                header::HeaderValue::from_static("authorization, content-type"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, header::HeaderValue::from_static("600"));
+        }
+    }
+    resp
+}
+
+pub(crate) fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -79,11 +125,17 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn games(State(s): State<AppState>) -> Response {
+async fn games(State(s): State<AppState>, caller: admin::Caller) -> Response {
+    if let Some(denied) = caller.deny_read(&s, topic::GAMES) {
+        return denied;
+    }
     json(StatusCode::OK, s.pipeline.games().list_json())
 }
 
-async fn game(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn game(State(s): State<AppState>, caller: admin::Caller, Path(id): Path<String>) -> Response {
+    if let Some(denied) = caller.deny_read(&s, &topic::game_state(&id)) {
+        return denied;
+    }
     match s.fanout.latest(&topic::game_state(&id)) {
         Some(p) => json(StatusCode::OK, p.data().to_string()),
         None => json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} on this server")),
@@ -106,25 +158,37 @@ struct VersionBody {
 /// `POST /v1/models/{name}/activate` `{"version":"2"}`.
 async fn activate_model(
     State(s): State<AppState>,
+    admin: admin::Admin,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(VersionBody { version: Some(v) }) = serde_json::from_slice(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."}"#);
     };
-    role_result(s.models.activate(&name, &v), &name)
+    let before = s.models.roles_of(&name);
+    let r = s.models.activate(&name, &v);
+    if r.is_ok() {
+        admin.audit(&s, "model.activate", &name, before, s.models.roles_of(&name));
+    }
+    role_result(r, &name)
 }
 
 /// `POST /v1/models/{name}/shadow` `{"version":"2"}`, or `{"version":null}` to stop shadowing.
 async fn shadow_model(
     State(s): State<AppState>,
+    admin: admin::Admin,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(VersionBody { version }) = serde_json::from_slice(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."|null}"#);
     };
-    role_result(s.models.set_shadow(&name, version.as_deref()), &name)
+    let before = s.models.roles_of(&name);
+    let r = s.models.set_shadow(&name, version.as_deref());
+    if r.is_ok() {
+        admin.audit(&s, "model.shadow", &name, before, s.models.roles_of(&name));
+    }
+    role_result(r, &name)
 }
 
 fn role_result(r: Result<(), crate::model::registry::RoleError>, name: &str) -> Response {
@@ -142,16 +206,20 @@ async fn plugins(State(s): State<AppState>) -> Response {
 /// it in at their next event boundary after backfilling it.
 async fn reload_plugin(
     State(s): State<AppState>,
+    admin: admin::Admin,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     if s.plugins.get(&name).is_none() {
         return json_error(StatusCode::NOT_FOUND, "no_such_plugin", &format!("no plugin {name:?} is loaded"));
     }
+    let before = s.plugins.version_of(&name);
     let set = s.plugins.clone();
     let n = name.clone();
     match tokio::task::spawn_blocking(move || set.reload(&n, &body)).await {
         Ok(Ok(version)) => {
+            let before = serde_json::json!({ "version": before });
+            admin.audit(&s, "plugin.replace", &name, before, serde_json::json!({ "version": version }));
             json(StatusCode::OK, serde_json::json!({"name": name, "version": version}).to_string())
         }
         Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, "bad_plugin", &e.to_string()),

@@ -28,9 +28,9 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(cfg.max_http_connections));
     let header_timeout = Duration::from_secs(cfg.http_header_timeout_secs);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors, usually: do not spin; slots free up.
                     tracing::warn!(error = %e, "HTTP accept failed");
@@ -48,7 +48,9 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers learn the peer address (per-address limits, backoff, audit) from this.
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(super::admin::Peer(peer))));
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             let _slot = slot;

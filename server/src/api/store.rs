@@ -74,6 +74,7 @@ fn no_store() -> Response {
 /// `GET /v1/games/{id}/events?format=jsonl|csv`: the game's logged events in seq order.
 pub async fn events(
     State(s): State<AppState>,
+    admin: super::admin::Admin,
     Path(id): Path<String>,
     Query(q): Query<ExportQuery>,
 ) -> Response {
@@ -89,6 +90,7 @@ pub async fn events(
         }
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
     }
+    admin.audit(&s, "export", &id, serde_json::Value::Null, serde_json::json!({ "format": q.format }));
     let content_type = if format == Format::Csv { "text/csv" } else { "application/x-ndjson" };
     streamed(content_type, move |w| {
         store.export_game(&id, format, w).map(|_| ()).map_err(std::io::Error::other)
@@ -122,7 +124,7 @@ impl Drop for BackupSlot {
 /// `GET /v1/backup`: a consistent copy of the log (a redb file) taken from one snapshot
 /// while the server keeps writing. Written to a file of its own in the data dir first,
 /// streamed, then deleted.
-pub async fn backup(State(s): State<AppState>) -> Response {
+pub async fn backup(State(s): State<AppState>, admin: super::admin::Admin) -> Response {
     let Some(store) = s.store.clone() else { return no_store() };
     let Some(slot) = BackupSlot::take() else {
         return json_error(
@@ -140,6 +142,8 @@ pub async fn backup(State(s): State<AppState>) -> Response {
     let failed = match made {
         Ok(Ok(summary)) => {
             tracing::info!(games = summary.games, events = summary.events, "backup taken");
+            let after = serde_json::json!({ "games": summary.games, "events": summary.events });
+            admin.audit(&s, "backup", "log", serde_json::Value::Null, after);
             None
         }
         Ok(Err(e)) => Some(e.to_string()),

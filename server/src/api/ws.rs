@@ -30,6 +30,7 @@ use super::{AppState, json_error};
 use crate::fanout::outbox::Outbox;
 use crate::fanout::session::{Framer, Session};
 use crate::metrics as m;
+use opensports_proto::error_code::reason;
 
 /// Hard cap tungstenite enforces (it closes the socket past it); the configurable, friendlier
 /// limit (`fanout.max_client_message_bytes`, answered with an `error`) sits below it.
@@ -44,6 +45,27 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         Ok(k) => k,
         Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_upgrade", why),
     };
+    // Credentials are checked before the upgrade: a wrong one gets a plain 401.
+    let (parts, body) = req.into_parts();
+    let caller = match super::admin::authenticate(&app, &parts) {
+        Ok(c) => c,
+        Err(refused) => return *refused,
+    };
+    let req = Request::from_parts(parts, body);
+    let addr_slot = match caller.remote {
+        Some(remote) => match app.auth.ws_slots.take(remote.ip(), app.auth.cfg.max_ws_per_address) {
+            Some(slot) => Some(slot),
+            None => {
+                metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_per_address").increment(1);
+                return json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    "WebSocket connection limit for this address reached (auth.max_ws_per_address)",
+                );
+            }
+        },
+        None => None,
+    };
     // The slot is taken before the upgrade: never more sessions than the limit.
     let Ok(permit) = app.ws_permits.clone().try_acquire_owned() else {
         return json_error(
@@ -55,7 +77,7 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     let on_upgrade = hyper::upgrade::on(req);
     let tasks = app.tasks.clone();
     tasks.spawn(async move {
-        let _permit = permit;
+        let (_permit, _addr_slot) = (permit, addr_slot);
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
@@ -69,7 +91,7 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
             .write_buffer_size(WRITE_BUFFER)
             .max_write_buffer_size(WRITE_BUFFER + MAX_OUT_MESSAGE);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        session(ws, app).await;
+        session(ws, app, caller.principal).await;
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -102,12 +124,23 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// The socket side of a session: client frames go to [`Session`]; the writer task writes what
 /// [`Framer`] makes of the outbox.
-async fn session(ws: Ws, app: AppState) {
+async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
     metrics::gauge!(m::WS_SESSIONS).increment(1.0);
     let outbox = Outbox::new(app.fanout.config().queue_len);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), Framer::new(app.fanout.clone())));
-    let mut session = Session::new(app.fanout.clone(), outbox.clone());
+    // A revoked key or an expired JWT ends the session (1008) within a second of the event.
+    let mut revocations = app.auth.revocations();
+    let watch_key = principal.key_id.is_some();
+    let expiry = principal.expires.map(|exp| {
+        let left = exp.saturating_sub(crate::auth::unix_now());
+        tokio::time::Instant::now() + Duration::from_secs(left)
+    });
+    let expired = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(expired);
+    let access =
+        crate::fanout::session::Access { principal, public: app.auth.cfg.public_topics.clone().into() };
+    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
     let mut shutdown = app.shutdown.clone();
     let idle_limit = Duration::from_secs(app.fanout.config().idle_timeout_secs);
     let idle = tokio::time::sleep(idle_limit);
@@ -130,6 +163,19 @@ async fn session(ws: Ws, app: AppState) {
             _ = &mut writer => {
                 writer_done = true;
                 None
+            }
+            changed = revocations.changed(), if watch_key => {
+                if changed.is_err() || app.auth.revoked(&session.access().principal) {
+                    session.error(reason::KEY_REVOKED, "this session's API key was revoked".into());
+                    outbox.close_with(CLOSE_POLICY, "key revoked");
+                    break;
+                }
+                continue;
+            }
+            _ = &mut expired, if expiry.is_some() => {
+                session.error(reason::TOKEN_EXPIRED, "this session's token expired; reconnect with a new one".into());
+                outbox.close_with(CLOSE_POLICY, "token expired");
+                break;
             }
             _ = &mut idle, if !had_subs => {
                 metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout").increment(1);
@@ -227,6 +273,13 @@ async fn write_loop(
         items.clear();
         let open = outbox.drain(&mut items);
         if !open {
+            // What was queued before the close (an `error` saying why) goes out first.
+            framer.frames(&mut items, &outbox, &mut frames);
+            for f in frames.drain(..) {
+                if feed(&mut sink, Message::Text(f)).await.is_err() {
+                    break;
+                }
+            }
             if let Some((code, reason)) = outbox.close_frame() {
                 let frame =
                     CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from_static(reason) };

@@ -38,9 +38,16 @@ pub async fn run(
     if config.plugins.load.is_empty() {
         config.plugins.load = shipped_plugins().await;
     }
+    // The built-in simulator publishes with a token made for this run only; anyone may read
+    // (the dashboard needs no key) unless the config says otherwise.
+    let token = random_token()?;
+    config.ingest.tokens.push(token.clone());
+    if config.auth.public_topics.is_empty() {
+        config.auth.public_topics = vec!["#".into()];
+    }
     let listeners = Listeners::bind(&config)?;
-    let token = config.ingest.tokens.first().cloned().unwrap_or_default();
     let running = crate::start(config, listeners).await?;
+    let admin_key = first_admin_key(&running.auth)?;
     let http = super::display_addr(running.http_addr);
     let quic = super::display_addr(running.quic_addr);
     println!("OpenSports Edge demo: four simulated live games (basketball, football, soccer, F1)\n");
@@ -52,6 +59,11 @@ pub async fn run(
     println!("  QUIC        {quic}  (certificate sha256 {})\n", running.fingerprint);
     println!("Watch the feed in another terminal:");
     println!("  cargo run --release -- watch 'game/+/state' --url ws://{http}/ws");
+    if let Some(key) = admin_key {
+        println!("\nAdmin API key (shown once; plugin upload, model roles, backup, export, keys):");
+        println!("  {key}");
+        println!("  e.g. curl -H 'Authorization: Bearer {key}' http://{http}/v1/keys");
+    }
     println!("\nCtrl-C stops the demo.");
 
     let mut cfg = PublisherConfig::new(quic, Trust::Fingerprint(running.fingerprint.clone()), token);
@@ -89,4 +101,22 @@ pub async fn run(
     println!("\nshutting down…");
     running.shutdown().await;
     Ok(())
+}
+
+/// A random token for the demo's own simulator.
+fn random_token() -> anyhow::Result<String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 24];
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// On the data dir's first demo (no admin key yet), creates one to print once.
+fn first_admin_key(auth: &crate::auth::Auth) -> anyhow::Result<Option<String>> {
+    if auth.keys().list().iter().any(|k| k.role == crate::auth::Role::Admin && k.revoked_ms.is_none()) {
+        return Ok(None);
+    }
+    let new =
+        crate::auth::NewKey { name: "demo-admin".into(), role: crate::auth::Role::Admin, scopes: vec![] };
+    Ok(Some(auth.create_key(new, "demo", None)?.0))
 }

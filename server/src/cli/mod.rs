@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`demo`]: server + simulated games on one command.
 //! - [`watch`]: a terminal subscriber.
+//! - [`keys`]: API keys on a data dir, offline.
 //! - [`progress`]: a small progress line for long runs.
 
 pub mod demo;
+pub mod keys;
 pub mod plugin;
 pub mod progress;
 pub mod replay;

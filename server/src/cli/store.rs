@@ -16,8 +16,9 @@ use crate::store::{FILE_NAME, StoreError, open_db};
 /// Where the log is read from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A running server's HTTP address, e.g. `http://127.0.0.1:8080`.
-    Server(String),
+    /// A running server's HTTP address, e.g. `http://127.0.0.1:8080`, and an admin key
+    /// (export and backup are admin operations).
+    Server(String, Option<String>),
     /// A data dir no server is using.
     DataDir(PathBuf),
 }
@@ -33,9 +34,14 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
     let mut progress = Progress::new("export");
     let fmt = if format == Format::Csv { "csv" } else { "jsonl" };
     let summary = match source {
-        Source::Server(url) => {
-            let bytes =
-                http_get_to(url, &format!("/v1/games/{game}/events?format={fmt}"), &mut sink, &mut progress)?;
+        Source::Server(url, key) => {
+            let bytes = http_get_to(
+                url,
+                key.as_deref(),
+                &format!("/v1/games/{game}/events?format={fmt}"),
+                &mut sink,
+                &mut progress,
+            )?;
             format!("{bytes} bytes")
         }
         Source::DataDir(dir) => {
@@ -56,10 +62,10 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
 pub fn backup_cmd(source: &Source, to: &Path) -> anyhow::Result<()> {
     let mut progress = Progress::new("backup");
     let summary = match source {
-        Source::Server(url) => {
+        Source::Server(url, key) => {
             let tmp = to.with_extension("partial");
             let mut file = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-            let bytes = http_get_to(url, "/v1/backup", &mut file, &mut progress)?;
+            let bytes = http_get_to(url, key.as_deref(), "/v1/backup", &mut file, &mut progress)?;
             file.sync_all()?;
             drop(file);
             let check = open_db(&tmp).map_err(anyhow::Error::from).and_then(|db| {
@@ -105,13 +111,20 @@ fn open_offline(dir: &Path) -> anyhow::Result<redb::Database> {
 
 /// GET `path` from `url` (http://host:port) as HTTP/1.0, so the body is plain bytes up to
 /// the close, and copies the body into `out`. Returns the bytes copied.
-fn http_get_to(url: &str, path: &str, out: &mut dyn Write, progress: &mut Progress) -> anyhow::Result<u64> {
+fn http_get_to(
+    url: &str,
+    key: Option<&str>,
+    path: &str,
+    out: &mut dyn Write,
+    progress: &mut Progress,
+) -> anyhow::Result<u64> {
     let host = url.trim_start_matches("http://").trim_end_matches('/');
     if host.contains('/') || url.starts_with("https://") {
         bail!("--server takes http://HOST:PORT, got {url:?}");
     }
     let mut tcp = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    write!(tcp, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    write!(tcp, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n")?;
     let mut r = BufReader::new(tcp);
     let mut status = String::new();
     r.read_line(&mut status)?;

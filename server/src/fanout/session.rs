@@ -3,7 +3,7 @@
 //! [`Outbox`] into. Nothing here does I/O or needs a runtime, so every rule is unit-tested
 //! deterministically (`session/tests.rs`).
 //!
-//! - [`Session`]: client ops (`sub`, `unsub`, `ping`), the subscriptions they make (binding and
+//! - [`Session`]: client ops (each `sub` pattern checked against the caller's [`Access`]) (`sub`, `unsub`, `ping`), the subscriptions they make (binding and
 //!   resume: `since`, `reset`, skip-through live in [`Fanout::subscribe`]), errors.
 //! - [`Framer`]: the outgoing side: drained items → text frames, the lag rule (a `lagged`
 //!   notice, snapshots of the topics that lost messages, and older queued messages skipped),
@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::outbox::{Item, Outbox};
 use super::{Fanout, SubId};
+use crate::auth::Principal;
 use crate::metrics as m;
 
 /// A server message as a text frame.
@@ -34,18 +35,31 @@ pub fn frame(msg: &ServerMsg) -> Utf8Bytes {
     }
 }
 
+/// What a session may read: its caller and the patterns anyone may read.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub principal: Principal,
+    /// `auth.public_topics`.
+    pub public: Arc<[String]>,
+}
+
 /// The reader side of a session: applies client ops to the fan-out.
 #[derive(Debug)]
 pub struct Session {
     fanout: Arc<Fanout>,
     outbox: Arc<Outbox>,
+    access: Access,
     /// Pattern text → subscription id.
     ids: HashMap<String, SubId>,
 }
 
 impl Session {
-    pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>) -> Session {
-        Session { fanout, outbox, ids: HashMap::new() }
+    pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>, access: Access) -> Session {
+        Session { fanout, outbox, access, ids: HashMap::new() }
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     pub fn outbox(&self) -> &Arc<Outbox> {
@@ -98,6 +112,12 @@ impl Session {
                 Ok(p) => patterns.push(p),
                 Err(e) => return self.error(reason::BAD_PATTERN, format!("{t:?}: {e}")),
             }
+        }
+        if let Some(t) = topics.iter().find(|t| !self.access.principal.may_read(t, &self.access.public)) {
+            metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => "sub").increment(1);
+            let who = &self.access.principal.id;
+            return self
+                .error(reason::FORBIDDEN, format!("{who} may not read {t:?} (outside its topic scopes)"));
         }
         for key in since.keys() {
             let concrete = opensports_proto::topic::validate_topic(key).is_ok();

@@ -7,10 +7,11 @@
 //! - [`StreamState::on_frame`]: one event frame → [`Verdict`] (accept, duplicate to ack once
 //!   committed, reject with a code, or close the stream with a code on a framing error).
 //! - [`datagram`]: a tracking datagram → the sample, or a reject.
-//! - [`Backoff`]: waits imposed on addresses that keep presenting wrong tokens.
+//! - [`GameOwners`]: which publisher identity brought each game in, for the per-key game quota.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
+use dashmap::DashMap;
 use opensports_proto::Event;
 use opensports_proto::codec::{self, Codec};
 use opensports_proto::control::Control;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use super::frame::ReadError;
 use super::seq::{Seq, Sequencer};
+use crate::auth::{Principal, Refused};
 use crate::pipeline::directory::GameDirectory;
 
 /// The shared state the rules consult (and update: admitting a new game, recording a seq).
@@ -27,6 +29,41 @@ use crate::pipeline::directory::GameDirectory;
 pub struct Rules<'a> {
     pub directory: &'a GameDirectory,
     pub seqs: &'a Sequencer,
+    pub owners: &'a GameOwners,
+    /// `auth.max_games_per_key`.
+    pub max_games_per_key: usize,
+}
+
+/// Which publisher identity brought each game in memory, and how many each holds: one key
+/// cannot take every game slot (`auth.max_games_per_key`). Forgotten with the game.
+#[derive(Debug, Default)]
+pub struct GameOwners {
+    owner: DashMap<String, Arc<str>>,
+    count: DashMap<Arc<str>, usize>,
+}
+
+impl GameOwners {
+    /// Games `who` holds now.
+    pub fn held(&self, who: &str) -> usize {
+        self.count.get(who).map_or(0, |n| *n)
+    }
+
+    fn claim(&self, game: &str, who: &Arc<str>) {
+        if let dashmap::Entry::Vacant(v) = self.owner.entry(game.to_string()) {
+            v.insert(who.clone());
+            *self.count.entry(who.clone()).or_insert(0) += 1;
+        }
+    }
+
+    /// The game left memory.
+    pub fn forget(&self, game: &str) {
+        if let Some((_, who)) = self.owner.remove(game) {
+            self.count.remove_if_mut(&who, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
 }
 
 /// One event refused alone; the stream goes on. Sent as `reject` on the control stream.
@@ -76,14 +113,21 @@ pub enum Verdict {
     Close(Option<Close>),
 }
 
-/// One event stream's state: the game it is bound to and the highest seq it carried.
-#[derive(Debug, Default)]
+/// One event stream's state: who sends on it, the game it is bound to and the highest seq it
+/// carried.
+#[derive(Debug)]
 pub struct StreamState {
+    principal: Principal,
     game: Option<String>,
     last_seq: u64,
 }
 
 impl StreamState {
+    /// A stream of a connection that said hello as `principal`.
+    pub fn new(principal: Principal) -> StreamState {
+        StreamState { principal, game: None, last_seq: 0 }
+    }
+
     /// The game this stream is bound to (its first accepted event's).
     pub fn game(&self) -> Option<&str> {
         self.game.as_deref()
@@ -108,12 +152,26 @@ impl StreamState {
             let msg = format!("this stream carries game {g}; open one stream per game");
             return reject(Some(event.game), Some(event.seq), reason::GAME_MISMATCH, msg);
         }
+        let p = &self.principal;
+        if !p.may_write(&event.game) {
+            let msg = format!("{} may not write game {}", p.id, event.game);
+            return reject(Some(event.game), Some(event.seq), reason::FORBIDDEN, msg);
+        }
+        let new_game = !rules.directory.contains(&event.game);
+        if new_game && !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
+            let msg =
+                format!("{} holds {} games already (auth.max_games_per_key)", p.id, rules.max_games_per_key);
+            return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
+        }
         if let Err(code) = rules.directory.admit(&event.game, event.sport()) {
             let msg = match code {
                 reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
                 _ => "the server holds its maximum number of games".to_string(),
             };
             return reject(Some(event.game), Some(event.seq), code, msg);
+        }
+        if new_game {
+            rules.owners.claim(&event.game, &p.id);
         }
         let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);
         if event.seq <= self.last_seq && verdict != Seq::Fill {
@@ -180,7 +238,7 @@ impl HelloRefused {
         match self {
             HelloRefused::Violation(_) => None,
             HelloRefused::BadToken(c) => {
-                Some(Control::Error { code: c.reason.into(), message: c.message.clone() })
+                Some(Control::Error { code: c.reason.into(), message: c.message.clone(), game: None })
             }
         }
     }
@@ -192,9 +250,12 @@ impl HelloRefused {
     }
 }
 
-/// Judges the first control frame: a JSON `hello` whose token is one of `tokens`. Returns the
-/// publisher's name.
-pub fn hello(frame: Option<(Codec, &[u8])>, tokens: &[String]) -> Result<String, HelloRefused> {
+/// Judges the first control frame: a JSON `hello` whose token `check` accepts. Returns the
+/// publisher's name and who it is.
+pub fn hello(
+    frame: Option<(Codec, &[u8])>,
+    check: impl FnOnce(&str) -> Result<Principal, Refused>,
+) -> Result<(String, Principal), HelloRefused> {
     let msg = match frame {
         Some((Codec::Json, body)) => codec::decode_json::<Control>(body).ok(),
         _ => None,
@@ -202,15 +263,14 @@ pub fn hello(frame: Option<(Codec, &[u8])>, tokens: &[String]) -> Result<String,
     let Some(Control::Hello { token, publisher }) = msg else {
         return Err(violation("first control message must be a JSON hello"));
     };
-    if !tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) {
-        let message = "token not accepted".into();
-        return Err(HelloRefused::BadToken(Close {
+    match check(&token) {
+        Ok(p) => Ok((publisher, p)),
+        Err(why) => Err(HelloRefused::BadToken(Close {
             code: quic::AUTH_FAILED,
             reason: "auth_failed",
-            message,
-        }));
+            message: format!("token not accepted: {why}"),
+        })),
     }
-    Ok(publisher)
 }
 
 /// The close for a hello that breaks the protocol (`why` goes in the close reason).
@@ -220,77 +280,6 @@ pub fn violation(why: &str) -> HelloRefused {
         reason: "protocol_violation",
         message: why.into(),
     })
-}
-
-/// Token comparison that leaks neither content nor length: both sides are hashed to fixed-length
-/// SHA-256 digests, compared without an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Consecutive wrong tokens from one address before it must wait.
-pub const BACKOFF_AFTER: u32 = 3;
-/// Longest wait imposed on an address.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; past it, expired ones go first, then the oldest.
-pub const BACKOFF_ADDRESSES: usize = 4096;
-
-/// Backoff on wrong credentials, per source address. Failures are recorded only after a
-/// completed handshake (the address is real: it answered), so a spoofed flood cannot lock an
-/// honest address out. After [`BACKOFF_AFTER`] failures in a row the address waits 1 s, then
-/// twice as long per further failure, up to [`BACKOFF_MAX`]; a success clears it.
-#[derive(Debug, Default)]
-pub struct Backoff {
-    by_addr: std::collections::HashMap<std::net::IpAddr, Strikes>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Strikes {
-    failures: u32,
-    until: Instant,
-}
-
-impl Backoff {
-    /// `Err(wait)` while `ip` must still wait.
-    pub fn check(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), Duration> {
-        match self.by_addr.get(&ip) {
-            Some(s) if s.until > now => Err(s.until - now),
-            _ => Ok(()),
-        }
-    }
-
-    /// A wrong token from `ip`.
-    pub fn failed(&mut self, ip: std::net::IpAddr, now: Instant) {
-        if !self.by_addr.contains_key(&ip) && self.by_addr.len() >= BACKOFF_ADDRESSES {
-            self.by_addr.retain(|_, s| s.until > now);
-            if self.by_addr.len() >= BACKOFF_ADDRESSES
-                && let Some(oldest) = self.by_addr.iter().min_by_key(|(_, s)| s.until).map(|(ip, _)| *ip)
-            {
-                self.by_addr.remove(&oldest);
-            }
-        }
-        let s = self.by_addr.entry(ip).or_insert(Strikes { failures: 0, until: now });
-        s.failures += 1;
-        if s.failures >= BACKOFF_AFTER {
-            let doublings = (s.failures - BACKOFF_AFTER).min(6);
-            s.until = now + Duration::from_secs(1u64 << doublings).min(BACKOFF_MAX);
-        }
-    }
-
-    /// A good token from `ip`: it starts afresh.
-    pub fn succeeded(&mut self, ip: std::net::IpAddr) {
-        self.by_addr.remove(&ip);
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_addr.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_addr.is_empty()
-    }
 }
 
 /// A tracking datagram: codec byte + body (no length). Decodes and validates the sample; the

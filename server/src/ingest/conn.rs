@@ -90,32 +90,41 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
         }
     };
     let remote = conn.remote_address();
-    let Some((send, publisher)) = hello(&conn, ctx).await else { return };
+    let Some((send, publisher, principal)) = hello(&conn, ctx).await else { return };
     drop(handshake);
     let Ok(_slot) = ctx.connections.clone().try_acquire_owned() else {
         metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => "too_many_connections").increment(1);
         conn.close(quic::TOO_MANY_CONNECTIONS.into(), b"too many publisher connections");
         return;
     };
-    tracing::info!(%remote, publisher, "publisher connected");
+    tracing::info!(%remote, publisher, key = %principal.id, "publisher connected");
     metrics::counter!(m::INGEST_CONNECTIONS_TOTAL).increment(1);
     metrics::gauge!(m::INGEST_CONNECTIONS).increment(1.0);
 
     let control = Arc::new(ControlOut::default());
     let writer = tokio::spawn(control_writer(send, control.clone()));
+    let mut revocations = ctx.auth.revocations();
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
                 Ok(recv) => {
-                    let (task, control) = (ctx.clone(), control.clone());
-                    ctx.tasks.spawn(async move { super::stream::run(recv, &task, &control).await });
+                    let (task, control, who) = (ctx.clone(), control.clone(), principal.clone());
+                    ctx.tasks.spawn(async move { super::stream::run(recv, &task, &control, who).await });
                 }
                 Err(_) => break,
             },
             dg = conn.read_datagram() => match dg {
-                Ok(bytes) => datagram(&bytes, ctx, &control),
+                Ok(bytes) => datagram(&bytes, ctx, &control, &principal),
                 Err(_) => break,
             },
+            // A revoked key's connection is closed at once (its streams end with it).
+            changed = revocations.changed(), if principal.key_id.is_some() => {
+                if changed.is_err() || ctx.auth.revoked(&principal) {
+                    metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "key_revoked").increment(1);
+                    conn.close(quic::KEY_REVOKED.into(), b"key revoked");
+                    break;
+                }
+            }
         }
     }
     writer.abort();
@@ -124,7 +133,10 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
 }
 
 /// Waits for the control stream and its hello. Closes the connection on any problem.
-async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::SendStream, String)> {
+async fn hello(
+    conn: &quinn::Connection,
+    ctx: &IngestCtx,
+) -> Option<(quinn::SendStream, String, crate::auth::Principal)> {
     let timeout = Duration::from_secs(ctx.cfg.hello_timeout_secs);
     let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
@@ -144,7 +156,7 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
         Err(_) => return refuse(conn, &mut None, admission::violation("no hello in time")).await,
     };
     let ip = conn.remote_address().ip();
-    let publisher = match admission::hello(frame, &ctx.cfg.tokens) {
+    let (publisher, principal) = match admission::hello(frame, |token| ctx.auth.publisher(token)) {
         Ok(p) => {
             ctx.backoff.lock().succeeded(ip);
             p
@@ -168,7 +180,7 @@ async fn hello(conn: &quinn::Connection, ctx: &IngestCtx) -> Option<(quinn::Send
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut recv, &mut sink).await;
     });
-    Some((send, publisher))
+    Some((send, publisher, principal))
 }
 
 /// Carries out a refused hello: counts it, sends the `error` when there is one (and gives it a
@@ -214,12 +226,16 @@ async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
 
 /// A tracking datagram: latest value wins per entity; an older sample than the one published
 /// is dropped. Never logged, never acked.
-fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut) {
+fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut, who: &crate::auth::Principal) {
     let refuse = |r: Reject| super::stream::reject(control, r);
     let sample = match admission::datagram(bytes) {
         Ok(s) => s,
         Err(r) => return refuse(r),
     };
+    if !who.may_write(&sample.game) {
+        let message = format!("{} may not write game {}", who.id, sample.game);
+        return refuse(Reject { game: Some(sample.game), seq: None, code: reason::FORBIDDEN, message });
+    }
     // Only a game the server has may have tracking topics: a datagram must not create a game's
     // topics (they would never be freed, since only games are evicted).
     if !ctx.pipeline.directory().contains(&sample.game) {

@@ -26,6 +26,7 @@ use dashmap::DashMap;
 use opensports_proto::error_code::quic;
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::Auth;
 use crate::config::IngestConfig;
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
@@ -50,8 +51,10 @@ pub struct IngestCtx {
     handshakes: Arc<Semaphore>,
     /// Connection and stream tasks, which shutdown waits for.
     tasks: Tracker,
-    /// Addresses that keep presenting wrong tokens wait (see [`admission::Backoff`]).
-    backoff: parking_lot::Mutex<admission::Backoff>,
+    /// Addresses that keep presenting wrong tokens wait (see [`crate::auth::limits::Backoff`]).
+    backoff: parking_lot::Mutex<crate::auth::limits::Backoff>,
+    /// Credentials, scopes, per-key limits, revocation.
+    pub auth: Arc<Auth>,
 }
 
 impl IngestCtx {
@@ -62,6 +65,7 @@ impl IngestCtx {
         store: Option<Arc<Store>>,
         games: Arc<GameMemory>,
         tasks: Tracker,
+        auth: Arc<Auth>,
     ) -> Arc<IngestCtx> {
         Arc::new(IngestCtx {
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
@@ -72,13 +76,19 @@ impl IngestCtx {
             store,
             games,
             tasks,
-            backoff: parking_lot::Mutex::new(admission::Backoff::default()),
+            backoff: parking_lot::Mutex::new(crate::auth::limits::Backoff::default()),
+            auth,
         })
     }
 
     /// The shared state admission consults.
     pub fn rules(&self) -> admission::Rules<'_> {
-        admission::Rules { directory: self.pipeline.directory(), seqs: &self.games.seqs }
+        admission::Rules {
+            directory: self.pipeline.directory(),
+            seqs: &self.games.seqs,
+            owners: &self.games.owners,
+            max_games_per_key: self.auth.cfg.max_games_per_key,
+        }
     }
 }
 
@@ -89,6 +99,8 @@ pub struct GameMemory {
     pub seqs: Sequencer,
     /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
     pub tracking_entities: DashMap<String, usize>,
+    /// Which publisher identity brought each game in (per-key game quota).
+    pub owners: admission::GameOwners,
 }
 
 impl GameMemory {
@@ -96,6 +108,7 @@ impl GameMemory {
     pub fn forget(&self, game: &str) {
         self.seqs.forget(game);
         self.tracking_entities.remove(game);
+        self.owners.forget(game);
     }
 }
 

@@ -89,6 +89,11 @@ impl Sequencer {
         }
     }
 
+    /// Whether any seq of `game` was accepted.
+    pub fn knows(&self, game: &str) -> bool {
+        self.games.contains_key(game)
+    }
+
     /// Forgets a game (it left memory; its events stay in the log).
     pub fn forget(&self, game: &str) {
         self.games.remove(game);

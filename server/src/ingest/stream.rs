@@ -16,6 +16,7 @@ use super::IngestCtx;
 use super::admission::{Close, Reject, StreamState, Verdict};
 use super::conn::ControlOut;
 use super::frame::read_frame;
+use crate::auth::Principal;
 use crate::metrics as m;
 use crate::pipeline::Ingested;
 use crate::store::{AckSink, Queued, StoreError};
@@ -25,10 +26,12 @@ const READ_BUFFER: usize = 64 * 1024;
 /// How long a stream waits before retrying a full queue (shard or log writer).
 const BACKPRESSURE_PAUSE: Duration = Duration::from_micros(500);
 
-pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<ControlOut>) {
+pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<ControlOut>, who: Principal) {
     let mut r = BufReader::with_capacity(READ_BUFFER, recv);
     let mut buf = Vec::new();
-    let mut state = StreamState::default();
+    // Events/s of this publisher identity, shared with its other streams and connections.
+    let bucket = ctx.auth.bucket(&who);
+    let mut state = StreamState::new(who);
     let ack: Arc<dyn AckSink> = control.clone();
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
     let frame_timeout = Duration::from_secs(ctx.cfg.frame_timeout_secs);
@@ -68,8 +71,19 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 reject(control, r);
                 continue;
             }
-            Verdict::Close(close) => return stream_error(close, r.get_mut(), control),
+            Verdict::Close(close) => return stream_error(close, state.game(), r.get_mut(), control),
         };
+        // Over its rate, the key's streams are read no faster than the rate allows.
+        loop {
+            let wait = bucket.lock().take(Instant::now());
+            match wait {
+                Ok(()) => break,
+                Err(wait) => {
+                    metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "events_per_key").increment(1);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
         let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
         // With the log on, archived once, here: the log stores these bytes and plugins read them.
         let archived = match &ctx.store {
@@ -133,12 +147,17 @@ async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bo
     }
 }
 
-fn stream_error(close: Option<Close>, recv: &mut quinn::RecvStream, control: &ControlOut) {
+fn stream_error(
+    close: Option<Close>,
+    game: Option<&str>,
+    recv: &mut quinn::RecvStream,
+    control: &ControlOut,
+) {
     let Some(Close { code, reason, message }) = close else { return };
     metrics::counter!(m::INGEST_STREAM_ERRORS_TOTAL, "code" => reason).increment(1);
     metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => reason).increment(1);
     tracing::debug!(error = %message, "closing event stream");
-    control.send(Control::Error { code: reason.into(), message });
+    control.send(Control::Error { code: reason.into(), message, game: game.map(str::to_string) });
     let _ = recv.stop(code.into());
 }
 

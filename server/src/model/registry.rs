@@ -158,6 +158,14 @@ impl ModelRegistry {
         Ok(())
     }
 
+    /// The active and shadow versions of `name` (audit's before/after).
+    pub fn roles_of(&self, name: &str) -> serde_json::Value {
+        let Some(slot) = self.names.get(name) else { return serde_json::Value::Null };
+        let roles = slot.roles.read();
+        let v = |r: &Option<Arc<Model>>| r.as_ref().map(|m| m.spec.version.clone());
+        serde_json::json!({"active": v(&roles.active), "shadow": v(&roles.shadow)})
+    }
+
     fn version(&self, name: &str, version: &str) -> Result<(&Slot, Arc<Model>), RoleError> {
         let slot = self.names.get(name).ok_or_else(|| RoleError::NoSuchModel(name.into()))?;
         let model = slot

@@ -179,6 +179,11 @@ impl PluginSet {
         self.plugins.iter().find(|p| &*p.name == name)
     }
 
+    /// The running version of plugin `name`.
+    pub fn version_of(&self, name: &str) -> Option<String> {
+        self.get(name).map(|info| info.compiled.read().version.clone())
+    }
+
     /// Compiles a new version of plugin `name` off the hot path; shards pick it up at their next
     /// event boundary (after backfilling it), see [`ShardPlugins::sync`]. Clears quarantine.
     pub fn reload(&self, name: &str, wasm: &[u8]) -> Result<String, PluginError> {

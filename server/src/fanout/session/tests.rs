@@ -22,11 +22,17 @@ impl Client {
         Client::on(&fanout)
     }
 
+    /// An anonymous client on a server whose topics are all public.
     fn on(fanout: &Arc<Fanout>) -> Client {
+        Client::with(fanout, Principal::anonymous(), &["#"])
+    }
+
+    fn with(fanout: &Arc<Fanout>, principal: Principal, public: &[&str]) -> Client {
         let outbox = Outbox::new(fanout.config().queue_len);
+        let public = public.iter().map(|s| s.to_string()).collect();
         Client {
             fanout: fanout.clone(),
-            session: Session::new(fanout.clone(), outbox),
+            session: Session::new(fanout.clone(), outbox, Access { principal, public }),
             framer: Framer::new(fanout.clone()),
         }
     }
@@ -354,4 +360,34 @@ fn a_drain_takes_a_bounded_number_of_items_and_keeps_their_order() {
     let rest = c.read();
     assert_eq!(rest.len(), 101, "the other snapshots, then subscribed");
     assert!(matches!(rest.last(), Some(ServerMsg::Subscribed { .. })));
+}
+
+#[test]
+fn a_sub_outside_the_callers_scopes_is_refused_whole() {
+    let fanout = Fanout::new(cfg(16, 16));
+    let partner = Principal {
+        id: "partner".into(),
+        role: Some(crate::auth::Role::Subscriber),
+        scopes: Arc::new(["game/nba-1/#".to_string()]),
+        expires: None,
+        key_id: Some("partner".into()),
+    };
+    let mut c = Client::with(&fanout, partner, &["games"]);
+    c.send(r#"{"op":"sub","topics":["game/nba-1/state","game/nba-2/state"]}"#);
+    let got = c.read();
+    assert!(
+        matches!(&got[..], [ServerMsg::Error { code, message }] if code == "forbidden" && message.contains("game/nba-2/state")),
+        "{got:?}"
+    );
+    assert_eq!(c.session.patterns(), 0, "nothing of a refused sub is applied");
+    c.send(r#"{"op":"sub","topics":["game/nba-1/#","games"]}"#);
+    assert!(matches!(c.read().last(), Some(ServerMsg::Subscribed { .. })));
+    c.publish("game/nba-2/state", 1);
+    c.publish("game/nba-1/state", 2);
+    let got = c.read();
+    assert!(matches!(&got[..], [ServerMsg::Msg(p)] if p.topic == "game/nba-1/state"), "{got:?}");
+    // Anonymous: public topics only.
+    let mut anon = Client::with(&fanout, Principal::anonymous(), &["games"]);
+    anon.send(r##"{"op":"sub","topics":["#"]}"##);
+    assert!(matches!(&anon.read()[..], [ServerMsg::Error { code, .. }] if code == "forbidden"));
 }

@@ -1,22 +1,49 @@
 //! Every rule of PROTOCOL.md §1, without sockets or a runtime.
 
 use super::*;
+use crate::auth::Role;
 use opensports_proto::codec::FrameError;
-use std::time::{Duration, Instant};
 
 struct World {
     directory: GameDirectory,
     seqs: Sequencer,
+    owners: GameOwners,
+    max_games_per_key: usize,
 }
 
 impl World {
     fn new(max_games: usize) -> World {
-        World { directory: GameDirectory::new(max_games), seqs: Sequencer::default() }
+        World {
+            directory: GameDirectory::new(max_games),
+            seqs: Sequencer::default(),
+            owners: GameOwners::default(),
+            max_games_per_key: usize::MAX,
+        }
     }
 
     fn rules(&self) -> Rules<'_> {
-        Rules { directory: &self.directory, seqs: &self.seqs }
+        Rules {
+            directory: &self.directory,
+            seqs: &self.seqs,
+            owners: &self.owners,
+            max_games_per_key: self.max_games_per_key,
+        }
     }
+}
+
+fn key(id: &str, role: Role, scopes: &[&str]) -> Principal {
+    Principal {
+        id: id.into(),
+        role: Some(role),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        expires: None,
+        key_id: Some(id.into()),
+    }
+}
+
+/// A stream of a publisher allowed every game.
+fn stream() -> StreamState {
+    StreamState::new(key("k", Role::Publisher, &["*"]))
 }
 
 fn json(game: &str, seq: u64, sport: &str) -> Vec<u8> {
@@ -49,7 +76,7 @@ fn rejected(v: Verdict) -> Reject {
 #[test]
 fn in_order_events_are_accepted_and_bind_the_stream_to_their_game() {
     let w = World::new(8);
-    let mut s = StreamState::default();
+    let mut s = stream();
     for seq in 1..=3 {
         assert_eq!(accepted(&frame(&mut s, &w, &json("g1", seq, "basketball"))), (seq, None, false));
     }
@@ -63,7 +90,7 @@ fn in_order_events_are_accepted_and_bind_the_stream_to_their_game() {
 #[test]
 fn a_jump_reports_the_gap_and_a_resend_on_another_stream_fills_it() {
     let w = World::new(8);
-    let mut a = StreamState::default();
+    let mut a = stream();
     accepted(&frame(&mut a, &w, &json("g", 1, "soccer")));
     let v = frame(&mut a, &w, &json("g", 5, "soccer"));
     assert_eq!(accepted(&v), (5, Some((2, 4)), false));
@@ -71,7 +98,7 @@ fn a_jump_reports_the_gap_and_a_resend_on_another_stream_fills_it() {
     assert_eq!(missing, 3);
     // A fill is accepted out of order, even on the stream that already went past it.
     assert_eq!(accepted(&frame(&mut a, &w, &json("g", 3, "soccer"))), (3, None, true));
-    let mut b = StreamState::default();
+    let mut b = stream();
     let v = frame(&mut b, &w, &json("g", 2, "soccer"));
     assert_eq!(accepted(&v), (2, None, true));
     let Verdict::Accept { missing, .. } = v else { unreachable!() };
@@ -81,7 +108,7 @@ fn a_jump_reports_the_gap_and_a_resend_on_another_stream_fills_it() {
 #[test]
 fn a_retry_on_a_new_stream_is_a_duplicate_and_on_the_same_stream_a_seq_reject() {
     let w = World::new(8);
-    let mut s = StreamState::default();
+    let mut s = stream();
     accepted(&frame(&mut s, &w, &json("g", 1, "f1")));
     accepted(&frame(&mut s, &w, &json("g", 2, "f1")));
     let r = rejected(frame(&mut s, &w, &json("g", 2, "f1")));
@@ -89,7 +116,7 @@ fn a_retry_on_a_new_stream_is_a_duplicate_and_on_the_same_stream_a_seq_reject() 
     let r = rejected(frame(&mut s, &w, &json("g", 1, "f1")));
     assert_eq!(r.code, reason::SEQ_NOT_INCREASING);
     // After a reconnect the publisher resends what was not acked, on a fresh stream.
-    let mut again = StreamState::default();
+    let mut again = stream();
     assert_eq!(frame(&mut again, &w, &json("g", 1, "f1")), Verdict::Duplicate { game: "g".into(), seq: 1 });
     assert_eq!(frame(&mut again, &w, &json("g", 2, "f1")), Verdict::Duplicate { game: "g".into(), seq: 2 });
     assert_eq!(accepted(&frame(&mut again, &w, &json("g", 3, "f1"))).0, 3);
@@ -98,9 +125,9 @@ fn a_retry_on_a_new_stream_is_a_duplicate_and_on_the_same_stream_a_seq_reject() 
 #[test]
 fn a_game_keeps_its_sport_and_new_games_need_a_slot() {
     let w = World::new(1);
-    let mut s = StreamState::default();
+    let mut s = stream();
     accepted(&frame(&mut s, &w, &json("g", 1, "f1")));
-    let mut other = StreamState::default();
+    let mut other = stream();
     let r = rejected(frame(&mut other, &w, &json("g", 2, "soccer")));
     assert_eq!(r.code, reason::SPORT_MISMATCH);
     assert!(r.message.contains("not a soccer game"), "{}", r.message);
@@ -113,7 +140,7 @@ fn a_game_keeps_its_sport_and_new_games_need_a_slot() {
 #[test]
 fn bodies_that_are_not_events_are_rejected_with_their_code_and_ids_when_readable() {
     let w = World::new(8);
-    let mut s = StreamState::default();
+    let mut s = stream();
     let r = rejected(frame(&mut s, &w, b"{not json"));
     assert_eq!((r.code, &r.game, r.seq), (reason::BAD_JSON, &None, None));
     let r = rejected(frame(&mut s, &w, br#"{"game":"g","seq":9,"ts":1,"sport":"cricket","type":"x"}"#));
@@ -133,7 +160,7 @@ fn the_rkyv_codec_carries_the_same_event() {
     let w = World::new(8);
     let event: Event = serde_json::from_slice(&json("g", 1, "basketball")).unwrap();
     let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&event).unwrap();
-    let mut s = StreamState::default();
+    let mut s = stream();
     match s.on_frame(w.rules(), Ok((Codec::Rkyv, &bytes))) {
         Verdict::Accept { event: got, .. } => assert_eq!(got, event),
         other => panic!("{other:?}"),
@@ -143,7 +170,7 @@ fn the_rkyv_codec_carries_the_same_event() {
 #[test]
 fn framing_errors_close_the_stream_with_the_documented_codes() {
     let w = World::new(8);
-    let mut s = StreamState::default();
+    let mut s = stream();
     let cases = [
         (
             ReadError::Frame(FrameError::TooLarge { len: 70_000, max: 65_536 }),
@@ -167,11 +194,11 @@ fn framing_errors_close_the_stream_with_the_documented_codes() {
 
 #[test]
 fn hello_needs_a_json_hello_with_an_accepted_token() {
-    let tokens = vec!["secret".to_string(), "other".to_string()];
+    let check = |t: &str| if t == "secret" { Ok(Principal::anonymous()) } else { Err(Refused::Unknown) };
     let ok = br#"{"op":"hello","token":"secret","publisher":"feed-1"}"#;
-    assert_eq!(hello(Some((Codec::Json, ok)), &tokens), Ok("feed-1".to_string()));
+    assert_eq!(hello(Some((Codec::Json, ok)), check).map(|(name, _)| name), Ok("feed-1".to_string()));
     let bad = br#"{"op":"hello","token":"secreT","publisher":"x"}"#;
-    match hello(Some((Codec::Json, bad)), &tokens) {
+    match hello(Some((Codec::Json, bad)), check) {
         Err(e @ HelloRefused::BadToken(_)) => {
             assert_eq!(e.metric_reason(), "bad_token");
             assert_eq!(e.close().code, quic::AUTH_FAILED);
@@ -179,19 +206,71 @@ fn hello_needs_a_json_hello_with_an_accepted_token() {
         }
         other => panic!("{other:?}"),
     }
-    let short = br#"{"op":"hello","token":"secre","publisher":"x"}"#;
-    assert!(matches!(hello(Some((Codec::Json, short)), &tokens), Err(HelloRefused::BadToken(_))));
     for frame in [
         None,
         Some((Codec::Rkyv, &ok[..])),
         Some((Codec::Json, &br#"{"op":"ping"}"#[..])),
         Some((Codec::Json, &b"not json"[..])),
     ] {
-        match hello(frame, &tokens) {
+        match hello(frame, check) {
             Err(HelloRefused::Violation(c)) => assert_eq!(c.code, quic::PROTOCOL_VIOLATION),
             other => panic!("{frame:?}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_publisher_writes_only_games_in_its_scopes() {
+    let w = World::new(100);
+    let mut venue = StreamState::new(key("venue-a", Role::Publisher, &["nba-a-*"]));
+    let theirs = json("nba-b-1", 1, "basketball");
+    match venue.on_frame(w.rules(), Ok((Codec::Json, &theirs))) {
+        Verdict::Reject(r) => {
+            assert_eq!((r.code, r.game.as_deref(), r.seq), (reason::FORBIDDEN, Some("nba-b-1"), Some(1)))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!w.directory.contains("nba-b-1"), "a refused event creates no game");
+    assert!(!w.seqs.knows("nba-b-1"), "and leaves its sequencing alone (no gap pushed out)");
+    let ours = json("nba-a-1", 1, "basketball");
+    assert!(matches!(venue.on_frame(w.rules(), Ok((Codec::Json, &ours))), Verdict::Accept { .. }));
+    // A subscriber key cannot publish at all (the hello refuses it); here: nothing in scope.
+    let mut reader = StreamState::new(key("r", Role::Subscriber, &["#"]));
+    assert!(
+        matches!(reader.on_frame(w.rules(), Ok((Codec::Json, &ours))), Verdict::Reject(r) if r.code == reason::FORBIDDEN)
+    );
+}
+
+#[test]
+fn one_key_cannot_take_every_game_slot() {
+    let mut w = World::new(100);
+    w.max_games_per_key = 2;
+    let mut verdicts = Vec::new();
+    for g in ["g1", "g2", "g3"] {
+        let mut s = StreamState::new(key("greedy", Role::Publisher, &["*"]));
+        verdicts.push(s.on_frame(w.rules(), Ok((Codec::Json, &json(g, 1, "f1")))));
+    }
+    assert!(
+        matches!(verdicts[2], Verdict::Reject(ref r) if r.code == reason::GAME_QUOTA),
+        "{:?}",
+        verdicts[2]
+    );
+    assert_eq!(w.owners.held("greedy"), 2);
+    // Its existing games go on; another key still gets slots; an admin is exempt.
+    let mut s = StreamState::new(key("greedy", Role::Publisher, &["*"]));
+    assert!(matches!(s.on_frame(w.rules(), Ok((Codec::Json, &json("g1", 2, "f1")))), Verdict::Accept { .. }));
+    let mut other = StreamState::new(key("other", Role::Publisher, &["*"]));
+    assert!(matches!(
+        other.on_frame(w.rules(), Ok((Codec::Json, &json("g3", 1, "f1")))),
+        Verdict::Accept { .. }
+    ));
+    // A game leaving memory gives its slot back.
+    w.owners.forget("g1");
+    let mut again = StreamState::new(key("greedy", Role::Publisher, &["*"]));
+    assert!(matches!(
+        again.on_frame(w.rules(), Ok((Codec::Json, &json("g4", 1, "f1")))),
+        Verdict::Accept { .. }
+    ));
 }
 
 #[test]
@@ -213,42 +292,4 @@ fn datagrams_decode_and_validate_samples() {
     let mut dg3 = vec![0x01];
     dg3.extend_from_slice(bad_entity);
     assert_eq!(datagram(&dg3).unwrap_err().code, reason::INVALID_EVENT);
-}
-
-#[test]
-fn wrong_tokens_back_off_their_address_and_a_good_one_clears_it() {
-    let (a, b): (std::net::IpAddr, std::net::IpAddr) =
-        ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-    let t0 = Instant::now();
-    let mut backoff = Backoff::default();
-    for _ in 0..BACKOFF_AFTER - 1 {
-        backoff.failed(a, t0);
-    }
-    assert_eq!(backoff.check(a, t0), Ok(()), "a typo or two costs nothing");
-    backoff.failed(a, t0);
-    assert_eq!(backoff.check(a, t0), Err(Duration::from_secs(1)));
-    assert_eq!(backoff.check(b, t0), Ok(()), "other addresses are not affected");
-    let t1 = t0 + Duration::from_secs(1);
-    assert_eq!(backoff.check(a, t1), Ok(()));
-    backoff.failed(a, t1);
-    assert_eq!(backoff.check(a, t1), Err(Duration::from_secs(2)), "doubling");
-    for _ in 0..20 {
-        backoff.failed(a, t1);
-    }
-    assert_eq!(backoff.check(a, t1), Err(BACKOFF_MAX));
-    backoff.succeeded(a);
-    assert_eq!(backoff.check(a, t1), Ok(()));
-}
-
-#[test]
-fn backoff_remembers_a_bounded_number_of_addresses() {
-    let t0 = Instant::now();
-    let mut backoff = Backoff::default();
-    for i in 0..(BACKOFF_ADDRESSES as u32 + 500) {
-        let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-        for _ in 0..BACKOFF_AFTER {
-            backoff.failed(ip, t0);
-        }
-    }
-    assert_eq!(backoff.len(), BACKOFF_ADDRESSES);
 }

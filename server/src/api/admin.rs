@@ -1,0 +1,237 @@
+//! Who is calling the HTTP API, and the admin endpoints for keys and the audit log.
+//!
+//! - [`Caller`]: an extractor that authenticates the request (`Authorization: Bearer`, or a
+//!   `token` query parameter for browsers). No credential is the anonymous caller; a wrong one
+//!   is `401 unauthorized` (and counts toward the address's backoff: `429 backoff` while it
+//!   waits).
+//! - [`Admin`]: a [`Caller`] with the admin role, else `403 forbidden` (`401` when anonymous).
+//! - `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `GET /v1/audit`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+
+use super::{AppState, json, json_error};
+use crate::auth::keys::{entry, public_view};
+use crate::auth::{NewKey, Principal, Refused};
+use crate::metrics as m;
+
+/// The peer address of the connection a request came on (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Caller {
+    /// Audit's `remote`.
+    pub fn remote(&self) -> Option<String> {
+        self.remote.map(|a| a.to_string())
+    }
+
+    /// `403 forbidden` (or `401` when anonymous) for `op`, counted.
+    pub fn denied(&self, op: &'static str, what: &str) -> Response {
+        metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => op).increment(1);
+        if self.principal.role.is_none() {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                &format!("{what} needs credentials"),
+            );
+        }
+        let msg = format!("{} may not {what}", self.principal.id);
+        json_error(StatusCode::FORBIDDEN, "forbidden", &msg)
+    }
+
+    /// The refusal (`403`/`401`) when the caller may not read `topic`.
+    pub fn deny_read(&self, app: &AppState, topic: &str) -> Option<Response> {
+        let allowed = self.principal.may_read(topic, &app.auth.cfg.public_topics);
+        (!allowed).then(|| self.denied("read", &format!("read {topic}")))
+    }
+}
+
+/// The bearer credential of a request: the `Authorization` header, else `?token=`.
+pub fn credential(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(percent_decode)
+}
+
+/// `%XX` and `+` decoding for a query value (keys and JWTs are URL-safe; this is for tools
+/// that escape them anyway).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Authenticates a request's parts (the WebSocket upgrade uses it too). The error is the
+/// response to send (boxed: it is large).
+pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Response>> {
+    let remote = parts.extensions.get::<Peer>().map(|p| p.0);
+    let Some(token) = credential(parts) else {
+        return Ok(Caller { principal: Principal::anonymous(), remote });
+    };
+    let ip = remote.map(|a| a.ip());
+    if let Some(ip) = ip
+        && let Err(wait) = app.auth.backoff.lock().check(ip, std::time::Instant::now())
+    {
+        metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
+        let msg =
+            format!("too many wrong credentials from this address; retry in {} s", wait.as_secs().max(1));
+        return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, "backoff", &msg)));
+    }
+    match app.auth.bearer(&token) {
+        Ok(principal) => {
+            if let Some(ip) = ip {
+                app.auth.backoff.lock().succeeded(ip);
+            }
+            Ok(Caller { principal, remote })
+        }
+        Err(why) => {
+            app.auth.failed(ip, &why);
+            let msg = match &why {
+                Refused::Jwt(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "unauthorized", &msg)))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Caller, Response> {
+        authenticate(app, parts).map_err(|r| *r)
+    }
+}
+
+/// A caller with the admin role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Admin, Response> {
+        let caller = authenticate(app, parts).map_err(|r| *r)?;
+        if caller.principal.is_admin() {
+            Ok(Admin(caller))
+        } else {
+            Err(caller.denied("admin", &format!("{} {} (admin only)", parts.method, parts.uri.path())))
+        }
+    }
+}
+
+impl Admin {
+    /// Records an admin action in the audit log.
+    pub fn audit(
+        &self,
+        app: &AppState,
+        action: &str,
+        target: &str,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) {
+        let c = &self.0;
+        app.auth.audit(entry(&c.principal.id, action, target, before, after, c.remote()));
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    role: crate::auth::Role,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// `POST /v1/keys` `{"name":..,"role":..,"scopes":[..]}` → `201` with the key (shown once).
+pub async fn create_key(State(app): State<AppState>, admin: Admin, body: axum::body::Bytes) -> Response {
+    let req: CreateKey = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+    };
+    let new = NewKey { name: req.name, role: req.role, scopes: req.scopes };
+    let (auth, actor, remote) = (app.auth.clone(), admin.0.principal.id.clone(), admin.0.remote());
+    let made = tokio::task::spawn_blocking(move || auth.create_key(new, &actor, remote)).await;
+    match made {
+        Ok(Ok((key, rec))) => {
+            let mut body = public_view(&rec);
+            body["key"] = serde_json::Value::String(key);
+            json(StatusCode::CREATED, body.to_string())
+        }
+        Ok(Err(crate::auth::KeyError::Invalid(why))) => {
+            json_error(StatusCode::BAD_REQUEST, "bad_request", &why)
+        }
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    }
+}
+
+/// `GET /v1/keys`: every key (never the key itself, nor its digest).
+pub async fn list_keys(State(app): State<AppState>, _admin: Admin) -> Response {
+    let keys: Vec<_> = app.auth.keys().list().iter().map(public_view).collect();
+    json(StatusCode::OK, serde_json::json!({ "keys": keys }).to_string())
+}
+
+/// `DELETE /v1/keys/{id}`: revokes; the key's connections close within a second.
+pub async fn revoke_key(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
+    let (auth, actor, remote) = (app.auth.clone(), admin.0.principal.id.clone(), admin.0.remote());
+    match tokio::task::spawn_blocking(move || auth.revoke_key(&id, &actor, remote)).await {
+        Ok(Ok(rec)) => json(StatusCode::OK, public_view(&rec).to_string()),
+        Ok(Err(e @ crate::auth::KeyError::NoSuchKey(_))) => {
+            json_error(StatusCode::NOT_FOUND, "no_such_key", &e.to_string())
+        }
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit?after=ID&limit=N`: entries after `ID` (default 0), oldest first, at most
+/// `N` (default 100, at most 1000).
+pub async fn audit(State(app): State<AppState>, _admin: Admin, Query(q): Query<AuditQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    match app.auth.keys().audit_log(q.after.unwrap_or(0), limit) {
+        Ok(entries) => json(StatusCode::OK, serde_json::json!({ "entries": entries }).to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
+    }
+}
