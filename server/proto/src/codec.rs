@@ -118,7 +118,9 @@ impl DecodeError {
             DecodeError::Json(_) => reason::BAD_JSON,
             DecodeError::Schema(_) => reason::BAD_EVENT,
             DecodeError::Rkyv(_) => reason::BAD_RKYV,
-            DecodeError::Invalid(crate::event::InvalidEvent::TooLong(_)) => reason::BAD_EVENT,
+            DecodeError::Invalid(
+                InvalidEvent::TooLong(_) | InvalidEvent::Domain(_) | InvalidEvent::UnknownField(_),
+            ) => reason::BAD_EVENT,
             DecodeError::Invalid(_) => reason::INVALID_EVENT,
         }
     }
@@ -150,12 +152,31 @@ pub fn aligned(bytes: &[u8]) -> rkyv::util::AlignedVec<16> {
 /// Decodes and validates one event body.
 pub fn decode_event(codec: Codec, body: &[u8]) -> Result<Event, DecodeError> {
     let event: Event = match codec {
-        Codec::Json => serde_json::from_slice(body).map_err(json_error)?,
+        Codec::Json => {
+            let event: Event = serde_json::from_slice(body).map_err(json_error)?;
+            refuse_unknown_fields(&event, body)?;
+            event
+        }
         Codec::Rkyv => rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned(body))
             .map_err(|e| DecodeError::Rkyv(alloc::format!("{e}")))?,
     };
     event.validate().map_err(DecodeError::Invalid)?;
     Ok(event)
+}
+
+/// serde cannot deny unknown fields of a flattened, internally tagged event, so the keys of
+/// the body are compared with the keys the decoded event has (a typo like `clockms` would
+/// otherwise be dropped silently). Keys whose value is `null` stand for absent options.
+fn refuse_unknown_fields(event: &Event, body: &[u8]) -> Result<(), DecodeError> {
+    let input: alloc::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(json_error)?;
+    let known = serde_json::to_value(event).map_err(json_error)?;
+    let unknown =
+        input.iter().find(|(k, v)| !v.is_null() && k.as_str() != "v" && known.get(k.as_str()).is_none());
+    match unknown {
+        Some((k, _)) => Err(DecodeError::Invalid(InvalidEvent::UnknownField(k.clone()))),
+        None => Ok(()),
+    }
 }
 
 /// Decodes a JSON control-stream or datagram body into `T`.
@@ -268,5 +289,33 @@ mod tests {
         assert_eq!(frame_len(0u32.to_be_bytes(), 10), Err(FrameError::Empty));
         assert_eq!(frame_len(11u32.to_be_bytes(), 10), Err(FrameError::TooLarge { len: 11, max: 10 }));
         assert_eq!(Codec::from_byte(7), Err(FrameError::UnknownCodec(7)));
+    }
+
+    #[test]
+    fn unknown_fields_and_out_of_domain_values_are_bad_events_naming_the_field() {
+        let base = r#"{"game":"g","seq":1,"ts":1,"sport":"basketball","type":"shot","side":"home","player":"p","x":10.0,"y":20.0,"made":true"#;
+        let ok = alloc::format!(r#"{base},"points":2,"clock_ms":5}}"#);
+        assert!(decode_event(Codec::Json, ok.as_bytes()).is_ok());
+        let with_null = alloc::format!(r#"{base},"points":2,"clock_ms":null}}"#);
+        assert!(decode_event(Codec::Json, with_null.as_bytes()).is_ok(), "null stands for absent");
+        for (body, field) in [
+            (alloc::format!(r#"{base},"points":2,"clockms":5}}"#), "clockms"),
+            (alloc::format!(r#"{base},"points":4}}"#), "points"),
+            (alloc::format!(r#"{base},"points":1}}"#), "points"),
+        ] {
+            let e = decode_event(Codec::Json, body.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), crate::error_code::reason::BAD_EVENT, "{body}");
+            assert!(alloc::format!("{e}").contains(field), "{e}");
+        }
+        // rkyv bodies get the same domain check.
+        let mut ev: Event = serde_json::from_str(&ok).unwrap();
+        if let crate::Body::Basketball(crate::basketball::Event::Shot { x, .. }) = &mut ev.body {
+            *x = 200.0;
+        }
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&ev).unwrap();
+        assert_eq!(
+            decode_event(Codec::Rkyv, &bytes).unwrap_err().code(),
+            crate::error_code::reason::BAD_EVENT
+        );
     }
 }

@@ -152,6 +152,10 @@ pub enum InvalidEvent {
     ZeroSeq,
     /// A string over its length cap ([`crate::limits`]); rejected as `bad_event`.
     TooLong(crate::limits::TooLong),
+    /// A value outside its sport's domain ([`crate::domain`]); rejected as `bad_event`.
+    Domain(crate::domain::OutOfDomain),
+    /// (JSON) a field the event type does not have; rejected as `bad_event`.
+    UnknownField(String),
 }
 
 impl core::fmt::Display for InvalidEvent {
@@ -163,6 +167,8 @@ impl core::fmt::Display for InvalidEvent {
             InvalidEvent::GameId => f.write_str("game id must be 1..=64 bytes of [A-Za-z0-9_.-]"),
             InvalidEvent::ZeroSeq => f.write_str("seq must start at 1"),
             InvalidEvent::TooLong(t) => t.fmt(f),
+            InvalidEvent::Domain(d) => d.fmt(f),
+            InvalidEvent::UnknownField(k) => write!(f, "{k}: unknown field for this event type"),
         }
     }
 }
@@ -193,7 +199,8 @@ impl Event {
         if self.seq == 0 {
             return Err(InvalidEvent::ZeroSeq);
         }
-        crate::limits::check_strings(self).map_err(InvalidEvent::TooLong)
+        crate::limits::check_strings(self).map_err(InvalidEvent::TooLong)?;
+        crate::domain::check(self).map_err(InvalidEvent::Domain)
     }
 }
 

@@ -23,6 +23,7 @@ extern crate alloc;
 pub mod basketball;
 pub mod codec;
 pub mod control;
+pub mod domain;
 pub mod error_code;
 pub mod event;
 pub mod f1;
