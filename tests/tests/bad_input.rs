@@ -198,7 +198,7 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
         let before = server.metric(&metric).await;
         sub.send_text(text.clone()).await.unwrap();
         let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Error { .. })).await;
-        let Some(ServerMsg::Error { code: got, message }) = msgs.last() else { unreachable!() };
+        let Some(ServerMsg::Error { code: got, message, .. }) = msgs.last() else { unreachable!() };
         assert_eq!(got, code, "{text}: {message}");
         assert!(!message.is_empty());
         assert_eq!(server.metric(&metric).await - before, 1.0, "{metric}");
@@ -214,7 +214,7 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
     }
     // The session is intact: ping, then a valid subscription works.
     sub.send_text(r#"{"op":"ping"}"#.into()).await.unwrap();
-    read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Pong)).await;
+    read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Pong { .. })).await;
     sub.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
     let mut publisher = server.publisher().await;
     let ev = sim_events(Sport::Basketball, 1, 0);

@@ -56,7 +56,7 @@ impl Subscriber {
     pub async fn subscribe(&mut self, topics: &[&str], mode: Mode) -> Result<(), SubscribeError> {
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         self.subs.push((topics.clone(), mode));
-        self.send_op(&ClientOp::Sub { topics, mode, since: BTreeMap::new() }).await
+        self.send_op(&ClientOp::Sub { topics, mode, since: BTreeMap::new(), id: None }).await
     }
 
     /// Subscribes and waits for the `subscribed` reply, returning what came before it
@@ -71,7 +71,7 @@ impl Subscriber {
         loop {
             match self.next().await? {
                 ServerMsg::Subscribed { .. } => return Ok(before),
-                ServerMsg::Error { code, message } => {
+                ServerMsg::Error { code, message, .. } => {
                     return Err(SubscribeError::Protocol(format!("{code}: {message}")));
                 }
                 other => before.push(other),
@@ -172,7 +172,7 @@ impl Subscriber {
                 .filter(|(t, _)| patterns.iter().any(|p| p.matches(t)))
                 .map(|(t, s)| (t.clone(), *s))
                 .collect();
-            self.send_op(&ClientOp::Sub { topics, mode, since }).await?;
+            self.send_op(&ClientOp::Sub { topics, mode, since, id: None }).await?;
         }
         Ok(())
     }

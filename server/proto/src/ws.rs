@@ -29,12 +29,33 @@ pub enum ClientOp {
         /// message after it from its history, or `reset` and a snapshot when it is too old.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         since: BTreeMap<String, u64>,
+        /// Echoed in the reply (`subscribed`, `unsubscribed`, `pong`, `error`) to match it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
     },
     Unsub {
         topics: Vec<String>,
+        /// Echoed in the reply (`subscribed`, `unsubscribed`, `pong`, `error`) to match it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
     },
-    Ping,
+    Ping {
+        /// Echoed in the reply (`subscribed`, `unsubscribed`, `pong`, `error`) to match it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
+    },
 }
+
+/// A client's op id: a number or a string of at most [`MAX_OP_ID`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OpId {
+    Num(u64),
+    Text(String),
+}
+
+/// Longest string op id, in bytes.
+pub const MAX_OP_ID: usize = 64;
 
 /// One publication as a client sees it (`msg` and `snapshot`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,14 +83,24 @@ pub enum ServerMsg {
     /// A `sub` was applied: snapshots and resumed history for these patterns were sent before it.
     Subscribed {
         topics: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
     },
     Unsubscribed {
         topics: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
     },
-    Pong,
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
+    },
     Error {
         code: String,
         message: String,
+        /// The `id` of the op this answers, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<OpId>,
     },
 }
 

@@ -45,9 +45,9 @@ pub fn readable(m: &ServerMsg) -> Option<String> {
         ServerMsg::Lagged { dropped } => {
             Some(format!("lagged: {dropped} messages dropped, snapshots follow"))
         }
-        ServerMsg::Error { code, message } => Some(format!("error {code}: {message}")),
-        ServerMsg::Subscribed { topics } => Some(format!("subscribed {}", topics.join(" "))),
-        ServerMsg::Unsubscribed { .. } | ServerMsg::Pong => None,
+        ServerMsg::Error { code, message, .. } => Some(format!("error {code}: {message}")),
+        ServerMsg::Subscribed { topics, .. } => Some(format!("subscribed {}", topics.join(" "))),
+        ServerMsg::Unsubscribed { .. } | ServerMsg::Pong { .. } => None,
     }
 }
 

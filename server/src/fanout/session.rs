@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use opensports_proto::error_code::reason;
 use opensports_proto::topic::Pattern;
-use opensports_proto::ws::{ClientOp, Mode, ServerMsg};
+use opensports_proto::ws::{ClientOp, MAX_OP_ID, Mode, OpId, ServerMsg};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::outbox::{Item, Outbox};
@@ -51,11 +51,13 @@ pub struct Session {
     access: Access,
     /// Pattern text → subscription id.
     ids: HashMap<String, SubId>,
+    /// The `id` of the op being answered.
+    op_id: Option<OpId>,
 }
 
 impl Session {
     pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>, access: Access) -> Session {
-        Session { fanout, outbox, access, ids: HashMap::new() }
+        Session { fanout, outbox, access, ids: HashMap::new(), op_id: None }
     }
 
     pub fn access(&self) -> &Access {
@@ -74,7 +76,8 @@ impl Session {
     /// Answers an `error` (counted in `opensports_ws_errors_total{code}`); the session goes on.
     pub fn error(&self, code: &'static str, message: String) {
         metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code).increment(1);
-        self.outbox.push_control(frame(&ServerMsg::Error { code: code.into(), message }));
+        let id = self.op_id.clone();
+        self.outbox.push_control(frame(&ServerMsg::Error { code: code.into(), message, id }));
     }
 
     /// A binary frame: refused, the session goes on.
@@ -94,11 +97,24 @@ impl Session {
             Err(e) if e.is_data() => return self.error(reason::BAD_OP, e.to_string()),
             Err(e) => return self.error(reason::BAD_JSON, e.to_string()),
         };
-        match op {
-            ClientOp::Sub { topics, mode, since } => self.sub(topics, mode, since),
-            ClientOp::Unsub { topics } => self.unsub(topics),
-            ClientOp::Ping => self.outbox.push_control(frame(&ServerMsg::Pong)),
+        let id = match &op {
+            ClientOp::Sub { id, .. } | ClientOp::Unsub { id, .. } | ClientOp::Ping { id } => id.clone(),
+        };
+        if let Some(OpId::Text(t)) = &id
+            && t.len() > MAX_OP_ID
+        {
+            return self.error(reason::BAD_OP, format!("an op id is a number or at most {MAX_OP_ID} bytes"));
         }
+        self.op_id = id;
+        match op {
+            ClientOp::Sub { topics, mode, since, .. } => self.sub(topics, mode, since),
+            ClientOp::Unsub { topics, .. } => self.unsub(topics),
+            ClientOp::Ping { .. } => {
+                let id = self.op_id.clone();
+                self.outbox.push_control(frame(&ServerMsg::Pong { id }));
+            }
+        }
+        self.op_id = None;
     }
 
     /// Applies a `sub` whole or not at all: every pattern and `since` key is checked first.
@@ -143,7 +159,8 @@ impl Session {
             self.ids.insert(text.clone(), id);
         }
         // In order after the catch-up the subscribe calls queued.
-        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics })));
+        let id = self.op_id.clone();
+        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics, id })));
     }
 
     fn unsub(&mut self, topics: Vec<String>) {
@@ -152,7 +169,8 @@ impl Session {
                 self.fanout.unsubscribe(id);
             }
         }
-        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Unsubscribed { topics })));
+        let id = self.op_id.clone();
+        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Unsubscribed { topics, id })));
     }
 
     /// The socket is gone: drop every subscription and close the outbox (the writer exits).

@@ -72,9 +72,9 @@ fn brief(msgs: &[ServerMsg]) -> Vec<String> {
             ServerMsg::Snapshot(p) => format!("snapshot {} {}", p.topic, p.seq),
             ServerMsg::Reset { topic } => format!("reset {topic}"),
             ServerMsg::Lagged { dropped } => format!("lagged {dropped}"),
-            ServerMsg::Subscribed { topics } => format!("subscribed {}", topics.join(",")),
-            ServerMsg::Unsubscribed { topics } => format!("unsubscribed {}", topics.join(",")),
-            ServerMsg::Pong => "pong".into(),
+            ServerMsg::Subscribed { topics, .. } => format!("subscribed {}", topics.join(",")),
+            ServerMsg::Unsubscribed { topics, .. } => format!("unsubscribed {}", topics.join(",")),
+            ServerMsg::Pong { .. } => "pong".into(),
             ServerMsg::Error { code, .. } => format!("error {code}"),
         })
         .collect()
@@ -278,10 +278,10 @@ fn every_documented_server_message_round_trips_through_the_client_parser() {
         ServerMsg::Snapshot(p),
         ServerMsg::Reset { topic: "games".into() },
         ServerMsg::Lagged { dropped: 7 },
-        ServerMsg::Subscribed { topics: vec!["#".into()] },
-        ServerMsg::Unsubscribed { topics: vec!["games".into(), "game/+/x".into()] },
-        ServerMsg::Pong,
-        ServerMsg::Error { code: "bad_op".into(), message: "quote \" and \\ newline \n".into() },
+        ServerMsg::Subscribed { topics: vec!["#".into()], id: None },
+        ServerMsg::Unsubscribed { topics: vec!["games".into(), "game/+/x".into()], id: Some(OpId::Num(7)) },
+        ServerMsg::Pong { id: Some(OpId::Text("p-1".into())) },
+        ServerMsg::Error { code: "bad_op".into(), message: "quote \" and \\ newline \n".into(), id: None },
     ];
     for msg in &all {
         let text = frame(msg);
@@ -376,7 +376,7 @@ fn a_sub_outside_the_callers_scopes_is_refused_whole() {
     c.send(r#"{"op":"sub","topics":["game/nba-1/state","game/nba-2/state"]}"#);
     let got = c.read();
     assert!(
-        matches!(&got[..], [ServerMsg::Error { code, message }] if code == "forbidden" && message.contains("game/nba-2/state")),
+        matches!(&got[..], [ServerMsg::Error { code, message, .. }] if code == "forbidden" && message.contains("game/nba-2/state")),
         "{got:?}"
     );
     assert_eq!(c.session.patterns(), 0, "nothing of a refused sub is applied");
@@ -390,4 +390,38 @@ fn a_sub_outside_the_callers_scopes_is_refused_whole() {
     let mut anon = Client::with(&fanout, Principal::anonymous(), &["games"]);
     anon.send(r##"{"op":"sub","topics":["#"]}"##);
     assert!(matches!(&anon.read()[..], [ServerMsg::Error { code, .. }] if code == "forbidden"));
+}
+
+#[test]
+fn op_ids_are_echoed_in_replies_and_errors() {
+    let mut c = Client::new(cfg(16, 16));
+    c.send(r#"{"op":"sub","topics":["games"],"id":1}"#);
+    c.send(r#"{"op":"sub","topics":["a//b"],"id":"two"}"#);
+    c.send(r#"{"op":"unsub","topics":["games"],"id":3}"#);
+    c.send(r#"{"op":"ping","id":"four"}"#);
+    c.send(r#"{"op":"ping"}"#);
+    let got = c.read();
+    let ids: Vec<Option<OpId>> = got
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Subscribed { id, .. }
+            | ServerMsg::Unsubscribed { id, .. }
+            | ServerMsg::Pong { id }
+            | ServerMsg::Error { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    // Control replies (errors, pongs) jump the queue; sort by what each answers.
+    for want in [
+        Some(OpId::Num(1)),
+        Some(OpId::Text("two".into())),
+        Some(OpId::Num(3)),
+        Some(OpId::Text("four".into())),
+        None,
+    ] {
+        assert!(ids.contains(&want), "{want:?} in {got:?}");
+    }
+    assert!(got.iter().any(|m| matches!(m, ServerMsg::Error { code, id: Some(OpId::Text(t)), .. } if code == "bad_pattern" && t == "two")));
+    c.send(&format!(r#"{{"op":"ping","id":"{}"}}"#, "x".repeat(65)));
+    assert!(matches!(&c.read()[..], [ServerMsg::Error { code, .. }] if code == "bad_op"));
 }
