@@ -265,7 +265,9 @@ async fn oversized_strings_are_refused_naming_the_field_and_cost_no_memory() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(server.metric(metric).await - before_rejects, 399.0);
-    let grown = rss_kib().saturating_sub(before);
+    let after = rss_kib();
+    let grown = after.saturating_sub(before);
+    eprintln!("oversized strings: RSS {before} -> {after} KiB (grew {grown} KiB)");
     assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
     // The game itself goes on with its next good event.
     let mut next = good[1].clone();

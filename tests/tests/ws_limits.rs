@@ -64,8 +64,9 @@ async fn a_client_that_floods_pings_and_never_reads_holds_bounded_memory() {
     ws.flush().await.unwrap();
     // The server read them all: a ping op sent after them is answered once we read.
     ws.send(Message::text(r#"{"op":"ping"}"#)).await.unwrap();
-    let grown = rss_kib().saturating_sub(before);
-    eprintln!("ping flood: RSS grew {grown} KiB");
+    let after = rss_kib();
+    let grown = after.saturating_sub(before);
+    eprintln!("ping flood: RSS {before} -> {after} KiB (grew {grown} KiB)");
     assert!(grown < 24 * 1024, "RSS grew {grown} KiB under a ping flood");
     assert!(pong(&mut ws).await, "the session still answers after the flood");
     server.shutdown().await;
@@ -88,8 +89,9 @@ async fn a_client_that_floods_ops_without_reading_is_paused_not_buffered() {
     // The server stops reading once its replies reach the budget, so the client's writes
     // block on TCP flow control: the flood does not finish while nobody reads.
     let finished = tokio::time::timeout(std::time::Duration::from_secs(5), flood).await.is_ok();
-    let grown = rss_kib().saturating_sub(before);
-    eprintln!("op flood: RSS grew {grown} KiB");
+    let after = rss_kib();
+    let grown = after.saturating_sub(before);
+    eprintln!("op flood: RSS {before} -> {after} KiB (grew {grown} KiB)");
     assert!(grown < 24 * 1024, "RSS grew {grown} KiB under an op flood");
     assert!(!finished, "the server read 2,000,000 ops whose replies nobody read");
     // Reading again lets the session go on.
