@@ -51,6 +51,18 @@ async fn sub(s: &mut Subscriber, pattern: &str) -> Result<(), String> {
     s.subscribe_and_wait(&[pattern], Mode::Latest).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// Reads the session to its end; whether an `error` with `code` came before the close.
+async fn told_then_closed(s: &mut Subscriber, code: &str) -> bool {
+    let mut told = false;
+    loop {
+        match tokio::time::timeout(WAIT, s.next()).await.unwrap() {
+            Ok(ServerMsg::Error { code: c, .. }) if c == code => told = true,
+            Ok(_) => {}
+            Err(_) => return told,
+        }
+    }
+}
+
 fn ws_url_with(server: &TestServer, token: &str) -> String {
     format!("{}?token={token}", server.ws_url())
 }
@@ -195,14 +207,7 @@ async fn revoking_a_key_closes_its_connections_and_is_audited() {
         other => panic!("{other:?}"),
     }
     // The subscriber is told and closed.
-    let mut told = false;
-    loop {
-        match tokio::time::timeout(WAIT, s.next()).await.unwrap() {
-            Ok(ServerMsg::Error { code, .. }) if code == "key_revoked" => told = true,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    let told = told_then_closed(&mut s, "key_revoked").await;
     assert!(told, "the subscriber was told why");
     // Neither key works any more.
     assert!(publisher_with(&server, &pub_key).await.unwrap_err().contains("auth_failed"));
@@ -321,14 +326,7 @@ async fn jwts_are_checked_and_expire_mid_session() {
     let short = hs(&claims(now() + 2));
     let mut s = Subscriber::connect(&ws_url_with(&server, &short)).await.unwrap();
     sub(&mut s, "game/j-1/state").await.unwrap();
-    let mut told = false;
-    loop {
-        match tokio::time::timeout(WAIT, s.next()).await.unwrap() {
-            Ok(ServerMsg::Error { code, .. }) if code == "token_expired" => told = true,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
+    let told = told_then_closed(&mut s, "token_expired").await;
     assert!(told, "told the token expired");
     server.shutdown().await;
 }
