@@ -141,6 +141,9 @@ pub struct ServerConfig {
     /// Seconds a client has to send a request's headers; past it the connection is closed.
     /// Default 10.
     pub http_header_timeout_secs: u64,
+    /// Serve the HTTP port (API, dashboard, `/ws` → `wss://`) over TLS with the QUIC
+    /// certificate (`tls_cert`/`tls_key`, or the self-signed one). Default false.
+    pub http_tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +152,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             max_http_connections: 1024,
             http_header_timeout_secs: 10,
+            http_tls: false,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             tls_cert: None,

@@ -266,8 +266,12 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
     };
     let (http_cfg, http_shutdown, http_tasks) =
         (config.server.clone(), shutdown_rx.clone(), app.tasks.clone());
+    let http_tls = match config.server.http_tls {
+        true => Some(ingest::tls::http_config(&tls)?),
+        false => None,
+    };
     tasks.push(tokio::spawn(async move {
-        api::serve::serve(http, api::router(app), &http_cfg, http_shutdown, http_tasks).await;
+        api::serve::serve(http, api::router(app), &http_cfg, http_tls, http_shutdown, http_tasks).await;
     }));
     let upkeep = tokio::spawn(metrics::upkeep(prometheus));
     let watcher =

@@ -409,3 +409,44 @@ async fn cors_answers_only_the_allowed_origins() {
     assert!(!other.contains("access-control-allow-origin"), "{other}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_port_serves_https_and_wss_with_the_quic_certificate() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| c.server.http_tls = true).await;
+    let addr = server.running().http_addr;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(server.running().cert_der.clone())).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let dial = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        connector.connect(name.clone(), tcp).await.unwrap()
+    };
+
+    let mut tls = dial().await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200") && text.contains(r#"{"status":"ok"}"#), "{text}");
+
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/ws", dial().await).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(r#"{"op":"sub","topics":["games"],"id":1}"#))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert!(reply.to_text().unwrap().contains(r#""op":"subscribed""#), "{reply:?}");
+
+    // Plain HTTP on the TLS port gets no answer.
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 0);
+    server.shutdown().await;
+}

@@ -22,9 +22,11 @@ pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     cfg: &ServerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     tasks: Tracker,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(cfg.max_http_connections));
     let header_timeout = Duration::from_secs(cfg.http_header_timeout_secs);
     loop {
@@ -51,26 +53,49 @@ pub async fn serve(
         // Handlers learn the peer address (per-address limits, backoff, audit) from this.
         let service =
             TowerToHyperService::new(router.clone().layer(axum::Extension(super::admin::Peer(peer))));
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::debug!(error = %e, "HTTP connection ended");
+            match acceptor {
+                None => drive(tcp, service, header_timeout, stop).await,
+                Some(acceptor) => {
+                    // The TLS handshake is held to the same clock as the headers.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => drive(tls, service, header_timeout, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends or shutdown asks it to finish.
+async fn drive<S>(
+    io: S,
+    service: TowerToHyperService<axum::Router>,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => {
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

@@ -128,6 +128,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     opts.open(path)?.write_all(bytes)
 }
 
+/// The HTTP port's TLS configuration (`server.http_tls`): the same certificate as QUIC,
+/// TLS 1.2 and 1.3, ALPN `http/1.1` (WebSocket upgrades ride on HTTP/1.1).
+pub fn http_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(tls.certs.clone(), tls.key.clone_key())?;
+    crypto.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(crypto))
+}
+
 /// The quinn server configuration: TLS 1.3 only, ALPN `opensports/1`.
 pub fn server_config(tls: &TlsMaterial, max_uni_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
