@@ -187,6 +187,13 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
             Some(Ok(Message::Text(text))) => session.on_text(&text),
             Some(Ok(Message::Binary(_))) => session.on_binary(),
             Some(Ok(Message::Close(_))) | None => break,
+            // Reading a ping queues its pong; with the write buffer full of pongs the client
+            // has not read, the read reports it. The pong waits (the buffer is bounded); the
+            // session goes on once the client reads, and the reader backs off meanwhile.
+            Some(Err(tokio_tungstenite::tungstenite::Error::WriteBufferFull(_))) => {
+                metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_write_buffer").increment(1);
+                tokio::time::sleep(WRITE_FULL_PAUSE).await;
+            }
             Some(Err(e)) => {
                 if let Some((code, reason, label)) = close_for(&e) {
                     metrics::counter!(m::WS_ERRORS_TOTAL, "code" => label).increment(1);
@@ -212,6 +219,9 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
     }
     metrics::gauge!(m::WS_SESSIONS).decrement(1.0);
 }
+
+/// How long the reader waits after a read found the write buffer full.
+const WRITE_FULL_PAUSE: Duration = Duration::from_millis(10);
 
 /// How long a closing session waits for its writer to send what is left.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
