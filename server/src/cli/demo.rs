@@ -120,3 +120,20 @@ fn first_admin_key(auth: &crate::auth::Auth) -> anyhow::Result<Option<String>> {
         crate::auth::NewKey { name: "demo-admin".into(), role: crate::auth::Role::Admin, scopes: vec![] };
     Ok(Some(auth.create_key(new, "demo", None)?.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_makes_one_admin_key_on_a_data_dirs_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::AuthConfig::default();
+        let auth = crate::auth::Auth::open(&cfg, dir.path(), &[]).unwrap();
+        let key = first_admin_key(&auth).unwrap().expect("a key on the first run");
+        assert!(auth.bearer(&key).unwrap().is_admin());
+        assert_eq!(first_admin_key(&auth).unwrap(), None, "printed once: none on later runs");
+        assert_eq!(random_token().unwrap().len(), 48);
+        assert_ne!(random_token().unwrap(), random_token().unwrap());
+    }
+}
