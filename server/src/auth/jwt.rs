@@ -82,19 +82,16 @@ impl JwtKeys {
                 .map_err(|e| JwtConfigError { field, problem: e.to_string() })?;
             keys.hs256 = Some(key);
         }
+        let pem_key = |field: &'static str,
+                       path: &std::path::Path,
+                       parse: fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>| {
+            parse(&read(field, path)?).map_err(|e| JwtConfigError { field, problem: e.to_string() })
+        };
         if let Some(path) = &cfg.jwt_rs256_public_key {
-            let field = "auth.jwt_rs256_public_key";
-            let pem = read(field, path)?;
-            let key = DecodingKey::from_rsa_pem(&pem)
-                .map_err(|e| JwtConfigError { field, problem: e.to_string() })?;
-            keys.rs256 = Some(key);
+            keys.rs256 = Some(pem_key("auth.jwt_rs256_public_key", path, DecodingKey::from_rsa_pem)?);
         }
         if let Some(path) = &cfg.jwt_eddsa_public_key {
-            let field = "auth.jwt_eddsa_public_key";
-            let pem = read(field, path)?;
-            let key = DecodingKey::from_ed_pem(&pem)
-                .map_err(|e| JwtConfigError { field, problem: e.to_string() })?;
-            keys.eddsa = Some(key);
+            keys.eddsa = Some(pem_key("auth.jwt_eddsa_public_key", path, DecodingKey::from_ed_pem)?);
         }
         Ok(keys)
     }

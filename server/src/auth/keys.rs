@@ -15,7 +15,6 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::scope::{Role, valid_game_pattern};
 
@@ -196,7 +195,7 @@ impl KeyStore {
             name: new.name,
             role: new.role,
             scopes: new.scopes,
-            created_ms: now_ms(),
+            created_ms: crate::store::now_ms(),
             created_by: actor.into(),
             revoked_ms: None,
             digest: hex_digest(&key),
@@ -215,7 +214,7 @@ impl KeyStore {
             return Ok((*old).clone());
         }
         let mut rec = (*old).clone();
-        rec.revoked_ms = Some(now_ms());
+        rec.revoked_ms = Some(crate::store::now_ms());
         let audit = entry(actor, "key.revoke", id, public_view(&old), public_view(&rec), remote);
         self.write(&rec, audit)?;
         Ok(rec)
@@ -234,9 +233,7 @@ impl KeyStore {
     pub fn verify(&self, key: &str) -> Option<Arc<KeyRecord>> {
         let id = key.strip_prefix(KEY_PREFIX)?.split('_').next()?;
         let rec = self.keys.read().get(id).cloned()?;
-        let (want, got) = (rec.digest.as_bytes(), hex_digest(key));
-        let same = want.len() == got.len()
-            && want.iter().zip(got.as_bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        let same = super::ct_eq(rec.digest.as_bytes(), hex_digest(key).as_bytes());
         (same && rec.revoked_ms.is_none()).then_some(rec)
     }
 
@@ -292,7 +289,7 @@ pub fn entry(
 ) -> AuditEntry {
     AuditEntry {
         id: 0,
-        at_ms: now_ms(),
+        at_ms: crate::store::now_ms(),
         actor: actor.into(),
         action: action.into(),
         target: target.into(),
@@ -311,11 +308,7 @@ pub fn public_view(rec: &KeyRecord) -> serde_json::Value {
 }
 
 fn hex_digest(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    super::digest(key).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

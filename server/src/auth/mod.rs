@@ -207,14 +207,14 @@ fn principal(rec: &KeyRecord) -> Principal {
     }
 }
 
-fn digest(s: &str) -> [u8; 32] {
+pub(crate) fn digest(s: &str) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(s.as_bytes()).into()
 }
 
-/// Fixed-length digests compared without an early exit.
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Digests (fixed length) compared without an early exit.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Seconds since the Unix epoch.
