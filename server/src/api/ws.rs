@@ -279,6 +279,7 @@ async fn write_loop(
     let sent_messages = metrics::counter!(m::WS_MESSAGES_SENT_TOTAL);
     let sent_frames = metrics::counter!(m::WS_FRAMES_SENT_TOTAL);
     let delivery = metrics::histogram!(m::FANOUT_DELIVERY_SECONDS);
+    let age = metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[3]);
     loop {
         items.clear();
         let open = outbox.drain(&mut items);
@@ -318,6 +319,9 @@ async fn write_loop(
         }
         if let Some(at) = framed.oldest {
             delivery.record(at.elapsed().as_secs_f64());
+        }
+        if let Some(ts) = framed.oldest_ts {
+            age.record(m::age_secs(ts));
         }
     }
 }

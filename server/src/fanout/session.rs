@@ -189,6 +189,8 @@ pub struct Framed {
     pub messages: usize,
     /// When the oldest live publication among them was published (delivery histogram).
     pub oldest: Option<Instant>,
+    /// The smallest source ts among the live publications (event-age histogram).
+    pub oldest_ts: Option<i64>,
 }
 
 /// The writer side of a session: turns what was drained from the outbox into text frames.
@@ -213,7 +215,7 @@ impl Framer {
     /// `max_batch_bytes`, each message copied once into the batch.
     pub fn frames(&mut self, items: &mut Vec<Item>, outbox: &Outbox, frames: &mut Vec<Utf8Bytes>) -> Framed {
         self.out.clear();
-        let mut oldest: Option<Instant> = None;
+        let (mut oldest, mut oldest_ts): (Option<Instant>, Option<i64>) = (None, None);
         for item in items.drain(..) {
             match item {
                 Item::Msg(p) => {
@@ -224,6 +226,7 @@ impl Framer {
                         self.resynced.remove(&p.topic);
                     }
                     oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
+                    oldest_ts = Some(oldest_ts.map_or(p.ts, |o| o.min(p.ts)));
                     self.out.push(Item::Msg(p));
                 }
                 Item::Snapshot(p) => self.out.push(Item::Frame(p.snapshot_frame())),
@@ -254,7 +257,7 @@ impl Framer {
         if first < self.out.len() {
             frames.push(batch(&self.out[first..]));
         }
-        Framed { messages: self.out.len(), oldest }
+        Framed { messages: self.out.len(), oldest, oldest_ts }
     }
 }
 

@@ -96,6 +96,8 @@ pub enum Verdict {
     /// commit, or once queued with the log off.
     Accept {
         event: Event,
+        /// The pipeline shard that owns the game.
+        shard: usize,
         /// Events of the game missing (never received) now.
         missing: u64,
         /// The event jumped past seqs never received: tell the publisher (`gap`).
@@ -157,19 +159,22 @@ impl StreamState {
             let msg = format!("{} may not write game {}", p.id, event.game);
             return reject(Some(event.game), Some(event.seq), reason::FORBIDDEN, msg);
         }
-        let new_game = !rules.directory.contains(&event.game);
+        let new_game = rules.directory.get(&event.game).is_none();
         if new_game && !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
             let msg =
                 format!("{} holds {} games already (auth.max_games_per_key)", p.id, rules.max_games_per_key);
             return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
         }
-        if let Err(code) = rules.directory.admit(&event.game, event.sport()) {
-            let msg = match code {
-                reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
-                _ => "the server holds its maximum number of games".to_string(),
-            };
-            return reject(Some(event.game), Some(event.seq), code, msg);
-        }
+        let shard = match rules.directory.admit(&event.game, event.sport()) {
+            Ok(shard) => shard,
+            Err(code) => {
+                let msg = match code {
+                    reason::SPORT_MISMATCH => format!("game {} is not a {} game", event.game, event.sport()),
+                    _ => "the server holds its maximum number of games".to_string(),
+                };
+                return reject(Some(event.game), Some(event.seq), code, msg);
+            }
+        };
         if new_game {
             rules.owners.claim(&event.game, &p.id);
         }
@@ -183,9 +188,11 @@ impl StreamState {
             self.game = Some(event.game.clone());
         }
         match verdict {
-            Seq::New => Verdict::Accept { event, missing, gap: None, fill: false },
-            Seq::Fill => Verdict::Accept { event, missing, gap: None, fill: true },
-            Seq::Gap { from, to } => Verdict::Accept { event, missing, gap: Some((from, to)), fill: false },
+            Seq::New => Verdict::Accept { event, shard, missing, gap: None, fill: false },
+            Seq::Fill => Verdict::Accept { event, shard, missing, gap: None, fill: true },
+            Seq::Gap { from, to } => {
+                Verdict::Accept { event, shard, missing, gap: Some((from, to)), fill: false }
+            }
             Seq::Duplicate => Verdict::Duplicate { game: event.game, seq: event.seq },
         }
     }

@@ -34,6 +34,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let mut state = StreamState::new(who);
     let ack: Arc<dyn AckSink> = control.clone();
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
+    let age = metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[0]);
     let frame_timeout = Duration::from_secs(ctx.cfg.frame_timeout_secs);
     loop {
         let read = read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf, frame_timeout).await;
@@ -42,8 +43,9 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
             Ok(Some(codec)) => state.on_frame(ctx.rules(), Ok((*codec, &buf))),
             Err(e) => state.on_frame(ctx.rules(), Err(e)),
         };
-        let (event, missing) = match verdict {
-            Verdict::Accept { event, missing, gap, fill } => {
+        let (event, shard, missing) = match verdict {
+            Verdict::Accept { event, shard, missing, gap, fill } => {
+                age.record(m::age_secs(event.ts));
                 if fill {
                     metrics::counter!(m::INGEST_GAP_FILLS_TOTAL).increment(1);
                 }
@@ -51,7 +53,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                     metrics::counter!(m::INGEST_GAPS_TOTAL).increment(1);
                     control.send(Control::Gap { game: event.game.clone(), from, to });
                 }
-                (event, missing)
+                (event, shard, missing)
             }
             Verdict::Duplicate { game, seq } => {
                 // A retry of an accepted event: nothing to process, but the publisher needs
@@ -84,7 +86,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 }
             }
         }
-        let (seq, shard) = (event.seq, ctx.pipeline.shard_of(&event.game));
+        let seq = event.seq;
         // With the log on, archived once, here: the log stores these bytes and plugins read them.
         let archived = match &ctx.store {
             None => None,

@@ -25,7 +25,6 @@ mod shard;
 pub mod state;
 pub mod winprob;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -107,7 +106,7 @@ pub struct Stopped;
 impl Pipeline {
     pub fn start(config: &Config, parts: Parts) -> std::io::Result<Arc<Pipeline>> {
         let Parts { fanout, plugins, models, store, ratings, on_evict } = parts;
-        let directory = Arc::new(GameDirectory::new(config.pipeline.max_games));
+        let directory = Arc::new(GameDirectory::new(config.pipeline.max_games, config.shard_count()));
         let games = Arc::new(GamesTopic::new(fanout.clone()));
         let on_evict = Arc::new(on_evict);
         let mut senders = Vec::new();
@@ -146,13 +145,6 @@ impl Pipeline {
 
     pub fn ratings(&self) -> &Arc<Ratings> {
         &self.ratings
-    }
-
-    /// The shard that owns `game`. A fixed-key hash: stable across runs and processes.
-    pub fn shard_of(&self, game: &str) -> usize {
-        let mut h = std::hash::DefaultHasher::new();
-        game.hash(&mut h);
-        (h.finish() % self.senders.len() as u64) as usize
     }
 
     /// Queues an event without waiting.

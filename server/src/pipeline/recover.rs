@@ -43,12 +43,14 @@ pub fn recover(
             tracing::warn!(game, sport = meta.sport, "unknown sport in the log; game not recovered");
             continue;
         };
-        if let Err(code) = pipeline.directory().admit(&game, sport) {
-            tracing::warn!(game, code, "game not recovered");
-            continue;
-        }
+        let shard = match pipeline.directory().admit(&game, sport) {
+            Ok(shard) => shard,
+            Err(code) => {
+                tracing::warn!(game, code, "game not recovered");
+                continue;
+            }
+        };
         pipeline.ratings().restore_game(&game, meta.elo_diff, meta.rated);
-        let shard = pipeline.shard_of(&game);
         store.replay_game(&game, &mut |seq, event, archived| {
             let missing = sequence(&game, seq);
             let item = Ingested { event, archived: Some(archived), received: Instant::now(), missing };

@@ -49,19 +49,22 @@ pub(crate) struct Out {
     pub buf: Vec<u8>,
     /// Publications made while draining the queue, published together.
     pub batch: Batch,
-    /// Ingest times of the events whose publications are in `batch`: their latency is taken
-    /// when the batch goes out.
-    staged: Vec<Instant>,
+    /// Ingest times and source ts of the events whose publications are in `batch`: their
+    /// latency and age are taken when the batch goes out.
+    staged: Vec<(Instant, i64)>,
     /// Ingest → published.
     latency: metrics::Histogram,
+    /// Event age when published.
+    age: metrics::Histogram,
 }
 
 impl Out {
     /// Publishes what is staged and records each staged event's ingest → published latency.
     fn publish(&mut self) {
         self.fanout.publish_batch(&mut self.batch);
-        for received in self.staged.drain(..) {
+        for (received, ts) in self.staged.drain(..) {
             self.latency.record(received.elapsed().as_secs_f64());
+            self.age.record(m::age_secs(ts));
         }
     }
 }
@@ -99,6 +102,8 @@ pub(super) struct Shard {
     max_history: usize,
     /// Ingest → shard dequeue.
     queued: metrics::Histogram,
+    /// Event age when the shard takes it.
+    age: metrics::Histogram,
 }
 
 impl Shard {
@@ -114,6 +119,7 @@ impl Shard {
             batch: Batch::default(),
             staged: Vec::with_capacity(MAX_BATCH),
             latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
+            age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[2]),
         };
         Shard {
             rx,
@@ -124,6 +130,7 @@ impl Shard {
             ttl: Duration::from_secs(config.pipeline.ended_game_ttl_secs),
             max_history: config.plugins.max_history_events,
             queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
+            age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[1]),
         }
     }
 
@@ -155,6 +162,7 @@ impl Shard {
     /// One event through every stage.
     fn handle(&mut self, item: Ingested) {
         self.queued.record(item.received.elapsed().as_secs_f64());
+        self.age.record(m::age_secs(item.event.ts));
         let Ingested { event, archived, received, missing } = item;
         if !self.games.contains_key(&event.game) {
             let game = Game {
@@ -171,7 +179,7 @@ impl Shard {
         let s = &self.shared;
         core_state(game, &event, missing, &mut self.out);
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
-        self.out.staged.push(received);
+        self.out.staged.push((received, event.ts));
         summary(game, event.ts, &s.games);
         game_end(game, &s.ratings, s.store.as_deref());
         if !self.plugins.is_empty() {

@@ -14,7 +14,7 @@ struct World {
 impl World {
     fn new(max_games: usize) -> World {
         World {
-            directory: GameDirectory::new(max_games),
+            directory: GameDirectory::new(max_games, 2),
             seqs: Sequencer::default(),
             owners: GameOwners::default(),
             max_games_per_key: usize::MAX,
