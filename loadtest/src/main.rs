@@ -469,13 +469,7 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                 let mut sub = nats::Sub::connect(ws_url, subject).await?;
                 tokio::spawn(async move {
                     while r.received < expected {
-                        let on_msg = |p: &[u8]| {
-                            let ts = std::str::from_utf8(p)
-                                .ok()
-                                .and_then(|p| scan::int_after(p, r#""ts":"#))
-                                .map_or(0, |(ts, _)| ts);
-                            record(&mut r, ts);
-                        };
+                        let on_msg = |p: &[u8]| record(&mut r, scan::event_ts(p));
                         if !matches!(sub.next_frame(idle, on_msg).await, Ok(true)) {
                             break;
                         }
