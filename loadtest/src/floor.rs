@@ -2,7 +2,7 @@
 //! `tokio::sync::broadcast` (capacity 65,536) → every WebSocket, which feeds everything queued
 //! and flushes once (design.md's floor, as `../shared/anchor-bench`'s `quic_relay`). It speaks
 //! just enough of the protocol for the same publishers and subscribers: hello/welcome, a cumulative
-//! ack per event, `subscribed` after any `sub` (it ignores patterns and sends everything), and
+//! ack per read of the stream, `subscribed` after any `sub` (it ignores patterns and sends everything), and
 //! `msg` frames with a per-game seq.
 
 use std::collections::HashMap;
@@ -76,11 +76,13 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                     return;
                 }
                 let send = Arc::new(Mutex::new(send));
-                while let Ok(mut uni) = conn.accept_uni().await {
+                while let Ok(uni) = conn.accept_uni().await {
                     let (tx, seqs, send) = (tx.clone(), seqs.clone(), send.clone());
                     tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        let mut out = Vec::new();
+                        let (mut buf, mut out) = (Vec::new(), Vec::new());
+                        // Many frames per read, and one cumulative ack per read's worth (what
+                        // the server's ack after a group commit amounts to).
+                        let mut uni = tokio::io::BufReader::with_capacity(64 * 1024, uni);
                         while let Ok(Some(_)) = read_frame(&mut uni, 65_536, &mut buf, FRAME_TIMEOUT).await {
                             let Ok(ids) = serde_json::from_slice::<Ids>(&buf) else { continue };
                             let seq = {
@@ -96,6 +98,9 @@ pub async fn start(data_dir: &std::path::Path) -> anyhow::Result<Floor> {
                                 String::from_utf8_lossy(&buf)
                             );
                             let _ = tx.send(Utf8Bytes::from(frame));
+                            if !uni.buffer().is_empty() {
+                                continue;
+                            }
                             out.clear();
                             let ack = Control::Ack { game: ids.game, seq: ids.seq };
                             if codec::write_json_frame(&mut out, &ack).is_ok() {
