@@ -110,7 +110,8 @@ impl Sub {
     /// Connects, subscribes to `subject`, and returns once the server has the subscription
     /// (its PONG to our PING, which NATS sends after processing the SUB before it).
     pub async fn connect(ws_url: &str, subject: &str) -> anyhow::Result<Sub> {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+        let config = Some(crate::scan::ws_config());
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(ws_url, config, true).await?;
         let mut sub = Sub { ws, partial: Vec::with_capacity(1 << 16) };
         let hello = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\nSUB {subject} 1\r\nPING\r\n"
