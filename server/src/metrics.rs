@@ -232,7 +232,8 @@ const AGE_BUCKETS: [f64; 56] = {
     let mut b = [0.0; 56];
     let mut i = 0;
     while i < 56 {
-        b[i] = if i < 40 { (i + 1) as f64 * 25e-6 } else { TAIL[i - 40] };
+        // A quotient of integers is the double nearest the decimal: `le` prints as written.
+        b[i] = if i < 40 { (i + 1) as f64 * 25.0 / 1e6 } else { TAIL[i - 40] };
         i += 1;
     }
     b

@@ -377,3 +377,55 @@ async fn more_games_than_the_stream_limit_all_get_through() {
     }
     server.shutdown().await;
 }
+
+/// Samples of `opensports_event_age_seconds{stage}` at or under `le` seconds, and in all.
+fn age_counts(metrics: &str, stage: &str, le: f64) -> (f64, f64) {
+    let prefix = format!("opensports_event_age_seconds_bucket{{stage=\"{stage}\",le=\"");
+    let (mut under, mut all) = (0.0, 0.0);
+    for line in metrics.lines().filter_map(|l| l.strip_prefix(&prefix)) {
+        let Some((bound, rest)) = line.split_once('"') else { continue };
+        let count: f64 = rest.rsplit(' ').next().and_then(|c| c.parse().ok()).unwrap_or(0.0);
+        if bound == "+Inf" {
+            all = count;
+        } else if bound.parse::<f64>() == Ok(le) {
+            under = count;
+        }
+    }
+    (under, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hop_takes_the_event_age_from_its_source_ts() {
+    let server = TestServer::start().await;
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/+/state"], Mode::All).await.unwrap();
+    let now_us =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    // Five events stamped in 2023 and five stamped now, in two games.
+    let old: Vec<Event> = sim_events(Sport::Basketball, 4, SIM_START_US).into_iter().take(5).collect();
+    let fresh: Vec<Event> = sim_events(Sport::Basketball, 5, now_us).into_iter().take(5).collect();
+    assert_ne!(old[0].game, fresh[0].game);
+    let mut publisher = server.publisher().await;
+    for batch in [&old, &fresh] {
+        for e in batch {
+            publisher.send(e).await.unwrap();
+        }
+        publisher.flush(WAIT).await.unwrap();
+        let (game, seq) = (batch[0].game.clone(), batch[4].seq);
+        read_until(
+            &mut sub,
+            WAIT,
+            |m| matches!(m, ServerMsg::Msg(p) if p.topic.contains(&game) && p.data["last_seq"] == seq),
+        )
+        .await;
+    }
+    let (_, metrics) = server.get("/metrics").await;
+    for stage in ["read", "shard", "published"] {
+        let (under_10s, all) = age_counts(&metrics, stage, 10.0);
+        assert_eq!(all, 10.0, "{stage}: one age per event");
+        assert_eq!(under_10s, 5.0, "{stage}: the fresh events are seconds old, the 2023 ones years");
+    }
+    let (under_10s, all) = age_counts(&metrics, "flushed", 10.0);
+    assert!(under_10s >= 1.0 && all > under_10s, "flushed: {under_10s} of {all} writes under 10 s");
+    server.shutdown().await;
+}
