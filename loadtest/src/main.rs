@@ -198,6 +198,10 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
     }
     let compare = !(args.suite && plan.processing);
     let which = if args.suite && compare { "both" } else { args.baseline.as_str() };
+    anyhow::ensure!(
+        !plan.mix || which == "none",
+        "the baselines have no `latest` mode or topic mix: compare them with `relay`, not `mix`"
+    );
     for name in baselines(which) {
         let (b, out) = baseline(name, plan).await?;
         b.print();
