@@ -179,6 +179,12 @@ async fn main() -> anyhow::Result<()> {
 /// One preset against ours, then its baselines and the anchor as asked (all of them in
 /// `--suite`, but `full`, whose reference is `relay`), printed and plotted.
 async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyhow::Result<suite::Row> {
+    let compare = !(args.suite && plan.processing);
+    let which = if args.suite && compare { "both" } else { args.baseline.as_str() };
+    anyhow::ensure!(
+        !plan.mix || which == "none",
+        "the baselines have no `latest` mode or topic mix: compare them with `relay`, not `mix`"
+    );
     let Run { report: rep, outcome: Outcome { sent, acked, results, .. }, stages, hops } =
         run_ours(plan).await?;
     rep.print();
@@ -196,12 +202,6 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
         println!("ratio with / without slow consumers (the others' latency): {}", rep.ratios(&base));
         others.push(("opensports without slow consumers".to_string(), base));
     }
-    let compare = !(args.suite && plan.processing);
-    let which = if args.suite && compare { "both" } else { args.baseline.as_str() };
-    anyhow::ensure!(
-        !plan.mix || which == "none",
-        "the baselines have no `latest` mode or topic mix: compare them with `relay`, not `mix`"
-    );
     for name in baselines(which) {
         let (b, out) = baseline(name, plan).await?;
         b.print();
