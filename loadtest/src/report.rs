@@ -130,13 +130,8 @@ impl Report {
     /// also the server's CPU ms per 1,000 deliveries (what fanout is judged on).
     pub fn cell(&self, per_1k: bool) -> String {
         let pct = if self.expected > 0 { self.delivered as f64 * 100.0 / self.expected as f64 } else { 0.0 };
-        let mut c = format!(
-            "p50 {:.3} / p99 {:.3} ms, {pct:.1}%, CPU {:.0}%, {:.0} MiB",
-            self.ms(0.5),
-            self.ms(0.99),
-            self.server.percent,
-            self.server.rss_peak_mib
-        );
+        let (p50, p99) = self.p50_p99();
+        let mut c = cell(p50, p99, pct, self.server.percent, self.server.rss_peak_mib);
         if per_1k && self.delivered > 0 {
             c += &format!(", {:.3} CPU ms / 1k deliveries", self.server.secs * 1e6 / self.delivered as f64);
         }
@@ -200,6 +195,11 @@ impl Report {
         })
         .to_string()
     }
+}
+
+/// A table cell of any target's figures: latency (ms), delivered %, server CPU % and RSS (MiB).
+pub fn cell(p50: f64, p99: f64, delivered_pct: f64, cpu_pct: f64, rss_mib: f64) -> String {
+    format!("p50 {p50:.3} / p99 {p99:.3} ms, {delivered_pct:.1}%, CPU {cpu_pct:.0}%, {rss_mib:.0} MiB")
 }
 
 /// `(count, p50, p99)` in ms of a server histogram in Prometheus text, its buckets summed over

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::anchor::Anchor;
-use crate::report::{Line, Report};
+use crate::report::{self, Line, Report};
 
 /// What the suite runs, in order.
 pub const PRESETS: [&str; 4] = ["light", "relay", "fanout", "full"];
@@ -66,10 +66,7 @@ fn markdown(rows: &[Row]) -> String {
         };
         let anchor = |name: &str| {
             r.anchors.iter().find(|a| a.which == name).map_or("—".to_string(), |a| {
-                format!(
-                    "p50 {:.3} / p99 {:.3} ms, {:.1}%, CPU {:.0}%, {:.0} MiB",
-                    a.p50_ms, a.p99_ms, a.delivered_pct, a.server_cpu_pct, a.server_rss_mib
-                )
+                report::cell(a.p50_ms, a.p99_ms, a.delivered_pct, a.server_cpu_pct, a.server_rss_mib)
             })
         };
         let (p50, p99) = r.ours.p50_p99();

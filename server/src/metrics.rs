@@ -245,8 +245,15 @@ pub const AGE_STAGES: [&str; 4] = ["read", "shard", "published", "flushed"];
 /// Seconds from a source time (µs since the Unix epoch) to now on the wall clock, the one
 /// clock a source, the server and a subscriber on one machine share; 0 for a ts in the future.
 pub fn age_secs(ts_us: i64) -> f64 {
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    age_secs_at(now_us(), ts_us)
+}
+
+/// [`age_secs`] against a wall-clock reading taken once for many events.
+pub fn age_secs_at(now_us: i64, ts_us: i64) -> f64 {
     now_us.saturating_sub(ts_us).max(0) as f64 / 1e6
+}
+
+/// The wall clock in µs since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }

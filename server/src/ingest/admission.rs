@@ -159,13 +159,24 @@ impl StreamState {
             let msg = format!("{} may not write game {}", p.id, event.game);
             return reject(Some(event.game), Some(event.seq), reason::FORBIDDEN, msg);
         }
-        let new_game = rules.directory.get(&event.game).is_none();
-        if new_game && !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
-            let msg =
-                format!("{} holds {} games already (auth.max_games_per_key)", p.id, rules.max_games_per_key);
-            return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
-        }
-        let shard = match rules.directory.admit(&event.game, event.sport()) {
+        // One directory lookup for a known game; a new one is checked against the key's quota
+        // before it is admitted.
+        let known = rules.directory.get(&event.game);
+        let admitted = match known {
+            Some((sport, shard)) if sport == event.sport() => Ok(shard),
+            Some(_) => Err(reason::SPORT_MISMATCH),
+            None => {
+                if !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
+                    let msg = format!(
+                        "{} holds {} games already (auth.max_games_per_key)",
+                        p.id, rules.max_games_per_key
+                    );
+                    return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
+                }
+                rules.directory.admit(&event.game, event.sport())
+            }
+        };
+        let shard = match admitted {
             Ok(shard) => shard,
             Err(code) => {
                 let msg = match code {
@@ -175,7 +186,7 @@ impl StreamState {
                 return reject(Some(event.game), Some(event.seq), code, msg);
             }
         };
-        if new_game {
+        if known.is_none() {
             rules.owners.claim(&event.game, &p.id);
         }
         let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);

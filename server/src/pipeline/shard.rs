@@ -59,12 +59,17 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    /// Publishes what is staged and records each staged event's ingest → published latency.
+    /// Publishes what is staged and records each staged event's ingest → published latency and
+    /// age, against one reading of each clock for the batch.
     fn publish(&mut self) {
         self.fanout.publish_batch(&mut self.batch);
+        if self.staged.is_empty() {
+            return;
+        }
+        let (now, now_us) = (Instant::now(), m::now_us());
         for (received, ts) in self.staged.drain(..) {
-            self.latency.record(received.elapsed().as_secs_f64());
-            self.age.record(m::age_secs(ts));
+            self.latency.record(now.saturating_duration_since(received).as_secs_f64());
+            self.age.record(m::age_secs_at(now_us, ts));
         }
     }
 }
