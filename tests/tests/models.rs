@@ -1,4 +1,5 @@
-//! ONNX models: every shipped model loads in tract and agrees with onnxruntime on a fixed table;
+//! ONNX models: every shipped model loads, runs on the direct evaluator and agrees with
+//! onnxruntime on a fixed table;
 //! broken models are refused with the field at fault; the core win probability is published.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,9 @@ fn every_shipped_model_matches_onnxruntime_to_1e5() {
     let names: Vec<String> = reg.specs().map(|s| s.name.clone()).collect();
     for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp", "nfl_ep"] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        // Every shipped graph is a plain stack: it runs on the direct evaluator (which agreed
+        // with tract at load), and that is what must match onnxruntime below.
+        assert!(reg.get(name).unwrap().direct(), "{name} fell back to tract");
         let table: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(models_dir().join(format!("testdata/{name}.json"))).unwrap(),
         )

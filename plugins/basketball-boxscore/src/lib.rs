@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use opensports_plugin_sdk::proto::basketball::ArchivedEvent as Bk;
 use opensports_plugin_sdk::proto::event::{ArchivedBody, ArchivedEvent, ArchivedSide};
 use opensports_plugin_sdk::{Ctx, Plugin, export_plugin};
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Line {
     pub pts: u32,
     pub fgm: u32,
@@ -50,20 +50,64 @@ impl Line {
     }
 }
 
-#[derive(Serialize)]
+impl Line {
+    /// The counting stats as JSON object entries (`pts` .. `plus_minus`). Written by hand:
+    /// `#[serde(flatten)]` buffers every field through a generic map first, and this runs for
+    /// ten players on every basket.
+    fn entries<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        for (k, v) in [
+            ("pts", self.pts),
+            ("fgm", self.fgm),
+            ("fga", self.fga),
+            ("fg3m", self.fg3m),
+            ("fg3a", self.fg3a),
+            ("ftm", self.ftm),
+            ("fta", self.fta),
+            ("oreb", self.oreb),
+            ("dreb", self.dreb),
+            ("ast", self.ast),
+            ("stl", self.stl),
+            ("blk", self.blk),
+            ("tov", self.tov),
+            ("pf", self.pf),
+        ] {
+            map.serialize_entry(k, &v)?;
+        }
+        map.serialize_entry("plus_minus", &self.plus_minus)
+    }
+}
+
+/// `player/{id}`: who, their side, their line and Game Score.
 struct PlayerOut<'a> {
     player: &'a str,
     side: &'static str,
-    #[serde(flatten)]
     line: &'a Line,
-    game_score: f64,
 }
 
-#[derive(Serialize)]
+impl Serialize for PlayerOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(18))?;
+        map.serialize_entry("player", self.player)?;
+        map.serialize_entry("side", self.side)?;
+        self.line.entries(&mut map)?;
+        map.serialize_entry("game_score", &round1(self.line.game_score()))?;
+        map.end()
+    }
+}
+
+/// `team/{side}`: the side and its summed line.
 struct TeamOut<'a> {
     side: &'static str,
-    #[serde(flatten)]
     line: &'a Line,
+}
+
+impl Serialize for TeamOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(16))?;
+        map.serialize_entry("side", self.side)?;
+        self.line.entries(&mut map)?;
+        map.end()
+    }
 }
 
 fn idx(side: &ArchivedSide) -> usize {
@@ -203,11 +247,13 @@ impl Plugin for Boxscore {
         }
         let changed = std::mem::take(&mut self.changed);
         let mut teams = [false; 2];
+        let mut name = String::new();
         for (s, p) in &changed {
             if let Some(line) = self.players[*s].get(p) {
-                let out =
-                    PlayerOut { player: p, side: SIDES[*s], line, game_score: round1(line.game_score()) };
-                let _ = ctx.emit(&format!("player/{p}"), &out);
+                name.clear();
+                name.push_str("player/");
+                name.push_str(p);
+                let _ = ctx.emit(&name, &PlayerOut { player: p, side: SIDES[*s], line });
                 teams[*s] = true;
             }
         }
@@ -282,6 +328,30 @@ mod tests {
         assert_eq!(last_h1["fg3m"], 4);
         assert_eq!(last_h1["pf"], 2);
         assert_eq!(last_h1["plus_minus"], 12);
+        let keys: Vec<&str> = last_h1.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec![
+            "player",
+            "side",
+            "pts",
+            "fgm",
+            "fga",
+            "fg3m",
+            "fg3a",
+            "ftm",
+            "fta",
+            "oreb",
+            "dreb",
+            "ast",
+            "stl",
+            "blk",
+            "tov",
+            "pf",
+            "plus_minus",
+            "game_score",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys, want, "serde_json's map sorts keys");
+        assert_eq!(last_h1["game_score"], 12.0 + 0.4 * 4.0 - 0.7 * 4.0 - 0.4 * 2.0);
         let alerts: Vec<serde_json::Value> = out
             .iter()
             .filter(|o| o.name == "alert")

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use serde::Serialize;
 
 use crate::event::{Event, InvalidEvent};
+use crate::keys;
 
 /// Bytes of the length prefix.
 pub const LEN_BYTES: usize = 4;
@@ -166,17 +167,48 @@ pub fn decode_event(codec: Codec, body: &[u8]) -> Result<Event, DecodeError> {
 
 /// serde cannot deny unknown fields of a flattened, internally tagged event, so the keys of
 /// the body are compared with the keys the decoded event has (a typo like `clockms` would
-/// otherwise be dropped silently). Keys whose value is `null` stand for absent options.
+/// otherwise be dropped silently). Keys whose value is `null` stand for absent options. Both
+/// key lists are read in place ([`crate::keys`]): this runs on every JSON event.
 fn refuse_unknown_fields(event: &Event, body: &[u8]) -> Result<(), DecodeError> {
-    let input: alloc::collections::BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(json_error)?;
-    let known = serde_json::to_value(event).map_err(json_error)?;
-    let unknown =
-        input.iter().find(|(k, v)| !v.is_null() && k.as_str() != "v" && known.get(k.as_str()).is_none());
+    let mut json = Vec::with_capacity(body.len() + 64);
+    serde_json::to_writer(&mut json, event).map_err(json_error)?;
+    // An event has about a dozen keys: a list on the stack, searched linearly.
+    let mut known: [&[u8]; 48] = [b""; 48];
+    let mut n = 0;
+    keys::each(&json, |k| {
+        if let Some(slot) = known.get_mut(n) {
+            *slot = k.raw;
+            n += 1;
+        }
+        true
+    });
+    let known = &known[..n];
+    let mut unknown = None;
+    keys::each(body, |k| {
+        if k.null || k.raw == b"v" {
+            return true;
+        }
+        let name = if k.escaped() { unescape(k.raw) } else { None };
+        let name = name.as_deref().map_or(k.raw, str::as_bytes);
+        let found = known.contains(&name);
+        if !found {
+            unknown = Some(String::from_utf8_lossy(name).into_owned());
+        }
+        found
+    });
     match unknown {
-        Some((k, _)) => Err(DecodeError::Invalid(InvalidEvent::UnknownField(k.clone()))),
+        Some(k) => Err(DecodeError::Invalid(InvalidEvent::UnknownField(k))),
         None => Ok(()),
     }
+}
+
+/// A key written with escapes, decoded (serde_json writes the event's own keys plainly).
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).ok()
 }
 
 /// Decodes a JSON control-stream or datagram body into `T`.
@@ -298,8 +330,14 @@ mod tests {
         assert!(decode_event(Codec::Json, ok.as_bytes()).is_ok());
         let with_null = alloc::format!(r#"{base},"points":2,"clock_ms":null}}"#);
         assert!(decode_event(Codec::Json, with_null.as_bytes()).is_ok(), "null stands for absent");
+        let escaped = alloc::format!(r#"{base},"points":2,"cl\u006fck_ms":5}}"#);
+        assert!(
+            decode_event(Codec::Json, escaped.as_bytes()).is_ok(),
+            "a key written with escapes is its name"
+        );
         for (body, field) in [
             (alloc::format!(r#"{base},"points":2,"clockms":5}}"#), "clockms"),
+            (alloc::format!(r#"{base},"points":2,"cl\u006fckms":5}}"#), "clockms"),
             (alloc::format!(r#"{base},"points":4}}"#), "points"),
             (alloc::format!(r#"{base},"points":1}}"#), "points"),
         ] {

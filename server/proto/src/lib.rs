@@ -28,6 +28,7 @@ pub mod error_code;
 pub mod event;
 pub mod f1;
 pub mod football;
+pub mod keys;
 pub mod limits;
 pub mod plugin_abi;
 pub mod soccer;

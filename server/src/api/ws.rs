@@ -37,6 +37,10 @@ use opensports_proto::error_code::reason;
 const HARD_MESSAGE_CAP: usize = 1 << 20;
 /// Bytes tungstenite buffers before writing to the socket; its bound is this plus [`MAX_OUT_MESSAGE`].
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Bytes tungstenite reads from the socket at a time. Clients send small ops, and tungstenite
+/// zero-fills this much before every read and keeps it per connection (its default, 128 KiB,
+/// is 125 MiB of resident memory at 1,000 subscribers); a larger message still arrives whole.
+const READ_BUFFER: usize = 4 * 1024;
 /// Largest single message the server sends (the `games` list of 10,000 games is ~2 MB).
 const MAX_OUT_MESSAGE: usize = 4 << 20;
 
@@ -88,6 +92,7 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         let config = WebSocketConfig::default()
             .max_message_size(Some(HARD_MESSAGE_CAP))
             .max_frame_size(Some(HARD_MESSAGE_CAP))
+            .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
             .max_write_buffer_size(WRITE_BUFFER + MAX_OUT_MESSAGE);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;

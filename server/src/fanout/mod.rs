@@ -55,6 +55,64 @@ pub struct Publication {
 /// Shared handle to a publication.
 pub type Pub = Arc<Publication>;
 
+/// Consecutive publications of one topic from one shard drain, serialized once more as one
+/// batch frame (`[msg,msg,...]`, at most `fanout.max_batch_bytes`). Every `all`-mode subscriber
+/// that takes all of them queues this one handle, and its writer sends the frame as it is: the
+/// cost per subscriber is one push and one frame, whatever the number of messages.
+#[derive(Debug)]
+pub struct Run {
+    /// Ascending seq; at least two.
+    pub pubs: Box<[Pub]>,
+    pub frame: Utf8Bytes,
+    /// The smallest source ts among them (event-age histogram).
+    pub min_ts: i64,
+}
+
+impl Run {
+    /// `pubs` as shared items: each chunk that fits in `max_batch` bytes is one [`Run`] (or the
+    /// publication itself when alone).
+    fn items(pubs: &[Pub], max_batch: usize) -> Vec<Item> {
+        let mut items = Vec::new();
+        let (mut first, mut size) = (0, 1);
+        for i in 0..=pubs.len() {
+            let len = pubs.get(i).map_or(0, |p| p.frame.len() + 1);
+            if i == pubs.len() || (i > first && size + len > max_batch) {
+                match &pubs[first..i] {
+                    [] => {}
+                    [one] => items.push(Item::Msg(one.clone())),
+                    chunk => items.push(Item::Run(Arc::new(Run::of(chunk, size)))),
+                }
+                (first, size) = (i, 1);
+            }
+            size += len;
+        }
+        items
+    }
+
+    fn of(pubs: &[Pub], size: usize) -> Run {
+        let mut text = String::with_capacity(size);
+        for p in pubs {
+            text.push(if text.is_empty() { '[' } else { ',' });
+            text.push_str(p.frame.as_str());
+        }
+        text.push(']');
+        let min_ts = pubs.iter().map(|p| p.ts).min().unwrap_or_default();
+        Run { pubs: pubs.into(), frame: Utf8Bytes::from(text), min_ts }
+    }
+
+    pub fn topic(&self) -> &Arc<str> {
+        &self.pubs[0].topic
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.pubs.first().map_or(0, |p| p.seq)
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.pubs.last().map_or(0, |p| p.seq)
+    }
+}
+
 impl Publication {
     /// The `data` JSON of this publication.
     pub fn data(&self) -> &str {
@@ -158,11 +216,19 @@ impl Batch {
 }
 
 /// Hands `pubs` (one topic's, ascending seq) to every bound subscriber, minus those a resumed
-/// subscriber already has.
-fn deliver(inner: &TopicInner, pubs: &[Pub]) {
+/// subscriber already has. Several publications go to `all`-mode subscribers as [`Run`]s built
+/// once for all of them.
+fn deliver(inner: &TopicInner, pubs: &[Pub], max_batch: usize) {
+    let mut shared: Option<Vec<Item>> = None;
     for b in &inner.bindings {
         let from = pubs.partition_point(|p| p.seq <= b.skip_through);
-        b.outbox.push_pubs(&pubs[from..], b.mode());
+        let mode = b.mode();
+        if from == 0 && pubs.len() > 1 && mode == Mode::All {
+            let items = shared.get_or_insert_with(|| Run::items(pubs, max_batch));
+            b.outbox.push_shared(items, pubs.len());
+        } else {
+            b.outbox.push_pubs(&pubs[from..], mode);
+        }
     }
 }
 
@@ -235,7 +301,7 @@ impl Fanout {
     pub fn publish(&self, topic: &Topic, ts: i64, data: &[u8]) -> Pub {
         let mut inner = topic.inner.lock();
         let p = self.append(&mut inner, topic, ts, data);
-        deliver(&inner, std::slice::from_ref(&p));
+        deliver(&inner, std::slice::from_ref(&p), self.cfg.max_batch_bytes);
         drop(inner);
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(1);
         p
@@ -260,7 +326,7 @@ impl Fanout {
                 let data = buf.get(range.clone()).unwrap_or_default();
                 pubs.push(self.append(&mut inner, topic, *ts, data));
             }
-            deliver(&inner, pubs);
+            deliver(&inner, pubs, self.cfg.max_batch_bytes);
         }
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(items.len() as u64);
         items.clear();

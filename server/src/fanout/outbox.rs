@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::Pub;
+use super::{Pub, Run};
 use crate::metrics as m;
 
 /// Most control frames (pong, errors) held for a session; more are dropped, since a client
@@ -36,6 +36,8 @@ pub const DRAIN_MAX: usize = 512;
 pub enum Item {
     /// A live publication (`op: msg`), sent as its shared bytes.
     Msg(Pub),
+    /// Several live publications of one topic, sent as their shared batch frame.
+    Run(Arc<Run>),
     /// The latest value right after subscribing (`op: snapshot`).
     Snapshot(Pub),
     /// A pre-built frame (`subscribed`, `reset`, `pong`, `error`, ...).
@@ -49,6 +51,8 @@ pub enum Item {
 struct State {
     control: VecDeque<Utf8Bytes>,
     queue: VecDeque<Item>,
+    /// What `queue` holds against `queue_cap`: one per item, a [`Run`] counting its messages.
+    weight: usize,
     latest: HashMap<Arc<str>, Pub>,
     latest_order: VecDeque<Arc<str>>,
     dropped: u64,
@@ -70,7 +74,15 @@ fn reply_cost(item: &Item) -> usize {
     match item {
         Item::Frame(f) => f.len(),
         Item::Snapshot(p) => p.frame.len(),
-        Item::Msg(_) | Item::Lagged => 0,
+        Item::Msg(_) | Item::Run(_) | Item::Lagged => 0,
+    }
+}
+
+/// What an item counts against the queue's capacity.
+fn weight(item: &Item) -> usize {
+    match item {
+        Item::Run(r) => r.pubs.len(),
+        _ => 1,
     }
 }
 
@@ -106,9 +118,10 @@ impl Outbox {
             match mode {
                 Mode::All => {
                     for p in pubs {
-                        if s.queue.len() >= self.queue_cap {
-                            overflow(&mut s, p);
+                        if s.weight >= self.queue_cap {
+                            overflow(&mut s, &p.topic, 1);
                         } else {
+                            s.weight += 1;
                             s.queue.push_back(Item::Msg(p.clone()));
                         }
                     }
@@ -119,6 +132,32 @@ impl Outbox {
                         s.latest_order.push_back(last.topic.clone());
                     }
                 }
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Delivers `messages` publications of one topic to an `all`-mode subscription as `items`
+    /// built once for every subscriber ([`Run`]s, or a lone [`Item::Msg`]): each is a shared
+    /// handle, cloned, never copied. All of them fit or the queue overflows.
+    pub fn push_shared(&self, items: &[Item], messages: usize) {
+        let Some(topic) = items.iter().find_map(|i| match i {
+            Item::Msg(p) => Some(&p.topic),
+            Item::Run(r) => Some(r.topic()),
+            _ => None,
+        }) else {
+            return;
+        };
+        {
+            let mut s = self.state.lock();
+            if s.closed {
+                return;
+            }
+            if s.weight + messages > self.queue_cap {
+                overflow(&mut s, topic, messages);
+            } else {
+                s.weight += messages;
+                s.queue.extend(items.iter().cloned());
             }
         }
         self.notify.notify_one();
@@ -136,6 +175,7 @@ impl Outbox {
                 s.reply_bytes += cost;
                 s.replies += 1;
             }
+            s.weight += weight(&item);
             s.queue.push_back(item);
         }
         self.notify.notify_one();
@@ -170,6 +210,7 @@ impl Outbox {
                     s.replies -= 1;
                 }
                 s.reply_bytes = s.reply_bytes.saturating_sub(cost);
+                s.weight -= weight(&item);
                 out.push(item);
             }
             if s.queue.is_empty() {
@@ -251,15 +292,19 @@ impl Outbox {
 /// carry protocol state), remember which topics lost messages, and queue one `Lagged` marker.
 /// The writer then sends `lagged` and fresh snapshots of those topics, so the client converges
 /// to the current values instead of replaying a stale backlog.
-fn overflow(s: &mut State, incoming: &Pub) {
-    let mut dropped = 1;
-    s.lagged_topics.insert(incoming.topic.clone());
+fn overflow(s: &mut State, topic: &Arc<str>, incoming: usize) {
+    let mut dropped = incoming as u64;
+    s.lagged_topics.insert(topic.clone());
     let old = std::mem::take(&mut s.queue);
     for item in old {
         match item {
             Item::Msg(p) => {
                 dropped += 1;
                 s.lagged_topics.insert(p.topic.clone());
+            }
+            Item::Run(r) => {
+                dropped += r.pubs.len() as u64;
+                s.lagged_topics.insert(r.topic().clone());
             }
             Item::Snapshot(p) => {
                 dropped += 1;
@@ -274,6 +319,8 @@ fn overflow(s: &mut State, incoming: &Pub) {
         s.lag_pending = true;
         s.queue.push_back(Item::Lagged);
     }
+    // What is left (frames and the marker) counts one each.
+    s.weight = s.queue.len();
     s.dropped += dropped;
     metrics::counter!(m::FANOUT_DROPPED_TOTAL).increment(dropped);
 }

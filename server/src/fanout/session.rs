@@ -210,12 +210,17 @@ impl Framer {
         Framer { fanout, max_batch, resynced: HashMap::new(), out: Vec::new() }
     }
 
-    /// Turns `items` (drained, in order) into `frames`: one pending message goes out as its
-    /// shared frame (no copy); several go out as JSON-array batch frames of at most
-    /// `max_batch_bytes`, each message copied once into the batch.
+    /// Turns `items` (drained, in order) into `frames`: a [`super::Run`] goes out as its shared
+    /// batch frame, one pending message as its shared frame (no copy either way); several
+    /// others go out as JSON-array batch frames of at most `max_batch_bytes`, each message
+    /// copied once into the batch.
     pub fn frames(&mut self, items: &mut Vec<Item>, outbox: &Outbox, frames: &mut Vec<Utf8Bytes>) -> Framed {
         self.out.clear();
         let (mut oldest, mut oldest_ts): (Option<Instant>, Option<i64>) = (None, None);
+        let mut live = |at: Instant, ts: i64| {
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            oldest_ts = Some(oldest_ts.map_or(ts, |o| o.min(ts)));
+        };
         for item in items.drain(..) {
             match item {
                 Item::Msg(p) => {
@@ -225,9 +230,28 @@ impl Framer {
                         }
                         self.resynced.remove(&p.topic);
                     }
-                    oldest = Some(oldest.map_or(p.at, |o| o.min(p.at)));
-                    oldest_ts = Some(oldest_ts.map_or(p.ts, |o| o.min(p.ts)));
+                    live(p.at, p.ts);
                     self.out.push(Item::Msg(p));
+                }
+                Item::Run(r) => {
+                    if let Some(&seen) = self.resynced.get(r.topic()) {
+                        if r.last_seq() <= seen {
+                            continue;
+                        }
+                        self.resynced.remove(r.topic());
+                        if r.first_seq() <= seen {
+                            // Part of it went out in the snapshot: the rest, one by one.
+                            for p in r.pubs.iter().filter(|p| p.seq > seen) {
+                                live(p.at, p.ts);
+                                self.out.push(Item::Msg(p.clone()));
+                            }
+                            continue;
+                        }
+                    }
+                    if let Some(p) = r.pubs.first() {
+                        live(p.at, r.min_ts);
+                    }
+                    self.out.push(Item::Run(r));
                 }
                 Item::Snapshot(p) => self.out.push(Item::Frame(p.snapshot_frame())),
                 frame @ Item::Frame(_) => self.out.push(frame),
@@ -244,9 +268,20 @@ impl Framer {
                 }
             }
         }
-        // Group consecutive messages into batches of at most `max_batch` bytes.
-        let (mut first, mut size) = (0, 0);
+        // Runs go alone; other consecutive items group into batches of at most `max_batch`
+        // bytes.
+        let (mut first, mut size, mut messages) = (0, 0, 0);
         for i in 0..self.out.len() {
+            if let Item::Run(r) = &self.out[i] {
+                if first < i {
+                    frames.push(batch(&self.out[first..i]));
+                }
+                frames.push(r.frame.clone());
+                messages += r.pubs.len();
+                (first, size) = (i + 1, 0);
+                continue;
+            }
+            messages += 1;
             let len = frame_text(&self.out[i]).len() + 1;
             if i > first && size + len + 1 > self.max_batch {
                 frames.push(batch(&self.out[first..i]));
@@ -257,7 +292,7 @@ impl Framer {
         if first < self.out.len() {
             frames.push(batch(&self.out[first..]));
         }
-        Framed { messages: self.out.len(), oldest, oldest_ts }
+        Framed { messages, oldest, oldest_ts }
     }
 }
 
@@ -266,6 +301,7 @@ fn frame_text(item: &Item) -> &str {
     match item {
         Item::Msg(p) => p.frame.as_str(),
         Item::Frame(f) => f.as_str(),
+        Item::Run(r) => r.frame.as_str(),
         Item::Snapshot(_) | Item::Lagged => "",
     }
 }

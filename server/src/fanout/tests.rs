@@ -9,11 +9,12 @@ fn drain(o: &Outbox) -> Vec<String> {
     o.drain(&mut items);
     items
         .into_iter()
-        .map(|i| match i {
-            Item::Msg(p) => format!("msg {} {}", p.topic, p.seq),
-            Item::Snapshot(p) => format!("snapshot {} {}", p.topic, p.seq),
-            Item::Frame(f) => f.to_string(),
-            Item::Lagged => "lagged".into(),
+        .flat_map(|i| match i {
+            Item::Msg(p) => vec![format!("msg {} {}", p.topic, p.seq)],
+            Item::Run(r) => r.pubs.iter().map(|p| format!("msg {} {}", p.topic, p.seq)).collect(),
+            Item::Snapshot(p) => vec![format!("snapshot {} {}", p.topic, p.seq)],
+            Item::Frame(f) => vec![f.to_string()],
+            Item::Lagged => vec!["lagged".into()],
         })
         .collect()
 }
@@ -193,4 +194,76 @@ fn history_is_bounded_in_bytes_as_well_as_count_and_keeps_the_latest() {
     f.publish(&t, 51, huge.as_bytes());
     assert_eq!(t.inner.lock().history.len(), 1);
     assert_eq!(f.latest("game/a/state").map(|p| p.seq), Some(51));
+}
+
+#[test]
+fn a_batch_goes_to_every_all_mode_subscriber_as_one_shared_run() {
+    let f = Fanout::new(FanoutConfig { max_batch_bytes: 1024, ..cfg(64, 8) });
+    let t = f.topic("game/a/state").unwrap();
+    let (x, y, resumed, small) = (Outbox::new(8), Outbox::new(8), Outbox::new(8), Outbox::new(2));
+    let pattern = Pattern::parse("game/+/state").unwrap();
+    f.publish(&t, 0, b"0");
+    for o in [&x, &y, &small] {
+        f.subscribe(o, pattern.clone(), Mode::All, &BTreeMap::new());
+    }
+    // Resumed ahead of this server, through seq 2: it must not get 2 again.
+    f.subscribe(&resumed, pattern, Mode::All, &BTreeMap::from([("game/a/state".to_string(), 2)]));
+    let take = |o: &Outbox| {
+        let mut items = Vec::new();
+        o.drain(&mut items);
+        items
+    };
+    for o in [&x, &y, &small, &resumed] {
+        take(o);
+    }
+    let mut batch = Batch::default();
+    for ts in 1..=3 {
+        batch.push(&t, ts, b"1");
+    }
+    f.publish_batch(&mut batch);
+    let (a, b) = (take(&x), take(&y));
+    let (Some(Item::Run(ra)), Some(Item::Run(rb))) = (a.first(), b.first()) else { panic!("{a:?}") };
+    assert_eq!(a.len(), 1);
+    assert!(Arc::ptr_eq(ra, rb), "built once, shared by every subscriber");
+    assert_eq!((ra.first_seq(), ra.last_seq(), ra.min_ts), (2, 4, 1));
+    let seqs: Vec<u64> = opensports_proto::ws::parse_server_frame(ra.frame.as_str())
+        .unwrap()
+        .into_iter()
+        .map(|m| match m {
+            opensports_proto::ws::ServerMsg::Msg(p) => p.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, [2, 3, 4]);
+    assert_eq!(drain(&resumed), ["msg game/a/state 3", "msg game/a/state 4"]);
+    // A run counts its messages against the queue: three do not fit in two.
+    assert_eq!(drain(&small)[0], "lagged");
+}
+
+#[test]
+fn runs_are_split_at_the_batch_byte_limit() {
+    let f = Fanout::new(FanoutConfig { max_batch_bytes: 1024, ..cfg(64, 64) });
+    let t = f.topic("t").unwrap();
+    let o = Outbox::new(64);
+    f.subscribe(&o, Pattern::parse("t").unwrap(), Mode::All, &BTreeMap::new());
+    let mut batch = Batch::default();
+    let data = format!(r#""{}""#, "x".repeat(300));
+    for ts in 0..7 {
+        batch.push(&t, ts, data.as_bytes());
+    }
+    f.publish_batch(&mut batch);
+    let mut items = Vec::new();
+    o.drain(&mut items);
+    let sizes: Vec<usize> = items
+        .iter()
+        .map(|i| match i {
+            Item::Run(r) => {
+                assert!(r.frame.len() <= 1024, "{}", r.frame.len());
+                r.pubs.len()
+            }
+            Item::Msg(_) => 1,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, [2, 2, 2, 1], "~350-byte messages: two per 1 KiB frame, the odd one alone");
 }

@@ -14,9 +14,12 @@
 //! plan is immutable and shared by the shards. Run state (tract's `SimpleState`: op states and
 //! value slots) is kept in a small lock-free pool, so a shard takes one, runs and gives it back
 //! instead of building a fresh state per call; in practice each shard thread keeps reusing one.
+//! A model whose graph is a plain `Gemm`/`Relu` stack (every shipped one) is evaluated by
+//! [`dense`] instead, once it has agreed with tract's plan at load; tract runs anything else.
 //! A model that fails a check is refused with a message naming the field, and the server runs
 //! without it.
 
+mod dense;
 pub mod predictions;
 pub mod ratings;
 pub mod registry;
@@ -93,6 +96,8 @@ pub(crate) struct Manifest {
 pub struct Model {
     pub spec: ModelSpec,
     plan: Arc<TypedRunnableModel>,
+    /// The direct evaluator, when the graph is one it knows and it agreed with `plan`.
+    dense: Option<dense::Dense>,
     /// Reusable run states; a call takes one (or spawns one when all are busy) and returns it.
     states: crossbeam_queue::ArrayQueue<TypedSimpleState>,
     latency: metrics::Histogram,
@@ -120,6 +125,16 @@ impl Model {
             return Err(InferError::BadInput);
         }
         let started = Instant::now();
+        let n = match &self.dense {
+            Some(d) => d.run(inputs, out).ok_or(InferError::OutputTooSmall)?,
+            None => self.tract(inputs, out)?,
+        };
+        self.latency.record(started.elapsed().as_secs_f64());
+        Ok(n)
+    }
+
+    /// [`Model::infer`] on tract's plan.
+    fn tract(&self, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
         let tensor = Tensor::from_shape(&[1, inputs.len()], inputs).map_err(|_| InferError::BadInput)?;
         let mut state = match self.states.pop() {
             Some(state) => state,
@@ -136,8 +151,12 @@ impl Model {
         for (o, v) in out.iter_mut().zip(values.iter()) {
             *o = *v;
         }
-        self.latency.record(started.elapsed().as_secs_f64());
         Ok(values.len())
+    }
+
+    /// Whether calls run on the direct evaluator ([`dense`]) rather than tract's plan.
+    pub fn direct(&self) -> bool {
+        self.dense.is_some()
     }
 
     /// Scores predictions `ps` of this version against an outcome (`won` for the positive class).
@@ -231,5 +250,13 @@ pub fn load_model(dir: &Path, spec: ModelSpec) -> Result<Model, ModelError> {
     }
     let latency = metrics::histogram!(m::MODEL_INFER_SECONDS, "model" => name.clone());
     let states = crossbeam_queue::ArrayQueue::new(STATE_POOL);
-    Ok(Model { spec, plan, states, latency, outcomes: parking_lot::Mutex::new((0, 0.0, 0.0)) })
+    let mut model =
+        Model { spec, plan, dense: None, states, latency, outcomes: parking_lot::Mutex::new((0, 0.0, 0.0)) };
+    model.dense = dense::Dense::from_onnx(&bytes).filter(|d| {
+        d.n_inputs() == model.spec.inputs.len()
+            && model.spec.output_shape == [1, d.n_outputs()]
+            && d.agrees(|x, out| model.tract(x, out).ok())
+    });
+    tracing::debug!(model = %name, direct = model.dense.is_some(), "model evaluator");
+    Ok(model)
 }

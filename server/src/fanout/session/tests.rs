@@ -425,3 +425,32 @@ fn op_ids_are_echoed_in_replies_and_errors() {
     c.send(&format!(r#"{{"op":"ping","id":"{}"}}"#, "x".repeat(65)));
     assert!(matches!(&c.read()[..], [ServerMsg::Error { code, .. }] if code == "bad_op"));
 }
+
+#[test]
+fn a_run_goes_out_as_its_own_frame_and_after_a_resync_only_its_newer_messages() {
+    let mut c = Client::new(cfg(64, 64));
+    c.send(r#"{"op":"sub","topics":["games"]}"#);
+    c.frames();
+    let t = c.fanout.topic("games").unwrap();
+    let mut batch = super::super::Batch::default();
+    for ts in 1..=3 {
+        batch.push(&t, ts, b"{}");
+    }
+    c.publish("games", 0);
+    c.fanout.publish_batch(&mut batch);
+    let frames = c.frames();
+    assert_eq!(frames.len(), 2, "the lone message, then the run's shared frame: {frames:?}");
+    assert!(frames[1].starts_with(r#"[{"op":"msg""#));
+    assert_eq!(brief(&c.read()), Vec::<String>::new());
+    // A run that straddles the seq a resync snapshot carried: only the newer messages go out.
+    let run = {
+        let pubs: Vec<_> = t.inner.lock().history.iter().skip(1).cloned().collect();
+        super::super::Run::items(&pubs, 64 * 1024)
+    };
+    c.framer.resynced.insert(t.name.clone(), 3);
+    let (mut items, mut frames) = (run, Vec::new());
+    let framed = c.framer.frames(&mut items, c.session.outbox(), &mut frames);
+    let msgs: Vec<ServerMsg> = frames.iter().flat_map(|f| parse_server_frame(f).unwrap()).collect();
+    assert_eq!(brief(&msgs), ["msg games 4"]);
+    assert_eq!(framed.messages, 1);
+}
