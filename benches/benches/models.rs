@@ -1,4 +1,5 @@
-//! Per-call latency of each shipped model at batch 1 through the server's registry (tract).
+//! Per-call latency of each shipped model at batch 1 through the server's registry (the direct
+//! evaluator for Gemm/Relu stacks), beside the same call on tract's plan (`model_tract/`).
 //!
 //! `cargo bench -p opensports-benches --bench models`
 
@@ -13,9 +14,13 @@ fn models(c: &mut Criterion) {
     let specs: Vec<(String, usize)> = reg.specs().map(|s| (s.name.clone(), s.inputs.len())).collect();
     for (name, n) in specs {
         let inputs: Vec<f32> = (0..n).map(|i| 0.1 * i as f32).collect();
-        let mut out = [0f32; 4];
+        let mut out = [0f32; 16];
         c.bench_function(&format!("model_infer/{name}"), |b| {
             b.iter(|| black_box(reg.infer(&name, black_box(&inputs), &mut out).expect("infer")))
+        });
+        let model = reg.get(&name).expect("loaded");
+        c.bench_function(&format!("model_tract/{name}"), |b| {
+            b.iter(|| black_box(model.tract(black_box(&inputs), &mut out).expect("tract")))
         });
     }
 }

@@ -2,6 +2,7 @@
 //! box score per event, and a hot-reload swap (new instance + 2,000-event backfill).
 //!
 //! `cargo bench -p opensports-benches --bench plugins`
+//! (`OPENSPORTS_BOXSCORE_BASELINE=old.wasm` adds that build of the box score beside)
 
 use std::hint::black_box;
 
@@ -49,6 +50,20 @@ fn plugins(c: &mut Criterion) {
             black_box(h.call_bytes(&events[i]).expect("boxscore call"))
         })
     });
+
+    // Side by side with another build of the box score (say, the previous commit's), when
+    // `OPENSPORTS_BOXSCORE_BASELINE` names its .wasm.
+    if let Ok(path) = std::env::var("OPENSPORTS_BOXSCORE_BASELINE") {
+        let wasm = std::fs::read(&path).expect("baseline wasm");
+        let mut h = Harness::new("baseline", &wasm, b"{}", cache.path(), &models).expect("baseline loads");
+        let mut i = 0;
+        c.bench_function("plugin_call/basketball-boxscore-baseline", |b| {
+            b.iter(|| {
+                i = (i + 1) % events.len();
+                black_box(h.call_bytes(&events[i]).expect("baseline call"))
+            })
+        });
+    }
 
     let backfill = &events[..2_000];
     let mut group = c.benchmark_group("hot_reload");

@@ -241,7 +241,9 @@ pub struct FanoutConfig {
     pub max_subscriptions: usize,
     /// Largest client → server WebSocket message, bytes. Default 65536.
     pub max_client_message_bytes: usize,
-    /// Largest batch frame (JSON array of queued messages), bytes. Default 65536.
+    /// Largest batch frame (JSON array of queued messages), bytes. Default 16384: each session's
+    /// socket write buffer holds about one frame past its 16 KiB, so this bounds per-subscriber
+    /// memory (1,000 subscribers) as much as it batches.
     pub max_batch_bytes: usize,
     /// Concurrent WebSocket connections. Default 10000.
     pub max_connections: usize,
@@ -259,7 +261,7 @@ impl Default for FanoutConfig {
             max_topics: 100_000,
             max_subscriptions: 256,
             max_client_message_bytes: 64 * 1024,
-            max_batch_bytes: 64 * 1024,
+            max_batch_bytes: 16 * 1024,
             max_connections: 10_000,
             idle_timeout_secs: 30,
         }

@@ -36,7 +36,7 @@ use opensports_proto::error_code::reason;
 /// limit (`fanout.max_client_message_bytes`, answered with an `error`) sits below it.
 const HARD_MESSAGE_CAP: usize = 1 << 20;
 /// Bytes tungstenite buffers before writing to the socket; its bound is this plus [`MAX_OUT_MESSAGE`].
-const WRITE_BUFFER: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
 /// Bytes tungstenite reads from the socket at a time. Clients send small ops, and tungstenite
 /// zero-fills this much before every read and keeps it per connection (its default, 128 KiB,
 /// is 125 MiB of resident memory at 1,000 subscribers); a larger message still arrives whole.

@@ -28,8 +28,13 @@ const CONTROL_CAP: usize = 64;
 pub const REPLY_BUDGET: usize = 64 * 1024;
 
 /// Most items the writer takes in one drain: the frames it builds from them (snapshots are
-/// copied into their own frame) stay bounded whatever a `sub` queued.
-pub const DRAIN_MAX: usize = 512;
+/// copied into their own frame) stay bounded whatever a `sub` queued. (A [`Run`] is one item
+/// holding many messages.)
+pub const DRAIN_MAX: usize = 256;
+
+/// Queue slots an emptied outbox keeps: a backlog's memory goes back once it is drained, so
+/// 1,000 sessions that once fell behind do not each keep room for `queue_len` items.
+const QUEUE_KEEP: usize = 256;
 
 /// What the writer sends, in order.
 #[derive(Debug, Clone)]
@@ -214,6 +219,9 @@ impl Outbox {
                 out.push(item);
             }
             if s.queue.is_empty() {
+                if s.queue.capacity() > 4 * QUEUE_KEEP {
+                    s.queue.shrink_to(QUEUE_KEEP);
+                }
                 while let Some(topic) = s.latest_order.pop_front() {
                     if let Some(p) = s.latest.remove(&topic) {
                         out.push(Item::Msg(p));

@@ -37,6 +37,9 @@ pub struct Dense {
     width: usize,
 }
 
+/// A constant tensor of the graph: dims and values.
+type Const = (Vec<i64>, Vec<f32>);
+
 /// ONNX `TensorProto.DataType.FLOAT`.
 const ONNX_FLOAT: i32 = 1;
 
@@ -48,7 +51,7 @@ fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
         return Some(t.float_data.clone());
     }
     let raw = &t.raw_data;
-    (raw.len() % 4 == 0)
+    raw.len().is_multiple_of(4)
         .then(|| raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
@@ -199,7 +202,7 @@ impl Dense {
 }
 
 /// A `Gemm` node with constant weights and bias, `alpha = beta = 1`, `transA = 0`.
-fn gemm(node: &pb::NodeProto, init: &dyn Fn(&str) -> Option<(Vec<i64>, Vec<f32>)>) -> Option<Layer> {
+fn gemm(node: &pb::NodeProto, init: &dyn Fn(&str) -> Option<Const>) -> Option<Layer> {
     if int_attr(node, "transA").unwrap_or(0) != 0
         || float_attr(node, "alpha").unwrap_or(1.0) != 1.0
         || float_attr(node, "beta").unwrap_or(1.0) != 1.0

@@ -133,8 +133,9 @@ impl Model {
         Ok(n)
     }
 
-    /// [`Model::infer`] on tract's plan.
-    fn tract(&self, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
+    /// [`Model::infer`] on tract's plan: the reference the direct evaluator is checked against
+    /// at load (and benchmarked beside).
+    pub fn tract(&self, inputs: &[f32], out: &mut [f32]) -> Result<usize, InferError> {
         let tensor = Tensor::from_shape(&[1, inputs.len()], inputs).map_err(|_| InferError::BadInput)?;
         let mut state = match self.states.pop() {
             Some(state) => state,
