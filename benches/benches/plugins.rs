@@ -32,37 +32,23 @@ fn plugins(c: &mut Criterion) {
     let boxscore =
         std::fs::read(opensports_tests::plugin_wasm("basketball-boxscore")).expect("boxscore wasm");
 
-    let mut h = Harness::new("noop", &noop, b"{}", cache.path(), &models).expect("noop loads");
-    let mut i = 0;
-    c.bench_function("plugin_call/noop", |b| {
-        b.iter(|| {
-            i = (i + 1) % events.len();
-            black_box(h.call_bytes(&events[i]).expect("noop call"))
-        })
-    });
-
-    let mut h =
-        Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path(), &models).expect("boxscore loads");
-    let mut i = 0;
-    c.bench_function("plugin_call/basketball-boxscore", |b| {
-        b.iter(|| {
-            i = (i + 1) % events.len();
-            black_box(h.call_bytes(&events[i]).expect("boxscore call"))
-        })
-    });
-
+    // One plugin's call, round-robin over the events.
+    let mut calls = |id: &str, wasm: &[u8]| {
+        let mut h = Harness::new(id, wasm, b"{}", cache.path(), &models).expect("plugin loads");
+        let mut i = 0;
+        c.bench_function(&format!("plugin_call/{id}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % events.len();
+                black_box(h.call_bytes(&events[i]).expect("plugin call"))
+            })
+        });
+    };
+    calls("noop", &noop);
+    calls("basketball-boxscore", &boxscore);
     // Side by side with another build of the box score (say, the previous commit's), when
     // `OPENSPORTS_BOXSCORE_BASELINE` names its .wasm.
     if let Ok(path) = std::env::var("OPENSPORTS_BOXSCORE_BASELINE") {
-        let wasm = std::fs::read(&path).expect("baseline wasm");
-        let mut h = Harness::new("baseline", &wasm, b"{}", cache.path(), &models).expect("baseline loads");
-        let mut i = 0;
-        c.bench_function("plugin_call/basketball-boxscore-baseline", |b| {
-            b.iter(|| {
-                i = (i + 1) % events.len();
-                black_box(h.call_bytes(&events[i]).expect("baseline call"))
-            })
-        });
+        calls("basketball-boxscore-baseline", &std::fs::read(&path).expect("baseline wasm"));
     }
 
     let backfill = &events[..2_000];

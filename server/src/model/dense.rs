@@ -51,7 +51,8 @@ fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
         return Some(t.float_data.clone());
     }
     let raw = &t.raw_data;
-    raw.len().is_multiple_of(4)
+    raw.len()
+        .is_multiple_of(4)
         .then(|| raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
