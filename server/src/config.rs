@@ -392,6 +392,15 @@ impl Config {
             return invalid(field, "must be greater than 0");
         }
         for entry in &self.plugins.load {
+            if !entry.path.is_file() {
+                return invalid(
+                    "plugins.load.path",
+                    &format!(
+                        "{} is not a file (build it with `opensports plugin build`)",
+                        entry.path.display()
+                    ),
+                );
+            }
             let name = entry.name();
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return invalid(
@@ -442,5 +451,17 @@ mod tests {
         let c: Config = toml::from_str("[fanout]\nqueue_len = 0\n").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("fanout.queue_len"), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_file_that_does_not_exist_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("box.wasm");
+        let text = format!("[[plugins.load]]\npath = {:?}\n", wasm.display().to_string());
+        let c: Config = toml::from_str(&text).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("plugins.load.path") && err.contains("box.wasm"), "{err}");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        assert!(c.validate().is_ok(), "the file exists now");
     }
 }

@@ -1,5 +1,6 @@
 //! `opensports watch PATTERN...`: a terminal subscriber. Readable lines by default, one JSON
-//! message per line with `--json`. Reconnects and resumes (`since`) when the server goes away.
+//! message per line with `--json`. Reconnects and resumes (`since`) when the server goes away;
+//! exits with an error when the server refuses the subscription.
 
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         match msg {
+            // `watch` sends only its `sub`: an error is the server refusing it (a bad pattern,
+            // a topic outside the key's scope, too many subscriptions).
+            Ok(ServerMsg::Error { code, message, .. }) => {
+                anyhow::bail!("the server refused the subscription: {code}: {message}")
+            }
             Ok(m) => {
                 let line = if json { Some(serde_json::to_string(&m)?) } else { readable(&m) };
                 // A closed stdout (`watch ... | head`) ends the command quietly.

@@ -129,9 +129,10 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
     }
 }
 
-/// Microseconds since the Unix epoch of an ISO 8601 UTC time such as `2020-12-23T00:07:56.9Z`.
+/// Microseconds since the Unix epoch of an ISO 8601 time such as `2020-12-23T00:07:56.9Z`, or
+/// with an offset (`2020-12-23T01:07:56.9+01:00`, `-0530`); no zone at all is read as UTC.
 pub fn iso8601_us(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z').unwrap_or(s);
+    let (s, offset_s) = split_offset(s)?;
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
@@ -145,7 +146,25 @@ pub fn iso8601_us(s: &str) -> Option<i64> {
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + min * 60) * 1_000_000) + (sec * 1e6).round() as i64)
+    Some(((days * 86_400 + h * 3600 + min * 60 - offset_s) * 1_000_000) + (sec * 1e6).round() as i64)
+}
+
+/// The time without its zone, and the zone's offset from UTC in seconds (`Z` or none: 0).
+fn split_offset(s: &str) -> Option<(&str, i64)> {
+    if let Some(rest) = s.strip_suffix('Z') {
+        return Some((rest, 0));
+    }
+    let t = s.find('T')?;
+    let Some(at) = s[t..].rfind(['+', '-']).map(|i| t + i) else { return Some((s, 0)) };
+    let zone = s[at + 1..].replace(':', "");
+    let (h, m) =
+        (zone.get(..2)?.parse::<i64>().ok()?, zone.get(2..).filter(|m| !m.is_empty()).unwrap_or("0"));
+    let m: i64 = m.parse().ok()?;
+    if zone.len() > 4 || h > 23 || m > 59 {
+        return None;
+    }
+    let sign = if s.as_bytes()[at] == b'-' { -1 } else { 1 };
+    Some((&s[..at], sign * (h * 3600 + m * 60)))
 }
 
 /// Milliseconds in an ISO 8601 duration clock such as `PT11M22.00S`.
@@ -178,6 +197,19 @@ mod tests {
         assert_eq!(iso_clock_ms("PT11M22.00S"), Some(682_000));
         assert_eq!(iso_clock_ms("PT00M00.40S"), Some(400));
         assert!(iso8601_us("yesterday").is_none());
+        // The same instant in other zones and forms.
+        let utc = iso8601_us("2020-12-23T00:07:56.9Z");
+        for s in [
+            "2020-12-23T01:07:56.9+01:00",
+            "2020-12-22T18:37:56.9-05:30",
+            "2020-12-23T01:07:56.9+0100",
+            "2020-12-23T01:07:56.9+01",
+            "2020-12-23T00:07:56.9",
+            "2020-12-23T00:07:56.9+00:00",
+        ] {
+            assert_eq!(iso8601_us(s), utc, "{s}");
+        }
+        assert!(iso8601_us("2020-12-23T00:07:56+25:00").is_none());
         assert!(matches!("csv".parse::<Format>(), Err(FeedError::UnknownFormat(_))));
     }
 }
