@@ -233,3 +233,24 @@ async fn a_changed_plugin_file_is_reloaded() {
     assert_ne!(version(&after), version(&before), "the watcher reloads a changed file");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn readyz_names_the_open_log_the_models_and_the_plugins() {
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = shipped_plugins().iter().cloned().map(PluginEntry::new).collect();
+    })
+    .await;
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["status"].as_str(), v["log"].as_str()), (Some("ready"), Some("open")), "{v}");
+    let models: Vec<&str> = v["models"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
+    for m in ["nba_wp", "nfl_wp", "nfl_ep", "soccer_xg", "soccer_xg_geo"] {
+        assert!(models.contains(&m), "{m} missing: {v}");
+    }
+    let plugins = v["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 4, "{v}");
+    assert!(plugins.iter().all(|p| p["status"] == "active"), "{v}");
+    assert!(plugins.iter().any(|p| p["name"] == "basketball-boxscore"), "{v}");
+    server.shutdown().await;
+}

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
@@ -118,6 +119,28 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 async fn healthz() -> Response {
     json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+}
+
+/// Readiness for a load balancer or a Kubernetes probe: 200 once the server serves (the log is
+/// open and replayed, models and plugins loaded: start-up finishes all of that before the HTTP
+/// port opens), with what it loaded; 503 once it is shutting down.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let stopping = *s.shutdown.borrow();
+    let models: Vec<String> = s.models.specs().map(|m| m.name).collect();
+    let plugins: Vec<serde_json::Value> = s
+        .plugins
+        .report()
+        .into_iter()
+        .map(|p| serde_json::json!({"name": p.name, "status": p.status}))
+        .collect();
+    let body = serde_json::json!({
+        "status": if stopping { "stopping" } else { "ready" },
+        "log": if s.store.is_some() { "open" } else { "disabled" },
+        "models": models,
+        "plugins": plugins,
+    });
+    let status = if stopping { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    json(status, body.to_string())
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
