@@ -14,6 +14,7 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
     let mut sub = Subscriber::connect(url).await?;
     let topics: Vec<&str> = patterns.iter().map(String::as_str).collect();
     sub.subscribe(&topics, mode).await?;
+    let mut seen = Unchanged::default();
     loop {
         let msg = tokio::select! {
             m = sub.next() => m,
@@ -26,7 +27,13 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
                 anyhow::bail!("the server refused the subscription: {code}: {message}")
             }
             Ok(m) => {
-                let line = if json { Some(serde_json::to_string(&m)?) } else { readable(&m) };
+                let line = if json {
+                    Some(serde_json::to_string(&m)?)
+                } else if seen.repeats(&m) {
+                    None
+                } else {
+                    readable(&m)
+                };
                 // A closed stdout (`watch ... | head`) ends the command quietly.
                 if let Some(line) = line
                     && writeln!(out, "{line}").and_then(|()| out.flush()).is_err()
@@ -39,6 +46,26 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
                 sub.reconnect(Duration::from_secs(3600)).await?;
             }
         }
+    }
+}
+
+/// The last state line printed per topic: a state that reads the same as the last one (an F1
+/// timing update that moves nothing the line shows) is not printed again.
+#[derive(Debug, Default)]
+struct Unchanged(std::collections::HashMap<String, String>);
+
+impl Unchanged {
+    fn repeats(&mut self, m: &ServerMsg) -> bool {
+        let ServerMsg::Msg(p) = m else { return false };
+        if !p.topic.ends_with("/state") {
+            return false;
+        }
+        let line = state_line(&p.data);
+        if self.0.get(&p.topic) == Some(&line) {
+            return true;
+        }
+        self.0.insert(p.topic.clone(), line);
+        false
     }
 }
 
@@ -111,10 +138,72 @@ fn state_line(d: &Value) -> String {
         clock(&d["clock_ms"]),
         d["last_event"].as_str().unwrap_or("")
     );
+    let fb = &d["football"];
     if sport == "football"
-        && let (Some(down), Some(togo)) = (d["football"]["down"].as_u64(), d["football"]["distance"].as_u64())
+        && let (Some(down), Some(togo), Some(yl)) =
+            (fb["down"].as_u64(), fb["distance"].as_u64(), fb["yardline_100"].as_u64())
     {
-        line.push_str(&format!("  {down}&{togo} at {}", d["football"]["yardline_100"]));
+        let (offense, defense) = if fb["possession"] == "away" { (a, h) } else { (h, a) };
+        let down = match down {
+            1 => "1st",
+            2 => "2nd",
+            3 => "3rd",
+            _ => "4th",
+        };
+        line.push_str(&format!(
+            "  {offense} ball, {down} & {togo} at {}",
+            field_position(yl, offense, defense)
+        ));
     }
     line
+}
+
+/// Where the ball is, as a broadcast says it: `yardline_100` is the offense's distance to the
+/// goal, so 7 is the defense's 7-yard line ("SEA 7"), 75 the offense's own 25, 50 midfield.
+fn field_position(yardline_100: u64, offense: &str, defense: &str) -> String {
+    match yardline_100 {
+        50 => "50".into(),
+        y if y > 50 => format!("{offense} {}", 100 - y),
+        y => format!("{defense} {y}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn football(possession: &str, yardline_100: u64) -> String {
+        state_line(&serde_json::json!({
+            "sport": "football", "home": "SEA", "away": "KC", "status": "live", "period": 2,
+            "clock_ms": 431_000, "score": {"home": 7, "away": 3}, "last_event": "pass",
+            "football": {"possession": possession, "down": 1, "distance": 10, "yardline_100": yardline_100},
+        }))
+    }
+
+    #[test]
+    fn football_field_position_is_said_as_a_broadcast_says_it() {
+        assert!(football("away", 7).ends_with("KC ball, 1st & 10 at SEA 7"), "{}", football("away", 7));
+        assert!(football("away", 75).ends_with("at KC 25"), "{}", football("away", 75));
+        assert!(football("home", 7).ends_with("SEA ball, 1st & 10 at KC 7"), "{}", football("home", 7));
+        assert!(football("home", 50).ends_with("at 50"));
+        assert!(football("home", 50).starts_with("SEA 7 - 3 KC  Q2 7:11"), "{}", football("home", 50));
+    }
+
+    #[test]
+    fn a_state_that_reads_the_same_is_not_printed_again() {
+        let msg = |seq: u64, lap: u64| {
+            ServerMsg::Msg(Publication {
+                topic: "game/f1-1/state".into(),
+                seq,
+                ts: 0,
+                data: serde_json::json!({"sport": "f1", "f1": {"lap": lap, "total_laps": 57, "flag": "green",
+                    "cars": [{"driver": "VER"}, {"driver": "HAM"}]}}),
+            })
+        };
+        let mut seen = Unchanged::default();
+        assert!(!seen.repeats(&msg(1, 3)));
+        assert!(seen.repeats(&msg(2, 3)), "same line, new seq");
+        assert!(!seen.repeats(&msg(3, 4)));
+        assert!(!seen.repeats(&ServerMsg::Lagged { dropped: 1 }));
+    }
 }
