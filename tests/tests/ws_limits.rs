@@ -143,9 +143,19 @@ async fn idle_upgrades_are_closed_and_bad_frames_get_their_close_codes() {
     // A subscribed session is not idle.
     let mut busy = connect(&server).await;
     busy.send(Message::text(r#"{"op":"sub","topics":["games"]}"#)).await.unwrap();
-    // Over the 1 MiB hard cap: 1009.
+    // Over the 1 MiB hard cap: 1009, decided at the frame header. Only the header is sent (a
+    // masked text frame announcing 1 MiB + 16 bytes): with the whole body in flight the server's
+    // close would race the client's write (a reset instead of a readable close frame).
     let mut big = connect(&server).await;
-    big.send(Message::text("x".repeat((1 << 20) + 16))).await.unwrap();
+    let mut header = vec![0x81u8, 0x80 | 127];
+    header.extend_from_slice(&((1u64 << 20) + 16).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    match big.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => {
+            tokio::io::AsyncWriteExt::write_all(tcp, &header).await.unwrap()
+        }
+        _ => unreachable!("loopback without TLS"),
+    }
     assert_eq!(close_code(&mut big).await, Some(1009));
     // A text frame that is not UTF-8: 1007.
     let mut bad = connect(&server).await;
