@@ -97,8 +97,10 @@ enum Command {
         /// Sports: comma-separated list of basketball, football, soccer, f1, or `all`.
         #[arg(long, default_value = "all")]
         sport: String,
+        /// Pace of the games: a factor (1 = real time) or `max`.
         #[arg(long, default_value = "1")]
         speed: Speed,
+        /// Seed of the first simulated game (the same seed gives the same game).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Events as JSON instead of rkyv.
@@ -134,6 +136,7 @@ enum Command {
         /// Game id.
         #[arg(long)]
         game: String,
+        /// Output format: one JSON event per line, or CSV with one column per field.
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
         /// Output file (default: stdout).
@@ -155,6 +158,7 @@ enum Command {
         /// Backup file (from `opensports backup`).
         #[arg(long)]
         from: PathBuf,
+        /// Data directory to install the log in.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
         /// Replace an existing log (kept as opensports.redb.before-restore).
@@ -163,6 +167,7 @@ enum Command {
     },
     /// Shrink the event log file after retention deleted games (server stopped).
     Compact {
+        /// Data directory holding the log.
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
@@ -179,6 +184,7 @@ enum Command {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
         #[arg(required = true)]
         patterns: Vec<String>,
+        /// The server's WebSocket URL (`wss://` when it serves TLS).
         #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
         url: String,
         /// Subscriber API key or JWT (not needed for the server's public topics).
@@ -268,17 +274,22 @@ enum KeysCmd {
     },
     /// List keys (never the keys themselves).
     List {
+        /// The keys as a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key by id.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum PluginCmd {
     /// Scaffold a plugin crate that builds as is.
     New {
+        /// Crate and plugin name: [a-z0-9-]+ (it becomes a topic level).
         name: String,
         /// Parent directory (use `plugins` inside this repository).
         #[arg(long, default_value = ".")]
@@ -298,10 +309,12 @@ enum PluginCmd {
     },
     /// Run a plugin offline on a simulated game or a JSONL event file.
     Test {
+        /// The plugin's .wasm file (`opensports plugin build` prints where it wrote it).
         wasm: PathBuf,
         /// Simulated game of this sport (basketball, football, soccer, f1).
         #[arg(long, conflicts_with = "replay")]
         sim: Option<String>,
+        /// Seed of the simulated game.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// JSONL file of events (wire JSON format).
@@ -427,5 +440,29 @@ async fn main() -> anyhow::Result<()> {
             };
             cli::watch::run(&url, &patterns, mode, json).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&<Cli as clap::CommandFactory>::command(), "opensports", &mut missing);
+        assert!(missing.is_empty(), "arguments without a help line: {missing:?}");
     }
 }
