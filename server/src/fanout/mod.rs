@@ -90,14 +90,9 @@ impl Run {
     }
 
     fn of(pubs: &[Pub], size: usize) -> Run {
-        let mut text = String::with_capacity(size);
-        for p in pubs {
-            text.push(if text.is_empty() { '[' } else { ',' });
-            text.push_str(p.frame.as_str());
-        }
-        text.push(']');
+        let frame = json_array(pubs.iter().map(|p| p.frame.as_str()), size);
         let min_ts = pubs.iter().map(|p| p.ts).min().unwrap_or_default();
-        Run { pubs: pubs.into(), frame: Utf8Bytes::from(text), min_ts }
+        Run { pubs: pubs.into(), frame, min_ts }
     }
 
     pub fn topic(&self) -> &Arc<str> {
@@ -111,6 +106,17 @@ impl Run {
     pub fn last_seq(&self) -> u64 {
         self.pubs.last().map_or(0, |p| p.seq)
     }
+}
+
+/// Frames joined into one JSON-array batch frame, `[a,b,...]` (`size`: the expected length).
+fn json_array<'a>(frames: impl Iterator<Item = &'a str>, size: usize) -> Utf8Bytes {
+    let mut text = String::with_capacity(size);
+    for f in frames {
+        text.push(if text.is_empty() { '[' } else { ',' });
+        text.push_str(f);
+    }
+    text.push(']');
+    Utf8Bytes::from(text)
 }
 
 impl Publication {
@@ -225,7 +231,7 @@ fn deliver(inner: &TopicInner, pubs: &[Pub], max_batch: usize) {
         let mode = b.mode();
         if from == 0 && pubs.len() > 1 && mode == Mode::All {
             let items = shared.get_or_insert_with(|| Run::items(pubs, max_batch));
-            b.outbox.push_shared(items, pubs.len());
+            b.outbox.push_shared(&pubs[0].topic, items, pubs.len());
         } else {
             b.outbox.push_pubs(&pubs[from..], mode);
         }

@@ -142,17 +142,10 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Delivers `messages` publications of one topic to an `all`-mode subscription as `items`
+    /// Delivers `messages` publications of `topic` to an `all`-mode subscription as `items`
     /// built once for every subscriber ([`Run`]s, or a lone [`Item::Msg`]): each is a shared
     /// handle, cloned, never copied. All of them fit or the queue overflows.
-    pub fn push_shared(&self, items: &[Item], messages: usize) {
-        let Some(topic) = items.iter().find_map(|i| match i {
-            Item::Msg(p) => Some(&p.topic),
-            Item::Run(r) => Some(r.topic()),
-            _ => None,
-        }) else {
-            return;
-        };
+    pub fn push_shared(&self, topic: &Arc<str>, items: &[Item], messages: usize) {
         {
             let mut s = self.state.lock();
             if s.closed {

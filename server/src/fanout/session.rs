@@ -313,13 +313,8 @@ fn batch(group: &[Item]) -> Utf8Bytes {
         [Item::Frame(f)] => return f.clone(),
         _ => {}
     }
-    let mut text = String::with_capacity(group.iter().map(|i| frame_text(i).len() + 1).sum::<usize>() + 1);
-    for item in group {
-        text.push(if text.is_empty() { '[' } else { ',' });
-        text.push_str(frame_text(item));
-    }
-    text.push(']');
-    Utf8Bytes::from(text)
+    let size = group.iter().map(|i| frame_text(i).len() + 1).sum::<usize>() + 1;
+    super::json_array(group.iter().map(frame_text), size)
 }
 
 #[cfg(test)]
