@@ -36,6 +36,8 @@ pub const FANOUT_TOPICS_REFUSED_TOTAL: &str = "opensports_fanout_topics_refused_
 pub const FANOUT_DROPPED_TOTAL: &str = "opensports_fanout_dropped_total";
 pub const FANOUT_LAGGED_TOTAL: &str = "opensports_fanout_lagged_total";
 pub const WS_SESSIONS: &str = "opensports_ws_sessions";
+pub const SSE_SESSIONS: &str = "opensports_sse_sessions";
+pub const SSE_MESSAGES_SENT_TOTAL: &str = "opensports_sse_messages_sent_total";
 pub const WS_ERRORS_TOTAL: &str = "opensports_ws_errors_total";
 pub const WS_MESSAGES_SENT_TOTAL: &str = "opensports_ws_messages_sent_total";
 pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
@@ -214,6 +216,8 @@ fn describe() {
     describe_gauge!(MODEL_OUTCOME_LOG_LOSS_SUM, "Sum of log losses against outcomes (divide by predictions)");
     describe_counter!(MODEL_REFUSED_TOTAL, "Models refused at load (file, sha256, shape or ops)");
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
+    describe_gauge!(SSE_SESSIONS, "Open Server-Sent Events streams (GET /v1/sse)");
+    describe_counter!(SSE_MESSAGES_SENT_TOTAL, "Publications sent as Server-Sent Events");
     describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
     describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");
     describe_counter!(

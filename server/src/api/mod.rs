@@ -4,12 +4,14 @@
 //! - this file: the router and the small JSON handlers.
 //! - [`admin`]: who is calling (`Caller`, `Admin` extractors), keys and audit endpoints.
 //! - [`serve`]: the accept loop (connection cap, header-read timeout, graceful shutdown).
+//! - [`sse`]: a topic's latest value over plain HTTP, and Server-Sent Events.
 //! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
 //! - `dashboard.html`: the embedded live dashboard served at `/`.
 
 pub mod admin;
 pub mod serve;
+pub mod sse;
 pub mod store;
 pub mod ws;
 
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/v1/audit", get(admin::audit))
+        .route("/v1/topics/{*path}", get(sse::latest))
+        .route("/v1/sse", get(sse::sse))
         .route("/ws", get(ws::upgrade))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)

@@ -56,32 +56,15 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         Err(refused) => return *refused,
     };
     let req = Request::from_parts(parts, body);
-    let addr_slot = match caller.remote {
-        Some(remote) => match app.auth.ws_slots.take(remote.ip(), app.auth.cfg.max_ws_per_address) {
-            Some(slot) => Some(slot),
-            None => {
-                metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_per_address").increment(1);
-                return json_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_connections",
-                    "WebSocket connection limit for this address reached (auth.max_ws_per_address)",
-                );
-            }
-        },
-        None => None,
-    };
-    // The slot is taken before the upgrade: never more sessions than the limit.
-    let Ok(permit) = app.ws_permits.clone().try_acquire_owned() else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
-            "WebSocket connection limit reached",
-        );
+    // The slots are taken before the upgrade: never more sessions than the limits.
+    let slots = match stream_slots(&app, &caller) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
     };
     let on_upgrade = hyper::upgrade::on(req);
     let tasks = app.tasks.clone();
     tasks.spawn(async move {
-        let (_permit, _addr_slot) = (permit, addr_slot);
+        let _slots = slots;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "WebSocket upgrade failed"),
@@ -105,6 +88,43 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
         .body(Body::empty())
         .unwrap_or_default()
+}
+
+/// What a streaming session (WebSocket or SSE) holds while it lasts: a slot of
+/// `fanout.max_connections` and one of its address's `auth.max_ws_per_address`.
+#[derive(Debug)]
+pub(super) struct StreamSlots {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _addr_slot: Option<crate::auth::limits::AddrSlot>,
+}
+
+/// Takes a streaming session's slots, or the refusal (`429`/`503 too_many_connections`).
+pub(super) fn stream_slots(
+    app: &AppState,
+    caller: &super::admin::Caller,
+) -> Result<StreamSlots, Box<Response>> {
+    let addr_slot = match caller.remote {
+        Some(remote) => match app.auth.ws_slots.take(remote.ip(), app.auth.cfg.max_ws_per_address) {
+            Some(slot) => Some(slot),
+            None => {
+                metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_per_address").increment(1);
+                return Err(Box::new(json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_connections",
+                    "streaming connection limit for this address reached (auth.max_ws_per_address)",
+                )));
+            }
+        },
+        None => None,
+    };
+    let Ok(permit) = app.ws_permits.clone().try_acquire_owned() else {
+        return Err(Box::new(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "streaming connection limit reached (fanout.max_connections)",
+        )));
+    };
+    Ok(StreamSlots { _permit: permit, _addr_slot: addr_slot })
 }
 
 fn handshake_key(h: &HeaderMap) -> Result<String, &'static str> {

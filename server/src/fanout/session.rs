@@ -117,50 +117,63 @@ impl Session {
         self.op_id = None;
     }
 
-    /// Applies a `sub` whole or not at all: every pattern and `since` key is checked first.
+    /// Applies a `sub` whole or not at all (refusals answered with an `error`).
     fn sub(&mut self, topics: Vec<String>, mode: Mode, since: BTreeMap<String, u64>) {
+        if let Err((code, message)) = self.subscribe(topics, mode, &since) {
+            self.error(code, message);
+        }
+    }
+
+    /// Applies a subscription whole or not at all: every pattern and `since` key is checked
+    /// first; a refusal is its error code and message and changes nothing. Queues the
+    /// snapshots and resumed history, then `subscribed`.
+    pub fn subscribe(
+        &mut self,
+        topics: Vec<String>,
+        mode: Mode,
+        since: &BTreeMap<String, u64>,
+    ) -> Result<(), (&'static str, String)> {
         if topics.is_empty() {
-            return self.error(reason::BAD_OP, "sub needs at least one topic pattern".into());
+            return Err((reason::BAD_OP, "sub needs at least one topic pattern".into()));
         }
         let mut patterns = Vec::with_capacity(topics.len());
         for t in &topics {
             match Pattern::parse(t) {
                 Ok(p) => patterns.push(p),
-                Err(e) => return self.error(reason::BAD_PATTERN, format!("{t:?}: {e}")),
+                Err(e) => return Err((reason::BAD_PATTERN, format!("{t:?}: {e}"))),
             }
         }
         if let Some(t) = topics.iter().find(|t| !self.access.principal.may_read(t, &self.access.public)) {
             metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => "sub").increment(1);
             let who = &self.access.principal.id;
-            return self
-                .error(reason::FORBIDDEN, format!("{who} may not read {t:?} (outside its topic scopes)"));
+            return Err((reason::FORBIDDEN, format!("{who} may not read {t:?} (outside its topic scopes)")));
         }
         for key in since.keys() {
             let concrete = opensports_proto::topic::validate_topic(key).is_ok();
             if !concrete || !patterns.iter().any(|p| p.matches(key)) {
-                return self.error(
+                return Err((
                     reason::BAD_SINCE,
                     format!("since key {key:?} must be a concrete topic matched by this sub's patterns"),
-                );
+                ));
             }
         }
         let new = topics.iter().filter(|t| !self.ids.contains_key(*t)).count();
         let max = self.fanout.config().max_subscriptions;
         if self.ids.len() + new > max {
-            return self
-                .error(reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection"));
+            return Err((reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection")));
         }
         for (text, pattern) in topics.iter().zip(patterns) {
             // Re-subscribing a pattern replaces it (new mode, new resume point).
             if let Some(old) = self.ids.remove(text) {
                 self.fanout.unsubscribe(old);
             }
-            let id = self.fanout.subscribe(&self.outbox, pattern, mode, &since);
+            let id = self.fanout.subscribe(&self.outbox, pattern, mode, since);
             self.ids.insert(text.clone(), id);
         }
         // In order after the catch-up the subscribe calls queued.
         let id = self.op_id.clone();
         self.outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics, id })));
+        Ok(())
     }
 
     fn unsub(&mut self, topics: Vec<String>) {
@@ -215,6 +228,50 @@ impl Framer {
     /// others go out as JSON-array batch frames of at most `max_batch_bytes`, each message
     /// copied once into the batch.
     pub fn frames(&mut self, items: &mut Vec<Item>, outbox: &Outbox, frames: &mut Vec<Utf8Bytes>) -> Framed {
+        let (oldest, oldest_ts) = self.resolve(items, outbox);
+        for item in &mut self.out {
+            if let Item::Snapshot(p) = item {
+                *item = Item::Frame(p.snapshot_frame());
+            }
+        }
+        // Runs go alone; other consecutive items group into batches of at most `max_batch`
+        // bytes.
+        let (mut first, mut size, mut messages) = (0, 0, 0);
+        for i in 0..self.out.len() {
+            if let Item::Run(r) = &self.out[i] {
+                if first < i {
+                    frames.push(batch(&self.out[first..i]));
+                }
+                frames.push(r.frame.clone());
+                messages += r.pubs.len();
+                (first, size) = (i + 1, 0);
+                continue;
+            }
+            messages += 1;
+            let len = frame_text(&self.out[i]).len() + 1;
+            if i > first && size + len + 1 > self.max_batch {
+                frames.push(batch(&self.out[first..i]));
+                (first, size) = (i, 0);
+            }
+            size += len;
+        }
+        if first < self.out.len() {
+            frames.push(batch(&self.out[first..]));
+        }
+        Framed { messages, oldest, oldest_ts }
+    }
+
+    /// For a stream that sends every message on its own (Server-Sent Events): `items` resolved
+    /// as [`Framer::frames`] does (the lag rule applied), each one a `Msg`, `Run`, `Snapshot`
+    /// or `Frame`; returns them with the oldest publish time and source ts among the live ones.
+    pub fn messages(&mut self, items: &mut Vec<Item>, outbox: &Outbox) -> (&[Item], Option<Instant>) {
+        let (oldest, _) = self.resolve(items, outbox);
+        (&self.out, oldest)
+    }
+
+    /// Applies the lag rule to drained `items` into `self.out`: after `lagged`, snapshots of
+    /// the topics that lost messages, and queued messages the snapshot covers are skipped.
+    fn resolve(&mut self, items: &mut Vec<Item>, outbox: &Outbox) -> (Option<Instant>, Option<i64>) {
         self.out.clear();
         let (mut oldest, mut oldest_ts): (Option<Instant>, Option<i64>) = (None, None);
         let mut live = |at: Instant, ts: i64| {
@@ -253,8 +310,7 @@ impl Framer {
                     }
                     self.out.push(Item::Run(r));
                 }
-                Item::Snapshot(p) => self.out.push(Item::Frame(p.snapshot_frame())),
-                frame @ Item::Frame(_) => self.out.push(frame),
+                item @ (Item::Snapshot(_) | Item::Frame(_)) => self.out.push(item),
                 Item::Lagged => {
                     let (dropped, topics) = outbox.take_lag();
                     metrics::counter!(m::FANOUT_LAGGED_TOTAL).increment(1);
@@ -262,37 +318,13 @@ impl Framer {
                     for t in topics {
                         if let Some(p) = self.fanout.latest(&t) {
                             self.resynced.insert(t, p.seq);
-                            self.out.push(Item::Frame(p.snapshot_frame()));
+                            self.out.push(Item::Snapshot(p));
                         }
                     }
                 }
             }
         }
-        // Runs go alone; other consecutive items group into batches of at most `max_batch`
-        // bytes.
-        let (mut first, mut size, mut messages) = (0, 0, 0);
-        for i in 0..self.out.len() {
-            if let Item::Run(r) = &self.out[i] {
-                if first < i {
-                    frames.push(batch(&self.out[first..i]));
-                }
-                frames.push(r.frame.clone());
-                messages += r.pubs.len();
-                (first, size) = (i + 1, 0);
-                continue;
-            }
-            messages += 1;
-            let len = frame_text(&self.out[i]).len() + 1;
-            if i > first && size + len + 1 > self.max_batch {
-                frames.push(batch(&self.out[first..i]));
-                (first, size) = (i, 0);
-            }
-            size += len;
-        }
-        if first < self.out.len() {
-            frames.push(batch(&self.out[first..]));
-        }
-        Framed { messages, oldest, oldest_ts }
+        (oldest, oldest_ts)
     }
 }
 

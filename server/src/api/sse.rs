@@ -1,0 +1,300 @@
+//! For clients that speak neither WebSocket protocol of ours nor QUIC (broadcast graphics
+//! engines, `curl`, a browser's `EventSource`):
+//!
+//! - `GET /v1/topics/{topic}/latest`: a topic's latest value and seq, with an `ETag` (the seq)
+//!   and `304 Not Modified` for a matching `If-None-Match`.
+//! - `GET /v1/sse?topics=p1,p2[&mode=all|latest]`: Server-Sent Events. Each event's `data` is
+//!   one message exactly as a WebSocket subscriber gets it (`msg`, `snapshot`, `reset`,
+//!   `lagged`, `subscribed`, `error`). Every publication carries an `id`: the stream's resume
+//!   point, `topic=seq` for every topic it has sent, space-separated. A client that reconnects
+//!   with it as `Last-Event-ID` (an `EventSource` does so by itself) or `?since=` gets what it
+//!   missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.5).
+//!
+//! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule);
+//! it shares the streaming connection limits with WebSockets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opensports_proto::error_code::reason;
+use opensports_proto::topic::validate_topic;
+use opensports_proto::ws::Mode;
+
+use super::admin::Caller;
+use super::ws::{StreamSlots, stream_slots};
+use super::{AppState, json, json_error};
+use crate::fanout::outbox::{Item, Outbox};
+use crate::fanout::session::{Access, Framer, Session};
+use crate::metrics as m;
+
+/// A comment line sent when a stream has been quiet this long, so proxies keep it open and a
+/// client can tell a quiet stream from a dead one.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Longest resume point (`Last-Event-ID` or `?since=`) read, in bytes.
+const MAX_RESUME: usize = 16 * 1024;
+
+/// `GET /v1/topics/{topic}/latest` (the topic's slashes percent-encoded or not).
+pub async fn latest(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(topic) = path.strip_suffix("/latest") else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "expected /v1/topics/{topic}/latest");
+    };
+    if let Err(e) = validate_topic(topic) {
+        return json_error(StatusCode::BAD_REQUEST, reason::BAD_PATTERN, &format!("{topic:?}: {e}"));
+    }
+    if let Some(denied) = caller.deny_read(&s, topic) {
+        return denied;
+    }
+    let Some(p) = s.fanout.latest(topic) else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "no_such_topic",
+            &format!("nothing published on {topic:?}"),
+        );
+    };
+    let etag = format!("\"{}\"", p.seq);
+    let cache = [(header::ETAG, etag.clone()), (header::CACHE_CONTROL, "no-cache".to_string())];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, cache).into_response();
+    }
+    let body =
+        format!(r#"{{"topic":{},"seq":{},"ts":{},"data":{}}}"#, json_str(topic), p.seq, p.ts, p.data());
+    let mut resp = json(StatusCode::OK, body);
+    resp.headers_mut().extend(cache.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))));
+    resp
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SseQuery {
+    /// Comma-separated patterns.
+    topics: Option<String>,
+    #[serde(default)]
+    mode: Mode,
+    /// The resume point, for clients that cannot set `Last-Event-ID`.
+    since: Option<String>,
+}
+
+/// `GET /v1/sse`.
+pub async fn sse(
+    State(app): State<AppState>,
+    caller: Caller,
+    q: Result<Query<SseQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, reason::BAD_OP, &e.body_text()),
+    };
+    let topics: Vec<String> =
+        q.topics.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(str::to_string).collect();
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(q.since.as_deref());
+    let since = match resume.map(parse_resume).transpose() {
+        Ok(since) => since.unwrap_or_default(),
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, reason::BAD_SINCE, why),
+    };
+    // Access first (a refusal is a 401/403), for the patterns that parse (the others get 400).
+    let parses = |t: &&String| opensports_proto::topic::Pattern::parse(t).is_ok();
+    if let Some(denied) = topics.iter().filter(parses).find_map(|t| caller.deny_read(&app, t)) {
+        return denied;
+    }
+    let slots = match stream_slots(&app, &caller) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
+    let outbox = Outbox::new(app.fanout.config().queue_len);
+    let access =
+        Access { principal: caller.principal.clone(), public: app.auth.cfg.public_topics.clone().into() };
+    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
+    if let Err((code, message)) = session.subscribe(topics, q.mode, &since) {
+        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code).increment(1);
+        session.close();
+        return json_error(StatusCode::BAD_REQUEST, code, &message);
+    }
+    metrics::gauge!(m::SSE_SESSIONS).increment(1.0);
+    let cursor = since.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
+    let stream = SseStream {
+        framer: Framer::new(app.fanout.clone()),
+        session,
+        outbox,
+        items: Vec::new(),
+        cursor,
+        closing: false,
+        revocations: app.auth.revocations(),
+        app,
+        _slots: slots,
+    };
+    let body = futures_util::stream::unfold(stream, |mut s| async move {
+        let chunk = s.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), s))
+    });
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    (StatusCode::OK, headers, Body::from_stream(body)).into_response()
+}
+
+/// A resume point: `topic=seq` pairs separated by spaces (topics have no spaces).
+fn parse_resume(text: &str) -> Result<BTreeMap<String, u64>, &'static str> {
+    if text.len() > MAX_RESUME {
+        return Err("the resume point (Last-Event-ID or since) is over 16 KiB");
+    }
+    text.split_ascii_whitespace()
+        .map(|pair| {
+            let (topic, seq) = pair.rsplit_once('=').ok_or("a resume point is `topic=seq` pairs")?;
+            let seq = seq.parse().map_err(|_| "a resume point's seq is a number")?;
+            Ok((topic.to_string(), seq))
+        })
+        .collect()
+}
+
+/// One SSE stream's state, owned by its response body; dropping it (the client went away)
+/// ends the session.
+struct SseStream {
+    session: Session,
+    outbox: Arc<Outbox>,
+    framer: Framer,
+    items: Vec<Item>,
+    /// Topic → last seq sent: the resume point.
+    cursor: BTreeMap<Arc<str>, u64>,
+    /// The last chunk before the end was returned.
+    closing: bool,
+    revocations: tokio::sync::watch::Receiver<u64>,
+    app: AppState,
+    _slots: StreamSlots,
+}
+
+impl SseStream {
+    /// The next body chunk: every event the outbox holds, or a keep-alive; `None` ends it.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.closing {
+            return None;
+        }
+        loop {
+            self.items.clear();
+            let open = self.outbox.drain(&mut self.items);
+            if !open {
+                self.closing = true;
+            } else if self.items.is_empty() {
+                if self.ended() {
+                    self.closing = true;
+                    continue;
+                }
+                let mut shutdown = self.app.shutdown.clone();
+                // Wake for the token's expiry too, so the stream ends on time.
+                let expires = self.session.access().principal.expires.map(|exp| {
+                    Duration::from_secs(exp.saturating_sub(crate::auth::unix_now()).saturating_add(1))
+                });
+                let quiet = expires.map_or(KEEPALIVE, |e| e.min(KEEPALIVE));
+                tokio::select! {
+                    _ = self.outbox.wait() => continue,
+                    _ = shutdown.changed() => return None,
+                    changed = self.revocations.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep(quiet) => {
+                        if self.ended() {
+                            continue;
+                        }
+                        return Some(Bytes::from_static(b": keep-alive\n\n"));
+                    }
+                }
+            }
+            let mut out = String::new();
+            let (resolved, oldest) = self.framer.messages(&mut self.items, &self.outbox);
+            let mut sent = 0u64;
+            for item in resolved {
+                match item {
+                    Item::Msg(p) => sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame),
+                    Item::Run(r) => {
+                        for p in r.pubs.iter() {
+                            sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
+                        }
+                    }
+                    Item::Snapshot(p) => {
+                        sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.snapshot_frame())
+                    }
+                    Item::Frame(f) => {
+                        let _ = write!(out, "data: {}\n\n", f.as_str());
+                    }
+                    Item::Lagged => {}
+                }
+            }
+            metrics::counter!(m::SSE_MESSAGES_SENT_TOTAL).increment(sent);
+            if let Some(at) = oldest {
+                metrics::histogram!(m::FANOUT_DELIVERY_SECONDS).record(at.elapsed().as_secs_f64());
+            }
+            if out.is_empty() {
+                if self.closing {
+                    return None;
+                }
+                continue;
+            }
+            return Some(Bytes::from(out));
+        }
+    }
+
+    /// The caller's key was revoked or its token expired: queues an `error` and closes.
+    fn ended(&self) -> bool {
+        let principal = &self.session.access().principal;
+        let why = if principal.key_id.is_some() && self.app.auth.revoked(principal) {
+            Some((reason::KEY_REVOKED, "this stream's API key was revoked"))
+        } else if principal.expires.is_some_and(|exp| exp <= crate::auth::unix_now()) {
+            Some((reason::TOKEN_EXPIRED, "this stream's token expired; reconnect with a new one"))
+        } else {
+            None
+        };
+        let Some((code, message)) = why else { return false };
+        self.session.error(code, message.into());
+        self.outbox.close();
+        true
+    }
+}
+
+impl Drop for SseStream {
+    fn drop(&mut self) {
+        self.session.close();
+        metrics::gauge!(m::SSE_SESSIONS).decrement(1.0);
+    }
+}
+
+/// Appends one publication event (`id:` the resume point after it, `data:` the message);
+/// returns 1 (for the sent counter).
+fn event(
+    out: &mut String,
+    cursor: &mut BTreeMap<Arc<str>, u64>,
+    topic: &Arc<str>,
+    seq: u64,
+    frame: &str,
+) -> u64 {
+    cursor.insert(topic.clone(), seq);
+    out.push_str("id:");
+    for (t, s) in cursor.iter() {
+        let _ = write!(out, " {t}={s}");
+    }
+    let _ = write!(out, "\ndata: {frame}\n\n");
+    1
+}
