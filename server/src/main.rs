@@ -179,6 +179,8 @@ enum Command {
         #[arg(long, default_value = "./data", global = true)]
         data_dir: PathBuf,
     },
+    /// Print the JSON Schema of every wire type (events, control, WebSocket/SSE messages).
+    Schema,
     /// Subscribe and print live messages.
     Watch {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
@@ -401,6 +403,10 @@ async fn main() -> anyhow::Result<()> {
             let mut publisher = Publisher::connect(to.config("opensports-replay")?).await?;
             cli::replay::publish(&mut publisher, &feed, speed).await?;
             publisher.close(std::time::Duration::from_secs(30)).await?;
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", opensports_server::api::schema_text());
             Ok(())
         }
         Command::Plugin { cmd } => match cmd {

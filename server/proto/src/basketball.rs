@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::Side;
 use crate::event::event_kinds;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", schemars(rename = "BasketballEvent"))]
 pub enum Event {
     /// Teams of the game; first event of a game.
     GameStart {
@@ -37,6 +39,7 @@ pub enum Event {
         x: f32,
         y: f32,
         /// 2 or 3.
+        #[cfg_attr(feature = "schema", schemars(range(min = 2, max = 3)))]
         points: u8,
         made: bool,
     },

@@ -11,6 +11,7 @@ pub const SCHEMA_VERSION: u16 = 1;
 
 /// One event from a publisher. JSON form (flat):
 /// `{"game":"nba-1","seq":7,"ts":1700000000000000,"clock_ms":431000,"sport":"basketball","type":"shot",...}`
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -19,8 +20,10 @@ pub struct Event {
     #[serde(default = "default_version")]
     pub v: u16,
     /// Game id: 1..=64 bytes of `[A-Za-z0-9_.-]` (it is a topic level).
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,64}$")))]
     pub game: String,
     /// Per-game sequence number set by the publisher, strictly increasing from 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub seq: u64,
     /// Source time, microseconds since the Unix epoch.
     pub ts: i64,
@@ -38,6 +41,7 @@ fn default_version() -> u16 {
 }
 
 /// The sport-tagged body of an event.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -50,6 +54,7 @@ pub enum Body {
 }
 
 /// The four sports, as they appear in `"sport"`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sport {
@@ -83,6 +88,7 @@ impl core::fmt::Display for Sport {
 }
 
 /// Home or away team, for the team sports.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,

@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::event_kinds;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", schemars(rename = "F1Event"))]
 pub enum Event {
     SessionStart {
         name: String,
@@ -55,6 +57,7 @@ event_kinds!(Event {
     SessionEnd => "session_end",
 });
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
@@ -80,6 +83,7 @@ pub struct Lap {
     pub interval_ms: Option<u32>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,
@@ -100,6 +104,7 @@ pub enum SessionKind {
     Race,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,
@@ -122,6 +127,7 @@ pub enum Compound {
     Unknown,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,

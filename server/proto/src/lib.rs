@@ -14,6 +14,7 @@
 //! - [`topic`]: topic names and `+`/`#` patterns.
 //! - [`error_code`]: every error code a peer can see, in one place.
 //! - [`limits`]: length caps on event strings (names 64 bytes, free text 256).
+//! - `schema` (feature `schema`): the JSON Schema of all of the above, generated.
 //! - [`plugin_abi`]: plugin ABI v1 (status codes, sport bits, export and import names), shared
 //!   by the wasm host and the plugin SDK.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -31,6 +32,8 @@ pub mod football;
 pub mod keys;
 pub mod limits;
 pub mod plugin_abi;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod soccer;
 pub mod topic;
 pub mod tracking;

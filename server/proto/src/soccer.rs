@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::Side;
 use crate::event::event_kinds;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", schemars(rename = "SoccerEvent"))]
 pub enum Event {
     GameStart {
         home: String,
@@ -84,6 +86,7 @@ event_kinds!(Event {
     Substitution => "substitution",
 });
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,
@@ -104,6 +107,7 @@ pub enum BodyPart {
     Other,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,
@@ -125,6 +129,7 @@ pub enum ShotOutcome {
     Post,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug,
     Clone,

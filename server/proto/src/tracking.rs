@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One position sample of a player, ball or car, in the sport's frame (see each sport module);
 /// `z` in the same unit (0 where the source is 2-D), `speed` in metres per second.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
     Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/schema", get(schema))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
         .route("/v1/games/{id}/events", get(store::events))
@@ -145,6 +146,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
     });
     let status = if stopping { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     json(status, body.to_string())
+}
+
+/// The JSON Schema document (`opensports_proto::schema`), pretty-printed, built once.
+pub fn schema_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(opensports_proto::schema::text)
+}
+
+async fn schema() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/schema+json")], schema_text()).into_response()
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {

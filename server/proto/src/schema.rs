@@ -1,0 +1,86 @@
+//! JSON Schema (draft 2020-12) of every wire type, generated from the Rust types themselves
+//! (`schemars`), so the schema cannot drift from what the server parses and sends. Served at
+//! `GET /v1/schema`; a copy is committed at `clients/schema/opensports.schema.json` for the JS
+//! and Python clients (a test keeps it current).
+//!
+//! Entry points (`$defs`): `Event` (a publisher's event, every sport), `TrackingSample`
+//! (a datagram), `Control` (QUIC control stream, both ways), `ClientOp` and `ServerMsg`
+//! (WebSocket and SSE), `PluginOutput` (the publication a plugin's emit becomes).
+
+use schemars::generate::SchemaSettings;
+use serde_json::{Value, json};
+
+/// The document as served and committed: pretty JSON and a final newline.
+/// Keys are sorted, whatever order serde_json keeps in this build (`preserve_order`).
+pub fn text() -> String {
+    let mut doc = document();
+    doc.sort_all_objects();
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// The whole schema document.
+pub fn document() -> Value {
+    let mut generator = SchemaSettings::draft2020_12().into_generator();
+    let roots = [
+        ("Event", generator.subschema_for::<crate::Event>()),
+        ("TrackingSample", generator.subschema_for::<crate::tracking::TrackingSample>()),
+        ("Control", generator.subschema_for::<crate::control::Control>()),
+        ("ClientOp", generator.subschema_for::<crate::ws::ClientOp>()),
+        ("ServerMsg", generator.subschema_for::<crate::ws::ServerMsg>()),
+    ];
+    let mut defs = generator.take_definitions(true);
+    // Entry points that are not named types of their own.
+    for (name, schema) in roots {
+        defs.entry(name).or_insert_with(|| schema.to_value());
+    }
+    defs.insert("PluginOutput".into(), plugin_output());
+    // Events: an unknown field is refused (PROTOCOL.md §1.3); the body's fields and the
+    // envelope's are spread over one flat object, so the rule is `unevaluatedProperties`.
+    if let Some(Value::Object(event)) = defs.get_mut("Event") {
+        event.insert("unevaluatedProperties".into(), Value::Bool(false));
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://opensports.invalid/schema/v1.json",
+        "title": "OpenSports Edge wire types, schema v1",
+        "description": "Generated from the server's Rust types (opensports-proto). Events (QUIC, JSON codec) refuse unknown fields; server messages may gain fields in a minor version, so clients ignore fields they do not know.",
+        "$defs": defs,
+    })
+}
+
+/// A plugin's output as a subscriber sees it: a `msg` on `game/{id}/{plugin}/{name}` whose
+/// `data` is the JSON object the plugin emitted (its fields are the plugin's own, documented
+/// in its crate), and `ts` the source time of the event that produced it.
+fn plugin_output() -> Value {
+    json!({
+        "description": "A plugin's emit as published: op msg (or snapshot) on game/{id}/{plugin}/{name}; data is the JSON object the plugin emitted; ts the source time of the event that produced it.",
+        "type": "object",
+        "required": ["op", "topic", "seq", "ts", "data"],
+        "properties": {
+            "op": {"enum": ["msg", "snapshot"]},
+            "topic": {"type": "string", "pattern": "^game/[A-Za-z0-9_.-]{1,64}/[a-z0-9-]+/.+$"},
+            "seq": {"type": "integer", "minimum": 1},
+            "ts": {"type": "integer"},
+            "data": {"type": "object"}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The copy the JS and Python clients build from must be what the types say now.
+    #[test]
+    fn the_committed_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/schema/opensports.schema.json");
+        let now = super::text();
+        if std::env::var_os("OPENSPORTS_BLESS").is_some() {
+            std::fs::write(path, &now).expect("write the schema");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "clients/schema/opensports.schema.json is stale: run `cargo run -q -- schema > clients/schema/opensports.schema.json` \
+             (or this test with OPENSPORTS_BLESS=1)"
+        );
+    }
+}
