@@ -263,6 +263,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Running, Star
         auth: auth.clone(),
         tasks: tracker,
         shutdown: shutdown_rx.clone(),
+        certificate: ingest::tls::pem_chain(&tls.certs).into(),
     };
     let (http_cfg, http_shutdown, http_tasks) =
         (config.server.clone(), shutdown_rx.clone(), app.tasks.clone());

@@ -46,6 +46,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Credentials, scopes, audit log.
     pub auth: Arc<crate::auth::Auth>,
+    /// The QUIC (and HTTPS) certificate chain, PEM.
+    pub certificate: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/schema", get(schema))
+        .route("/v1/tls/certificate", get(certificate))
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
         .route("/v1/games/{id}/events", get(store::events))
@@ -156,6 +159,13 @@ pub fn schema_text() -> &'static str {
 
 async fn schema() -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/schema+json")], schema_text()).into_response()
+}
+
+/// The server's certificate chain (PEM). Public (every TLS handshake sends it); a client that
+/// pins the fingerprint compares it with the leaf's SHA-256 and then trusts only this
+/// certificate, through its TLS library's ordinary CA setting.
+async fn certificate(State(s): State<AppState>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-pem-file")], s.certificate.to_string()).into_response()
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {

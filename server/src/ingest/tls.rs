@@ -39,6 +39,23 @@ pub fn fingerprint(cert: &[u8]) -> String {
     Sha256::digest(cert).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The chain as PEM, leaf first (served at `GET /v1/tls/certificate`: clients that pin the
+/// fingerprint check it against this and then trust it as their only root).
+pub fn pem_chain(certs: &[CertificateDer<'_>]) -> String {
+    use base64::Engine as _;
+    let mut pem = String::new();
+    for c in certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(c.as_ref());
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
 /// Loads the configured certificate, or the self-signed one in `data_dir/tls/`, generating it
 /// on first start.
 pub fn load_or_generate(cfg: &ServerConfig) -> Result<TlsMaterial, TlsError> {

@@ -1,0 +1,125 @@
+//! The clients for other languages, against a real server: each replays the golden
+//! transcripts (`tests/fixtures/transcripts`) and runs its own test suite. This file starts the
+//! server and hands its addresses to the Python (`pytest`) and JS (`node --test`) suites, so
+//! one `cargo nextest run` covers all three; `tests/run` installs their dependencies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opensports_proto::Event;
+use opensports_proto::codec::Codec;
+use opensports_tests::{TOKEN, TestServer, WAIT, workspace};
+
+fn transcripts() -> Vec<(PathBuf, serde_json::Value)> {
+    let dir = workspace().join("tests/fixtures/transcripts");
+    let mut all: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let v = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p, v)
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(!all.is_empty(), "no transcripts in {}", dir.display());
+    all
+}
+
+/// Whether `actual` has every field of `expected` (recursively; arrays element by element).
+fn contains(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|x| contains(x, v))),
+        (Value::Array(a), Value::Array(e)) => a.len() == e.len() && a.iter().zip(e).all(|(x, y)| contains(x, y)),
+        (Value::Number(a), Value::Number(e)) => a.as_f64() == e.as_f64(),
+        _ => actual == expected,
+    }
+}
+
+/// The transcript's `publish` part with the Rust publisher (JSON codec, as other languages send).
+async fn publish(server: &TestServer, script: &serde_json::Value) {
+    let mut cfg = server.publisher_config();
+    cfg.codec = Codec::Json;
+    let mut publisher = opensports_client::Publisher::connect(cfg).await.unwrap();
+    for e in script["publish"]["events"].as_array().unwrap() {
+        let event: Event = serde_json::from_value(e.clone()).unwrap();
+        publisher.send(&event).await.unwrap();
+    }
+    publisher.flush(WAIT).await.unwrap();
+    let ack = &script["publish"]["expect_ack"];
+    assert_eq!(publisher.acked(ack["game"].as_str().unwrap()), ack["seq"].as_u64().unwrap());
+    assert!(publisher.take_notices().is_empty(), "no reject, gap or error");
+    let wait = &script["wait_latest"];
+    let path = format!("/v1/topics/{}/latest", wait["topic"].as_str().unwrap());
+    for _ in 0..3000 {
+        let (status, body) = server.get(&path).await;
+        if status == 200 && serde_json::from_str::<serde_json::Value>(&body).unwrap()["seq"] == wait["seq"] {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} never reached seq {}", wait["seq"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_replays_the_golden_transcripts() {
+    for (path, script) in transcripts() {
+        let server = TestServer::start().await;
+        publish(&server, &script).await;
+        let mut sub = server.subscriber().await;
+        for (i, step) in script["ws"].as_array().unwrap().iter().enumerate() {
+            if let Some(op) = step.get("send") {
+                sub.send_text(op.to_string()).await.unwrap();
+                continue;
+            }
+            let msg = sub.next_timeout(WAIT).await.unwrap().expect("a message in time");
+            let actual = serde_json::to_value(&msg).unwrap();
+            assert!(
+                contains(&actual, &step["expect"]),
+                "{}: step {i}: got {actual}, expected {}",
+                path.display(),
+                step["expect"]
+            );
+        }
+        server.shutdown().await;
+    }
+}
+
+/// Runs `program args` in `dir` with the server's addresses in the environment; panics with
+/// its output unless it succeeds.
+async fn run_suite(server: &TestServer, dir: &Path, program: &str, args: &[&str], hint: &str) {
+    let r = server.running();
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("OPENSPORTS_HTTP", format!("http://{}", r.http_addr))
+        .env("OPENSPORTS_WS", format!("ws://{}/ws", r.http_addr))
+        .env("OPENSPORTS_QUIC", r.quic_addr.to_string())
+        .env("OPENSPORTS_FINGERPRINT", &r.fingerprint)
+        .env("OPENSPORTS_TOKEN", TOKEN)
+        .env("PYTHONPATH", workspace().join("clients/python/src"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), out)
+        .await
+        .expect("the suite finished in time")
+        .unwrap_or_else(|e| panic!("could not run {program}: {e} ({hint})"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{text}");
+    assert!(out.status.success(), "{program} {args:?} failed ({hint}):\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_replays_the_transcripts_and_passes_its_suite() {
+    let dir = workspace().join("clients/python");
+    let hint = "bash tests/run installs clients/python[test]";
+    // Each file on a server of its own: a transcript expects a server that has seen only it.
+    for file in ["tests/test_golden.py", "tests/test_client.py"] {
+        let server = TestServer::start().await;
+        run_suite(&server, &dir, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider", file], hint).await;
+        server.shutdown().await;
+    }
+}
