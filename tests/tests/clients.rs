@@ -31,8 +31,12 @@ fn transcripts() -> Vec<(PathBuf, serde_json::Value)> {
 fn contains(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
     use serde_json::Value;
     match (actual, expected) {
-        (Value::Object(a), Value::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|x| contains(x, v))),
-        (Value::Array(a), Value::Array(e)) => a.len() == e.len() && a.iter().zip(e).all(|(x, y)| contains(x, y)),
+        (Value::Object(a), Value::Object(e)) => {
+            e.iter().all(|(k, v)| a.get(k).is_some_and(|x| contains(x, v)))
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            a.len() == e.len() && a.iter().zip(e).all(|(x, y)| contains(x, y))
+        }
         (Value::Number(a), Value::Number(e)) => a.as_f64() == e.as_f64(),
         _ => actual == expected,
     }
@@ -87,23 +91,29 @@ async fn rust_client_replays_the_golden_transcripts() {
     }
 }
 
-/// Runs `program args` in `dir` with the server's addresses in the environment; panics with
-/// its output unless it succeeds.
-async fn run_suite(server: &TestServer, dir: &Path, program: &str, args: &[&str], hint: &str) {
-    let r = server.running();
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("OPENSPORTS_HTTP", format!("http://{}", r.http_addr))
-        .env("OPENSPORTS_WS", format!("ws://{}/ws", r.http_addr))
-        .env("OPENSPORTS_QUIC", r.quic_addr.to_string())
-        .env("OPENSPORTS_FINGERPRINT", &r.fingerprint)
-        .env("OPENSPORTS_TOKEN", TOKEN)
+/// Runs `program args` in `dir`, with the server's addresses (when given) and `vars` in the
+/// environment; panics with its output unless it succeeds.
+async fn run_suite(
+    server: Option<&TestServer>,
+    dir: &Path,
+    (program, args): (&str, &[&str]),
+    vars: &[(&str, String)],
+    hint: &str,
+) {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).current_dir(dir).kill_on_drop(true);
+    if let Some(server) = server {
+        let r = server.running();
+        cmd.env("OPENSPORTS_HTTP", format!("http://{}", r.http_addr))
+            .env("OPENSPORTS_WS", format!("ws://{}/ws", r.http_addr))
+            .env("OPENSPORTS_QUIC", r.quic_addr.to_string())
+            .env("OPENSPORTS_FINGERPRINT", &r.fingerprint)
+            .env("OPENSPORTS_TOKEN", TOKEN);
+    }
+    cmd.envs(vars.iter().map(|(k, v)| (k, v)))
         .env("PYTHONPATH", workspace().join("clients/python/src"))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), out)
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
         .await
         .expect("the suite finished in time")
         .unwrap_or_else(|e| panic!("could not run {program}: {e} ({hint})"));
@@ -119,7 +129,41 @@ async fn python_client_replays_the_transcripts_and_passes_its_suite() {
     // Each file on a server of its own: a transcript expects a server that has seen only it.
     for file in ["tests/test_golden.py", "tests/test_client.py"] {
         let server = TestServer::start().await;
-        run_suite(&server, &dir, "python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider", file], hint).await;
+        let pytest = ("python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider", file][..]);
+        run_suite(Some(&server), &dir, pytest, &[], hint).await;
         server.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_client_replays_the_transcripts_and_passes_its_suite() {
+    let dir = workspace().join("clients/js");
+    let hint = "bash tests/run runs npm ci in clients/js";
+    run_suite(None, &dir, ("npm", &["run", "--silent", "build"]), &[], hint).await;
+    // The transcripts: their events published by the Rust client (this client only subscribes).
+    let server = TestServer::start().await;
+    for (_, script) in transcripts() {
+        publish(&server, &script).await;
+    }
+    run_suite(Some(&server), &dir, ("node", &["--test", "test/golden.test.mjs"]), &[], hint).await;
+    server.shutdown().await;
+
+    // A live game published while the suite runs (paced, so a dropped connection misses some).
+    let server = TestServer::start().await;
+    let events =
+        opensports_tests::sim_events(opensports_proto::Sport::Soccer, 5, opensports_tests::SIM_START_US);
+    let events: Vec<Event> = events.into_iter().take(600).collect();
+    let (game, last) = (events[0].game.clone(), events.last().unwrap().seq);
+    let mut publisher = server.publisher().await;
+    let live = tokio::spawn(async move {
+        for e in &events {
+            publisher.send(e).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        publisher.flush(WAIT).await.unwrap();
+    });
+    let vars = [("OPENSPORTS_LIVE_GAME", game), ("OPENSPORTS_LIVE_LAST", last.to_string())];
+    run_suite(Some(&server), &dir, ("node", &["--test", "test/client.test.mjs"]), &vars, hint).await;
+    live.await.unwrap();
+    server.shutdown().await;
 }

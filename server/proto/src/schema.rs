@@ -39,6 +39,8 @@ pub fn document() -> Value {
     if let Some(Value::Object(event)) = defs.get_mut("Event") {
         event.insert("unevaluatedProperties".into(), Value::Bool(false));
     }
+    let mut defs = Value::Object(defs);
+    split_ref_siblings(&mut defs);
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://opensports.invalid/schema/v1.json",
@@ -46,6 +48,27 @@ pub fn document() -> Value {
         "description": "Generated from the server's Rust types (opensports-proto). Events (QUIC, JSON codec) refuse unknown fields; server messages may gain fields in a minor version, so clients ignore fields they do not know.",
         "$defs": defs,
     })
+}
+
+/// `{"$ref": X, "properties": ...}` (how schemars tags an enum variant that wraps a struct)
+/// becomes `{"allOf": [{"$ref": X}, {"properties": ...}]}`: the same in draft 2020-12, and
+/// what tools that ignore a `$ref`'s siblings (draft-07 habits, some code generators) read
+/// correctly.
+fn split_ref_siblings(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                split_ref_siblings(child);
+            }
+            let has_siblings = map.len() > 1 && !map.keys().all(|k| k == "$ref" || k == "description");
+            if has_siblings && let Some(r) = map.remove("$ref") {
+                let rest = std::mem::take(map);
+                map.insert("allOf".into(), json!([{ "$ref": r }, Value::Object(rest)]));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(split_ref_siblings),
+        _ => {}
+    }
 }
 
 /// A plugin's output as a subscriber sees it: a `msg` on `game/{id}/{plugin}/{name}` whose

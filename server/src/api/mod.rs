@@ -165,7 +165,8 @@ async fn schema() -> Response {
 /// pins the fingerprint compares it with the leaf's SHA-256 and then trusts only this
 /// certificate, through its TLS library's ordinary CA setting.
 async fn certificate(State(s): State<AppState>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-pem-file")], s.certificate.to_string()).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-pem-file")], s.certificate.to_string())
+        .into_response()
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
