@@ -3,6 +3,7 @@
 //! # Layout
 //! - this file: the router and the small JSON handlers.
 //! - [`admin`]: who is calling (`Caller`, `Admin` extractors), keys and audit endpoints.
+//! - [`openapi`]: the OpenAPI 3.1 description of every route, at `/openapi.json`.
 //! - [`serve`]: the accept loop (connection cap, header-read timeout, graceful shutdown).
 //! - [`sse`]: a topic's latest value over plain HTTP, and Server-Sent Events.
 //! - [`store`]: export and online backup of the durable log, streamed.
@@ -10,6 +11,7 @@
 //! - `dashboard.html`: the embedded live dashboard served at `/`.
 
 pub mod admin;
+pub mod openapi;
 pub mod serve;
 pub mod sse;
 pub mod store;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/schema", get(schema))
         .route("/v1/tls/certificate", get(certificate))
         .route("/v1/games", get(games))
@@ -155,6 +158,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
 pub fn schema_text() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(opensports_proto::schema::text)
+}
+
+async fn openapi_json() -> Response {
+    json(StatusCode::OK, openapi::json().to_string())
 }
 
 async fn schema() -> Response {

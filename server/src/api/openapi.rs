@@ -1,0 +1,205 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at `GET /openapi.json`.
+//!
+//! Built with utoipa's builders from one table ([`ROUTES`]) that names every route the router
+//! serves, so the description is read in one place; a test calls every operation it lists and
+//! checks the router answers it, and CI validates the document (openapi-spec-validator).
+//! Message bodies of the streaming protocols are in the JSON Schema (`/v1/schema`).
+
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, PathItem,
+    PathsBuilder, Required, ResponseBuilder, Type,
+};
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Open,
+    /// Read access to the topic behind it (anonymous for `auth.public_topics`, else a key).
+    Read,
+    /// An admin key.
+    Admin,
+}
+
+/// One operation of the HTTP API.
+#[derive(Debug)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// `(name, "path" | "query" | "header", required, description)`.
+    pub params: &'static [(&'static str, &'static str, bool, &'static str)],
+    /// Request body: content type and description.
+    pub body: Option<(&'static str, &'static str)>,
+    /// `(status, content type ("" for none), description)`.
+    pub responses: &'static [(u16, &'static str, &'static str)],
+}
+
+const JSON: &str = "application/json";
+const ERR: &str = r#"{"error":{"code","message"}}"#;
+
+macro_rules! route {
+    ($method:literal $path:literal, $tag:literal, $access:ident, $summary:literal,
+     params: [$($p:expr),*], body: $body:expr, responses: [$($r:expr),* $(,)?]) => {
+        Route {
+            method: $method, path: $path, tag: $tag, summary: $summary, access: Access::$access,
+            params: &[$($p),*], body: $body, responses: &[$($r),*],
+        }
+    };
+}
+
+/// Every route of [`super::router`].
+pub const ROUTES: &[Route] = &[
+    route!("get" "/", "dashboard", Open, "The live dashboard (HTML)", params: [], body: None,
+        responses: [(200, "text/html", "the dashboard page")]),
+    route!("get" "/healthz", "operations", Open, "Liveness", params: [], body: None,
+        responses: [(200, JSON, r#"{"status":"ok"}"#)]),
+    route!("get" "/readyz", "operations", Open, "Readiness (log open, models and plugins loaded)", params: [], body: None,
+        responses: [(200, JSON, r#"{"status":"ready","log","models","plugins"}"#), (503, JSON, "shutting down")]),
+    route!("get" "/metrics", "operations", Open, "Prometheus metrics", params: [], body: None,
+        responses: [(200, "text/plain", "Prometheus text format 0.0.4")]),
+    route!("get" "/openapi.json", "operations", Open, "This document", params: [], body: None,
+        responses: [(200, JSON, "OpenAPI 3.1")]),
+    route!("get" "/v1/schema", "protocol", Open, "JSON Schema of every wire type (events, control, WebSocket/SSE messages)",
+        params: [], body: None, responses: [(200, "application/schema+json", "JSON Schema draft 2020-12")]),
+    route!("get" "/v1/tls/certificate", "protocol", Open, "The server's certificate chain, to check against a pinned fingerprint",
+        params: [], body: None, responses: [(200, "application/x-pem-file", "PEM, leaf first")]),
+    route!("get" "/v1/games", "games", Read, "The games list (topic `games`)", params: [], body: None,
+        responses: [(200, JSON, "the games list"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/games/{id}", "games", Read, "A game's latest state (topic `game/{id}/state`)",
+        params: [("id", "path", true, "game id")], body: None,
+        responses: [(200, JSON, "the state"), (404, JSON, "no_such_game"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/topics/{topic}/latest", "games", Read, "A topic's latest value, with its seq as ETag",
+        params: [("topic", "path", true, "the topic, slashes as %2F"), ("If-None-Match", "header", false, "an ETag from before")],
+        body: None,
+        responses: [(200, JSON, r#"{"topic","seq","ts","data"}"#), (304, "", "unchanged"), (400, JSON, "bad_pattern"),
+            (404, JSON, "no_such_topic"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/sse", "games", Read, "Server-Sent Events: messages of the topics matching the patterns (PROTOCOL.md 3.1)",
+        params: [("topics", "query", true, "comma-separated patterns"), ("mode", "query", false, "all (default) or latest"),
+            ("since", "query", false, "resume point (an event id)"), ("Last-Event-ID", "header", false, "resume point"),
+            ("token", "query", false, "credential, for EventSource")],
+        body: None,
+        responses: [(200, "text/event-stream", "one server message per event"), (400, JSON, ERR), (401, JSON, ERR),
+            (403, JSON, ERR), (429, JSON, "too_many_connections"), (503, JSON, "too_many_connections")]),
+    route!("get" "/ws", "games", Read, "WebSocket upgrade (PROTOCOL.md 2)", params: [("token", "query", false, "credential")],
+        body: None, responses: [(101, "", "switching protocols"), (400, JSON, "bad_upgrade"), (401, JSON, ERR),
+            (429, JSON, "too_many_connections"), (503, JSON, "too_many_connections")]),
+    route!("get" "/v1/games/{id}/events", "log", Admin, "A game's logged events, streamed",
+        params: [("id", "path", true, "game id"), ("format", "query", false, "jsonl (default) or csv")], body: None,
+        responses: [(200, "application/x-ndjson", "one event per line (or text/csv)"), (400, JSON, ERR),
+            (404, JSON, "no_such_game or no_store"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/backup", "log", Admin, "A consistent copy of the event log (redb file)", params: [], body: None,
+        responses: [(200, "application/octet-stream", "the log file"), (404, JSON, "no_store"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/models", "models", Open, "Loaded model versions, roles and live scores", params: [], body: None,
+        responses: [(200, JSON, r#"{"models":[...]}"#)]),
+    route!("get" "/v1/ratings", "models", Open, "Elo ratings behind win probability", params: [], body: None,
+        responses: [(200, JSON, r#"{"ratings":{...}}"#)]),
+    route!("post" "/v1/models/{name}/activate", "models", Admin, "Make a version the active one",
+        params: [("name", "path", true, "model name")], body: Some((JSON, r#"{"version":"2"}"#)),
+        responses: [(200, JSON, r#"{"name","ok"}"#), (400, JSON, ERR), (404, JSON, "no_such_model"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("post" "/v1/models/{name}/shadow", "models", Admin, "Score a version in shadow (or stop: null)",
+        params: [("name", "path", true, "model name")], body: Some((JSON, r#"{"version":"2"|null}"#)),
+        responses: [(200, JSON, r#"{"name","ok"}"#), (400, JSON, ERR), (404, JSON, "no_such_model"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/plugins", "plugins", Open, "Loaded plugins, versions and failure counts", params: [], body: None,
+        responses: [(200, JSON, r#"{"plugins":[...]}"#)]),
+    route!("post" "/v1/plugins/{name}", "plugins", Admin, "Hot-reload a plugin from a new .wasm",
+        params: [("name", "path", true, "plugin name")], body: Some(("application/wasm", "the module")),
+        responses: [(200, JSON, r#"{"name","version"}"#), (400, JSON, "bad_plugin"), (404, JSON, "no_such_plugin"),
+            (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/keys", "access", Admin, "API keys (never the secrets)", params: [], body: None,
+        responses: [(200, JSON, r#"{"keys":[...]}"#), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("post" "/v1/keys", "access", Admin, "Create an API key (shown once)", params: [],
+        body: Some((JSON, r#"{"name","role","scopes"}"#)),
+        responses: [(201, JSON, "the key record and the key"), (400, JSON, ERR), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("delete" "/v1/keys/{id}", "access", Admin, "Revoke a key (its sessions end within a second)",
+        params: [("id", "path", true, "key id")], body: None,
+        responses: [(200, JSON, "the revoked key record"), (404, JSON, "no_such_key"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/audit", "access", Admin, "The audit log, oldest first",
+        params: [("after", "query", false, "entry id to start after"), ("limit", "query", false, "at most (default 100, max 1000)")],
+        body: None, responses: [(200, JSON, r#"{"entries":[...]}"#), (401, JSON, ERR), (403, JSON, ERR)]),
+];
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn method(m: &str) -> HttpMethod {
+    match m {
+        "post" => HttpMethod::Post,
+        "delete" => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The document.
+pub fn document() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for r in ROUTES {
+        let mut op = OperationBuilder::new().tag(r.tag).summary(Some(r.summary)).operation_id(Some(format!(
+            "{}{}",
+            r.method,
+            r.path.replace(['/', '{', '}', '.'], "_")
+        )));
+        for (name, place, required, description) in r.params {
+            let place = match *place {
+                "path" => ParameterIn::Path,
+                "header" => ParameterIn::Header,
+                _ => ParameterIn::Query,
+            };
+            let required = if *required { Required::True } else { Required::False };
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(place)
+                    .required(required)
+                    .description(Some(*description))
+                    .schema(Some(string())),
+            );
+        }
+        if let Some((content_type, description)) = r.body {
+            let body = RequestBodyBuilder::new()
+                .description(Some(description))
+                .required(Some(Required::True))
+                .content(content_type, ContentBuilder::new().build());
+            op = op.request_body(Some(body.build()));
+        }
+        for (status, content_type, description) in r.responses {
+            let mut resp = ResponseBuilder::new().description(*description);
+            if !content_type.is_empty() {
+                resp = resp.content(*content_type, ContentBuilder::new().build());
+            }
+            op = op.response(status.to_string(), resp.build());
+        }
+        if r.access != Access::Open {
+            op = op.security(SecurityRequirement::new::<_, _, &str>("bearer", []));
+        }
+        paths = paths.path(r.path, PathItem::new(method(r.method), op.build()));
+    }
+    let bearer = SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer));
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("OpenSports Edge HTTP API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Reads of game data need read access to the topic behind them (anonymous for the \
+                     server's public topics); admin operations need an admin API key. Errors are \
+                     {\"error\":{\"code\",\"message\"}} (PROTOCOL.md 3). Wire messages: /v1/schema.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(ComponentsBuilder::new().security_scheme("bearer", bearer).build()))
+        .build()
+}
+
+/// The document as JSON, built once.
+pub fn json() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| document().to_pretty_json().unwrap_or_default())
+}

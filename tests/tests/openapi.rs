@@ -1,0 +1,52 @@
+//! The OpenAPI document: valid OpenAPI 3.1 (openapi-spec-validator, from PyPI), and every
+//! operation it lists is one the router answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use opensports_tests::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
+    let server = TestServer::start().await;
+    let (status, body) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    let file = server.dir.path().join("openapi.json");
+    std::fs::write(&file, &body).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("python3 (bash tests/run installs openapi-spec-validator)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "openapi-spec-validator: {text}");
+
+    // The router's own 404 (no route) has an empty body; a handler's 404 says why.
+    let (status, body) = server.admin_get("/v1/no-such-route").await;
+    assert_eq!((status, body.as_str()), (404, ""), "the fallback is recognisable");
+    let admin = server.admin_key();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{} paths", paths.len());
+    let mut calls = 0;
+    for (path, item) in paths {
+        let concrete =
+            path.replace("{topic}", "game%2Fnope%2Fstate").replace("{id}", "nope").replace("{name}", "nope");
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            let body = (method == "POST").then_some(("application/json", &b"{}"[..]));
+            let (status, text) = server.call(&admin, &method, &concrete, body).await;
+            assert!(
+                status != 405 && !(status == 404 && text.is_empty()),
+                "{method} {path}: no route ({status})"
+            );
+            let documented = &item[method.to_ascii_lowercase()]["responses"];
+            assert!(
+                documented.get(status.to_string()).is_some(),
+                "{method} {path} answered {status}, which the document does not list: {text}"
+            );
+            calls += 1;
+        }
+    }
+    assert!(calls >= 24, "{calls} operations");
+}
