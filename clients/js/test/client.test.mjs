@@ -64,3 +64,8 @@ test('the TypeScript types are current with the committed schema', () => {
   const script = fileURLToPath(new URL('../scripts/gen-types.mjs', import.meta.url));
   execFileSync(process.execPath, [script, '--check'], { stdio: 'pipe' });
 });
+
+test("the dashboard's embedded copies of this client and of uPlot are current", () => {
+  const script = fileURLToPath(new URL('../scripts/vendor-dashboard.mjs', import.meta.url));
+  execFileSync(process.execPath, [script, '--check'], { stdio: 'pipe' });
+});

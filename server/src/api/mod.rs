@@ -8,10 +8,12 @@
 //! - [`sse`]: a topic's latest value over plain HTTP, and Server-Sent Events.
 //! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
-//! - `dashboard.html`: the embedded live dashboard served at `/`.
+//! - [`pages`]: the dashboard: overview at `/`, a page per game at `/game/{id}`, and their
+//!   embedded assets (the JS client's modules, uPlot) under `/assets/`.
 
 pub mod admin;
 pub mod openapi;
+pub mod pages;
 pub mod serve;
 pub mod sse;
 pub mod store;
@@ -54,7 +56,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(pages::overview))
+        .route("/game/{id}", get(pages::game))
+        .route("/assets/{*file}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -281,38 +285,4 @@ async fn reload_plugin(
         Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, "bad_plugin", &e.to_string()),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
     }
-}
-
-const DASHBOARD: &str = include_str!("dashboard.html");
-
-/// The dashboard's Content-Security-Policy: only its own inline script and style (by hash),
-/// connections to this host; nothing else runs, whatever a publisher puts in a name.
-fn dashboard_csp() -> &'static str {
-    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CSP.get_or_init(|| {
-        let hash = |open: &str, close: &str| {
-            use base64::Engine as _;
-            let body = DASHBOARD
-                .split_once(open)
-                .and_then(|(_, rest)| rest.split_once(close))
-                .map_or("", |(b, _)| b);
-            base64::engine::general_purpose::STANDARD
-                .encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()))
-        };
-        format!(
-            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; \
-             img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-            hash("<script>", "</script>"),
-            hash("<style>", "</style>")
-        )
-    })
-}
-
-async fn dashboard() -> Response {
-    let headers = [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (header::CONTENT_SECURITY_POLICY, dashboard_csp()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ];
-    (StatusCode::OK, headers, DASHBOARD).into_response()
 }

@@ -1,0 +1,54 @@
+// Opens one game page per sport in Debian's chromium (playwright-core), prints "ready" once
+// every page's WebSocket is live, drops each page's connection once it has shown 20 states
+// (the client must resume with no gap), waits for FINAL, takes a screenshot of each page and
+// prints one JSON line per page.
+// Usage: node game.mjs BASE_URL OUT_DIR GAME_ID:SPORT...
+import { chromium } from "playwright-core";
+
+const [base, outDir, ...games] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const pages = [];
+  for (const g of games) {
+    const [id, sport] = g.split(":");
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+    await page.goto(`${base}/game/${encodeURIComponent(id)}`);
+    await page.waitForSelector("#conn.open", { timeout: 15000 });
+    pages.push({ id, sport, page, errors });
+  }
+  console.log("ready");
+  const results = await Promise.all(pages.map(async ({ id, sport, page, errors }) => {
+    await page.waitForFunction(() => window.__opensports.seqs.length >= 20, null, { timeout: 60000 });
+    const droppedAt = await page.evaluate(() => { window.__opensports.sub.disconnect(); return window.__opensports.seqs.at(-1); });
+    await page.waitForSelector("#clock.final", { timeout: 90000 });
+    await page.waitForTimeout(300); // plugin outputs of the last event
+    const r = await page.evaluate(() => {
+      const o = window.__opensports;
+      const points = Object.fromEntries(Object.entries(o.charts).map(([k, u]) => [k, u.data[0].length]));
+      const rows = (sel) => document.querySelectorAll(sel).length;
+      return {
+        seqs: o.seqs, reconnects: o.sub.reconnects, points,
+        title: document.getElementById("title").textContent,
+        clock: document.getElementById("clock").textContent,
+        situation: document.getElementById("situation").textContent,
+        last: document.getElementById("last").textContent,
+        box: rows("#box tr") - 1, drives: rows("#drives tr"), shots: rows("#shotmap circle"),
+        tower: rows("#tower tr") - 1, control: rows("#control li"),
+        possession: document.getElementById("poss-text").textContent,
+      };
+    });
+    const shot = `${outDir}/game-${sport}.png`;
+    await page.screenshot({ path: shot, fullPage: true });
+    return { id, sport, droppedAt, errors, screenshot: shot, ...r };
+  }));
+  for (const r of results) console.log(JSON.stringify(r));
+} finally {
+  await browser.close();
+}
