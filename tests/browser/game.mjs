@@ -1,6 +1,6 @@
 // Opens one game page per sport in Debian's chromium (playwright-core), prints "ready" once
-// every page's WebSocket is live, drops each page's connection once it has shown 20 states
-// (the client must resume with no gap), waits for FINAL, takes a screenshot of each page and
+// every page's WebSocket is live, drops each page's connection once it has shown 10 states and
+// prints "dropped" (the client must resume with no gap), waits for FINAL, takes a screenshot of each page and
 // prints one JSON line per page.
 // Usage: node game.mjs BASE_URL OUT_DIR GAME_ID:SPORT...
 import { chromium } from "playwright-core";
@@ -24,9 +24,15 @@ try {
     pages.push({ id, sport, page, errors });
   }
   console.log("ready");
-  const results = await Promise.all(pages.map(async ({ id, sport, page, errors }) => {
-    await page.waitForFunction(() => window.__opensports.seqs.length >= 20, null, { timeout: 60000 });
-    const droppedAt = await page.evaluate(() => { window.__opensports.sub.disconnect(); return window.__opensports.seqs.at(-1); });
+  // Phase 1 (the harness publishes the first part of each game): drop every page's connection.
+  const dropped = await Promise.all(pages.map(async ({ page }) => {
+    await page.waitForFunction(() => window.__opensports.seqs.length >= 10, null, { timeout: 60000 });
+    return page.evaluate(() => { window.__opensports.sub.disconnect(); return window.__opensports.seqs.at(-1); });
+  }));
+  console.log("dropped");
+  // Phase 2 (the harness publishes the rest): each page catches up and follows to the end.
+  const results = await Promise.all(pages.map(async ({ id, sport, page, errors }, i) => {
+    const droppedAt = dropped[i];
     await page.waitForSelector("#clock.final", { timeout: 90000 });
     await page.waitForTimeout(300); // plugin outputs of the last event
     const r = await page.evaluate(() => {
@@ -34,7 +40,7 @@ try {
       const points = Object.fromEntries(Object.entries(o.charts).map(([k, u]) => [k, u.data[0].length]));
       const rows = (sel) => document.querySelectorAll(sel).length;
       return {
-        seqs: o.seqs, reconnects: o.sub.reconnects, points,
+        seqs: o.seqs, situations: o.situations.slice(-50), reconnects: o.sub.reconnects, points,
         title: document.getElementById("title").textContent,
         clock: document.getElementById("clock").textContent,
         situation: document.getElementById("situation").textContent,

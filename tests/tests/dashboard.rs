@@ -140,17 +140,21 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
     let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("ready"));
 
-    // The four games interleaved and paced, so each page's dropped connection misses some.
+    // The first fifth of each game; then, once every page has dropped its connection, the rest
+    // (published while the pages reconnect, so each has something to catch up on).
     let mut publisher = server.publisher().await;
-    let longest = games.iter().map(|g| g.events.len()).max().unwrap();
-    for i in 0..longest {
-        for g in &games {
-            if let Some(t) = g.events.get(i) {
-                publisher.send(&t.event).await.unwrap();
-            }
+    let split: Vec<usize> = games.iter().map(|g| g.events.len() / 5).collect();
+    for (g, &n) in games.iter().zip(&split) {
+        for t in &g.events[..n] {
+            publisher.send(&t.event).await.unwrap();
         }
-        if i % 2 == 0 {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    publisher.flush(WAIT).await.unwrap();
+    let dropped = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(dropped.as_deref(), Some("dropped"));
+    for (g, &n) in games.iter().zip(&split) {
+        for t in &g.events[n..] {
+            publisher.send(&t.event).await.unwrap();
         }
     }
     publisher.flush(WAIT).await.unwrap();
@@ -199,6 +203,21 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
             Sport::Football => {
                 assert!(points("wp") > 10 && points("epa") > 10, "{sport}: charts {}", p["points"]);
                 assert!(p["drives"].as_u64().unwrap() > 3, "{sport}: drive chart");
+                // Down and distance as a broadcast says them: "GB ball, 3rd & 4 at DAL 35".
+                let (home, away) = (state["home"].as_str().unwrap(), state["away"].as_str().unwrap());
+                let situations = p["situations"].as_array().unwrap();
+                assert!(!situations.is_empty(), "{sport}: no down and distance shown");
+                for s in situations {
+                    let s = s.as_str().unwrap();
+                    let (ball, rest) = s.split_once(" ball, ").unwrap_or_else(|| panic!("{s}"));
+                    let (_, at) = rest.split_once(" at ").unwrap_or_else(|| panic!("{s}"));
+                    assert!(ball == home || ball == away, "{s}");
+                    let spot = at.rsplit_once(' ').map_or(at, |(t, n)| {
+                        assert!(t == home || t == away, "{s}");
+                        n
+                    });
+                    assert!(spot.parse::<u32>().is_ok_and(|n| (1..=50).contains(&n)), "{s}");
+                }
             }
             Sport::Soccer => {
                 assert!(points("xg") > 0, "{sport}: xG timeline {}", p["points"]);

@@ -3,6 +3,7 @@
 //! from anywhere but this server).
 //!
 //! - `pages/overview.html`: a card per game, live.
+//! - `pages/format.js`: what both say the same way (periods, FINAL, event names, "SEA 7").
 //! - `pages/game.html`: one game, per sport, built on the JS client (`assets/client/*.js`,
 //!   `clients/js` compiled and copied by its `npm run vendor`) with uPlot
 //!   (`assets/uPlot.iife.min.js`, ~50 KB, no dependencies, made for streaming time series).
@@ -26,6 +27,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("client/subscriber.js", "text/javascript", include_bytes!("assets/client/subscriber.js")),
     ("uPlot.iife.min.js", "text/javascript", include_bytes!("assets/uPlot.iife.min.js")),
     ("uPlot.min.css", "text/css", include_bytes!("assets/uPlot.min.css")),
+    ("format.js", "text/javascript", include_bytes!("pages/format.js")),
     ("icon.svg", "image/svg+xml", ICON),
 ];
 
