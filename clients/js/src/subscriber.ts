@@ -20,6 +20,9 @@ export interface SubscriberOptions {
   reconnect?: boolean;
   /** Longest wait between reconnect attempts (default 5000 ms; starts at 50 ms, doubling). */
   maxBackoffMs?: number;
+  /** Queue messages for `next()` and the iterator (default true). Set false when only
+   * callbacks (`on`) read them, or the queue grows without end. */
+  buffer?: boolean;
   /** A WebSocket constructor; default: the global one, else the `ws` package (Node 20). */
   WebSocket?: WebSocketCtor;
 }
@@ -119,7 +122,7 @@ export class Subscriber {
       for (const l of this.listeners) l(m);
       const w = this.waiters.shift();
       if (w) w(m);
-      else this.queue.push(m);
+      else if (this.opts.buffer !== false) this.queue.push(m);
     }
   }
 
@@ -217,7 +220,8 @@ export class Subscriber {
     }
   }
 
-  /** Calls `listener` with every message (alongside the iterator); returns an unsubscribe function. */
+  /** Calls `listener` with every message (alongside the iterator, if used); returns a function
+   * that removes it. With callbacks only, pass `{ buffer: false }` to `connect`. */
   on(listener: (m: ServerMsg) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

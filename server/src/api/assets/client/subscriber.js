@@ -97,7 +97,7 @@ export class Subscriber {
             const w = this.waiters.shift();
             if (w)
                 w(m);
-            else
+            else if (this.opts.buffer !== false)
                 this.queue.push(m);
         }
     }
@@ -201,7 +201,8 @@ export class Subscriber {
             }
         }
     }
-    /** Calls `listener` with every message (alongside the iterator); returns an unsubscribe function. */
+    /** Calls `listener` with every message (alongside the iterator, if used); returns a function
+     * that removes it. With callbacks only, pass `{ buffer: false }` to `connect`. */
     on(listener) {
         this.listeners.add(listener);
         return () => this.listeners.delete(listener);
