@@ -61,8 +61,8 @@ pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
 pub const MODEL_SHADOW_ABS_DIFF: &str = "opensports_model_shadow_abs_diff";
 pub const MODEL_OUTCOME_PREDICTIONS_TOTAL: &str = "opensports_model_outcome_predictions_total";
-pub const MODEL_OUTCOME_BRIER_SUM: &str = "opensports_model_outcome_brier_sum";
-pub const MODEL_OUTCOME_LOG_LOSS_SUM: &str = "opensports_model_outcome_log_loss_sum";
+pub const MODEL_OUTCOME_BRIER_SUM: &str = "opensports_model_outcome_brier_accum";
+pub const MODEL_OUTCOME_LOG_LOSS_SUM: &str = "opensports_model_outcome_log_loss_accum";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -96,9 +96,36 @@ pub fn install() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
             describe();
+            zero();
             handle
         })
         .clone()
+}
+
+/// Counters and gauges without labels start at 0, so a dashboard or an alert sees the series
+/// (and `rate()` its first increase) before the first event of their kind.
+fn zero() {
+    for name in [
+        INGEST_EVENTS_TOTAL,
+        INGEST_CONNECTIONS_TOTAL,
+        INGEST_RETRIES_TOTAL,
+        INGEST_DATAGRAMS_TOTAL,
+        INGEST_DUPLICATES_TOTAL,
+        INGEST_GAPS_TOTAL,
+        INGEST_GAP_FILLS_TOTAL,
+        FANOUT_PUBLICATIONS_TOTAL,
+        FANOUT_DROPPED_TOTAL,
+        FANOUT_LAGGED_TOTAL,
+        SSE_MESSAGES_SENT_TOTAL,
+        WS_MESSAGES_SENT_TOTAL,
+        WS_FRAMES_SENT_TOTAL,
+        STORE_EVENTS_TOTAL,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for name in [INGEST_CONNECTIONS, WS_SESSIONS, SSE_SESSIONS, PIPELINE_GAMES, FANOUT_TOPICS] {
+        metrics::gauge!(name).increment(0.0);
+    }
 }
 
 /// Drains histogram buckets periodically so memory stays flat between scrapes.
@@ -260,4 +287,89 @@ pub fn age_secs_at(now_us: i64, ts_us: i64) -> f64 {
 /// The wall clock in µs since the Unix epoch.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The process and build lines appended to every scrape, in the exposition format, read at
+/// scrape time: `process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+/// `process_start_time_seconds` (the names Prometheus's own clients use; Linux `/proc`, absent
+/// elsewhere) and `opensports_build_info{version, target}` (always 1).
+pub fn process_text() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut line = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    };
+    if let Some(p) = proc_stat() {
+        line("process_cpu_seconds_total", "counter", "User and system CPU time, seconds", p.cpu_seconds);
+        line("process_resident_memory_bytes", "gauge", "Resident memory, bytes", p.rss_bytes);
+        line("process_virtual_memory_bytes", "gauge", "Virtual memory, bytes", p.vsize_bytes);
+        line("process_start_time_seconds", "gauge", "Start time, seconds since the Unix epoch", p.start_time);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        line("process_open_fds", "gauge", "Open file descriptors", fds.count() as f64);
+    }
+    if let Some(max) = max_fds() {
+        line("process_max_fds", "gauge", "Limit on open file descriptors", max);
+    }
+    let _ = write!(
+        out,
+        "# HELP opensports_build_info The running build\n# TYPE opensports_build_info gauge\n\
+         opensports_build_info{{version=\"{}\",target=\"{}-{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+    out
+}
+
+struct ProcStat {
+    cpu_seconds: f64,
+    rss_bytes: f64,
+    vsize_bytes: f64,
+    start_time: f64,
+}
+
+/// `/proc/self/stat` (fields after the parenthesised command name) and `/proc/stat`'s boot time.
+fn proc_stat() -> Option<ProcStat> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the name: state is field 3, so field n is at index n - 3.
+    let num = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    let ticks = clk_tck()?;
+    let page = page_size()?;
+    let boot: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(ProcStat {
+        cpu_seconds: (num(14)? + num(15)?) / ticks,
+        start_time: boot + num(22)? / ticks,
+        vsize_bytes: num(23)?,
+        rss_bytes: num(24)? * page,
+    })
+}
+
+/// USER_HZ, the unit of `/proc` CPU times: 100 on every Linux architecture (the kernel fixes it
+/// for userspace whatever its own tick rate).
+fn clk_tck() -> Option<f64> {
+    Some(100.0)
+}
+
+fn page_size() -> Option<f64> {
+    // From the auxiliary vector's AT_PAGESZ (type 6), without unsafe code.
+    let auxv = std::fs::read("/proc/self/auxv").ok()?;
+    auxv.chunks_exact(16).find_map(|kv| {
+        let key = u64::from_ne_bytes(kv[..8].try_into().ok()?);
+        (key == 6).then(|| u64::from_ne_bytes(kv[8..].try_into().unwrap_or_default()) as f64)
+    })
+}
+
+fn max_fds() -> Option<f64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }

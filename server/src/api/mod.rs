@@ -181,8 +181,8 @@ async fn certificate(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.prometheus.render())
-        .into_response()
+    let body = s.prometheus.render() + &crate::metrics::process_text();
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn games(State(s): State<AppState>, caller: admin::Caller) -> Response {

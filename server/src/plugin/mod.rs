@@ -141,6 +141,7 @@ impl PluginSet {
             match loaded {
                 Ok(c) => {
                     tracing::info!(plugin = %name, version = %c.version, "plugin loaded");
+                    metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => c.name.to_string()).set(0.0);
                     plugins.push(Arc::new(PluginInfo {
                         name: c.name.clone(),
                         path: entry.path.clone(),
