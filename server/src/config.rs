@@ -112,11 +112,14 @@ pub struct ModelsConfig {
     /// Directory holding `manifest.toml` and the `.onnx` files. Default `./models`. A missing
     /// directory means no models (win probability and model-backed plugin outputs fall back).
     pub dir: PathBuf,
+    /// When `dir` has no `manifest.toml`, serve the models built into the binary (written to
+    /// `data_dir/builtin/models`). Default true.
+    pub builtin: bool,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        ModelsConfig { dir: PathBuf::from("./models") }
+        ModelsConfig { dir: PathBuf::from("./models"), builtin: true }
     }
 }
 
@@ -276,6 +279,9 @@ pub struct PluginsConfig {
     /// (default: the file name, `_` → `-`) and optional `config` (a table handed to the
     /// plugin's `init` as JSON). Default: none.
     pub load: Vec<PluginEntry>,
+    /// With no `load` entries, load the four shipped plugins built into the binary (written to
+    /// `data_dir/builtin/plugins`). Default true.
+    pub builtin: bool,
     /// CPU-time deadline per event per plugin on its shard thread, microseconds (a call is also
     /// cut after 100 times this in wall-clock time). Default 1000.
     pub deadline_us: u64,
@@ -295,6 +301,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             load: Vec::new(),
+            builtin: true,
             deadline_us: 1000,
             memory_mib: 16,
             max_emits_per_event: 64,

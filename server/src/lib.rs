@@ -26,6 +26,7 @@
 //! - [`pipeline`]: shard threads owning game state and its stages; the game directory, the
 //!   `games` topic, win-probability features, start-up recovery.
 //! - [`plugin`]: sandboxed WASM plugins (wasmtime), ABI v1 host side.
+//! - [`builtin`]: the shipped plugins and models embedded in the binary (the defaults).
 //! - [`model`]: ONNX models (tract): manifest, registry, inference, ratings, outcome scoring.
 //! - [`fanout`]: topics, history rings, subscriber outboxes, the WebSocket session (sans-IO).
 //! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws` socket I/O.
@@ -41,6 +42,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod fanout;
@@ -134,8 +136,13 @@ pub struct Running {
 }
 
 /// Starts ingest, pipeline and HTTP on `listeners`. Must be called inside a tokio runtime.
-pub async fn start(config: Config, listeners: Listeners) -> Result<Running, StartError> {
+pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, StartError> {
     config.validate()?;
+    let builtin = builtin::apply(&mut config)
+        .map_err(|source| StartError::Io { what: "writing the built-in plugins and models", source })?;
+    for what in builtin {
+        tracing::info!("using {what}");
+    }
     let prometheus = metrics::install();
     let tls = ingest::tls::load_or_generate(&config.server)?;
     if tls.generated {

@@ -56,6 +56,8 @@ impl TestServer {
         config.auth.public_topics = vec!["#".into()];
         config.pipeline.shards = 2;
         config.models.dir = workspace().join("models");
+        // Tests name the plugins they load (the built-in four are tested on their own).
+        config.plugins.builtin = false;
         // Test machines are shared and noisy: a 1 ms wall-clock deadline would flag preemption,
         // not plugins. The deadline itself is tested by the hostile tests with their own value.
         config.plugins.deadline_us = 50_000;
@@ -346,10 +348,12 @@ impl ChildServer {
         let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let config = data_dir.with_extension("toml");
         let models = workspace().join("models");
+        // Tests name the plugins they load (unless `extra` has its own `[plugins]`).
+        let plugins = if extra.contains("[plugins]") { "" } else { "[plugins]\nbuiltin = false\n" };
         let text = format!(
             "[server]\ndata_dir = {:?}\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\
              [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\n[models]\ndir = {:?}\n\
-             [auth]\npublic_topics = [\"#\"]\n{extra}",
+             [auth]\npublic_topics = [\"#\"]\n{plugins}{extra}",
             data_dir.display().to_string(),
             models.display().to_string(),
         );

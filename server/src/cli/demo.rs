@@ -1,5 +1,6 @@
 //! `opensports demo`: the server on defaults with four simulated live games, one per sport,
-//! started again with new seeds as they end.
+//! started again with new seeds as they end. Plugins and models are the ones built into the
+//! binary (`builtin`) unless the config names others: no toolchain or source tree needed.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,22 +9,6 @@ use opensports_proto::Sport;
 
 use crate::sim::{self, Speed};
 use crate::{Config, Listeners};
-
-/// Builds the shipped plugins from the source tree (when the binary runs from it) so the demo
-/// shows their outputs too. Without a toolchain the demo runs without plugins.
-async fn shipped_plugins() -> Vec<crate::config::PluginEntry> {
-    let Some(ws) = super::plugin::source_workspace() else { return Vec::new() };
-    let names = super::plugin::shipped(&ws);
-    eprintln!("building {} plugins for wasm32 (first run takes a minute)…", names.len());
-    match tokio::task::spawn_blocking(move || super::plugin::build(&ws, &names, None, true)).await {
-        Ok(Ok(files)) => files.into_iter().map(crate::config::PluginEntry::new).collect(),
-        Ok(Err(e)) => {
-            eprintln!("plugins not built ({e:#}); the demo runs without them");
-            Vec::new()
-        }
-        Err(_) => Vec::new(),
-    }
-}
 
 /// Runs until Ctrl-C.
 /// With `replay`, a real feed file (see `opensports replay`) is published instead of the
@@ -35,9 +20,6 @@ pub async fn run(
     replay: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let feed = replay.map(|p| super::replay::load(p, None, &Default::default())).transpose()?;
-    if config.plugins.load.is_empty() {
-        config.plugins.load = shipped_plugins().await;
-    }
     // The built-in simulator publishes with a token made for this run only; anyone may read
     // (the dashboard needs no key) unless the config says otherwise.
     let token = random_token()?;

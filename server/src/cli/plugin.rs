@@ -23,6 +23,20 @@ const WASM_PROFILE: [(&str, &str); 6] = [
     ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
 ];
 
+/// Rust flags for the wasm build that make it reproducible: panic locations of dependencies
+/// carry the cargo home's absolute path, mapped to `/cargo` (workspace sources are already
+/// relative). The same sources and toolchain then give the same bytes on any machine, which
+/// the test of the built-in plugins (`server/builtin/plugins`) relies on.
+fn reproducible_flags() -> String {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    match home {
+        Some(h) => format!("--remap-path-prefix={}=/cargo", h.display()),
+        None => String::new(),
+    }
+}
+
 /// Builds plugin crates for wasm32-unknown-unknown in release and returns their `.wasm` files.
 /// `dir` is where cargo runs (a plugin crate or the workspace); `packages` empty = the crate in
 /// `dir`; `target_dir` overrides cargo's (e.g. to share a build cache).
@@ -43,7 +57,8 @@ pub fn build(
             "--message-format",
             "json-render-diagnostics",
         ])
-        .envs(WASM_PROFILE);
+        .envs(WASM_PROFILE)
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", reproducible_flags());
     for p in packages {
         cmd.args(["-p", p]);
     }

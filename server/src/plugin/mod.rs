@@ -140,7 +140,7 @@ impl PluginSet {
                 });
             match loaded {
                 Ok(c) => {
-                    tracing::info!(plugin = %name, version = %c.version, "plugin loaded");
+                    tracing::info!(plugin = %name, version = %c.version, path = %entry.path.display(), "plugin loaded");
                     metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => c.name.to_string()).set(0.0);
                     plugins.push(Arc::new(PluginInfo {
                         name: c.name.clone(),
