@@ -186,9 +186,13 @@ enum Command {
         /// Topic patterns, e.g. 'game/+/state' or 'games'.
         #[arg(required = true)]
         patterns: Vec<String>,
-        /// The server's WebSocket URL (`wss://` when it serves TLS).
-        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        /// The server's URL, as for export and backup (`https://` when it serves TLS; a
+        /// `ws://`/`wss://` URL is used as it is).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// Show source times in UTC instead of this machine's time zone.
+        #[arg(long)]
+        utc: bool,
         /// Subscriber API key or JWT (not needed for the server's public topics).
         #[arg(long, env = "OPENSPORTS_TOKEN")]
         token: Option<String>,
@@ -204,36 +208,46 @@ enum Command {
 /// Where `export` and `backup` read the log.
 #[derive(clap::Args)]
 struct LogSource {
-    /// A running server's HTTP address, e.g. http://127.0.0.1:8080.
+    /// A running server's URL, e.g. http://127.0.0.1:8080 (https:// when it serves TLS).
     #[arg(long)]
-    server: Option<String>,
+    url: Option<String>,
     /// Or the data dir of a stopped server.
-    #[arg(long, default_value = "./data", conflicts_with = "server")]
+    #[arg(long, default_value = "./data", conflicts_with = "url")]
     data_dir: PathBuf,
-    /// Admin API key for --server (export and backup are admin operations).
-    #[arg(long, env = "OPENSPORTS_KEY", requires = "server")]
+    /// Admin API key for --url (export and backup are admin operations).
+    #[arg(long, env = "OPENSPORTS_KEY", requires = "url")]
     key: Option<String>,
+    /// For an https:// --url: trust this PEM certificate (the server's data_dir/tls/cert.pem,
+    /// or its CA) instead of the system's roots.
+    #[arg(long, requires = "url")]
+    ca_cert: Option<PathBuf>,
 }
 
 impl LogSource {
-    fn source(self) -> cli::store::Source {
-        match self.server {
-            Some(url) => cli::store::Source::Server(url, self.key),
+    fn source(self) -> anyhow::Result<cli::store::Source> {
+        Ok(match self.url {
+            Some(url) => {
+                let ca_pem = self
+                    .ca_cert
+                    .map(|p| std::fs::read(&p).with_context(|| p.display().to_string()))
+                    .transpose()?;
+                cli::store::Source::Server(cli::store::Server { url, key: self.key, ca_pem })
+            }
             None => cli::store::Source::DataDir(self.data_dir),
-        }
+        })
     }
 }
 
 /// Where `sim` and `replay` publish, and how they trust the server.
 #[derive(clap::Args)]
 struct PublishArgs {
-    /// Server QUIC address.
+    /// The server's QUIC ingest address (UDP).
     #[arg(long, default_value = "127.0.0.1:4433")]
-    server: SocketAddr,
+    quic: SocketAddr,
     /// Pin the server certificate by SHA-256 (as printed at server start).
     #[arg(long)]
     fingerprint: Option<String>,
-    /// Or trust this PEM CA certificate (the server's name must be `localhost` or --server-name).
+    /// Or trust this PEM CA certificate (the server certificate must name `localhost`).
     #[arg(long, conflicts_with = "fingerprint")]
     ca_cert: Option<PathBuf>,
     /// Or pin the certificate found in this local data dir.
@@ -253,7 +267,7 @@ impl PublishArgs {
             }
             (None, None) => cli::trust_from_data_dir(&self.data_dir)?,
         };
-        let mut cfg = PublisherConfig::new(self.server, trust, self.token);
+        let mut cfg = PublisherConfig::new(self.quic, trust, self.token);
         cfg.name = name.into();
         Ok(cfg)
     }
@@ -428,9 +442,9 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Export { game, format, out, source } => {
             let format = format.parse().map_err(anyhow::Error::msg)?;
-            cli::store::export_cmd(&source.source(), &game, format, out.as_deref())
+            cli::store::export_cmd(&source.source()?, &game, format, out.as_deref())
         }
-        Command::Backup { to, source } => cli::store::backup_cmd(&source.source(), &to),
+        Command::Backup { to, source } => cli::store::backup_cmd(&source.source()?, &to),
         Command::Restore { from, data_dir, force } => cli::store::restore_cmd(&from, &data_dir, force),
         Command::Compact { data_dir } => cli::store::compact_cmd(&data_dir),
         Command::Keys { cmd, data_dir } => match cmd {
@@ -438,13 +452,15 @@ async fn main() -> anyhow::Result<()> {
             KeysCmd::List { json } => cli::keys::list(&data_dir, json),
             KeysCmd::Revoke { id } => cli::keys::revoke(&data_dir, &id),
         },
-        Command::Watch { patterns, url, token, mode, json } => {
+        Command::Watch { patterns, url, token, mode, json, utc } => {
             let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
+            let url = cli::watch::ws_url(&url);
             let url = match token {
                 Some(t) => format!("{url}{}token={t}", if url.contains('?') { '&' } else { '?' }),
                 None => url,
             };
-            cli::watch::run(&url, &patterns, mode, json).await
+            let zone = if utc { jiff::tz::TimeZone::UTC } else { jiff::tz::TimeZone::system() };
+            cli::watch::run(&url, &patterns, mode, json, zone).await
         }
     }
 }

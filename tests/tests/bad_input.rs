@@ -302,7 +302,13 @@ async fn an_address_that_keeps_sending_wrong_tokens_is_made_to_wait() {
 async fn watch_exits_with_the_error_when_its_pattern_is_refused() {
     let server = TestServer::start().await;
     let (url, patterns) = (server.ws_url(), ["game/#/state".to_string()]);
-    let run = opensports_server::cli::watch::run(&url, &patterns, Mode::All, true);
+    let run = opensports_server::cli::watch::run(
+        &url,
+        &patterns,
+        Mode::All,
+        true,
+        opensports_server::cli::watch::TimeZone::UTC,
+    );
     let err = tokio::time::timeout(WAIT, run).await.expect("watch ends, not waits").unwrap_err();
     assert!(err.to_string().contains("bad_pattern"), "{err}");
     server.shutdown().await;

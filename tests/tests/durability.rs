@@ -11,7 +11,7 @@ use opensports_client::{Publisher, Subscriber};
 use opensports_proto::control::Control;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
-use opensports_server::cli::store::{Source, backup_cmd, export_cmd};
+use opensports_server::cli::store::{Server, Source, backup_cmd, export_cmd};
 use opensports_server::sim;
 use opensports_server::store::export::{self, Format};
 use opensports_tests::{ChildServer, SIM_START_US, TestServer, WAIT, plugin_wasm, sim_events};
@@ -252,7 +252,7 @@ async fn backup_under_load_restores_to_a_consistent_log() {
         let (url, to) = (url.clone(), out.path().join(format!("backup-{i}.redb")));
         let key = server.admin_key();
         let s = tokio::task::spawn_blocking(move || {
-            backup_cmd(&Source::Server(url, Some(key)), &to).unwrap();
+            backup_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &to).unwrap();
             let db = opensports_server::store::open_db(&to).unwrap();
             export::verify(&db).unwrap()
         })
@@ -347,7 +347,12 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     {
         let (id, jsonl, key) = (id.clone(), jsonl.clone(), server.admin_key());
         tokio::task::spawn_blocking(move || {
-            export_cmd(&Source::Server(url, Some(key)), &id, Format::Jsonl, Some(&jsonl))
+            export_cmd(
+                &Source::Server(Server { url, key: Some(key), ca_pem: None }),
+                &id,
+                Format::Jsonl,
+                Some(&jsonl),
+            )
         })
         .await
         .unwrap()

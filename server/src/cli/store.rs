@@ -1,11 +1,11 @@
 //! `opensports export | backup | restore | compact`: the durable log from the command line.
 //!
-//! `export` and `backup` read a running server over HTTP (`--server`), or the data dir
-//! directly when no server holds it. `restore` and `compact` are offline only.
+//! `export` and `backup` read a running server over HTTP or HTTPS (`--url`, through ureq), or
+//! the data dir directly when no server holds it. `restore` and `compact` are offline only.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -16,11 +16,21 @@ use crate::store::{FILE_NAME, StoreError, open_db};
 /// Where the log is read from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A running server's HTTP address, e.g. `http://127.0.0.1:8080`, and an admin key
-    /// (export and backup are admin operations).
-    Server(String, Option<String>),
+    /// A running server's URL (`http://127.0.0.1:8080`, `https://edge:8080`).
+    Server(Server),
     /// A data dir no server is using.
     DataDir(PathBuf),
+}
+
+/// How to reach a running server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub url: String,
+    /// Admin key (export and backup are admin operations).
+    pub key: Option<String>,
+    /// For `https://`: trust this PEM certificate (the server's `data_dir/tls/cert.pem`, or
+    /// its CA) instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Writes one game's events to `out` (or stdout).
@@ -34,14 +44,9 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
     let mut progress = Progress::new("export");
     let fmt = if format == Format::Csv { "csv" } else { "jsonl" };
     let summary = match source {
-        Source::Server(url, key) => {
-            let bytes = http_get_to(
-                url,
-                key.as_deref(),
-                &format!("/v1/games/{game}/events?format={fmt}"),
-                &mut sink,
-                &mut progress,
-            )?;
+        Source::Server(server) => {
+            let path = format!("/v1/games/{game}/events?format={fmt}");
+            let bytes = http_get_to(server, &path, &mut sink, &mut progress)?;
             format!("{bytes} bytes")
         }
         Source::DataDir(dir) => {
@@ -62,10 +67,10 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
 pub fn backup_cmd(source: &Source, to: &Path) -> anyhow::Result<()> {
     let mut progress = Progress::new("backup");
     let summary = match source {
-        Source::Server(url, key) => {
+        Source::Server(server) => {
             let tmp = to.with_extension("partial");
             let mut file = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-            let bytes = http_get_to(url, key.as_deref(), "/v1/backup", &mut file, &mut progress)?;
+            let bytes = http_get_to(server, "/v1/backup", &mut file, &mut progress)?;
             file.sync_all()?;
             drop(file);
             let check = open_db(&tmp).map_err(anyhow::Error::from).and_then(|db| {
@@ -103,46 +108,58 @@ fn open_offline(dir: &Path) -> anyhow::Result<redb::Database> {
     }
     open_db(&path).map_err(|e| match e {
         StoreError::Locked { .. } => {
-            anyhow::anyhow!("{e}; read it through the server with --server http://ADDR")
+            anyhow::anyhow!("{e}; read it through the server with --url http://ADDR")
         }
         e => e.into(),
     })
 }
 
-/// GET `path` from `url` (http://host:port) as HTTP/1.0, so the body is plain bytes up to
-/// the close, and copies the body into `out`. Returns the bytes copied.
+/// GET `path` from the server and copy the body into `out`, with a progress line. Returns the
+/// bytes copied.
 fn http_get_to(
-    url: &str,
-    key: Option<&str>,
+    server: &Server,
     path: &str,
     out: &mut dyn Write,
     progress: &mut Progress,
 ) -> anyhow::Result<u64> {
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    if host.contains('/') || url.starts_with("https://") {
-        bail!("--server takes http://HOST:PORT, got {url:?}");
+    let base = server.url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("--url takes http://HOST:PORT or https://HOST:PORT, got {:?}", server.url);
     }
-    let mut tcp = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    write!(tcp, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n")?;
-    let mut r = BufReader::new(tcp);
-    let mut status = String::new();
-    r.read_line(&mut status)?;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(pem) = &server.ca_pem {
+        let certs = ureq::tls::parse_pem(pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading --ca-cert")?;
+        if certs.is_empty() {
+            bail!("--ca-cert holds no certificate");
         }
+        tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
     }
-    if !status.contains(" 200 ") {
-        let mut body = String::new();
-        let _ = r.read_to_string(&mut body);
-        bail!("{host}{path}: {} {}", status.trim(), body.trim());
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().tls_config(tls.build()).http_status_as_error(false).build().into();
+    let url = format!("{base}{path}");
+    let mut request = agent.get(&url);
+    if let Some(key) = &server.key {
+        request = request.header("Authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request.call().with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
+    if status != 200 {
+        let mut text = String::new();
+        let _ = body.take(64 * 1024).read_to_string(&mut text);
+        bail!("GET {url}: {status} {}", text.trim());
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
-        let n = r.read(&mut buf)?;
+        let n = body.read(&mut buf)?;
         if n == 0 {
             break;
         }

@@ -4,11 +4,33 @@
 
 use std::time::Duration;
 
+pub use jiff::tz::TimeZone;
 use opensports_client::Subscriber;
 use opensports_proto::ws::{Mode, Publication, ServerMsg};
 use serde_json::Value;
 
-pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyhow::Result<()> {
+/// The WebSocket URL for `--url`: the server's base URL (`http://HOST:PORT`, `https://...`,
+/// the same as `export` and `backup` take) becomes `ws(s)://HOST:PORT/ws`; a `ws://` or `wss://`
+/// URL is used as it is.
+pub fn ws_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}/ws")
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}/ws")
+    } else {
+        url.to_string()
+    }
+}
+
+/// `zone`: the time zone source times are shown in (the system's, or UTC with `--utc`).
+pub async fn run(
+    url: &str,
+    patterns: &[String],
+    mode: Mode,
+    json: bool,
+    zone: TimeZone,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let mut sub = Subscriber::connect(url).await?;
@@ -32,7 +54,7 @@ pub async fn run(url: &str, patterns: &[String], mode: Mode, json: bool) -> anyh
                 } else if seen.repeats(&m) {
                     None
                 } else {
-                    readable(&m)
+                    readable(&m, &zone)
                 };
                 // A closed stdout (`watch ... | head`) ends the command quietly.
                 if let Some(line) = line
@@ -70,10 +92,10 @@ impl Unchanged {
 }
 
 /// One line for a message; `None` for protocol chatter not worth a line.
-pub fn readable(m: &ServerMsg) -> Option<String> {
+pub fn readable(m: &ServerMsg, zone: &TimeZone) -> Option<String> {
     match m {
-        ServerMsg::Msg(p) => Some(publication(p, "")),
-        ServerMsg::Snapshot(p) => Some(publication(p, " (snapshot)")),
+        ServerMsg::Msg(p) => Some(publication(p, "", zone)),
+        ServerMsg::Snapshot(p) => Some(publication(p, " (snapshot)", zone)),
         ServerMsg::Reset { topic } => Some(format!("reset {topic}: history too old, snapshot follows")),
         ServerMsg::Lagged { dropped } => {
             Some(format!("lagged: {dropped} messages dropped, snapshots follow"))
@@ -88,13 +110,17 @@ fn clock(ms: &Value) -> String {
     ms.as_u64().map(|ms| format!("{}:{:02}", ms / 60_000, (ms / 1000) % 60)).unwrap_or_default()
 }
 
-fn publication(p: &Publication, suffix: &str) -> String {
+/// A source time (µs since the epoch) as `HH:MM:SS` in `zone`.
+fn time_of_day(ts_us: i64, zone: &TimeZone) -> String {
+    match jiff::Timestamp::from_microsecond(ts_us) {
+        Ok(t) => t.to_zoned(zone.clone()).strftime("%H:%M:%S").to_string(),
+        Err(_) => "--:--:--".into(),
+    }
+}
+
+fn publication(p: &Publication, suffix: &str, zone: &TimeZone) -> String {
     let d = &p.data;
-    let time = {
-        let secs = p.ts.div_euclid(1_000_000);
-        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-        format!("{h:02}:{m:02}:{s:02}")
-    };
+    let time = time_of_day(p.ts, zone);
     let body = if p.topic.ends_with("/state") {
         state_line(d)
     } else if p.topic == "games" {
@@ -187,6 +213,17 @@ mod tests {
         assert!(football("home", 7).ends_with("SEA ball, 1st & 10 at KC 7"), "{}", football("home", 7));
         assert!(football("home", 50).ends_with("at 50"));
         assert!(football("home", 50).starts_with("SEA 7 - 3 KC  Q2 7:11"), "{}", football("home", 50));
+    }
+
+    #[test]
+    fn times_show_in_the_chosen_zone_and_urls_become_websocket_urls() {
+        let ts = 1_700_000_000_000_000; // 2023-11-14 22:13:20 UTC
+        assert_eq!(time_of_day(ts, &TimeZone::UTC), "22:13:20");
+        let berlin = TimeZone::fixed(jiff::tz::offset(1));
+        assert_eq!(time_of_day(ts, &berlin), "23:13:20");
+        assert_eq!(ws_url("http://127.0.0.1:8080"), "ws://127.0.0.1:8080/ws");
+        assert_eq!(ws_url("https://edge.example:8443/"), "wss://edge.example:8443/ws");
+        assert_eq!(ws_url("ws://h:1/ws"), "ws://h:1/ws");
     }
 
     #[test]
