@@ -131,40 +131,19 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
 
 /// Microseconds since the Unix epoch of an ISO 8601 time such as `2020-12-23T00:07:56.9Z`, or
 /// with an offset (`2020-12-23T01:07:56.9+01:00`, `-0530`); no zone at all is read as UTC.
+/// Parsed by jiff.
 pub fn iso8601_us(s: &str) -> Option<i64> {
-    let (s, offset_s) = split_offset(s)?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
-    let sec: f64 = t.next().unwrap_or("0").parse().ok()?;
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + min * 60 - offset_s) * 1_000_000) + (sec * 1e6).round() as i64)
-}
-
-/// The time without its zone, and the zone's offset from UTC in seconds (`Z` or none: 0).
-fn split_offset(s: &str) -> Option<(&str, i64)> {
-    if let Some(rest) = s.strip_suffix('Z') {
-        return Some((rest, 0));
-    }
-    let t = s.find('T')?;
-    let Some(at) = s[t..].rfind(['+', '-']).map(|i| t + i) else { return Some((s, 0)) };
-    let zone = s[at + 1..].replace(':', "");
-    let (h, m) =
-        (zone.get(..2)?.parse::<i64>().ok()?, zone.get(2..).filter(|m| !m.is_empty()).unwrap_or("0"));
-    let m: i64 = m.parse().ok()?;
-    if zone.len() > 4 || h > 23 || m > 59 {
-        return None;
-    }
-    let sign = if s.as_bytes()[at] == b'-' { -1 } else { 1 };
-    Some((&s[..at], sign * (h * 3600 + m * 60)))
+    use jiff::fmt::temporal::{Pieces, PiecesOffset};
+    let pieces = Pieces::parse(s).ok()?;
+    let offset = match pieces.offset() {
+        // ISO 8601 offsets stay within a day (jiff takes up to ±25:59:59).
+        Some(PiecesOffset::Numeric(n)) if n.offset().seconds().abs() < 24 * 3600 => n.offset(),
+        Some(PiecesOffset::Zulu) | None => jiff::tz::Offset::UTC,
+        Some(_) => return None,
+    };
+    let time = pieces.time()?;
+    let civil = pieces.date().to_datetime(time);
+    offset.to_timestamp(civil).ok().map(|t| t.as_microsecond())
 }
 
 /// Milliseconds in an ISO 8601 duration clock such as `PT11M22.00S`.
