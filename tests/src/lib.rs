@@ -100,6 +100,17 @@ impl TestServer {
         Subscriber::connect(&self.ws_url()).await.unwrap()
     }
 
+    /// Publishes `events` (one game) on a new connection, waits for every ack and for the
+    /// game's state to reach the last one.
+    pub async fn publish_all(&self, events: &[Event]) {
+        let mut publisher = self.publisher().await;
+        for e in events {
+            publisher.send(e).await.unwrap();
+        }
+        publisher.flush(WAIT).await.unwrap();
+        self.wait_for_seq(&events[0].game, events.last().unwrap().seq).await;
+    }
+
     /// GET a path on the HTTP port; returns (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.running().http_addr, path).await

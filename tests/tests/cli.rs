@@ -13,6 +13,7 @@ async fn export_and_backup_work_over_https_with_the_servers_certificate() {
     let server = TestServer::start_with(|c| c.server.http_tls = true).await;
     let events = sim_events(Sport::Soccer, 3, SIM_START_US);
     let game = events[0].game.clone();
+    // (publish_all would poll the state over plain HTTP; this server speaks only HTTPS.)
     let mut publisher = server.publisher().await;
     for e in &events[..40] {
         publisher.send(e).await.unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use opensports_proto::{Event, Sport};
+use opensports_proto::Sport;
 use opensports_tests::{SIM_START_US, TestServer, WAIT, sim_events};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -147,21 +147,12 @@ impl SseReader {
     }
 }
 
-async fn publish(server: &TestServer, events: &[Event]) {
-    let mut publisher = server.publisher().await;
-    for e in events {
-        publisher.send(e).await.unwrap();
-    }
-    publisher.flush(WAIT).await.unwrap();
-    server.wait_for_seq(&events[0].game, events.last().unwrap().seq).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_latest_value_of_a_topic_comes_with_its_seq_as_etag() {
     let server = TestServer::start().await;
     let events = sim_events(Sport::Basketball, 7, SIM_START_US);
     let game = events[0].game.clone();
-    publish(&server, &events[..20]).await;
+    server.publish_all(&events[..20]).await;
     let addr = server.running().http_addr;
 
     for path in
@@ -179,7 +170,7 @@ async fn the_latest_value_of_a_topic_comes_with_its_seq_as_etag() {
     let path = format!("/v1/topics/game/{game}/state/latest");
     let (status, _, body) = get(addr, &path, &[("If-None-Match", "\"20\"")]).await;
     assert_eq!((status, body.as_str()), (304, ""), "unchanged: not modified, no body");
-    publish(&server, &events[20..21]).await;
+    server.publish_all(&events[20..21]).await;
     let (status, head, _) = get(addr, &path, &[("If-None-Match", "\"20\"")]).await;
     assert_eq!(status, 200, "a newer value is sent");
     assert!(head.contains("etag: \"21\""), "{head}");
@@ -226,7 +217,7 @@ async fn sse_streams_every_message_and_resumes_from_last_event_id_without_gap_or
     assert!(events.len() > 60);
     let game = events[0].game.clone();
     let topic = format!("game/{game}/state");
-    publish(&server, &events[..20]).await;
+    server.publish_all(&events[..20]).await;
     let addr = server.running().http_addr;
     let path = format!("/v1/sse?topics={topic},game/{game}/winprob");
 
@@ -238,7 +229,7 @@ async fn sse_streams_every_message_and_resumes_from_last_event_id_without_gap_or
     assert!(snapshot.id.as_deref().unwrap().contains(&format!("{topic}=20")), "{:?}", snapshot.id);
     assert_eq!(server.metric("opensports_sse_sessions").await, 1.0);
 
-    publish(&server, &events[20..40]).await;
+    server.publish_all(&events[20..40]).await;
     let mut live = Vec::new();
     loop {
         let e = sse.next().await;
@@ -260,7 +251,7 @@ async fn sse_streams_every_message_and_resumes_from_last_event_id_without_gap_or
     drop(sse);
 
     // Away while 20 more events happen; back with the last id.
-    publish(&server, &events[40..60]).await;
+    server.publish_all(&events[40..60]).await;
     let mut sse = SseReader::open(addr, &path, &[("Last-Event-ID", &last_id)]).await.unwrap();
     let back = sse.until_seq(60).await;
     let back: Vec<&Sse> = back.iter().filter(|e| e.data["topic"] == topic.as_str()).collect();
@@ -291,7 +282,7 @@ async fn sse_refuses_bad_requests_and_shares_the_streaming_connection_limit() {
     let server = TestServer::start_with(|c| c.auth.max_ws_per_address = 2).await;
     let events = sim_events(Sport::Basketball, 9, SIM_START_US);
     let game = events[0].game.clone();
-    publish(&server, &events[..3]).await;
+    server.publish_all(&events[..3]).await;
     let addr = server.running().http_addr;
     let refused = |path: String, headers: Vec<(&'static str, String)>| async move {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
