@@ -45,7 +45,7 @@ try {
         clock: document.getElementById("clock").textContent,
         situation: document.getElementById("situation").textContent,
         last: document.getElementById("last").textContent,
-        box: rows("#box tr") - 1, drives: rows("#drives tr"), shots: rows("#shotmap circle"),
+        box: rows("#box tr") - 1, drives: rows("#drives tr"), shots: rows("#shotmap circle"), court: rows("#court circle") - 2,
         tower: rows("#tower tr") - 1, control: rows("#control li"),
         possession: document.getElementById("poss-text").textContent,
       };

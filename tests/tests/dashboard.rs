@@ -199,6 +199,7 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
             Sport::Basketball => {
                 assert!(points("wp") > 10, "{sport}: win-probability chart {}", p["points"]);
                 assert!(p["box"].as_u64().unwrap() >= 10, "{sport}: box score rows");
+                assert!(p["court"].as_i64().unwrap() > 50, "{sport}: shot chart {}", p["court"]);
             }
             Sport::Football => {
                 assert!(points("wp") > 10 && points("epa") > 10, "{sport}: charts {}", p["points"]);

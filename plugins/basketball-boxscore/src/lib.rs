@@ -6,6 +6,8 @@
 //!   the court, as far as the feed shows it (a player is on court from the first event naming
 //!   them until substituted out).
 //! - `team/{home|away}`: the same counting stats summed for the team.
+//! - `shot`: `{player, side, x, y, points, made, period}` per field-goal attempt (court feet,
+//!   as in the event), for shot charts.
 //! - `alert`: `{kind, ...}` with kind `foul_trouble` (a player's 2nd foul in the first half),
 //!   `lead_change` (`{leader, score}`), `run` (`{side, points}` when one side scores 10+ in a row).
 
@@ -190,8 +192,11 @@ impl Plugin for Boxscore {
         let ArchivedBody::Basketball(ev) = &event.body else { return };
         match ev {
             Bk::PeriodStart { period } => self.period = *period,
-            Bk::Shot { side, player, points, made, .. } => {
+            Bk::Shot { side, player, points, made, x, y } => {
                 let (s, three) = (idx(side), *points == 3);
+                let shot = serde_json::json!({"player": player.as_str(), "side": SIDES[s], "x": x.to_native(),
+                    "y": y.to_native(), "points": points, "made": made, "period": self.period});
+                let _ = ctx.emit("shot", &shot);
                 let l = self.line(s, player.as_str());
                 l.fga += 1;
                 l.fg3a += u32::from(three);
