@@ -40,7 +40,7 @@ pub async fn run(
     println!("  plugins     http://{http}/v1/plugins");
     println!("  QUIC        {quic}  (certificate sha256 {})\n", running.fingerprint);
     println!("Watch the feed in another terminal:");
-    println!("  cargo run --release -- watch 'game/+/state' --url ws://{http}/ws");
+    println!("  cargo run --release -- watch 'game/+/state' --url http://{http}");
     if let Some(key) = admin_key {
         println!("\nAdmin API key (shown once; plugin upload, model roles, backup, export, keys):");
         println!("  {key}");
