@@ -336,7 +336,6 @@ fn proc_stat() -> Option<ProcStat> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // After the name: state is field 3, so field n is at index n - 3.
     let num = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-    let ticks = clk_tck()?;
     let page = page_size()?;
     let boot: f64 = std::fs::read_to_string("/proc/stat")
         .ok()?
@@ -346,8 +345,8 @@ fn proc_stat() -> Option<ProcStat> {
         .parse()
         .ok()?;
     Some(ProcStat {
-        cpu_seconds: (num(14)? + num(15)?) / ticks,
-        start_time: boot + num(22)? / ticks,
+        cpu_seconds: (num(14)? + num(15)?) / USER_HZ,
+        start_time: boot + num(22)? / USER_HZ,
         vsize_bytes: num(23)?,
         rss_bytes: num(24)? * page,
     })
@@ -355,9 +354,7 @@ fn proc_stat() -> Option<ProcStat> {
 
 /// USER_HZ, the unit of `/proc` CPU times: 100 on every Linux architecture (the kernel fixes it
 /// for userspace whatever its own tick rate).
-fn clk_tck() -> Option<f64> {
-    Some(100.0)
-}
+const USER_HZ: f64 = 100.0;
 
 fn page_size() -> Option<f64> {
     // From the auxiliary vector's AT_PAGESZ (type 6), without unsafe code.

@@ -28,7 +28,7 @@ use opensports_proto::ws::Mode;
 
 use super::admin::Caller;
 use super::ws::{StreamSlots, stream_slots};
-use super::{AppState, json, json_error};
+use super::{AppState, json_error};
 use crate::fanout::outbox::{Item, Outbox};
 use crate::fanout::session::{Access, Framer, Session};
 use crate::metrics as m;
@@ -64,23 +64,18 @@ pub async fn latest(
         );
     };
     let etag = format!("\"{}\"", p.seq);
-    let cache = [(header::ETAG, etag.clone()), (header::CACHE_CONTROL, "no-cache".to_string())];
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if matches {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
-    }
-    let body =
-        format!(r#"{{"topic":{},"seq":{},"ts":{},"data":{}}}"#, json_str(topic), p.seq, p.ts, p.data());
-    let mut resp = json(StatusCode::OK, body);
-    resp.headers_mut().extend(cache.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))));
-    resp
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    let (status, body) =
+        if matches { (StatusCode::NOT_MODIFIED, String::new()) } else { (StatusCode::OK, p.value_json()) };
+    let headers = [
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    (status, headers, body).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -228,14 +223,19 @@ impl SseStream {
             let mut sent = 0u64;
             for item in resolved {
                 match item {
-                    Item::Msg(p) => sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame),
+                    Item::Msg(p) => {
+                        sent += 1;
+                        event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
+                    }
                     Item::Run(r) => {
+                        sent += r.pubs.len() as u64;
                         for p in r.pubs.iter() {
-                            sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
+                            event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
                         }
                     }
                     Item::Snapshot(p) => {
-                        sent += event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.snapshot_frame())
+                        sent += 1;
+                        event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.snapshot_frame());
                     }
                     Item::Frame(f) => {
                         let _ = write!(out, "data: {}\n\n", f.as_str());
@@ -281,20 +281,12 @@ impl Drop for SseStream {
     }
 }
 
-/// Appends one publication event (`id:` the resume point after it, `data:` the message);
-/// returns 1 (for the sent counter).
-fn event(
-    out: &mut String,
-    cursor: &mut BTreeMap<Arc<str>, u64>,
-    topic: &Arc<str>,
-    seq: u64,
-    frame: &str,
-) -> u64 {
+/// Appends one publication event (`id:` the resume point after it, `data:` the message).
+fn event(out: &mut String, cursor: &mut BTreeMap<Arc<str>, u64>, topic: &Arc<str>, seq: u64, frame: &str) {
     cursor.insert(topic.clone(), seq);
     out.push_str("id:");
     for (t, s) in cursor.iter() {
         let _ = write!(out, " {t}={s}");
     }
     let _ = write!(out, "\ndata: {frame}\n\n");
-    1
 }

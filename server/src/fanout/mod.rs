@@ -126,10 +126,20 @@ impl Publication {
         f.get(self.data_start..f.len().saturating_sub(1)).unwrap_or("null")
     }
 
+    /// The frame after its `"op":"msg"`: `,"topic":..,"seq":..,"ts":..,"data":..}`.
+    fn after_op(&self) -> &str {
+        self.frame.as_str().get(MSG_PREFIX.len()..).unwrap_or("}")
+    }
+
     /// The same publication as a `snapshot` frame.
     pub fn snapshot_frame(&self) -> Utf8Bytes {
-        let rest = self.frame.as_str().get(MSG_PREFIX.len()..).unwrap_or("}");
-        Utf8Bytes::from(format!(r#"{{"op":"snapshot"{rest}"#))
+        Utf8Bytes::from(format!(r#"{{"op":"snapshot"{}"#, self.after_op()))
+    }
+
+    /// The publication without an op: `{"topic":..,"seq":..,"ts":..,"data":..}` (the
+    /// latest-value endpoint's body).
+    pub fn value_json(&self) -> String {
+        format!("{{{}", self.after_op().strip_prefix(',').unwrap_or("}"))
     }
 }
 
