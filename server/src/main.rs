@@ -411,8 +411,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay { file, format, speed, game_id, home, to } => {
-            let opts =
-                opensports_server::feeds::Options { game_id: game_id.as_deref(), home: home.as_deref() };
+            let opts = opensports_server::feeds::Options {
+                game_id: game_id.as_deref(),
+                home: home.as_deref(),
+                file_stem: None,
+            };
             let feed = cli::replay::load(&file, format.as_deref(), &opts)?;
             let mut publisher = Publisher::connect(to.config("opensports-replay")?).await?;
             cli::replay::publish(&mut publisher, &feed, speed).await?;

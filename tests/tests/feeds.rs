@@ -244,7 +244,7 @@ fn bad_feeds_get_errors_naming_file_and_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
-    let opts = feeds::Options { game_id: Some("sb-15986"), home: Some("Girona") };
+    let opts = feeds::Options { game_id: Some("sb-15986"), home: Some("Girona"), file_stem: None };
     let Some((bytes, feed)) = load("soccer/statsbomb_15986_events.json", Format::Statsbomb, &opts) else {
         return;
     };
@@ -300,7 +300,7 @@ async fn statsbomb_girona_v_barcelona_goals_shots_and_provider_xg() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
-    let opts = feeds::Options { game_id: Some("wy-2499773"), home: Some("Liverpool") };
+    let opts = feeds::Options { game_id: Some("wy-2499773"), home: Some("Liverpool"), file_stem: None };
     let Some((bytes, feed)) = load("soccer/wyscout_v2_match_2499773_events.json", Format::Wyscout, &opts)
     else {
         return;
@@ -430,7 +430,7 @@ async fn nfl_gamecenter_gb_at_chi_final_drives_and_every_snap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f1_live_timing_practice_classification_and_best_laps() {
-    let opts = feeds::Options { game_id: Some("f1-fp2"), home: None };
+    let opts = feeds::Options { game_id: Some("f1-fp2"), home: None, file_stem: None };
     let Some((bytes, feed)) =
         load("f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw", Format::F1LiveTiming, &opts)
     else {

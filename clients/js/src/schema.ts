@@ -145,7 +145,10 @@ export type BasketballEvent =
        */
       side?: Side | null;
       type: 'timeout';
-    };
+    }
+  | (ScoreCorrection & {
+      type: 'score_correction';
+    });
 /**
  * Home or away team, for the team sports.
  *
@@ -180,7 +183,10 @@ export type FootballEvent =
   | {
       side: Side;
       type: 'timeout';
-    };
+    }
+  | (ScoreCorrection & {
+      type: 'score_correction';
+    });
 /**
  * This interface was referenced by `WireTypes`'s JSON-Schema
  * via the `definition` "PlayType".
@@ -289,7 +295,10 @@ export type SoccerEvent =
       player_out: string;
       side: Side;
       type: 'substitution';
-    };
+    }
+  | (ScoreCorrection & {
+      type: 'score_correction';
+    });
 /**
  * This interface was referenced by `WireTypes`'s JSON-Schema
  * via the `definition` "BodyPart".
@@ -529,6 +538,24 @@ export interface WireTypes {
   ClientOp?: ClientOp;
   ServerMsg?: ServerMsg;
   PluginOutput?: PluginOutput;
+}
+/**
+ * An explicit correction of the running score (JSON `"type":"score_correction"`, in basketball,
+ * football and soccer): the score is now `home`–`away`, whatever it was. Feeds publish one when
+ * the provider takes points back or changes them after the fact (a basket overturned on review,
+ * a touchdown reversed, a goal disallowed): the running score only ever goes down through this
+ * event, so subscribers and the durable log agree on why.
+ *
+ * This interface was referenced by `WireTypes`'s JSON-Schema
+ * via the `definition` "ScoreCorrection".
+ */
+export interface ScoreCorrection {
+  away: number;
+  home: number;
+  /**
+   * Why, in the provider's words or the adapter's (e.g. "play 1159 reversed on review").
+   */
+  reason: string;
 }
 /**
  * One play, described before the snap (down, distance, yardline) and by its outcome.

@@ -7,7 +7,7 @@ use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
 use crate::Side;
-use crate::event::event_kinds;
+use crate::event::{ScoreCorrection, event_kinds};
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
@@ -92,6 +92,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         side: Option<Side>,
     },
+    /// See [`ScoreCorrection`].
+    ScoreCorrection(ScoreCorrection),
 }
 
 event_kinds!(Event {
@@ -110,4 +112,5 @@ event_kinds!(Event {
     Foul => "foul",
     Substitution => "substitution",
     Timeout => "timeout",
+    ScoreCorrection => "score_correction",
 });

@@ -210,6 +210,22 @@ impl Event {
     }
 }
 
+/// An explicit correction of the running score (JSON `"type":"score_correction"`, in basketball,
+/// football and soccer): the score is now `home`–`away`, whatever it was. Feeds publish one when
+/// the provider takes points back or changes them after the fact (a basket overturned on review,
+/// a touchdown reversed, a goal disallowed): the running score only ever goes down through this
+/// event, so subscribers and the durable log agree on why.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct ScoreCorrection {
+    pub home: u16,
+    pub away: u16,
+    /// Why, in the provider's words or the adapter's (e.g. "play 1159 reversed on review").
+    pub reason: String,
+}
+
 /// Implements `kind()` for a `#[serde(tag = "type", rename_all = "snake_case")]` enum by listing
 /// each variant with its JSON name once.
 macro_rules! event_kinds {

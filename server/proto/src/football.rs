@@ -7,7 +7,7 @@ use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
 use crate::Side;
-use crate::event::event_kinds;
+use crate::event::{ScoreCorrection, event_kinds};
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
@@ -16,12 +16,23 @@ use crate::event::event_kinds;
 #[serde(tag = "type", rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", schemars(rename = "FootballEvent"))]
 pub enum Event {
-    GameStart { home: String, away: String },
-    PeriodStart { period: u8 },
-    PeriodEnd { period: u8 },
+    GameStart {
+        home: String,
+        away: String,
+    },
+    PeriodStart {
+        period: u8,
+    },
+    PeriodEnd {
+        period: u8,
+    },
     GameEnd,
     Play(Play),
-    Timeout { side: Side },
+    Timeout {
+        side: Side,
+    },
+    /// See [`ScoreCorrection`].
+    ScoreCorrection(ScoreCorrection),
 }
 
 event_kinds!(Event {
@@ -31,6 +42,7 @@ event_kinds!(Event {
     GameEnd => "game_end",
     Play => "play",
     Timeout => "timeout",
+    ScoreCorrection => "score_correction",
 });
 
 /// One play, described before the snap (down, distance, yardline) and by its outcome.

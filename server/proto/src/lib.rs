@@ -39,7 +39,7 @@ pub mod topic;
 pub mod tracking;
 pub mod ws;
 
-pub use event::{Body, Event, InvalidEvent, SCHEMA_VERSION, Side, Sport};
+pub use event::{Body, Event, InvalidEvent, SCHEMA_VERSION, ScoreCorrection, Side, Sport};
 
 /// ALPN protocol id spoken on the QUIC ingest port.
 pub const ALPN: &[u8] = b"opensports/1";

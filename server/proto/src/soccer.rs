@@ -9,7 +9,7 @@ use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
 use crate::Side;
-use crate::event::event_kinds;
+use crate::event::{ScoreCorrection, event_kinds};
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(
@@ -71,6 +71,8 @@ pub enum Event {
         player_in: String,
         player_out: String,
     },
+    /// See [`ScoreCorrection`].
+    ScoreCorrection(ScoreCorrection),
 }
 
 event_kinds!(Event {
@@ -84,6 +86,7 @@ event_kinds!(Event {
     Foul => "foul",
     Card => "card",
     Substitution => "substitution",
+    ScoreCorrection => "score_correction",
 });
 
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

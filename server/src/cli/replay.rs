@@ -12,6 +12,8 @@ use crate::sim::{self, Speed};
 /// Reads and converts a feed file, printing what it found (and what it could not map).
 pub fn load(file: &Path, format: Option<&str>, opts: &feeds::Options<'_>) -> anyhow::Result<Feed> {
     let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+    let stem = file.file_stem().and_then(|s| s.to_str());
+    let opts = &feeds::Options { file_stem: stem, ..*opts };
     let format: Format = match format {
         Some(f) => f.parse()?,
         None => feeds::detect(&bytes).with_context(|| file.display().to_string())?,

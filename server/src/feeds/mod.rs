@@ -115,6 +115,9 @@ pub struct Options<'a> {
     pub game_id: Option<&'a str>,
     /// The home team's name, for feeds that do not say (StatsBomb, Wyscout).
     pub home: Option<&'a str>,
+    /// The feed's file name without its extension, for feeds whose id is only in the name
+    /// (StatsBomb open data: `events/15986.json`).
+    pub file_stem: Option<&'a str>,
 }
 
 /// Parses a whole feed.
@@ -126,6 +129,57 @@ pub fn parse(format: Format, bytes: &[u8], opts: &Options<'_>) -> Result<Feed, F
         Format::Wyscout => wyscout::events(bytes, opts),
         Format::NflGamecenter => nfl::gamecenter(bytes, opts),
         Format::F1LiveTiming => f1::timing_data(bytes, opts),
+    }
+}
+
+/// The running score of the events an adapter has built, held against the provider's own score
+/// wherever the feed carries one (NBA `scoreHome`/`scoreAway` and `SCORE`, the NFL final): the
+/// provider's structured score wins, and a difference is published as an explicit
+/// `score_correction` (the only way our running score may go down).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScoreCheck {
+    pub home: u16,
+    pub away: u16,
+}
+
+impl ScoreCheck {
+    pub fn add(&mut self, side: opensports_proto::Side, points: u8) {
+        match side {
+            opensports_proto::Side::Home => self.home += u16::from(points),
+            opensports_proto::Side::Away => self.away += u16::from(points),
+        }
+    }
+
+    /// Adds what a basketball event scores.
+    pub fn basketball(&mut self, e: &opensports_proto::basketball::Event) {
+        use opensports_proto::basketball::Event as Bk;
+        match e {
+            Bk::Shot { side, points, made: true, .. } => self.add(*side, *points),
+            Bk::FreeThrow { side, made: true, .. } => self.add(*side, 1),
+            Bk::ScoreCorrection(c) => (self.home, self.away) = (c.home, c.away),
+            _ => {}
+        }
+    }
+
+    /// The correction to publish when the provider's score is not ours (and takes it), or
+    /// `None` when they agree. `why` names the record that says so.
+    pub fn against(
+        &mut self,
+        home: u16,
+        away: u16,
+        why: impl FnOnce() -> String,
+    ) -> Option<opensports_proto::ScoreCorrection> {
+        if (home, away) == (self.home, self.away) {
+            return None;
+        }
+        let reason = format!(
+            "{}: the provider's score is {home}-{away}, the events add up to {}-{}",
+            why(),
+            self.home,
+            self.away
+        );
+        (self.home, self.away) = (home, away);
+        Some(opensports_proto::ScoreCorrection { home, away, reason })
     }
 }
 

@@ -15,7 +15,7 @@ use opensports_proto::basketball::Event as Bk;
 use opensports_proto::{Body, Side};
 use serde::Deserialize;
 
-use super::{Feed, FeedError, iso_clock_ms, iso8601_us};
+use super::{Feed, FeedError, ScoreCheck, iso_clock_ms, iso8601_us};
 use crate::sim::{Builder, SimGame};
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +103,7 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     // Substitutions come as `out` and `in` actions, several at a dead ball in any order; pair
     // them per side, first out with first in.
     let mut subs: [(VecDeque<String>, VecDeque<String>); 2] = Default::default();
-    let mut last_at = 0u64;
+    let (mut last_at, mut running) = (0u64, ScoreCheck::default());
     for (i, act) in actions.iter().enumerate() {
         let at_ms = act
             .time_actual
@@ -174,6 +174,15 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
                 *unknown.entry(format!("{kind}/{sub}").trim_end_matches('/').to_string()).or_insert(0) += 1
             }
         }
+        for body in &bodies {
+            running.basketball(body);
+        }
+        if let (Some(h), Some(a)) = (act.score_home.as_deref(), act.score_away.as_deref())
+            && let (Ok(h), Ok(a)) = (h.parse(), a.parse())
+            && let Some(c) = running.against(h, a, || format!("action {i} ({})", act.action_type))
+        {
+            bodies.push(Bk::ScoreCorrection(c));
+        }
         for body in bodies {
             b.push(last_at, clock, Body::Basketball(body));
         }
@@ -226,6 +235,8 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     };
     let c = StatsCols {
         game: col("GAME_ID")?,
+        event: col("EVENTNUM")?,
+        score: col("SCORE")?,
         kind: col("EVENTMSGTYPE")?,
         action: col("EVENTMSGACTIONTYPE")?,
         period: col("PERIOD")?,
@@ -277,6 +288,7 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     let first_min = rows.iter().find_map(|r| wall_min(&text(r, c.wall))).unwrap_or(0);
     b.push(0, Some(720_000), Body::Basketball(Bk::GameStart { home, away }));
     let (mut last_at, mut last_miss, mut last_period) = (0u64, None, 0u8);
+    let mut running = ScoreCheck::default();
     for (i, r) in rows.iter().enumerate() {
         let at = wall_min(&text(r, c.wall)).map_or(last_at, |m| m.saturating_sub(first_min) * 60_000);
         last_at = last_at.max(at);
@@ -349,6 +361,16 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
             (9, side, _) => bodies.push(Bk::Timeout { side }),
             (k, _, _) => *unknown.entry(format!("eventmsgtype/{k}")).or_insert(0) += 1,
         }
+        for body in &bodies {
+            running.basketball(body);
+        }
+        // `SCORE` is "visitor - home", on scoring rows only.
+        if let Some((a, h)) = text(r, c.score).split_once(" - ")
+            && let (Ok(h), Ok(a)) = (h.trim().parse(), a.trim().parse())
+            && let Some(fix) = running.against(h, a, || format!("row {i} (EVENTNUM {})", int(r, c.event)))
+        {
+            bodies.push(Bk::ScoreCorrection(fix));
+        }
         for body in bodies {
             b.push(last_at, clock, Body::Basketball(body));
         }
@@ -362,6 +384,8 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
 
 struct StatsCols {
     game: usize,
+    event: usize,
+    score: usize,
     kind: usize,
     action: usize,
     period: usize,

@@ -8,7 +8,18 @@
 //! (`No Play`), else a run; results: touchdown, field goal good/missed, extra point good/missed,
 //! two-point good/failed, punt, touchback, sack, interception, fumble lost (recovered by the
 //! other team), incomplete, turnover on downs (a fourth-down snap short of the line), first down,
-//! gain. Scoring credits the offense, or the defense on an interception or fumble return.
+//! gain.
+//!
+//! **Points come from the structured fields, never from the text.** Each play's `players` lists
+//! GSIS stat ids with the credited `clubcode`: a touchdown stat (rush, reception, return,
+//! recovery: [`TOUCHDOWN_STATS`]) is 6 for that club, 70 a field goal (3), 72 an extra point
+//! (1), 75/77 a two-point try (2), 89 a safety (2, to the defence). A play whose `players` has
+//! stats but no scoring id scores nothing, whatever `desc` says ("TOUCHDOWN ... the play was
+//! REVERSED", "TOUCHDOWN NULLIFIED by Penalty"). Only a play with no stats at all falls back on
+//! `sp` (0 = not a scoring play) and then on the description. After the last play the running
+//! score is checked against the feed's final (`home.score.T`, `away.score.T`): a difference is
+//! published as a `score_correction` naming it, before `game_end`, so the game never ends on a
+//! score the provider does not have.
 //! `Timeout #n by TEAM` becomes a `timeout`; quarter changes become `period_start`/`period_end`;
 //! `END GAME` ends the game; other descriptions without a down (two-minute warnings, `END
 //! QUARTER`) are counted as unknown. `yardline_100` comes from `yrdln` (`"GB 25"` is 75 for GB's
@@ -20,7 +31,7 @@ use opensports_proto::football::{Event as Fb, Play, PlayResult as R, PlayType as
 use opensports_proto::{Body, Side, Sport};
 use serde_json::Value;
 
-use super::{Feed, FeedError, Options};
+use super::{Feed, FeedError, Options, ScoreCheck};
 use crate::sim::{Builder, SimGame};
 
 fn yardline_100(yrdln: &str, posteam: &str) -> Option<u8> {
@@ -54,34 +65,99 @@ fn clock_ms(t: &str) -> Option<u32> {
     Some((m * 60 + s.parse::<u32>().ok()?) * 1000)
 }
 
-/// Type, result and who scored how much, from the description.
-fn classify(desc: &str, down: Option<u8>, distance: Option<u8>, gained: i16) -> (T, R, Option<(bool, u8)>) {
+/// GSIS stat ids of a touchdown, one per way of scoring it (the passer's 16 is not one: the
+/// receiver's 22 is the same touchdown): rush 11/13, reception 22/24, interception return 26/28,
+/// punt return 34/36, kickoff return 46/48, own recovery 56/58, opponent recovery 60/62,
+/// other returns 64.
+const TOUCHDOWN_STATS: &[u32] = &[11, 13, 22, 24, 26, 28, 34, 36, 46, 48, 56, 58, 60, 62, 64];
+
+/// Points a play scored, and for which club, from its GSIS stats: `None` when the play has no
+/// stats to read (older or partial feeds), `Some(None)` when it has stats and scored nothing.
+fn stat_score(players: &Value) -> Option<Option<(String, u8)>> {
+    let stats: Vec<(u32, &str)> = players
+        .as_object()?
+        .values()
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|s| Some((s["statId"].as_f64()? as u32, s["clubcode"].as_str()?)))
+        .collect();
+    if stats.is_empty() {
+        return None;
+    }
+    let find = |ids: &[u32], points: u8| {
+        stats.iter().find(|(id, _)| ids.contains(id)).map(|(_, club)| ((*club).to_string(), points))
+    };
+    Some(
+        find(TOUCHDOWN_STATS, 6)
+            .or_else(|| find(&[70], 3))
+            .or_else(|| find(&[72], 1))
+            .or_else(|| find(&[75, 77], 2))
+            .or_else(|| find(&[89], 2)),
+    )
+}
+
+/// Points from the description alone, (offense scored?, points), for plays without stats: a
+/// touchdown the text later reverses or nullifies does not count.
+fn desc_score(desc: &str) -> Option<(bool, u8)> {
+    let has = |s: &str| desc.contains(s);
+    let defense = has("INTERCEPTED") || (has("FUMBLES") && has("RECOVERED by"));
+    let reversed = |word: &str| {
+        desc.rfind(word).is_some_and(|at| {
+            let after = &desc[at..];
+            after.contains("REVERSED") || after.contains("NULLIFIED")
+        })
+    };
+    if has("No Play") {
+        None
+    } else if has("TOUCHDOWN") && !reversed("TOUCHDOWN") {
+        Some((!defense, 6))
+    } else if has("field goal") && has("is GOOD") && !reversed("is GOOD") {
+        Some((true, 3))
+    } else if has("extra point") && has("is GOOD") {
+        Some((true, 1))
+    } else if has("TWO-POINT CONVERSION") && has("ATTEMPT SUCCEEDS") && !reversed("ATTEMPT SUCCEEDS") {
+        Some((true, 2))
+    } else if has("SAFETY") && !reversed("SAFETY") {
+        Some((false, 2))
+    } else {
+        None
+    }
+}
+
+/// What the officials finally ruled: a play reversed on review is described as called, then
+/// "... the play was REVERSED." and the play as it stands; that last part is the play.
+fn ruling(desc: &str) -> &str {
+    match desc.rfind("REVERSED.") {
+        Some(at) if !desc[at + 9..].trim().is_empty() => desc[at + 9..].trim(),
+        _ => desc,
+    }
+}
+
+/// Type and result of a play from its description, given the points it scored
+/// (`score`: scored by the offense?, points).
+fn classify(
+    desc: &str,
+    down: Option<u8>,
+    distance: Option<u8>,
+    gained: i16,
+    score: Option<(bool, u8)>,
+) -> (T, R) {
     let has = |s: &str| desc.contains(s);
     let turnover = has("INTERCEPTED");
     let fumble_lost = has("FUMBLES") && has("RECOVERED by");
-    // (offense scored?, points)
-    let td = has("TOUCHDOWN").then_some((!(turnover || fumble_lost), 6));
-    let (ty, result, score) = if has(" kicks ") {
-        (T::Kickoff, if has("Touchback") { R::Touchback } else { R::Gain }, td)
+    let td = score.filter(|(_, points)| *points == 6);
+    let (ty, result) = if has(" kicks ") {
+        (T::Kickoff, if has("Touchback") { R::Touchback } else { R::Gain })
     } else if has(" punts ") {
-        (T::Punt, R::Punt, td)
+        (T::Punt, R::Punt)
     } else if has("field goal") {
-        match has("is GOOD") {
-            true => (T::FieldGoal, R::FieldGoalGood, Some((true, 3))),
-            false => (T::FieldGoal, R::FieldGoalMissed, None),
-        }
+        (T::FieldGoal, if score.is_some() { R::FieldGoalGood } else { R::FieldGoalMissed })
     } else if has("extra point") {
-        match has("is GOOD") {
-            true => (T::ExtraPoint, R::ExtraPointGood, Some((true, 1))),
-            false => (T::ExtraPoint, R::ExtraPointMissed, None),
-        }
+        (T::ExtraPoint, if score.is_some() { R::ExtraPointGood } else { R::ExtraPointMissed })
     } else if has("TWO-POINT CONVERSION") {
-        match has("ATTEMPT SUCCEEDS") {
-            true => (T::TwoPoint, R::TwoPointGood, Some((true, 2))),
-            false => (T::TwoPoint, R::TwoPointFailed, None),
-        }
-    } else if has("No Play") {
-        (T::NoPlay, R::Penalty, None)
+        (T::TwoPoint, if score.is_some() { R::TwoPointGood } else { R::TwoPointFailed })
+    } else if has("No Play") && score.is_none() {
+        (T::NoPlay, R::Penalty)
     } else {
         let ty = if has("kneels") {
             T::Kneel
@@ -95,6 +171,8 @@ fn classify(desc: &str, down: Option<u8>, distance: Option<u8>, gained: i16) -> 
         let short = distance.is_some_and(|d| gained < i16::from(d));
         let result = if td.is_some() {
             R::Touchdown
+        } else if score.is_some_and(|(offense, points)| !offense && points == 2) {
+            R::Safety
         } else if turnover {
             R::Interception
         } else if fumble_lost {
@@ -110,14 +188,14 @@ fn classify(desc: &str, down: Option<u8>, distance: Option<u8>, gained: i16) -> 
         } else {
             R::Gain
         };
-        (ty, result, td)
+        (ty, result)
     };
     let result = if td.is_some() && !matches!(result, R::Touchdown) && matches!(ty, T::Kickoff | T::Punt) {
         R::Touchdown
     } else {
         result
     };
-    (ty, result, score)
+    (ty, result)
 }
 
 pub fn gamecenter(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
@@ -138,6 +216,7 @@ pub fn gamecenter(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
     b.push(0, Some(900_000), Body::Football(Fb::GameStart { home: home.clone(), away: away.clone() }));
     let (mut unknown, mut skipped) = (BTreeMap::new(), Vec::new());
     let (mut quarter, mut at_ms, mut ended) = (0u8, 0u64, false);
+    let mut running = ScoreCheck::default();
     let side_of = |team: &str| {
         if team == home {
             Some(Side::Home)
@@ -190,12 +269,22 @@ pub fn gamecenter(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
                             || desc.contains("field goal")
                             || desc.contains(" punts ") =>
                     {
-                        let gained = yards(&desc);
-                        let (play_type, result, score) = classify(&desc, down, distance, gained);
-                        let scoring = score.map(|(offense, points)| Scoring {
-                            side: if offense { possession } else { possession.other() },
-                            points,
-                        });
+                        let gained = yards(ruling(&desc));
+                        let scoring = match stat_score(&p["players"]) {
+                            Some(scored) => scored.and_then(|(club, points)| {
+                                side_of(&club).map(|side| Scoring { side, points })
+                            }),
+                            None if p["sp"].as_f64() == Some(0.0) => None,
+                            None => desc_score(&desc).map(|(offense, points)| Scoring {
+                                side: if offense { possession } else { possession.other() },
+                                points,
+                            }),
+                        };
+                        let score = scoring.map(|s| (s.side == possession, s.points));
+                        let (play_type, result) = classify(ruling(&desc), down, distance, gained, score);
+                        if let Some(s) = scoring {
+                            running.add(s.side, s.points);
+                        }
                         let yardline_100 = p["yrdln"].as_str().and_then(|y| yardline_100(y, posteam));
                         bodies.push(Fb::Play(Play {
                             quarter: qtr,
@@ -228,6 +317,12 @@ pub fn gamecenter(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
     if quarter > 0 {
         b.push(at_ms, Some(0), Body::Football(Fb::PeriodEnd { period: quarter }));
     }
+    let official = |side: &str| g[side]["score"]["T"].as_f64().map(|v| v as u16);
+    if let (Some(home), Some(away)) = (official("home"), official("away"))
+        && let Some(c) = running.against(home, away, || "final score".into())
+    {
+        b.push(at_ms, Some(0), Body::Football(Fb::ScoreCorrection(c)));
+    }
     if ended || quarter >= 4 {
         b.push(at_ms, Some(0), Body::Football(Fb::GameEnd));
     }
@@ -246,12 +341,67 @@ mod tests {
         assert_eq!(yardline_100("GB 25", "GB"), Some(75));
         assert_eq!(yardline_100("CHI 35", "GB"), Some(35));
         assert_eq!(yardline_100("50", "GB"), Some(50));
-        let td =
-            classify("A.Rodgers pass short right to J.Graham for 8 yards, TOUCHDOWN.", Some(1), Some(8), 8);
-        assert_eq!(td, (T::Pass, R::Touchdown, Some((true, 6))));
-        let fg = classify("M.Crosby 39 yard field goal is GOOD, Center-H.Bradley.", None, None, 0);
-        assert_eq!(fg, (T::FieldGoal, R::FieldGoalGood, Some((true, 3))));
-        let downs = classify("M.Trubisky scrambles up the middle to GB 30 for 3 yards.", Some(4), Some(7), 3);
+        let td = "A.Rodgers pass short right to J.Graham for 8 yards, TOUCHDOWN.";
+        assert_eq!(desc_score(td), Some((true, 6)));
+        assert_eq!(classify(td, Some(1), Some(8), 8, Some((true, 6))), (T::Pass, R::Touchdown));
+        let fg = "M.Crosby 39 yard field goal is GOOD, Center-H.Bradley.";
+        assert_eq!(desc_score(fg), Some((true, 3)));
+        assert_eq!(classify(fg, None, None, 0, Some((true, 3))), (T::FieldGoal, R::FieldGoalGood));
+        let downs =
+            classify("M.Trubisky scrambles up the middle to GB 30 for 3 yards.", Some(4), Some(7), 3, None);
         assert_eq!(downs.1, R::TurnoverOnDowns);
+        let reversed = "J.Allen sacked at BUF 20 for -8 yards. FUMBLES, RECOVERED by MIA-C.Wilkins at BUF 5. \
+                        C.Wilkins for 5 yards, TOUCHDOWN. The Replay Official reviewed the fumble ruling, \
+                        and the play was REVERSED. J.Allen sacked at BUF 20 for -8 yards.";
+        assert_eq!(desc_score(reversed), None);
+        assert_eq!(classify(ruling(reversed), Some(2), Some(10), -8, None).1, R::Sack);
+        let nullified = "T.Brady pass to R.Gronkowski for 20 yards, TOUCHDOWN NULLIFIED by Penalty.";
+        assert_eq!(desc_score(nullified), None);
+    }
+
+    /// A fumble-return touchdown reversed on review: the text says TOUCHDOWN, the structured
+    /// fields (`sp` 0, no scoring stat) say no score. Then the feed's own final disagrees with
+    /// the plays by a field goal: the adapter publishes a correction before `game_end`.
+    #[test]
+    fn a_reversed_touchdown_does_not_count_and_the_final_is_the_feeds() {
+        let stat = |id: f64, club: &str| serde_json::json!([{"statId": id, "clubcode": club, "yards": 0.0}]);
+        let play = |qtr: f64, desc: &str, sp: f64, players: Value| {
+            serde_json::json!({"qtr": qtr, "down": 1.0, "ydstogo": 10.0, "yrdln": "BUF 25", "time": "10:00",
+                               "posteam": "BUF", "desc": desc, "sp": sp, "players": players})
+        };
+        let doc = serde_json::json!({"2023091100": {
+            "home": {"abbr": "MIA", "score": {"T": 9.0}},
+            "away": {"abbr": "BUF", "score": {"T": 0.0}},
+            "drives": {"1": {"plays": {
+                "10": play(1.0, "J.Allen sacked at BUF 20 for -8 yards. FUMBLES, RECOVERED by MIA-C.Wilkins at \
+                                 BUF 5. C.Wilkins for 5 yards, TOUCHDOWN. The Replay Official reviewed the fumble \
+                                 ruling, and the play was REVERSED. J.Allen sacked at BUF 20 for -8 yards.", 0.0,
+                           serde_json::json!({"00-1": stat(20.0, "BUF"), "00-2": stat(83.0, "MIA")})),
+                "20": play(1.0, "J.Cook right end for 75 yards, TOUCHDOWN.", 1.0,
+                           serde_json::json!({"00-3": stat(11.0, "BUF")})),
+                "30": play(2.0, "J.Allen pass short middle INTERCEPTED by X.Howard, TOUCHDOWN.", 1.0,
+                           serde_json::json!({"00-4": stat(26.0, "MIA"), "00-5": stat(19.0, "BUF")})),
+                "40": play(4.0, "END GAME", 0.0, serde_json::json!({})),
+            }}}
+        }});
+        let feed = gamecenter(doc.to_string().as_bytes(), &Options::default()).expect("parses");
+        let plays: Vec<&Play> = feed
+            .game
+            .events
+            .iter()
+            .filter_map(|e| match &e.event.body {
+                Body::Football(Fb::Play(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(plays[0].scoring, None, "the reversed touchdown scores nothing");
+        assert_eq!(plays[0].result, R::Sack);
+        assert_eq!(plays[1].scoring, Some(Scoring { side: Side::Away, points: 6 }));
+        assert_eq!(plays[2].scoring, Some(Scoring { side: Side::Home, points: 6 }), "pick six to MIA");
+        let tail: Vec<&Body> = feed.game.events.iter().rev().take(2).map(|e| &e.event.body).collect();
+        let Body::Football(Fb::ScoreCorrection(c)) = tail[1] else { panic!("{tail:?}") };
+        assert_eq!((c.home, c.away), (9, 0));
+        assert!(c.reason.contains("6-6"), "{}", c.reason);
+        assert_eq!(tail[0], &Body::Football(Fb::GameEnd));
     }
 }

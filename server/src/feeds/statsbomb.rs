@@ -40,6 +40,12 @@ fn card(s: &str) -> Option<Card> {
     }
 }
 
+/// The match id in a StatsBomb file name: its longest run of digits (`15986.json`,
+/// `statsbomb_15986_events.json`).
+fn match_id(stem: &str) -> Option<&str> {
+    stem.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).max_by_key(|s| s.len())
+}
+
 pub fn events(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
     let events: Vec<Value> = serde_json::from_slice(bytes)
         .map_err(|e| FeedError::Malformed { what: "statsbomb JSON", detail: e.to_string() })?;
@@ -62,7 +68,20 @@ pub fn events(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
             detail: format!("--home {home:?} is not a team of this match ({teams:?})"),
         });
     }
-    let id = opts.game_id.map_or_else(|| "soccer-statsbomb".to_string(), str::to_string);
+    let id = match (opts.game_id, opts.file_stem.and_then(match_id)) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(m)) => format!("statsbomb-{m}"),
+        (None, None) => {
+            return Err(FeedError::Malformed {
+                what: "statsbomb",
+                detail: format!(
+                    "the events carry no match id and the file name {:?} has none (StatsBomb names \
+                     them events/<match_id>.json); pass --game-id",
+                    opts.file_stem.unwrap_or("")
+                ),
+            });
+        }
+    };
     let mut b = Builder::new(&id, 0);
     b.push(0, Some(0), Body::Soccer(Sc::GameStart { home: home.clone(), away: away.clone() }));
     let (mut unknown, mut skipped) = (BTreeMap::new(), Vec::new());

@@ -1,7 +1,9 @@
 //! Core game state: score, clock, period and each sport's situation, folded from events.
 //! Pure: no I/O, no clock; the same events give the same state, byte for byte.
 
-use opensports_proto::{Body, Event, Side, Sport, basketball as bk, f1, football as fb, soccer as sc};
+use opensports_proto::{
+    Body, Event, ScoreCorrection, Side, Sport, basketball as bk, f1, football as fb, soccer as sc,
+};
 use serde::Serialize;
 
 /// Where a game is in its life.
@@ -25,6 +27,18 @@ impl PerSide {
             Side::Home => self.home += n,
             Side::Away => self.away += n,
         }
+    }
+
+    fn take(&mut self, side: Side) {
+        match side {
+            Side::Home => self.home = self.home.saturating_sub(1),
+            Side::Away => self.away = self.away.saturating_sub(1),
+        }
+    }
+
+    /// The score a `score_correction` sets.
+    fn corrected(c: &ScoreCorrection) -> PerSide {
+        PerSide { home: u32::from(c.home), away: u32::from(c.away) }
     }
 }
 
@@ -82,8 +96,14 @@ pub struct Football {
     pub distance: Option<u8>,
     pub yardline_100: Option<u8>,
     pub last_play: Option<LastPlay>,
-    pub timeouts: PerSide,
+    /// Timeouts each side has left: 3 per half, 2 in overtime (NFL rules), reset when the
+    /// 1st, 3rd and each overtime period starts.
+    pub timeouts_remaining: PerSide,
 }
+
+/// NFL timeouts per half, and per overtime period.
+const FOOTBALL_TIMEOUTS_HALF: u32 = 3;
+const FOOTBALL_TIMEOUTS_OT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LastPlay {
@@ -133,7 +153,10 @@ impl GameState {
     pub fn new(game: &str, sport: Sport) -> GameState {
         let detail = match sport {
             Sport::Basketball => Detail::Basketball(Basketball::default()),
-            Sport::Football => Detail::Football(Football::default()),
+            Sport::Football => Detail::Football(Football {
+                timeouts_remaining: PerSide { home: FOOTBALL_TIMEOUTS_HALF, away: FOOTBALL_TIMEOUTS_HALF },
+                ..Football::default()
+            }),
             Sport::Soccer => Detail::Soccer(Soccer::default()),
             Sport::F1 => Detail::F1(F1::default()),
         };
@@ -292,6 +315,7 @@ fn apply_basketball(
         bk::Event::Turnover { side, .. } => d.possession = Some((*side).other()),
         bk::Event::Foul { side, .. } => d.team_fouls.add(*side, 1),
         bk::Event::Timeout { side: Some(side) } => d.timeouts.add(*side, 1),
+        bk::Event::ScoreCorrection(c) => *score = PerSide::corrected(c),
         bk::Event::Timeout { side: None }
         | bk::Event::Assist { .. }
         | bk::Event::Block { .. }
@@ -311,9 +335,19 @@ fn apply_football(
     let score = score.get_or_insert_with(PerSide::default);
     match e {
         fb::Event::GameStart { home: h, away: a } => set_teams(home, away, h, a),
-        fb::Event::PeriodStart { period: p } | fb::Event::PeriodEnd { period: p } => *period = *p,
+        fb::Event::PeriodStart { period: p } => {
+            *period = *p;
+            let full = match p {
+                1 | 3 => FOOTBALL_TIMEOUTS_HALF,
+                5.. => FOOTBALL_TIMEOUTS_OT,
+                _ => return,
+            };
+            d.timeouts_remaining = PerSide { home: full, away: full };
+        }
+        fb::Event::PeriodEnd { period: p } => *period = *p,
         fb::Event::GameEnd => *status = Status::Ended,
-        fb::Event::Timeout { side } => d.timeouts.add(*side, 1),
+        fb::Event::Timeout { side } => d.timeouts_remaining.take(*side),
+        fb::Event::ScoreCorrection(c) => *score = PerSide::corrected(c),
         fb::Event::Play(p) => {
             *period = p.quarter;
             d.possession = Some(p.possession);
@@ -359,6 +393,7 @@ fn apply_soccer(
             sc::Card::Yellow => d.yellow_cards.add(*side, 1),
             sc::Card::SecondYellow | sc::Card::Red => d.red_cards.add(*side, 1),
         },
+        sc::Event::ScoreCorrection(c) => *score = PerSide::corrected(c),
         sc::Event::Foul { .. } | sc::Event::Substitution { .. } => {}
     }
 }
@@ -449,6 +484,32 @@ mod tests {
 
     fn ev(seq: u64, body: Body) -> Event {
         Event { v: 1, game: "g".into(), seq, ts: seq as i64, clock_ms: Some(1000), body }
+    }
+
+    #[test]
+    fn football_timeouts_remaining_reset_each_half_and_a_correction_sets_the_score() {
+        let mut s = GameState::new("g", Sport::Football);
+        let fb = |e| Body::Football(e);
+        let remaining = |s: &GameState| match &s.detail {
+            Detail::Football(d) => (d.timeouts_remaining.home, d.timeouts_remaining.away),
+            _ => unreachable!(),
+        };
+        assert_eq!(remaining(&s), (3, 3));
+        s.apply(&ev(1, fb(fb::Event::PeriodStart { period: 2 })));
+        for seq in 2..6 {
+            s.apply(&ev(seq, fb(fb::Event::Timeout { side: Side::Home })));
+        }
+        s.apply(&ev(6, fb(fb::Event::Timeout { side: Side::Away })));
+        assert_eq!(remaining(&s), (0, 2), "never below zero");
+        s.apply(&ev(7, fb(fb::Event::PeriodStart { period: 3 })));
+        assert_eq!(remaining(&s), (3, 3), "a new half");
+        s.apply(&ev(8, fb(fb::Event::PeriodStart { period: 5 })));
+        assert_eq!(remaining(&s), (2, 2), "overtime");
+        let fix = ScoreCorrection { home: 3, away: 0, reason: "touchdown reversed".into() };
+        s.score = Some(PerSide { home: 9, away: 0 });
+        s.apply(&ev(9, fb(fb::Event::ScoreCorrection(fix))));
+        assert_eq!(s.score, Some(PerSide { home: 3, away: 0 }));
+        assert_eq!(s.last_event, "score_correction");
     }
 
     #[test]

@@ -12,7 +12,7 @@ export function h(tag, cls, ...children) {
 const NAMES = {
   game_start: "Game start", period_start: "Period start", period_end: "End of period", game_end: "Final",
   jump_ball: "Jump ball", free_throw: "Free throw", pit_in: "Pit in", pit_out: "Pit out",
-  session_start: "Session start", session_end: "Session end",
+  session_start: "Session start", session_end: "Session end", score_correction: "Score corrected",
 };
 
 /** An event or result name as people say it: `free_throw` → "Free throw". */
