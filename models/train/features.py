@@ -13,8 +13,11 @@ ELO_K = {"nfl": 20.0, "nba": 20.0}
 ELO_HOME = {"nfl": 55.0, "nba": 100.0}
 
 
-def elo_run(games: pd.DataFrame, sport: str) -> tuple[pd.Series, dict[str, float], object]:
+def elo_run(games: pd.DataFrame, sport: str, seed: dict[str, float] | None = None) -> tuple[pd.Series, dict[str, float], object]:
     """Runs Elo over `games` in game order.
+
+    `seed`: ratings at the start of the first season in `games` (already regressed for that
+    season, as `models/ratings.json` holds them); teams not in it start at 1500.
 
     `games`: one row per game with game_id, season, home, away, home_win, in any order; games are
     processed by season, then game_id (ids are date-ordered within a season; NBA ids wrap at
@@ -23,8 +26,9 @@ def elo_run(games: pd.DataFrame, sport: str) -> tuple[pd.Series, dict[str, float
     each game, the ratings after the last game, and the last season.
     """
     k, hfa = ELO_K[sport], ELO_HOME[sport]
-    ratings: dict[str, float] = {}
-    season_of: dict[str, object] = {}
+    ratings: dict[str, float] = dict(seed or {})
+    first = games["season"].min() if len(games) else None
+    season_of: dict[str, object] = {t: first for t in ratings}
     out = {}
     last_season = None
     for row in games.sort_values(["season", "game_id"]).itertuples(index=False):
@@ -44,9 +48,14 @@ def elo_run(games: pd.DataFrame, sport: str) -> tuple[pd.Series, dict[str, float
     return pd.Series(out, name="elo_diff"), ratings, last_season
 
 
-def elo_before(games: pd.DataFrame, sport: str) -> pd.Series:
+def elo_before(games: pd.DataFrame, sport: str, seed: dict[str, float] | None = None) -> pd.Series:
     """Home minus away Elo (home advantage included) before each game (see `elo_run`)."""
-    return elo_run(games, sport)[0]
+    return elo_run(games, sport, seed)[0]
+
+
+def regress(ratings: dict[str, float]) -> dict[str, float]:
+    """Ratings after a season, a third of the way back to 1500 for the next one (ratings.json)."""
+    return {t: round(1500.0 + (r - 1500.0) * 2.0 / 3.0, 1) for t, r in sorted(ratings.items())}
 
 
 def nfl_games(plays: pd.DataFrame) -> pd.DataFrame:
@@ -60,10 +69,11 @@ NFL_INPUTS = [
 ]
 
 
-def nfl_features(plays: pd.DataFrame) -> pd.DataFrame:
-    """Home-perspective features for each NFL play (see models/README.md)."""
+def nfl_features(plays: pd.DataFrame, seed: dict[str, float] | None = None) -> pd.DataFrame:
+    """Home-perspective features for each NFL play (see models/README.md); Elo seeded with
+    `seed` (see `elo_run`)."""
     plays = plays[plays["score_ok"] == 1].dropna(subset=["game_seconds_remaining", "yardline_100"])
-    elo = elo_before(nfl_games(plays), "nfl")
+    elo = elo_before(nfl_games(plays), "nfl", seed)
     p = plays
     t = p["game_seconds_remaining"].clip(0, 3600) / 3600.0
     diff = (p["score_home"] - p["score_away"]).astype(float)
@@ -86,12 +96,13 @@ def nfl_features(plays: pd.DataFrame) -> pd.DataFrame:
 NBA_INPUTS = ["time_left", "score_diff", "score_diff_over_time", "elo_diff", "elo_diff_time"]
 
 
-def nba_features(states: pd.DataFrame, games: pd.DataFrame | None = None) -> pd.DataFrame:
+def nba_features(states: pd.DataFrame, games: pd.DataFrame | None = None,
+                 seed: dict[str, float] | None = None) -> pd.DataFrame:
     """Home-perspective features for each NBA game state. Elo comes from `games` (one row per
-    game) when given, else from the states' own final results."""
+    game) when given, else from the states' own final results; seeded with `seed`."""
     if games is None:
         games = states.groupby("game_id").first()[["season", "home", "away", "home_win"]].reset_index()
-    elo = elo_before(games, "nba")
+    elo = elo_before(games, "nba", seed)
     t = states["seconds_remaining_game"].clip(0, 2880) / 2880.0
     diff = (states["score_home"] - states["score_away"]).astype(float)
     e = states["game_id"].map(elo).fillna(0.0).astype(float) / 400.0
@@ -138,18 +149,37 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict:
 
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
     y = np.asarray(y, dtype=int)
-    bins = np.minimum((p / 0.05).astype(int), 19)
-    ece = 0.0
-    for b in range(20):
-        m = bins == b
-        if m.any():
-            ece += m.sum() / len(p) * abs(p[m].mean() - y[m].mean())
+    ece = calibration_error(y, p)
     return {
         "n": int(len(y)),
         "log_loss": round(float(log_loss(y, p, labels=[0, 1])), 5),
         "brier": round(float(brier_score_loss(y, p)), 5),
         "auc": round(float(roc_auc_score(y, p)), 5) if len(set(y)) > 1 else None,
         "calibration_error": round(float(ece), 5),
+    }
+
+
+def calibration_error(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean |predicted - observed| over bins of 0.05, weighted by count."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    y = np.asarray(y, dtype=float)
+    bins = np.minimum((p / 0.05).astype(int), 19)
+    return float(sum((bins == b).sum() / len(p) * abs(p[bins == b].mean() - y[bins == b].mean())
+                     for b in range(20) if (bins == b).any()))
+
+
+def side_calibration(y_home: np.ndarray, p_home: np.ndarray, poss_home: np.ndarray) -> dict:
+    """Calibration error of a home win probability read from the home side (as published) and
+    from the side with the ball (p and the outcome flipped when the away team has it): the
+    second does not let home-side errors cancel against away-side ones."""
+    flip = ~np.asarray(poss_home, dtype=bool)
+    y_pos = np.where(flip, 1 - np.asarray(y_home), y_home)
+    p_pos = np.where(flip, 1 - np.asarray(p_home), p_home)
+    return {
+        "calibration_error_home": round(calibration_error(y_home, p_home), 5),
+        "calibration_error_possession": round(calibration_error(y_pos, p_pos), 5),
+        "mean_predicted_home": round(float(np.mean(p_home)), 4),
+        "mean_actual_home": round(float(np.mean(y_home)), 4),
     }
 
 
@@ -244,3 +274,99 @@ def multiclass_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
         "ep_mean": round(float(ep.mean()), 4),
         "points_mean": round(float(actual.mean()), 4),
     }
+
+
+# F1 race model: one row per driver per completed lap, from the driver's side. The server
+# derives the same inputs from its timing state (server/src/pipeline/winprob.rs, `f1_features`).
+F1_INPUTS = [
+    "position", "inv_position", "gap", "gap_per_lap_left", "margin", "frac_left", "laps_left",
+    "pit_stops", "grid",
+]
+# Caps, in seconds, for the time gaps (a lapped car's gap is its time behind at the same lap).
+F1_GAP_CAP_S = 120.0
+F1_MARGIN_CAP_S = 60.0
+
+
+def f1_rows(data: str) -> pd.DataFrame:
+    """Lap rows of every race with pit-stop data (2011 on) joined with what the live timing
+    state has at that lap: cumulative-time gap to the leader, gap to the car ahead (for the
+    leader: minus its lead over the second car), pit stops made, grid slot and race distance;
+    plus the labels `win` and `podium` from the classified result."""
+    import os
+
+    f1 = os.path.join(data, "f1")
+    laps = pd.read_csv(os.path.join(f1, "f1_laps.csv.gz")).dropna(subset=["position"])
+    laps = laps[laps["season"] >= 2011].copy()
+    res = pd.read_csv(os.path.join(f1, "f1_results.csv.gz"))
+    stops = pd.read_csv(os.path.join(f1, "f1_pitstops.csv.gz"))
+    key = ["season", "round"]
+    laps = laps.sort_values(key + ["driver_id", "lap"])
+    laps["cum_ms"] = laps.groupby(key + ["driver_id"])["lap_time_ms"].cumsum()
+    leader = laps[laps["position"] == 1][key + ["lap", "cum_ms"]].rename(columns={"cum_ms": "leader_ms"})
+    leader = leader.drop_duplicates(subset=key + ["lap"])
+    laps = laps.merge(leader, on=key + ["lap"], how="inner")
+    laps["gap_s"] = ((laps["cum_ms"] - laps["leader_ms"]) / 1000.0).clip(0, F1_GAP_CAP_S)
+    # Gap to the car ahead at the same lap; the leader's is minus its lead over second place.
+    laps = laps.sort_values(key + ["lap", "position"])
+    ahead = laps.groupby(key + ["lap"])["gap_s"].shift(1)
+    second = laps[laps["position"] == 2][key + ["lap", "gap_s"]].rename(columns={"gap_s": "second_gap"})
+    laps = laps.assign(interval=laps["gap_s"] - ahead).merge(second.drop_duplicates(subset=key + ["lap"]),
+                                                             on=key + ["lap"], how="left")
+    laps["margin_s"] = np.where(laps["position"] == 1, -laps["second_gap"].fillna(0.0), laps["interval"].fillna(0.0))
+    laps["margin_s"] = laps["margin_s"].clip(-F1_MARGIN_CAP_S, F1_MARGIN_CAP_S)
+    # Pit stops completed by the end of the lap.
+    stops = stops.sort_values(key + ["driver_id", "lap"])
+    laps = laps.sort_values("lap")
+    stops = stops.sort_values("lap")
+    counted = pd.merge_asof(laps, stops[key + ["driver_id", "lap", "stop"]], on="lap",
+                            by=key + ["driver_id"], direction="backward")
+    laps = counted.rename(columns={"stop": "pit_stops"})
+    laps["pit_stops"] = laps["pit_stops"].fillna(0.0)
+    winner = res[res["position"] == 1][key + ["laps"]].rename(columns={"laps": "total_laps"})
+    res = res[key + ["driver_id", "grid", "position"]].rename(columns={"position": "finish"})
+    laps = laps.merge(res, on=key + ["driver_id"], how="left").merge(winner, on=key, how="inner")
+    laps["grid"] = laps["grid"].fillna(0.0).replace(0.0, 21.0).clip(1, 21)
+    laps["laps_left"] = (laps["total_laps"] - laps["lap"]).clip(0, None)
+    laps["win"] = (laps["finish"] == 1).astype(int)
+    laps["podium"] = (laps["finish"] <= 3).astype(int)
+    return laps.sort_values(key + ["lap", "position"]).reset_index(drop=True)
+
+
+def f1_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """F1_INPUTS for each lap row (see `f1_rows`)."""
+    pos = rows["position"].clip(1, 24).astype(float)
+    left = rows["laps_left"].astype(float)
+    total = rows["total_laps"].clip(1, None).astype(float)
+    return pd.DataFrame({
+        "position": pos / 20.0,
+        "inv_position": 1.0 / pos,
+        "gap": rows["gap_s"] / 60.0,
+        "gap_per_lap_left": (rows["gap_s"] / (left + 1.0)).clip(0, 30.0),
+        "margin": rows["margin_s"] / 10.0,
+        "frac_left": left / total,
+        "laps_left": left / 50.0,
+        "pit_stops": rows["pit_stops"].clip(0, 6).astype(float),
+        "grid": rows["grid"].astype(float) / 20.0,
+    }, index=rows.index)
+
+
+def normalize_per_lap(rows: pd.DataFrame, p: np.ndarray, total: float) -> np.ndarray:
+    """Scales one lap's raw probabilities to sum to `total` (1 for the win, 3 for a podium; at
+    most the number of cars), each capped at 1: what the server publishes."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1.0)
+    groups = rows.groupby(["season", "round", "lap"]).ngroup().to_numpy()
+    sums = np.bincount(groups, weights=p)
+    counts = np.bincount(groups)
+    target = np.minimum(total, counts)
+    return np.clip(p * (target / sums)[groups], 1e-6, 1.0)
+
+
+def f1_metrics(rows: pd.DataFrame, label: str, p: np.ndarray) -> dict:
+    """Driver-row log loss, Brier and calibration error of normalized probabilities, plus for
+    the win the race log loss: the mean of -log p(eventual winner) over every lap."""
+    m = metrics(rows[label].to_numpy(), p)
+    if label == "win":
+        won = rows[label].to_numpy() == 1
+        m["winner_log_loss"] = round(float(-np.log(np.clip(p[won], 1e-6, 1)).mean()), 5)
+        m["laps"] = int(won.sum())
+    return m

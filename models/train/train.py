@@ -153,8 +153,9 @@ def write_manifest(entries: list[dict]) -> None:
     lines = ["# Shipped ONNX models. Written by models/train/train.py; the server checks file, sha256 and shapes.", ""]
     for e in entries:
         lines.append("[[model]]")
-        for k in ["name", "version", "file", "sha256", "inputs", "input_shape", "outputs", "output_shape", "source", "holdout"]:
-            lines.append(f"{k} = {toml_value(e[k])}")
+        for k in ["name", "version", "file", "sha256", "inputs", "input_shape", "outputs", "output_shape", "source", "holdout", "terms"]:
+            if k in e:
+                lines.append(f"{k} = {toml_value(e[k])}")
         lines.append("active = true")
         lines.append(f"[model.metrics]")
         for k, v in e["metrics"].items():
@@ -202,6 +203,8 @@ def main() -> None:
         entries.append(train_nfl_ep(data, rng))
     if wanted("nba_wp"):
         entries.append(train_nba_wp(data, rng))
+    if wanted("f1_win", "f1_podium"):
+        entries += train_f1(data, rng)
 
     if only:
         with open(os.path.join(MODELS, "manifest.toml"), "rb") as f:
@@ -284,6 +287,40 @@ def train_nba_wp(data: str, rng) -> dict:
     return win_probability("nba_wp", x, y, season, (16, 8), F.NBA_INPUTS, rng,
                            "NBA game states on a 60 s grid 1997-2017 (shared/data/train/nba_states_*.csv), Elo from nba_games.csv",
                            "season 2018 (60 s grid)", {"py_ball_brier_3s_frames": 0.167})
+
+
+F1_TERMS = ("Ergast/Jolpica F1 data via TracingInsights-Archive/Stats: CC BY-NC-SA 4.0, non-commercial "
+            "use with attribution; this model is derived data under the same terms")
+
+
+def train_f1(data: str, rng) -> list[dict]:
+    """Per lap, each driver's chance to win and to finish on the podium. Trained on 2011-2022
+    (the seasons with pit-stop data), held out on 2023-2024; the baseline is the training
+    seasons' win (podium) rate by current position alone. Both are normalized per lap."""
+    log("f1_win / f1_podium: lap-by-lap timing 2011-2024")
+    rows = F.f1_rows(data)
+    x = F.f1_features(rows)
+    train, test = (rows["season"] <= 2022).values, (rows["season"] >= 2023).values
+    entries = []
+    for name, label, total, hidden in [("f1_win", "win", 1.0, (16, 8)), ("f1_podium", "podium", 3.0, (16, 8))]:
+        y = rows[label]
+        scaler, layers, predict = fit_mlp(x[train], y[train], hidden)
+        held = rows[test]
+        m = F.f1_metrics(held, label, F.normalize_per_lap(held, predict(x[test]), total))
+        rate = rows[train].groupby("position")[label].mean()
+        base_raw = held["position"].map(rate).fillna(0.0).to_numpy()
+        base = F.f1_metrics(held, label, F.normalize_per_lap(held, base_raw, total))
+        log(f"{name} held-out 2023-2024: {m}; position alone: {base}")
+        b = export(name, scaler, layers, len(F.F1_INPUTS))
+        idx = rng.choice(np.flatnonzero(test), 32, replace=False)
+        table = ort_check(name, b, x.iloc[idx], predict(x.iloc[idx]))
+        anchor = {f"position_only_{k}": v for k, v in base.items() if k not in ("n", "laps")}
+        e = save(name, "1", b, F.F1_INPUTS,
+                 "F1 lap-by-lap timing, pit stops and results 2011-2022 (shared/data/train/f1/, Ergast/Jolpica)",
+                 "seasons 2023-2024", m, anchor, table)
+        e["terms"] = F1_TERMS
+        entries.append(e)
+    return entries
 
 
 if __name__ == "__main__":

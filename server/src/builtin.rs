@@ -27,6 +27,8 @@ pub const MODELS: &[(&str, &[u8])] = &[
     ("nfl_ep.onnx", include_bytes!("../../models/nfl_ep.onnx")),
     ("soccer_xg.onnx", include_bytes!("../../models/soccer_xg.onnx")),
     ("soccer_xg_geo.onnx", include_bytes!("../../models/soccer_xg_geo.onnx")),
+    ("f1_win.onnx", include_bytes!("../../models/f1_win.onnx")),
+    ("f1_podium.onnx", include_bytes!("../../models/f1_podium.onnx")),
 ];
 
 /// Writes `files` into `dir` (creating it), leaving files that already hold the same bytes;

@@ -21,7 +21,7 @@ fn every_shipped_model_matches_onnxruntime_to_1e5() {
     let (reg, errors) = ModelRegistry::load(&models_dir());
     assert!(errors.is_empty(), "{errors:?}");
     let names: Vec<String> = reg.specs().map(|s| s.name.clone()).collect();
-    for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp", "nfl_ep"] {
+    for name in ["soccer_xg", "soccer_xg_geo", "nfl_wp", "nba_wp", "nfl_ep", "f1_win", "f1_podium"] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
         // Every shipped graph is a plain stack: it runs on the direct evaluator (which agreed
         // with tract at load), and that is what must match onnxruntime below.
@@ -178,6 +178,51 @@ async fn winprob_is_published_for_basketball_and_football_and_favours_the_winner
     assert_eq!(basketball_ep, 0);
     let (_, models) = server.get("/v1/models").await;
     assert!(models.contains("nba_wp") && models.contains("holdout"), "{models}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_races_publish_each_drivers_win_and_podium_chances_summing_to_the_places() {
+    let server = TestServer::start().await;
+    let mut every = server.subscriber().await;
+    every.subscribe_and_wait(&["game/+/winprob"], Mode::All).await.unwrap();
+    let race = sim::generate(Sport::F1, 5, 0);
+    let mut publisher = server.publisher().await;
+    sim::publish(&mut publisher, std::slice::from_ref(&race), sim::Speed::Max, |_, _| {}).await.unwrap();
+    publisher.flush(WAIT).await.unwrap();
+    server.wait_for_seq(&race.id, race.events.len() as u64).await;
+    let (_, body) = server.get(&format!("/v1/games/{}", race.id)).await;
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (laps, winner) =
+        (state["f1"]["total_laps"].as_u64().unwrap(), state["f1"]["cars"][0]["driver"].clone());
+    let mut msgs: Vec<serde_json::Value> = Vec::new();
+    let _ = read_until(&mut every, WAIT, |m| {
+        if let ServerMsg::Msg(p) = m {
+            msgs.push(p.data.clone());
+        }
+        msgs.last()
+            .is_some_and(|d| d["lap"].as_u64() == Some(laps) && d["drivers"].as_array().unwrap().len() == 20)
+    })
+    .await;
+    assert!(msgs.len() > laps as usize, "one message per lap line at least: {}", msgs.len());
+    for m in &msgs {
+        let drivers = m["drivers"].as_array().unwrap();
+        let sum = |k: &str| drivers.iter().map(|d| d[k].as_f64().unwrap()).sum::<f64>();
+        let places = (drivers.len() as f64).min(3.0);
+        assert!((sum("win") - 1.0).abs() < 2e-3, "win sums to {}: {m}", sum("win"));
+        assert!(sum("podium") <= places + 2e-3, "podium sums to {}: {m}", sum("podium"));
+        assert!(drivers.iter().all(|d| (0.0..=1.0).contains(&d["podium"].as_f64().unwrap())));
+        assert_eq!(m["model"], "f1_win");
+    }
+    let full: Vec<&serde_json::Value> =
+        msgs.iter().filter(|m| m["drivers"].as_array().unwrap().len() == 20).collect();
+    let leader_win = |m: &serde_json::Value| m["drivers"][0]["win"].as_f64().unwrap();
+    let (first, last) = (full[0], full[full.len() - 1]);
+    assert!(leader_win(first) < 0.8, "after lap 1 the race is open: {first}");
+    assert_eq!(last["drivers"][0]["driver"], winner, "running order is the published order");
+    assert!(leader_win(last) > 0.9, "on the last lap the leader has won: {last}");
+    let (_, models) = server.get("/v1/models").await;
+    assert!(models.contains("f1_win") && models.contains("non-commercial"), "{models}");
     server.shutdown().await;
 }
 

@@ -69,6 +69,9 @@ pub struct ModelSpec {
     pub source: String,
     #[serde(default)]
     pub holdout: String,
+    /// Terms the model inherits from its training data (e.g. non-commercial), when it has any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub terms: String,
     /// The version `infer` uses for this name (one per name).
     #[serde(default = "yes")]
     pub active: bool,

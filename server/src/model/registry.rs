@@ -187,7 +187,7 @@ impl ModelRegistry {
                 let s = &model.spec;
                 out.push(serde_json::json!({
                     "name": s.name, "version": s.version, "active": is(&roles.active), "shadow": is(&roles.shadow),
-                    "inputs": s.inputs, "outputs": s.outputs, "source": s.source, "holdout": s.holdout,
+                    "inputs": s.inputs, "outputs": s.outputs, "source": s.source, "holdout": s.holdout, "terms": s.terms,
                     "metrics": s.metrics, "live": {"predictions": n, "brier": brier, "log_loss": log_loss},
                 }));
             }

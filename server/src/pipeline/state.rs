@@ -147,6 +147,9 @@ pub struct Car {
     pub compound: Option<f1::Compound>,
     pub in_pit: bool,
     pub pit_stops: u16,
+    /// The first position the feed gave this car: its grid slot when the feed starts before the
+    /// race, else its place after the first lap it reports.
+    pub grid: u8,
 }
 
 impl GameState {
@@ -398,11 +401,12 @@ fn apply_soccer(
     }
 }
 
-fn car<'a>(cars: &'a mut Vec<Car>, driver: &str) -> &'a mut Car {
+/// The driver's car, added (at `seen_at`, else last) when the feed first names it.
+fn car<'a>(cars: &'a mut Vec<Car>, driver: &str, seen_at: Option<u8>) -> &'a mut Car {
     let idx = match cars.iter().position(|c| c.driver == driver) {
         Some(i) => i,
         None => {
-            let position = u8::try_from(cars.len() + 1).unwrap_or(u8::MAX);
+            let position = seen_at.unwrap_or_else(|| u8::try_from(cars.len() + 1).unwrap_or(u8::MAX));
             cars.push(Car {
                 driver: driver.into(),
                 position,
@@ -413,6 +417,7 @@ fn car<'a>(cars: &'a mut Vec<Car>, driver: &str) -> &'a mut Car {
                 best_lap_ms: None,
                 compound: None,
                 in_pit: false,
+                grid: position,
                 pit_stops: 0,
             });
             cars.len() - 1
@@ -430,7 +435,7 @@ fn apply_f1(e: &f1::Event, d: &mut F1, status: &mut Status) {
             d.flag = Some(f1::Flag::Green);
         }
         f1::Event::Lap(l) => {
-            let c = car(&mut d.cars, &l.driver);
+            let c = car(&mut d.cars, &l.driver, Some(l.position));
             c.lap = l.lap;
             c.position = l.position;
             c.gap_ms = l.gap_ms;
@@ -443,16 +448,16 @@ fn apply_f1(e: &f1::Event, d: &mut F1, status: &mut Status) {
             sort_cars(&mut d.cars);
         }
         f1::Event::Position { driver, position, gap_ms } => {
-            let c = car(&mut d.cars, driver);
+            let c = car(&mut d.cars, driver, Some(*position));
             c.position = *position;
             if gap_ms.is_some() {
                 c.gap_ms = *gap_ms;
             }
             sort_cars(&mut d.cars);
         }
-        f1::Event::PitIn { driver, .. } => car(&mut d.cars, driver).in_pit = true,
+        f1::Event::PitIn { driver, .. } => car(&mut d.cars, driver, None).in_pit = true,
         f1::Event::PitOut { driver, compound, .. } => {
-            let c = car(&mut d.cars, driver);
+            let c = car(&mut d.cars, driver, None);
             if c.in_pit {
                 c.pit_stops += 1;
             }

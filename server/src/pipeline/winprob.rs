@@ -1,5 +1,7 @@
 //! Core win probability (`game/{id}/winprob`) for basketball and football, from the `nba_wp` and
-//! `nfl_wp` models, with the expected points of the side with the ball (`nfl_ep`) for football.
+//! `nfl_wp` models, with the expected points of the side with the ball (`nfl_ep`) for football;
+//! for F1 races each driver's chance to win (`f1_win`) and to finish on the podium
+//! (`f1_podium`), normalized over the field.
 //! The features mirror `models/train/features.py` term by term; pre-game strength is the
 //! game's pinned Elo difference (`model::ratings`), or the league's home advantage alone while
 //! the teams are unknown. `model` runs the networks and scores outcomes; what the inputs are
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use opensports_proto::{Side, topic};
 
 use super::shard::Out;
-use super::state::{Detail, GameState, Status};
+use super::state::{Detail, F1, GameState, Status};
 use crate::fanout::Topic;
 use crate::model::ModelRegistry;
 use crate::model::predictions::Predictions;
@@ -40,6 +42,17 @@ impl WinProb {
         models: &ModelRegistry,
         out: &mut Out,
     ) {
+        if let Detail::F1(d) = &state.detail {
+            if state.last_event == "lap" && write_f1_payload(&mut out.buf, d, models) {
+                if self.topic.is_none() {
+                    self.topic = out.fanout.topic(&topic::game_winprob(&state.game));
+                }
+                if let Some(t) = &self.topic {
+                    out.batch.push(t, ts, &out.buf);
+                }
+            }
+            return;
+        }
         if self.elo_diff.is_none()
             && let (Some(h), Some(a)) = (&state.home, &state.away)
         {
@@ -155,6 +168,108 @@ pub fn write_payload(buf: &mut Vec<u8>, p: f32, model: &str, version: &str, ep: 
         let _ = serde_json::to_writer(&mut *buf, &round(f64::from(ep), 1e3));
     }
     buf.push(b'}');
+}
+
+/// Caps of the F1 time features, in seconds (`F1_GAP_CAP_S`, `F1_MARGIN_CAP_S` in features.py).
+const F1_GAP_CAP_S: f32 = 120.0;
+const F1_MARGIN_CAP_S: f32 = 60.0;
+
+/// `f1_win`/`f1_podium` inputs (`F1_INPUTS` in features.py) for the car at `idx` of a race's
+/// cars (ordered by position), or `None` outside a race of known distance or before the car has
+/// a lap. The leader's margin is minus its lead over second place; everyone else's is the gap
+/// to the car ahead. A car without a gap (not yet timed) counts as the cap behind.
+pub fn f1_features(d: &F1, idx: usize) -> Option<[f32; 9]> {
+    use opensports_proto::f1::SessionKind;
+    if !matches!(d.session_kind, Some(SessionKind::Race | SessionKind::Sprint)) {
+        return None;
+    }
+    let total = f32::from(d.total_laps?.max(1));
+    let car = d.cars.get(idx)?;
+    if car.lap == 0 {
+        return None;
+    }
+    let secs = |ms: Option<u32>| ms.map(|v| v as f32 / 1000.0);
+    let leader = idx == 0;
+    let gap = if leader { 0.0 } else { secs(car.gap_ms).unwrap_or(F1_GAP_CAP_S) }.clamp(0.0, F1_GAP_CAP_S);
+    let margin = if leader {
+        -d.cars.get(1).and_then(|c| secs(c.gap_ms)).unwrap_or(0.0)
+    } else {
+        secs(car.interval_ms).unwrap_or(0.0)
+    }
+    .clamp(-F1_MARGIN_CAP_S, F1_MARGIN_CAP_S);
+    let left = (total - f32::from(car.lap)).max(0.0);
+    let position = f32::from(car.position.clamp(1, 24));
+    Some([
+        position / 20.0,
+        1.0 / position,
+        gap / 60.0,
+        (gap / (left + 1.0)).min(30.0),
+        margin / 10.0,
+        left / total,
+        left / 50.0,
+        f32::from(car.pit_stops.min(6)),
+        f32::from(car.grid.clamp(1, 21)) / 20.0,
+    ])
+}
+
+/// Writes an F1 race's `game/{id}/winprob` payload into `buf`: `{"lap":n,"drivers":[{"driver",
+/// "win","podium"}...],"model":"f1_win","version":v}` in running order, win probabilities
+/// summing to 1 and podium ones to 3 (each at most 1). A car that has completed the race
+/// distance has its result: the first is the winner (1, everyone else 0), a finisher in the top
+/// three has its podium (1) and one outside it has none (0); the models share out the rest.
+/// False (nothing written) when the models are not loaded or the session is not a race with laps.
+fn write_f1_payload(buf: &mut Vec<u8>, d: &F1, models: &ModelRegistry) -> bool {
+    let mut win = Vec::with_capacity(d.cars.len());
+    let mut podium = Vec::with_capacity(d.cars.len());
+    let mut version = None;
+    for idx in 0..d.cars.len() {
+        let Some(f) = f1_features(d, idx) else { return false };
+        let (Some(w), Some(p)) = (models.score("f1_win", &f), models.score("f1_podium", &f)) else {
+            return false;
+        };
+        version.get_or_insert_with(|| w.active.spec.version.clone());
+        win.push(w.p);
+        podium.push(p.p);
+    }
+    let Some(version) = version else { return false };
+    let finished: Vec<bool> = d.cars.iter().map(|c| d.total_laps.is_some_and(|t| c.lap >= t)).collect();
+    share(&mut win, 1.0, |i| finished[0].then_some(if i == 0 { 1.0 } else { 0.0 }));
+    let places = (d.cars.len() as f32).min(3.0);
+    share(&mut podium, places, |i| finished[i].then_some(if i < 3 { 1.0 } else { 0.0 }));
+    let rows: Vec<(f32, f32)> = win.into_iter().zip(podium).collect();
+    let round = |v: f32| (f64::from(v) * 1e4).round() / 1e4;
+    buf.clear();
+    buf.extend_from_slice(br#"{"lap":"#);
+    let _ = serde_json::to_writer(&mut *buf, &d.lap);
+    buf.extend_from_slice(br#","drivers":["#);
+    for (i, (car, (win, podium))) in d.cars.iter().zip(&rows).enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(br#"{"driver":"#);
+        let _ = serde_json::to_writer(&mut *buf, &car.driver);
+        buf.extend_from_slice(br#","win":"#);
+        let _ = serde_json::to_writer(&mut *buf, &round(*win));
+        buf.extend_from_slice(br#","podium":"#);
+        let _ = serde_json::to_writer(&mut *buf, &round(*podium));
+        buf.push(b'}');
+    }
+    buf.extend_from_slice(br#"],"model":"f1_win","version":"#);
+    let _ = serde_json::to_writer(&mut *buf, &version);
+    buf.push(b'}');
+    true
+}
+
+/// Turns raw per-car probabilities into shares of `places`: cars whose outcome is `decided`
+/// keep it, the others split what is left in proportion to their raw value, each at most 1.
+fn share(p: &mut [f32], places: f32, decided: impl Fn(usize) -> Option<f32>) {
+    let fixed: f32 = (0..p.len()).filter_map(&decided).sum();
+    let open: f32 =
+        p.iter().enumerate().filter(|(i, _)| decided(*i).is_none()).map(|(_, v)| v.max(1e-6)).sum();
+    let scale = if open > 0.0 { (places - fixed).max(0.0) / open } else { 0.0 };
+    for (i, v) in p.iter_mut().enumerate() {
+        *v = decided(i).unwrap_or_else(|| (v.max(1e-6) * scale).min(1.0));
+    }
 }
 
 /// Share of regulation time left (0..=1): four periods of `period_secs`, overtime counted as its
