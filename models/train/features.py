@@ -120,7 +120,20 @@ XG_INPUTS = [
     "distance_m", "angle_rad", "header", "other_body_part", "free_kick", "corner_or_kickoff",
     "under_pressure", "first_time", "open_goal", "deflected", "follows_dribble",
     "n_opponents_in_cone", "nearest_opponent_dist", "gk_dist_to_goal_center",
+    # Shape terms and the StatsBomb technique / play pattern (version 2).
+    "log_distance", "distance_x_angle", "inv_distance", "angle_sq", "open_goal_x_distance",
+    "gk_dist_over_distance", "header_x_distance",
+    "technique_volley", "technique_half_volley", "technique_lob", "technique_overhead_kick",
+    "technique_diving_header", "technique_backheel",
+    "from_counter", "from_corner", "from_free_kick", "from_throw_in", "from_goal_kick", "from_keeper",
+    "from_kick_off", "from_other",
 ]
+TECHNIQUES = {"Volley": "technique_volley", "Half Volley": "technique_half_volley", "Lob": "technique_lob",
+              "Overhead Kick": "technique_overhead_kick", "Diving Header": "technique_diving_header",
+              "Backheel": "technique_backheel"}
+PLAY_PATTERNS = {"From Counter": "from_counter", "From Corner": "from_corner", "From Free Kick": "from_free_kick",
+                 "From Throw In": "from_throw_in", "From Goal Kick": "from_goal_kick", "From Keeper": "from_keeper",
+                 "From Kick Off": "from_kick_off", "Other": "from_other"}
 
 
 def xg_features(shots: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +153,19 @@ def xg_features(shots: pd.DataFrame) -> pd.DataFrame:
         "nearest_opponent_dist": shots["nearest_opponent_dist"].fillna(10.0).clip(0, 10),
         "gk_dist_to_goal_center": shots["gk_dist_to_goal_center"].fillna(0.0).clip(0, 30),
     }).fillna(0.0)
-    return x, shots["goal"].astype(int)
+    d = shots["distance_m"].astype(float)
+    x["log_distance"] = np.log1p(d)
+    x["distance_x_angle"] = d * shots["angle_rad"]
+    x["inv_distance"] = 1.0 / (1.0 + d)
+    x["angle_sq"] = shots["angle_rad"] ** 2
+    x["open_goal_x_distance"] = x["open_goal"] * d
+    x["gk_dist_over_distance"] = x["gk_dist_to_goal_center"] / (1.0 + d)
+    x["header_x_distance"] = x["header"] * d
+    for value, col in TECHNIQUES.items():
+        x[col] = (shots["technique"] == value).astype(float)
+    for value, col in PLAY_PATTERNS.items():
+        x[col] = (shots["play_pattern"] == value).astype(float)
+    return x.fillna(0.0), shots["goal"].astype(int)
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict:
