@@ -29,6 +29,75 @@ pub struct Config {
     pub models: ModelsConfig,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: several nodes sharing ingest through NATS JetStream (DESIGN.md, "Cluster").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Join the cluster. Default false (a single node).
+    pub enabled: bool,
+    /// NATS server URLs; the client fails over between them. Default `["nats://127.0.0.1:4222"]`.
+    pub urls: Vec<String>,
+    /// This node's name, unique in the cluster (its durable consumer is `node-{node_id}`).
+    /// Default the host name.
+    pub node_id: String,
+    /// NATS user and password, or token, or a `.creds` file. Default none.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub creds_file: Option<PathBuf>,
+    /// JetStream stream holding every game's events (subjects `opensports.events.{game}`).
+    /// Default `OPENSPORTS`.
+    pub stream: String,
+    /// Copies JetStream keeps of each event (1..=5; the NATS cluster needs that many servers).
+    /// Default 3.
+    pub replicas: usize,
+    /// When publishers hear their ack: `"cluster"` (default) after the local commit and
+    /// JetStream's ack, so a publisher failing over to another node resumes without a gap;
+    /// `"local"` after the local commit alone (lower latency; an acked event can be missing from
+    /// the cluster until its node restarts, see DESIGN.md).
+    pub ack: ClusterAck,
+    /// Window in which JetStream drops a second copy of the same `{game}:{seq}`, in seconds.
+    /// Default 120.
+    pub dedupe_window_secs: u64,
+    /// Events in flight to JetStream before the log writer waits (backpressure). Default 65536.
+    pub max_pending: usize,
+    /// How long a publisher's hello waits for this node to apply what the cluster already
+    /// holds before it is welcomed (a failover resumes in order). Default 10 s.
+    pub catch_up_timeout_secs: u64,
+}
+
+/// See [`ClusterConfig::ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterAck {
+    Cluster,
+    Local,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            node_id: std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node-1".into()),
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            stream: "OPENSPORTS".into(),
+            replicas: 3,
+            ack: ClusterAck::Cluster,
+            dedupe_window_secs: 120,
+            max_pending: 65_536,
+            catch_up_timeout_secs: 10,
+        }
+    }
 }
 
 /// `[auth]`: who may read without credentials, JWT verification keys, per-key and per-address
@@ -368,6 +437,23 @@ impl Config {
         }
         if self.ingest.max_frame_bytes < 64 {
             return invalid("ingest.max_frame_bytes", "must be at least 64");
+        }
+        if self.cluster.enabled {
+            if !self.store.enabled {
+                return invalid(
+                    "cluster.enabled",
+                    "a cluster node needs the event log (store.enabled = true)",
+                );
+            }
+            if !(1..=5).contains(&self.cluster.replicas) {
+                return invalid("cluster.replicas", "JetStream keeps 1 to 5 copies");
+            }
+            if self.cluster.urls.is_empty() {
+                return invalid("cluster.urls", "name at least one NATS server");
+            }
+            if !opensports_proto::event::valid_game_id(&self.cluster.node_id) {
+                return invalid("cluster.node_id", "1..=64 bytes of [A-Za-z0-9_.-]");
+            }
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");

@@ -44,6 +44,7 @@ pub mod api;
 pub mod auth;
 pub mod builtin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod feeds;
@@ -82,6 +83,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Auth(#[from] auth::AuthOpenError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     #[error("{what}: {source}")]
     Io { what: &'static str, source: std::io::Error },
 }
@@ -258,6 +261,16 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         tracker.clone(),
         auth.clone(),
     );
+    let cluster = match config.cluster.enabled {
+        true => {
+            let c =
+                cluster::Cluster::start(&config.cluster, ingest_ctx.clone(), http_addr, shutdown_rx.clone())
+                    .await?;
+            ingest_ctx.joined(c.clone());
+            Some(c)
+        }
+        false => None,
+    };
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
     let app = api::AppState {
         fanout: fanout.clone(),
@@ -271,6 +284,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         tasks: tracker,
         shutdown: shutdown_rx.clone(),
         certificate: ingest::tls::pem_chain(&tls.certs).into(),
+        cluster,
     };
     let (http_cfg, http_shutdown, http_tasks) =
         (config.server.clone(), shutdown_rx.clone(), app.tasks.clone());

@@ -64,6 +64,15 @@ pub const MODEL_OUTCOME_PREDICTIONS_TOTAL: &str = "opensports_model_outcome_pred
 pub const MODEL_OUTCOME_BRIER_SUM: &str = "opensports_model_outcome_brier_accum";
 pub const MODEL_OUTCOME_LOG_LOSS_SUM: &str = "opensports_model_outcome_log_loss_accum";
 
+pub const CLUSTER_NODES: &str = "opensports_cluster_nodes";
+pub const CLUSTER_CAUGHT_UP: &str = "opensports_cluster_caught_up";
+pub const CLUSTER_PENDING: &str = "opensports_cluster_pending";
+pub const CLUSTER_PUBLISHED_TOTAL: &str = "opensports_cluster_published_total";
+pub const CLUSTER_PUBLISH_RETRIES_TOTAL: &str = "opensports_cluster_publish_retries_total";
+pub const CLUSTER_APPLIED_TOTAL: &str = "opensports_cluster_applied_total";
+pub const CLUSTER_REFUSED_TOTAL: &str = "opensports_cluster_refused_total";
+pub const CLUSTER_GAME_LAG_SECONDS: &str = "opensports_cluster_game_lag_seconds";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle. Later calls (several
@@ -140,6 +149,29 @@ pub async fn upkeep(handle: PrometheusHandle) {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!(INGEST_CONNECTIONS, "Open QUIC publisher connections");
+    describe_gauge!(CLUSTER_NODES, "Cluster nodes with a live membership key (cluster only)");
+    describe_gauge!(
+        CLUSTER_CAUGHT_UP,
+        "1 once this node has applied the cluster stream to its end since start"
+    );
+    describe_gauge!(
+        CLUSTER_PENDING,
+        "Cluster stream messages this node has still to apply (replay progress)"
+    );
+    describe_counter!(CLUSTER_PUBLISHED_TOTAL, "Local events JetStream acknowledged");
+    describe_counter!(
+        CLUSTER_PUBLISH_RETRIES_TOTAL,
+        "Times the replicator sent its window to JetStream again"
+    );
+    describe_counter!(CLUSTER_APPLIED_TOTAL, "Events other nodes ingested, applied here");
+    describe_counter!(
+        CLUSTER_REFUSED_TOTAL,
+        "Cluster events this node could not apply (terminated in JetStream)"
+    );
+    describe_gauge!(
+        CLUSTER_GAME_LAG_SECONDS,
+        "Per game: seconds from JetStream storing the last applied event to this node applying it"
+    );
     describe_counter!(INGEST_CONNECTIONS_TOTAL, "QUIC publisher connections accepted (after hello)");
     describe_counter!(INGEST_EVENTS_TOTAL, "Events accepted into the pipeline");
     describe_counter!(INGEST_REJECTED_TOTAL, "Events or frames rejected, by reason code");

@@ -2,6 +2,8 @@
 //! temporary data dir, with clients pinned to its self-signed certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod nats;
+
 use std::time::Duration;
 
 use opensports_client::{Publisher, PublisherConfig, Subscriber, Trust};

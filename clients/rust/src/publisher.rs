@@ -51,6 +51,12 @@ pub struct PublisherConfig {
     /// Most game streams held open (the server allows `ingest.max_streams_per_connection`,
     /// default 256). Beyond it the stream of a game with nothing un-acked is finished first.
     pub max_open_streams: usize,
+    /// Other cluster nodes, tried in turn after `addr` when a connection is lost: the
+    /// publisher fails over and resends what was not acked (the node resumes after the last
+    /// ack). Default none.
+    pub failover: Vec<SocketAddr>,
+    /// How long one connection attempt may take. Default 3 s.
+    pub connect_timeout: Duration,
 }
 
 impl PublisherConfig {
@@ -65,6 +71,8 @@ impl PublisherConfig {
             max_unacked: 65_536,
             reconnect_attempts: 20,
             max_open_streams: 128,
+            failover: Vec::new(),
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -117,6 +125,8 @@ impl AckState {
 #[derive(Debug)]
 pub struct Publisher {
     cfg: PublisherConfig,
+    /// Which server: 0 is `cfg.addr`, then `cfg.failover` in order.
+    node: usize,
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     streams: HashMap<String, quinn::SendStream>,
@@ -144,8 +154,10 @@ impl Publisher {
             .map_err(|e| PublishError::Connect { addr: cfg.addr, reason: e.to_string() })?;
         endpoint.set_default_client_config(client);
         let shared = Arc::new(Shared::default());
-        let (conn, reader, (max_frame, server_max_streams)) = open(&endpoint, &cfg, &shared).await?;
+        let (conn, reader, (max_frame, server_max_streams)) =
+            open(&endpoint, &cfg, cfg.addr, &shared).await?;
         Ok(Publisher {
+            node: 0,
             cfg,
             endpoint,
             conn,
@@ -329,7 +341,20 @@ impl Publisher {
         Ok(())
     }
 
-    /// Opens a new connection and resends every un-acked event, per game in seq order.
+    /// The server this publisher is connected to (or last tried).
+    pub fn server(&self) -> SocketAddr {
+        self.node_addr(self.node)
+    }
+
+    fn node_addr(&self, i: usize) -> SocketAddr {
+        match i {
+            0 => self.cfg.addr,
+            i => self.cfg.failover[i - 1],
+        }
+    }
+
+    /// Opens a new connection and resends every un-acked event, per game in seq order. With
+    /// `failover` nodes, each attempt goes to the next node in turn.
     pub async fn reconnect(&mut self) -> Result<(), PublishError> {
         let mut attempt = 0;
         loop {
@@ -337,7 +362,11 @@ impl Publisher {
             self.reader.abort();
             self.streams.clear();
             self.shared.state.lock().lost = None;
-            match open(&self.endpoint, &self.cfg, &self.shared).await {
+            if !self.cfg.failover.is_empty() {
+                self.node = (self.node + 1) % (self.cfg.failover.len() + 1);
+            }
+            let addr = self.node_addr(self.node);
+            match open(&self.endpoint, &self.cfg, addr, &self.shared).await {
                 Ok((conn, reader, (max_frame, max_streams))) => {
                     (self.conn, self.reader) = (conn, reader);
                     (self.max_frame, self.server_max_streams) = (max_frame, max_streams);
@@ -387,13 +416,14 @@ fn is_last(event: &Event) -> bool {
 async fn open(
     endpoint: &quinn::Endpoint,
     cfg: &PublisherConfig,
+    addr: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Result<(quinn::Connection, tokio::task::JoinHandle<()>, (u32, u32)), PublishError> {
-    let connect_err = |reason: String| PublishError::Connect { addr: cfg.addr, reason };
-    let conn = endpoint
-        .connect(cfg.addr, &cfg.server_name)
-        .map_err(|e| connect_err(e.to_string()))?
+    let connect_err = |reason: String| PublishError::Connect { addr, reason };
+    let connecting = endpoint.connect(addr, &cfg.server_name).map_err(|e| connect_err(e.to_string()))?;
+    let conn = tokio::time::timeout(cfg.connect_timeout, connecting)
         .await
+        .map_err(|_| connect_err(format!("no answer in {:?}", cfg.connect_timeout)))?
         .map_err(|e| connect_err(e.to_string()))?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| connect_err(e.to_string()))?;
     let mut buf = Vec::new();

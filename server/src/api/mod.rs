@@ -52,6 +52,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The QUIC (and HTTPS) certificate chain, PEM.
     pub certificate: Arc<str>,
+    /// The cluster this node joined (`[cluster]`), if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -148,13 +150,18 @@ async fn readyz(State(s): State<AppState>) -> Response {
         .into_iter()
         .map(|p| serde_json::json!({"name": p.name, "status": p.status}))
         .collect();
-    let body = serde_json::json!({
-        "status": if stopping { "stopping" } else { "ready" },
+    // A cluster node serves once it has applied what the cluster holds (catch-up at start).
+    let catching_up = s.cluster.as_ref().is_some_and(|c| !c.caught_up());
+    let mut body = serde_json::json!({
+        "status": if stopping { "stopping" } else if catching_up { "catching_up" } else { "ready" },
         "log": if s.store.is_some() { "open" } else { "disabled" },
         "models": models,
         "plugins": plugins,
     });
-    let status = if stopping { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    if let Some(c) = &s.cluster {
+        body["cluster"] = c.status();
+    }
+    let status = if stopping || catching_up { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     json(status, body.to_string())
 }
 

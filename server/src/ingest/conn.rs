@@ -168,6 +168,13 @@ async fn hello(
             return refuse(conn, &mut Some(send), refused).await;
         }
     };
+    // In a cluster, a publisher (maybe failing over from a node that died) starts only once
+    // this node has applied what the cluster already holds, so its resent events follow them.
+    if let Some(cluster) = ctx.cluster()
+        && !cluster.settle().await
+    {
+        tracing::warn!("welcoming a publisher before catching up with the cluster (timed out)");
+    }
     let welcome = Control::Welcome {
         server: concat!("opensports/", env!("CARGO_PKG_VERSION")).into(),
         max_frame: ctx.cfg.max_frame_bytes,

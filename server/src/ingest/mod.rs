@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod conn;
 pub mod frame;
+pub mod replica;
 pub mod seq;
 pub mod stream;
 pub mod tls;
@@ -55,6 +56,8 @@ pub struct IngestCtx {
     backoff: parking_lot::Mutex<crate::auth::limits::Backoff>,
     /// Credentials, scopes, per-key limits, revocation.
     pub auth: Arc<Auth>,
+    /// Set once the node has joined its cluster (`[cluster]`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl IngestCtx {
@@ -78,7 +81,18 @@ impl IngestCtx {
             tasks,
             backoff: parking_lot::Mutex::new(crate::auth::limits::Backoff::default()),
             auth,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The cluster this node joined, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Called once, after [`crate::cluster::Cluster::start`].
+    pub fn joined(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// The shared state admission consults.

@@ -32,7 +32,12 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     // Events/s of this publisher identity, shared with its other streams and connections.
     let bucket = ctx.auth.bucket(&who);
     let mut state = StreamState::new(who);
-    let ack: Arc<dyn AckSink> = control.clone();
+    // Clustered, each event goes to JetStream after its commit, and the ack follows it.
+    let cluster_ack = ctx.cluster().map(|c| c.stream_ack(control.clone()));
+    let ack: Arc<dyn AckSink> = match &cluster_ack {
+        Some(c) => c.clone(),
+        None => control.clone(),
+    };
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
     let age = metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[0]);
     let frame_timeout = Duration::from_secs(ctx.cfg.frame_timeout_secs);
@@ -90,45 +95,59 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
         // With the log on, archived once, here: the log stores these bytes and plugins read them.
         let archived = match &ctx.store {
             None => None,
-            Some(store) => {
-                let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&event) {
-                    Ok(b) => Arc::new(b),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot archive an event");
-                        let (game, message) = (Some(event.game), "cannot archive".into());
-                        reject(
-                            control,
-                            Reject { game, seq: Some(seq), code: reason::INVALID_EVENT, message },
-                        );
-                        continue;
-                    }
-                };
-                let sport = event.sport().as_str();
-                if !retry_full(|| store.try_append(&event.game, seq, sport, &bytes, &ack)).await {
-                    return;
+            Some(_) => match rkyv::to_bytes::<rkyv::rancor::Error>(&event) {
+                Ok(b) => Some(Arc::new(b)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot archive an event");
+                    let (game, message) = (Some(event.game), "cannot archive".into());
+                    reject(control, Reject { game, seq: Some(seq), code: reason::INVALID_EVENT, message });
+                    continue;
                 }
-                Some(bytes)
-            }
+            },
         };
-        let mut item = Ingested { event, archived, received: Instant::now(), missing };
-        // Backpressure: while the shard's queue is full, stop reading this stream. QUIC flow
-        // control then stops the publisher; nothing buffers without bound.
-        loop {
-            match ctx.pipeline.try_send(shard, item) {
-                Ok(Ok(())) => break,
-                Ok(Err(full)) => {
-                    metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
-                    item = full.0;
-                    tokio::time::sleep(BACKPRESSURE_PAUSE).await;
-                }
-                Err(_stopped) => return,
-            }
+        if let (Some(c), Some(bytes)) = (&cluster_ack, &archived) {
+            c.logging(seq, bytes);
+        }
+        if !log_and_queue(ctx, event, archived, shard, missing, &ack).await {
+            return;
         }
         events.increment(1);
         if ctx.store.is_none()
             && let Some(game) = state.game()
         {
             control.ack(game, seq);
+        }
+    }
+}
+
+/// Logs an accepted event (when the log is on; `ack` hears after the commit) and queues it to
+/// its shard, waiting while either queue is full (backpressure: the caller stops reading, QUIC
+/// flow control stops the publisher, nothing buffers without bound). False once the log or
+/// the pipeline has stopped.
+pub(crate) async fn log_and_queue(
+    ctx: &IngestCtx,
+    event: opensports_proto::Event,
+    archived: Option<Arc<rkyv::util::AlignedVec>>,
+    shard: usize,
+    missing: u64,
+    ack: &Arc<dyn AckSink>,
+) -> bool {
+    if let (Some(store), Some(bytes)) = (&ctx.store, &archived) {
+        let (seq, sport) = (event.seq, event.sport().as_str());
+        if !retry_full(|| store.try_append(&event.game, seq, sport, bytes, ack)).await {
+            return false;
+        }
+    }
+    let mut item = Ingested { event, archived, received: Instant::now(), missing };
+    loop {
+        match ctx.pipeline.try_send(shard, item) {
+            Ok(Ok(())) => return true,
+            Ok(Err(full)) => {
+                metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
+                item = full.0;
+                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+            }
+            Err(_stopped) => return false,
         }
     }
 }

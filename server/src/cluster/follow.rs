@@ -1,0 +1,143 @@
+//! Reads the whole events stream through this node's durable consumer and applies what other
+//! nodes ingested, in stream order, through [`crate::ingest::replica`]. Each message is acked
+//! to JetStream after this node's own commit, so a node that restarts resumes where its log
+//! ends.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::{Cluster, NODE_HEADER};
+use crate::ingest::IngestCtx;
+use crate::ingest::replica::{self, Applied};
+use crate::metrics as m;
+use crate::store::AckSink;
+
+/// This node's durable consumer of the stream (created at the stream's start the first time).
+pub(super) async fn consumer(stream: &jetstream::stream::Stream, node: &str) -> Result<PullConsumer, String> {
+    let name = format!("node-{node}");
+    stream
+        .get_or_create_consumer(
+            &name,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                max_ack_pending: 65_536,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("consumer {name}: {e}"))
+}
+
+/// Acks one JetStream message once this node has committed its event.
+#[derive(Debug)]
+struct CommitAck {
+    msg: jetstream::Message,
+    rt: tokio::runtime::Handle,
+}
+
+impl AckSink for CommitAck {
+    fn ack(&self, _game: &str, _seq: u64) {
+        let msg = self.msg.clone();
+        self.rt.spawn(async move {
+            let _ = msg.ack().await;
+        });
+    }
+}
+
+pub(super) async fn run(
+    cluster: Arc<Cluster>,
+    consumer: PullConsumer,
+    ctx: Arc<IngestCtx>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let applied = metrics::counter!(m::CLUSTER_APPLIED_TOTAL);
+    let rt = tokio::runtime::Handle::current();
+    // An empty stream: nothing to catch up on.
+    if let Ok(info) = consumer.clone().info().await
+        && info.num_pending == 0
+    {
+        cluster.applied(0, 0);
+    }
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster consumer unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = shutdown.changed() => return,
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "cluster consumer error");
+                    continue;
+                }
+                None => break,
+            };
+            let Ok(info) =
+                msg.info().map(|i| (i.stream_sequence, i.pending, i.published.unix_timestamp_nanos()))
+            else {
+                continue;
+            };
+            let (stream_seq, pending, published_ns) = info;
+            let mine = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(NODE_HEADER))
+                .is_some_and(|n| n.as_str() == cluster.node_id);
+            if mine {
+                // This node's own event, already applied when it was ingested.
+                let _ = msg.ack().await;
+            } else {
+                let outcome = apply(&msg, &ctx, CommitAck { msg: msg.clone(), rt: rt.clone() }).await;
+                match outcome {
+                    Applied::Queued { game } => {
+                        applied.increment(1);
+                        let now =
+                            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+                        let lag = (now - published_ns).max(0) as f64 / 1e9;
+                        metrics::gauge!(m::CLUSTER_GAME_LAG_SECONDS, "game" => game).set(lag);
+                    }
+                    Applied::Duplicate => {
+                        let _ = msg.ack().await;
+                    }
+                    Applied::Refused(why) => {
+                        metrics::counter!(m::CLUSTER_REFUSED_TOTAL).increment(1);
+                        tracing::warn!(stream_seq, error = %why, "a cluster event this node cannot apply");
+                        let _ = msg.ack_with(jetstream::AckKind::Term).await;
+                    }
+                    Applied::Stopped => return,
+                }
+            }
+            cluster.applied(stream_seq, pending);
+        }
+    }
+}
+
+async fn apply(msg: &jetstream::Message, ctx: &IngestCtx, ack: CommitAck) -> Applied {
+    let mut bytes = rkyv::util::AlignedVec::<16>::with_capacity(msg.payload.len());
+    bytes.extend_from_slice(&msg.payload);
+    let event = match rkyv::from_bytes::<opensports_proto::Event, rkyv::rancor::Error>(&bytes) {
+        Ok(e) => e,
+        Err(e) => return Applied::Refused(format!("undecodable event: {e}")),
+    };
+    if let Err(e) = event.validate() {
+        return Applied::Refused(format!("invalid event: {e}"));
+    }
+    replica::apply(ctx, event, Arc::new(bytes), Arc::new(ack)).await
+}

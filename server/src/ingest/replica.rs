@@ -1,0 +1,47 @@
+//! Events another cluster node ingested, applied on this one in the cluster stream's order:
+//! the same sequencing, log and shard as a publisher's events, without the publisher's
+//! credentials and quotas (the ingesting node checked them).
+
+use std::sync::Arc;
+
+use opensports_proto::Event;
+use rkyv::util::AlignedVec;
+
+use super::IngestCtx;
+use super::seq::Seq;
+use super::stream::log_and_queue;
+use crate::store::AckSink;
+
+/// What became of a replicated event.
+#[derive(Debug)]
+pub enum Applied {
+    /// Logged (acked to `ack` after the commit) and queued to its shard.
+    Queued { game: String },
+    /// Already here (this node ingested or applied it before).
+    Duplicate,
+    /// This node cannot hold it (another sport under the same id, the game table is full).
+    Refused(String),
+    /// Shutting down.
+    Stopped,
+}
+
+pub async fn apply(ctx: &IngestCtx, event: Event, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink>) -> Applied {
+    let directory = ctx.pipeline.directory();
+    let shard = match directory.get(&event.game) {
+        Some((sport, shard)) if sport == event.sport() => shard,
+        Some((sport, _)) => return Applied::Refused(format!("game {} is a {sport} game here", event.game)),
+        None => match directory.admit(&event.game, event.sport()) {
+            Ok(shard) => shard,
+            Err(code) => return Applied::Refused(format!("game {}: {code}", event.game)),
+        },
+    };
+    let (verdict, missing) = ctx.games.seqs.accept(&event.game, event.seq);
+    if verdict == Seq::Duplicate {
+        return Applied::Duplicate;
+    }
+    let game = event.game.clone();
+    match log_and_queue(ctx, event, Some(bytes), shard, missing, &ack).await {
+        true => Applied::Queued { game },
+        false => Applied::Stopped,
+    }
+}
