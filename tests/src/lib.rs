@@ -392,11 +392,15 @@ impl ChildServer {
         // Cargo builds the package's binaries next to the test binaries' `deps/` directory.
         let exe = std::env::current_exe().unwrap();
         let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("test-server");
+        // The log goes to a file beside the data dir (a pipe nobody reads could fill and stall
+        // the server); a failed start returns it.
+        let log_path = self.data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut child = tokio::process::Command::new(bin)
             .arg(&self.config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("OPENSPORTS_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -410,8 +414,8 @@ impl ChildServer {
             }
             _ => {
                 let _ = child.start_kill();
-                let out = child.wait_with_output().await.unwrap();
-                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+                let _ = child.wait().await;
+                Err(std::fs::read_to_string(&log_path).unwrap_or_default())
             }
         }
     }

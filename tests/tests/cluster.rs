@@ -13,7 +13,7 @@ use opensports_proto::Sport;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_server::sim;
 use opensports_tests::nats::{NatsCluster, nats_server_bin};
-use opensports_tests::{ChildServer, WAIT};
+use opensports_tests::{ChildServer, WAIT, http_call};
 
 /// (topic, seq) → data, from everything a subscriber received.
 type Seen = BTreeMap<(String, u64), serde_json::Value>;
@@ -150,6 +150,46 @@ async fn a_game_survives_a_dead_node_and_a_dead_nats_server_with_identical_outpu
     let (_, state) = b.get(&format!("/v1/games/{id}")).await;
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
     assert_eq!((state["last_seq"].as_u64(), state["status"].as_str()), (Some(n), Some("ended")), "{state}");
+
+    // A key made on B is accepted on C; revoked on C, B refuses it.
+    let body = br#"{"name":"venue","role":"publisher","scopes":["kv-*"]}"#;
+    let (status, made) =
+        http_call(b.http_addr, "POST", "/v1/keys", Some(("application/json", body)), Some(&b.admin_key))
+            .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&made));
+    let made: serde_json::Value = serde_json::from_slice(&made).unwrap();
+    let (key, key_id) = (made["key"].as_str().unwrap().to_string(), made["id"].as_str().unwrap().to_string());
+    let connect = |node: &ChildServer| {
+        let mut cfg = node.publisher_config();
+        cfg.token = key.clone();
+        cfg.reconnect_attempts = 1;
+        Publisher::connect(cfg)
+    };
+    let accepted = eventually(|| async { connect(&c).await.is_ok() }).await;
+    assert!(accepted, "C never accepted the key made on B; C's log:\n{}", log(&c));
+    let (_, listed) = c.admin_get("/v1/audit").await;
+    assert!(listed.contains(&key_id) && listed.contains("cluster node b"), "C's audit log: {listed}");
+    let (status, _) =
+        http_call(c.http_addr, "DELETE", &format!("/v1/keys/{key_id}"), None, Some(&c.admin_key)).await;
+    assert_eq!(status, 200);
+    let refused = eventually(|| async { connect(&b).await.is_err() }).await;
+    assert!(refused, "B still accepts a key revoked on C; B's log:\n{}", log(&b));
+}
+
+/// Polls `check` for up to [`WAIT`]; true once it holds.
+async fn eventually<F: std::future::Future<Output = bool>>(check: impl Fn() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn log(node: &ChildServer) -> String {
+    std::fs::read_to_string(node.data_dir.with_extension("log")).unwrap_or_default()
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -229,6 +229,32 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Takes a record another cluster node holds: an unknown key is added, a revocation is
+    /// applied; nothing is ever un-revoked. Audited as the original actor, with the node it came
+    /// from as the remote. Returns whether anything changed.
+    pub fn import(&self, rec: &KeyRecord, from_node: &str) -> Result<bool, KeyError> {
+        let old = self.keys.read().get(&rec.id).cloned();
+        let remote = Some(format!("cluster node {from_node}"));
+        let (merged, audit) = match old {
+            None => {
+                let rec = rec.clone();
+                let after = public_view(&rec);
+                let action = if rec.revoked_ms.is_some() { "key.revoke" } else { "key.create" };
+                let e = entry(&rec.created_by, action, &rec.id, serde_json::Value::Null, after, remote);
+                (rec, e)
+            }
+            Some(old) if old.revoked_ms.is_none() && rec.revoked_ms.is_some() && old.digest == rec.digest => {
+                let mut new = (*old).clone();
+                new.revoked_ms = rec.revoked_ms;
+                let e = entry("cluster", "key.revoke", &rec.id, public_view(&old), public_view(&new), remote);
+                (new, e)
+            }
+            Some(_) => return Ok(false),
+        };
+        self.write(&merged, audit)?;
+        Ok(true)
+    }
+
     /// The live (not revoked) record of `key`, if it is one of ours.
     pub fn verify(&self, key: &str) -> Option<Arc<KeyRecord>> {
         let id = key.strip_prefix(KEY_PREFIX)?.split('_').next()?;

@@ -70,6 +70,8 @@ pub struct Auth {
     buckets: DashMap<Arc<str>, Arc<Mutex<limits::Bucket>>>,
     /// WebSocket connections per source address.
     pub ws_slots: Arc<limits::AddrSlots>,
+    /// Every key created or revoked here (the cluster shares them through JetStream KV).
+    changes: tokio::sync::broadcast::Sender<KeyRecord>,
 }
 
 impl Auth {
@@ -90,6 +92,7 @@ impl Auth {
             backoff: Mutex::new(limits::Backoff::default()),
             buckets: DashMap::new(),
             ws_slots: Arc::new(limits::AddrSlots::default()),
+            changes: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
@@ -148,6 +151,7 @@ impl Auth {
     ) -> Result<(String, KeyRecord), KeyError> {
         let created = self.keys.create(new, actor, remote)?;
         metrics::counter!(m::AUDIT_ENTRIES_TOTAL).increment(1);
+        let _ = self.changes.send(created.1.clone());
         Ok(created)
     }
 
@@ -156,7 +160,26 @@ impl Auth {
         let rec = self.keys.revoke(id, actor, remote)?;
         metrics::counter!(m::AUDIT_ENTRIES_TOTAL).increment(1);
         self.revocations.send_modify(|n| *n += 1);
+        let _ = self.changes.send(rec.clone());
         Ok(rec)
+    }
+
+    /// Keys created or revoked on this node from now on.
+    pub fn key_changes(&self) -> tokio::sync::broadcast::Receiver<KeyRecord> {
+        self.changes.subscribe()
+    }
+
+    /// A key record from another cluster node (see [`KeyStore::import`]); a revocation closes
+    /// the key's connections and sessions here too.
+    pub fn import_key(&self, rec: &KeyRecord, from_node: &str) -> Result<bool, KeyError> {
+        let changed = self.keys.import(rec, from_node)?;
+        if changed {
+            metrics::counter!(m::AUDIT_ENTRIES_TOTAL).increment(1);
+            if rec.revoked_ms.is_some() {
+                self.revocations.send_modify(|n| *n += 1);
+            }
+        }
+        Ok(changed)
     }
 
     /// Whether the key behind `p` (if any) was revoked since it was checked.

@@ -9,12 +9,14 @@
 //!   (`node-{node_id}`) and applies the other nodes' events through the same sequencing, log
 //!   and shards as its own, so every node's outputs are the same bytes.
 //! - membership: each node keeps a key in the `opensports_nodes` KV bucket (15 s TTL).
+//! - [`keys`]: API keys (create, revoke) shared through the `opensports_keys` KV bucket.
 //!
 //! A publisher's hello waits until the node has applied everything the stream held when the
 //! hello came ([`Cluster::settle`]): a publisher failing over resumes exactly after its last
 //! ack, in order.
 
 pub mod follow;
+pub mod keys;
 pub mod replicate;
 
 use std::sync::Arc;
@@ -126,6 +128,8 @@ impl Cluster {
         metrics::gauge!(m::CLUSTER_CAUGHT_UP).set(0.0);
         let consumer = follow::consumer(&stream, &cfg.node_id).await.map_err(stream_err)?;
         tokio::spawn(replicate::run(js.clone(), cfg.node_id.clone(), rx, shutdown.clone()));
+        let auth = ctx.auth.clone();
+        tokio::spawn(keys::run(js.clone(), cfg.node_id.clone(), cfg.replicas, auth, shutdown.clone()));
         tokio::spawn(follow::run(cluster.clone(), consumer, ctx, shutdown.clone()));
         tokio::spawn(membership(cluster.clone(), http_addr, shutdown));
         tracing::info!(node = %cfg.node_id, stream = %cfg.stream, urls = %cfg.urls.join(","), "joined the cluster");
