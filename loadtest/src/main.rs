@@ -21,6 +21,7 @@
 //! ```
 
 mod anchor;
+mod cluster;
 mod floor;
 mod nats;
 mod plot;
@@ -39,7 +40,8 @@ use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
 use process::Server;
 
-const PRESETS: [&str; 8] = ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix"];
+const PRESETS: [&str; 9] =
+    ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix", "cluster"];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,7 +53,9 @@ struct Args {
     /// 1,000), full (relay with every shipped plugin and model), burst (2k ev/s, 10x for 5 s, 100
     /// subscribers), slow-consumers (5k ev/s, 100 subscribers of which 10% read slowly, against
     /// the same run without them), mix (relay's load with a topic mix: every fifth subscriber in
-    /// `latest` mode, every seventh on one game). All but `full` run the server as a pure relay.
+    /// `latest` mode, every seventh on one game), cluster (light's load published to node A of
+    /// a two-node cluster on three nats-servers, subscribers on node B, beside a single node in
+    /// the same run). All but `full` run the server as a pure relay.
     #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
@@ -99,6 +103,12 @@ struct Args {
     /// Internal: the server process's data directory.
     #[arg(long, hide = true)]
     data_dir: Option<std::path::PathBuf>,
+    /// Internal: the server process joins a cluster on these NATS URLs (comma-separated).
+    #[arg(long, hide = true)]
+    cluster_urls: Option<String>,
+    /// Internal: the server process's cluster node id.
+    #[arg(long, hide = true)]
+    node_id: Option<String>,
 }
 
 /// Where a scenario runs.
@@ -159,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let (Some(which), Some(dir)) = (&args.serve, &args.data_dir) {
         let which = if which == "floor" { Server::Floor } else { Server::Ours };
-        return process::serve(which, &Plan::new(&args, &args.preset), dir).await;
+        let cluster = args.cluster_urls.as_deref().zip(args.node_id.as_deref());
+        return process::serve(which, &Plan::new(&args, &args.preset), dir, cluster).await;
     }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
@@ -194,6 +205,17 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
         println!("{}", rep.json());
     }
     let mut others = Vec::new();
+    if plan.name == "cluster" {
+        let (cluster, out) = cluster::run(plan).await?;
+        println!("\ncluster: published to node A, received on node B (same run; the single node above)");
+        cluster.print();
+        anyhow::ensure!(out.acked == out.sent, "cluster: acked {} of {}", out.acked, out.sent);
+        println!("ratio cluster A->B / single node: {}", cluster.ratios(&rep));
+        if args.json {
+            println!("{}", cluster.json());
+        }
+        others.push(("cluster A->B".to_string(), cluster));
+    }
     if plan.slow_every.is_some() {
         let control = Plan { slow_every: None, ..plan.clone() };
         let base = run_ours(&control).await?.report;
@@ -303,7 +325,7 @@ impl Plan {
     fn new(args: &Args, preset: &str) -> Plan {
         let (rate, subs, secs) = match preset {
             "smoke" => (500.0, 4, 2.0),
-            "light" => (1_000.0, 10, 10.0),
+            "light" | "cluster" => (1_000.0, 10, 10.0),
             "relay" | "full" | "mix" => (20_000.0, 100, 10.0),
             "burst" => (2_000.0, 100, 10.0),
             "slow-consumers" => (5_000.0, 100, 10.0),

@@ -70,9 +70,22 @@ impl Drop for ServerProcess {
 
 /// Starts `server` for `plan` in a child process and waits until it listens.
 pub async fn spawn(server: Server, plan: &Plan) -> anyhow::Result<ServerProcess> {
+    spawn_node(server, plan, None).await
+}
+
+/// Like [`spawn`]; with `cluster` (NATS URLs, node id) the node joins that cluster.
+pub async fn spawn_node(
+    server: Server,
+    plan: &Plan,
+    cluster: Option<(&str, &str)>,
+) -> anyhow::Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(&exe)
+    let mut cmd = Command::new(&exe);
+    if let Some((urls, node)) = cluster {
+        cmd.args(["--cluster-urls", urls, "--node-id", node]);
+    }
+    let mut child = cmd
         .args(["--serve", server.arg(), "--preset", &plan.name, "--subscribers"])
         .arg(plan.subs.to_string())
         .arg("--data-dir")
@@ -109,12 +122,22 @@ pub async fn spawn(server: Server, plan: &Plan) -> anyhow::Result<ServerProcess>
 }
 
 /// The child's side: runs the server until stdin closes.
-pub async fn serve(server: Server, plan: &Plan, data_dir: &Path) -> anyhow::Result<()> {
+pub async fn serve(
+    server: Server,
+    plan: &Plan,
+    data_dir: &Path,
+    cluster: Option<(&str, &str)>,
+) -> anyhow::Result<()> {
     let (quic, http, fingerprint, running, _floor) = match server {
         Server::Ours => {
-            let s =
-                opensports_server::start(config(plan, data_dir)?, opensports_server::Listeners::loopback()?)
-                    .await?;
+            let mut config = config(plan, data_dir)?;
+            if let Some((urls, node)) = cluster {
+                config.cluster.enabled = true;
+                config.cluster.urls = urls.split(',').map(str::to_string).collect();
+                config.cluster.node_id = node.to_string();
+                config.cluster.replicas = config.cluster.urls.len().min(3);
+            }
+            let s = opensports_server::start(config, opensports_server::Listeners::loopback()?).await?;
             (s.quic_addr, s.http_addr, s.fingerprint.clone(), Some(s), None)
         }
         Server::Floor => {
