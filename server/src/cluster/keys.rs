@@ -27,21 +27,8 @@ pub(super) async fn run(
     auth: Arc<Auth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let store = match js
-        .create_key_value(kv::Config {
-            bucket: KEYS_BUCKET.into(),
-            history: 5,
-            num_replicas: replicas,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster key bucket unavailable; keys stay per node");
-            return;
-        }
-    };
+    let config = kv::Config { bucket: KEYS_BUCKET.into(), history: 5, ..Default::default() };
+    let Some(store) = super::bucket(&js, config, replicas, "keys stay per node").await else { return };
     let mut changes = auth.key_changes();
     for rec in auth.keys().list() {
         share(&store, &node, rec).await;

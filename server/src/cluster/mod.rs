@@ -195,28 +195,38 @@ impl Cluster {
     }
 }
 
+/// Creates (or opens) a KV bucket with `replicas` copies; `None`, logged with what goes
+/// without it, when JetStream refuses.
+async fn bucket(
+    js: &jetstream::Context,
+    config: jetstream::kv::Config,
+    replicas: usize,
+    without: &str,
+) -> Option<jetstream::kv::Store> {
+    let name = config.bucket.clone();
+    match js.create_key_value(jetstream::kv::Config { num_replicas: replicas, ..config }).await {
+        Ok(kv) => Some(kv),
+        Err(e) => {
+            tracing::warn!(error = %e, bucket = %name, "cluster KV bucket unavailable; {without}");
+            None
+        }
+    }
+}
+
 /// Keeps this node's key in the members bucket and the member list fresh.
 async fn membership(
     cluster: Arc<Cluster>,
     http_addr: std::net::SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let kv = match cluster
-        .js
-        .create_key_value(jetstream::kv::Config {
-            bucket: MEMBERS_BUCKET.into(),
-            max_age: MEMBER_TTL,
-            history: 1,
-            num_replicas: cluster.cfg.replicas,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(kv) => kv,
-        Err(e) => {
-            tracing::warn!(error = %e, "cluster membership bucket unavailable; membership not tracked");
-            return;
-        }
+    let config = jetstream::kv::Config {
+        bucket: MEMBERS_BUCKET.into(),
+        max_age: MEMBER_TTL,
+        history: 1,
+        ..Default::default()
+    };
+    let Some(kv) = bucket(&cluster.js, config, cluster.cfg.replicas, "membership not tracked").await else {
+        return;
     };
     let me = serde_json::json!({"node": cluster.node_id, "http": http_addr.to_string()}).to_string();
     loop {
