@@ -47,6 +47,8 @@ try {
         last: document.getElementById("last").textContent,
         box: rows("#box tr") - 1, drives: rows("#drives tr"), shots: rows("#shotmap circle"), court: rows("#court circle") - 2,
         tower: rows("#tower tr") - 1, control: rows("#control li"),
+        // The tower's Win column (F1 races): the leader's value and the column's total.
+        win: [...document.querySelectorAll("#tower tr")].slice(1).map((tr) => tr.children[10]?.textContent ?? ""),
         possession: document.getElementById("poss-text").textContent,
       };
     });

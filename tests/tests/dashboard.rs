@@ -183,6 +183,12 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
                 let cars = state["f1"]["cars"].as_array().unwrap().len() as u64;
                 assert_eq!(p["tower"].as_u64(), Some(cars), "{sport}: the whole field in the tower");
                 assert!(p["control"].as_u64().unwrap() > 0, "{sport}: race control has entries");
+                // Each driver's win chance (f1_win) beside the timing: the race is over, the
+                // leader has won.
+                let win: Vec<&str> =
+                    p["win"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                assert_eq!(win.first(), Some(&"100%"), "{sport}: the winner's chance in the tower: {win:?}");
+                assert!(win.iter().skip(1).all(|w| *w == "0%"), "{sport}: {win:?}");
             }
             _ => {
                 let title = format!(
