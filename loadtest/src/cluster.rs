@@ -18,6 +18,11 @@ pub async fn run(plan: &Plan) -> anyhow::Result<(report::Report, super::Outcome)
     let b = process::spawn_node(Server::Ours, plan, Some((&urls, "b"))).await?;
     let target = Target::Ours { quic: a.quic, http: b.http, fingerprint: a.fingerprint.clone() };
     let out = super::measure("cluster A->B", &target, b.pid(), plan).await?;
+    let (ma, mb) = (a.metrics().await?, b.metrics().await?);
+    report::print_stages(&report::cluster_stages(&ma, &mb));
+    let lag: Vec<&str> =
+        mb.lines().filter(|l| l.starts_with("opensports_cluster_game_lag_seconds")).collect();
+    println!("B: JetStream stored -> applied, last event per game (s): {lag:?}");
     drop((a, b));
     drop(nats);
     Ok(out)

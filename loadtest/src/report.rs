@@ -245,6 +245,22 @@ pub fn stages(prometheus: &str) -> Vec<Line> {
         .collect()
 }
 
+/// The cluster path's own stages on the ingesting node: its log commit (which replication
+/// waits for) and, on the receiving node, JetStream stored -> applied.
+pub fn cluster_stages(ingesting: &str, receiving: &str) -> Vec<Line> {
+    let mut out = Vec::new();
+    if let Some((n, a, b)) = quantiles(ingesting, "opensports_store_commit_seconds", "") {
+        out.push(("A: log commit (fsync)", n, a, b));
+    }
+    if let Some((n, a, b)) = quantiles(ingesting, "opensports_pipeline_latency_seconds", "") {
+        out.push(("A: ingest -> published", n, a, b));
+    }
+    if let Some((n, a, b)) = quantiles(receiving, "opensports_pipeline_latency_seconds", "") {
+        out.push(("B: applied -> published", n, a, b));
+    }
+    out
+}
+
 pub fn print_stages(stages: &[Line]) {
     println!("server stages (bucket upper bounds, ms):");
     for (stage, n, p50, p99) in stages {
