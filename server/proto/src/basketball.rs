@@ -96,6 +96,19 @@ pub enum Event {
     ScoreCorrection(ScoreCorrection),
 }
 
+impl Event {
+    /// Points this event scores, and for whom: a made shot its 2 or 3, a made free throw 1.
+    /// (A `score_correction` sets the score instead.) The one rule the state fold and the feed
+    /// adapters' score checks share.
+    pub fn points(&self) -> Option<(Side, u8)> {
+        match self {
+            Event::Shot { side, points, made: true, .. } => Some((*side, *points)),
+            Event::FreeThrow { side, made: true, .. } => Some((*side, 1)),
+            _ => None,
+        }
+    }
+}
+
 event_kinds!(Event {
     GameStart => "game_start",
     PeriodStart => "period_start",

@@ -130,8 +130,7 @@ pub(super) async fn run(
 }
 
 async fn apply(msg: &jetstream::Message, ctx: &IngestCtx, ack: CommitAck) -> Applied {
-    let mut bytes = rkyv::util::AlignedVec::<16>::with_capacity(msg.payload.len());
-    bytes.extend_from_slice(&msg.payload);
+    let bytes = opensports_proto::codec::aligned(&msg.payload);
     let event = match rkyv::from_bytes::<opensports_proto::Event, rkyv::rancor::Error>(&bytes) {
         Ok(e) => e,
         Err(e) => return Applied::Refused(format!("undecodable event: {e}")),

@@ -152,11 +152,11 @@ impl ScoreCheck {
 
     /// Adds what a basketball event scores.
     pub fn basketball(&mut self, e: &opensports_proto::basketball::Event) {
-        use opensports_proto::basketball::Event as Bk;
-        match e {
-            Bk::Shot { side, points, made: true, .. } => self.add(*side, *points),
-            Bk::FreeThrow { side, made: true, .. } => self.add(*side, 1),
-            Bk::ScoreCorrection(c) => (self.home, self.away) = (c.home, c.away),
+        match (e, e.points()) {
+            (opensports_proto::basketball::Event::ScoreCorrection(c), _) => {
+                (self.home, self.away) = (c.home, c.away)
+            }
+            (_, Some((side, points))) => self.add(side, points),
             _ => {}
         }
     }

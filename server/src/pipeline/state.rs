@@ -300,15 +300,17 @@ fn apply_basketball(
         bk::Event::PeriodEnd { period: p } => *period = *p,
         bk::Event::GameEnd => *status = Status::Ended,
         bk::Event::JumpBall { side } => d.possession = Some(*side),
-        bk::Event::Shot { side, points, made, .. } => {
+        bk::Event::Shot { side, made, .. } => {
+            if let Some((by, points)) = e.points() {
+                score.add(by, u32::from(points));
+            }
             if *made {
-                score.add(*side, u32::from(*points));
                 d.possession = Some((*side).other());
             }
         }
         bk::Event::FreeThrow { side, made, attempt, of, .. } => {
-            if *made {
-                score.add(*side, 1);
+            if let Some((by, points)) = e.points() {
+                score.add(by, u32::from(points));
             }
             if *made && attempt >= of {
                 d.possession = Some((*side).other());
