@@ -29,7 +29,7 @@ use opensports_server::fanout::Fanout;
 use opensports_server::fanout::outbox::Outbox;
 use opensports_server::pipeline::state::GameState;
 use opensports_server::sim;
-use opensports_server::store::{AckSink, Queued, Store};
+use opensports_server::store::{AckSink, Append, Queued, Store};
 
 fn events(sport: Sport) -> Vec<Event> {
     sim::generate(sport, 1, 0).events.into_iter().map(|t| t.event).collect()
@@ -157,7 +157,7 @@ fn group_commit(c: &mut Criterion) {
                 for i in 0..1_000 {
                     seq += 1;
                     let bytes = &archived[i % archived.len()];
-                    while store.try_append("bench", seq, "basketball", bytes, &ack).expect("writer")
+                    while store.try_append(Append { game: "bench", seq, sport: "basketball", bytes, owner: None }, &ack).expect("writer")
                         == Queued::Full
                     {
                         std::thread::yield_now();

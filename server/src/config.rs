@@ -238,7 +238,8 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Static publisher tokens accepted in `hello` besides API keys, allowed to write every
-    /// game (one shared identity, `config-token`, for its game quota). Default `[]`: only
+    /// game (scope `*`); each is its own identity, `token-{first 8 hex of its SHA-256}`, with
+    /// its own game quota, rate bucket and games. Default `[]`: only
     /// publisher keys (`opensports keys create --role publisher`).
     pub tokens: Vec<String>,
     /// Largest frame (codec byte + body) in bytes. Default 65536.
@@ -259,7 +260,13 @@ pub struct IngestConfig {
     pub frame_timeout_secs: u64,
     /// Most tracking entities (distinct `game/{id}/tracking/{entity}` topics) per game. Default 256.
     pub max_tracking_entities_per_game: usize,
+    /// Furthest an event's seq may jump past its game's highest seq (a new game's first seq
+    /// counts from 0); beyond it the event is refused `seq_too_far`. Default 100000.
+    pub max_seq_jump: u64,
 }
+
+/// Default of `ingest.max_seq_jump`.
+pub const DEFAULT_MAX_SEQ_JUMP: u64 = 100_000;
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -272,6 +279,7 @@ impl Default for IngestConfig {
             max_handshakes: 256,
             frame_timeout_secs: 30,
             max_tracking_entities_per_game: 256,
+            max_seq_jump: DEFAULT_MAX_SEQ_JUMP,
         }
     }
 }
@@ -458,12 +466,13 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 21] = [
+        let positive: [(&'static str, usize); 22] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
             ("ingest.max_streams_per_connection", self.ingest.max_streams_per_connection as usize),
             ("ingest.max_connections", self.ingest.max_connections),
+            ("ingest.max_seq_jump", self.ingest.max_seq_jump as usize),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
             ("server.max_http_connections", self.server.max_http_connections),
             ("server.http_header_timeout_secs", self.server.http_header_timeout_secs as usize),

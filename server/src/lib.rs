@@ -211,7 +211,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     let ratings = Arc::new(model::ratings::Ratings::load(&config.models.dir, store.clone()));
     // Ingest's sequencing: fed by recovery, consulted by admission, and told by the shards when
     // a game leaves memory (the pipeline cannot call ingest; this hook is how it is told).
-    let ingest_games = Arc::new(ingest::GameMemory::default());
+    let ingest_games = Arc::new(ingest::GameMemory::new(&config.ingest));
     let on_evict: pipeline::EvictHook = {
         let games = ingest_games.clone();
         Box::new(move |game: &str| games.forget(game))
@@ -231,9 +231,19 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         let (store, pipeline, games) = (store.clone(), pipeline.clone(), ingest_games.clone());
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let r = tokio::task::spawn_blocking(move || {
-            pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| {
-                games.seqs.accept(game, seq).1
-            })
+            let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| {
+                games.seqs.restore(game, seq)
+            })?;
+            // Owners come back with their games: the per-key game quota and who may write
+            // which game hold across restarts.
+            for (game, meta) in store.games()? {
+                if let Some(owner) = meta.owner
+                    && pipeline.directory().contains(&game)
+                {
+                    games.owners.claim(&game, &Arc::from(owner));
+                }
+            }
+            Ok::<_, store::StoreError>(r)
         })
         .await
         .map_err(|e| StartError::Io {

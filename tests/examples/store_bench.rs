@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use opensports_proto::{Event, Sport};
 use opensports_server::config::StoreConfig;
 use opensports_server::sim;
-use opensports_server::store::{AckSink, Queued, Store};
+use opensports_server::store::{AckSink, Append, Queued, Store};
 
 mod bench_sink {
     use super::*;
@@ -107,7 +107,7 @@ fn run(
         } else {
             sink.sent_at_us[pos as usize].store(sink.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        while store.try_append(game, *seq, "basketball", bytes, &ack).expect("writer running") == Queued::Full
+        while store.try_append(Append { game, seq: *seq, sport: "basketball", bytes, owner: None }, &ack).expect("writer running") == Queued::Full
         {
             std::thread::yield_now();
         }

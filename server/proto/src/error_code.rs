@@ -81,6 +81,18 @@ pub mod reason {
     pub const KEY_REVOKED: &str = "key_revoked";
     /// WebSocket: the session's JWT reached its `exp`; the connection closes (1008).
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// A seq more than `ingest.max_seq_jump` past the game's highest seq (a game's first seq
+    /// counts from 0). Refused, not recorded: send the seqs in between first.
+    pub const SEQ_TOO_FAR: &str = "seq_too_far";
+    /// A seq that would leave more than 64 ranges of the game missing. Refused, not recorded:
+    /// fill the gaps first (the server never forgets a gap to make room).
+    pub const TOO_MANY_GAPS: &str = "too_many_gaps";
+    /// A seq below what the server remembers of a game recovered from an old log: whether it
+    /// was accepted is unknown, so it is refused (never acked).
+    pub const SEQ_UNKNOWN: &str = "seq_unknown";
+    /// The game was created by another publisher identity; writing it takes a `shared:`
+    /// scope or the admin role.
+    pub const GAME_OWNED: &str = "game_owned";
     /// A tracking datagram for a new entity beyond `ingest.max_tracking_entities_per_game`.
     pub const TOO_MANY_ENTITIES: &str = "too_many_entities";
 

@@ -6,6 +6,10 @@
 //!   the rest). A `sub` pattern is allowed when one scope *covers* it: every topic the pattern
 //!   can match is matched by the scope (so `game/+/state` is covered by `game/#` but not by
 //!   `game/nba-1/#`). Checked once at `sub`, never per message.
+//! - A game belongs to the publisher identity whose event created it (recorded in the log).
+//!   Another publisher may write it only through a **`shared:` scope** (`shared:nba-*`): the
+//!   pattern then also matches games other keys created. A plain pattern writes only games
+//!   the key created or that nobody holds yet.
 //! - Admin may do everything.
 
 use std::sync::Arc;
@@ -50,7 +54,7 @@ impl std::str::FromStr for Role {
 /// Who is asking, as the checks see it.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Key id, `jwt:{sub}`, `config-token` or `anonymous`: audit and logs name it.
+    /// Key id, `jwt:{sub}`, `token-{hex}` (a static token) or `anonymous`: audit and logs name it.
     pub id: Arc<str>,
     /// `None`: anonymous (reads `auth.public_topics` only).
     pub role: Option<Role>,
@@ -71,11 +75,24 @@ impl Principal {
         self.role == Some(Role::Admin)
     }
 
-    /// May write events of `game`.
+    /// May write events of `game` (if it holds the game or nobody does; see [`Self::may_share`]).
     pub fn may_write(&self, game: &str) -> bool {
         match self.role {
             Some(Role::Admin) => true,
-            Some(Role::Publisher) => self.scopes.iter().any(|s| glob_matches(s, game)),
+            Some(Role::Publisher) => {
+                self.scopes.iter().any(|s| glob_matches(s.strip_prefix(SHARED).unwrap_or(s), game))
+            }
+            _ => false,
+        }
+    }
+
+    /// May write `game` although another identity created it: admin, or a `shared:` scope.
+    pub fn may_share(&self, game: &str) -> bool {
+        match self.role {
+            Some(Role::Admin) => true,
+            Some(Role::Publisher) => {
+                self.scopes.iter().filter_map(|s| s.strip_prefix(SHARED)).any(|s| glob_matches(s, game))
+            }
             _ => false,
         }
     }
@@ -113,8 +130,13 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
-/// A game-id pattern is 1..=64 bytes of the game-id alphabet plus `*`.
+/// The prefix of a publisher scope that also writes games other keys created.
+pub const SHARED: &str = "shared:";
+
+/// A game-id pattern is 1..=64 bytes of the game-id alphabet plus `*`, optionally after
+/// [`SHARED`].
 pub fn valid_game_pattern(p: &str) -> bool {
+    let p = p.strip_prefix(SHARED).unwrap_or(p);
     !p.is_empty()
         && p.len() <= 64
         && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'))
@@ -185,6 +207,10 @@ mod tests {
         let public = vec!["games".to_string()];
         let publisher = p(Role::Publisher, &["nba-*"]);
         assert!(publisher.may_write("nba-1") && !publisher.may_write("nfl-1"));
+        assert!(!publisher.may_share("nba-1"), "a plain scope writes only its own games");
+        let sharer = p(Role::Publisher, &["shared:nba-*"]);
+        assert!(sharer.may_write("nba-1") && sharer.may_share("nba-1") && !sharer.may_share("nfl-1"));
+        assert!(valid_game_pattern("shared:nba-*") && !valid_game_pattern("shared:"));
         assert!(!publisher.may_read("game/nba-1/state", &public));
         assert!(publisher.may_read("games", &public));
         let sub = p(Role::Subscriber, &["game/nba-1/#"]);

@@ -48,7 +48,13 @@ impl GameOwners {
         self.count.get(who).map_or(0, |n| *n)
     }
 
-    fn claim(&self, game: &str, who: &Arc<str>) {
+    /// Who brought `game` in (`None`: nobody yet, or a game logged before owners were).
+    pub fn owner(&self, game: &str) -> Option<Arc<str>> {
+        self.owner.get(game).map(|o| o.clone())
+    }
+
+    /// Records `who` as the game's owner unless it has one (also recovery, from the log).
+    pub fn claim(&self, game: &str, who: &Arc<str>) {
         if let dashmap::Entry::Vacant(v) = self.owner.entry(game.to_string()) {
             v.insert(who.clone());
             *self.count.entry(who.clone()).or_insert(0) += 1;
@@ -160,7 +166,7 @@ impl StreamState {
             return reject(Some(event.game), Some(event.seq), reason::FORBIDDEN, msg);
         }
         // One directory lookup for a known game; a new one is checked against the key's quota
-        // before it is admitted.
+        // and the seq rules before it is admitted (a refused event leaves no game behind).
         let known = rules.directory.get(&event.game);
         let admitted = match known {
             Some((sport, shard)) if sport == event.sport() => Ok(shard),
@@ -172,6 +178,13 @@ impl StreamState {
                         p.id, rules.max_games_per_key
                     );
                     return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
+                }
+                if event.seq > rules.seqs.max_jump() {
+                    let msg = format!(
+                        "a new game's first seq may be at most {} (ingest.max_seq_jump)",
+                        rules.seqs.max_jump()
+                    );
+                    return reject(Some(event.game), Some(event.seq), reason::SEQ_TOO_FAR, msg);
                 }
                 rules.directory.admit(&event.game, event.sport())
             }
@@ -186,11 +199,31 @@ impl StreamState {
                 return reject(Some(event.game), Some(event.seq), code, msg);
             }
         };
-        if known.is_none() {
-            rules.owners.claim(&event.game, &p.id);
+        match rules.owners.owner(&event.game) {
+            None => rules.owners.claim(&event.game, &p.id),
+            Some(owner) if owner != p.id && !p.may_share(&event.game) => {
+                let msg = format!(
+                    "game {} belongs to {owner}; writing it takes a shared: scope or the admin role",
+                    event.game
+                );
+                return reject(Some(event.game), Some(event.seq), reason::GAME_OWNED, msg);
+            }
+            Some(_) => {}
         }
         let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);
-        if event.seq <= self.last_seq && verdict != Seq::Fill {
+        let (gap, fill) = match verdict {
+            Seq::New => (None, false),
+            Seq::Fill => (None, true),
+            Seq::Gap { from, to } => (Some((from, to)), false),
+            Seq::Duplicate if event.seq > self.last_seq => {
+                return Verdict::Duplicate { game: event.game, seq: event.seq };
+            }
+            refused => {
+                let (code, msg) = refusal(refused, event.seq, self.last_seq, rules.seqs.max_jump());
+                return reject(Some(event.game), Some(event.seq), code, msg);
+            }
+        };
+        if event.seq <= self.last_seq && !fill {
             let msg = format!("seq {} after {} on the same stream", event.seq, self.last_seq);
             return reject(Some(event.game), Some(event.seq), reason::SEQ_NOT_INCREASING, msg);
         }
@@ -198,14 +231,28 @@ impl StreamState {
         if self.game.is_none() {
             self.game = Some(event.game.clone());
         }
-        match verdict {
-            Seq::New => Verdict::Accept { event, shard, missing, gap: None, fill: false },
-            Seq::Fill => Verdict::Accept { event, shard, missing, gap: None, fill: true },
-            Seq::Gap { from, to } => {
-                Verdict::Accept { event, shard, missing, gap: Some((from, to)), fill: false }
-            }
-            Seq::Duplicate => Verdict::Duplicate { game: event.game, seq: event.seq },
+        Verdict::Accept { event, shard, missing, gap, fill }
+    }
+}
+
+/// The code and message of a seq the sequencer refused (or a retry out of stream order).
+fn refusal(v: Seq, seq: u64, last: u64, max_jump: u64) -> (&'static str, String) {
+    match v {
+        Seq::TooFar => (
+            reason::SEQ_TOO_FAR,
+            format!("seq {seq} is more than {max_jump} past the game's highest (ingest.max_seq_jump)"),
+        ),
+        Seq::TooManyGaps => (
+            reason::TOO_MANY_GAPS,
+            format!(
+                "seq {seq} would leave more than {} ranges of the game missing; send the missing seqs first",
+                super::seq::MAX_GAPS_PER_GAME
+            ),
+        ),
+        Seq::Unknown => {
+            (reason::SEQ_UNKNOWN, format!("seq {seq} is older than what the server remembers of this game"))
         }
+        _ => (reason::SEQ_NOT_INCREASING, format!("seq {seq} after {last} on the same stream")),
     }
 }
 

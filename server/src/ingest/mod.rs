@@ -107,7 +107,7 @@ impl IngestCtx {
 }
 
 /// What ingest remembers per game, forgotten together when the pipeline evicts the game.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GameMemory {
     /// Which seqs of each game were accepted (dedupe and gaps).
     pub seqs: Sequencer,
@@ -118,6 +118,14 @@ pub struct GameMemory {
 }
 
 impl GameMemory {
+    pub fn new(cfg: &IngestConfig) -> GameMemory {
+        GameMemory {
+            seqs: Sequencer::new(cfg.max_seq_jump),
+            tracking_entities: DashMap::new(),
+            owners: admission::GameOwners::default(),
+        }
+    }
+
     /// The game left memory (the pipeline evicted it).
     pub fn forget(&self, game: &str) {
         self.seqs.forget(game);

@@ -35,12 +35,16 @@ pub async fn apply(ctx: &IngestCtx, event: Event, bytes: Arc<AlignedVec>, ack: A
             Err(code) => return Applied::Refused(format!("game {}: {code}", event.game)),
         },
     };
-    let (verdict, missing) = ctx.games.seqs.accept(&event.game, event.seq);
-    if verdict == Seq::Duplicate {
-        return Applied::Duplicate;
-    }
+    // The origin node applied the seq rules when it accepted the event; here it is only
+    // classified (a duplicate is dropped), and recorded even where this node's view of the
+    // game would refuse it (the origin's log is the truth).
+    let missing = match ctx.games.seqs.accept(&event.game, event.seq) {
+        (Seq::Duplicate, _) => return Applied::Duplicate,
+        (v, _) if v.refused().is_some() => ctx.games.seqs.restore(&event.game, event.seq),
+        (_, missing) => missing,
+    };
     let game = event.game.clone();
-    match log_and_queue(ctx, event, Some(bytes), shard, missing, &ack).await {
+    match log_and_queue(ctx, event, Some(bytes), shard, missing, None, &ack).await {
         true => Applied::Queued { game },
         false => Applied::Stopped,
     }

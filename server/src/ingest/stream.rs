@@ -31,6 +31,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let mut buf = Vec::new();
     // Events/s of this publisher identity, shared with its other streams and connections.
     let bucket = ctx.auth.bucket(&who);
+    let owner = who.id.clone();
     let mut state = StreamState::new(who);
     // Clustered, each event goes to JetStream after its commit, and the ack follows it.
     let cluster_ack = ctx.cluster().map(|c| c.stream_ack(control.clone()));
@@ -108,7 +109,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
         if let (Some(c), Some(bytes)) = (&cluster_ack, &archived) {
             c.logging(seq, bytes);
         }
-        if !log_and_queue(ctx, event, archived, shard, missing, &ack).await {
+        if !log_and_queue(ctx, event, archived, shard, missing, Some(&owner), &ack).await {
             return;
         }
         events.increment(1);
@@ -120,8 +121,8 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     }
 }
 
-/// Logs an accepted event (when the log is on; `ack` hears after the commit) and queues it to
-/// its shard, waiting while either queue is full (backpressure: the caller stops reading, QUIC
+/// Logs an accepted event (when the log is on; `ack` hears after the commit; `owner` is
+/// recorded as the game's owner if it has none) and queues it to its shard, waiting while either queue is full (backpressure: the caller stops reading, QUIC
 /// flow control stops the publisher, nothing buffers without bound). False once the log or
 /// the pipeline has stopped.
 pub(crate) async fn log_and_queue(
@@ -130,11 +131,13 @@ pub(crate) async fn log_and_queue(
     archived: Option<Arc<rkyv::util::AlignedVec>>,
     shard: usize,
     missing: u64,
+    owner: Option<&Arc<str>>,
     ack: &Arc<dyn AckSink>,
 ) -> bool {
     if let (Some(store), Some(bytes)) = (&ctx.store, &archived) {
         let (seq, sport) = (event.seq, event.sport().as_str());
-        if !retry_full(|| store.try_append(&event.game, seq, sport, bytes, ack)).await {
+        let append = crate::store::Append { game: &event.game, seq, sport, bytes, owner };
+        if !retry_full(|| store.try_append(append, ack)).await {
             return false;
         }
     }

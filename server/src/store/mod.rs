@@ -64,6 +64,11 @@ pub struct GameMeta {
     /// The result was applied to the ratings.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rated: bool,
+    /// The publisher identity whose event created the game (its owner: see
+    /// `auth::scope`); `None` for games logged before owners were, or applied from a cluster
+    /// peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl GameMeta {
@@ -122,6 +127,18 @@ pub trait AckSink: Send + Sync + std::fmt::Debug {
     fn ack(&self, game: &str, seq: u64);
 }
 
+/// One event for [`Store::try_append`].
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    pub game: &'a str,
+    pub seq: u64,
+    pub sport: &'static str,
+    /// The event archived with rkyv (the bytes the log stores and plugins read).
+    pub bytes: &'a Arc<AlignedVec>,
+    /// Who sent it (`None`: a cluster peer's event).
+    pub owner: Option<&'a Arc<str>>,
+}
+
 /// Whether the writer took a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
@@ -170,17 +187,12 @@ impl Store {
     }
 
     /// Queues event `(game, seq)`, archived with rkyv, for the log without waiting; `ack`
-    /// hears when it is committed. [`Queued::Full`] is backpressure: retry after a pause.
-    pub fn try_append(
-        &self,
-        game: &str,
-        seq: u64,
-        sport: &'static str,
-        bytes: &Arc<AlignedVec>,
-        ack: &Arc<dyn AckSink>,
-    ) -> Result<Queued, StoreError> {
-        let (bytes, ack) = (bytes.clone(), ack.clone());
-        self.try_send(WriteMsg::Append { game: game.to_string(), seq, sport, bytes, ack })
+    /// hears when it is committed. `owner` (who sent it) is recorded as the game's owner if it
+    /// has none yet. [`Queued::Full`] is backpressure: retry after a pause.
+    pub fn try_append(&self, append: Append<'_>, ack: &Arc<dyn AckSink>) -> Result<Queued, StoreError> {
+        let Append { game, seq, sport, bytes, owner } = append;
+        let (bytes, ack, owner) = (bytes.clone(), ack.clone(), owner.cloned());
+        self.try_send(WriteMsg::Append { game: game.to_string(), seq, sport, bytes, owner, ack })
     }
 
     /// Queues the ack of a retry of `(game, seq)`, an event already accepted: `ack` hears once
@@ -392,7 +404,7 @@ mod tests {
     fn append(store: &Store, game: &str, seq: u64, ack: &Arc<Count>) {
         let bytes = Arc::new(rkyv::util::AlignedVec::new());
         let ack: Arc<dyn AckSink> = ack.clone();
-        assert_eq!(store.try_append(game, seq, "basketball", &bytes, &ack).unwrap(), Queued::Yes);
+        assert_eq!(store.try_append(Append { game, seq, sport: "basketball", bytes: &bytes, owner: None }, &ack).unwrap(), Queued::Yes);
     }
 
     #[test]

@@ -26,7 +26,14 @@ const RETENTION_SWEEP: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(super) enum WriteMsg {
     /// Log `(game, seq)`; ack it after the commit.
-    Append { game: String, seq: u64, sport: &'static str, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink> },
+    Append {
+        game: String,
+        seq: u64,
+        sport: &'static str,
+        bytes: Arc<AlignedVec>,
+        owner: Option<Arc<str>>,
+        ack: Arc<dyn AckSink>,
+    },
     /// A retry of an event already accepted: ack once everything queued before is committed.
     Ack { game: String, seq: u64, ack: Arc<dyn AckSink> },
     /// The game ended at this wall-clock time.
@@ -141,11 +148,16 @@ impl Writer {
             let mut ratings = txn.open_table(RATINGS)?;
             for msg in batch {
                 match msg {
-                    WriteMsg::Append { game, seq, sport, bytes, .. } => {
+                    WriteMsg::Append { game, seq, sport, bytes, owner, .. } => {
                         let fresh = events.insert((game.as_str(), *seq), bytes.as_slice())?.is_none();
                         let meta = stage(&mut staged, &self.metas, game);
                         if meta.sport.is_empty() {
                             meta.sport = (*sport).to_string();
+                        }
+                        if meta.owner.is_none()
+                            && let Some(o) = owner
+                        {
+                            meta.owner = Some(o.to_string());
                         }
                         meta.high = meta.high.max(*seq);
                         meta.events += u64::from(fresh);

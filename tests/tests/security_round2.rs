@@ -1,0 +1,140 @@
+//! Issue 27's findings as regression tests, each against the real server on loopback: every
+//! one of them failed on the main branch before the fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use opensports_client::Publisher;
+use opensports_proto::control::Control;
+use opensports_proto::{Event, Sport};
+use opensports_server::auth::Role;
+use opensports_tests::{SIM_START_US, TestServer, WAIT, sim_events};
+
+/// A game's first `n` events under the id `id`.
+fn events(id: &str, n: usize) -> Vec<Event> {
+    let mut evs = sim_events(Sport::Basketball, 7, SIM_START_US);
+    evs.truncate(n);
+    for e in &mut evs {
+        e.game = id.into();
+    }
+    evs
+}
+
+async fn publisher_with(server: &TestServer, token: &str) -> Publisher {
+    let mut cfg = server.publisher_config();
+    cfg.token = token.into();
+    Publisher::connect(cfg).await.unwrap()
+}
+
+/// Sends `evs`, flushes, and returns the reject codes received.
+async fn publish(p: &mut Publisher, evs: &[Event]) -> Vec<String> {
+    for e in evs {
+        p.send(e).await.unwrap();
+    }
+    p.flush(WAIT).await.unwrap();
+    p.take_notices()
+        .into_iter()
+        .filter_map(|n| match n {
+            Control::Reject { code, .. } | Control::Error { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every seq of `game` in the log, read back from the redb file.
+fn logged_seqs(server: &TestServer, game: &str) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let store = server.running().store.clone().unwrap();
+    store
+        .replay_game(game, &mut |seq, _, _| {
+            seqs.push(seq);
+            true
+        })
+        .unwrap();
+    seqs
+}
+
+/// Finding 1: a key whose scope also covers another venue's game (a static token, `*`) sends
+/// widely spaced seqs into it; the real publisher's next events must all be logged, and
+/// every ack must mean "in the log".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_always_means_logged_whatever_another_key_sends() {
+    let mut server = TestServer::start_with(|c| c.ingest.tokens = vec!["static-token-of-venue-b".into()]).await;
+    let venue_a = server.key(Role::Publisher, &["venue-a-*"]);
+    let game = "venue-a-1";
+    let evs = events(game, 40);
+    let mut real = publisher_with(&server, &venue_a).await;
+    assert!(publish(&mut real, &evs[..10]).await.is_empty());
+
+    // The attack: 70 events with widely spaced seqs from a `*` identity.
+    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await;
+    let spaced: Vec<Event> = (0..70u64)
+        .map(|i| {
+            let mut e = evs[10].clone();
+            e.seq = 1_000 + i * 100;
+            e
+        })
+        .collect();
+    let codes = publish(&mut attacker, &spaced).await;
+    assert_eq!(codes.len(), 70, "{codes:?}");
+    assert!(codes.iter().all(|c| c == "game_owned"), "{codes:?}");
+
+    // A key with a shared: scope may write the game, but still cannot make a missing seq
+    // look like a duplicate: past 64 open gaps its events are refused, nothing is forgotten.
+    let sharer = server.key(Role::Publisher, &["shared:venue-a-*"]);
+    let mut sharer = publisher_with(&server, &sharer).await;
+    let codes = publish(&mut sharer, &spaced).await;
+    assert_eq!(codes.iter().filter(|c| *c == "too_many_gaps").count(), 70 - 64, "{codes:?}");
+    let mut far = evs[10].clone();
+    far.seq = 10_000_000;
+    assert_eq!(publish(&mut sharer, &[far]).await, vec!["seq_too_far".to_string()]);
+
+    // The real publisher goes on: 11..=40 are acked, and every acked seq is in the log.
+    assert!(publish(&mut real, &evs[10..]).await.is_empty());
+    assert_eq!(real.acked(game), 40);
+    let logged = logged_seqs(&server, game);
+    for seq in 1..=40 {
+        assert!(logged.contains(&seq), "seq {seq} acked but not in the log");
+    }
+    let meta = server.running().store.as_ref().unwrap().game(game).unwrap().unwrap();
+    assert!(meta.owner.as_deref().is_some_and(|o| venue_a.contains(o)), "owner {:?}", meta.owner);
+
+    // Ownership is in the log: after a restart the static token is still refused.
+    drop((real, attacker, sharer));
+    server.restart().await;
+    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await;
+    let mut late = evs[39].clone();
+    late.seq = 41;
+    assert_eq!(publish(&mut attacker, &[late.clone()]).await, vec!["game_owned".to_string()]);
+    let mut real = publisher_with(&server, &venue_a).await;
+    assert!(publish(&mut real, &[late]).await.is_empty());
+    assert_eq!(real.acked(game), 41);
+    server.shutdown().await;
+}
+
+/// Finding 7: the game quota is counted from the log across restarts, and each static token
+/// is its own identity with its own quota.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_game_quota_holds_across_restarts_and_static_tokens_are_separate_identities() {
+    let mut server = TestServer::start_with(|c| {
+        c.auth.max_games_per_key = 2;
+        c.ingest.tokens = vec!["static-token-one".into(), "static-token-two".into()];
+    })
+    .await;
+    let mut one = publisher_with(&server, "static-token-one").await;
+    for g in ["quota-1", "quota-2"] {
+        assert!(publish(&mut one, &events(g, 1)).await.is_empty());
+    }
+    assert_eq!(publish(&mut one, &events("quota-3", 1)).await, vec!["game_quota".to_string()]);
+    let mut two = publisher_with(&server, "static-token-two").await;
+    assert!(publish(&mut two, &events("quota-4", 1)).await.is_empty(), "another token has its own quota");
+    drop((one, two));
+    for _ in 0..2 {
+        server.restart().await;
+        let mut one = publisher_with(&server, "static-token-one").await;
+        assert_eq!(
+            publish(&mut one, &events("quota-5", 1)).await,
+            vec!["game_quota".to_string()],
+            "the quota is counted from the log after a restart"
+        );
+    }
+    server.shutdown().await;
+}
