@@ -157,7 +157,12 @@ fn group_commit(c: &mut Criterion) {
                 for i in 0..1_000 {
                     seq += 1;
                     let bytes = &archived[i % archived.len()];
-                    while store.try_append(Append { game: "bench", seq, sport: "basketball", bytes, owner: None }, &ack).expect("writer")
+                    while store
+                        .try_append(
+                            Append { game: "bench", seq, sport: "basketball", bytes, owner: None },
+                            &ack,
+                        )
+                        .expect("writer")
                         == Queued::Full
                     {
                         std::thread::yield_now();

@@ -368,8 +368,12 @@ pub struct PluginsConfig {
     pub max_emits_per_event: usize,
     /// Bytes per emit. Default 65536.
     pub max_emit_bytes: usize,
-    /// Failures within a minute after which a plugin is quarantined. Default 5.
+    /// Failures within a minute on one game's events after which a plugin is quarantined for
+    /// that game (its other games keep it). Default 5.
     pub quarantine_after: usize,
+    /// Games a plugin may be quarantined for before it is quarantined for every game (a bug
+    /// in the plugin, not one game's data). Default 3.
+    pub quarantine_games: usize,
     /// Events kept per game for rebuilding a plugin instance by replay. Default 100000.
     pub max_history_events: usize,
 }
@@ -384,6 +388,7 @@ impl Default for PluginsConfig {
             max_emits_per_event: 64,
             max_emit_bytes: 64 * 1024,
             quarantine_after: 5,
+            quarantine_games: 3,
             max_history_events: 100_000,
         }
     }
@@ -514,8 +519,14 @@ impl Config {
         if self.plugins.memory_mib == 0 || self.plugins.memory_mib > 256 {
             return invalid("plugins.memory_mib", "must be 1..=256");
         }
-        if self.plugins.deadline_us == 0 || self.plugins.quarantine_after == 0 {
-            return invalid("plugins.deadline_us", "deadline_us and quarantine_after must be greater than 0");
+        if self.plugins.deadline_us == 0
+            || self.plugins.quarantine_after == 0
+            || self.plugins.quarantine_games == 0
+        {
+            return invalid(
+                "plugins.deadline_us",
+                "deadline_us, quarantine_after and quarantine_games must be greater than 0",
+            );
         }
         if self.fanout.max_batch_bytes < 1024 {
             return invalid("fanout.max_batch_bytes", "must be at least 1024");

@@ -107,7 +107,10 @@ fn run(
         } else {
             sink.sent_at_us[pos as usize].store(sink.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        while store.try_append(Append { game, seq: *seq, sport: "basketball", bytes, owner: None }, &ack).expect("writer running") == Queued::Full
+        while store
+            .try_append(Append { game, seq: *seq, sport: "basketball", bytes, owner: None }, &ack)
+            .expect("writer running")
+            == Queued::Full
         {
             std::thread::yield_now();
         }

@@ -110,12 +110,22 @@ async fn slow_but_under_the_deadline_is_fine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failures_quarantine_the_plugin_and_the_rest_goes_on() {
+async fn repeated_failures_quarantine_the_plugin_per_game_then_everywhere_and_the_rest_goes_on() {
     let server = run_with("explicit_trap", 3, 120).await;
     let hostile = report(&server, "hostile").await;
-    assert_eq!(hostile["status"], "quarantined", "{hostile}");
-    // Quarantined after the 3rd failure: it is not called again.
+    // Quarantined for its game after the 3rd failure there: not called again for that game.
+    assert_eq!(hostile["status"], "active", "{hostile}");
+    assert_eq!(hostile["quarantined_games"].as_array().unwrap().len(), 1, "{hostile}");
     assert_eq!(hostile["failures"]["trap"], 3, "{hostile}");
+    assert_eq!(server.metric(r#"opensports_plugin_quarantined_games{plugin="hostile"}"#).await, 1.0);
+    // Failing in `quarantine_games` (3) games is a bug in the plugin: quarantined everywhere.
+    for seed in [21, 22] {
+        let game: Vec<_> = sim_events(Sport::Basketball, seed, 0).into_iter().take(10).collect();
+        server.publish_all(&game).await;
+    }
+    let hostile = report(&server, "hostile").await;
+    assert_eq!(hostile["status"], "quarantined", "{hostile}");
+    assert_eq!(hostile["failures"]["trap"], 9, "{hostile}");
     assert_eq!(server.metric(r#"opensports_plugin_quarantined{plugin="hostile"}"#).await, 1.0);
     assert_eq!(report(&server, "basketball-boxscore").await["status"], "active");
     server.shutdown().await;

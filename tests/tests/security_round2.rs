@@ -57,7 +57,8 @@ fn logged_seqs(server: &TestServer, game: &str) -> Vec<u64> {
 /// every ack must mean "in the log".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_always_means_logged_whatever_another_key_sends() {
-    let mut server = TestServer::start_with(|c| c.ingest.tokens = vec!["static-token-of-venue-b".into()]).await;
+    let mut server =
+        TestServer::start_with(|c| c.ingest.tokens = vec!["static-token-of-venue-b".into()]).await;
     let venue_a = server.key(Role::Publisher, &["venue-a-*"]);
     let game = "venue-a-1";
     let evs = events(game, 40);
@@ -136,5 +137,70 @@ async fn the_game_quota_holds_across_restarts_and_static_tokens_are_separate_ide
             "the quota is counted from the log after a restart"
         );
     }
+    server.shutdown().await;
+}
+
+/// Finding 5: valid events of one game that make a plugin fail (a player named "John Smith"
+/// becomes an invalid topic level in the box score's emit) quarantine that plugin for that
+/// game only; other games keep their outputs; the game's subscribers hear `plugin_fault`; an
+/// admin lifts it for the game (audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_fault_stays_in_its_game() {
+    use opensports_proto::ws::{Mode, ServerMsg};
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = vec![opensports_server::config::PluginEntry::new(opensports_tests::plugin_wasm(
+            "basketball-boxscore",
+        ))];
+    })
+    .await;
+    let attack: Vec<Event> = events("attack-1", 120)
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap();
+            if v.get("player").is_some_and(|p| p.is_string()) {
+                v["player"] = "John Smith".into();
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect();
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/attack-1/basketball-boxscore/plugin_fault"], Mode::All).await.unwrap();
+    server.publish_all(&attack).await;
+    let fault = loop {
+        match sub.next_timeout(WAIT).await.unwrap() {
+            Some(ServerMsg::Msg(p)) => break p,
+            Some(_) => continue,
+            None => panic!("no plugin_fault"),
+        }
+    };
+    assert_eq!(fault.data["kind"], "bad_output", "{:?}", fault.data);
+
+    let report = || async {
+        let (_, body) = server.get("/v1/plugins").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["plugins"][0].clone()
+    };
+    let r = report().await;
+    assert_eq!(r["status"], "active", "{r}");
+    assert_eq!(r["quarantined_games"], serde_json::json!(["attack-1"]), "{r}");
+
+    // Another game keeps its box score: the team points equal the game's score.
+    let victim = events("victim-1", 120);
+    server.publish_all(&victim).await;
+    let (_, state) = server.get("/v1/games/victim-1").await;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let (_, line) = server.get("/v1/topics/game%2Fvictim-1%2Fbasketball-boxscore%2Fteam%2Fhome/latest").await;
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(line["data"]["pts"], state["score"]["home"], "{line} / {state}");
+
+    // An admin lifts the quarantine for the game; it is audited.
+    let admin = server.admin_key();
+    let (status, body) =
+        server.call(&admin, "POST", "/v1/plugins/basketball-boxscore/games/attack-1/enable", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""was_quarantined":true"#), "{body}");
+    assert_eq!(report().await["quarantined_games"], serde_json::json!([]));
+    let (_, audit) = server.call(&admin, "GET", "/v1/audit", None).await;
+    assert!(audit.contains("plugin.enable_game"), "{audit}");
     server.shutdown().await;
 }

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{name}/shadow", axum::routing::post(shadow_model))
         .route("/v1/plugins", get(plugins))
         .route("/v1/plugins/{name}", axum::routing::post(reload_plugin))
+        .route("/v1/plugins/{name}/games/{game}/enable", axum::routing::post(enable_plugin_game))
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/v1/audit", get(admin::audit))
@@ -267,6 +268,32 @@ fn role_result(r: Result<(), crate::model::registry::RoleError>, name: &str) -> 
 
 async fn plugins(State(s): State<AppState>) -> Response {
     json(StatusCode::OK, serde_json::json!({"plugins": s.plugins.report()}).to_string())
+}
+
+/// Lifts a plugin's quarantine for one game (it was quarantined for that game's failures).
+async fn enable_plugin_game(
+    State(s): State<AppState>,
+    admin: admin::Admin,
+    Path((name, game)): Path<(String, String)>,
+) -> Response {
+    match s.plugins.enable_game(&name, &game) {
+        None => json_error(StatusCode::NOT_FOUND, "no_such_plugin", &format!("no plugin {name:?} is loaded")),
+        Some(lifted) => {
+            if lifted {
+                let what = format!("{name}/{game}");
+                let after = serde_json::json!({ "quarantined": false });
+                admin.audit(
+                    &s,
+                    "plugin.enable_game",
+                    &what,
+                    serde_json::json!({ "quarantined": true }),
+                    after,
+                );
+            }
+            let body = serde_json::json!({"name": name, "game": game, "was_quarantined": lifted});
+            json(StatusCode::OK, body.to_string())
+        }
+    }
 }
 
 /// Hot reload: the body is the new `.wasm`. Compiled off the runtime's threads; the shards swap

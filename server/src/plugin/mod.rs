@@ -15,7 +15,7 @@ pub mod harness;
 pub mod host;
 pub mod instance;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,11 +75,127 @@ pub struct PluginInfo {
     /// Bumped by every reload; shards compare it with theirs.
     generation: AtomicU64,
     config_json: Vec<u8>,
+    /// Quarantined for every game (see [`Health`]).
     quarantined: AtomicBool,
-    recent_failures: Mutex<VecDeque<Instant>>,
+    /// Games it is quarantined for, as a count: the hot path looks at [`Health`] only when
+    /// this is not 0.
+    games_quarantined: std::sync::atomic::AtomicUsize,
+    health: Mutex<Health>,
     failures: [AtomicU64; KINDS.len()],
     events: AtomicU64,
     emits: AtomicU64,
+}
+
+/// Most games whose recent failures are tracked per plugin (the oldest is dropped past it).
+const MAX_TRACKED_GAMES: usize = 1024;
+
+/// A plugin's recent failures. The quarantine rule (PROTOCOL.md, plugin-sdk/README.md):
+/// - `quarantine_after` failures within a minute caused by **one game's** events quarantine the
+///   plugin for that game only: its other games keep their outputs;
+/// - once it is quarantined in `quarantine_games` games, or fails `quarantine_after` times in
+///   a minute outside any game (an instance that cannot even be built), it is a bug in the
+///   plugin and it is quarantined for every game;
+/// - a reload clears both; an admin may re-enable one (plugin, game).
+#[derive(Debug, Default)]
+struct Health {
+    /// Failure times per game within the last minute, oldest first.
+    recent: HashMap<String, VecDeque<Instant>>,
+    /// Failures outside any game within the last minute.
+    recent_global: VecDeque<Instant>,
+    /// Games this plugin is quarantined for.
+    games: HashSet<String>,
+}
+
+/// What a failure led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quarantine {
+    /// Counted; the plugin goes on.
+    No,
+    /// Now quarantined for this game.
+    Game,
+    /// Now quarantined for every game.
+    Everywhere,
+}
+
+fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+    while q.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+        q.pop_front();
+    }
+}
+
+impl PluginInfo {
+    /// Whether the plugin is off for `game` (quarantined there or everywhere).
+    pub fn quarantined_for(&self, game: &str) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+            || (self.games_quarantined.load(Ordering::Relaxed) > 0 && self.health.lock().games.contains(game))
+    }
+
+    /// Games the plugin is quarantined for, sorted.
+    pub fn quarantined_games(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.health.lock().games.iter().cloned().collect();
+        g.sort();
+        g
+    }
+
+    /// Lifts the quarantine of one game; false if it was not quarantined there.
+    pub fn enable_game(&self, game: &str) -> bool {
+        let mut h = self.health.lock();
+        h.recent.remove(game);
+        let lifted = h.games.remove(game);
+        self.games_quarantined.store(h.games.len(), Ordering::Relaxed);
+        lifted
+    }
+
+    fn clear(&self) {
+        let mut h = self.health.lock();
+        *h = Health::default();
+        self.games_quarantined.store(0, Ordering::Relaxed);
+        self.quarantined.store(false, Ordering::Relaxed);
+    }
+
+    /// Records one failure caused by `game`'s events (`None`: no game's) at `now`.
+    fn failed(&self, game: Option<&str>, now: Instant, after: usize, games_for_all: usize) -> Quarantine {
+        let mut h = self.health.lock();
+        let recent = match game {
+            Some(g) => {
+                if !h.recent.contains_key(g) && h.recent.len() >= MAX_TRACKED_GAMES {
+                    h.recent.retain(|_, q| {
+                        prune(q, now);
+                        !q.is_empty()
+                    });
+                    if h.recent.len() >= MAX_TRACKED_GAMES
+                        && let Some(oldest) =
+                            h.recent.iter().min_by_key(|(_, q)| q.back().copied()).map(|(g, _)| g.clone())
+                    {
+                        h.recent.remove(&oldest);
+                    }
+                }
+                h.recent.entry(g.to_string()).or_default()
+            }
+            None => &mut h.recent_global,
+        };
+        recent.push_back(now);
+        prune(recent, now);
+        if recent.len() < after || self.quarantined.load(Ordering::Relaxed) {
+            return Quarantine::No;
+        }
+        let everywhere = match game {
+            Some(g) => {
+                if !h.games.insert(g.to_string()) {
+                    return Quarantine::No;
+                }
+                self.games_quarantined.store(h.games.len(), Ordering::Relaxed);
+                h.games.len() >= games_for_all
+            }
+            None => true,
+        };
+        if everywhere {
+            self.quarantined.store(true, Ordering::Relaxed);
+            Quarantine::Everywhere
+        } else {
+            Quarantine::Game
+        }
+    }
 }
 
 /// `GET /v1/plugins` entry.
@@ -89,6 +205,8 @@ pub struct PluginReport {
     pub version: String,
     pub sports: Vec<&'static str>,
     pub status: &'static str,
+    /// Games it is quarantined for (while `status` is `active` elsewhere).
+    pub quarantined_games: Vec<String>,
     pub events: u64,
     pub emits: u64,
     pub failures: std::collections::BTreeMap<&'static str, u64>,
@@ -101,6 +219,7 @@ pub struct PluginSet {
     pub limits: Limits,
     pub deadline_ticks: u64,
     quarantine_after: usize,
+    quarantine_games: usize,
     cache_dir: PathBuf,
     pub models: Arc<crate::model::ModelRegistry>,
 }
@@ -150,7 +269,8 @@ impl PluginSet {
                         generation: AtomicU64::new(0),
                         config_json: entry.config_json(),
                         quarantined: AtomicBool::new(false),
-                        recent_failures: Mutex::new(VecDeque::new()),
+                        games_quarantined: Default::default(),
+                        health: Mutex::new(Health::default()),
                         failures: Default::default(),
                         events: AtomicU64::new(0),
                         emits: AtomicU64::new(0),
@@ -167,6 +287,7 @@ impl PluginSet {
             limits,
             deadline_ticks,
             quarantine_after: cfg.quarantine_after,
+            quarantine_games: cfg.quarantine_games,
             cache_dir,
             models,
         })
@@ -202,8 +323,7 @@ impl PluginSet {
         )?;
         let version = c.version.clone();
         *info.compiled.write() = Arc::new(c);
-        info.recent_failures.lock().clear();
-        info.quarantined.store(false, Ordering::Relaxed);
+        info.clear();
         metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => name.to_string()).set(0.0);
         info.generation.fetch_add(1, Ordering::Release);
         tracing::info!(plugin = name, %version, "plugin reloaded");
@@ -246,6 +366,7 @@ impl PluginSet {
                         .map(Sport::as_str)
                         .collect(),
                     status: if p.quarantined.load(Ordering::Relaxed) { "quarantined" } else { "active" },
+                    quarantined_games: p.quarantined_games(),
                     events: p.events.load(Ordering::Relaxed),
                     emits: p.emits.load(Ordering::Relaxed),
                     failures: KINDS
@@ -258,25 +379,41 @@ impl PluginSet {
             .collect()
     }
 
-    fn record_failure(&self, info: &PluginInfo, e: &PluginError) {
+    /// Lifts the quarantine of (`plugin`, `game`); `None` if no such plugin.
+    pub fn enable_game(&self, plugin: &str, game: &str) -> Option<bool> {
+        let info = self.get(plugin)?;
+        let lifted = info.enable_game(game);
+        if lifted {
+            metrics::gauge!(m::PLUGIN_QUARANTINED_GAMES, "plugin" => info.name.to_string())
+                .set(info.games_quarantined.load(Ordering::Relaxed) as f64);
+            tracing::info!(plugin, game, "plugin re-enabled for a game");
+        }
+        Some(lifted)
+    }
+
+    fn record_failure(&self, info: &PluginInfo, game: Option<&str>, e: &PluginError) -> Quarantine {
         let kind = e.kind();
         if let Some(i) = KINDS.iter().position(|k| *k == kind) {
             info.failures[i].fetch_add(1, Ordering::Relaxed);
         }
         metrics::counter!(m::PLUGIN_FAILURES_TOTAL, "plugin" => info.name.to_string(), "kind" => kind)
             .increment(1);
-        let mut recent = info.recent_failures.lock();
-        let now = Instant::now();
-        recent.push_back(now);
-        while recent.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
-            recent.pop_front();
+        let q = info.failed(game, Instant::now(), self.quarantine_after, self.quarantine_games);
+        match q {
+            Quarantine::Everywhere => {
+                metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => info.name.to_string()).set(1.0);
+                tracing::error!(plugin = %info.name, error = %e, "plugin quarantined for every game: it fails in many games, or outside any");
+            }
+            Quarantine::Game => {
+                metrics::gauge!(m::PLUGIN_QUARANTINED_GAMES, "plugin" => info.name.to_string())
+                    .set(info.games_quarantined.load(Ordering::Relaxed) as f64);
+                tracing::error!(plugin = %info.name, game, error = %e, "plugin quarantined for one game: too many failures in a minute on its events");
+            }
+            Quarantine::No => {
+                tracing::warn!(plugin = %info.name, game, error = %e, "plugin failed; rebuilding its instance")
+            }
         }
-        if recent.len() >= self.quarantine_after && !info.quarantined.swap(true, Ordering::Relaxed) {
-            metrics::gauge!(m::PLUGIN_QUARANTINED, "plugin" => info.name.to_string()).set(1.0);
-            tracing::error!(plugin = %info.name, failures = recent.len(), "plugin quarantined: too many failures in a minute");
-        } else {
-            tracing::warn!(plugin = %info.name, error = %e, "plugin failed; rebuilding its instance");
-        }
+        q
     }
 }
 
@@ -338,6 +475,10 @@ pub struct ShardPlugins {
     slots: Vec<Slot>,
 }
 
+/// The level under `game/{id}/{plugin}/` where a plugin's failures on that game's events are
+/// published.
+pub const FAULT_TOPIC: &str = "plugin_fault";
+
 /// Deadline multiplier for the one retry after a deadline miss, and for replays.
 const RETRY_FACTOR: u64 = 4;
 
@@ -396,7 +537,7 @@ impl ShardPlugins {
         publish: &mut dyn FnMut(&str, Emit),
     ) {
         for slot in &mut self.slots {
-            if slot.compiled.sports & sport_bit(sport) == 0 || slot.info.quarantined.load(Ordering::Relaxed) {
+            if slot.compiled.sports & sport_bit(sport) == 0 || slot.info.quarantined_for(game) {
                 continue;
             }
             if slot.instance.is_none() {
@@ -430,7 +571,21 @@ impl ShardPlugins {
                     }
                 }
                 Err(e) => {
-                    self.set.record_failure(&slot.info, &e);
+                    let q = self.set.record_failure(&slot.info, Some(game), &e);
+                    // Subscribers of the game hear of it on `game/{id}/{plugin}/plugin_fault`.
+                    let fault = serde_json::json!({
+                        "plugin": &*slot.info.name,
+                        "seq": seq,
+                        "kind": e.kind(),
+                        "message": e.to_string(),
+                        "quarantined": match q {
+                            Quarantine::No => serde_json::Value::Null,
+                            Quarantine::Game => "game".into(),
+                            Quarantine::Everywhere => "everywhere".into(),
+                        },
+                    });
+                    let payload = fault.to_string().into_bytes();
+                    publish(&slot.info.name, Emit { name: FAULT_TOPIC.into(), payload });
                     if slot.failed.len() < MAX_FAILED {
                         slot.failed.insert((game.to_string(), seq));
                     }
@@ -448,6 +603,8 @@ impl ShardPlugins {
     /// A game left memory: plugins drop its state.
     pub fn forget(&mut self, game: &str) {
         for slot in &mut self.slots {
+            // A quarantine for a game that is gone lapses with it.
+            slot.info.enable_game(game);
             if let Some(i) = slot.instance.as_mut() {
                 i.forget(game);
             }
@@ -466,14 +623,17 @@ fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option
     ) {
         Ok(i) => i,
         Err(e) => {
-            set.record_failure(&slot.info, &e);
+            set.record_failure(&slot.info, None, &e);
             return None;
         }
     };
     let mask = slot.compiled.sports;
     let mut failure = None;
     history.for_each(&mut |game, sport, seq, bytes| {
-        if failure.is_some() || mask & sport_bit(sport) == 0 || slot.failed.contains(&(game.to_string(), seq))
+        if failure.is_some()
+            || mask & sport_bit(sport) == 0
+            || slot.failed.contains(&(game.to_string(), seq))
+            || slot.info.quarantined_for(game)
         {
             return;
         }
@@ -485,7 +645,7 @@ fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option
         None => Some(inst),
         Some((game, seq, e)) => {
             // Replay is deterministic, so this event would fail again: remember and retry later.
-            set.record_failure(&slot.info, &e);
+            set.record_failure(&slot.info, Some(&game), &e);
             slot.failed.insert((game, seq));
             None
         }

@@ -404,7 +404,12 @@ mod tests {
     fn append(store: &Store, game: &str, seq: u64, ack: &Arc<Count>) {
         let bytes = Arc::new(rkyv::util::AlignedVec::new());
         let ack: Arc<dyn AckSink> = ack.clone();
-        assert_eq!(store.try_append(Append { game, seq, sport: "basketball", bytes: &bytes, owner: None }, &ack).unwrap(), Queued::Yes);
+        assert_eq!(
+            store
+                .try_append(Append { game, seq, sport: "basketball", bytes: &bytes, owner: None }, &ack)
+                .unwrap(),
+            Queued::Yes
+        );
     }
 
     #[test]
