@@ -114,6 +114,10 @@ pub struct AuthConfig {
     pub jwt_rs256_public_key: Option<PathBuf>,
     /// PEM public key for EdDSA (Ed25519) subscriber JWTs. Default none.
     pub jwt_eddsa_public_key: Option<PathBuf>,
+    /// When set, a JWT must carry this `aud` (or list it). Default none: `aud` not checked.
+    pub jwt_audience: Option<String>,
+    /// When set, a JWT must carry this `iss`. Default none: `iss` not checked.
+    pub jwt_issuer: Option<String>,
     /// Events per second one publisher key may send, all its connections together; past it
     /// the server stops reading its streams until the rate allows (QUIC flow control slows
     /// the publisher; nothing is dropped). Default 50000.
@@ -135,6 +139,8 @@ impl Default for AuthConfig {
             jwt_hs256_secret: None,
             jwt_rs256_public_key: None,
             jwt_eddsa_public_key: None,
+            jwt_audience: None,
+            jwt_issuer: None,
             max_events_per_sec_per_key: 50_000,
             max_games_per_key: 64,
             max_ws_per_address: 256,

@@ -445,3 +445,23 @@ impl ChildServer {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 }
+
+/// A compact JWS: `header.payload.signature`, each base64url.
+pub fn jws(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let signing_input =
+        format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let sig = sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&sig))
+}
+
+/// HMAC-SHA256 signing with `secret`, for [`jws`].
+pub fn hs256(secret: &[u8]) -> impl Fn(&[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    move |m| ring::hmac::sign(&key, m).as_ref().to_vec()
+}

@@ -13,7 +13,7 @@ use opensports_proto::error_code::quic;
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
 use opensports_server::auth::Role;
-use opensports_tests::{SIM_START_US, TestServer, WAIT, sim_events};
+use opensports_tests::{SIM_START_US, TestServer, WAIT, hs256, jws, sim_events};
 
 /// A game's first `n` events under the id `id`.
 fn events(id: &str, n: usize) -> Vec<Event> {
@@ -231,20 +231,6 @@ async fn revoking_a_key_closes_its_connections_and_is_audited() {
     );
     assert!(!log.to_string().contains(&pub_key), "the audit log never holds a key");
     server.shutdown().await;
-}
-
-/// A compact JWS: `header.payload.signature`, each base64url.
-fn jws(header: &serde_json::Value, claims: &serde_json::Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let signing_input =
-        format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
-    let sig = sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", b64(&sig))
-}
-
-fn hs256(secret: &[u8]) -> impl Fn(&[u8]) -> Vec<u8> {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    move |m| ring::hmac::sign(&key, m).as_ref().to_vec()
 }
 
 fn now() -> u64 {

@@ -204,3 +204,105 @@ async fn a_plugin_fault_stays_in_its_game() {
     assert!(audit.contains("plugin.enable_game"), "{audit}");
     server.shutdown().await;
 }
+
+/// Finding 6: wrong credentials from the real admin's address (a venue network, a NAT) do
+/// not keep the admin out; they back off only themselves. QUIC likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_from_the_same_address_never_keep_a_valid_one_out() {
+    let server = TestServer::start().await;
+    let admin = server.admin_key();
+    let mut backed_off = 0;
+    for _ in 0..10 {
+        let (status, _) = server.call("osk_wrongid_guess", "GET", "/v1/keys", None).await;
+        assert!(status == 401 || status == 429, "{status}");
+        backed_off += usize::from(status == 429);
+        let (status, body) = server.call(&admin, "GET", "/v1/keys", None).await;
+        assert_eq!(status, 200, "the admin is let in between wrong credentials: {body}");
+    }
+    assert!(backed_off >= 7, "the wrong credential itself backs off ({backed_off} of 10)");
+    let mut wrong = server.publisher_config();
+    wrong.token = "guess".into();
+    for _ in 0..4 {
+        assert!(Publisher::connect(wrong.clone()).await.is_err());
+    }
+    assert!(server.metric(r#"opensports_ingest_auth_failures_total{reason="backoff"}"#).await >= 1.0);
+    let mut p = server.publisher().await;
+    assert!(publish(&mut p, &events("nat-1", 3)).await.is_empty(), "a valid token from the address gets in");
+    server.shutdown().await;
+}
+
+/// Finding 9: tracking datagrams count against the key's events/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_datagrams_are_inside_the_key_rate() {
+    let server = TestServer::start_with(|c| c.auth.max_events_per_sec_per_key = 100).await;
+    let mut p = server.publisher().await;
+    assert!(publish(&mut p, &events("dg-1", 1)).await.is_empty());
+    for i in 0..2_000i64 {
+        let sample = opensports_proto::tracking::TrackingSample {
+            game: "dg-1".into(),
+            ts: i,
+            entity: "ball".into(),
+            x: 1.0,
+            y: 1.0,
+            z: 0.0,
+            speed: 0.0,
+        };
+        let _ = p.send_tracking(&sample);
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Every datagram that arrived was either published or dropped over the rate.
+    let (mut limited, mut published) = (0.0, 0.0);
+    for _ in 0..100 {
+        limited = server.metric(r#"opensports_rate_limited_total{limit="datagrams_per_key"}"#).await;
+        published = server.metric("opensports_ingest_datagrams_total").await;
+        if limited > 0.0 && limited + published >= 1_000.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(limited > 0.0, "no datagram was held to the rate ({published} published)");
+    assert!(published <= 100.0 + 100.0 * 10.0, "{published} published at 100/s");
+    server.shutdown().await;
+}
+
+/// Finding 10: JWT `nbf` and `aud`/`iss`, a length cap on credentials, admin keys only in the
+/// Authorization header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_nbf_aud_iss_token_length_and_admin_in_the_header_only() {
+    use opensports_tests::{hs256, jws};
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+    let server = TestServer::start_with(|c| {
+        c.auth.public_topics.clear();
+        c.auth.jwt_hs256_secret = Some(SECRET.into());
+        c.auth.jwt_audience = Some("opensports".into());
+        c.auth.jwt_issuer = Some("https://venue.example".into());
+    })
+    .await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = |extra: serde_json::Value| {
+        let mut claims = serde_json::json!({"sub": "p", "exp": now + 3600, "topics": ["games"],
+            "aud": "opensports", "iss": "https://venue.example"});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+        jws(&serde_json::json!({"alg":"HS256","typ":"JWT"}), &claims, hs256(SECRET.as_bytes()))
+    };
+    let srv = &server;
+    let get = |t: String| async move { srv.call(&t, "GET", "/v1/games", None).await.0 };
+    assert_eq!(get(token(serde_json::json!({}))).await, 200);
+    assert_eq!(get(token(serde_json::json!({"nbf": now + 600}))).await, 401, "nbf in the future");
+    assert_eq!(get(token(serde_json::json!({"aud": "someone-else"}))).await, 401, "wrong aud");
+    assert_eq!(get(token(serde_json::json!({"aud": null}))).await, 401, "missing aud");
+    assert_eq!(get(token(serde_json::json!({"iss": "https://evil.example"}))).await, 401, "wrong iss");
+    let huge = "x".repeat(400 * 1024);
+    let (status, body) = server.call(&huge, "GET", "/v1/games", None).await;
+    assert!(status == 401 || status == 431, "{status} {body}");
+    let admin = server.admin_key();
+    assert_eq!(server.call(&admin, "GET", "/v1/keys", None).await.0, 200);
+    let (status, body) = server.get(&format!("/v1/keys?token={admin}")).await;
+    assert_eq!(status, 401, "admin key in the query string: {body}");
+    server.shutdown().await;
+}

@@ -28,6 +28,9 @@ pub struct Peer(pub SocketAddr);
 pub struct Caller {
     pub principal: Principal,
     pub remote: Option<SocketAddr>,
+    /// The credential came in the `token` query parameter (allowed for reads, where browsers
+    /// cannot set headers; never for admin calls: query strings end up in logs).
+    pub via_query: bool,
 }
 
 impl Caller {
@@ -57,15 +60,16 @@ impl Caller {
     }
 }
 
-/// The bearer credential of a request: the `Authorization` header, else `?token=`.
-pub fn credential(parts: &Parts) -> Option<String> {
+/// The bearer credential of a request: the `Authorization` header, else `?token=` (then
+/// `true`).
+pub fn credential(parts: &Parts) -> Option<(String, bool)> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+        return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim().to_string(), false));
     }
     let query = parts.uri.query()?;
-    query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(percent_decode)
+    query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| (percent_decode(t), true))
 }
 
 /// `%XX` and `+` decoding for a query value (keys and JWTs are URL-safe; this is for tools
@@ -99,27 +103,26 @@ fn percent_decode(s: &str) -> String {
 /// response to send (boxed: it is large).
 pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Response>> {
     let remote = parts.extensions.get::<Peer>().map(|p| p.0);
-    let Some(token) = credential(parts) else {
-        return Ok(Caller { principal: Principal::anonymous(), remote });
+    let Some((token, via_query)) = credential(parts) else {
+        return Ok(Caller { principal: Principal::anonymous(), remote, via_query: false });
     };
     let ip = remote.map(|a| a.ip());
-    if let Some(ip) = ip
-        && let Err(wait) = app.auth.backoff.lock().check(ip, std::time::Instant::now())
-    {
-        metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
-        let msg =
-            format!("too many wrong credentials from this address; retry in {} s", wait.as_secs().max(1));
-        return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, "backoff", &msg)));
-    }
+    // The credential is checked first: a valid one is never held back by others' failures
+    // from the same address (a venue network, a NAT).
     match app.auth.bearer(&token) {
         Ok(principal) => {
-            if let Some(ip) = ip {
-                app.auth.backoff.lock().succeeded(ip);
-            }
-            Ok(Caller { principal, remote })
+            app.auth.succeeded(ip, &token);
+            Ok(Caller { principal, remote, via_query })
         }
         Err(why) => {
-            app.auth.failed(ip, &why);
+            if let Some(wait) = app.auth.failed(ip, &token, &why) {
+                metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
+                let msg = format!(
+                    "this credential failed too often from this address; retry in {} s",
+                    wait.as_secs().max(1)
+                );
+                return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, "backoff", &msg)));
+            }
             let msg = match &why {
                 Refused::Jwt(e) => e.to_string(),
                 other => other.to_string(),
@@ -146,7 +149,11 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Admin, Response> {
         let caller = authenticate(app, parts).map_err(|r| *r)?;
-        if caller.principal.is_admin() {
+        if caller.principal.is_admin() && caller.via_query {
+            metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => "admin").increment(1);
+            let msg = "admin calls take the key in the Authorization header, never in the query string";
+            Err(json_error(StatusCode::UNAUTHORIZED, "unauthorized", msg))
+        } else if caller.principal.is_admin() {
             Ok(Admin(caller))
         } else {
             Err(caller.denied("admin", &format!("{} {} (admin only)", parts.method, parts.uri.path())))

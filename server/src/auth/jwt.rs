@@ -1,6 +1,7 @@
 //! Subscriber JWTs (the `jsonwebtoken` crate): an identity provider the operator trusts signs
 //! `{"sub": .., "exp": .., "topics": [pattern, ..]}`; the server checks the signature with the
-//! key configured for the token's algorithm, and `exp`.
+//! key configured for the token's algorithm, `exp`, `nbf` when present, and `aud` / `iss` when
+//! `auth.jwt_audience` / `auth.jwt_issuer` are set.
 //!
 //! Accepted algorithms are exactly those with a configured key: HS256 (`auth.jwt_hs256_secret`),
 //! RS256 (`auth.jwt_rs256_public_key`, PEM) and EdDSA (`auth.jwt_eddsa_public_key`, PEM). The
@@ -27,6 +28,8 @@ pub enum JwtError {
     Invalid(String),
     #[error("JWT expired")]
     Expired,
+    #[error("JWT not valid yet (nbf)")]
+    NotYet,
     #[error("JWT topics: {0:?} is not a topic pattern")]
     BadTopic(String),
 }
@@ -42,6 +45,9 @@ pub struct JwtConfigError {
 /// The verification keys, by algorithm.
 #[derive(Default)]
 pub struct JwtKeys {
+    /// `auth.jwt_audience` and `auth.jwt_issuer`.
+    audience: Option<String>,
+    issuer: Option<String>,
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
     eddsa: Option<DecodingKey>,
@@ -62,6 +68,8 @@ struct Claims {
     #[serde(default)]
     sub: Option<String>,
     exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
     topics: Vec<String>,
 }
 
@@ -71,7 +79,11 @@ impl JwtKeys {
             std::fs::read(path)
                 .map_err(|e| JwtConfigError { field, problem: format!("{}: {e}", path.display()) })
         };
-        let mut keys = JwtKeys::default();
+        let mut keys = JwtKeys {
+            audience: cfg.jwt_audience.clone(),
+            issuer: cfg.jwt_issuer.clone(),
+            ..JwtKeys::default()
+        };
         if let Some(secret) = &cfg.jwt_hs256_secret {
             if secret.len() < 32 {
                 let problem = "an HS256 secret must be at least 32 bytes".into();
@@ -114,17 +126,34 @@ impl JwtKeys {
         };
         let Some(key) = key else { return Err(JwtError::Algorithm(format!("{:?}", header.alg))) };
         let mut v = Validation::new(header.alg);
-        v.set_required_spec_claims(&["exp"]);
-        v.validate_aud = false;
+        let mut required = vec!["exp"];
+        v.validate_nbf = true;
+        match &self.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        v.set_required_spec_claims(&required);
         v.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => JwtError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => JwtError::NotYet,
             _ => JwtError::Invalid(e.to_string()),
         })?;
         let c = data.claims;
-        // `exp` is checked again on our own clock: the session is closed when it passes.
+        // `exp` and `nbf` are checked again on our own clock: the session is closed when `exp`
+        // passes.
         if c.exp <= now_secs {
             return Err(JwtError::Expired);
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now_secs) {
+            return Err(JwtError::NotYet);
         }
         if c.topics.len() > 64 {
             return Err(JwtError::Invalid("at most 64 topics".into()));

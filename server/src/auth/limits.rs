@@ -1,4 +1,5 @@
-//! Per-client limits that are not a queue: backoff on wrong credentials per source address,
+//! Per-client limits that are not a queue: backoff on wrong credentials per (source address,
+//! credential),
 //! a token bucket per publisher key (events/s), and connection slots per source address.
 //! Plain data structures; the caller passes the clock in.
 
@@ -12,16 +13,24 @@ use dashmap::DashMap;
 pub const BACKOFF_AFTER: u32 = 3;
 /// Longest wait imposed on an address.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; past it, expired ones go first, then the oldest.
+/// (address, credential) pairs remembered at most; past it, expired ones go first, then the
+/// oldest.
 pub const BACKOFF_ADDRESSES: usize = 4096;
 
-/// Backoff on wrong credentials, per source address. Failures are recorded only after a
-/// completed handshake (the address is real: it answered), so a spoofed flood cannot lock an
-/// honest address out. After [`BACKOFF_AFTER`] failures in a row the address waits 1 s, then
-/// twice as long per further failure, up to [`BACKOFF_MAX`]; a success clears it.
+/// Which credential was presented, for [`Backoff`]: the key id of an API key (so guessing one
+/// key's secret is slowed), else the first bytes of the token's SHA-256.
+pub type CredentialTag = [u8; 8];
+
+/// Backoff on wrong credentials, per (source address, presented credential). Failures are
+/// recorded only after a completed handshake (the address is real: it answered), so a spoofed
+/// flood cannot lock an honest address out. After [`BACKOFF_AFTER`] failures in a row the
+/// pair waits 1 s, then twice as long per further failure, up to [`BACKOFF_MAX`]; a success
+/// clears it. Callers check a credential *before* the backoff: a valid credential is never
+/// held back, so wrong tokens sent from the same address (a venue network, a NAT, a proxy)
+/// cannot keep the real admin out.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    by_addr: std::collections::HashMap<IpAddr, Strikes>,
+    by_addr: std::collections::HashMap<(IpAddr, CredentialTag), Strikes>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,25 +40,26 @@ struct Strikes {
 }
 
 impl Backoff {
-    /// `Err(wait)` while `ip` must still wait.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        match self.by_addr.get(&ip) {
+    /// `Err(wait)` while `ip` must still wait before presenting `cred` again.
+    pub fn check(&self, ip: IpAddr, cred: CredentialTag, now: Instant) -> Result<(), Duration> {
+        match self.by_addr.get(&(ip, cred)) {
             Some(s) if s.until > now => Err(s.until - now),
             _ => Ok(()),
         }
     }
 
-    /// A wrong token from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        if !self.by_addr.contains_key(&ip) && self.by_addr.len() >= BACKOFF_ADDRESSES {
+    /// A wrong credential `cred` from `ip`.
+    pub fn failed(&mut self, ip: IpAddr, cred: CredentialTag, now: Instant) {
+        let pair = (ip, cred);
+        if !self.by_addr.contains_key(&pair) && self.by_addr.len() >= BACKOFF_ADDRESSES {
             self.by_addr.retain(|_, s| s.until > now);
             if self.by_addr.len() >= BACKOFF_ADDRESSES
-                && let Some(oldest) = self.by_addr.iter().min_by_key(|(_, s)| s.until).map(|(ip, _)| *ip)
+                && let Some(oldest) = self.by_addr.iter().min_by_key(|(_, s)| s.until).map(|(k, _)| *k)
             {
                 self.by_addr.remove(&oldest);
             }
         }
-        let s = self.by_addr.entry(ip).or_insert(Strikes { failures: 0, until: now });
+        let s = self.by_addr.entry(pair).or_insert(Strikes { failures: 0, until: now });
         s.failures += 1;
         if s.failures >= BACKOFF_AFTER {
             let doublings = (s.failures - BACKOFF_AFTER).min(6);
@@ -57,9 +67,9 @@ impl Backoff {
         }
     }
 
-    /// A good token from `ip`: it starts afresh.
-    pub fn succeeded(&mut self, ip: IpAddr) {
-        self.by_addr.remove(&ip);
+    /// A good credential `cred` from `ip`: the pair starts afresh.
+    pub fn succeeded(&mut self, ip: IpAddr, cred: CredentialTag) {
+        self.by_addr.remove(&(ip, cred));
     }
 
     pub fn len(&self) -> usize {
@@ -146,28 +156,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrong_tokens_back_off_their_address_and_a_good_one_clears_it() {
+    fn wrong_tokens_back_off_their_address_and_credential_and_a_good_one_clears_it() {
         let (a, b): (std::net::IpAddr, std::net::IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (wrong, other) = (*b"wrongkey", *b"realadmn");
         let t0 = Instant::now();
         let mut backoff = Backoff::default();
         for _ in 0..BACKOFF_AFTER - 1 {
-            backoff.failed(a, t0);
+            backoff.failed(a, wrong, t0);
         }
-        assert_eq!(backoff.check(a, t0), Ok(()), "a typo or two costs nothing");
-        backoff.failed(a, t0);
-        assert_eq!(backoff.check(a, t0), Err(Duration::from_secs(1)));
-        assert_eq!(backoff.check(b, t0), Ok(()), "other addresses are not affected");
+        assert_eq!(backoff.check(a, wrong, t0), Ok(()), "a typo or two costs nothing");
+        backoff.failed(a, wrong, t0);
+        assert_eq!(backoff.check(a, wrong, t0), Err(Duration::from_secs(1)));
+        assert_eq!(backoff.check(b, wrong, t0), Ok(()), "other addresses are not affected");
+        assert_eq!(
+            backoff.check(a, other, t0),
+            Ok(()),
+            "other credentials from the address are not affected"
+        );
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(backoff.check(a, t1), Ok(()));
-        backoff.failed(a, t1);
-        assert_eq!(backoff.check(a, t1), Err(Duration::from_secs(2)), "doubling");
+        assert_eq!(backoff.check(a, wrong, t1), Ok(()));
+        backoff.failed(a, wrong, t1);
+        assert_eq!(backoff.check(a, wrong, t1), Err(Duration::from_secs(2)), "doubling");
         for _ in 0..20 {
-            backoff.failed(a, t1);
+            backoff.failed(a, wrong, t1);
         }
-        assert_eq!(backoff.check(a, t1), Err(BACKOFF_MAX));
-        backoff.succeeded(a);
-        assert_eq!(backoff.check(a, t1), Ok(()));
+        assert_eq!(backoff.check(a, wrong, t1), Err(BACKOFF_MAX));
+        backoff.succeeded(a, wrong);
+        assert_eq!(backoff.check(a, wrong, t1), Ok(()));
     }
 
     #[test]
@@ -177,7 +193,7 @@ mod tests {
         for i in 0..(BACKOFF_ADDRESSES as u32 + 500) {
             let ip = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             for _ in 0..BACKOFF_AFTER {
-                backoff.failed(ip, t0);
+                backoff.failed(ip, *b"sametokn", t0);
             }
         }
         assert_eq!(backoff.len(), BACKOFF_ADDRESSES);

@@ -31,11 +31,17 @@ use crate::metrics as m;
 pub use keys::{AuditEntry, KeyError, KeyRecord, KeyStore, NewKey};
 pub use scope::{Principal, Role};
 
+/// Longest credential accepted on any transport (API keys are ~60 bytes; a JWT with 64 topic
+/// patterns fits well within it).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Why a credential was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     #[error("credential not accepted")]
     Unknown,
+    #[error("credential longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLong,
     #[error("this key has the {0} role, which cannot publish")]
     NotPublisher(&'static str),
     #[error(transparent)]
@@ -47,8 +53,10 @@ impl Refused {
     pub fn reason(&self) -> &'static str {
         match self {
             Refused::Unknown => "unknown_credential",
+            Refused::TooLong => "too_long",
             Refused::NotPublisher(_) => "wrong_role",
             Refused::Jwt(jwt::JwtError::Expired) => "jwt_expired",
+            Refused::Jwt(jwt::JwtError::NotYet) => "jwt_not_yet_valid",
             Refused::Jwt(_) => "jwt_invalid",
         }
     }
@@ -64,7 +72,7 @@ pub struct Auth {
     config_tokens: Vec<[u8; 32]>,
     /// Bumped on every revocation; sessions and connections watch it.
     revocations: watch::Sender<u64>,
-    /// Wrong credentials per source address (HTTP and WebSocket; ingest keeps its own).
+    /// Wrong credentials per (source address, credential), for HTTP, WebSocket and QUIC.
     pub backoff: Mutex<limits::Backoff>,
     /// Events/s per publisher identity.
     buckets: DashMap<Arc<str>, Arc<Mutex<limits::Bucket>>>,
@@ -102,6 +110,9 @@ impl Auth {
 
     /// The QUIC hello's token: a publisher or admin key, or a static token.
     pub fn publisher(&self, token: &str) -> Result<Principal, Refused> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Refused::TooLong);
+        }
         if let Some(rec) = self.keys.verify(token) {
             return match rec.role {
                 Role::Subscriber => Err(Refused::NotPublisher("subscriber")),
@@ -128,6 +139,9 @@ impl Auth {
 
     /// An HTTP or WebSocket bearer credential: an API key (any role) or a subscriber JWT.
     pub fn bearer(&self, token: &str) -> Result<Principal, Refused> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Refused::TooLong);
+        }
         if let Some(rec) = self.keys.verify(token) {
             return Ok(principal(&rec));
         }
@@ -137,11 +151,21 @@ impl Auth {
         Err(Refused::Unknown)
     }
 
-    /// Records a refused credential from `ip` (metric and backoff).
-    pub fn failed(&self, ip: Option<IpAddr>, why: &Refused) {
+    /// Records a refused credential `token` from `ip` (metric and backoff). Returns how long
+    /// the (address, credential) pair must now wait, if it is backing off.
+    pub fn failed(&self, ip: Option<IpAddr>, token: &str, why: &Refused) -> Option<std::time::Duration> {
         metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => why.reason()).increment(1);
+        let ip = ip?;
+        let (tag, now) = (credential_tag(token), Instant::now());
+        let mut backoff = self.backoff.lock();
+        backoff.failed(ip, tag, now);
+        backoff.check(ip, tag, now).err()
+    }
+
+    /// A credential `token` from `ip` was accepted: its pair starts afresh.
+    pub fn succeeded(&self, ip: Option<IpAddr>, token: &str) {
         if let Some(ip) = ip {
-            self.backoff.lock().failed(ip, Instant::now());
+            self.backoff.lock().succeeded(ip, credential_tag(token));
         }
     }
 
@@ -231,6 +255,18 @@ fn principal(rec: &KeyRecord) -> Principal {
         expires: None,
         key_id: Some(Arc::from(rec.id.as_str())),
     }
+}
+
+/// Which credential `token` is, for the backoff: an API key's id, else its digest's start.
+pub fn credential_tag(token: &str) -> limits::CredentialTag {
+    let named = token.strip_prefix(keys::KEY_PREFIX).and_then(|k| k.split('_').next());
+    let d = match named {
+        Some(id) => digest(&format!("{}{id}", keys::KEY_PREFIX)),
+        None => digest(token),
+    };
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&d[..8]);
+    tag
 }
 
 /// The first 4 bytes of a digest in hex: a name for a static token.

@@ -104,6 +104,8 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
     let control = Arc::new(ControlOut::default());
     let writer = tokio::spawn(control_writer(send, control.clone()));
     let mut revocations = ctx.auth.revocations();
+    // Datagrams count against the key's events/s like events do (shared with its streams).
+    let bucket = ctx.auth.bucket(&principal);
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
@@ -114,7 +116,15 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
                 Err(_) => break,
             },
             dg = conn.read_datagram() => match dg {
-                Ok(bytes) => datagram(&bytes, ctx, &control, &principal),
+                Ok(bytes) => {
+                    if bucket.lock().take(std::time::Instant::now()).is_err() {
+                        // Lossy by design (latest value wins): over the rate, a sample is
+                        // dropped rather than waited for.
+                        metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "datagrams_per_key").increment(1);
+                        continue;
+                    }
+                    datagram(&bytes, ctx, &control, &principal)
+                }
                 Err(_) => break,
             },
             // A revoked key's connection is closed at once (its streams end with it).
@@ -155,18 +165,24 @@ async fn hello(
         Ok(_) => None,
         Err(_) => return refuse(conn, &mut None, admission::violation("no hello in time")).await,
     };
-    let ip = conn.remote_address().ip();
-    let (publisher, principal) = match admission::hello(frame, |token| ctx.auth.publisher(token)) {
-        Ok(p) => {
-            ctx.backoff.lock().succeeded(ip);
-            p
-        }
-        Err(refused) => {
-            if matches!(refused, HelloRefused::BadToken(_)) {
-                ctx.backoff.lock().failed(ip, std::time::Instant::now());
+    let ip = Some(conn.remote_address().ip());
+    // The token is checked before any backoff: wrong tokens from the same address cannot keep
+    // a valid one out. Failures count per (address, credential) (`auth::limits::Backoff`).
+    let checked = admission::hello(frame, |token| {
+        let r = ctx.auth.publisher(token);
+        match &r {
+            Ok(_) => ctx.auth.succeeded(ip, token),
+            Err(why) => {
+                if ctx.auth.failed(ip, token, why).is_some() {
+                    metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
+                }
             }
-            return refuse(conn, &mut Some(send), refused).await;
         }
+        r
+    });
+    let (publisher, principal) = match checked {
+        Ok(p) => p,
+        Err(refused) => return refuse(conn, &mut Some(send), refused).await,
     };
     // In a cluster, a publisher (maybe failing over from a node that died) starts only once
     // this node has applied what the cluster already holds, so its resent events follow them.

@@ -52,8 +52,6 @@ pub struct IngestCtx {
     handshakes: Arc<Semaphore>,
     /// Connection and stream tasks, which shutdown waits for.
     tasks: Tracker,
-    /// Addresses that keep presenting wrong tokens wait (see [`crate::auth::limits::Backoff`]).
-    backoff: parking_lot::Mutex<crate::auth::limits::Backoff>,
     /// Credentials, scopes, per-key limits, revocation.
     pub auth: Arc<Auth>,
     /// Set once the node has joined its cluster (`[cluster]`).
@@ -79,7 +77,6 @@ impl IngestCtx {
             store,
             games,
             tasks,
-            backoff: parking_lot::Mutex::new(crate::auth::limits::Backoff::default()),
             auth,
             cluster: std::sync::OnceLock::new(),
         })
@@ -147,11 +144,6 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<IngestCtx>, mut shutdown:
                 if busy && !incoming.remote_address_validated() && incoming.may_retry() {
                     metrics::counter!(crate::metrics::INGEST_RETRIES_TOTAL).increment(1);
                     let _ = incoming.retry();
-                    continue;
-                }
-                if ctx.backoff.lock().check(incoming.remote_address().ip(), std::time::Instant::now()).is_err() {
-                    metrics::counter!(crate::metrics::INGEST_AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
-                    incoming.refuse();
                     continue;
                 }
                 // The slot is taken here, before the task exists: never more than the limit.
