@@ -325,6 +325,9 @@ pub struct FanoutConfig {
     pub max_topics: usize,
     /// Most patterns one WebSocket connection may subscribe. Default 256.
     pub max_subscriptions: usize,
+    /// `since` keys (WebSocket `sub`, SSE resume points) one connection may hold at once, all
+    /// its subscriptions together; more is `bad_since`. Default 4096.
+    pub max_since_keys: usize,
     /// Largest client → server WebSocket message, bytes. Default 65536.
     pub max_client_message_bytes: usize,
     /// Largest batch frame (JSON array of queued messages), bytes. Default 16384: each session's
@@ -346,6 +349,7 @@ impl Default for FanoutConfig {
             queue_len: 4096,
             max_topics: 100_000,
             max_subscriptions: 256,
+            max_since_keys: 4096,
             max_client_message_bytes: 64 * 1024,
             max_batch_bytes: 16 * 1024,
             max_connections: 10_000,
@@ -477,7 +481,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 22] = [
+        let positive: [(&'static str, usize); 23] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
@@ -496,6 +500,7 @@ impl Config {
             ("fanout.queue_len", self.fanout.queue_len),
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),
+            ("fanout.max_since_keys", self.fanout.max_since_keys),
             ("fanout.max_connections", self.fanout.max_connections),
             ("fanout.idle_timeout_secs", self.fanout.idle_timeout_secs as usize),
             ("store.max_batch", self.store.max_batch),

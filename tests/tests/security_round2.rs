@@ -306,3 +306,79 @@ async fn jwt_nbf_aud_iss_token_length_and_admin_in_the_header_only() {
     assert_eq!(status, 401, "admin key in the query string: {body}");
     server.shutdown().await;
 }
+
+/// Finding 2: `since` keys are held once per `sub`, not copied per pattern, and bounded per
+/// session in total. 20 sessions each sending one 60 KB `sub` of 256 patterns × 1,800 keys for
+/// missing topics (every pattern matches every key) cost next to nothing; before the fix each
+/// session cost ~30 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_keys_are_bounded_per_session_and_never_copied_per_pattern() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start().await;
+    // 256 distinct patterns matching `game/kN/a/b/c/d/e/f`: each of 7 levels literal or `+`,
+    // with or without a trailing `/#`.
+    let levels = ["game", "", "a", "b", "c", "d", "e", "f"];
+    let mut patterns = Vec::new();
+    for mask in 0..128u32 {
+        let mut p: Vec<&str> = Vec::new();
+        let mut bit = 0;
+        for (i, l) in levels.iter().enumerate() {
+            if i == 1 {
+                p.push("+");
+                continue;
+            }
+            p.push(if mask & (1 << bit) != 0 { "+" } else { l });
+            bit += 1;
+        }
+        let p = p.join("/");
+        patterns.push(format!("\"{p}\""));
+        patterns.push(format!("\"{p}/#\""));
+    }
+    let keys: Vec<String> = (0..1800).map(|i| format!("\"game/k{i}/a/b/c/d/e/f\":3")).collect();
+    let op = format!(r#"{{"op":"sub","topics":[{}],"since":{{{}}}}}"#, patterns.join(","), keys.join(","));
+    assert!(op.len() <= 64 * 1024, "{} bytes", op.len());
+    let before = opensports_tests::rss_kib();
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+        ws.send(Message::text(op.clone())).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+            let text = m.to_text().unwrap().to_string();
+            assert!(!text.contains(r#""op":"error""#), "{text}");
+            if text.contains(r#""op":"subscribed""#) {
+                break;
+            }
+        }
+        sessions.push(ws);
+    }
+    let grown = opensports_tests::rss_kib().saturating_sub(before);
+    eprintln!("since flood: RSS {before} KiB -> +{grown} KiB for 20 sessions");
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB (was ~600 MB before the fix)");
+
+    // In total per session: three ops with other patterns and 1,800 keys each pass the 4,096
+    // bound on the third.
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+    let mut codes = Vec::new();
+    for pattern in ["x/#", "y/#", "z/#"] {
+        let keys: Vec<String> = (0..1800).map(|i| format!("\"{}/{i}\":3", &pattern[..1])).collect();
+        let op = format!(r#"{{"op":"sub","topics":["{pattern}"],"since":{{{}}}}}"#, keys.join(","));
+        ws.send(Message::text(op)).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+            let text = m.to_text().unwrap().to_string();
+            if text.contains(r#""op":"subscribed""#) {
+                codes.push("subscribed".to_string());
+                break;
+            }
+            if text.contains(r#""op":"error""#) {
+                codes.push(text);
+                break;
+            }
+        }
+    }
+    assert_eq!(codes[..2], ["subscribed", "subscribed"], "{codes:?}");
+    assert!(codes[2].contains("bad_since"), "{codes:?}");
+    server.shutdown().await;
+}

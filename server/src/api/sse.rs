@@ -5,10 +5,13 @@
 //!   and `304 Not Modified` for a matching `If-None-Match`.
 //! - `GET /v1/sse?topics=p1,p2[&mode=all|latest]`: Server-Sent Events. Each event's `data` is
 //!   one message exactly as a WebSocket subscriber gets it (`msg`, `snapshot`, `reset`,
-//!   `lagged`, `subscribed`, `error`). Every publication carries an `id`: the stream's resume
-//!   point, `topic=seq` for every topic it has sent, space-separated. A client that reconnects
-//!   with it as `Last-Event-ID` (an `EventSource` does so by itself) or `?since=` gets what it
-//!   missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.5).
+//!   `lagged`, `subscribed`, `error`). The last publication of each chunk carries an `id`: the
+//!   stream's resume point, `topic=seq` for the topics it has sent, space-separated, at most
+//!   [`MAX_RESUME`] bytes and `fanout.max_since_keys` topics (the least recently sent drop out
+//!   first; on resume such a topic gets its kept history again: duplicates, never a gap). A
+//!   client that reconnects with it as `Last-Event-ID` (an `EventSource` does so by itself) or
+//!   `?since=` gets what it missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.5).
+//!   Events without an `id` leave the client's last event id as it was (the SSE standard).
 //!
 //! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule);
 //! it shares the streaming connection limits with WebSockets.
@@ -37,8 +40,8 @@ use crate::metrics as m;
 /// client can tell a quiet stream from a dead one.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// Longest resume point (`Last-Event-ID` or `?since=`) read, in bytes.
-const MAX_RESUME: usize = 16 * 1024;
+/// Longest resume point (`Last-Event-ID` or `?since=`) read, and longest `id` sent, in bytes.
+pub const MAX_RESUME: usize = 32 * 1024;
 
 /// `GET /v1/topics/{topic}/latest` (the topic's slashes percent-encoded or not).
 pub async fn latest(
@@ -125,7 +128,7 @@ pub async fn sse(
         return json_error(StatusCode::BAD_REQUEST, code, &message);
     }
     metrics::gauge!(m::SSE_SESSIONS).increment(1.0);
-    let cursor = since.into_iter().map(|(t, s)| (Arc::from(t), s)).collect();
+    let cursor = Cursor::new(since, app.fanout.config().max_since_keys);
     let stream = SseStream {
         framer: Framer::new(app.fanout.clone()),
         session,
@@ -152,7 +155,7 @@ pub async fn sse(
 /// A resume point: `topic=seq` pairs separated by spaces (topics have no spaces).
 fn parse_resume(text: &str) -> Result<BTreeMap<String, u64>, &'static str> {
     if text.len() > MAX_RESUME {
-        return Err("the resume point (Last-Event-ID or since) is over 16 KiB");
+        return Err("the resume point (Last-Event-ID or since) is over 32 KiB");
     }
     text.split_ascii_whitespace()
         .map(|pair| {
@@ -170,8 +173,8 @@ struct SseStream {
     outbox: Arc<Outbox>,
     framer: Framer,
     items: Vec<Item>,
-    /// Topic → last seq sent: the resume point.
-    cursor: BTreeMap<Arc<str>, u64>,
+    /// The resume point.
+    cursor: Cursor,
     /// The last chunk before the end was returned.
     closing: bool,
     revocations: tokio::sync::watch::Receiver<u64>,
@@ -221,27 +224,33 @@ impl SseStream {
             let mut out = String::new();
             let (resolved, oldest) = self.framer.messages(&mut self.items, &self.outbox);
             let mut sent = 0u64;
+            // Where the chunk's last publication's event ends: its `id` goes there.
+            let mut id_at = None;
+            let cursor = &mut self.cursor;
             for item in resolved {
                 match item {
                     Item::Msg(p) => {
                         sent += 1;
-                        event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
+                        id_at = Some(event(&mut out, cursor, &p.topic, p.seq, &p.frame));
                     }
                     Item::Run(r) => {
                         sent += r.pubs.len() as u64;
                         for p in r.pubs.iter() {
-                            event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.frame);
+                            id_at = Some(event(&mut out, cursor, &p.topic, p.seq, &p.frame));
                         }
                     }
                     Item::Snapshot(p) => {
                         sent += 1;
-                        event(&mut out, &mut self.cursor, &p.topic, p.seq, &p.snapshot_frame());
+                        id_at = Some(event(&mut out, cursor, &p.topic, p.seq, &p.snapshot_frame()));
                     }
                     Item::Frame(f) => {
                         let _ = write!(out, "data: {}\n\n", f.as_str());
                     }
                     Item::Lagged => {}
                 }
+            }
+            if let Some(at) = id_at {
+                out.insert_str(at, &self.cursor.id_line());
             }
             metrics::counter!(m::SSE_MESSAGES_SENT_TOTAL).increment(sent);
             if let Some(at) = oldest {
@@ -281,12 +290,104 @@ impl Drop for SseStream {
     }
 }
 
-/// Appends one publication event (`id:` the resume point after it, `data:` the message).
-fn event(out: &mut String, cursor: &mut BTreeMap<Arc<str>, u64>, topic: &Arc<str>, seq: u64, frame: &str) {
-    cursor.insert(topic.clone(), seq);
-    out.push_str("id:");
-    for (t, s) in cursor.iter() {
-        let _ = write!(out, " {t}={s}");
+/// Appends one publication event (`data:` the message) and moves the cursor; returns where
+/// an `id:` line would go in this event (before its closing blank line).
+fn event(out: &mut String, cursor: &mut Cursor, topic: &Arc<str>, seq: u64, frame: &str) -> usize {
+    cursor.sent(topic, seq);
+    let _ = writeln!(out, "data: {frame}");
+    let at = out.len();
+    out.push('\n');
+    at
+}
+
+/// An SSE stream's resume point: topic → (last seq sent, when it was sent), rendered as the
+/// `id` within [`MAX_RESUME`] bytes and `max_topics` topics by dropping the least recently sent.
+#[derive(Debug)]
+struct Cursor {
+    seqs: std::collections::HashMap<Arc<str>, (u64, u64)>,
+    /// Bumped per publication sent.
+    tick: u64,
+    /// Bytes of the rendered id, kept up to date.
+    bytes: usize,
+    max_topics: usize,
+}
+
+impl Cursor {
+    fn new(since: BTreeMap<String, u64>, max_topics: usize) -> Cursor {
+        let mut c = Cursor { seqs: Default::default(), tick: 0, bytes: 0, max_topics };
+        for (t, s) in since {
+            c.sent(&Arc::from(t), s);
+        }
+        c
     }
-    let _ = write!(out, "\ndata: {frame}\n\n");
+
+    fn entry_bytes(topic: &str, seq: u64) -> usize {
+        topic.len() + 2 + seq.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
+
+    fn sent(&mut self, topic: &Arc<str>, seq: u64) {
+        self.tick += 1;
+        match self.seqs.get_mut(topic) {
+            Some(e) => {
+                self.bytes = self.bytes + Self::entry_bytes(topic, seq) - Self::entry_bytes(topic, e.0);
+                *e = (seq, self.tick);
+            }
+            None => {
+                self.bytes += Self::entry_bytes(topic, seq);
+                self.seqs.insert(topic.clone(), (seq, self.tick));
+            }
+        }
+        // Over a bound, the least recently sent topics leave the resume point (rare: a stream
+        // over thousands of topics; each eviction scans once).
+        while self.bytes > MAX_RESUME - 8 || self.seqs.len() > self.max_topics {
+            let Some(oldest) = self.seqs.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            if let Some((s, _)) = self.seqs.remove(&oldest) {
+                self.bytes -= Self::entry_bytes(&oldest, s);
+            }
+        }
+    }
+
+    /// `id: t1=s1 t2=s2 ...\n`, topics sorted (a stable id for the same point).
+    fn id_line(&self) -> String {
+        let mut pairs: Vec<(&Arc<str>, u64)> = self.seqs.iter().map(|(t, (s, _))| (t, *s)).collect();
+        pairs.sort_unstable();
+        let mut line = String::with_capacity(self.bytes + 5);
+        line.push_str("id:");
+        for (t, s) in pairs {
+            let _ = write!(line, " {t}={s}");
+        }
+        line.push('\n');
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_point_stays_within_its_bounds_and_always_parses_back() {
+        // 5,000 topics of 60 bytes (issue 27 finding 8 sent a 24.8 KB id for 902 topics).
+        let mut c = Cursor::new(BTreeMap::new(), 4096);
+        for i in 0..5_000u64 {
+            c.sent(&Arc::from(format!("game/some-long-game-id-{i:06}/basketball-boxscore/player/p")), i);
+        }
+        let line = c.id_line();
+        assert!(line.len() <= MAX_RESUME, "{} bytes", line.len());
+        let id = line.trim_end().strip_prefix("id:").unwrap();
+        let parsed = parse_resume(id).unwrap();
+        assert_eq!(parsed.len(), c.seqs.len());
+        // The most recently sent topics are the ones kept.
+        assert!(parsed.contains_key("game/some-long-game-id-004999/basketball-boxscore/player/p"));
+        assert!(!parsed.contains_key("game/some-long-game-id-000000/basketball-boxscore/player/p"));
+        // Bounded by topics too.
+        let mut c = Cursor::new(BTreeMap::new(), 10);
+        for i in 0..100u64 {
+            c.sent(&Arc::from(format!("t/{i}")), 1);
+        }
+        assert_eq!(c.seqs.len(), 10);
+        assert_eq!(c.bytes + 4, c.id_line().len(), "the byte count is exact");
+    }
 }

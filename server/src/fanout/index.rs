@@ -24,9 +24,13 @@ pub(super) struct PatternSub {
     pub outbox: Arc<Outbox>,
     /// Resume points (`since`) for topics this server did not have when the client subscribed:
     /// applied as the binding's skip-through when such a topic is created by a publication.
-    /// Bounded by the `sub` message's size; a client can never create a topic.
-    pub pending_since: Vec<(Box<str>, u64)>,
+    /// One map per `sub` op, shared by its patterns (never copied per pattern); a session's
+    /// maps hold at most `fanout.max_since_keys` keys together. A client never creates a topic.
+    pub pending_since: Arc<PendingSince>,
 }
+
+/// `since` keys naming topics the server did not have yet, topic → seq.
+pub type PendingSince = std::collections::HashMap<Box<str>, u64>;
 
 #[derive(Debug, Default)]
 pub(super) struct PatternIndex {
@@ -88,7 +92,7 @@ mod tests {
 
     fn sub(id: SubId, p: &str) -> PatternSub {
         PatternSub {
-            pending_since: Vec::new(),
+            pending_since: Default::default(),
             id,
             pattern: Pattern::parse(p).expect("pattern"),
             mode: Mode::All,

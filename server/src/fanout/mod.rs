@@ -33,6 +33,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::FanoutConfig;
 use crate::metrics as m;
+pub use index::PendingSince;
 use index::{PatternIndex, PatternSub};
 use outbox::{Item, Outbox};
 
@@ -289,7 +290,7 @@ impl Fanout {
                 let mut bindings: Vec<Binding> = Vec::new();
                 for ps in patterns.matching(&name) {
                     bind(&mut bindings, ps.outbox.clone(), ps.id, ps.mode);
-                    if let Some((_, seq)) = ps.pending_since.iter().find(|(t, _)| **t == *name)
+                    if let Some(seq) = ps.pending_since.get(&*name)
                         && let Some(b) = bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, &ps.outbox))
                     {
                         b.skip_through = b.skip_through.max(*seq);
@@ -401,19 +402,38 @@ impl Fanout {
         mode: Mode,
         since: &BTreeMap<String, u64>,
     ) -> SubId {
+        self.subscribe_shared(outbox, pattern, mode, since, &self.pending_since(since))
+    }
+
+    /// The `since` keys naming topics this server does not have (yet), once per `sub` op:
+    /// after a restart the publication the client saw may not be regenerated yet (its event
+    /// was not committed, and its publisher will resend it). The topic is not created here
+    /// (only publications create topics); when a publication creates it, the binding skips
+    /// what the client has.
+    pub fn pending_since(&self, since: &BTreeMap<String, u64>) -> Arc<PendingSince> {
+        Arc::new(
+            since
+                .iter()
+                .filter(|(t, s)| **s > 0 && !self.topics.contains_key(t.as_str()))
+                .map(|(t, s)| (Box::from(t.as_str()), *s))
+                .collect(),
+        )
+    }
+
+    /// [`Self::subscribe`] with the op's [`Self::pending_since`] map, shared by its patterns.
+    pub fn subscribe_shared(
+        &self,
+        outbox: &Arc<Outbox>,
+        pattern: Pattern,
+        mode: Mode,
+        since: &BTreeMap<String, u64>,
+        pending_since: &Arc<PendingSince>,
+    ) -> SubId {
         let id = self.next_sub.fetch_add(1, Ordering::Relaxed);
         // Register first, so a topic created from now on binds itself; the walk below then
         // skips topics that already bound this id.
         let matcher = pattern.clone();
-        // `since` for a concrete topic this server does not have (yet): after a restart the
-        // publication the client saw may not be regenerated yet (its event was not committed,
-        // and its publisher will resend it). The topic is not created here (only publications
-        // create topics); when a publication creates it, the binding skips what the client has.
-        let pending_since = since
-            .iter()
-            .filter(|(t, s)| **s > 0 && matcher.matches(t) && !self.topics.contains_key(t.as_str()))
-            .map(|(t, s)| (Box::from(t.as_str()), *s))
-            .collect();
+        let pending_since = pending_since.clone();
         let ps = PatternSub { id, pattern, mode, outbox: outbox.clone(), pending_since };
         self.patterns.write().insert(ps);
         // A `sub` with any `since` is a resume: a matching topic the client does not list is one

@@ -51,13 +51,17 @@ pub struct Session {
     access: Access,
     /// Pattern text → subscription id.
     ids: HashMap<String, SubId>,
+    /// The pending-`since` maps of this session's `sub` ops, one per op, shared by its
+    /// patterns; a map no pattern holds any more (its patterns were replaced or dropped) is
+    /// pruned at the next `sub`. Their keys together stay within `fanout.max_since_keys`.
+    since_held: Vec<Arc<crate::fanout::PendingSince>>,
     /// The `id` of the op being answered.
     op_id: Option<OpId>,
 }
 
 impl Session {
     pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>, access: Access) -> Session {
-        Session { fanout, outbox, access, ids: HashMap::new(), op_id: None }
+        Session { fanout, outbox, access, ids: HashMap::new(), since_held: Vec::new(), op_id: None }
     }
 
     pub fn access(&self) -> &Access {
@@ -162,13 +166,29 @@ impl Session {
         if self.ids.len() + new > max {
             return Err((reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection")));
         }
+        // Resume keys are bounded per session in total (not per pattern): the keys this op
+        // adds, plus those its earlier ops' patterns still hold. Counted before anything is
+        // kept, so a refused op costs nothing.
+        self.since_held.retain(|m| Arc::strong_count(m) > 1);
+        let held: usize = self.since_held.iter().map(|m| m.len()).sum();
+        let max_since = self.fanout.config().max_since_keys;
+        if since.len() > max_since || held + since.len() > max_since {
+            return Err((
+                reason::BAD_SINCE,
+                format!("at most {max_since} since keys per connection ({held} held by earlier subs)"),
+            ));
+        }
+        let pending = self.fanout.pending_since(since);
         for (text, pattern) in topics.iter().zip(patterns) {
             // Re-subscribing a pattern replaces it (new mode, new resume point).
             if let Some(old) = self.ids.remove(text) {
                 self.fanout.unsubscribe(old);
             }
-            let id = self.fanout.subscribe(&self.outbox, pattern, mode, since);
+            let id = self.fanout.subscribe_shared(&self.outbox, pattern, mode, since, &pending);
             self.ids.insert(text.clone(), id);
+        }
+        if !pending.is_empty() {
+            self.since_held.push(pending);
         }
         // In order after the catch-up the subscribe calls queued.
         let id = self.op_id.clone();
