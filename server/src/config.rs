@@ -325,6 +325,9 @@ pub struct FanoutConfig {
     pub max_topics: usize,
     /// Most patterns one WebSocket connection may subscribe. Default 256.
     pub max_subscriptions: usize,
+    /// Bytes of publications one `all`-mode subscriber's queue holds at most (besides
+    /// `queue_len` messages); past either it is `lagged`. Default 8 MiB.
+    pub queue_bytes: usize,
     /// `since` keys (WebSocket `sub`, SSE resume points) one connection may hold at once, all
     /// its subscriptions together; more is `bad_since`. Default 4096.
     pub max_since_keys: usize,
@@ -350,6 +353,7 @@ impl Default for FanoutConfig {
             max_topics: 100_000,
             max_subscriptions: 256,
             max_since_keys: 4096,
+            queue_bytes: crate::fanout::outbox::DEFAULT_QUEUE_BYTES,
             max_client_message_bytes: 64 * 1024,
             max_batch_bytes: 16 * 1024,
             max_connections: 10_000,
@@ -481,7 +485,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 23] = [
+        let positive: [(&'static str, usize); 24] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
@@ -501,6 +505,7 @@ impl Config {
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),
             ("fanout.max_since_keys", self.fanout.max_since_keys),
+            ("fanout.queue_bytes", self.fanout.queue_bytes),
             ("fanout.max_connections", self.fanout.max_connections),
             ("fanout.idle_timeout_secs", self.fanout.idle_timeout_secs as usize),
             ("store.max_batch", self.store.max_batch),

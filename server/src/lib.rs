@@ -231,8 +231,9 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         let (store, pipeline, games) = (store.clone(), pipeline.clone(), ingest_games.clone());
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let r = tokio::task::spawn_blocking(move || {
-            let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |game, seq| {
-                games.seqs.restore(game, seq)
+            let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |event| {
+                games.rosters.restore(event);
+                games.seqs.restore(&event.game, event.seq)
             })?;
             // Owners come back with their games: the per-key game quota and who may write
             // which game hold across restarts.

@@ -382,3 +382,47 @@ async fn since_keys_are_bounded_per_session_and_never_copied_per_pattern() {
     assert!(codes[2].contains("bad_since"), "{codes:?}");
     server.shutdown().await;
 }
+
+/// Finding 3: a scoped publisher cannot grow its own race's state without bound: past 40 cars
+/// an event naming a new one is refused `bad_event` (and never acked as a duplicate later);
+/// players are bounded the same way (200 per game).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cars_and_players_per_game_are_bounded() {
+    let mut server = TestServer::start().await;
+    let race: Vec<Event> = sim_events(Sport::F1, 3, SIM_START_US).into_iter().take(200).collect();
+    let game = race[0].game.clone();
+    let mut next = 0u64;
+    let mut renamed = Vec::new();
+    for e in &race {
+        let mut v = serde_json::to_value(e).unwrap();
+        if v.get("driver").is_some_and(|d| d.is_string()) {
+            v["driver"] = format!("D{next}").into();
+            next += 1;
+        }
+        renamed.push(serde_json::from_value::<Event>(v).unwrap());
+        if next > 60 {
+            break;
+        }
+    }
+    let mut p = server.publisher().await;
+    let codes = publish(&mut p, &renamed).await;
+    assert_eq!(codes.len(), 60 - 40 + 1, "{codes:?}");
+    assert!(codes.iter().all(|c| c == "bad_event"), "{codes:?}");
+    let accepted = renamed
+        .iter()
+        .filter(|e| e.people()[0].is_none_or(|d| d[1..].parse::<u32>().is_ok_and(|n| n < 40)))
+        .map(|e| e.seq)
+        .max()
+        .unwrap();
+    server.wait_for_seq(&game, accepted).await;
+    let (_, state) = server.get(&format!("/v1/games/{game}")).await;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["f1"]["cars"].as_array().map(Vec::len), Some(40), "{state}");
+    // The bound is rebuilt from the log after a restart, and a refused event stays refused.
+    drop(p);
+    server.restart().await;
+    let mut p = server.publisher().await;
+    let last = renamed.last().unwrap().clone();
+    assert_eq!(publish(&mut p, &[last]).await, vec!["bad_event".to_string()]);
+    server.shutdown().await;
+}

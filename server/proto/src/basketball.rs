@@ -97,6 +97,22 @@ pub enum Event {
 }
 
 impl Event {
+    /// The players this event names (bounded per game: [`crate::limits::MAX_PLAYERS_PER_GAME`]).
+    pub fn people(&self) -> [Option<&str>; 2] {
+        match self {
+            Event::Shot { player, .. }
+            | Event::FreeThrow { player, .. }
+            | Event::Assist { player, .. }
+            | Event::Steal { player, .. }
+            | Event::Block { player, .. } => [Some(player), None],
+            Event::Rebound { player, .. } | Event::Turnover { player, .. } | Event::Foul { player, .. } => {
+                [player.as_deref(), None]
+            }
+            Event::Substitution { player_in, player_out, .. } => [Some(player_in), Some(player_out)],
+            _ => [None, None],
+        }
+    }
+
     /// Points this event scores, and for whom: a made shot its 2 or 3, a made free throw 1.
     /// (A `score_correction` sets the score instead.) The one rule the state fold and the feed
     /// adapters' score checks share.

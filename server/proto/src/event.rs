@@ -194,6 +194,17 @@ impl Event {
         self.body.sport()
     }
 
+    /// The people (players, or F1 drivers) this event names: each game holds a bounded
+    /// number of them ([`crate::limits::max_people`]).
+    pub fn people(&self) -> [Option<&str>; 2] {
+        match &self.body {
+            Body::Basketball(e) => e.people(),
+            Body::Soccer(e) => e.people(),
+            Body::F1(e) => e.people(),
+            Body::Football(_) => [None, None],
+        }
+    }
+
     /// Checks what the type system cannot: version, game id, seq, string lengths.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         if self.v != SCHEMA_VERSION {

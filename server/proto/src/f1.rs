@@ -47,6 +47,20 @@ pub enum Event {
     SessionEnd,
 }
 
+impl Event {
+    /// The car (driver) this event names (bounded per session: [`crate::limits::MAX_CARS`]).
+    pub fn people(&self) -> [Option<&str>; 2] {
+        match self {
+            Event::Lap(l) => [Some(&l.driver), None],
+            Event::Position { driver, .. } | Event::PitIn { driver, .. } | Event::PitOut { driver, .. } => {
+                [Some(driver), None]
+            }
+            Event::RaceControl { driver, .. } => [driver.as_deref(), None],
+            _ => [None, None],
+        }
+    }
+}
+
 event_kinds!(Event {
     SessionStart => "session_start",
     Lap => "lap",

@@ -15,6 +15,20 @@ use serde::ser::{self, Serialize};
 pub const MAX_NAME: usize = 64;
 /// Longest free-text field, bytes.
 pub const MAX_TEXT: usize = 256;
+/// Most distinct players one game's events may name (both teams together): an NFL game
+/// dresses about 2 × 48 of a 2 × 53 roster; 200 leaves room for any feed's ids.
+pub const MAX_PLAYERS_PER_GAME: usize = 200;
+/// Most distinct cars (drivers) one F1 session may name (grids are 20 to 26).
+pub const MAX_CARS: usize = 40;
+
+/// The most distinct people (players, or cars in F1) a game of `sport` may name.
+pub fn max_people(sport: crate::Sport) -> usize {
+    match sport {
+        crate::Sport::F1 => MAX_CARS,
+        _ => MAX_PLAYERS_PER_GAME,
+    }
+}
+
 /// The fields that hold free text (play descriptions, race control messages, session names).
 pub const FREE_TEXT_FIELDS: [&str; 3] = ["desc", "message", "name"];
 

@@ -75,6 +75,21 @@ pub enum Event {
     ScoreCorrection(ScoreCorrection),
 }
 
+impl Event {
+    /// The players this event names (bounded per game: [`crate::limits::MAX_PLAYERS_PER_GAME`]).
+    pub fn people(&self) -> [Option<&str>; 2] {
+        match self {
+            Event::Pass { player, .. }
+            | Event::Shot { player, .. }
+            | Event::Goal { player, .. }
+            | Event::Foul { player, .. }
+            | Event::Card { player, .. } => [Some(player), None],
+            Event::Substitution { player_in, player_out, .. } => [Some(player_in), Some(player_out)],
+            _ => [None, None],
+        }
+    }
+}
+
 event_kinds!(Event {
     GameStart => "game_start",
     PeriodStart => "period_start",

@@ -118,7 +118,7 @@ pub async fn sse(
         Ok(s) => s,
         Err(refused) => return *refused,
     };
-    let outbox = Outbox::new(app.fanout.config().queue_len);
+    let outbox = Outbox::bounded(app.fanout.config().queue_len, app.fanout.config().queue_bytes);
     let access =
         Access { principal: caller.principal.clone(), public: app.auth.cfg.public_topics.clone().into() };
     let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);

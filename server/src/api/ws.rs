@@ -151,7 +151,7 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// [`Framer`] makes of the outbox.
 async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
     metrics::gauge!(m::WS_SESSIONS).increment(1.0);
-    let outbox = Outbox::new(app.fanout.config().queue_len);
+    let outbox = Outbox::bounded(app.fanout.config().queue_len, app.fanout.config().queue_bytes);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), Framer::new(app.fanout.clone())));
     // A revoked key or an expired JWT ends the session (1008) within a second of the event.

@@ -58,6 +58,8 @@ struct State {
     queue: VecDeque<Item>,
     /// What `queue` holds against `queue_cap`: one per item, a [`Run`] counting its messages.
     weight: usize,
+    /// Bytes of live publications in `queue`, against `queue_bytes`.
+    pub_bytes: usize,
     latest: HashMap<Arc<str>, Pub>,
     latest_order: VecDeque<Arc<str>>,
     dropped: u64,
@@ -83,6 +85,19 @@ fn reply_cost(item: &Item) -> usize {
     }
 }
 
+/// Bytes of live publications an item holds (a run's frame holds its messages, and its
+/// publications their own frames).
+fn pub_bytes(item: &Item) -> usize {
+    match item {
+        Item::Msg(p) => p.frame.len(),
+        Item::Run(r) => r.frame.len() + r.pubs.iter().map(|p| p.frame.len()).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+/// Default of the byte bound of an `all`-mode queue (`fanout.queue_bytes`).
+pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
+
 /// What an item counts against the queue's capacity.
 fn weight(item: &Item) -> usize {
     match item {
@@ -98,15 +113,25 @@ pub struct Outbox {
     /// Woken when the writer drained: a paused reader may go on.
     drained: Notify,
     queue_cap: usize,
+    /// The `all`-mode queue's byte bound: a subscriber that does not read holds at most this
+    /// much of publications the server would otherwise have freed, however large they are.
+    queue_bytes: usize,
 }
 
 impl Outbox {
     pub fn new(queue_cap: usize) -> Arc<Outbox> {
+        Outbox::bounded(queue_cap, DEFAULT_QUEUE_BYTES)
+    }
+
+    /// An outbox whose `all`-mode queue holds at most `queue_cap` messages and `queue_bytes`
+    /// bytes of them; past either it overflows (`lagged`).
+    pub fn bounded(queue_cap: usize, queue_bytes: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             drained: Notify::new(),
             queue_cap,
+            queue_bytes,
         })
     }
 
@@ -123,10 +148,11 @@ impl Outbox {
             match mode {
                 Mode::All => {
                     for p in pubs {
-                        if s.weight >= self.queue_cap {
+                        if s.weight >= self.queue_cap || s.pub_bytes + p.frame.len() > self.queue_bytes {
                             overflow(&mut s, &p.topic, 1);
                         } else {
                             s.weight += 1;
+                            s.pub_bytes += p.frame.len();
                             s.queue.push_back(Item::Msg(p.clone()));
                         }
                     }
@@ -151,10 +177,12 @@ impl Outbox {
             if s.closed {
                 return;
             }
-            if s.weight + messages > self.queue_cap {
+            let bytes: usize = items.iter().map(pub_bytes).sum();
+            if s.weight + messages > self.queue_cap || s.pub_bytes + bytes > self.queue_bytes {
                 overflow(&mut s, topic, messages);
             } else {
                 s.weight += messages;
+                s.pub_bytes += bytes;
                 s.queue.extend(items.iter().cloned());
             }
         }
@@ -174,6 +202,7 @@ impl Outbox {
                 s.replies += 1;
             }
             s.weight += weight(&item);
+            s.pub_bytes += pub_bytes(&item);
             s.queue.push_back(item);
         }
         self.notify.notify_one();
@@ -209,6 +238,7 @@ impl Outbox {
                 }
                 s.reply_bytes = s.reply_bytes.saturating_sub(cost);
                 s.weight -= weight(&item);
+                s.pub_bytes -= pub_bytes(&item);
                 out.push(item);
             }
             if s.queue.is_empty() {
@@ -320,8 +350,9 @@ fn overflow(s: &mut State, topic: &Arc<str>, incoming: usize) {
         s.lag_pending = true;
         s.queue.push_back(Item::Lagged);
     }
-    // What is left (frames and the marker) counts one each.
+    // What is left (frames and the marker) counts one each, and holds no publication.
     s.weight = s.queue.len();
+    s.pub_bytes = 0;
     s.dropped += dropped;
     metrics::counter!(m::FANOUT_DROPPED_TOTAL).increment(dropped);
 }

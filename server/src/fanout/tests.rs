@@ -267,3 +267,23 @@ fn runs_are_split_at_the_batch_byte_limit() {
         .collect();
     assert_eq!(sizes, [2, 2, 2, 1], "~350-byte messages: two per 1 KiB frame, the odd one alone");
 }
+
+#[test]
+fn an_all_mode_queue_is_bounded_in_bytes_as_well_as_messages() {
+    let f = Fanout::new(cfg(8, 4));
+    let t = f.topic("game/a/state").unwrap();
+    // Room for 1,000 messages but 10 KB: large publications lag the subscriber at the bytes.
+    let o = Outbox::bounded(1_000, 10_000);
+    f.subscribe(&o, Pattern::parse("game/a/state").unwrap(), Mode::All, &BTreeMap::new());
+    let big = format!(r#""{}""#, "x".repeat(3_000));
+    for i in 0..3 {
+        f.publish(&t, i, big.as_bytes());
+    }
+    assert!(!drain(&o).iter().any(|m| m == "lagged"), "30% under the bound");
+    for i in 3..10 {
+        f.publish(&t, i, big.as_bytes());
+    }
+    let got = drain(&o);
+    assert!(got.iter().any(|m| m == "lagged"), "{got:?}");
+    assert!(got.iter().filter(|m| m.starts_with("msg")).count() <= 3, "{got:?}");
+}

@@ -30,6 +30,7 @@ pub struct Rules<'a> {
     pub directory: &'a GameDirectory,
     pub seqs: &'a Sequencer,
     pub owners: &'a GameOwners,
+    pub rosters: &'a Rosters,
     /// `auth.max_games_per_key`.
     pub max_games_per_key: usize,
 }
@@ -69,6 +70,63 @@ impl GameOwners {
                 *n == 0
             });
         }
+    }
+}
+
+/// The people (players, F1 cars) each game's events have named, bounded per game by
+/// `opensports_proto::limits::max_people`: one publisher cannot grow its game's state (and every
+/// subscriber's copy of it) without bound. Forgotten with the game; rebuilt from the log.
+#[derive(Debug, Default)]
+pub struct Rosters {
+    by_game: DashMap<String, std::collections::HashSet<Box<str>>>,
+}
+
+impl Rosters {
+    /// Records the people `event` names, unless a new one would take its game past the
+    /// bound: then nothing is recorded and the error says so.
+    pub fn admit(&self, event: &Event) -> Result<(), String> {
+        let people = event.people();
+        if people.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let max = opensports_proto::limits::max_people(event.sport());
+        let mut names = self.by_game.entry(event.game.clone()).or_default();
+        let new = people.iter().flatten().filter(|p| !names.contains(**p)).count();
+        if names.len() + new > max {
+            let what = if event.sport() == opensports_proto::Sport::F1 { "cars" } else { "players" };
+            return Err(format!("game {} would name more than {max} {what}", event.game));
+        }
+        for p in people.into_iter().flatten() {
+            if !names.contains(p) {
+                names.insert(p.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the people of an event read back from the log or applied from a cluster peer
+    /// (accepted once already: never refused).
+    pub fn restore(&self, event: &Event) {
+        let people = event.people();
+        if people.iter().all(Option::is_none) {
+            return;
+        }
+        let mut names = self.by_game.entry(event.game.clone()).or_default();
+        for p in people.into_iter().flatten() {
+            if !names.contains(p) {
+                names.insert(p.into());
+            }
+        }
+    }
+
+    /// Distinct people `game` has named.
+    pub fn count(&self, game: &str) -> usize {
+        self.by_game.get(game).map_or(0, |n| n.len())
+    }
+
+    /// The game left memory.
+    pub fn forget(&self, game: &str) {
+        self.by_game.remove(game);
     }
 }
 
@@ -209,6 +267,11 @@ impl StreamState {
                 return reject(Some(event.game), Some(event.seq), reason::GAME_OWNED, msg);
             }
             Some(_) => {}
+        }
+        // Before sequencing: a refused event must leave its seq unrecorded (else a retry
+        // would be taken for a duplicate and acked).
+        if let Err(msg) = rules.rosters.admit(&event) {
+            return reject(Some(event.game), Some(event.seq), reason::BAD_EVENT, msg);
         }
         let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);
         let (gap, fill) = match verdict {

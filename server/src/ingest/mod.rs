@@ -98,6 +98,7 @@ impl IngestCtx {
             directory: self.pipeline.directory(),
             seqs: &self.games.seqs,
             owners: &self.games.owners,
+            rosters: &self.games.rosters,
             max_games_per_key: self.auth.cfg.max_games_per_key,
         }
     }
@@ -112,6 +113,8 @@ pub struct GameMemory {
     pub tracking_entities: DashMap<String, usize>,
     /// Which publisher identity brought each game in (per-key game quota).
     pub owners: admission::GameOwners,
+    /// The people each game has named (bounded per game).
+    pub rosters: admission::Rosters,
 }
 
 impl GameMemory {
@@ -120,6 +123,7 @@ impl GameMemory {
             seqs: Sequencer::new(cfg.max_seq_jump),
             tracking_entities: DashMap::new(),
             owners: admission::GameOwners::default(),
+            rosters: admission::Rosters::default(),
         }
     }
 
@@ -128,6 +132,7 @@ impl GameMemory {
         self.seqs.forget(game);
         self.tracking_entities.remove(game);
         self.owners.forget(game);
+        self.rosters.forget(game);
     }
 }
 

@@ -43,6 +43,7 @@ pub async fn apply(ctx: &IngestCtx, event: Event, bytes: Arc<AlignedVec>, ack: A
         (v, _) if v.refused().is_some() => ctx.games.seqs.restore(&event.game, event.seq),
         (_, missing) => missing,
     };
+    ctx.games.rosters.restore(&event);
     let game = event.game.clone();
     match log_and_queue(ctx, event, Some(bytes), shard, missing, None, &ack).await {
         true => Applied::Queued { game },

@@ -21,13 +21,14 @@ pub struct Recovered {
 /// pipeline, and waits until the shards have processed it all. Games ended longer ago stay in
 /// the log (export, retention) but not in memory.
 ///
-/// `sequence(game, seq)` is told of every replayed event, so ingest's sequencing knows what
-/// was accepted before the restart; it returns the game's events missing so far.
+/// `sequence(event)` is told of every replayed event, so ingest's sequencing (and its per-game
+/// bounds) knows what was accepted before the restart; it returns the game's events missing
+/// so far.
 pub fn recover(
     store: &Store,
     pipeline: &Pipeline,
     ttl: Duration,
-    sequence: &mut dyn FnMut(&str, u64) -> u64,
+    sequence: &mut dyn FnMut(&opensports_proto::Event) -> u64,
 ) -> Result<Recovered, StoreError> {
     let started = Instant::now();
     let mut report = Recovered::default();
@@ -52,7 +53,8 @@ pub fn recover(
         };
         pipeline.ratings().restore_game(&game, meta.elo_diff, meta.rated);
         store.replay_game(&game, &mut |seq, event, archived| {
-            let missing = sequence(&game, seq);
+            debug_assert_eq!(event.seq, seq);
+            let missing = sequence(&event);
             let item = Ingested { event, archived: Some(archived), received: Instant::now(), missing };
             report.events += 1;
             pipeline.send_blocking(shard, item).is_ok()

@@ -8,6 +8,7 @@ struct World {
     directory: GameDirectory,
     seqs: Sequencer,
     owners: GameOwners,
+    rosters: super::Rosters,
     max_games_per_key: usize,
 }
 
@@ -17,6 +18,7 @@ impl World {
             directory: GameDirectory::new(max_games, 2),
             seqs: Sequencer::default(),
             owners: GameOwners::default(),
+            rosters: Default::default(),
             max_games_per_key: usize::MAX,
         }
     }
@@ -26,6 +28,7 @@ impl World {
             directory: &self.directory,
             seqs: &self.seqs,
             owners: &self.owners,
+            rosters: &self.rosters,
             max_games_per_key: self.max_games_per_key,
         }
     }
