@@ -216,6 +216,13 @@ pub struct ServerConfig {
     /// HTTP connections open at once (WebSocket sessions count apart, once upgraded); more
     /// are closed at accept. Default 1024.
     pub max_http_connections: usize,
+    /// Of `max_http_connections`, how many one source address may hold at once (plain HTTP,
+    /// SSE streams and WebSocket upgrades in progress together). Default 128.
+    pub max_http_per_address: usize,
+    /// Connections accepted beyond `max_http_connections` (2 per address at most), so health
+    /// probes and admin calls still get in when the cap is full: each serves one request
+    /// (no streaming: SSE and WebSocket are refused `503` on them) within 2 s. Default 64.
+    pub http_reserve_connections: usize,
     /// Seconds a client has to send a request's headers; past it the connection is closed.
     /// Default 10.
     pub http_header_timeout_secs: u64,
@@ -229,6 +236,8 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from("./data"),
             max_http_connections: 1024,
+            max_http_per_address: 128,
+            http_reserve_connections: 64,
             http_header_timeout_secs: 10,
             http_tls: false,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
@@ -328,6 +337,9 @@ pub struct FanoutConfig {
     /// Bytes of publications one `all`-mode subscriber's queue holds at most (besides
     /// `queue_len` messages); past either it is `lagged`. Default 8 MiB.
     pub queue_bytes: usize,
+    /// Seconds an SSE stream lasts at most; it then ends and the client resumes where it was
+    /// (an `EventSource` reconnects with `Last-Event-ID` by itself). Default 1800.
+    pub sse_max_lifetime_secs: u64,
     /// `since` keys (WebSocket `sub`, SSE resume points) one connection may hold at once, all
     /// its subscriptions together; more is `bad_since`. Default 4096.
     pub max_since_keys: usize,
@@ -353,6 +365,7 @@ impl Default for FanoutConfig {
             max_topics: 100_000,
             max_subscriptions: 256,
             max_since_keys: 4096,
+            sse_max_lifetime_secs: 1800,
             queue_bytes: crate::fanout::outbox::DEFAULT_QUEUE_BYTES,
             max_client_message_bytes: 64 * 1024,
             max_batch_bytes: 16 * 1024,
@@ -485,7 +498,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 24] = [
+        let positive: [(&'static str, usize); 26] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
@@ -494,6 +507,7 @@ impl Config {
             ("ingest.max_seq_jump", self.ingest.max_seq_jump as usize),
             ("ingest.hello_timeout_secs", self.ingest.hello_timeout_secs as usize),
             ("server.max_http_connections", self.server.max_http_connections),
+            ("server.max_http_per_address", self.server.max_http_per_address),
             ("server.http_header_timeout_secs", self.server.http_header_timeout_secs as usize),
             ("ingest.max_handshakes", self.ingest.max_handshakes),
             ("ingest.frame_timeout_secs", self.ingest.frame_timeout_secs as usize),
@@ -505,6 +519,7 @@ impl Config {
             ("fanout.max_topics", self.fanout.max_topics),
             ("fanout.max_subscriptions", self.fanout.max_subscriptions),
             ("fanout.max_since_keys", self.fanout.max_since_keys),
+            ("fanout.sse_max_lifetime_secs", self.fanout.sse_max_lifetime_secs as usize),
             ("fanout.queue_bytes", self.fanout.queue_bytes),
             ("fanout.max_connections", self.fanout.max_connections),
             ("fanout.idle_timeout_secs", self.fanout.idle_timeout_secs as usize),

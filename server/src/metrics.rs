@@ -45,6 +45,8 @@ pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
 pub const PLUGIN_FAILURES_TOTAL: &str = "opensports_plugin_failures_total";
 pub const PLUGIN_DEADLINE_RETRIES_TOTAL: &str = "opensports_plugin_deadline_retries_total";
 pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
+/// SSE streams the server ended, by reason (`lifetime`).
+pub const SSE_ENDED_TOTAL: &str = "opensports_sse_ended_total";
 /// Games a plugin is quarantined for (it runs for the others).
 pub const PLUGIN_QUARANTINED_GAMES: &str = "opensports_plugin_quarantined_games";
 pub const PLUGIN_CALL_SECONDS: &str = "opensports_plugin_call_seconds";
@@ -250,6 +252,7 @@ fn describe() {
     );
     describe_counter!(PLUGIN_DEADLINE_RETRIES_TOTAL, "Deadline misses retried once with a longer deadline");
     describe_gauge!(PLUGIN_QUARANTINED, "1 while a plugin is quarantined for every game");
+    describe_counter!(SSE_ENDED_TOTAL, "SSE streams the server ended, by reason (lifetime)");
     describe_gauge!(PLUGIN_QUARANTINED_GAMES, "Games a plugin is quarantined for (it runs for the others)");
     describe_histogram!(
         PLUGIN_CALL_SECONDS,

@@ -426,3 +426,85 @@ async fn cars_and_players_per_game_are_bounded() {
     assert_eq!(publish(&mut p, &[last]).await, vec!["bad_event".to_string()]);
     server.shutdown().await;
 }
+
+/// Opens a TCP connection to `to` from the loopback address `from` (127.0.0.x).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(format!("{from}:0").parse().unwrap())?;
+    s.connect(to).await
+}
+
+/// Whether a connection the server accepted stays open (a refused one is closed at once).
+async fn held_open(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut b = [0u8; 1];
+    tokio::time::timeout(std::time::Duration::from_millis(200), s.read(&mut b)).await.is_err()
+}
+
+/// Finding 4: one address holds a share of the HTTP accept cap, not all of it; past the cap
+/// a reserve still answers health probes and admin calls (never a stream); SSE streams end at
+/// their lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_shared_fairly_and_probes_always_get_in() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start_with(|c| {
+        c.server.max_http_connections = 64;
+        c.server.max_http_per_address = 16;
+        c.server.http_reserve_connections = 8;
+        c.fanout.sse_max_lifetime_secs = 2;
+        c.server.http_header_timeout_secs = 2;
+    })
+    .await;
+    let addr = server.running().http_addr;
+    // One address opening 100 idle sockets holds 16 of the cap (and 2 reserve slots).
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(connect_from("127.0.0.2", addr).await.unwrap());
+    }
+    let open = futures_util::future::join_all(idle.iter_mut().map(held_open)).await;
+    let open = open.into_iter().filter(|o| *o).count();
+    // (The 2 reserve sockets are closed after 2 s without a request, maybe before we look.)
+    assert!((16..=16 + 2).contains(&open), "{open} idle sockets held by one address");
+    for _ in 0..10 {
+        assert_eq!(opensports_tests::http_get(addr, "/healthz").await.0, 200);
+    }
+    drop(idle);
+
+    // Four addresses fill the whole cap with SSE streams: probes and admin calls still answer
+    // (on the reserve), a stream does not start on a reserve connection.
+    let mut streams = Vec::new();
+    for a in 2..6 {
+        for _ in 0..16 {
+            // (The idle sockets just closed may hold their slots for a moment: retry briefly.)
+            let mut tries = 0;
+            let s = loop {
+                let mut s = connect_from(&format!("127.0.0.{a}"), addr).await.unwrap();
+                s.write_all(b"GET /v1/sse?topics=games HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                let mut head = [0u8; 12];
+                let ok = s.read_exact(&mut head).await.is_ok() && &head == b"HTTP/1.1 200";
+                tries += 1;
+                if ok {
+                    break s;
+                }
+                assert!(tries < 100, "no stream from 127.0.0.{a}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            streams.push(s);
+        }
+    }
+    let admin = server.admin_key();
+    for _ in 0..10 {
+        assert_eq!(opensports_tests::http_get(addr, "/healthz").await.0, 200);
+        assert_eq!(server.call(&admin, "GET", "/v1/keys", None).await.0, 200);
+    }
+    let (status, body) = opensports_tests::http_get(addr, "/v1/sse?topics=games").await;
+    assert_eq!(status, 503, "{body}");
+    // The streams end at their lifetime (2 s here): the cap frees itself.
+    for s in &mut streams {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await.unwrap();
+        assert!(read.is_ok());
+    }
+    assert!(server.metric(r#"opensports_sse_ended_total{reason="lifetime"}"#).await >= 64.0);
+    server.shutdown().await;
+}

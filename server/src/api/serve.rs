@@ -3,6 +3,11 @@
 //! once (more are closed at accept), and a request's headers must arrive within
 //! `server.http_header_timeout_secs` (a half-open connection is closed, not kept). Upgrades
 //! (`/ws`) leave this loop's accounting once upgraded; WebSocket sessions have their own slots.
+//!
+//! Shared fairly: one address holds at most `server.max_http_per_address` of the slots, and
+//! past the cap `server.http_reserve_connections` more are accepted (2 per address) for one
+//! short request each, never a stream ([`Reserved`]): health probes and admin calls get in
+//! while SSE streams or idle sockets fill the cap.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::limits::AddrSlots;
 use crate::config::ServerConfig;
 use crate::metrics as m;
 use crate::tasks::Tracker;
@@ -28,6 +34,8 @@ pub async fn serve(
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(cfg.max_http_connections));
+    let reserve = Arc::new(Semaphore::new(cfg.http_reserve_connections));
+    let (shares, reserve_shares) = (Arc::new(AddrSlots::default()), Arc::new(AddrSlots::default()));
     let header_timeout = Duration::from_secs(cfg.http_header_timeout_secs);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -42,27 +50,48 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
-            continue; // dropped: closed at once, its descriptor freed
+        // A slot of the cap within the address's share, else a reserve slot, else closed at
+        // once (dropped: its descriptor freed).
+        let ip = peer.ip();
+        let normal = shares
+            .take(ip, cfg.max_http_per_address)
+            .and_then(|share| Some((slots.clone().try_acquire_owned().ok()?, share)));
+        let (slot, reserved) = match normal {
+            Some(s) => (s, false),
+            None => {
+                let spare = reserve_shares
+                    .take(ip, RESERVE_PER_ADDRESS)
+                    .and_then(|share| Some((reserve.clone().try_acquire_owned().ok()?, share)));
+                match spare {
+                    Some(s) => (s, true),
+                    None => {
+                        metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
+                        continue;
+                    }
+                }
+            }
         };
         // Subscribers get small frames that must leave now: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         // Handlers learn the peer address (per-address limits, backoff, audit) from this.
-        let service =
-            TowerToHyperService::new(router.clone().layer(axum::Extension(super::admin::Peer(peer))));
+        let mut app = router.clone().layer(axum::Extension(super::admin::Peer(peer)));
+        if reserved {
+            app = app.layer(axum::Extension(Reserved));
+        }
+        let service = TowerToHyperService::new(app);
+        let timeout = if reserved { header_timeout.min(RESERVE_TIMEOUT) } else { header_timeout };
         let stop = shutdown.clone();
         let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let _slot = slot;
             match acceptor {
-                None => drive(tcp, service, header_timeout, stop).await,
+                None => drive(tcp, service, timeout, !reserved, stop).await,
                 Some(acceptor) => {
                     // The TLS handshake is held to the same clock as the headers.
-                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => drive(tls, service, header_timeout, stop).await,
+                    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => drive(tls, service, timeout, !reserved, stop).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -72,11 +101,22 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection (plain or TLS) until it ends or shutdown asks it to finish.
+/// Marks a request that came on a reserve connection: streams (SSE, WebSocket) refuse it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reserved;
+
+/// Reserve slots one address may hold.
+const RESERVE_PER_ADDRESS: usize = 2;
+/// A reserve connection's time for its headers (and TLS handshake).
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves one connection (plain or TLS) until it ends or shutdown asks it to finish; without
+/// `keep_alive`, after its first request.
 async fn drive<S>(
     io: S,
     service: TowerToHyperService<axum::Router>,
     header_timeout: Duration,
+    keep_alive: bool,
     mut stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -84,6 +124,7 @@ async fn drive<S>(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .keep_alive(keep_alive)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -96,6 +96,7 @@ pub async fn sse(
     State(app): State<AppState>,
     caller: Caller,
     q: Result<Query<SseQuery>, axum::extract::rejection::QueryRejection>,
+    reserved: Option<axum::Extension<super::serve::Reserved>>,
     headers: HeaderMap,
 ) -> Response {
     let q = match q {
@@ -114,7 +115,7 @@ pub async fn sse(
     if let Some(denied) = topics.iter().filter(parses).find_map(|t| caller.deny_read(&app, t)) {
         return denied;
     }
-    let slots = match stream_slots(&app, &caller) {
+    let slots = match stream_slots(&app, &caller, reserved.is_some()) {
         Ok(s) => s,
         Err(refused) => return *refused,
     };
@@ -136,6 +137,8 @@ pub async fn sse(
         items: Vec::new(),
         cursor,
         closing: false,
+        deadline: tokio::time::Instant::now()
+            + Duration::from_secs(app.fanout.config().sse_max_lifetime_secs),
         revocations: app.auth.revocations(),
         app,
         _slots: slots,
@@ -177,6 +180,8 @@ struct SseStream {
     cursor: Cursor,
     /// The last chunk before the end was returned.
     closing: bool,
+    /// When the stream ends (`fanout.sse_max_lifetime_secs`); the client resumes.
+    deadline: tokio::time::Instant,
     revocations: tokio::sync::watch::Receiver<u64>,
     app: AppState,
     _slots: StreamSlots,
@@ -207,6 +212,12 @@ impl SseStream {
                 tokio::select! {
                     _ = self.outbox.wait() => continue,
                     _ = shutdown.changed() => return None,
+                    // Its lifetime is over: the stream ends after what it has sent; the client
+                    // reconnects with its last id and loses nothing.
+                    _ = tokio::time::sleep_until(self.deadline) => {
+                        metrics::counter!(m::SSE_ENDED_TOTAL, "reason" => "lifetime").increment(1);
+                        return None;
+                    }
                     changed = self.revocations.changed() => {
                         if changed.is_err() {
                             return None;

@@ -57,7 +57,8 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     };
     let req = Request::from_parts(parts, body);
     // The slots are taken before the upgrade: never more sessions than the limits.
-    let slots = match stream_slots(&app, &caller) {
+    let reserved = req.extensions().get::<super::serve::Reserved>().is_some();
+    let slots = match stream_slots(&app, &caller, reserved) {
         Ok(s) => s,
         Err(refused) => return *refused,
     };
@@ -98,11 +99,21 @@ pub(super) struct StreamSlots {
     _addr_slot: Option<crate::auth::limits::AddrSlot>,
 }
 
-/// Takes a streaming session's slots, or the refusal (`429`/`503 too_many_connections`).
+/// Takes a streaming session's slots, or the refusal (`429`/`503 too_many_connections`). A
+/// request on a reserve connection (`reserved`, see `serve`) never starts a stream.
 pub(super) fn stream_slots(
     app: &AppState,
     caller: &super::admin::Caller,
+    reserved: bool,
 ) -> Result<StreamSlots, Box<Response>> {
+    if reserved {
+        metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "http_reserve").increment(1);
+        return Err(Box::new(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "the HTTP connection cap is full (server.max_http_connections); streams wait for a slot",
+        )));
+    }
     let addr_slot = match caller.remote {
         Some(remote) => match app.auth.ws_slots.take(remote.ip(), app.auth.cfg.max_ws_per_address) {
             Some(slot) => Some(slot),
