@@ -384,10 +384,15 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let listeners = Listeners::bind(&config)?;
-            opensports_server::run(config, listeners, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            let running = opensports_server::start(config, listeners).await?;
+            for id in cli::demo::live_demo_keys(&running.auth) {
+                tracing::warn!(
+                    key = %id,
+                    "this data dir holds the admin key `opensports demo` printed, and it still works: revoke it (`opensports keys revoke {id}`, server stopped) unless you mean to keep it"
+                );
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            running.shutdown().await;
             Ok(())
         }
         Command::Sim { to, sport, speed, seed, json } => {

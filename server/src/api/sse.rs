@@ -156,7 +156,7 @@ pub async fn sse(
 }
 
 /// A resume point: `topic=seq` pairs separated by spaces (topics have no spaces).
-fn parse_resume(text: &str) -> Result<BTreeMap<String, u64>, &'static str> {
+pub fn parse_resume(text: &str) -> Result<BTreeMap<String, u64>, &'static str> {
     if text.len() > MAX_RESUME {
         return Err("the resume point (Last-Event-ID or since) is over 32 KiB");
     }

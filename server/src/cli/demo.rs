@@ -93,13 +93,26 @@ fn random_token() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The live (unrevoked) admin keys a demo created on this data dir: `serve` warns about
+/// each, since the demo printed it to a terminal.
+pub fn live_demo_keys(auth: &crate::auth::Auth) -> Vec<String> {
+    auth.keys()
+        .list()
+        .into_iter()
+        .filter(|k| k.name == DEMO_ADMIN && k.revoked_ms.is_none())
+        .map(|k| k.id)
+        .collect()
+}
+
+/// The name of the admin key a demo creates.
+const DEMO_ADMIN: &str = "demo-admin";
+
 /// On the data dir's first demo (no admin key yet), creates one to print once.
 fn first_admin_key(auth: &crate::auth::Auth) -> anyhow::Result<Option<String>> {
     if auth.keys().list().iter().any(|k| k.role == crate::auth::Role::Admin && k.revoked_ms.is_none()) {
         return Ok(None);
     }
-    let new =
-        crate::auth::NewKey { name: "demo-admin".into(), role: crate::auth::Role::Admin, scopes: vec![] };
+    let new = crate::auth::NewKey { name: DEMO_ADMIN.into(), role: crate::auth::Role::Admin, scopes: vec![] };
     Ok(Some(auth.create_key(new, "demo", None)?.0))
 }
 
@@ -115,6 +128,7 @@ mod tests {
         let key = first_admin_key(&auth).unwrap().expect("a key on the first run");
         assert!(auth.bearer(&key).unwrap().is_admin());
         assert_eq!(first_admin_key(&auth).unwrap(), None, "printed once: none on later runs");
+        assert_eq!(live_demo_keys(&auth).len(), 1, "serve names it");
         assert_eq!(random_token().unwrap().len(), 48);
         assert_ne!(random_token().unwrap(), random_token().unwrap());
     }
