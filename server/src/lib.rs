@@ -33,6 +33,8 @@
 //! - [`store`]: the durable event log (redb): group commit, acks, replay reads, export, backup.
 //! - [`feeds`]: real provider feeds (NBA live, ...) → our events, for `replay`.
 //! - [`sim`]: deterministic simulated games for the four sports.
+//! - [`cluster`]: several nodes over NATS JetStream: replication of committed events, the
+//!   follower applying other nodes' events, shared API keys, membership.
 //! - [`cli`]: the `demo` and `watch` commands used by the `opensports` binary.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`tasks`]: the tracker shutdown waits on (connection, stream and session tasks).

@@ -461,7 +461,11 @@ async fn main() -> anyhow::Result<()> {
             KeysCmd::Revoke { id } => cli::keys::revoke(&data_dir, &id),
         },
         Command::Watch { patterns, url, token, mode, json, utc } => {
-            let mode = if mode == "latest" { Mode::Latest } else { Mode::All };
+            let mode = match mode.as_str() {
+                "all" => Mode::All,
+                "latest" => Mode::Latest,
+                other => anyhow::bail!("--mode {other:?}: expected all or latest"),
+            };
             let url = cli::watch::ws_url(&url);
             let url = match token {
                 Some(t) => format!("{url}{}token={t}", if url.contains('?') { '&' } else { '?' }),

@@ -283,7 +283,7 @@ fn describe() {
     describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
     describe_gauge!(SSE_SESSIONS, "Open Server-Sent Events streams (GET /v1/sse)");
     describe_counter!(SSE_MESSAGES_SENT_TOTAL, "Publications sent as Server-Sent Events");
-    describe_counter!(WS_ERRORS_TOTAL, "WebSocket error messages sent, by code");
+    describe_counter!(WS_ERRORS_TOTAL, "Subscriber error messages sent, by code and transport (ws, sse)");
     describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");
     describe_counter!(
         WS_FRAMES_SENT_TOTAL,

@@ -204,6 +204,7 @@ fn websocket_ops_through_a_real_session_and_sse_resume_points() {
     let access = Access {
         principal: opensports_server::auth::Principal::anonymous(),
         public: Arc::from(vec!["#".to_string()]),
+        transport: "ws",
     };
     let mut session = Session::new(fanout.clone(), outbox.clone(), access);
     let mut drained = Vec::new();

@@ -1,5 +1,5 @@
-//! The OpenAPI document: valid OpenAPI 3.1 (openapi-spec-validator, from PyPI), and every
-//! operation it lists is one the router answers.
+//! The OpenAPI document: valid OpenAPI 3.1 (openapi-spec-validator, from PyPI), every
+//! operation it lists is one the router answers, and every route the router serves is in it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use opensports_tests::TestServer;
@@ -30,8 +30,12 @@ async fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
     assert!(paths.len() >= 20, "{} paths", paths.len());
     let mut calls = 0;
     for (path, item) in paths {
-        let concrete =
-            path.replace("{topic}", "game%2Fnope%2Fstate").replace("{id}", "nope").replace("{name}", "nope");
+        let concrete = path
+            .replace("{topic}", "game%2Fnope%2Fstate")
+            .replace("{id}", "nope")
+            .replace("{name}", "nope")
+            .replace("{game}", "nope")
+            .replace("{file}", "nope.js");
         for method in item.as_object().unwrap().keys() {
             let method = method.to_ascii_uppercase();
             let body = (method == "POST").then_some(("application/json", &b"{}"[..]));
@@ -49,4 +53,28 @@ async fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
         }
     }
     assert!(calls >= 24, "{calls} operations");
+}
+
+/// The other direction: every `.route(...)` of the router (read from its source) is a path of
+/// the document (a catch-all `{*x}` segment stands for one or more documented segments).
+#[test]
+fn every_route_the_router_serves_is_documented() {
+    let src = std::fs::read_to_string(opensports_tests::workspace().join("server/src/api/mod.rs")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(opensports_server::api::openapi::json()).unwrap();
+    let paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let shape = |p: &str| -> String {
+        p.split('/').map(|s| if s.starts_with('{') { "{}" } else { s }).collect::<Vec<_>>().join("/")
+    };
+    let documented: Vec<String> = paths.iter().map(|p| shape(p)).collect();
+    let mut routes = 0;
+    for part in src.split(".route(\"").skip(1) {
+        let route = &part[..part.find('"').unwrap()];
+        routes += 1;
+        let ok = match route.find("{*") {
+            Some(i) => documented.iter().any(|d| d.starts_with(&shape(&route[..i]))),
+            None => documented.contains(&shape(route)),
+        };
+        assert!(ok, "route {route} is not in the OpenAPI document");
+    }
+    assert!(routes >= 25, "{routes} routes read from the router");
 }

@@ -75,7 +75,7 @@ pub mod reason {
     /// The credential is valid but does not allow this: an event for a game outside the
     /// publisher key's scopes, or (WebSocket) a pattern outside the subscriber's topic scopes.
     pub const FORBIDDEN: &str = "forbidden";
-    /// A new game beyond the publisher key's `ingest.max_games_per_key`.
+    /// A new game beyond the publisher key's `auth.max_games_per_key`.
     pub const GAME_QUOTA: &str = "game_quota";
     /// WebSocket: the session's API key was revoked; the connection closes (1008).
     pub const KEY_REVOKED: &str = "key_revoked";

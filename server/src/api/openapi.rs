@@ -57,6 +57,10 @@ macro_rules! route {
 pub const ROUTES: &[Route] = &[
     route!("get" "/", "dashboard", Open, "The live dashboard (HTML)", params: [], body: None,
         responses: [(200, "text/html", "the dashboard page")]),
+    route!("get" "/game/{id}", "dashboard", Open, "A game's page (HTML)", params: [("id", "path", true, "game id")],
+        body: None, responses: [(200, "text/html", "the game page")]),
+    route!("get" "/assets/{file}", "dashboard", Open, "The pages' scripts and styles", params: [("file", "path", true, "asset path")],
+        body: None, responses: [(200, "text/javascript", "the asset"), (404, "", "no such asset")]),
     route!("get" "/healthz", "operations", Open, "Liveness", params: [], body: None,
         responses: [(200, JSON, r#"{"status":"ok"}"#)]),
     route!("get" "/readyz", "operations", Open, "Readiness (log open, models and plugins loaded)", params: [], body: None,

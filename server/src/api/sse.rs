@@ -10,7 +10,7 @@
 //!   [`MAX_RESUME`] bytes and `fanout.max_since_keys` topics (the least recently sent drop out
 //!   first; on resume such a topic gets its kept history again: duplicates, never a gap). A
 //!   client that reconnects with it as `Last-Event-ID` (an `EventSource` does so by itself) or
-//!   `?since=` gets what it missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.5).
+//!   `?since=` gets what it missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.1, §3.1).
 //!   Events without an `id` leave the client's last event id as it was (the SSE standard).
 //!
 //! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule);
@@ -120,11 +120,14 @@ pub async fn sse(
         Err(refused) => return *refused,
     };
     let outbox = Outbox::bounded(app.fanout.config().queue_len, app.fanout.config().queue_bytes);
-    let access =
-        Access { principal: caller.principal.clone(), public: app.auth.cfg.public_topics.clone().into() };
+    let access = Access {
+        principal: caller.principal.clone(),
+        public: app.auth.cfg.public_topics.clone().into(),
+        transport: "sse",
+    };
     let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
     if let Err((code, message)) = session.subscribe(topics, q.mode, &since) {
-        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code).increment(1);
+        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code, "transport" => "sse").increment(1);
         session.close();
         return json_error(StatusCode::BAD_REQUEST, code, &message);
     }

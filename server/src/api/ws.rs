@@ -174,8 +174,11 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
     });
     let expired = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(expired);
-    let access =
-        crate::fanout::session::Access { principal, public: app.auth.cfg.public_topics.clone().into() };
+    let access = crate::fanout::session::Access {
+        principal,
+        public: app.auth.cfg.public_topics.clone().into(),
+        transport: "ws",
+    };
     let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
     let mut shutdown = app.shutdown.clone();
     let idle_limit = Duration::from_secs(app.fanout.config().idle_timeout_secs);
@@ -214,7 +217,7 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
                 break;
             }
             _ = &mut idle, if !had_subs => {
-                metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout").increment(1);
+                metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout", "transport" => "ws").increment(1);
                 outbox.close_with(CLOSE_POLICY, "no subscription within fanout.idle_timeout_secs");
                 break;
             }
@@ -232,7 +235,7 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
             }
             Some(Err(e)) => {
                 if let Some((code, reason, label)) = close_for(&e) {
-                    metrics::counter!(m::WS_ERRORS_TOTAL, "code" => label).increment(1);
+                    metrics::counter!(m::WS_ERRORS_TOTAL, "code" => label, "transport" => "ws").increment(1);
                     outbox.close_with(code, reason);
                 }
                 break;

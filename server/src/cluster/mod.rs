@@ -169,7 +169,7 @@ impl Cluster {
         self.caught_up.load(Ordering::Acquire)
     }
 
-    /// `/readyz` and `GET /v1/cluster`: node, members, catch-up.
+    /// `/readyz`'s `cluster` field: node, members, catch-up.
     pub fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "node": self.node_id,

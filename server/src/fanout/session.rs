@@ -41,6 +41,8 @@ pub struct Access {
     pub principal: Principal,
     /// `auth.public_topics`.
     pub public: Arc<[String]>,
+    /// The transport carrying the session (`ws`, `sse`): its metrics' `transport` label.
+    pub transport: &'static str,
 }
 
 /// The reader side of a session: applies client ops to the fan-out.
@@ -79,7 +81,8 @@ impl Session {
 
     /// Answers an `error` (counted in `opensports_ws_errors_total{code}`); the session goes on.
     pub fn error(&self, code: &'static str, message: String) {
-        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code).increment(1);
+        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code, "transport" => self.access.transport)
+            .increment(1);
         let id = self.op_id.clone();
         self.outbox.push_control(frame(&ServerMsg::Error { code: code.into(), message, id }));
     }

@@ -32,7 +32,7 @@ impl Client {
         let public = public.iter().map(|s| s.to_string()).collect();
         Client {
             fanout: fanout.clone(),
-            session: Session::new(fanout.clone(), outbox, Access { principal, public }),
+            session: Session::new(fanout.clone(), outbox, Access { principal, public, transport: "ws" }),
             framer: Framer::new(fanout.clone()),
         }
     }
