@@ -172,11 +172,8 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     let auth = {
         let (cfg, dir, tokens) =
             (config.auth.clone(), config.server.data_dir.clone(), config.ingest.tokens.clone());
-        tokio::task::spawn_blocking(move || auth::Auth::open(&cfg, &dir, &tokens)).await.map_err(|e| {
-            StartError::Io { what: "opening the key file", source: std::io::Error::other(e) }
-        })??
+        Arc::new(blocking("opening the key file", move || auth::Auth::open(&cfg, &dir, &tokens)).await??)
     };
-    let auth = Arc::new(auth);
     let can_publish = |k: &auth::KeyRecord| k.revoked_ms.is_none() && k.role != auth::Role::Subscriber;
     if config.ingest.tokens.is_empty() && !auth.keys().list().iter().any(can_publish) {
         tracing::warn!(
@@ -188,25 +185,17 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         let (cfg, dir, models_dir) =
             (config.plugins.clone(), config.server.data_dir.clone(), config.models.dir.clone());
         // Loading models and compiling plugins is CPU work; keep it off the runtime's threads.
-        tokio::task::spawn_blocking(move || {
+        blocking("loading models and plugins", move || {
             let models = Arc::new(model::ModelRegistry::load(&models_dir).0);
             let plugins = plugin::PluginSet::load(&cfg, &dir, models.clone());
             (models, plugins)
         })
-        .await
-        .map_err(|e| StartError::Io {
-            what: "loading models and plugins",
-            source: std::io::Error::other(e),
-        })?
+        .await?
     };
     let store = match config.store.enabled {
         true => {
             let (cfg, dir) = (config.store.clone(), config.server.data_dir.clone());
-            let opened =
-                tokio::task::spawn_blocking(move || store::Store::open(&cfg, &dir)).await.map_err(|e| {
-                    StartError::Io { what: "opening the event log", source: std::io::Error::other(e) }
-                })?;
-            Some(opened?)
+            Some(blocking("opening the event log", move || store::Store::open(&cfg, &dir)).await??)
         }
         false => None,
     };
@@ -230,36 +219,8 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
-        let (store, pipeline, games) = (store.clone(), pipeline.clone(), ingest_games.clone());
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
-        let r = tokio::task::spawn_blocking(move || {
-            let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |event| {
-                games.rosters.restore(event);
-                games.seqs.restore(&event.game, event.seq)
-            })?;
-            // Owners come back with their games: the per-key game quota and who may write
-            // which game hold across restarts.
-            for (game, meta) in store.games()? {
-                if let Some(owner) = meta.owner
-                    && pipeline.directory().contains(&game)
-                {
-                    games.owners.claim(&game, &Arc::from(owner));
-                }
-            }
-            Ok::<_, store::StoreError>(r)
-        })
-        .await
-        .map_err(|e| StartError::Io {
-            what: "replaying the event log",
-            source: std::io::Error::other(e),
-        })??;
-        tracing::info!(
-            games = r.games,
-            events = r.events,
-            ended_games_left_in_log = r.skipped_games,
-            ms = r.elapsed.as_millis() as u64,
-            "recovered from the event log"
-        );
+        recover_log(store.clone(), pipeline.clone(), ingest_games.clone(), ttl).await?;
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     // Connection, stream and session tasks: shutdown waits for every one of them.
@@ -358,6 +319,52 @@ impl Running {
         })
         .await;
     }
+}
+
+/// Start-up step: replays the log into the shards, and ingest's memory of each game (seqs,
+/// people, owner) with it, so publishers resume and the per-game rules hold across restarts.
+async fn recover_log(
+    store: Arc<store::Store>,
+    pipeline: Arc<pipeline::Pipeline>,
+    games: Arc<ingest::GameMemory>,
+    ttl: std::time::Duration,
+) -> Result<(), StartError> {
+    let r = blocking("replaying the event log", move || {
+        let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |event| {
+            games.rosters.restore(event);
+            games.seqs.restore(&event.game, event.seq)
+        })?;
+        // Owners come back with their games: the per-key game quota and who may write which
+        // game hold across restarts.
+        for (game, meta) in store.games()? {
+            if let Some(owner) = meta.owner
+                && pipeline.directory().contains(&game)
+            {
+                games.owners.claim(&game, &Arc::from(owner));
+            }
+        }
+        Ok::<_, store::StoreError>(r)
+    })
+    .await??;
+    tracing::info!(
+        games = r.games,
+        events = r.events,
+        ended_games_left_in_log = r.skipped_games,
+        ms = r.elapsed.as_millis() as u64,
+        "recovered from the event log"
+    );
+    Ok(())
+}
+
+/// Runs start-up work that blocks (file I/O, compiling, replaying) off the runtime's threads;
+/// a panic in it is a start error naming `what`.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StartError::Io { what, source: std::io::Error::other(e) })
 }
 
 /// Serves until `shutdown` resolves, then shuts down gracefully.

@@ -25,6 +25,31 @@ pub fn game_tracking(game: &str, entity: &str) -> String {
     format!("game/{game}/tracking/{entity}")
 }
 
+/// `game/{id}/`: the prefix of every topic of one game (state, win probability, tracking,
+/// plugin outputs), removed together when the game leaves memory.
+pub fn game_prefix(game: &str) -> String {
+    format!("game/{game}/")
+}
+
+/// `game/{id}/{plugin}/{name}`: one output of a plugin, written into `out` (cleared first) so
+/// the hot path reuses one buffer.
+pub fn plugin_output_into(out: &mut String, game: &str, plugin: &str, name: &str) {
+    out.clear();
+    out.push_str("game/");
+    out.push_str(game);
+    out.push('/');
+    out.push_str(plugin);
+    out.push('/');
+    out.push_str(name);
+}
+
+/// `game/{id}/{plugin}/{name}`, allocated (see [`plugin_output_into`]).
+pub fn plugin_output(game: &str, plugin: &str, name: &str) -> String {
+    let mut out = String::new();
+    plugin_output_into(&mut out, game, plugin, name);
+    out
+}
+
 /// Why a topic or pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopicError {

@@ -131,12 +131,10 @@ pub(super) async fn run(
 
 async fn apply(msg: &jetstream::Message, ctx: &IngestCtx, ack: CommitAck) -> Applied {
     let bytes = opensports_proto::codec::aligned(&msg.payload);
-    let event = match rkyv::from_bytes::<opensports_proto::Event, rkyv::rancor::Error>(&bytes) {
+    // The same decoder (and validation) as a publisher's rkyv frames.
+    let event = match opensports_proto::codec::decode_event(opensports_proto::codec::Codec::Rkyv, &bytes) {
         Ok(e) => e,
         Err(e) => return Applied::Refused(format!("undecodable event: {e}")),
     };
-    if let Err(e) = event.validate() {
-        return Applied::Refused(format!("invalid event: {e}"));
-    }
     replica::apply(ctx, event, Arc::new(bytes), Arc::new(ack)).await
 }

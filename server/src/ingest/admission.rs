@@ -225,29 +225,24 @@ impl StreamState {
         }
         // One directory lookup for a known game; a new one is checked against the key's quota
         // and the seq rules before it is admitted (a refused event leaves no game behind).
-        let known = rules.directory.get(&event.game);
-        let admitted = match known {
-            Some((sport, shard)) if sport == event.sport() => Ok(shard),
-            Some(_) => Err(reason::SPORT_MISMATCH),
-            None => {
-                if !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
-                    let msg = format!(
-                        "{} holds {} games already (auth.max_games_per_key)",
-                        p.id, rules.max_games_per_key
-                    );
-                    return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
-                }
-                if event.seq > rules.seqs.max_jump() {
-                    let msg = format!(
-                        "a new game's first seq may be at most {} (ingest.max_seq_jump)",
-                        rules.seqs.max_jump()
-                    );
-                    return reject(Some(event.game), Some(event.seq), reason::SEQ_TOO_FAR, msg);
-                }
-                rules.directory.admit(&event.game, event.sport())
+        if !rules.directory.contains(&event.game) {
+            if !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
+                let msg = format!(
+                    "{} holds {} games already (auth.max_games_per_key)",
+                    p.id, rules.max_games_per_key
+                );
+                return reject(Some(event.game), Some(event.seq), reason::GAME_QUOTA, msg);
             }
-        };
-        let shard = match admitted {
+            if event.seq > rules.seqs.max_jump() {
+                let msg = format!(
+                    "a new game's first seq may be at most {} (ingest.max_seq_jump)",
+                    rules.seqs.max_jump()
+                );
+                return reject(Some(event.game), Some(event.seq), reason::SEQ_TOO_FAR, msg);
+            }
+        }
+        // The directory holds the rule "a known game keeps its sport" (and the game cap).
+        let shard = match rules.directory.admit(&event.game, event.sport()) {
             Ok(shard) => shard,
             Err(code) => {
                 let msg = match code {

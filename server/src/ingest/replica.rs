@@ -26,14 +26,10 @@ pub enum Applied {
 }
 
 pub async fn apply(ctx: &IngestCtx, event: Event, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink>) -> Applied {
-    let directory = ctx.pipeline.directory();
-    let shard = match directory.get(&event.game) {
-        Some((sport, shard)) if sport == event.sport() => shard,
-        Some((sport, _)) => return Applied::Refused(format!("game {} is a {sport} game here", event.game)),
-        None => match directory.admit(&event.game, event.sport()) {
-            Ok(shard) => shard,
-            Err(code) => return Applied::Refused(format!("game {}: {code}", event.game)),
-        },
+    // The same directory rule as a publisher's events (a known game keeps its sport).
+    let shard = match ctx.pipeline.directory().admit(&event.game, event.sport()) {
+        Ok(shard) => shard,
+        Err(code) => return Applied::Refused(format!("game {}: {code}", event.game)),
     };
     // The origin node applied the seq rules when it accepted the event; here it is only
     // classified (a duplicate is dropped), and recorded even where this node's view of the

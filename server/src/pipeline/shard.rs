@@ -214,13 +214,7 @@ impl Shard {
             &bytes,
             &Games(&self.games),
             &mut |plugin, emit| {
-                topic.clear();
-                topic.push_str("game/");
-                topic.push_str(&ev.game);
-                topic.push('/');
-                topic.push_str(plugin);
-                topic.push('/');
-                topic.push_str(&emit.name);
+                opensports_proto::topic::plugin_output_into(&mut topic, &ev.game, plugin, &emit.name);
                 if let Some(t) = fanout.topic(&topic) {
                     batch.push(&t, ev.ts, &emit.payload);
                 }
@@ -250,7 +244,7 @@ impl Shard {
                 self.plugins.forget(&id);
                 s.ratings.forget(&id);
                 // Every topic of the game: state, win probability, tracking, plugin outputs.
-                s.fanout.remove_topics_under(&format!("game/{id}/"));
+                s.fanout.remove_topics_under(&opensports_proto::topic::game_prefix(&id));
                 s.directory.remove(&id);
                 (s.on_evict)(&id);
                 s.games.remove(&id, g.state.ts);

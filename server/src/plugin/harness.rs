@@ -86,7 +86,7 @@ impl Harness {
                     .ok()
                     .and_then(|s| serde_json::value::RawValue::from_string(s).ok())
                     .ok_or((e.seq, PluginError::BadOutput("output is not JSON".into())))?;
-                let topic = format!("game/{}/{}/{}", e.game, self.name, em.name);
+                let topic = opensports_proto::topic::plugin_output(&e.game, &self.name, &em.name);
                 out.push(OutputLine { game: e.game.clone(), seq: e.seq, topic, data });
             }
         }
