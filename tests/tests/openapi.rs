@@ -78,3 +78,23 @@ fn every_route_the_router_serves_is_documented() {
     }
     assert!(routes >= 25, "{routes} routes read from the router");
 }
+
+/// Every HTTP error code the API answers with is defined once (`error_code::http`) and listed
+/// in PROTOCOL.md.
+#[test]
+fn every_http_error_code_is_in_protocol_md() {
+    let doc = std::fs::read_to_string(opensports_tests::workspace().join("PROTOCOL.md")).unwrap();
+    for code in opensports_proto::error_code::http::ALL {
+        assert!(doc.contains(&format!("| `{code}` |")), "{code} is not in PROTOCOL.md's HTTP error table");
+    }
+    // And no handler writes a code by hand.
+    for file in ["admin.rs", "mod.rs", "sse.rs", "store.rs", "ws.rs", "pages.rs"] {
+        let src =
+            std::fs::read_to_string(opensports_tests::workspace().join("server/src/api").join(file)).unwrap();
+        for part in src.split("json_error(").skip(1) {
+            let args: String = part.chars().take_while(|c| *c != ';').collect();
+            let second = args.split(',').nth(1).unwrap_or("").trim().to_string();
+            assert!(!second.starts_with('"'), "{file}: a literal error code in json_error({args}");
+        }
+    }
+}

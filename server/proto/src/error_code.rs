@@ -109,3 +109,67 @@ pub mod reason {
     /// WebSocket: binary frames are not part of the protocol.
     pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
 }
+
+/// Codes of HTTP API errors: the body is `{"error":{"code":...,"message":...}}` (PROTOCOL.md
+/// §3). Besides these, the API answers with [`reason`] codes where the same rule applies
+/// (`bad_pattern`, `bad_since`, `bad_op`, `too_many_subscriptions`).
+pub mod http {
+    /// 401: no credential where one is needed, or a wrong one (and an admin key sent in the query string).
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403: a valid credential whose role or scopes do not allow the request.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// 429: this wrong credential failed too often from this address; retry later.
+    pub const BACKOFF: &str = "backoff";
+    /// 429 (per address) or 503 (server-wide): a stream (WebSocket, SSE) over its connection limits.
+    pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+    /// 400: a body or parameter that is not what the endpoint takes (the message names it).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// 400: a request to /ws that is not a WebSocket upgrade.
+    pub const BAD_UPGRADE: &str = "bad_upgrade";
+    /// 400: an uploaded plugin that does not compile or breaks the ABI.
+    pub const BAD_PLUGIN: &str = "bad_plugin";
+    /// 404: no such path under a catch-all route.
+    pub const NOT_FOUND: &str = "not_found";
+    /// 404: a game the server (or its log) does not have.
+    pub const NO_SUCH_GAME: &str = "no_such_game";
+    /// 404: nothing was published on the topic.
+    pub const NO_SUCH_TOPIC: &str = "no_such_topic";
+    /// 404: an API key id that does not exist.
+    pub const NO_SUCH_KEY: &str = "no_such_key";
+    /// 404: a model name or version that is not loaded.
+    pub const NO_SUCH_MODEL: &str = "no_such_model";
+    /// 404: a plugin name that is not loaded.
+    pub const NO_SUCH_PLUGIN: &str = "no_such_plugin";
+    /// 404: the durable log is disabled on this server.
+    pub const NO_STORE: &str = "no_store";
+    /// 503: as many backups are running as may (2 at once); retry shortly.
+    pub const BUSY: &str = "busy";
+    /// 500: the key file could not be written.
+    pub const KEY_STORE: &str = "key_store";
+    /// 500: the event log could not be read.
+    pub const STORE_ERROR: &str = "store_error";
+    /// 500: a task failed unexpectedly.
+    pub const INTERNAL: &str = "internal";
+
+    /// Every code of this module, for documentation checks.
+    pub const ALL: &[&str] = &[
+        UNAUTHORIZED,
+        FORBIDDEN,
+        BACKOFF,
+        TOO_MANY_CONNECTIONS,
+        BAD_REQUEST,
+        BAD_UPGRADE,
+        BAD_PLUGIN,
+        NOT_FOUND,
+        NO_SUCH_GAME,
+        NO_SUCH_TOPIC,
+        NO_SUCH_KEY,
+        NO_SUCH_MODEL,
+        NO_SUCH_PLUGIN,
+        NO_STORE,
+        BUSY,
+        KEY_STORE,
+        STORE_ERROR,
+        INTERNAL,
+    ];
+}

@@ -7,6 +7,7 @@
 //! - [`Admin`]: a [`Caller`] with the admin role, else `403 forbidden` (`401` when anonymous).
 //! - `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `GET /v1/audit`.
 
+use opensports_proto::error_code::http as http_code;
 use std::net::SocketAddr;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -45,12 +46,12 @@ impl Caller {
         if self.principal.role.is_none() {
             return json_error(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                http_code::UNAUTHORIZED,
                 &format!("{what} needs credentials"),
             );
         }
         let msg = format!("{} may not {what}", self.principal.id);
-        json_error(StatusCode::FORBIDDEN, "forbidden", &msg)
+        json_error(StatusCode::FORBIDDEN, http_code::FORBIDDEN, &msg)
     }
 
     /// The refusal (`403`/`401`) when the caller may not read `topic`.
@@ -121,13 +122,13 @@ pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Respons
                     "this credential failed too often from this address; retry in {} s",
                     wait.as_secs().max(1)
                 );
-                return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, "backoff", &msg)));
+                return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, &msg)));
             }
             let msg = match &why {
                 Refused::Jwt(e) => e.to_string(),
                 other => other.to_string(),
             };
-            Err(Box::new(json_error(StatusCode::UNAUTHORIZED, "unauthorized", &msg)))
+            Err(Box::new(json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, &msg)))
         }
     }
 }
@@ -152,7 +153,7 @@ impl FromRequestParts<AppState> for Admin {
         if caller.principal.is_admin() && caller.via_query {
             metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => "admin").increment(1);
             let msg = "admin calls take the key in the Authorization header, never in the query string";
-            Err(json_error(StatusCode::UNAUTHORIZED, "unauthorized", msg))
+            Err(json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, msg))
         } else if caller.principal.is_admin() {
             Ok(Admin(caller))
         } else {
@@ -189,7 +190,7 @@ pub struct CreateKey {
 pub async fn create_key(State(app): State<AppState>, admin: Admin, body: axum::body::Bytes) -> Response {
     let req: CreateKey = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.to_string()),
     };
     let new = NewKey { name: req.name, role: req.role, scopes: req.scopes };
     let (auth, actor, remote) = (app.auth.clone(), admin.0.principal.id.clone(), admin.0.remote());
@@ -201,10 +202,10 @@ pub async fn create_key(State(app): State<AppState>, admin: Admin, body: axum::b
             json(StatusCode::CREATED, body.to_string())
         }
         Ok(Err(crate::auth::KeyError::Invalid(why))) => {
-            json_error(StatusCode::BAD_REQUEST, "bad_request", &why)
+            json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &why)
         }
-        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::KEY_STORE, &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
     }
 }
 
@@ -220,10 +221,10 @@ pub async fn revoke_key(State(app): State<AppState>, admin: Admin, Path(id): Pat
     match tokio::task::spawn_blocking(move || auth.revoke_key(&id, &actor, remote)).await {
         Ok(Ok(rec)) => json(StatusCode::OK, public_view(&rec).to_string()),
         Ok(Err(e @ crate::auth::KeyError::NoSuchKey(_))) => {
-            json_error(StatusCode::NOT_FOUND, "no_such_key", &e.to_string())
+            json_error(StatusCode::NOT_FOUND, http_code::NO_SUCH_KEY, &e.to_string())
         }
-        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        Ok(Err(e)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::KEY_STORE, &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
     }
 }
 
@@ -239,6 +240,6 @@ pub async fn audit(State(app): State<AppState>, _admin: Admin, Query(q): Query<A
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     match app.auth.keys().audit_log(q.after.unwrap_or(0), limit) {
         Ok(entries) => json(StatusCode::OK, serde_json::json!({ "entries": entries }).to_string()),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "key_store", &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::KEY_STORE, &e.to_string()),
     }
 }

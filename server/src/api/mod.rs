@@ -19,6 +19,7 @@ pub mod sse;
 pub mod store;
 pub mod ws;
 
+use opensports_proto::error_code::http as http_code;
 use std::sync::Arc;
 
 use axum::Router;
@@ -206,7 +207,11 @@ async fn game(State(s): State<AppState>, caller: admin::Caller, Path(id): Path<S
     }
     match s.fanout.latest(&topic::game_state(&id)) {
         Some(p) => json(StatusCode::OK, p.data().to_string()),
-        None => json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} on this server")),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            http_code::NO_SUCH_GAME,
+            &format!("no game {id:?} on this server"),
+        ),
     }
 }
 
@@ -231,7 +236,11 @@ async fn activate_model(
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(VersionBody { version: Some(v) }) = serde_json::from_slice(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."}"#);
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            http_code::BAD_REQUEST,
+            r#"body must be {"version":"..."}"#,
+        );
     };
     let before = s.models.roles_of(&name);
     let r = s.models.activate(&name, &v);
@@ -249,7 +258,11 @@ async fn shadow_model(
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(VersionBody { version }) = serde_json::from_slice(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "bad_request", r#"body must be {"version":"..."|null}"#);
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            http_code::BAD_REQUEST,
+            r#"body must be {"version":"..."|null}"#,
+        );
     };
     let before = s.models.roles_of(&name);
     let r = s.models.set_shadow(&name, version.as_deref());
@@ -262,7 +275,7 @@ async fn shadow_model(
 fn role_result(r: Result<(), crate::model::registry::RoleError>, name: &str) -> Response {
     match r {
         Ok(()) => json(StatusCode::OK, serde_json::json!({"name": name, "ok": true}).to_string()),
-        Err(e) => json_error(StatusCode::NOT_FOUND, "no_such_model", &e.to_string()),
+        Err(e) => json_error(StatusCode::NOT_FOUND, http_code::NO_SUCH_MODEL, &e.to_string()),
     }
 }
 
@@ -277,7 +290,11 @@ async fn enable_plugin_game(
     Path((name, game)): Path<(String, String)>,
 ) -> Response {
     match s.plugins.enable_game(&name, &game) {
-        None => json_error(StatusCode::NOT_FOUND, "no_such_plugin", &format!("no plugin {name:?} is loaded")),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            http_code::NO_SUCH_PLUGIN,
+            &format!("no plugin {name:?} is loaded"),
+        ),
         Some(lifted) => {
             if lifted {
                 let what = format!("{name}/{game}");
@@ -305,7 +322,11 @@ async fn reload_plugin(
     body: axum::body::Bytes,
 ) -> Response {
     if s.plugins.get(&name).is_none() {
-        return json_error(StatusCode::NOT_FOUND, "no_such_plugin", &format!("no plugin {name:?} is loaded"));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            http_code::NO_SUCH_PLUGIN,
+            &format!("no plugin {name:?} is loaded"),
+        );
     }
     let before = s.plugins.version_of(&name);
     let set = s.plugins.clone();
@@ -316,7 +337,7 @@ async fn reload_plugin(
             admin.audit(&s, "plugin.replace", &name, before, serde_json::json!({ "version": version }));
             json(StatusCode::OK, serde_json::json!({"name": name, "version": version}).to_string())
         }
-        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, "bad_plugin", &e.to_string()),
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        Ok(Err(e)) => json_error(StatusCode::BAD_REQUEST, http_code::BAD_PLUGIN, &e.to_string()),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
     }
 }

@@ -14,6 +14,7 @@
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use opensports_proto::error_code::http as http_code;
 
 use super::json_error;
 
@@ -95,7 +96,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             ];
             (StatusCode::OK, headers, *bytes).into_response()
         }
-        None => json_error(StatusCode::NOT_FOUND, "not_found", &format!("no asset {file:?}")),
+        None => json_error(StatusCode::NOT_FOUND, http_code::NOT_FOUND, &format!("no asset {file:?}")),
     }
 }
 

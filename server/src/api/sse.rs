@@ -16,6 +16,7 @@
 //! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule);
 //! it shares the streaming connection limits with WebSockets.
 
+use opensports_proto::error_code::http as http_code;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub async fn latest(
     headers: HeaderMap,
 ) -> Response {
     let Some(topic) = path.strip_suffix("/latest") else {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "expected /v1/topics/{topic}/latest");
+        return json_error(StatusCode::NOT_FOUND, http_code::NOT_FOUND, "expected /v1/topics/{topic}/latest");
     };
     if let Err(e) = validate_topic(topic) {
         return json_error(StatusCode::BAD_REQUEST, reason::BAD_PATTERN, &format!("{topic:?}: {e}"));
@@ -62,7 +63,7 @@ pub async fn latest(
     let Some(p) = s.fanout.latest(topic) else {
         return json_error(
             StatusCode::NOT_FOUND,
-            "no_such_topic",
+            http_code::NO_SUCH_TOPIC,
             &format!("nothing published on {topic:?}"),
         );
     };

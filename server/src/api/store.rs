@@ -6,6 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use opensports_proto::error_code::http as http_code;
 use tokio::sync::mpsc;
 
 use super::{AppState, json_error};
@@ -66,7 +67,7 @@ fn streamed(
 fn no_store() -> Response {
     json_error(
         StatusCode::NOT_FOUND,
-        "no_store",
+        http_code::NO_STORE,
         "the durable log is disabled on this server (store.enabled = false)",
     )
 }
@@ -81,14 +82,20 @@ pub async fn events(
     let Some(store) = s.store.clone() else { return no_store() };
     let format = match q.format.as_deref().unwrap_or("jsonl").parse::<Format>() {
         Ok(f) => f,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e),
     };
     match store.game(&id) {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return json_error(StatusCode::NOT_FOUND, "no_such_game", &format!("no game {id:?} in the log"));
+            return json_error(
+                StatusCode::NOT_FOUND,
+                http_code::NO_SUCH_GAME,
+                &format!("no game {id:?} in the log"),
+            );
         }
-        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &e.to_string()),
+        Err(e) => {
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::STORE_ERROR, &e.to_string());
+        }
     }
     admin.audit(&s, "export", &id, serde_json::Value::Null, serde_json::json!({ "format": q.format }));
     let content_type = if format == Format::Csv { "text/csv" } else { "application/x-ndjson" };
@@ -129,7 +136,7 @@ pub async fn backup(State(s): State<AppState>, admin: super::admin::Admin) -> Re
     let Some(slot) = BackupSlot::take() else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+            http_code::BUSY,
             &format!("{MAX_BACKUPS} backups are being taken; try again when one is done"),
         );
     };
@@ -154,7 +161,7 @@ pub async fn backup(State(s): State<AppState>, admin: super::admin::Admin) -> Re
         partial.push(".partial");
         let _ = std::fs::remove_file(&partial);
         let _ = std::fs::remove_file(&tmp);
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error", &why);
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::STORE_ERROR, &why);
     }
     streamed("application/octet-stream", move |w| {
         let _slot = slot;

@@ -10,6 +10,7 @@
 //! [`Outbox`], lets [`Framer`] turn it into frames (or JSON-array batch frames), feeds them all
 //! and flushes once.
 
+use opensports_proto::error_code::http as http_code;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ const MAX_OUT_MESSAGE: usize = 4 << 20;
 pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     let key = match handshake_key(req.headers()) {
         Ok(k) => k,
-        Err(why) => return json_error(StatusCode::BAD_REQUEST, "bad_upgrade", why),
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_UPGRADE, why),
     };
     // Credentials are checked before the upgrade: a wrong one gets a plain 401.
     let (parts, body) = req.into_parts();
@@ -110,7 +111,7 @@ pub(super) fn stream_slots(
         metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "http_reserve").increment(1);
         return Err(Box::new(json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            http_code::TOO_MANY_CONNECTIONS,
             "the HTTP connection cap is full (server.max_http_connections); streams wait for a slot",
         )));
     }
@@ -121,7 +122,7 @@ pub(super) fn stream_slots(
                 metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_per_address").increment(1);
                 return Err(Box::new(json_error(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_connections",
+                    http_code::TOO_MANY_CONNECTIONS,
                     "streaming connection limit for this address reached (auth.max_ws_per_address)",
                 )));
             }
@@ -131,7 +132,7 @@ pub(super) fn stream_slots(
     let Ok(permit) = app.ws_permits.clone().try_acquire_owned() else {
         return Err(Box::new(json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            http_code::TOO_MANY_CONNECTIONS,
             "streaming connection limit reached (fanout.max_connections)",
         )));
     };
