@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`publisher`], [`subscriber`], [`trust`] (certificate pinning for the QUIC connection).
 
+pub mod backoff;
 pub mod publisher;
 pub mod subscriber;
 pub mod trust;

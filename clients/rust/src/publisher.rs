@@ -381,8 +381,7 @@ impl Publisher {
             if attempt >= self.cfg.reconnect_attempts {
                 return Err(PublishError::Lost(format!("gave up after {attempt} attempts")));
             }
-            let backoff = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(6)));
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(crate::backoff::delay(attempt.saturating_sub(1))).await;
         }
     }
 

@@ -152,14 +152,15 @@ impl Subscriber {
     pub async fn reconnect(&mut self, patience: Duration) -> Result<(), SubscribeError> {
         self.disconnect().await;
         let deadline = tokio::time::Instant::now() + patience;
-        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0;
         let ws = loop {
+            let backoff = crate::backoff::delay(attempt);
             match dial(&self.url).await {
                 Ok(ws) => break ws,
                 Err(e) if tokio::time::Instant::now() + backoff > deadline => return Err(e),
                 Err(_) => {
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    attempt += 1;
                 }
             }
         };
