@@ -465,3 +465,36 @@ pub fn hs256(secret: &[u8]) -> impl Fn(&[u8]) -> Vec<u8> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     move |m| ring::hmac::sign(&key, m).as_ref().to_vec()
 }
+
+/// A basketball game's first `n` simulated events under the id `id`.
+pub fn game_events(id: &str, n: usize) -> Vec<Event> {
+    let mut evs = sim_events(Sport::Basketball, 7, SIM_START_US);
+    evs.truncate(n);
+    for e in &mut evs {
+        e.game = id.into();
+    }
+    evs
+}
+
+/// A publisher connected to `server` with `token` (the error as text).
+pub async fn publisher_with(server: &TestServer, token: &str) -> Result<Publisher, String> {
+    let mut cfg = server.publisher_config();
+    cfg.token = token.into();
+    Publisher::connect(cfg).await.map_err(|e| e.to_string())
+}
+
+/// Sends `evs`, flushes, and returns the reject and error codes received.
+pub async fn publish_codes(p: &mut Publisher, evs: &[Event]) -> Vec<String> {
+    for e in evs {
+        p.send(e).await.unwrap();
+    }
+    p.flush(WAIT).await.unwrap();
+    p.take_notices()
+        .into_iter()
+        .filter_map(|n| match n {
+            opensports_proto::control::Control::Reject { code, .. }
+            | opensports_proto::control::Control::Error { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect()
+}

@@ -7,44 +7,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use opensports_client::{Publisher, Subscriber};
-use opensports_proto::control::Control;
+use opensports_client::Subscriber;
 use opensports_proto::error_code::quic;
 use opensports_proto::ws::{Mode, ServerMsg};
-use opensports_proto::{Event, Sport};
 use opensports_server::auth::Role;
-use opensports_tests::{SIM_START_US, TestServer, WAIT, hs256, jws, sim_events};
-
-/// A game's first `n` events under the id `id`.
-fn events(id: &str, n: usize) -> Vec<Event> {
-    let mut evs = sim_events(Sport::Basketball, 7, SIM_START_US);
-    evs.truncate(n);
-    for e in &mut evs {
-        e.game = id.into();
-    }
-    evs
-}
-
-async fn publisher_with(server: &TestServer, token: &str) -> Result<Publisher, String> {
-    let mut cfg = server.publisher_config();
-    cfg.token = token.into();
-    Publisher::connect(cfg).await.map_err(|e| e.to_string())
-}
-
-/// Sends `evs`, flushes, and returns the reject codes received.
-async fn publish(p: &mut Publisher, evs: &[Event]) -> Vec<String> {
-    for e in evs {
-        p.send(e).await.unwrap();
-    }
-    p.flush(WAIT).await.unwrap();
-    p.take_notices()
-        .into_iter()
-        .filter_map(|n| match n {
-            Control::Reject { code, .. } | Control::Error { code, .. } => Some(code),
-            _ => None,
-        })
-        .collect()
-}
+use opensports_tests::{TestServer, WAIT, game_events, hs256, jws, publish_codes, publisher_with};
 
 /// The reply to one `sub` (`Ok` subscribed, `Err(code)`).
 async fn sub(s: &mut Subscriber, pattern: &str) -> Result<(), String> {
@@ -80,9 +47,9 @@ async fn auth_matrix_over_quic_websocket_and_http() {
 
     // QUIC: who may publish what.
     let mut pa = publisher_with(&server, &publisher_a).await.unwrap();
-    assert!(publish(&mut pa, &events("venue-a-1", 20)).await.is_empty());
+    assert!(publish_codes(&mut pa, &game_events("venue-a-1", 20)).await.is_empty());
     assert_eq!(pa.acked("venue-a-1"), 20);
-    let refused = publish(&mut pa, &events("venue-b-1", 5)).await;
+    let refused = publish_codes(&mut pa, &game_events("venue-b-1", 5)).await;
     assert!(refused.len() == 5 && refused.iter().all(|c| c == "forbidden"), "{refused:?}");
     let (status, _) = server.call(&admin, "GET", "/v1/games/venue-b-1", None).await;
     assert_eq!(status, 404, "an out-of-scope event creates no game");
@@ -93,7 +60,7 @@ async fn auth_matrix_over_quic_websocket_and_http() {
         publisher_with(&server, &publisher_a).await.unwrap();
     }
     let mut pad = publisher_with(&server, &admin).await.unwrap();
-    assert!(publish(&mut pad, &events("venue-b-1", 5)).await.is_empty(), "admin writes any game");
+    assert!(publish_codes(&mut pad, &game_events("venue-b-1", 5)).await.is_empty(), "admin writes any game");
     server.wait_for_seq_as(&admin, "venue-a-1", 20).await;
 
     // WebSocket: who may read what.
@@ -190,7 +157,7 @@ async fn revoking_a_key_closes_its_connections_and_is_audited() {
     let reader_id = reader.split('_').nth(1).unwrap().to_string();
 
     let mut p = publisher_with(&server, &pub_key).await.unwrap();
-    assert!(publish(&mut p, &events("rv-1", 5)).await.is_empty());
+    assert!(publish_codes(&mut p, &game_events("rv-1", 5)).await.is_empty());
     let mut s = Subscriber::connect(&ws_url_with(&server, &reader)).await.unwrap();
     sub(&mut s, "game/rv-1/state").await.unwrap();
 
@@ -343,8 +310,8 @@ async fn one_address_cannot_hold_every_websocket_slot() {
 async fn a_publisher_key_is_held_to_its_event_rate_and_loses_nothing() {
     let server = TestServer::start_with(|c| c.auth.max_events_per_sec_per_key = 100).await;
     let mut p = server.publisher().await;
-    let evs = events("rate-1", 250);
-    assert!(publish(&mut p, &evs).await.is_empty());
+    let evs = game_events("rate-1", 250);
+    assert!(publish_codes(&mut p, &evs).await.is_empty());
     assert_eq!(p.acked("rate-1"), 250, "slowed, never dropped");
     let held = server.metric(r#"opensports_rate_limited_total{limit="events_per_key"}"#).await;
     assert!(held >= 1.0, "{held}");
@@ -356,13 +323,13 @@ async fn one_key_cannot_take_every_game_slot() {
     let server = TestServer::start_with(|c| c.auth.max_games_per_key = 2).await;
     let key = server.key(Role::Publisher, &["*"]);
     let mut p = publisher_with(&server, &key).await.unwrap();
-    assert!(publish(&mut p, &events("q-1", 3)).await.is_empty());
-    assert!(publish(&mut p, &events("q-2", 3)).await.is_empty());
-    let refused = publish(&mut p, &events("q-3", 3)).await;
+    assert!(publish_codes(&mut p, &game_events("q-1", 3)).await.is_empty());
+    assert!(publish_codes(&mut p, &game_events("q-2", 3)).await.is_empty());
+    let refused = publish_codes(&mut p, &game_events("q-3", 3)).await;
     assert!(!refused.is_empty() && refused.iter().all(|c| c == "game_quota"), "{refused:?}");
     // Another key still has slots.
     let mut other = server.publisher().await;
-    assert!(publish(&mut other, &events("q-3", 3)).await.is_empty());
+    assert!(publish_codes(&mut other, &game_events("q-3", 3)).await.is_empty());
     server.shutdown().await;
 }
 

@@ -3,41 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use opensports_client::Publisher;
-use opensports_proto::control::Control;
 use opensports_proto::{Event, Sport};
 use opensports_server::auth::Role;
-use opensports_tests::{SIM_START_US, TestServer, WAIT, sim_events};
-
-/// A game's first `n` events under the id `id`.
-fn events(id: &str, n: usize) -> Vec<Event> {
-    let mut evs = sim_events(Sport::Basketball, 7, SIM_START_US);
-    evs.truncate(n);
-    for e in &mut evs {
-        e.game = id.into();
-    }
-    evs
-}
-
-async fn publisher_with(server: &TestServer, token: &str) -> Publisher {
-    let mut cfg = server.publisher_config();
-    cfg.token = token.into();
-    Publisher::connect(cfg).await.unwrap()
-}
-
-/// Sends `evs`, flushes, and returns the reject codes received.
-async fn publish(p: &mut Publisher, evs: &[Event]) -> Vec<String> {
-    for e in evs {
-        p.send(e).await.unwrap();
-    }
-    p.flush(WAIT).await.unwrap();
-    p.take_notices()
-        .into_iter()
-        .filter_map(|n| match n {
-            Control::Reject { code, .. } | Control::Error { code, .. } => Some(code),
-            _ => None,
-        })
-        .collect()
-}
+use opensports_tests::{
+    SIM_START_US, TestServer, WAIT, game_events, publish_codes, publisher_with, sim_events,
+};
 
 /// Every seq of `game` in the log, read back from the redb file.
 fn logged_seqs(server: &TestServer, game: &str) -> Vec<u64> {
@@ -61,12 +31,12 @@ async fn an_ack_always_means_logged_whatever_another_key_sends() {
         TestServer::start_with(|c| c.ingest.tokens = vec!["static-token-of-venue-b".into()]).await;
     let venue_a = server.key(Role::Publisher, &["venue-a-*"]);
     let game = "venue-a-1";
-    let evs = events(game, 40);
-    let mut real = publisher_with(&server, &venue_a).await;
-    assert!(publish(&mut real, &evs[..10]).await.is_empty());
+    let evs = game_events(game, 40);
+    let mut real = publisher_with(&server, &venue_a).await.unwrap();
+    assert!(publish_codes(&mut real, &evs[..10]).await.is_empty());
 
     // The attack: 70 events with widely spaced seqs from a `*` identity.
-    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await;
+    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await.unwrap();
     let spaced: Vec<Event> = (0..70u64)
         .map(|i| {
             let mut e = evs[10].clone();
@@ -74,22 +44,22 @@ async fn an_ack_always_means_logged_whatever_another_key_sends() {
             e
         })
         .collect();
-    let codes = publish(&mut attacker, &spaced).await;
+    let codes = publish_codes(&mut attacker, &spaced).await;
     assert_eq!(codes.len(), 70, "{codes:?}");
     assert!(codes.iter().all(|c| c == "game_owned"), "{codes:?}");
 
     // A key with a shared: scope may write the game, but still cannot make a missing seq
     // look like a duplicate: past 64 open gaps its events are refused, nothing is forgotten.
     let sharer = server.key(Role::Publisher, &["shared:venue-a-*"]);
-    let mut sharer = publisher_with(&server, &sharer).await;
-    let codes = publish(&mut sharer, &spaced).await;
+    let mut sharer = publisher_with(&server, &sharer).await.unwrap();
+    let codes = publish_codes(&mut sharer, &spaced).await;
     assert_eq!(codes.iter().filter(|c| *c == "too_many_gaps").count(), 70 - 64, "{codes:?}");
     let mut far = evs[10].clone();
     far.seq = 10_000_000;
-    assert_eq!(publish(&mut sharer, &[far]).await, vec!["seq_too_far".to_string()]);
+    assert_eq!(publish_codes(&mut sharer, &[far]).await, vec!["seq_too_far".to_string()]);
 
     // The real publisher goes on: 11..=40 are acked, and every acked seq is in the log.
-    assert!(publish(&mut real, &evs[10..]).await.is_empty());
+    assert!(publish_codes(&mut real, &evs[10..]).await.is_empty());
     assert_eq!(real.acked(game), 40);
     let logged = logged_seqs(&server, game);
     for seq in 1..=40 {
@@ -101,12 +71,12 @@ async fn an_ack_always_means_logged_whatever_another_key_sends() {
     // Ownership is in the log: after a restart the static token is still refused.
     drop((real, attacker, sharer));
     server.restart().await;
-    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await;
+    let mut attacker = publisher_with(&server, "static-token-of-venue-b").await.unwrap();
     let mut late = evs[39].clone();
     late.seq = 41;
-    assert_eq!(publish(&mut attacker, &[late.clone()]).await, vec!["game_owned".to_string()]);
-    let mut real = publisher_with(&server, &venue_a).await;
-    assert!(publish(&mut real, &[late]).await.is_empty());
+    assert_eq!(publish_codes(&mut attacker, &[late.clone()]).await, vec!["game_owned".to_string()]);
+    let mut real = publisher_with(&server, &venue_a).await.unwrap();
+    assert!(publish_codes(&mut real, &[late]).await.is_empty());
     assert_eq!(real.acked(game), 41);
     server.shutdown().await;
 }
@@ -120,19 +90,22 @@ async fn the_game_quota_holds_across_restarts_and_static_tokens_are_separate_ide
         c.ingest.tokens = vec!["static-token-one".into(), "static-token-two".into()];
     })
     .await;
-    let mut one = publisher_with(&server, "static-token-one").await;
+    let mut one = publisher_with(&server, "static-token-one").await.unwrap();
     for g in ["quota-1", "quota-2"] {
-        assert!(publish(&mut one, &events(g, 1)).await.is_empty());
+        assert!(publish_codes(&mut one, &game_events(g, 1)).await.is_empty());
     }
-    assert_eq!(publish(&mut one, &events("quota-3", 1)).await, vec!["game_quota".to_string()]);
-    let mut two = publisher_with(&server, "static-token-two").await;
-    assert!(publish(&mut two, &events("quota-4", 1)).await.is_empty(), "another token has its own quota");
+    assert_eq!(publish_codes(&mut one, &game_events("quota-3", 1)).await, vec!["game_quota".to_string()]);
+    let mut two = publisher_with(&server, "static-token-two").await.unwrap();
+    assert!(
+        publish_codes(&mut two, &game_events("quota-4", 1)).await.is_empty(),
+        "another token has its own quota"
+    );
     drop((one, two));
     for _ in 0..2 {
         server.restart().await;
-        let mut one = publisher_with(&server, "static-token-one").await;
+        let mut one = publisher_with(&server, "static-token-one").await.unwrap();
         assert_eq!(
-            publish(&mut one, &events("quota-5", 1)).await,
+            publish_codes(&mut one, &game_events("quota-5", 1)).await,
             vec!["game_quota".to_string()],
             "the quota is counted from the log after a restart"
         );
@@ -153,7 +126,7 @@ async fn a_plugin_fault_stays_in_its_game() {
         ))];
     })
     .await;
-    let attack: Vec<Event> = events("attack-1", 120)
+    let attack: Vec<Event> = game_events("attack-1", 120)
         .into_iter()
         .map(|e| {
             let mut v = serde_json::to_value(&e).unwrap();
@@ -185,7 +158,7 @@ async fn a_plugin_fault_stays_in_its_game() {
     assert_eq!(r["quarantined_games"], serde_json::json!(["attack-1"]), "{r}");
 
     // Another game keeps its box score: the team points equal the game's score.
-    let victim = events("victim-1", 120);
+    let victim = game_events("victim-1", 120);
     server.publish_all(&victim).await;
     let (_, state) = server.get("/v1/games/victim-1").await;
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
@@ -227,7 +200,10 @@ async fn wrong_credentials_from_the_same_address_never_keep_a_valid_one_out() {
     }
     assert!(server.metric(r#"opensports_ingest_auth_failures_total{reason="backoff"}"#).await >= 1.0);
     let mut p = server.publisher().await;
-    assert!(publish(&mut p, &events("nat-1", 3)).await.is_empty(), "a valid token from the address gets in");
+    assert!(
+        publish_codes(&mut p, &game_events("nat-1", 3)).await.is_empty(),
+        "a valid token from the address gets in"
+    );
     server.shutdown().await;
 }
 
@@ -236,7 +212,7 @@ async fn wrong_credentials_from_the_same_address_never_keep_a_valid_one_out() {
 async fn tracking_datagrams_are_inside_the_key_rate() {
     let server = TestServer::start_with(|c| c.auth.max_events_per_sec_per_key = 100).await;
     let mut p = server.publisher().await;
-    assert!(publish(&mut p, &events("dg-1", 1)).await.is_empty());
+    assert!(publish_codes(&mut p, &game_events("dg-1", 1)).await.is_empty());
     for i in 0..2_000i64 {
         let sample = opensports_proto::tracking::TrackingSample {
             game: "dg-1".into(),
@@ -405,7 +381,7 @@ async fn cars_and_players_per_game_are_bounded() {
         }
     }
     let mut p = server.publisher().await;
-    let codes = publish(&mut p, &renamed).await;
+    let codes = publish_codes(&mut p, &renamed).await;
     assert_eq!(codes.len(), 60 - 40 + 1, "{codes:?}");
     assert!(codes.iter().all(|c| c == "bad_event"), "{codes:?}");
     let accepted = renamed
@@ -423,7 +399,7 @@ async fn cars_and_players_per_game_are_bounded() {
     server.restart().await;
     let mut p = server.publisher().await;
     let last = renamed.last().unwrap().clone();
-    assert_eq!(publish(&mut p, &[last]).await, vec!["bad_event".to_string()]);
+    assert_eq!(publish_codes(&mut p, &[last]).await, vec!["bad_event".to_string()]);
     server.shutdown().await;
 }
 
