@@ -20,9 +20,10 @@ pub async fn run(
     replay: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let feed = replay.map(|p| super::replay::load(p, None, &Default::default())).transpose()?;
-    // The built-in simulator publishes with a token made for this run only; anyone may read
-    // (the dashboard needs no key) unless the config says otherwise.
-    let token = random_token()?;
+    // The built-in simulator publishes with the data dir's demo token (one identity across
+    // runs, so it still owns the games it created before a restart); anyone may read (the
+    // dashboard needs no key) unless the config says otherwise.
+    let token = demo_token(&config.server.data_dir)?;
     config.ingest.tokens.push(token.clone());
     if config.auth.public_topics.is_empty() {
         config.auth.public_topics = vec!["#".into()];
@@ -85,12 +86,27 @@ pub async fn run(
     Ok(())
 }
 
-/// A random token for the demo's own simulator.
-fn random_token() -> anyhow::Result<String> {
+/// The demo simulator's token: random on a data dir's first demo, kept in `demo.token`
+/// (owner-only) so later demos are the same publisher identity (a game belongs to the
+/// identity that created it).
+fn demo_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     use ring::rand::SecureRandom as _;
+    let path = data_dir.join("demo.token");
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && t.trim().len() >= 32
+    {
+        return Ok(t.trim().to_string());
+    }
     let mut bytes = [0u8; 24];
     ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&path)?, token.as_bytes())?;
+    Ok(token)
 }
 
 /// The live (unrevoked) admin keys a demo created on this data dir: `serve` warns about
@@ -129,7 +145,10 @@ mod tests {
         assert!(auth.bearer(&key).unwrap().is_admin());
         assert_eq!(first_admin_key(&auth).unwrap(), None, "printed once: none on later runs");
         assert_eq!(live_demo_keys(&auth).len(), 1, "serve names it");
-        assert_eq!(random_token().unwrap().len(), 48);
-        assert_ne!(random_token().unwrap(), random_token().unwrap());
+        let token = demo_token(dir.path()).unwrap();
+        assert_eq!(demo_token(dir.path()).unwrap(), token, "one demo identity per data dir");
+        assert_eq!(token.len(), 48);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(demo_token(other.path()).unwrap(), token, "random per data dir");
     }
 }
