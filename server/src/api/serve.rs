@@ -53,23 +53,16 @@ pub async fn serve(
         // A slot of the cap within the address's share, else a reserve slot, else closed at
         // once (dropped: its descriptor freed).
         let ip = peer.ip();
-        let normal = shares
-            .take(ip, cfg.max_http_per_address)
-            .and_then(|share| Some((slots.clone().try_acquire_owned().ok()?, share)));
-        let (slot, reserved) = match normal {
-            Some(s) => (s, false),
-            None => {
-                let spare = reserve_shares
-                    .take(ip, RESERVE_PER_ADDRESS)
-                    .and_then(|share| Some((reserve.clone().try_acquire_owned().ok()?, share)));
-                match spare {
-                    Some(s) => (s, true),
-                    None => {
-                        metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
-                        continue;
-                    }
-                }
-            }
+        let take = |shares: &Arc<AddrSlots>, per_address, pool: &Arc<Semaphore>| {
+            let share = shares.take(ip, per_address)?;
+            Some((pool.clone().try_acquire_owned().ok()?, share))
+        };
+        let taken = take(&shares, cfg.max_http_per_address, &slots)
+            .map(|slot| (slot, false))
+            .or_else(|| take(&reserve_shares, RESERVE_PER_ADDRESS, &reserve).map(|slot| (slot, true)));
+        let Some((slot, reserved)) = taken else {
+            metrics::counter!(m::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
+            continue;
         };
         // Subscribers get small frames that must leave now: no Nagle delay.
         if let Err(e) = tcp.set_nodelay(true) {

@@ -164,8 +164,12 @@ impl Auth {
 
     /// A credential `token` from `ip` was accepted: its pair starts afresh.
     pub fn succeeded(&self, ip: Option<IpAddr>, token: &str) {
-        if let Some(ip) = ip {
-            self.backoff.lock().succeeded(ip, credential_tag(token));
+        let Some(ip) = ip else { return };
+        // Every authenticated request comes here: hash the credential only when some pair
+        // is backing off at all.
+        let mut backoff = self.backoff.lock();
+        if !backoff.is_empty() {
+            backoff.succeeded(ip, credential_tag(token));
         }
     }
 

@@ -175,7 +175,7 @@ impl Session {
         self.since_held.retain(|m| Arc::strong_count(m) > 1);
         let held: usize = self.since_held.iter().map(|m| m.len()).sum();
         let max_since = self.fanout.config().max_since_keys;
-        if since.len() > max_since || held + since.len() > max_since {
+        if held + since.len() > max_since {
             return Err((
                 reason::BAD_SINCE,
                 format!("at most {max_since} since keys per connection ({held} held by earlier subs)"),

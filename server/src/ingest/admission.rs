@@ -85,16 +85,33 @@ impl Rosters {
     /// Records the people `event` names, unless a new one would take its game past the
     /// bound: then nothing is recorded and the error says so.
     pub fn admit(&self, event: &Event) -> Result<(), String> {
+        let max = opensports_proto::limits::max_people(event.sport());
+        self.record(event, Some(max)).map_err(|()| {
+            let what = if event.sport() == opensports_proto::Sport::F1 { "cars" } else { "players" };
+            format!("game {} would name more than {max} {what}", event.game)
+        })
+    }
+
+    /// Records the people of an event read back from the log or applied from a cluster peer
+    /// (accepted once already: never refused).
+    pub fn restore(&self, event: &Event) {
+        let _ = self.record(event, None);
+    }
+
+    /// Adds the event's new names, unless they would take the game past `max`.
+    fn record(&self, event: &Event, max: Option<usize>) -> Result<(), ()> {
         let people = event.people();
         if people.iter().all(Option::is_none) {
             return Ok(());
         }
-        let max = opensports_proto::limits::max_people(event.sport());
-        let mut names = self.by_game.entry(event.game.clone()).or_default();
+        // A known game's set is looked up without allocating its key (the usual case).
+        let mut names = match self.by_game.get_mut(&event.game) {
+            Some(n) => n,
+            None => self.by_game.entry(event.game.clone()).or_default(),
+        };
         let new = people.iter().flatten().filter(|p| !names.contains(**p)).count();
-        if names.len() + new > max {
-            let what = if event.sport() == opensports_proto::Sport::F1 { "cars" } else { "players" };
-            return Err(format!("game {} would name more than {max} {what}", event.game));
+        if max.is_some_and(|max| names.len() + new > max) {
+            return Err(());
         }
         for p in people.into_iter().flatten() {
             if !names.contains(p) {
@@ -102,26 +119,6 @@ impl Rosters {
             }
         }
         Ok(())
-    }
-
-    /// Records the people of an event read back from the log or applied from a cluster peer
-    /// (accepted once already: never refused).
-    pub fn restore(&self, event: &Event) {
-        let people = event.people();
-        if people.iter().all(Option::is_none) {
-            return;
-        }
-        let mut names = self.by_game.entry(event.game.clone()).or_default();
-        for p in people.into_iter().flatten() {
-            if !names.contains(p) {
-                names.insert(p.into());
-            }
-        }
-    }
-
-    /// Distinct people `game` has named.
-    pub fn count(&self, game: &str) -> usize {
-        self.by_game.get(game).map_or(0, |n| n.len())
     }
 
     /// The game left memory.
@@ -223,8 +220,8 @@ impl StreamState {
             let msg = format!("{} may not write game {}", p.id, event.game);
             return reject(Some(event.game), Some(event.seq), reason::FORBIDDEN, msg);
         }
-        // One directory lookup for a known game; a new one is checked against the key's quota
-        // and the seq rules before it is admitted (a refused event leaves no game behind).
+        // A new game is checked against the key's quota and the seq rules before it is
+        // admitted (a refused event leaves no game behind).
         if !rules.directory.contains(&event.game) {
             if !p.is_admin() && rules.owners.held(&p.id) >= rules.max_games_per_key {
                 let msg = format!(
@@ -293,25 +290,21 @@ impl StreamState {
     }
 }
 
-/// The code and message of a seq the sequencer refused (or a retry out of stream order).
+/// The code ([`Seq::refused`]) and message of a seq the sequencer refused, or of a retry out of
+/// stream order (`seq_not_increasing`).
 fn refusal(v: Seq, seq: u64, last: u64, max_jump: u64) -> (&'static str, String) {
-    match v {
-        Seq::TooFar => (
-            reason::SEQ_TOO_FAR,
-            format!("seq {seq} is more than {max_jump} past the game's highest (ingest.max_seq_jump)"),
-        ),
-        Seq::TooManyGaps => (
-            reason::TOO_MANY_GAPS,
-            format!(
-                "seq {seq} would leave more than {} ranges of the game missing; send the missing seqs first",
-                super::seq::MAX_GAPS_PER_GAME
-            ),
-        ),
-        Seq::Unknown => {
-            (reason::SEQ_UNKNOWN, format!("seq {seq} is older than what the server remembers of this game"))
+    let msg = match v {
+        Seq::TooFar => {
+            format!("seq {seq} is more than {max_jump} past the game's highest (ingest.max_seq_jump)")
         }
-        _ => (reason::SEQ_NOT_INCREASING, format!("seq {seq} after {last} on the same stream")),
-    }
+        Seq::TooManyGaps => format!(
+            "seq {seq} would leave more than {} ranges of the game missing; send the missing seqs first",
+            super::seq::MAX_GAPS_PER_GAME
+        ),
+        Seq::Unknown => format!("seq {seq} is older than what the server remembers of this game"),
+        _ => format!("seq {seq} after {last} on the same stream"),
+    };
+    (v.refused().unwrap_or(reason::SEQ_NOT_INCREASING), msg)
 }
 
 fn reject(game: Option<String>, seq: Option<u64>, code: &'static str, message: String) -> Verdict {

@@ -142,14 +142,23 @@ impl PluginInfo {
         let mut h = self.health.lock();
         h.recent.remove(game);
         let lifted = h.games.remove(game);
-        self.games_quarantined.store(h.games.len(), Ordering::Relaxed);
+        if lifted {
+            self.set_games_quarantined(h.games.len());
+        }
         lifted
+    }
+
+    /// The count the hot path reads, and its gauge, kept together (every change goes here,
+    /// eviction's included).
+    fn set_games_quarantined(&self, n: usize) {
+        self.games_quarantined.store(n, Ordering::Relaxed);
+        metrics::gauge!(m::PLUGIN_QUARANTINED_GAMES, "plugin" => self.name.to_string()).set(n as f64);
     }
 
     fn clear(&self) {
         let mut h = self.health.lock();
         *h = Health::default();
-        self.games_quarantined.store(0, Ordering::Relaxed);
+        self.set_games_quarantined(0);
         self.quarantined.store(false, Ordering::Relaxed);
     }
 
@@ -184,7 +193,7 @@ impl PluginInfo {
                 if !h.games.insert(g.to_string()) {
                     return Quarantine::No;
                 }
-                self.games_quarantined.store(h.games.len(), Ordering::Relaxed);
+                self.set_games_quarantined(h.games.len());
                 h.games.len() >= games_for_all
             }
             None => true,
@@ -384,8 +393,6 @@ impl PluginSet {
         let info = self.get(plugin)?;
         let lifted = info.enable_game(game);
         if lifted {
-            metrics::gauge!(m::PLUGIN_QUARANTINED_GAMES, "plugin" => info.name.to_string())
-                .set(info.games_quarantined.load(Ordering::Relaxed) as f64);
             tracing::info!(plugin, game, "plugin re-enabled for a game");
         }
         Some(lifted)
@@ -405,8 +412,6 @@ impl PluginSet {
                 tracing::error!(plugin = %info.name, error = %e, "plugin quarantined for every game: it fails in many games, or outside any");
             }
             Quarantine::Game => {
-                metrics::gauge!(m::PLUGIN_QUARANTINED_GAMES, "plugin" => info.name.to_string())
-                    .set(info.games_quarantined.load(Ordering::Relaxed) as f64);
                 tracing::error!(plugin = %info.name, game, error = %e, "plugin quarantined for one game: too many failures in a minute on its events");
             }
             Quarantine::No => {
