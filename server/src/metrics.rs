@@ -35,18 +35,19 @@ pub const FANOUT_TOPICS: &str = "opensports_fanout_topics";
 pub const FANOUT_TOPICS_REFUSED_TOTAL: &str = "opensports_fanout_topics_refused_total";
 pub const FANOUT_DROPPED_TOTAL: &str = "opensports_fanout_dropped_total";
 pub const FANOUT_LAGGED_TOTAL: &str = "opensports_fanout_lagged_total";
-pub const WS_SESSIONS: &str = "opensports_ws_sessions";
-pub const SSE_SESSIONS: &str = "opensports_sse_sessions";
-pub const SSE_MESSAGES_SENT_TOTAL: &str = "opensports_sse_messages_sent_total";
-pub const WS_ERRORS_TOTAL: &str = "opensports_ws_errors_total";
-pub const WS_MESSAGES_SENT_TOTAL: &str = "opensports_ws_messages_sent_total";
+/// Open subscriber sessions, by `transport` (ws, sse, graphql).
+pub const SESSIONS: &str = "opensports_sessions";
+/// Messages sent to subscribers, by `transport`.
+pub const SESSION_MESSAGES_SENT_TOTAL: &str = "opensports_session_messages_sent_total";
+/// Subscriber `error` messages, by `code` and `transport`.
+pub const SESSION_ERRORS_TOTAL: &str = "opensports_session_errors_total";
+/// Sessions the server ended by a lifetime rule, by `transport` and `reason`.
+pub const SESSION_ENDED_TOTAL: &str = "opensports_session_ended_total";
 pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
 
 pub const PLUGIN_FAILURES_TOTAL: &str = "opensports_plugin_failures_total";
 pub const PLUGIN_DEADLINE_RETRIES_TOTAL: &str = "opensports_plugin_deadline_retries_total";
 pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
-/// SSE streams the server ended, by reason (`lifetime`).
-pub const SSE_ENDED_TOTAL: &str = "opensports_sse_ended_total";
 /// Games a plugin is quarantined for (it runs for the others).
 pub const PLUGIN_QUARANTINED_GAMES: &str = "opensports_plugin_quarantined_games";
 pub const PLUGIN_CALL_SECONDS: &str = "opensports_plugin_call_seconds";
@@ -129,15 +130,17 @@ fn zero() {
         FANOUT_PUBLICATIONS_TOTAL,
         FANOUT_DROPPED_TOTAL,
         FANOUT_LAGGED_TOTAL,
-        SSE_MESSAGES_SENT_TOTAL,
-        WS_MESSAGES_SENT_TOTAL,
         WS_FRAMES_SENT_TOTAL,
         STORE_EVENTS_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
-    for name in [INGEST_CONNECTIONS, WS_SESSIONS, SSE_SESSIONS, PIPELINE_GAMES, FANOUT_TOPICS] {
+    for name in [INGEST_CONNECTIONS, PIPELINE_GAMES, FANOUT_TOPICS] {
         metrics::gauge!(name).increment(0.0);
+    }
+    for transport in ["ws", "sse", "graphql"] {
+        metrics::gauge!(SESSIONS, "transport" => transport).increment(0.0);
+        metrics::counter!(SESSION_MESSAGES_SENT_TOTAL, "transport" => transport).absolute(0);
     }
 }
 
@@ -252,7 +255,10 @@ fn describe() {
     );
     describe_counter!(PLUGIN_DEADLINE_RETRIES_TOTAL, "Deadline misses retried once with a longer deadline");
     describe_gauge!(PLUGIN_QUARANTINED, "1 while a plugin is quarantined for every game");
-    describe_counter!(SSE_ENDED_TOTAL, "SSE streams the server ended, by reason (lifetime)");
+    describe_counter!(
+        SESSION_ENDED_TOTAL,
+        "Subscriber sessions the server ended, by transport and reason (token_expired, key_revoked, idle_timeout, lifetime)"
+    );
     describe_gauge!(PLUGIN_QUARANTINED_GAMES, "Games a plugin is quarantined for (it runs for the others)");
     describe_histogram!(
         PLUGIN_CALL_SECONDS,
@@ -280,11 +286,9 @@ fn describe() {
     describe_gauge!(MODEL_OUTCOME_BRIER_SUM, "Sum of Brier scores against outcomes (divide by predictions)");
     describe_gauge!(MODEL_OUTCOME_LOG_LOSS_SUM, "Sum of log losses against outcomes (divide by predictions)");
     describe_counter!(MODEL_REFUSED_TOTAL, "Models refused at load (file, sha256, shape or ops)");
-    describe_gauge!(WS_SESSIONS, "Open WebSocket sessions");
-    describe_gauge!(SSE_SESSIONS, "Open Server-Sent Events streams (GET /v1/sse)");
-    describe_counter!(SSE_MESSAGES_SENT_TOTAL, "Publications sent as Server-Sent Events");
-    describe_counter!(WS_ERRORS_TOTAL, "Subscriber error messages sent, by code and transport (ws, sse)");
-    describe_counter!(WS_MESSAGES_SENT_TOTAL, "Messages written to WebSocket subscribers");
+    describe_gauge!(SESSIONS, "Open subscriber sessions, by transport (ws, sse, graphql)");
+    describe_counter!(SESSION_MESSAGES_SENT_TOTAL, "Messages sent to subscribers, by transport");
+    describe_counter!(SESSION_ERRORS_TOTAL, "Subscriber error messages sent, by code and transport");
     describe_counter!(
         WS_FRAMES_SENT_TOTAL,
         "WebSocket frames written (a batch frame holds several messages)"

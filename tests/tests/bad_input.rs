@@ -194,7 +194,7 @@ async fn bad_websocket_ops_get_error_codes_and_the_session_survives() {
         ("message_too_large", format!(r#"{{"op":"sub","topics":["{}"]}}"#, "a".repeat(300))),
     ];
     for (code, text) in &cases {
-        let metric = format!("opensports_ws_errors_total{{code=\"{code}\",transport=\"ws\"}}");
+        let metric = format!("opensports_session_errors_total{{code=\"{code}\",transport=\"ws\"}}");
         let before = server.metric(&metric).await;
         sub.send_text(text.clone()).await.unwrap();
         let msgs = read_until(&mut sub, WAIT, |m| matches!(m, ServerMsg::Error { .. })).await;

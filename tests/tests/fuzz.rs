@@ -20,7 +20,7 @@ use opensports_proto::{Event, Sport};
 use opensports_server::config::FanoutConfig;
 use opensports_server::fanout::Fanout;
 use opensports_server::fanout::outbox::Outbox;
-use opensports_server::fanout::session::{Access, Session};
+use opensports_server::fanout::session::{Access, Session, Transport};
 use opensports_tests::{SIM_START_US, sim_events};
 
 /// SplitMix64: tiny, fast, good enough to drive mutations.
@@ -204,14 +204,15 @@ fn websocket_ops_through_a_real_session_and_sse_resume_points() {
     let access = Access {
         principal: opensports_server::auth::Principal::anonymous(),
         public: Arc::from(vec!["#".to_string()]),
-        transport: "ws",
+        transport: Transport::Ws,
     };
-    let mut session = Session::new(fanout.clone(), outbox.clone(), access);
+    let now = std::time::Instant::now();
+    let mut session = Session::new(fanout.clone(), outbox.clone(), access, now);
     let mut drained = Vec::new();
     fuzz("ws ops", &corpus, |b| {
         let _ = serde_json::from_slice::<ClientOp>(b);
         if let Ok(text) = std::str::from_utf8(b) {
-            session.on_text(text);
+            session.on_text(text, now);
         }
         drained.clear();
         outbox.drain(&mut drained);

@@ -481,6 +481,8 @@ async fn connections_are_shared_fairly_and_probes_always_get_in() {
         let read = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await.unwrap();
         assert!(read.is_ok());
     }
-    assert!(server.metric(r#"opensports_sse_ended_total{reason="lifetime"}"#).await >= 64.0);
+    assert!(
+        server.metric(r#"opensports_session_ended_total{transport="sse",reason="lifetime"}"#).await >= 64.0
+    );
     server.shutdown().await;
 }

@@ -232,7 +232,7 @@ async fn sse_streams_every_message_and_resumes_from_last_event_id_without_gap_or
     // One `id` per chunk, on its last publication: the id in force after the snapshots.
     let id = first.iter().rev().find_map(|e| e.id.clone()).unwrap();
     assert!(id.contains(&format!("{topic}=20")), "{id}");
-    assert_eq!(server.metric("opensports_sse_sessions").await, 1.0);
+    assert_eq!(server.metric(r#"opensports_sessions{transport="sse"}"#).await, 1.0);
 
     server.publish_all(&events[20..40]).await;
     let mut live = Vec::new();
@@ -276,7 +276,7 @@ async fn sse_streams_every_message_and_resumes_from_last_event_id_without_gap_or
     assert_eq!(again.iter().filter(|e| e.data["topic"] == topic.as_str()).count(), 20);
     drop((sse, sse2));
     for _ in 0..500 {
-        if server.metric("opensports_sse_sessions").await == 0.0 {
+        if server.metric(r#"opensports_sessions{transport="sse"}"#).await == 0.0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

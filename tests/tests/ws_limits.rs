@@ -165,7 +165,8 @@ async fn idle_upgrades_are_closed_and_bad_frames_get_their_close_codes() {
     // The subscribed session outlived the idle timeout and still answers.
     busy.send(Message::text(r#"{"op":"ping"}"#)).await.unwrap();
     assert!(pong(&mut busy).await, "the subscribed session was closed");
-    let closed = server.metric(r#"opensports_ws_errors_total{code="idle_timeout",transport="ws"}"#).await;
+    let closed =
+        server.metric(r#"opensports_session_ended_total{transport="ws",reason="idle_timeout"}"#).await;
     assert!(closed >= 1.0, "idle closes are counted");
     server.shutdown().await;
 }

@@ -81,6 +81,11 @@ pub mod reason {
     pub const KEY_REVOKED: &str = "key_revoked";
     /// WebSocket: the session's JWT reached its `exp`; the connection closes (1008).
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// A subscriber session (WebSocket, GraphQL) without any subscription for
+    /// `fanout.idle_timeout_secs`: closed (1008), no `error` first.
+    pub const IDLE_TIMEOUT: &str = "idle_timeout";
+    /// An SSE stream reached `fanout.sse_max_lifetime_secs`: it ends; the client resumes.
+    pub const LIFETIME: &str = "lifetime";
     /// A seq more than `ingest.max_seq_jump` past the game's highest seq (a game's first seq
     /// counts from 0). Refused, not recorded: send the seqs in between first.
     pub const SEQ_TOO_FAR: &str = "seq_too_far";

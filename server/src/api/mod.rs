@@ -17,6 +17,7 @@ pub mod pages;
 pub mod serve;
 pub mod sse;
 pub mod store;
+pub mod stream;
 pub mod ws;
 
 use opensports_proto::error_code::http as http_code;

@@ -13,14 +13,18 @@
 //!   `?since=` gets what it missed, as a WebSocket `sub` with `since` would (PROTOCOL.md §2.1, §3.1).
 //!   Events without an `id` leave the client's last event id as it was (the SSE standard).
 //!
-//! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule);
-//! it shares the streaming connection limits with WebSockets.
+//! An SSE stream is a [`Session`] like a WebSocket one (same access rules, queue, lag rule,
+//! lifetime rules from the core's clock); it shares the streaming connection limits.
+//!
+//! The framing is written here rather than with axum's `response::sse`: a drained outbox goes
+//! out as one body chunk (one write, the `id` on its last publication only), where axum's
+//! `Sse` makes a body frame per event and runs a keep-alive timer of its own beside the core's.
 
 use opensports_proto::error_code::http as http_code;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -31,15 +35,11 @@ use opensports_proto::topic::validate_topic;
 use opensports_proto::ws::Mode;
 
 use super::admin::Caller;
-use super::ws::{StreamSlots, stream_slots};
+use super::stream::{Lifetime, Slots, Wake};
 use super::{AppState, json_error};
 use crate::fanout::outbox::{Item, Outbox};
-use crate::fanout::session::{Access, Framer, Session};
+use crate::fanout::session::{Access, Framer, Session, Transport};
 use crate::metrics as m;
-
-/// A comment line sent when a stream has been quiet this long, so proxies keep it open and a
-/// client can tell a quiet stream from a dead one.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Longest resume point (`Last-Event-ID` or `?since=`) read, and longest `id` sent, in bytes.
 pub const MAX_RESUME: usize = 32 * 1024;
@@ -116,7 +116,7 @@ pub async fn sse(
     if let Some(denied) = topics.iter().filter(parses).find_map(|t| caller.deny_read(&app, t)) {
         return denied;
     }
-    let slots = match stream_slots(&app, &caller, reserved.is_some()) {
+    let slots = match super::stream::slots(&app, &caller, reserved.is_some()) {
         Ok(s) => s,
         Err(refused) => return *refused,
     };
@@ -124,27 +124,22 @@ pub async fn sse(
     let access = Access {
         principal: caller.principal.clone(),
         public: app.auth.cfg.public_topics.clone().into(),
-        transport: "sse",
+        transport: Transport::Sse,
     };
-    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
-    if let Err((code, message)) = session.subscribe(topics, q.mode, &since) {
-        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code, "transport" => "sse").increment(1);
-        session.close();
+    let now = Instant::now();
+    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access, now);
+    if let Err((code, message)) = session.subscribe(topics, q.mode, &since, now) {
+        metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => code, "transport" => "sse").increment(1);
         return json_error(StatusCode::BAD_REQUEST, code, &message);
     }
-    metrics::gauge!(m::SSE_SESSIONS).increment(1.0);
-    let cursor = Cursor::new(since, app.fanout.config().max_since_keys);
     let stream = SseStream {
         framer: Framer::new(app.fanout.clone()),
         session,
         outbox,
         items: Vec::new(),
-        cursor,
+        cursor: Cursor::new(since, app.fanout.config().max_since_keys),
         closing: false,
-        deadline: tokio::time::Instant::now()
-            + Duration::from_secs(app.fanout.config().sse_max_lifetime_secs),
-        revocations: app.auth.revocations(),
-        app,
+        lifetime: Lifetime::new(&app),
         _slots: slots,
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
@@ -184,11 +179,8 @@ struct SseStream {
     cursor: Cursor,
     /// The last chunk before the end was returned.
     closing: bool,
-    /// When the stream ends (`fanout.sse_max_lifetime_secs`); the client resumes.
-    deadline: tokio::time::Instant,
-    revocations: tokio::sync::watch::Receiver<u64>,
-    app: AppState,
-    _slots: StreamSlots,
+    lifetime: Lifetime,
+    _slots: Slots,
 }
 
 impl SseStream {
@@ -203,36 +195,18 @@ impl SseStream {
             if !open {
                 self.closing = true;
             } else if self.items.is_empty() {
-                if self.ended() {
-                    self.closing = true;
-                    continue;
-                }
-                let mut shutdown = self.app.shutdown.clone();
-                // Wake for the token's expiry too, so the stream ends on time.
-                let expires = self.session.access().principal.expires.map(|exp| {
-                    Duration::from_secs(exp.saturating_sub(crate::auth::unix_now()).saturating_add(1))
-                });
-                let quiet = expires.map_or(KEEPALIVE, |e| e.min(KEEPALIVE));
+                let (deadline, watches) = (self.session.poll_timeout(), self.session.watches_revocation());
                 tokio::select! {
                     _ = self.outbox.wait() => continue,
-                    _ = shutdown.changed() => return None,
-                    // Its lifetime is over: the stream ends after what it has sent; the client
-                    // reconnects with its last id and loses nothing.
-                    _ = tokio::time::sleep_until(self.deadline) => {
-                        metrics::counter!(m::SSE_ENDED_TOTAL, "reason" => "lifetime").increment(1);
-                        return None;
-                    }
-                    changed = self.revocations.changed() => {
-                        if changed.is_err() {
-                            return None;
+                    event = self.lifetime.wait(deadline, watches) => {
+                        match self.lifetime.apply(&mut self.session, event) {
+                            Wake::Keepalive => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                            // Ended: what the core queued (an `error` saying why) goes out, then
+                            // the stream ends; at its lifetime's end the client resumes with its
+                            // last id and loses nothing.
+                            Wake::Ended | Wake::Nothing => continue,
+                            Wake::Shutdown => return None,
                         }
-                        continue;
-                    }
-                    _ = tokio::time::sleep(quiet) => {
-                        if self.ended() {
-                            continue;
-                        }
-                        return Some(Bytes::from_static(b": keep-alive\n\n"));
                     }
                 }
             }
@@ -267,7 +241,7 @@ impl SseStream {
             if let Some(at) = id_at {
                 out.insert_str(at, &self.cursor.id_line());
             }
-            metrics::counter!(m::SSE_MESSAGES_SENT_TOTAL).increment(sent);
+            metrics::counter!(m::SESSION_MESSAGES_SENT_TOTAL, "transport" => "sse").increment(sent);
             if let Some(at) = oldest {
                 metrics::histogram!(m::FANOUT_DELIVERY_SECONDS).record(at.elapsed().as_secs_f64());
             }
@@ -277,31 +251,9 @@ impl SseStream {
                 }
                 continue;
             }
+            self.session.sent(Instant::now());
             return Some(Bytes::from(out));
         }
-    }
-
-    /// The caller's key was revoked or its token expired: queues an `error` and closes.
-    fn ended(&self) -> bool {
-        let principal = &self.session.access().principal;
-        let why = if principal.key_id.is_some() && self.app.auth.revoked(principal) {
-            Some((reason::KEY_REVOKED, "this stream's API key was revoked"))
-        } else if principal.expires.is_some_and(|exp| exp <= crate::auth::unix_now()) {
-            Some((reason::TOKEN_EXPIRED, "this stream's token expired; reconnect with a new one"))
-        } else {
-            None
-        };
-        let Some((code, message)) = why else { return false };
-        self.session.error(code, message.into());
-        self.outbox.close();
-        true
-    }
-}
-
-impl Drop for SseStream {
-    fn drop(&mut self) {
-        self.session.close();
-        metrics::gauge!(m::SSE_SESSIONS).decrement(1.0);
     }
 }
 

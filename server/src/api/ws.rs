@@ -12,7 +12,7 @@
 
 use opensports_proto::error_code::http as http_code;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -27,11 +27,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::stream::{Lifetime, Wake};
 use super::{AppState, json_error};
 use crate::fanout::outbox::Outbox;
-use crate::fanout::session::{Framer, Session};
+use crate::fanout::session::{Access, Framer, Session, Transport};
 use crate::metrics as m;
-use opensports_proto::error_code::reason;
 
 /// Hard cap tungstenite enforces (it closes the socket past it); the configurable, friendlier
 /// limit (`fanout.max_client_message_bytes`, answered with an `error`) sits below it.
@@ -59,7 +59,7 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     let req = Request::from_parts(parts, body);
     // The slots are taken before the upgrade: never more sessions than the limits.
     let reserved = req.extensions().get::<super::serve::Reserved>().is_some();
-    let slots = match stream_slots(&app, &caller, reserved) {
+    let slots = match super::stream::slots(&app, &caller, reserved) {
         Ok(s) => s,
         Err(refused) => return *refused,
     };
@@ -92,53 +92,6 @@ pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
         .unwrap_or_default()
 }
 
-/// What a streaming session (WebSocket or SSE) holds while it lasts: a slot of
-/// `fanout.max_connections` and one of its address's `auth.max_ws_per_address`.
-#[derive(Debug)]
-pub(super) struct StreamSlots {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    _addr_slot: Option<crate::auth::limits::AddrSlot>,
-}
-
-/// Takes a streaming session's slots, or the refusal (`429`/`503 too_many_connections`). A
-/// request on a reserve connection (`reserved`, see `serve`) never starts a stream.
-pub(super) fn stream_slots(
-    app: &AppState,
-    caller: &super::admin::Caller,
-    reserved: bool,
-) -> Result<StreamSlots, Box<Response>> {
-    if reserved {
-        metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "http_reserve").increment(1);
-        return Err(Box::new(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            http_code::TOO_MANY_CONNECTIONS,
-            "the HTTP connection cap is full (server.max_http_connections); streams wait for a slot",
-        )));
-    }
-    let addr_slot = match caller.remote {
-        Some(remote) => match app.auth.ws_slots.take(remote.ip(), app.auth.cfg.max_ws_per_address) {
-            Some(slot) => Some(slot),
-            None => {
-                metrics::counter!(m::RATE_LIMITED_TOTAL, "limit" => "ws_per_address").increment(1);
-                return Err(Box::new(json_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    http_code::TOO_MANY_CONNECTIONS,
-                    "streaming connection limit for this address reached (auth.max_ws_per_address)",
-                )));
-            }
-        },
-        None => None,
-    };
-    let Ok(permit) = app.ws_permits.clone().try_acquire_owned() else {
-        return Err(Box::new(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            http_code::TOO_MANY_CONNECTIONS,
-            "streaming connection limit reached (fanout.max_connections)",
-        )));
-    };
-    Ok(StreamSlots { _permit: permit, _addr_slot: addr_slot })
-}
-
 fn handshake_key(h: &HeaderMap) -> Result<String, &'static str> {
     let has = |name: header::HeaderName, token: &str| {
         h.get_all(name)
@@ -160,31 +113,15 @@ fn handshake_key(h: &HeaderMap) -> Result<String, &'static str> {
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// The socket side of a session: client frames go to [`Session`]; the writer task writes what
-/// [`Framer`] makes of the outbox.
+/// [`Framer`] makes of the outbox; the core's timers and revocations come through [`Lifetime`].
 async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
-    metrics::gauge!(m::WS_SESSIONS).increment(1.0);
     let outbox = Outbox::bounded(app.fanout.config().queue_len, app.fanout.config().queue_bytes);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), Framer::new(app.fanout.clone())));
-    // A revoked key or an expired JWT ends the session (1008) within a second of the event.
-    let mut revocations = app.auth.revocations();
-    let watch_key = principal.key_id.is_some();
-    let expiry = principal.expires.map(|exp| {
-        let left = exp.saturating_sub(crate::auth::unix_now());
-        tokio::time::Instant::now() + Duration::from_secs(left)
-    });
-    let expired = tokio::time::sleep_until(expiry.unwrap_or_else(tokio::time::Instant::now));
-    tokio::pin!(expired);
-    let access = crate::fanout::session::Access {
-        principal,
-        public: app.auth.cfg.public_topics.clone().into(),
-        transport: "ws",
-    };
-    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access);
-    let mut shutdown = app.shutdown.clone();
-    let idle_limit = Duration::from_secs(app.fanout.config().idle_timeout_secs);
-    let idle = tokio::time::sleep(idle_limit);
-    tokio::pin!(idle);
+    let access =
+        Access { principal, public: app.auth.cfg.public_topics.clone().into(), transport: Transport::Ws };
+    let mut session = Session::new(app.fanout.clone(), outbox.clone(), access, Instant::now());
+    let mut lifetime = Lifetime::new(&app);
     let mut writer_done = false;
     loop {
         // A client that sends ops without reading the answers is not read any further until
@@ -192,39 +129,29 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
         if outbox.over_budget() {
             tokio::select! {
                 _ = outbox.room() => {}
-                _ = shutdown.changed() => break,
+                event = lifetime.wait(session.poll_timeout(), session.watches_revocation()) => {
+                    match lifetime.apply(&mut session, event) {
+                        Wake::Ended | Wake::Shutdown => break,
+                        Wake::Nothing | Wake::Keepalive => {}
+                    }
+                }
             }
         }
-        let had_subs = session.patterns() > 0;
+        let (deadline, watches) = (session.poll_timeout(), session.watches_revocation());
         let msg = tokio::select! {
             msg = stream.next() => msg,
-            _ = shutdown.changed() => None,
             // The writer gave up (the socket failed): nothing will be sent any more.
             _ = &mut writer => {
                 writer_done = true;
                 None
             }
-            changed = revocations.changed(), if watch_key => {
-                if changed.is_err() || app.auth.revoked(&session.access().principal) {
-                    session.error(reason::KEY_REVOKED, "this session's API key was revoked".into());
-                    outbox.close_with(CLOSE_POLICY, "key revoked");
-                    break;
-                }
-                continue;
-            }
-            _ = &mut expired, if expiry.is_some() => {
-                session.error(reason::TOKEN_EXPIRED, "this session's token expired; reconnect with a new one".into());
-                outbox.close_with(CLOSE_POLICY, "token expired");
-                break;
-            }
-            _ = &mut idle, if !had_subs => {
-                metrics::counter!(m::WS_ERRORS_TOTAL, "code" => "idle_timeout", "transport" => "ws").increment(1);
-                outbox.close_with(CLOSE_POLICY, "no subscription within fanout.idle_timeout_secs");
-                break;
-            }
+            event = lifetime.wait(deadline, watches) => match lifetime.apply(&mut session, event) {
+                Wake::Ended | Wake::Shutdown => break,
+                Wake::Nothing | Wake::Keepalive => continue,
+            },
         };
         match msg {
-            Some(Ok(Message::Text(text))) => session.on_text(&text),
+            Some(Ok(Message::Text(text))) => session.on_text(&text, Instant::now()),
             Some(Ok(Message::Binary(_))) => session.on_binary(),
             Some(Ok(Message::Close(_))) | None => break,
             // Reading a ping queues its pong; with the write buffer full of pongs the client
@@ -236,16 +163,13 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
             }
             Some(Err(e)) => {
                 if let Some((code, reason, label)) = close_for(&e) {
-                    metrics::counter!(m::WS_ERRORS_TOTAL, "code" => label, "transport" => "ws").increment(1);
+                    metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => label, "transport" => "ws")
+                        .increment(1);
                     outbox.close_with(code, reason);
                 }
                 break;
             }
             Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-        }
-        if had_subs && session.patterns() == 0 {
-            // The last pattern went: the idle clock starts again.
-            idle.as_mut().reset(tokio::time::Instant::now() + idle_limit);
         }
         if outbox.is_closed() {
             break;
@@ -257,7 +181,6 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
     if !writer_done && tokio::time::timeout(WRITER_GRACE, &mut writer).await.is_err() {
         writer.abort();
     }
-    metrics::gauge!(m::WS_SESSIONS).decrement(1.0);
 }
 
 /// How long the reader waits after a read found the write buffer full.
@@ -266,8 +189,7 @@ const WRITE_FULL_PAUSE: Duration = Duration::from_millis(10);
 /// How long a closing session waits for its writer to send what is left.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
-/// Close codes the server sends (PROTOCOL.md 2.4).
-const CLOSE_POLICY: u16 = 1008;
+/// Close codes the server sends besides the core's 1008 (PROTOCOL.md 2.4).
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -316,7 +238,7 @@ async fn write_loop(
     mut framer: Framer,
 ) {
     let (mut items, mut frames) = (Vec::new(), Vec::new());
-    let sent_messages = metrics::counter!(m::WS_MESSAGES_SENT_TOTAL);
+    let sent_messages = metrics::counter!(m::SESSION_MESSAGES_SENT_TOTAL, "transport" => "ws");
     let sent_frames = metrics::counter!(m::WS_FRAMES_SENT_TOTAL);
     let delivery = metrics::histogram!(m::FANOUT_DELIVERY_SECONDS);
     let age = metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[3]);

@@ -1,16 +1,27 @@
-//! A WebSocket session's protocol (PROTOCOL.md §2), sans-IO. `api::ws` owns the socket: it
-//! hands every client frame to [`Session`] and writes whatever [`Framer`] turns the drained
-//! [`Outbox`] into. Nothing here does I/O or needs a runtime, so every rule is unit-tested
+//! A subscriber session's rules (PROTOCOL.md §2), sans-IO, for every transport: WebSocket
+//! (`api::ws`), Server-Sent Events (`api::sse`) and GraphQL (`api::graphql`) are adapters that
+//! move bytes, hand client input to [`Session`] and write what [`Framer`] makes of the drained
+//! [`Outbox`]. Nothing here does I/O or needs a runtime (timers included: the adapter asks
+//! [`Session::poll_timeout`] when to wake, see [`clock`]), so every rule is unit-tested
 //! deterministically (`session/tests.rs`).
 //!
-//! - [`Session`]: client ops (each `sub` pattern checked against the caller's [`Access`]) (`sub`, `unsub`, `ping`), the subscriptions they make (binding and
-//!   resume: `since`, `reset`, skip-through live in [`Fanout::subscribe`]), errors.
+//! - [`Session`]: access (each pattern checked against the caller's [`Access`]), client ops
+//!   (`sub`, `unsub`, `ping`), the subscriptions they make (binding and resume: `since`,
+//!   `reset`, skip-through live in [`Fanout::subscribe`]), errors, per-connection bounds
+//!   (patterns, `since` keys), and the lifetime rules: token expiry, key revocation, idle
+//!   timeout, stream lifetime, keep-alive.
 //! - [`Framer`]: the outgoing side: drained items → text frames, the lag rule (a `lagged`
 //!   notice, snapshots of the topics that lost messages, and older queued messages skipped),
 //!   and batch frames.
 //!
+//! A session's subscriptions deliver into its outbox; a transport that multiplexes streams on
+//! one connection (GraphQL) gives each stream a [`Group`] with an outbox of its own, under the
+//! same per-connection bounds.
+//!
 //! Every server → client message other than publications (serialized once at publish time) is
 //! built from [`ServerMsg`], the type clients parse.
+
+pub mod clock;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,6 +31,8 @@ use opensports_proto::error_code::reason;
 use opensports_proto::topic::Pattern;
 use opensports_proto::ws::{ClientOp, MAX_OP_ID, Mode, OpId, ServerMsg};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use clock::{CLOSE_POLICY, End, Tick, Transport};
 
 use super::outbox::{Item, Outbox};
 use super::{Fanout, SubId};
@@ -41,29 +54,54 @@ pub struct Access {
     pub principal: Principal,
     /// `auth.public_topics`.
     pub public: Arc<[String]>,
-    /// The transport carrying the session (`ws`, `sse`): its metrics' `transport` label.
-    pub transport: &'static str,
+    /// The transport carrying the session: its timer rules and metrics' `transport` label.
+    pub transport: Transport,
 }
 
-/// The reader side of a session: applies client ops to the fan-out.
+/// A stream of subscriptions within a session, with its own outbox (GraphQL's operation ids).
+/// Group 0 is the session's own outbox.
+pub type Group = u32;
+
+/// Streams (groups besides 0) one session may hold at once.
+pub const MAX_GROUPS: usize = 16;
+
+/// A subscriber session: applies client input and the clock to the fan-out.
 #[derive(Debug)]
 pub struct Session {
     fanout: Arc<Fanout>,
     outbox: Arc<Outbox>,
     access: Access,
-    /// Pattern text → subscription id.
-    ids: HashMap<String, SubId>,
+    /// (group, pattern text) → subscription id.
+    ids: HashMap<(Group, String), SubId>,
+    /// Outboxes of the groups besides 0.
+    groups: HashMap<Group, Arc<Outbox>>,
     /// The pending-`since` maps of this session's `sub` ops, one per op, shared by its
     /// patterns; a map no pattern holds any more (its patterns were replaced or dropped) is
     /// pruned at the next `sub`. Their keys together stay within `fanout.max_since_keys`.
     since_held: Vec<Arc<crate::fanout::PendingSince>>,
     /// The `id` of the op being answered.
     op_id: Option<OpId>,
+    clock: clock::Clock,
+    ended: Option<End>,
 }
 
 impl Session {
-    pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>, access: Access) -> Session {
-        Session { fanout, outbox, access, ids: HashMap::new(), since_held: Vec::new(), op_id: None }
+    /// A session starting at `now` (the wall clock is read once, to place the token's `exp`).
+    pub fn new(fanout: Arc<Fanout>, outbox: Arc<Outbox>, access: Access, now: Instant) -> Session {
+        let rules = access.transport.rules(fanout.config());
+        let clock = clock::Clock::new(rules, now, access.principal.expires, crate::auth::unix_now());
+        metrics::gauge!(m::SESSIONS, "transport" => access.transport.label()).increment(1.0);
+        Session {
+            fanout,
+            outbox,
+            access,
+            ids: HashMap::new(),
+            groups: HashMap::new(),
+            since_held: Vec::new(),
+            op_id: None,
+            clock,
+            ended: None,
+        }
     }
 
     pub fn access(&self) -> &Access {
@@ -74,15 +112,75 @@ impl Session {
         &self.outbox
     }
 
-    /// The patterns subscribed now.
+    /// The patterns subscribed now, every group together.
     pub fn patterns(&self) -> usize {
         self.ids.len()
     }
 
-    /// Answers an `error` (counted in `opensports_ws_errors_total{code}`); the session goes on.
-    pub fn error(&self, code: &'static str, message: String) {
-        metrics::counter!(m::WS_ERRORS_TOTAL, "code" => code, "transport" => self.access.transport)
+    /// Why the core ended the session, once it did.
+    pub fn ended(&self) -> Option<End> {
+        self.ended
+    }
+
+    /// When [`Self::handle_timeout`] is due next (`None`: no timer runs).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended.is_some() { None } else { self.clock.poll_timeout() }
+    }
+
+    /// Applies the timer rules at `now`: an ended session has queued why and closed its outbox.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Tick> {
+        if self.ended.is_some() {
+            return None;
+        }
+        let tick = self.clock.due(now)?;
+        if let Tick::End(why) = tick {
+            self.end(why);
+        }
+        Some(tick)
+    }
+
+    /// The adapter sent something at `now` (keep-alives wait for quiet).
+    pub fn sent(&mut self, now: Instant) {
+        self.clock.sent(now);
+    }
+
+    /// Whether the session's credential can be revoked (an API key): only then does the
+    /// adapter need to watch the revocation signal.
+    pub fn watches_revocation(&self) -> bool {
+        self.access.principal.key_id.is_some()
+    }
+
+    /// Keys were revoked; `revoked` says whether this principal's is one of them. Ends the
+    /// session if so.
+    pub fn on_revocation(&mut self, revoked: impl FnOnce(&Principal) -> bool) -> Option<End> {
+        if self.ended.is_none() && self.watches_revocation() && revoked(&self.access.principal) {
+            self.end(End::Revoked);
+            return Some(End::Revoked);
+        }
+        None
+    }
+
+    /// Ends the session: an `error` saying why (where the rule has one), counted in
+    /// `opensports_session_ended_total{transport,reason}`, and the outbox closed with 1008.
+    pub fn end(&mut self, why: End) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(why);
+        let transport = self.access.transport.label();
+        metrics::counter!(m::SESSION_ENDED_TOTAL, "transport" => transport, "reason" => why.code())
             .increment(1);
+        if let Some(message) = why.message() {
+            self.error(why.code(), message.into());
+        }
+        self.outbox.close_with(CLOSE_POLICY, why.close_reason());
+    }
+
+    /// Answers an `error` (counted in `opensports_session_errors_total{code,transport}`); the
+    /// session goes on.
+    pub fn error(&self, code: &'static str, message: String) {
+        let transport = self.access.transport.label();
+        metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => code, "transport" => transport).increment(1);
         let id = self.op_id.clone();
         self.outbox.push_control(frame(&ServerMsg::Error { code: code.into(), message, id }));
     }
@@ -92,8 +190,8 @@ impl Session {
         self.error(reason::BINARY_NOT_SUPPORTED, "send JSON text frames".into());
     }
 
-    /// One client text frame.
-    pub fn on_text(&mut self, text: &str) {
+    /// One client text frame (a WebSocket op), read at `now`.
+    pub fn on_text(&mut self, text: &str, now: Instant) {
         let max = self.fanout.config().max_client_message_bytes;
         if text.len() > max {
             return self
@@ -114,8 +212,12 @@ impl Session {
         }
         self.op_id = id;
         match op {
-            ClientOp::Sub { topics, mode, since, .. } => self.sub(topics, mode, since),
-            ClientOp::Unsub { topics, .. } => self.unsub(topics),
+            ClientOp::Sub { topics, mode, since, .. } => {
+                if let Err((code, message)) = self.subscribe(topics, mode, &since, now) {
+                    self.error(code, message);
+                }
+            }
+            ClientOp::Unsub { topics, .. } => self.unsub(topics, now),
             ClientOp::Ping { .. } => {
                 let id = self.op_id.clone();
                 self.outbox.push_control(frame(&ServerMsg::Pong { id }));
@@ -124,22 +226,65 @@ impl Session {
         self.op_id = None;
     }
 
-    /// Applies a `sub` whole or not at all (refusals answered with an `error`).
-    fn sub(&mut self, topics: Vec<String>, mode: Mode, since: BTreeMap<String, u64>) {
-        if let Err((code, message)) = self.subscribe(topics, mode, &since) {
-            self.error(code, message);
-        }
-    }
-
-    /// Applies a subscription whole or not at all: every pattern and `since` key is checked
-    /// first; a refusal is its error code and message and changes nothing. Queues the
-    /// snapshots and resumed history, then `subscribed`.
+    /// Applies a subscription (into the session's outbox) whole or not at all: every pattern
+    /// and `since` key is checked first; a refusal is its error code and message and changes
+    /// nothing. Queues the snapshots and resumed history, then `subscribed`.
     pub fn subscribe(
         &mut self,
         topics: Vec<String>,
         mode: Mode,
         since: &BTreeMap<String, u64>,
+        now: Instant,
     ) -> Result<(), (&'static str, String)> {
+        self.subscribe_in(0, topics, mode, since, now)
+    }
+
+    /// Opens group `group` (a stream with an outbox of its own, bounded like the session's
+    /// but sharing [`MAX_GROUPS`] × its bytes), or refuses past [`MAX_GROUPS`].
+    pub fn open_group(&mut self, group: Group) -> Result<Arc<Outbox>, (&'static str, String)> {
+        if let Some(o) = self.groups.get(&group) {
+            return Ok(o.clone());
+        }
+        if group == 0 || self.groups.len() >= MAX_GROUPS {
+            return Err((
+                reason::TOO_MANY_SUBSCRIPTIONS,
+                format!("at most {MAX_GROUPS} streams per connection"),
+            ));
+        }
+        let cfg = self.fanout.config();
+        let outbox = Outbox::bounded(cfg.queue_len, cfg.queue_bytes / MAX_GROUPS);
+        self.groups.insert(group, outbox.clone());
+        Ok(outbox)
+    }
+
+    /// Drops group `group`'s subscriptions and closes its outbox.
+    pub fn close_group(&mut self, group: Group, now: Instant) {
+        let fanout = &self.fanout;
+        self.ids.retain(|(g, _), id| {
+            if *g == group {
+                fanout.unsubscribe(*id);
+            }
+            *g != group
+        });
+        if let Some(o) = self.groups.remove(&group) {
+            o.close();
+        }
+        self.clock.subscriptions(self.ids.len(), now);
+    }
+
+    /// [`Self::subscribe`] into group `group`'s outbox (see [`Self::open_group`]).
+    pub fn subscribe_in(
+        &mut self,
+        group: Group,
+        topics: Vec<String>,
+        mode: Mode,
+        since: &BTreeMap<String, u64>,
+        now: Instant,
+    ) -> Result<(), (&'static str, String)> {
+        let outbox = match group {
+            0 => self.outbox.clone(),
+            g => self.groups.get(&g).cloned().ok_or((reason::BAD_OP, format!("no stream {g}")))?,
+        };
         if topics.is_empty() {
             return Err((reason::BAD_OP, "sub needs at least one topic pattern".into()));
         }
@@ -164,7 +309,7 @@ impl Session {
                 ));
             }
         }
-        let new = topics.iter().filter(|t| !self.ids.contains_key(*t)).count();
+        let new = topics.iter().filter(|t| !self.ids.contains_key(&(group, (*t).clone()))).count();
         let max = self.fanout.config().max_subscriptions;
         if self.ids.len() + new > max {
             return Err((reason::TOO_MANY_SUBSCRIPTIONS, format!("at most {max} patterns per connection")));
@@ -184,37 +329,50 @@ impl Session {
         let pending = self.fanout.pending_since(since);
         for (text, pattern) in topics.iter().zip(patterns) {
             // Re-subscribing a pattern replaces it (new mode, new resume point).
-            if let Some(old) = self.ids.remove(text) {
+            if let Some(old) = self.ids.remove(&(group, text.clone())) {
                 self.fanout.unsubscribe(old);
             }
-            let id = self.fanout.subscribe_shared(&self.outbox, pattern, mode, since, &pending);
-            self.ids.insert(text.clone(), id);
+            let id = self.fanout.subscribe_shared(&outbox, pattern, mode, since, &pending);
+            self.ids.insert((group, text.clone()), id);
         }
         if !pending.is_empty() {
             self.since_held.push(pending);
         }
+        self.clock.subscriptions(self.ids.len(), now);
         // In order after the catch-up the subscribe calls queued.
         let id = self.op_id.clone();
-        self.outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics, id })));
+        outbox.push_item(Item::Frame(frame(&ServerMsg::Subscribed { topics, id })));
         Ok(())
     }
 
-    fn unsub(&mut self, topics: Vec<String>) {
+    fn unsub(&mut self, topics: Vec<String>, now: Instant) {
         for t in &topics {
-            if let Some(id) = self.ids.remove(t) {
+            if let Some(id) = self.ids.remove(&(0, t.clone())) {
                 self.fanout.unsubscribe(id);
             }
         }
+        self.clock.subscriptions(self.ids.len(), now);
         let id = self.op_id.clone();
         self.outbox.push_item(Item::Frame(frame(&ServerMsg::Unsubscribed { topics, id })));
     }
 
-    /// The socket is gone: drop every subscription and close the outbox (the writer exits).
+    /// The connection is gone: drop every subscription and close the outboxes (the writer
+    /// exits).
     pub fn close(&mut self) {
         for (_, id) in self.ids.drain() {
             self.fanout.unsubscribe(id);
         }
+        for (_, o) in self.groups.drain() {
+            o.close();
+        }
         self.outbox.close();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+        metrics::gauge!(m::SESSIONS, "transport" => self.access.transport.label()).decrement(1.0);
     }
 }
 
@@ -374,3 +532,6 @@ fn batch(group: &[Item]) -> Utf8Bytes {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lifetime_tests;

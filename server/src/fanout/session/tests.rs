@@ -32,13 +32,18 @@ impl Client {
         let public = public.iter().map(|s| s.to_string()).collect();
         Client {
             fanout: fanout.clone(),
-            session: Session::new(fanout.clone(), outbox, Access { principal, public, transport: "ws" }),
+            session: Session::new(
+                fanout.clone(),
+                outbox,
+                Access { principal, public, transport: Transport::Ws },
+                Instant::now(),
+            ),
             framer: Framer::new(fanout.clone()),
         }
     }
 
     fn send(&mut self, op: &str) {
-        self.session.on_text(op);
+        self.session.on_text(op, Instant::now());
     }
 
     /// The frames the writer would send now.
