@@ -9,7 +9,7 @@
 //!                  (group commit,                              │
 //!                   acks, replay)          model ◄── infer ────┤ (pipeline and plugin call it)
 //!                                                              ▼
-//!  subscribers ◄──────────── WebSocket ─────────────────────── api (sessions, HTTP, /metrics)
+//!  subscribers ◄──── WebSocket, SSE, GraphQL ─────────────────── api (sessions, HTTP, /metrics)
 //! ```
 //!
 //! Stage arrows point one way: `ingest` → `pipeline` → `fanout` → `api`. `plugin` is called by
@@ -28,8 +28,10 @@
 //! - [`plugin`]: sandboxed WASM plugins (wasmtime), ABI v1 host side.
 //! - [`builtin`]: the shipped plugins and models embedded in the binary (the defaults).
 //! - [`model`]: ONNX models (tract): manifest, registry, inference, ratings, outcome scoring.
-//! - [`fanout`]: topics, history rings, subscriber outboxes, the WebSocket session (sans-IO).
-//! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, `/ws` socket I/O.
+//! - [`fanout`]: topics, history rings, subscriber outboxes, the subscriber session core
+//!   (sans-IO: ops, scopes, limits, lag, and the lifetime timers, for every transport).
+//! - [`api`]: HTTP (axum): JSON API, `/metrics`, dashboard, and the session core's transport
+//!   adapters: `/ws`, `/v1/sse`, `/graphql` (queries and `graphql-transport-ws`).
 //! - [`store`]: the durable event log (redb): group commit, acks, replay reads, export, backup.
 //! - [`feeds`]: real provider feeds (NBA live, ...) → our events, for `replay`.
 //! - [`sim`]: deterministic simulated games for the four sports.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod nats;
+pub mod sse_client;
 
 use std::time::Duration;
 

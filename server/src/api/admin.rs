@@ -107,28 +107,41 @@ pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Respons
     let Some((token, via_query)) = credential(parts) else {
         return Ok(Caller { principal: Principal::anonymous(), remote, via_query: false });
     };
-    let ip = remote.map(|a| a.ip());
+    match verify(app, remote.map(|a| a.ip()), &token) {
+        Ok(principal) => Ok(Caller { principal, remote, via_query }),
+        Err((status, code, msg)) => Err(Box::new(json_error(status, code, &msg))),
+    }
+}
+
+/// Checks a bearer credential from `ip` (backoff included): the principal, or the refusal's
+/// status, code and message. For transports that carry the credential in their own handshake
+/// (a GraphQL `connection_init` payload).
+pub fn verify(
+    app: &AppState,
+    ip: Option<std::net::IpAddr>,
+    token: &str,
+) -> Result<Principal, (StatusCode, &'static str, String)> {
     // The credential is checked first: a valid one is never held back by others' failures
     // from the same address (a venue network, a NAT).
-    match app.auth.bearer(&token) {
+    match app.auth.bearer(token) {
         Ok(principal) => {
-            app.auth.succeeded(ip, &token);
-            Ok(Caller { principal, remote, via_query })
+            app.auth.succeeded(ip, token);
+            Ok(principal)
         }
         Err(why) => {
-            if let Some(wait) = app.auth.failed(ip, &token, &why) {
+            if let Some(wait) = app.auth.failed(ip, token, &why) {
                 metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
                 let msg = format!(
                     "this credential failed too often from this address; retry in {} s",
                     wait.as_secs().max(1)
                 );
-                return Err(Box::new(json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, &msg)));
+                return Err((StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, msg));
             }
             let msg = match &why {
                 Refused::Jwt(e) => e.to_string(),
                 other => other.to_string(),
             };
-            Err(Box::new(json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, &msg)))
+            Err((StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, msg))
         }
     }
 }

@@ -12,9 +12,11 @@
 //!   embedded assets (the JS client's modules, uPlot) under `/assets/`.
 
 pub mod admin;
+pub mod graphql;
 pub mod openapi;
 pub mod pages;
 pub mod serve;
+pub mod socket;
 pub mod sse;
 pub mod store;
 pub mod stream;
@@ -86,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/topics/{*path}", get(sse::latest))
         .route("/v1/sse", get(sse::sse))
         .route("/ws", get(ws::upgrade))
+        .route("/graphql", get(graphql::ws::upgrade).post(graphql::query))
+        .route("/graphql/schema.graphql", get(graphql::sdl))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors))
         .with_state(state)
 }

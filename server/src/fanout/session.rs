@@ -108,8 +108,24 @@ impl Session {
         &self.access
     }
 
+    /// Replaces the caller, for a transport whose credential arrives after the start (a GraphQL
+    /// `connection_init` payload); only before the first subscription. The token's expiry
+    /// rule follows the new principal.
+    pub fn authenticate(&mut self, principal: Principal, now: Instant) -> Result<(), (&'static str, String)> {
+        if !self.ids.is_empty() {
+            return Err((reason::BAD_OP, "credentials come before the first subscription".into()));
+        }
+        self.clock.expire(principal.expires, now, crate::auth::unix_now());
+        self.access.principal = principal;
+        Ok(())
+    }
+
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+
+    pub fn fanout(&self) -> &Arc<Fanout> {
+        &self.fanout
     }
 
     /// The patterns subscribed now, every group together.
@@ -497,10 +513,14 @@ impl Framer {
                     metrics::counter!(m::FANOUT_LAGGED_TOTAL).increment(1);
                     self.out.push(Item::Frame(frame(&ServerMsg::Lagged { dropped })));
                     for t in topics {
-                        if let Some(p) = self.fanout.latest(&t) {
-                            self.resynced.insert(t, p.seq);
-                            self.out.push(Item::Snapshot(p));
+                        let Some(p) = self.fanout.latest(&t) else { continue };
+                        // A second lag before anything newer was published: the client has
+                        // this snapshot already.
+                        if self.resynced.get(&t).is_some_and(|&seen| seen >= p.seq) {
+                            continue;
                         }
+                        self.resynced.insert(t, p.seq);
+                        self.out.push(Item::Snapshot(p));
                     }
                 }
             }

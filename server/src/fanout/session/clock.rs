@@ -32,7 +32,7 @@ pub enum Transport {
     Ws,
     /// `GET /v1/sse` (PROTOCOL.md §3.1).
     Sse,
-    /// `GET /graphql` over `graphql-transport-ws` (PROTOCOL.md §3.3).
+    /// `GET /graphql` over `graphql-transport-ws` (PROTOCOL.md §3.2).
     Graphql,
 }
 
@@ -138,13 +138,20 @@ pub(super) struct Clock {
 impl Clock {
     /// `expires` is the principal's `exp` (unix seconds), `unix_now` the wall clock at `now`.
     pub(super) fn new(rules: Rules, now: Instant, expires: Option<u64>, unix_now: u64) -> Clock {
-        Clock {
+        let mut clock = Clock {
             rules,
-            expires: expires.map(|exp| now + Duration::from_secs(exp.saturating_sub(unix_now))),
+            expires: None,
             ends: rules.lifetime.map(|l| now + l),
             idle_deadline: rules.idle.map(|i| now + i),
             last_sent: now,
-        }
+        };
+        clock.expire(expires, now, unix_now);
+        clock
+    }
+
+    /// The principal changed: its `exp` (unix seconds) is the expiry deadline.
+    pub(super) fn expire(&mut self, expires: Option<u64>, now: Instant, unix_now: u64) {
+        self.expires = expires.map(|exp| now + Duration::from_secs(exp.saturating_sub(unix_now)));
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
