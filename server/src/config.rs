@@ -62,7 +62,10 @@ pub struct ClusterConfig {
     /// Window in which JetStream drops a second copy of the same `{game}:{seq}`, in seconds.
     /// Default 120.
     pub dedupe_window_secs: u64,
-    /// Events in flight to JetStream before the log writer waits (backpressure). Default 65536.
+    /// Committed events held in memory for JetStream. Past it, with `ack = "cluster"`,
+    /// publishers' streams wait before logging more (backpressure; the log writer never waits);
+    /// with `ack = "local"` nothing waits: further events are replicated later, read back from
+    /// the local log. Default 65536.
     pub max_pending: usize,
     /// How long a publisher's hello waits for this node to apply what the cluster already
     /// holds before it is welcomed (a failover resumes in order). Default 10 s.

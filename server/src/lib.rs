@@ -228,25 +228,34 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     // Connection, stream and session tasks: shutdown waits for every one of them.
     let (tracker, drained) = tasks::tracker();
 
-    let ingest_ctx = ingest::IngestCtx::new(
-        config.ingest.clone(),
-        pipeline.clone(),
-        fanout.clone(),
-        store.clone(),
-        ingest_games,
-        tracker.clone(),
-        auth.clone(),
-    );
+    // The cluster (replication) is handed to ingest as it is built; its follower then applies
+    // the other nodes' events through ingest. Ingest never names the cluster.
     let cluster = match config.cluster.enabled {
-        true => {
-            let c =
-                cluster::Cluster::start(&config.cluster, ingest_ctx.clone(), http_addr, shutdown_rx.clone())
-                    .await?;
-            ingest_ctx.joined(c.clone());
-            Some(c)
-        }
+        true => Some(
+            cluster::Cluster::start(
+                &config.cluster,
+                auth.clone(),
+                store.clone(),
+                http_addr,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        ),
         false => None,
     };
+    let wiring = ingest::Wiring {
+        pipeline: pipeline.clone(),
+        fanout: fanout.clone(),
+        store: store.clone(),
+        games: ingest_games,
+        tasks: tracker.clone(),
+        auth: auth.clone(),
+        replication: cluster.clone().map(|c| c as Arc<dyn ingest::Replication>),
+    };
+    let ingest_ctx = ingest::IngestCtx::new(config.ingest.clone(), wiring);
+    if let Some(c) = &cluster {
+        c.follow(ingest_ctx.clone(), shutdown_rx.clone());
+    }
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
     let app = api::AppState {
         fanout: fanout.clone(),

@@ -74,6 +74,8 @@ pub const CLUSTER_CAUGHT_UP: &str = "opensports_cluster_caught_up";
 pub const CLUSTER_PENDING: &str = "opensports_cluster_pending";
 pub const CLUSTER_PUBLISHED_TOTAL: &str = "opensports_cluster_published_total";
 pub const CLUSTER_PUBLISH_RETRIES_TOTAL: &str = "opensports_cluster_publish_retries_total";
+/// Committed events past `cluster.max_pending` kept as a range and read back from the log.
+pub const CLUSTER_SPILLED_TOTAL: &str = "opensports_cluster_spilled_total";
 pub const CLUSTER_APPLIED_TOTAL: &str = "opensports_cluster_applied_total";
 pub const CLUSTER_REFUSED_TOTAL: &str = "opensports_cluster_refused_total";
 pub const CLUSTER_GAME_LAG_SECONDS: &str = "opensports_cluster_game_lag_seconds";
@@ -169,6 +171,10 @@ fn describe() {
     describe_counter!(
         CLUSTER_PUBLISH_RETRIES_TOTAL,
         "Times the replicator sent its window to JetStream again"
+    );
+    describe_counter!(
+        CLUSTER_SPILLED_TOTAL,
+        "Committed events past cluster.max_pending, replicated later from the log (ack = local)"
     );
     describe_counter!(CLUSTER_APPLIED_TOTAL, "Events other nodes ingested, applied here");
     describe_counter!(

@@ -54,13 +54,17 @@ impl NatsCluster {
 
     fn spawn(&self, i: usize) -> tokio::process::Child {
         let routes: Vec<String> = self.route_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect();
-        tokio::process::Command::new(&self.bin)
-            .args(["-a", "127.0.0.1", "-p", &self.client_ports[i].to_string(), "-js"])
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(["-a", "127.0.0.1", "-p", &self.client_ports[i].to_string(), "-js"])
             .args(["-sd", &self.dir.path().join(format!("n{i}")).display().to_string()])
-            .args(["-n", &format!("n{i}"), "--cluster_name", "opensports-test"])
-            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.route_ports[i])])
-            .args(["--routes", &routes.join(",")])
-            .stdout(std::process::Stdio::null())
+            .args(["-n", &format!("n{i}")]);
+        // One server alone runs JetStream unclustered (a route to itself never settles).
+        if self.route_ports.len() > 1 {
+            cmd.args(["--cluster_name", "opensports-test"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", self.route_ports[i])])
+                .args(["--routes", &routes.join(",")]);
+        }
+        cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -86,6 +90,14 @@ impl NatsCluster {
         if let Some(mut c) = self.children[i].take() {
             c.kill().await.unwrap();
         }
+    }
+
+    /// Starts server `i` again (after [`Self::kill`]) on its port and storage; waits for
+    /// JetStream.
+    pub async fn restart(&mut self, i: usize) {
+        let child = self.spawn(i);
+        self.children[i] = Some(child);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {

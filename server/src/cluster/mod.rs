@@ -28,8 +28,9 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::config::ClusterConfig;
-use crate::ingest::IngestCtx;
+use crate::ingest::{IngestCtx, ReplicatedStream, Replication};
 use crate::metrics as m;
+use crate::store::{AckSink, Store};
 
 pub use replicate::StreamAck;
 
@@ -58,8 +59,10 @@ pub struct Cluster {
     pub node_id: String,
     cfg: ClusterConfig,
     js: jetstream::Context,
-    /// Hands committed local events to the replicator.
-    replicate: tokio::sync::mpsc::Sender<replicate::Item>,
+    /// Committed local events waiting for JetStream.
+    backlog: Arc<replicate::Backlog>,
+    /// This node's consumer of the stream, until [`Cluster::follow`] starts reading it.
+    consumer: parking_lot::Mutex<Option<jetstream::consumer::PullConsumer>>,
     /// Highest stream sequence this node has applied (its own events count when seen back).
     applied: AtomicU64,
     /// Messages the consumer had still to deliver, as of the last one it delivered.
@@ -71,11 +74,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to NATS, creates the stream if needed and starts replication, the follower and
-    /// the membership beat. Fails when NATS or JetStream cannot be reached.
+    /// Connects to NATS, creates the stream if needed and starts replication (reading events
+    /// that spilled back from `store`), shared keys and the membership beat; the follower
+    /// starts with [`Cluster::follow`] once ingest exists. Fails when NATS or JetStream cannot
+    /// be reached.
     pub async fn start(
         cfg: &ClusterConfig,
-        ctx: Arc<IngestCtx>,
+        auth: Arc<crate::auth::Auth>,
+        store: Option<Arc<Store>>,
         http_addr: std::net::SocketAddr,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Cluster>, ClusterError> {
@@ -113,12 +119,14 @@ impl Cluster {
             })
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(cfg.max_pending.max(1));
+        let consumer = follow::consumer(&stream, &cfg.node_id).await.map_err(stream_err)?;
+        let backlog = replicate::Backlog::new(cfg.max_pending);
         let cluster = Arc::new(Cluster {
             node_id: cfg.node_id.clone(),
             cfg: cfg.clone(),
             js: js.clone(),
-            replicate: tx,
+            backlog: backlog.clone(),
+            consumer: parking_lot::Mutex::new(Some(consumer)),
             applied: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             caught_up: AtomicBool::new(false),
@@ -126,20 +134,18 @@ impl Cluster {
             members: RwLock::new(Vec::new()),
         });
         metrics::gauge!(m::CLUSTER_CAUGHT_UP).set(0.0);
-        let consumer = follow::consumer(&stream, &cfg.node_id).await.map_err(stream_err)?;
-        tokio::spawn(replicate::run(js.clone(), cfg.node_id.clone(), rx, shutdown.clone()));
-        let auth = ctx.auth.clone();
+        tokio::spawn(replicate::run(js.clone(), cfg.node_id.clone(), backlog, store, shutdown.clone()));
         tokio::spawn(keys::run(js.clone(), cfg.node_id.clone(), cfg.replicas, auth, shutdown.clone()));
-        tokio::spawn(follow::run(cluster.clone(), consumer, ctx, shutdown.clone()));
         tokio::spawn(membership(cluster.clone(), http_addr, shutdown));
         tracing::info!(node = %cfg.node_id, stream = %cfg.stream, urls = %cfg.urls.join(","), "joined the cluster");
         Ok(cluster)
     }
 
-    /// The ack sink for one publisher stream: replicates each event after its local commit and
-    /// acks the publisher as `cluster.ack` says.
-    pub fn stream_ack(&self, inner: Arc<dyn crate::store::AckSink>) -> Arc<StreamAck> {
-        Arc::new(StreamAck::new(inner, self.replicate.clone(), self.cfg.ack))
+    /// Starts applying the other nodes' events through `ingest` (once; later calls do nothing).
+    pub fn follow(self: &Arc<Self>, ingest: Arc<IngestCtx>, shutdown: watch::Receiver<bool>) {
+        if let Some(consumer) = self.consumer.lock().take() {
+            tokio::spawn(follow::run(self.clone(), consumer, ingest, shutdown));
+        }
     }
 
     /// Waits (up to `cluster.catch_up_timeout_secs`) until this node has applied everything the
@@ -192,6 +198,18 @@ impl Cluster {
             tracing::info!(stream_seq = seq, "caught up with the cluster");
         }
         self.applied_changed.notify_waiters();
+    }
+}
+
+impl Replication for Cluster {
+    /// Replicates each event after its local commit and acks the publisher as `cluster.ack`
+    /// says.
+    fn stream(&self, publisher: Arc<dyn AckSink>) -> Arc<dyn ReplicatedStream> {
+        Arc::new(StreamAck::new(publisher, self.backlog.clone(), self.cfg.ack))
+    }
+
+    fn settle(&self) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(Cluster::settle(self))
     }
 }
 

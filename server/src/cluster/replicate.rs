@@ -1,7 +1,14 @@
 //! Local events to JetStream, in commit order, each once (`Nats-Msg-Id` `{game}:{seq}`: a
 //! retry after an error or a restart is dropped by JetStream's dedupe window).
+//!
+//! The log writer hands each committed event to the [`Backlog`] and never waits on it: a
+//! JetStream that is down or slow never slows local commits. With `cluster.ack = "cluster"`
+//! publishers' acks wait for JetStream, and the backpressure is taken by the publishers'
+//! streams ([`StreamAck::must_wait`]) before they log more. With `ack = "local"` nothing waits:
+//! past `cluster.max_pending` events the backlog keeps only each game's range of seqs, and the
+//! replicator reads those events back from the local log once JetStream takes them again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +17,13 @@ use async_nats::jetstream::context::PublishAckFuture;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use super::{NODE_HEADER, SUBJECT_PREFIX};
 use crate::config::ClusterAck;
+use crate::ingest::ReplicatedStream;
 use crate::metrics as m;
-use crate::store::AckSink;
+use crate::store::{AckSink, Store};
 
 /// Publishes in flight before the replicator waits for JetStream's acks.
 const WINDOW: usize = 1024;
@@ -31,35 +39,94 @@ pub enum Item {
     AckOnly { game: String, seq: u64, ack: Arc<dyn AckSink> },
 }
 
+/// Committed events waiting for JetStream. Pushing never blocks (the log writer pushes).
+#[derive(Debug)]
+pub struct Backlog {
+    state: Mutex<BacklogState>,
+    ready: Notify,
+    /// `cluster.max_pending`.
+    max: usize,
+}
+
+#[derive(Debug, Default)]
+struct BacklogState {
+    queue: VecDeque<Item>,
+    /// Events past `max` with no ack waiting (`ack = local`): per game, the lowest and highest
+    /// seq to read back from the log.
+    spilled: BTreeMap<String, (u64, u64)>,
+}
+
+impl Backlog {
+    pub fn new(max: usize) -> Arc<Backlog> {
+        Arc::new(Backlog { state: Mutex::default(), ready: Notify::new(), max: max.max(1) })
+    }
+
+    fn push(&self, item: Item) {
+        {
+            let mut s = self.state.lock();
+            match item {
+                Item::Event { game, seq, ack: None, .. } if s.queue.len() >= self.max => {
+                    metrics::counter!(m::CLUSTER_SPILLED_TOTAL).increment(1);
+                    let range = s.spilled.entry(game).or_insert((seq, seq));
+                    *range = (range.0.min(seq), range.1.max(seq));
+                }
+                item => s.queue.push_back(item),
+            }
+        }
+        self.ready.notify_one();
+    }
+
+    /// Whether the queue is at `max` (publishers waiting for cluster acks hold off).
+    fn full(&self) -> bool {
+        self.state.lock().queue.len() >= self.max
+    }
+
+    /// Up to `n` queued items.
+    fn take(&self, n: usize, into: &mut VecDeque<Item>) {
+        let mut s = self.state.lock();
+        let k = n.min(s.queue.len());
+        into.extend(s.queue.drain(..k));
+    }
+
+    /// One game's spilled range, to read back from the log.
+    fn take_spilled(&self) -> Option<(String, u64, u64)> {
+        self.state.lock().spilled.pop_first().map(|(g, (from, to))| (g, from, to))
+    }
+
+    /// A range read back only in part: the rest goes back.
+    fn respill(&self, game: String, from: u64, to: u64) {
+        let mut s = self.state.lock();
+        let range = s.spilled.entry(game).or_insert((from, to));
+        *range = (range.0.min(from), range.1.max(to));
+    }
+}
+
 /// One publisher stream's ack sink when clustered. The stream notes each event's bytes before
 /// it goes to the log; when the log writer acks `(game, seq)` after its commit, the event is
-/// handed to the replicator (which acks the publisher after JetStream, or at once with
+/// handed to the backlog (and the publisher acked after JetStream, or at once with
 /// `ack = local`). A retry's ack follows the same queue, so no ack overtakes an earlier one.
 #[derive(Debug)]
 pub struct StreamAck {
     inner: Arc<dyn AckSink>,
     /// Events logged but not yet committed, in append order.
     logged: Mutex<VecDeque<(u64, Arc<AlignedVec>)>>,
-    tx: mpsc::Sender<Item>,
+    backlog: Arc<Backlog>,
     mode: ClusterAck,
 }
 
 impl StreamAck {
-    pub(super) fn new(inner: Arc<dyn AckSink>, tx: mpsc::Sender<Item>, mode: ClusterAck) -> StreamAck {
-        StreamAck { inner, logged: Mutex::new(VecDeque::new()), tx, mode }
+    pub(super) fn new(inner: Arc<dyn AckSink>, backlog: Arc<Backlog>, mode: ClusterAck) -> StreamAck {
+        StreamAck { inner, logged: Mutex::new(VecDeque::new()), backlog, mode }
     }
+}
 
-    /// Called before the event is offered to the log.
-    pub fn logging(&self, seq: u64, bytes: &Arc<AlignedVec>) {
+impl ReplicatedStream for StreamAck {
+    fn logging(&self, seq: u64, bytes: &Arc<AlignedVec>) {
         self.logged.lock().push_back((seq, bytes.clone()));
     }
 
-    fn hand(&self, item: Item) {
-        // The log writer's thread: waiting here is backpressure (the writer stalls, ingest
-        // stops reading, publishers wait), never a lost event.
-        if self.tx.blocking_send(item).is_err() {
-            tracing::warn!("the replicator has stopped; an event stays un-replicated");
-        }
+    fn must_wait(&self) -> bool {
+        self.mode == ClusterAck::Cluster && self.backlog.full()
     }
 }
 
@@ -79,9 +146,12 @@ impl AckSink for StreamAck {
                 None
             }
         };
+        // The log writer's thread: the backlog takes it without waiting.
         match (logged, publisher) {
-            (Some((_, bytes)), ack) => self.hand(Item::Event { game: game.to_string(), seq, bytes, ack }),
-            (None, Some(ack)) => self.hand(Item::AckOnly { game: game.to_string(), seq, ack }),
+            (Some((_, bytes)), ack) => {
+                self.backlog.push(Item::Event { game: game.to_string(), seq, bytes, ack })
+            }
+            (None, Some(ack)) => self.backlog.push(Item::AckOnly { game: game.to_string(), seq, ack }),
             (None, None) => {}
         }
     }
@@ -94,24 +164,35 @@ impl AckSink for StreamAck {
 pub(super) async fn run(
     js: jetstream::Context,
     node: String,
-    mut rx: mpsc::Receiver<Item>,
+    backlog: Arc<Backlog>,
+    store: Option<Arc<Store>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut inflight: VecDeque<(Item, Flight)> = VecDeque::new();
+    let mut next: VecDeque<Item> = VecDeque::new();
     let published = metrics::counter!(m::CLUSTER_PUBLISHED_TOTAL);
     let retries = metrics::counter!(m::CLUSTER_PUBLISH_RETRIES_TOTAL);
     loop {
-        // Fill the window: wait for the first item only when nothing is in flight.
+        // Fill the window: queued items first, then what spilled (read back from the log);
+        // wait for work only when nothing is in flight.
         while inflight.len() < WINDOW {
-            let item = if inflight.is_empty() {
+            if next.is_empty() {
+                backlog.take(WINDOW - inflight.len(), &mut next);
+            }
+            if next.is_empty()
+                && let Some(store) = &store
+            {
+                read_back(&backlog, store, WINDOW - inflight.len(), &mut next).await;
+            }
+            let Some(item) = next.pop_front() else {
+                if !inflight.is_empty() {
+                    break;
+                }
                 tokio::select! {
-                    item = rx.recv() => item,
+                    _ = backlog.ready.notified() => continue,
                     _ = shutdown.changed() => return,
                 }
-            } else {
-                rx.try_recv().ok()
             };
-            let Some(item) = item else { break };
             let fut = send(&js, &node, &item).await;
             inflight.push_back((item, fut));
         }
@@ -144,6 +225,40 @@ pub(super) async fn run(
             inflight.push_back((item, fut));
         }
     }
+}
+
+/// Reads one spilled game's events back from the log (at most `n`; the rest stays spilled).
+async fn read_back(backlog: &Backlog, store: &Arc<Store>, n: usize, into: &mut VecDeque<Item>) {
+    let Some((game, from, to)) = backlog.take_spilled() else { return };
+    let store = store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        let r = store.for_each_event(&game, from, &mut |seq, bytes| {
+            if seq > to || got.len() >= n {
+                return false;
+            }
+            got.push((seq, Arc::new(opensports_proto::codec::aligned(bytes))));
+            true
+        });
+        (game, got, r)
+    })
+    .await;
+    let Ok((game, got, r)) = read else { return };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, game, "reading spilled events back from the log failed; retrying later");
+        return backlog.respill(game, from, to);
+    }
+    if let Some(&(last, _)) = got.last()
+        && last < to
+    {
+        backlog.respill(game.clone(), last + 1, to);
+    }
+    into.extend(got.into_iter().map(|(seq, bytes)| Item::Event {
+        game: game.clone(),
+        seq,
+        bytes,
+        ack: None,
+    }));
 }
 
 /// A publish in flight.

@@ -186,8 +186,8 @@ async fn hello(
     };
     // In a cluster, a publisher (maybe failing over from a node that died) starts only once
     // this node has applied what the cluster already holds, so its resent events follow them.
-    if let Some(cluster) = ctx.cluster()
-        && !cluster.settle().await
+    if let Some(replication) = &ctx.replication
+        && !replication.settle().await
     {
         tracing::warn!("welcoming a publisher before catching up with the cluster (timed out)");
     }

@@ -31,7 +31,7 @@ use crate::auth::Auth;
 use crate::config::IngestConfig;
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
-use crate::store::Store;
+use crate::store::{AckSink, Store};
 use crate::tasks::Tracker;
 use seq::Sequencer;
 
@@ -54,20 +54,45 @@ pub struct IngestCtx {
     tasks: Tracker,
     /// Credentials, scopes, per-key limits, revocation.
     pub auth: Arc<Auth>,
-    /// Set once the node has joined its cluster (`[cluster]`).
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Replication to the other nodes (`[cluster]`), handed in at start.
+    pub replication: Option<Arc<dyn Replication>>,
+}
+
+/// What ingest needs from replication, handed in when [`IngestCtx`] is built: the cluster
+/// implements it and depends on ingest, never the reverse.
+pub trait Replication: Send + Sync + std::fmt::Debug {
+    /// One publisher stream's ack sink: `publisher` (its control stream) wrapped so each
+    /// committed event is replicated, and acked when the replication's mode says.
+    fn stream(&self, publisher: Arc<dyn AckSink>) -> Arc<dyn ReplicatedStream>;
+    /// Waits until this node has applied what the other nodes wrote (a publisher's hello waits
+    /// for it, so a failover resumes in order); false when it timed out.
+    fn settle(&self) -> futures_util::future::BoxFuture<'_, bool>;
+}
+
+/// A publisher stream's side of replication.
+pub trait ReplicatedStream: AckSink {
+    /// The event `seq` (archived `bytes`) is about to be offered to the log.
+    fn logging(&self, seq: u64, bytes: &Arc<rkyv::util::AlignedVec>);
+    /// Replication is so far behind that this stream must wait before logging more (only when
+    /// publishers' acks wait for it: a local ack never waits for the cluster).
+    fn must_wait(&self) -> bool;
+}
+
+/// What ingest is built from: the stages it feeds and the services it consults.
+#[derive(Debug)]
+pub struct Wiring {
+    pub pipeline: Arc<Pipeline>,
+    pub fanout: Arc<Fanout>,
+    pub store: Option<Arc<Store>>,
+    pub games: Arc<GameMemory>,
+    pub tasks: Tracker,
+    pub auth: Arc<Auth>,
+    pub replication: Option<Arc<dyn Replication>>,
 }
 
 impl IngestCtx {
-    pub fn new(
-        cfg: IngestConfig,
-        pipeline: Arc<Pipeline>,
-        fanout: Arc<Fanout>,
-        store: Option<Arc<Store>>,
-        games: Arc<GameMemory>,
-        tasks: Tracker,
-        auth: Arc<Auth>,
-    ) -> Arc<IngestCtx> {
+    pub fn new(cfg: IngestConfig, wiring: Wiring) -> Arc<IngestCtx> {
+        let Wiring { pipeline, fanout, store, games, tasks, auth, replication } = wiring;
         Arc::new(IngestCtx {
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             handshakes: Arc::new(Semaphore::new(cfg.max_handshakes)),
@@ -78,18 +103,8 @@ impl IngestCtx {
             games,
             tasks,
             auth,
-            cluster: std::sync::OnceLock::new(),
+            replication,
         })
-    }
-
-    /// The cluster this node joined, if any.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster.get()
-    }
-
-    /// Called once, after [`crate::cluster::Cluster::start`].
-    pub fn joined(&self, cluster: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
     }
 
     /// The shared state admission consults.

@@ -33,10 +33,11 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let bucket = ctx.auth.bucket(&who);
     let owner = who.id.clone();
     let mut state = StreamState::new(who);
-    // Clustered, each event goes to JetStream after its commit, and the ack follows it.
-    let cluster_ack = ctx.cluster().map(|c| c.stream_ack(control.clone()));
-    let ack: Arc<dyn AckSink> = match &cluster_ack {
-        Some(c) => c.clone(),
+    // Clustered, each event is replicated after its commit, and the ack follows as the
+    // cluster's mode says.
+    let replicated = ctx.replication.as_ref().map(|r| r.stream(control.clone()));
+    let ack: Arc<dyn AckSink> = match &replicated {
+        Some(r) => r.clone(),
         None => control.clone(),
     };
     let events = metrics::counter!(m::INGEST_EVENTS_TOTAL);
@@ -106,8 +107,13 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 }
             },
         };
-        if let (Some(c), Some(bytes)) = (&cluster_ack, &archived) {
-            c.logging(seq, bytes);
+        if let (Some(r), Some(bytes)) = (&replicated, &archived) {
+            // Replication's backpressure is taken here, on this stream, never on the log.
+            while r.must_wait() {
+                metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
+                tokio::time::sleep(BACKPRESSURE_PAUSE).await;
+            }
+            r.logging(seq, bytes);
         }
         if !log_and_queue(ctx, event, archived, shard, missing, Some(&owner), &ack).await {
             return;
