@@ -5,6 +5,8 @@
 //! - [`Pipeline`]: routing and the bounded queues (crossbeam) feeding the shards.
 //! - `shard`: the shard thread and its per-event stages (core state, win probability,
 //!   summary, game end, plugins), then publishing in batches.
+//! - `out`: where the stages stage their publications (`Out::stage`: topic made once,
+//!   serialized once, batched); the shard and win probability both write through it.
 //! - [`state`]: the pure core state of a game (score, clock, period, situation).
 //! - [`winprob`]: win-probability features and payload (models run in `model`).
 //! - [`directory`]: which games exist and their sport (ingest admits events against it).
@@ -20,6 +22,7 @@
 
 pub mod directory;
 pub mod games;
+mod out;
 pub mod recover;
 mod shard;
 pub mod state;

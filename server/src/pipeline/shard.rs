@@ -3,7 +3,8 @@
 //!
 //! Stages per event, in this order (each a function below): core state → win probability →
 //! games-list summary → game end (ratings, log bookkeeping) → plugins. Publications are staged
-//! in [`Out`] and go out together when the queue is drained (or [`MAX_BATCH`] is reached).
+//! in [`Out`] (`out.rs`) and go out together when the queue is drained (or [`MAX_BATCH`] is
+//! reached).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,11 +16,12 @@ use rkyv::util::AlignedVec;
 
 use super::directory::GameDirectory;
 use super::games::{self, GamesTopic};
+use super::out::Out;
 use super::state::{GameState, GameSummary, Status};
 use super::winprob::WinProb;
 use super::{EvictHook, Ingested, ShardMsg};
 use crate::config::Config;
-use crate::fanout::{Batch, Fanout, Topic};
+use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
 use crate::model::ModelRegistry;
 use crate::model::ratings::Ratings;
@@ -40,38 +42,6 @@ pub(super) struct Shared {
     pub ratings: Arc<Ratings>,
     pub models: Arc<ModelRegistry>,
     pub on_evict: Arc<EvictHook>,
-}
-
-/// Where the stages put their publications.
-pub(crate) struct Out {
-    pub fanout: Arc<Fanout>,
-    /// Reused serialization buffer: JSON is written here, then copied once into the batch.
-    pub buf: Vec<u8>,
-    /// Publications made while draining the queue, published together.
-    pub batch: Batch,
-    /// Ingest times and source ts of the events whose publications are in `batch`: their
-    /// latency and age are taken when the batch goes out.
-    staged: Vec<(Instant, i64)>,
-    /// Ingest → published.
-    latency: metrics::Histogram,
-    /// Event age when published.
-    age: metrics::Histogram,
-}
-
-impl Out {
-    /// Publishes what is staged and records each staged event's ingest → published latency and
-    /// age, against one reading of each clock for the batch.
-    fn publish(&mut self) {
-        self.fanout.publish_batch(&mut self.batch);
-        if self.staged.is_empty() {
-            return;
-        }
-        let (now, now_us) = (Instant::now(), m::now_us());
-        for (received, ts) in self.staged.drain(..) {
-            self.latency.record(now.saturating_duration_since(received).as_secs_f64());
-            self.age.record(m::age_secs_at(now_us, ts));
-        }
-    }
 }
 
 struct Game {
@@ -118,14 +88,7 @@ impl Shard {
         shared: Shared,
         plugins: Arc<PluginSet>,
     ) -> Shard {
-        let out = Out {
-            fanout: shared.fanout.clone(),
-            buf: Vec::with_capacity(4096),
-            batch: Batch::default(),
-            staged: Vec::with_capacity(MAX_BATCH),
-            latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
-            age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[2]),
-        };
+        let out = Out::new(shared.fanout.clone(), MAX_BATCH);
         Shard {
             rx,
             games: HashMap::new(),
@@ -142,7 +105,7 @@ impl Shard {
     pub(super) fn run(mut self) {
         let mut last_sweep = Instant::now();
         loop {
-            if self.out.batch.len() >= MAX_BATCH || self.rx.is_empty() {
+            if self.out.staged() >= MAX_BATCH || self.rx.is_empty() {
                 self.out.publish();
             }
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
@@ -172,7 +135,7 @@ impl Shard {
         if !self.games.contains_key(&event.game) {
             let game = Game {
                 state: GameState::new(&event.game, event.sport()),
-                topic: self.out.fanout.topic(&topic::game_state(&event.game)),
+                topic: None,
                 summary: None,
                 ended_at: None,
                 history: VecDeque::new(),
@@ -184,7 +147,7 @@ impl Shard {
         let s = &self.shared;
         core_state(game, &event, missing, &mut self.out);
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
-        self.out.staged.push((received, event.ts));
+        self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);
         game_end(game, &s.ratings, s.store.as_deref());
         if !self.plugins.is_empty() {
@@ -205,20 +168,14 @@ impl Shard {
         // The event joins the history only after the plugins ran: a rebuild during this call
         // must not replay it.
         self.plugins.sync(&Games(&self.games));
-        let (fanout, batch) = (&self.out.fanout, &mut self.out.batch);
-        let mut topic = String::new();
+        let out = &mut self.out;
         self.plugins.on_event(
             &ev.game,
             ev.sport(),
             ev.seq,
             &bytes,
             &Games(&self.games),
-            &mut |plugin, emit| {
-                opensports_proto::topic::plugin_output_into(&mut topic, &ev.game, plugin, &emit.name);
-                if let Some(t) = fanout.topic(&topic) {
-                    batch.push(&t, ev.ts, &emit.payload);
-                }
-            },
+            &mut |plugin, emit| out.stage_plugin_output(&ev.game, plugin, &emit.name, ev.ts, &emit.payload),
         );
         if let Some(g) = self.games.get_mut(&ev.game) {
             if g.history.len() >= self.max_history {
@@ -258,16 +215,19 @@ impl Shard {
 fn core_state(game: &mut Game, ev: &Event, missing: u64, out: &mut Out) {
     game.state.apply(ev);
     game.state.missing = missing;
-    if game.topic.is_none() {
-        game.topic = out.fanout.topic(&topic::game_state(&ev.game));
-    }
-    if let Some(t) = &game.topic {
-        out.buf.clear();
-        match serde_json::to_writer(&mut out.buf, &game.state) {
-            Ok(()) => out.batch.push(t, ev.ts, &out.buf),
-            Err(e) => tracing::error!(error = %e, "cannot serialize game state"),
-        }
-    }
+    let state = &game.state;
+    out.stage(
+        &mut game.topic,
+        || topic::game_state(&ev.game),
+        ev.ts,
+        |buf| match serde_json::to_writer(buf, state) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize game state");
+                false
+            }
+        },
+    );
 }
 
 /// The `games` list: updated when the game's summary changed.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use opensports_proto::{Side, topic};
 
-use super::shard::Out;
+use super::out::Out;
 use super::state::{Detail, F1, GameState, Status};
 use crate::fanout::Topic;
 use crate::model::ModelRegistry;
@@ -43,13 +43,9 @@ impl WinProb {
         out: &mut Out,
     ) {
         if let Detail::F1(d) = &state.detail {
-            if state.last_event == "lap" && write_f1_payload(&mut out.buf, d, models) {
-                if self.topic.is_none() {
-                    self.topic = out.fanout.topic(&topic::game_winprob(&state.game));
-                }
-                if let Some(t) = &self.topic {
-                    out.batch.push(t, ts, &out.buf);
-                }
+            if state.last_event == "lap" {
+                let winprob = || topic::game_winprob(&state.game);
+                out.stage(&mut self.topic, winprob, ts, |buf| write_f1_payload(buf, d, models));
             }
             return;
         }
@@ -60,15 +56,17 @@ impl WinProb {
         }
         let Some((name, inputs)) = features(state, self.elo_diff) else { return };
         let Some(scored) = models.score(name, &inputs) else { return };
-        if self.topic.is_none() {
-            self.topic = out.fanout.topic(&topic::game_winprob(&state.game));
-        }
-        if let Some(t) = &self.topic {
-            let mut ep = [0f32; 8];
-            let ep = ep_features(state).and_then(|f| models.infer("nfl_ep", &f, &mut ep).ok()).map(|_| ep[0]);
-            write_payload(&mut out.buf, scored.p, name, &scored.active.spec.version, ep);
-            out.batch.push(t, ts, &out.buf);
-        }
+        let mut ep = [0f32; 8];
+        let ep = ep_features(state).and_then(|f| models.infer("nfl_ep", &f, &mut ep).ok()).map(|_| ep[0]);
+        out.stage(
+            &mut self.topic,
+            || topic::game_winprob(&state.game),
+            ts,
+            |buf| {
+                write_payload(buf, scored.p, name, &scored.active.spec.version, ep);
+                true
+            },
+        );
         self.predictions.record(scored);
         if state.status == Status::Ended
             && let Some(score) = state.score
