@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Cluster, NODE_HEADER};
+use super::{Cluster, NODE_HEADER, OWNER_HEADER};
 use crate::ingest::IngestCtx;
 use crate::ingest::replica::{self, Applied};
 use crate::metrics as m;
@@ -136,5 +136,13 @@ async fn apply(msg: &jetstream::Message, ctx: &IngestCtx, ack: CommitAck) -> App
         Ok(e) => e,
         Err(e) => return Applied::Refused(format!("undecodable event: {e}")),
     };
-    replica::apply(ctx, event, Arc::new(bytes), Arc::new(ack)).await
+    // The origin's publisher identity, when named (bounded: the message is another node's).
+    let owner = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(OWNER_HEADER))
+        .map(|o| o.as_str())
+        .filter(|o| !o.is_empty() && o.len() <= 256)
+        .map(Arc::from);
+    replica::apply(ctx, event, Arc::new(bytes), owner, Arc::new(ack)).await
 }

@@ -38,6 +38,8 @@ pub use replicate::StreamAck;
 pub const SUBJECT_PREFIX: &str = "opensports.events.";
 /// Header naming the node that ingested an event.
 pub const NODE_HEADER: &str = "Opensports-Node";
+/// Header naming the publisher identity that sent it (the game's owner on every node).
+pub const OWNER_HEADER: &str = "Opensports-Owner";
 /// KV bucket of live nodes.
 const MEMBERS_BUCKET: &str = "opensports_nodes";
 const MEMBER_TTL: Duration = Duration::from_secs(15);
@@ -204,8 +206,8 @@ impl Cluster {
 impl Replication for Cluster {
     /// Replicates each event after its local commit and acks the publisher as `cluster.ack`
     /// says.
-    fn stream(&self, publisher: Arc<dyn AckSink>) -> Arc<dyn ReplicatedStream> {
-        Arc::new(StreamAck::new(publisher, self.backlog.clone(), self.cfg.ack))
+    fn stream(&self, publisher: Arc<dyn AckSink>, owner: Arc<str>) -> Arc<dyn ReplicatedStream> {
+        Arc::new(StreamAck::new(publisher, owner, self.backlog.clone(), self.cfg.ack))
     }
 
     fn settle(&self) -> futures_util::future::BoxFuture<'_, bool> {

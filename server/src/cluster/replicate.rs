@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use rkyv::util::AlignedVec;
 use tokio::sync::{Notify, watch};
 
-use super::{NODE_HEADER, SUBJECT_PREFIX};
+use super::{NODE_HEADER, OWNER_HEADER, SUBJECT_PREFIX};
 use crate::config::ClusterAck;
 use crate::ingest::ReplicatedStream;
 use crate::metrics as m;
@@ -33,8 +33,15 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the replicator is handed, in the log's commit order.
 #[derive(Debug)]
 pub enum Item {
-    /// A committed event; `ack` (the publisher's) hears once JetStream has it (`ack = cluster`).
-    Event { game: String, seq: u64, bytes: Arc<AlignedVec>, ack: Option<Arc<dyn AckSink>> },
+    /// A committed event; `ack` (the publisher's) hears once JetStream has it (`ack = cluster`);
+    /// `owner`: the publisher identity (unknown for events read back from the log).
+    Event {
+        game: String,
+        seq: u64,
+        bytes: Arc<AlignedVec>,
+        owner: Option<Arc<str>>,
+        ack: Option<Arc<dyn AckSink>>,
+    },
     /// A retry of an event already accepted: acked after everything before it.
     AckOnly { game: String, seq: u64, ack: Arc<dyn AckSink> },
 }
@@ -108,6 +115,7 @@ impl Backlog {
 #[derive(Debug)]
 pub struct StreamAck {
     inner: Arc<dyn AckSink>,
+    owner: Arc<str>,
     /// Events logged but not yet committed, in append order.
     logged: Mutex<VecDeque<(u64, Arc<AlignedVec>)>>,
     backlog: Arc<Backlog>,
@@ -115,8 +123,13 @@ pub struct StreamAck {
 }
 
 impl StreamAck {
-    pub(super) fn new(inner: Arc<dyn AckSink>, backlog: Arc<Backlog>, mode: ClusterAck) -> StreamAck {
-        StreamAck { inner, logged: Mutex::new(VecDeque::new()), backlog, mode }
+    pub(super) fn new(
+        inner: Arc<dyn AckSink>,
+        owner: Arc<str>,
+        backlog: Arc<Backlog>,
+        mode: ClusterAck,
+    ) -> StreamAck {
+        StreamAck { inner, owner, logged: Mutex::new(VecDeque::new()), backlog, mode }
     }
 }
 
@@ -149,7 +162,8 @@ impl AckSink for StreamAck {
         // The log writer's thread: the backlog takes it without waiting.
         match (logged, publisher) {
             (Some((_, bytes)), ack) => {
-                self.backlog.push(Item::Event { game: game.to_string(), seq, bytes, ack })
+                let owner = Some(self.owner.clone());
+                self.backlog.push(Item::Event { game: game.to_string(), seq, bytes, owner, ack })
             }
             (None, Some(ack)) => self.backlog.push(Item::AckOnly { game: game.to_string(), seq, ack }),
             (None, None) => {}
@@ -257,6 +271,7 @@ async fn read_back(backlog: &Backlog, store: &Arc<Store>, n: usize, into: &mut V
         game: game.clone(),
         seq,
         bytes,
+        owner: None,
         ack: None,
     }));
 }
@@ -273,10 +288,13 @@ enum Flight {
 
 /// Starts one publish.
 async fn send(js: &jetstream::Context, node: &str, item: &Item) -> Flight {
-    let Item::Event { game, seq, bytes, .. } = item else { return Flight::Nothing };
+    let Item::Event { game, seq, bytes, owner, .. } = item else { return Flight::Nothing };
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("{game}:{seq}").as_str());
     headers.insert(NODE_HEADER, node);
+    if let Some(owner) = owner {
+        headers.insert(OWNER_HEADER, owner.as_ref());
+    }
     let payload = Bytes::copy_from_slice(bytes.as_slice());
     match js.publish_with_headers(format!("{SUBJECT_PREFIX}{game}"), headers, payload).await {
         Ok(f) => Flight::Sent(f),

@@ -6,7 +6,9 @@
 //! - [`hello`]: the first control frame: a JSON `hello` with an accepted token, or the close.
 //! - [`StreamState::on_frame`]: one event frame → [`Verdict`] (accept, duplicate to ack once
 //!   committed, reject with a code, or close the stream with a code on a framing error).
-//! - [`datagram`]: a tracking datagram → the sample, or a reject.
+//! - [`datagram`] and [`track`]: a tracking datagram → the sample, and whether it may be
+//!   published (scope, a known game, the entity quota, latest wins), or a reject.
+//! - [`replicated`]: an event another cluster node ingested (the follower's admission).
 //! - [`GameOwners`]: which publisher identity brought each game in, for the per-key game quota.
 
 use std::sync::Arc;
@@ -16,7 +18,6 @@ use opensports_proto::Event;
 use opensports_proto::codec::{self, Codec};
 use opensports_proto::control::Control;
 use opensports_proto::error_code::{quic, reason};
-use opensports_proto::tracking::TrackingSample;
 use serde::Deserialize;
 
 use super::frame::ReadError;
@@ -31,8 +32,12 @@ pub struct Rules<'a> {
     pub seqs: &'a Sequencer,
     pub owners: &'a GameOwners,
     pub rosters: &'a Rosters,
+    /// Tracking entities seen per game.
+    pub tracking: &'a DashMap<String, usize>,
     /// `auth.max_games_per_key`.
     pub max_games_per_key: usize,
+    /// `ingest.max_tracking_entities_per_game`.
+    pub max_tracking_entities: usize,
 }
 
 /// Which publisher identity brought each game in memory, and how many each holds: one key
@@ -398,31 +403,11 @@ pub fn violation(why: &str) -> HelloRefused {
     })
 }
 
-/// A tracking datagram: codec byte + body (no length). Decodes and validates the sample; the
-/// caller publishes it (latest value wins, never logged, never acked).
-pub fn datagram(bytes: &[u8]) -> Result<TrackingSample, Reject> {
-    let refuse = |code: &'static str, message: String| Reject { game: None, seq: None, code, message };
-    let Some((&codec_byte, body)) = bytes.split_first() else {
-        return Err(refuse(reason::FRAME_MALFORMED, "empty datagram".into()));
-    };
-    let sample: TrackingSample = match Codec::from_byte(codec_byte) {
-        Ok(Codec::Json) => {
-            codec::decode_json(body).map_err(|e| refuse(e.code(), format!("tracking datagram: {e}")))?
-        }
-        Ok(Codec::Rkyv) => rkyv::from_bytes::<TrackingSample, rkyv::rancor::Error>(&codec::aligned(body))
-            .map_err(|e| refuse(reason::BAD_RKYV, format!("tracking datagram: {e}")))?,
-        Err(e) => return Err(refuse(reason::UNKNOWN_CODEC, e.to_string())),
-    };
-    if !opensports_proto::event::valid_game_id(&sample.game)
-        || !opensports_proto::event::valid_game_id(&sample.entity)
-    {
-        return Err(refuse(
-            reason::INVALID_EVENT,
-            "tracking: game and entity must be 1..=64 bytes of [A-Za-z0-9_.-]".into(),
-        ));
-    }
-    Ok(sample)
-}
+mod replicated;
+mod tracking;
+
+pub use replicated::{Replicated, replicated};
+pub use tracking::{Track, datagram, track};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opensports_proto::codec;
 use opensports_proto::control::Control;
-use opensports_proto::error_code::{quic, reason};
+use opensports_proto::error_code::quic;
 use opensports_proto::topic;
 use parking_lot::Mutex;
 use tokio::io::BufReader;
@@ -247,41 +247,25 @@ async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
     }
 }
 
-/// A tracking datagram: latest value wins per entity; an older sample than the one published
-/// is dropped. Never logged, never acked.
+/// A tracking datagram: admitted by the admission core ([`admission::datagram`],
+/// [`admission::track`]), then published on its entity's topic. Never logged, never acked.
 fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut, who: &crate::auth::Principal) {
     let refuse = |r: Reject| super::stream::reject(control, r);
     let sample = match admission::datagram(bytes) {
         Ok(s) => s,
         Err(r) => return refuse(r),
     };
-    if !who.may_write(&sample.game) {
-        let message = format!("{} may not write game {}", who.id, sample.game);
-        return refuse(Reject { game: Some(sample.game), seq: None, code: reason::FORBIDDEN, message });
-    }
-    // Only a game the server has may have tracking topics: a datagram must not create a game's
-    // topics (they would never be freed, since only games are evicted).
-    if !ctx.pipeline.directory().contains(&sample.game) {
-        let message = format!("tracking for game {}, which this server does not have", sample.game);
-        return refuse(Reject { game: Some(sample.game), seq: None, code: reason::UNKNOWN_GAME, message });
-    }
     let name = topic::game_tracking(&sample.game, &sample.entity);
-    let topic = match ctx.fanout.topic_if_exists(&name) {
-        Some(t) => t,
-        None => {
-            let mut count = ctx.games.tracking_entities.entry(sample.game.clone()).or_insert(0);
-            if *count >= ctx.cfg.max_tracking_entities_per_game {
-                let message = "too many tracking entities for this game".into();
-                return refuse(Reject { game: None, seq: None, code: reason::TOO_MANY_ENTITIES, message });
-            }
-            let Some(t) = ctx.fanout.topic(&name) else { return };
-            *count += 1;
-            t
-        }
+    let existing = ctx.fanout.topic_if_exists(&name);
+    let latest = existing.as_ref().map(|t| t.latest().map(|p| p.ts));
+    let topic = match admission::track(ctx.rules(), who, &sample, latest) {
+        Err(r) => return refuse(r),
+        Ok(admission::Track::Stale) => return,
+        Ok(admission::Track::Publish { .. }) => match existing.or_else(|| ctx.fanout.topic(&name)) {
+            Some(t) => t,
+            None => return,
+        },
     };
-    if topic.latest().is_some_and(|p| p.ts > sample.ts) {
-        return;
-    }
     if let Ok(data) = serde_json::to_vec(&sample) {
         ctx.fanout.publish(&topic, sample.ts, &data);
         metrics::counter!(m::INGEST_DATAGRAMS_TOTAL).increment(1);

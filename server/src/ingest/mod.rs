@@ -62,8 +62,9 @@ pub struct IngestCtx {
 /// implements it and depends on ingest, never the reverse.
 pub trait Replication: Send + Sync + std::fmt::Debug {
     /// One publisher stream's ack sink: `publisher` (its control stream) wrapped so each
-    /// committed event is replicated, and acked when the replication's mode says.
-    fn stream(&self, publisher: Arc<dyn AckSink>) -> Arc<dyn ReplicatedStream>;
+    /// committed event is replicated (naming `owner`, the publisher identity, so other nodes
+    /// know who owns a game it creates), and acked when the replication's mode says.
+    fn stream(&self, publisher: Arc<dyn AckSink>, owner: Arc<str>) -> Arc<dyn ReplicatedStream>;
     /// Waits until this node has applied what the other nodes wrote (a publisher's hello waits
     /// for it, so a failover resumes in order); false when it timed out.
     fn settle(&self) -> futures_util::future::BoxFuture<'_, bool>;
@@ -114,7 +115,9 @@ impl IngestCtx {
             seqs: &self.games.seqs,
             owners: &self.games.owners,
             rosters: &self.games.rosters,
+            tracking: &self.games.tracking_entities,
             max_games_per_key: self.auth.cfg.max_games_per_key,
+            max_tracking_entities: self.cfg.max_tracking_entities_per_game,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Events another cluster node ingested, applied on this one in the cluster stream's order:
-//! the same sequencing, log and shard as a publisher's events, without the publisher's
-//! credentials and quotas (the ingesting node checked them).
+//! admitted by the admission core ([`super::admission::replicated`]), then the same log and
+//! shard as a publisher's events.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use opensports_proto::Event;
 use rkyv::util::AlignedVec;
 
 use super::IngestCtx;
-use super::seq::Seq;
+use super::admission::{self, Replicated};
 use super::stream::log_and_queue;
 use crate::store::AckSink;
 
@@ -25,23 +25,22 @@ pub enum Applied {
     Stopped,
 }
 
-pub async fn apply(ctx: &IngestCtx, event: Event, bytes: Arc<AlignedVec>, ack: Arc<dyn AckSink>) -> Applied {
-    // The same directory rule as a publisher's events (a known game keeps its sport).
-    let shard = match ctx.pipeline.directory().admit(&event.game, event.sport()) {
-        Ok(shard) => shard,
-        Err(code) => return Applied::Refused(format!("game {}: {code}", event.game)),
+/// Admits, logs (acked to `ack` after the commit) and queues one replicated event; `owner` is
+/// the origin's publisher identity when the message names it.
+pub async fn apply(
+    ctx: &IngestCtx,
+    event: Event,
+    bytes: Arc<AlignedVec>,
+    owner: Option<Arc<str>>,
+    ack: Arc<dyn AckSink>,
+) -> Applied {
+    let (shard, missing) = match admission::replicated(ctx.rules(), &event, owner.as_ref()) {
+        Replicated::Accept { shard, missing } => (shard, missing),
+        Replicated::Duplicate => return Applied::Duplicate,
+        Replicated::Refused(why) => return Applied::Refused(why),
     };
-    // The origin node applied the seq rules when it accepted the event; here it is only
-    // classified (a duplicate is dropped), and recorded even where this node's view of the
-    // game would refuse it (the origin's log is the truth).
-    let missing = match ctx.games.seqs.accept(&event.game, event.seq) {
-        (Seq::Duplicate, _) => return Applied::Duplicate,
-        (v, _) if v.refused().is_some() => ctx.games.seqs.restore(&event.game, event.seq),
-        (_, missing) => missing,
-    };
-    ctx.games.rosters.restore(&event);
     let game = event.game.clone();
-    match log_and_queue(ctx, event, Some(bytes), shard, missing, None, &ack).await {
+    match log_and_queue(ctx, event, Some(bytes), shard, missing, owner.as_ref(), &ack).await {
         true => Applied::Queued { game },
         false => Applied::Stopped,
     }

@@ -35,7 +35,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let mut state = StreamState::new(who);
     // Clustered, each event is replicated after its commit, and the ack follows as the
     // cluster's mode says.
-    let replicated = ctx.replication.as_ref().map(|r| r.stream(control.clone()));
+    let replicated = ctx.replication.as_ref().map(|r| r.stream(control.clone(), owner.clone()));
     let ack: Arc<dyn AckSink> = match &replicated {
         Some(r) => r.clone(),
         None => control.clone(),

@@ -3,12 +3,14 @@
 use super::*;
 use crate::auth::Role;
 use opensports_proto::codec::FrameError;
+use opensports_proto::tracking::TrackingSample;
 
 struct World {
     directory: GameDirectory,
     seqs: Sequencer,
     owners: GameOwners,
     rosters: super::Rosters,
+    tracking: DashMap<String, usize>,
     max_games_per_key: usize,
 }
 
@@ -19,6 +21,7 @@ impl World {
             seqs: Sequencer::default(),
             owners: GameOwners::default(),
             rosters: Default::default(),
+            tracking: DashMap::new(),
             max_games_per_key: usize::MAX,
         }
     }
@@ -29,7 +32,9 @@ impl World {
             seqs: &self.seqs,
             owners: &self.owners,
             rosters: &self.rosters,
+            tracking: &self.tracking,
             max_games_per_key: self.max_games_per_key,
+            max_tracking_entities: 2,
         }
     }
 }
@@ -295,4 +300,53 @@ fn datagrams_decode_and_validate_samples() {
     let mut dg3 = vec![0x01];
     dg3.extend_from_slice(bad_entity);
     assert_eq!(datagram(&dg3).unwrap_err().code, reason::INVALID_EVENT);
+}
+
+#[test]
+fn tracking_samples_obey_scope_known_games_the_entity_quota_and_latest_wins() {
+    let w = World::new(8);
+    let who = key("tracker", Role::Publisher, &["g*"]);
+    let sample = |game: &str, entity: &str, ts: i64| TrackingSample {
+        game: game.into(),
+        ts,
+        entity: entity.into(),
+        x: 0.0,
+        y: 0.0,
+        z: 0.0,
+        speed: 0.0,
+    };
+    let code = |r: Result<Track, Reject>| r.unwrap_err().code;
+    assert_eq!(code(track(w.rules(), &who, &sample("other", "ball", 1), None)), reason::FORBIDDEN);
+    assert_eq!(code(track(w.rules(), &who, &sample("g1", "ball", 1), None)), reason::UNKNOWN_GAME);
+    w.directory.admit("g1", opensports_proto::Sport::Soccer).unwrap();
+    let new = Track::Publish { new_entity: true };
+    assert_eq!(track(w.rules(), &who, &sample("g1", "ball", 1), None).unwrap(), new);
+    assert_eq!(track(w.rules(), &who, &sample("g1", "p1", 1), None).unwrap(), new);
+    // A third entity is over the quota (2); a known one still publishes.
+    assert_eq!(code(track(w.rules(), &who, &sample("g1", "p2", 1), None)), reason::TOO_MANY_ENTITIES);
+    let known = Track::Publish { new_entity: false };
+    assert_eq!(track(w.rules(), &who, &sample("g1", "ball", 5), Some(Some(4))).unwrap(), known);
+    assert_eq!(track(w.rules(), &who, &sample("g1", "ball", 3), Some(Some(4))).unwrap(), Track::Stale);
+}
+
+#[test]
+fn replicated_events_keep_the_directory_and_sequencing_rules_and_carry_their_owner() {
+    let w = World::new(8);
+    let owner: Arc<str> = Arc::from("key-a");
+    let ev = |game: &str, seq: u64, sport: &str| {
+        codec::decode_event(Codec::Json, &json(game, seq, sport)).unwrap()
+    };
+    let first = replicated(w.rules(), &ev("g1", 1, "basketball"), Some(&owner));
+    assert!(matches!(first, Replicated::Accept { missing: 0, .. }), "{first:?}");
+    assert_eq!(w.owners.owner("g1").as_deref(), Some("key-a"));
+    // A later owner never replaces the first.
+    let _ = replicated(w.rules(), &ev("g1", 2, "basketball"), Some(&Arc::from("key-b")));
+    assert_eq!(w.owners.owner("g1").as_deref(), Some("key-a"));
+    assert_eq!(replicated(w.rules(), &ev("g1", 2, "basketball"), None), Replicated::Duplicate);
+    // A gap is recorded as missing; the same id under another sport is refused.
+    assert!(matches!(
+        replicated(w.rules(), &ev("g1", 5, "basketball"), None),
+        Replicated::Accept { missing: 2, .. }
+    ));
+    assert!(matches!(replicated(w.rules(), &ev("g1", 6, "soccer"), None), Replicated::Refused(_)));
 }
