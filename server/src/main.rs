@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::Sport;
 use opensports_proto::ws::Mode;
-use opensports_server::cli::{self, progress::Progress};
-use opensports_server::sim::{self, Speed};
+use opensports_server::cli;
+use opensports_server::sim::Speed;
 use opensports_server::{Config, Listeners};
 
 #[derive(Parser)]
@@ -348,18 +348,6 @@ enum PluginCmd {
     },
 }
 
-fn sports(list: &str) -> anyhow::Result<Vec<Sport>> {
-    if list == "all" {
-        return Ok(Sport::ALL.to_vec());
-    }
-    list.split(',')
-        .map(|s| {
-            Sport::parse(s.trim())
-                .with_context(|| format!("unknown sport {s:?} (basketball, football, soccer, f1)"))
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -400,20 +388,7 @@ async fn main() -> anyhow::Result<()> {
             if json {
                 cfg.codec = opensports_proto::codec::Codec::Json;
             }
-            let start_ts =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64;
-            let games: Vec<_> =
-                sports(&sport)?.into_iter().map(|s| sim::generate(s, seed, start_ts)).collect();
-            for g in &games {
-                eprintln!("{}: {} events", g.id, g.events.len());
-            }
-            let mut publisher = Publisher::connect(cfg).await?;
-            let mut progress = Progress::new("sim");
-            sim::publish(&mut publisher, &games, speed, |done, total| progress.update(done, total)).await?;
-            let total: usize = games.iter().map(|g| g.events.len()).sum();
-            publisher.close(std::time::Duration::from_secs(30)).await?;
-            progress.finish(&format!("{total} events published and acked"));
-            Ok(())
+            cli::sim::run(cfg, &sport, speed, seed).await
         }
         Command::Replay { file, format, speed, game_id, home, to } => {
             let opts = opensports_server::feeds::Options {

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`demo`]: server + simulated games on one command.
+//! - [`sim`]: simulated games published to a server.
 //! - [`watch`]: a terminal subscriber.
 //! - [`keys`]: API keys on a data dir, offline.
 //! - [`progress`]: a small progress line for long runs.
@@ -11,6 +12,7 @@ pub mod keys;
 pub mod plugin;
 pub mod progress;
 pub mod replay;
+pub mod sim;
 pub mod store;
 pub mod watch;
 
