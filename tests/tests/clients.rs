@@ -167,3 +167,15 @@ async fn js_client_replays_the_transcripts_and_passes_its_suite() {
     live.await.unwrap();
     server.shutdown().await;
 }
+
+/// The Rust client names errors as the JS and Python clients do (PROTOCOL.md §2.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_error_names_match_the_other_clients() {
+    let server = TestServer::start().await;
+    let url = format!("{}?token=osk_000000000000_wrong", server.ws_url());
+    let refused = opensports_client::Subscriber::connect(&url).await.unwrap_err();
+    assert_eq!(refused.code(), "unauthorized", "{refused}");
+    let unreachable = opensports_client::Subscriber::connect("ws://127.0.0.1:9/ws").await.unwrap_err();
+    assert_eq!(unreachable.code(), "connect_failed", "{unreachable}");
+    server.shutdown().await;
+}

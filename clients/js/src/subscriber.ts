@@ -28,6 +28,15 @@ export interface SubscriberOptions {
 }
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+/** The parts of Node's `http` request and response that a refused upgrade is read with. */
+interface NodeRequest {
+  destroy(): void;
+}
+interface NodeResponse {
+  statusCode?: number;
+  on(ev: 'data' | 'end', f: (chunk?: unknown) => void): void;
+}
+
 type Subscribed = Extract<ServerMsg, { op: 'subscribed' }>;
 type Unsubscribed = Extract<ServerMsg, { op: 'unsubscribed' }>;
 type Reply = Extract<ServerMsg, { op: 'subscribed' | 'unsubscribed' | 'pong' | 'error' }>;
@@ -68,7 +77,12 @@ export class Subscriber {
     private readonly Ctor: WebSocketCtor,
   ) {}
 
-  /** Connects; rejects with `OpenSportsError('connect_failed')` if the server cannot be reached or refuses. */
+  /**
+   * Connects. Rejects with `OpenSportsError`: the server's code when it refused the upgrade
+   * (`unauthorized`, `forbidden`, `backoff`, `too_many_connections`; read from its JSON error body
+   * where the runtime lets us, as Node's `ws` does), else `connect_failed` (PROTOCOL.md §2.6: a
+   * browser's WebSocket hides why an upgrade failed).
+   */
   static async connect(url: string, opts: SubscriberOptions = {}): Promise<Subscriber> {
     const sub = new Subscriber(url, opts, opts.WebSocket ?? (await defaultWebSocket()));
     await sub.open();
@@ -80,6 +94,22 @@ export class Subscriber {
     return new Promise((resolve, reject) => {
       const ws = new this.Ctor(url);
       let opened = false;
+      // Node's `ws` shows a refused upgrade's response: its error body names the code.
+      let refused: string | undefined;
+      const emitter = ws as unknown as { on?: (ev: string, f: (req: NodeRequest, res: NodeResponse) => void) => void };
+      emitter.on?.('unexpected-response', (req, res) => {
+        let body = '';
+        res.on('data', (c: unknown) => (body += String(c)));
+        res.on('end', () => {
+          try {
+            refused = JSON.parse(body)?.error?.code;
+          } catch {
+            refused = undefined;
+          }
+          reject(new OpenSportsError(refused ?? 'connect_failed', `HTTP ${res.statusCode}: ${body}`));
+          req.destroy();
+        });
+      });
       ws.onopen = () => {
         opened = true;
         this.ws = ws;
@@ -87,7 +117,7 @@ export class Subscriber {
         resolve();
       };
       ws.onerror = () => {
-        if (!opened) reject(new OpenSportsError('connect_failed', `could not connect to ${this.url}`));
+        if (!opened && emitter.on === undefined) reject(new OpenSportsError('connect_failed', `could not connect to ${this.url}`));
       };
       ws.onmessage = (ev) => this.onFrame(String(ev.data));
       ws.onclose = () => {

@@ -60,6 +60,14 @@ test('a server that cannot be reached is a connect_failed error', async () => {
   await assert.rejects(Subscriber.connect('ws://127.0.0.1:9/ws', { reconnect: false }), (e) => e.code === 'connect_failed');
 });
 
+test("a refused connection is the server's error code (PROTOCOL.md 2.6)", async () => {
+  const url = env('OPENSPORTS_WS');
+  await assert.rejects(
+    Subscriber.connect(url, { token: 'osk_000000000000_wrong', reconnect: false }),
+    (e) => e instanceof OpenSportsError && e.code === 'unauthorized',
+  );
+});
+
 test('the TypeScript types are current with the committed schema', () => {
   const script = fileURLToPath(new URL('../scripts/gen-types.mjs', import.meta.url));
   execFileSync(process.execPath, [script, '--check'], { stdio: 'pipe' });

@@ -83,6 +83,14 @@ def test_wrong_credentials_are_refused(server):
             with pytest.raises(OpenSportsError) as e:
                 await sub.subscribe(["game/#/x"])
             assert e.value.code == "bad_pattern"
+        # One set of error names across clients (PROTOCOL.md 2.6): a refused connection is the
+        # server's code, an unreachable server connect_failed.
+        with pytest.raises(OpenSportsError) as e:
+            await Subscriber(server.ws, token="osk_000000000000_wrong", reconnect=False).connect()
+        assert e.value.code == "unauthorized"
+        with pytest.raises(OpenSportsError) as e:
+            await Subscriber("ws://127.0.0.1:9/ws", reconnect=False).connect()
+        assert e.value.code == "connect_failed"
 
     asyncio.run(run())
 

@@ -12,8 +12,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
-    #[error("cannot connect to {url}: {reason}")]
-    Connect { url: String, reason: String },
+    /// The connection was not made: `code` is the server's error code when it refused the
+    /// upgrade (`unauthorized`, `forbidden`, `backoff`, `too_many_connections`, ...), else
+    /// `connect_failed` (PROTOCOL.md §2.6).
+    #[error("cannot connect to {url}: {code}: {reason}")]
+    Connect { url: String, code: String, reason: String },
     #[error("connection closed")]
     Closed,
     #[error("WebSocket: {0}")]
@@ -187,8 +190,38 @@ const READ_BUFFER: usize = 16 * 1024;
 async fn dial(url: &str) -> Result<Socket, SubscribeError> {
     let config =
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| SubscribeError::Connect { url: url.into(), reason: e.to_string() })?;
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.map_err(|e| {
+            let code = match &e {
+                // The server refused the upgrade: its JSON error body names the code.
+                tokio_tungstenite::tungstenite::Error::Http(resp) => resp
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_string)),
+                _ => None,
+            };
+            SubscribeError::Connect {
+                url: url.into(),
+                code: code.unwrap_or_else(|| CONNECT_FAILED.into()),
+                reason: e.to_string(),
+            }
+        })?;
     Ok(ws)
+}
+
+/// The error code of a connection that was not made and not refused by the server.
+pub const CONNECT_FAILED: &str = "connect_failed";
+
+impl SubscribeError {
+    /// The error's code (PROTOCOL.md §2.6): the server's for a refused connection, else
+    /// `connect_failed`, `closed`, `ws` or `protocol`.
+    pub fn code(&self) -> &str {
+        match self {
+            SubscribeError::Connect { code, .. } => code,
+            SubscribeError::Closed => "closed",
+            SubscribeError::Ws(_) => "ws",
+            SubscribeError::Protocol(_) => "protocol",
+        }
+    }
 }

@@ -17,6 +17,10 @@ from .messages import Error, OpId, Publication, Raw, ServerMsg, Subscribed, Unsu
 from .topics import matches
 
 
+#: The code of a connection that was not made and not refused by the server (PROTOCOL.md 2.6).
+CONNECT_FAILED = "connect_failed"
+
+
 class OpenSportsError(Exception):
     """The server refused an op (``error``), or the connection could not be made."""
 
@@ -64,8 +68,15 @@ class Subscriber:
         try:
             self._ws = await ws_connect(self.url, additional_headers=headers, max_size=8 << 20)
         except websockets.InvalidStatus as e:
+            # The server refused the upgrade: its JSON error body names the code (PROTOCOL.md 2.6).
             body = e.response.body.decode(errors="replace") if e.response.body else ""
-            raise OpenSportsError(f"http_{e.response.status_code}", body) from e
+            try:
+                code = json.loads(body)["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                code = CONNECT_FAILED
+            raise OpenSportsError(code, f"HTTP {e.response.status_code}: {body}") from e
+        except (OSError, websockets.InvalidHandshake) as e:
+            raise OpenSportsError(CONNECT_FAILED, f"could not connect to {self.url}: {e}") from e
 
     async def close(self) -> None:
         self.reconnect = False

@@ -36,7 +36,12 @@ export class Subscriber {
         this.opts = opts;
         this.Ctor = Ctor;
     }
-    /** Connects; rejects with `OpenSportsError('connect_failed')` if the server cannot be reached or refuses. */
+    /**
+     * Connects. Rejects with `OpenSportsError`: the server's code when it refused the upgrade
+     * (`unauthorized`, `forbidden`, `backoff`, `too_many_connections`; read from its JSON error body
+     * where the runtime lets us, as Node's `ws` does), else `connect_failed` (PROTOCOL.md §2.6: a
+     * browser's WebSocket hides why an upgrade failed).
+     */
     static async connect(url, opts = {}) {
         const sub = new Subscriber(url, opts, opts.WebSocket ?? (await defaultWebSocket()));
         await sub.open();
@@ -47,6 +52,23 @@ export class Subscriber {
         return new Promise((resolve, reject) => {
             const ws = new this.Ctor(url);
             let opened = false;
+            // Node's `ws` shows a refused upgrade's response: its error body names the code.
+            let refused;
+            const emitter = ws;
+            emitter.on?.('unexpected-response', (req, res) => {
+                let body = '';
+                res.on('data', (c) => (body += String(c)));
+                res.on('end', () => {
+                    try {
+                        refused = JSON.parse(body)?.error?.code;
+                    }
+                    catch {
+                        refused = undefined;
+                    }
+                    reject(new OpenSportsError(refused ?? 'connect_failed', `HTTP ${res.statusCode}: ${body}`));
+                    req.destroy();
+                });
+            });
             ws.onopen = () => {
                 opened = true;
                 this.ws = ws;
@@ -54,7 +76,7 @@ export class Subscriber {
                 resolve();
             };
             ws.onerror = () => {
-                if (!opened)
+                if (!opened && emitter.on === undefined)
                     reject(new OpenSportsError('connect_failed', `could not connect to ${this.url}`));
             };
             ws.onmessage = (ev) => this.onFrame(String(ev.data));
