@@ -10,7 +10,7 @@
 use opensports_proto::error_code::http as http_code;
 use std::net::SocketAddr;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -201,9 +201,9 @@ pub struct CreateKey {
 
 /// `POST /v1/keys` `{"name":..,"role":..,"scopes":[..]}` → `201` with the key (shown once).
 pub async fn create_key(State(app): State<AppState>, admin: Admin, body: axum::body::Bytes) -> Response {
-    let req: CreateKey = match serde_json::from_slice(&body) {
+    let req: CreateKey = match super::object(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.to_string()),
+        Err(refused) => return *refused,
     };
     let new = NewKey { name: req.name, role: req.role, scopes: req.scopes };
     let (auth, actor, remote) = (app.auth.clone(), admin.0.principal.id.clone(), admin.0.remote());
@@ -249,7 +249,11 @@ pub struct AuditQuery {
 
 /// `GET /v1/audit?after=ID&limit=N`: entries after `ID` (default 0), oldest first, at most
 /// `N` (default 100, at most 1000).
-pub async fn audit(State(app): State<AppState>, _admin: Admin, Query(q): Query<AuditQuery>) -> Response {
+pub async fn audit(
+    State(app): State<AppState>,
+    _admin: Admin,
+    super::Params(q): super::Params<AuditQuery>,
+) -> Response {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     match app.auth.keys().audit_log(q.after.unwrap_or(0), limit) {
         Ok(entries) => json(StatusCode::OK, serde_json::json!({ "entries": entries }).to_string()),

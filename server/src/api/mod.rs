@@ -132,6 +132,33 @@ async fn cors(
     resp
 }
 
+/// Query parameters whose rejection is a JSON error (`400 bad_request`) like every other API
+/// error, not axum's plain-text one.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Params(q)),
+            Err(e) => Err(json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text())),
+        }
+    }
+}
+
+/// A JSON object body as `T` (an array is not an object, though serde would read a struct from
+/// one), or the `400 bad_request` naming what is wrong.
+pub(crate) fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    let refuse = |m: String| Box::new(json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &m));
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v).map_err(|e| refuse(e.to_string())),
+        Ok(_) => Err(refuse("the body must be a JSON object".into())),
+        Err(e) => Err(refuse(e.to_string())),
+    }
+}
+
 pub(crate) fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -228,9 +255,16 @@ async fn models(State(s): State<AppState>) -> Response {
     json(StatusCode::OK, serde_json::json!({"models": s.models.report()}).to_string())
 }
 
+/// `{"version": ...}`: the key is required (`null` stops shadowing).
 #[derive(serde::Deserialize)]
 struct VersionBody {
+    #[serde(deserialize_with = "present")]
     version: Option<String>,
+}
+
+/// An `Option` field that must be present (`null` allowed).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    serde::Deserialize::deserialize(d)
 }
 
 /// `POST /v1/models/{name}/activate` `{"version":"2"}`.
@@ -240,7 +274,7 @@ async fn activate_model(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(VersionBody { version: Some(v) }) = serde_json::from_slice(&body) else {
+    let Ok(VersionBody { version: Some(v) }) = object(&body).map_err(|_| ()) else {
         return json_error(
             StatusCode::BAD_REQUEST,
             http_code::BAD_REQUEST,
@@ -262,7 +296,7 @@ async fn shadow_model(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(VersionBody { version }) = serde_json::from_slice(&body) else {
+    let Ok(VersionBody { version }) = object(&body).map_err(|_| ()) else {
         return json_error(
             StatusCode::BAD_REQUEST,
             http_code::BAD_REQUEST,

@@ -9,8 +9,8 @@ use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, Para
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, PathItem,
-    PathsBuilder, Required, ResponseBuilder, Type,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder,
+    Required, ResponseBuilder,
 };
 
 /// Who may call an operation.
@@ -58,7 +58,7 @@ pub const ROUTES: &[Route] = &[
     route!("get" "/", "dashboard", Open, "The live dashboard (HTML)", params: [], body: None,
         responses: [(200, "text/html", "the dashboard page")]),
     route!("get" "/game/{id}", "dashboard", Open, "A game's page (HTML)", params: [("id", "path", true, "game id")],
-        body: None, responses: [(200, "text/html", "the game page")]),
+        body: None, responses: [(200, "text/html", "the game page"), (404, JSON, "no_such_game: not a game id")]),
     route!("get" "/assets/{file}", "dashboard", Open, "The pages' scripts and styles", params: [("file", "path", true, "asset path")],
         body: None, responses: [(200, "text/javascript", "the asset"), (404, "", "no such asset")]),
     route!("get" "/healthz", "operations", Open, "Liveness", params: [], body: None,
@@ -90,7 +90,8 @@ pub const ROUTES: &[Route] = &[
         body: None,
         responses: [(200, "text/event-stream", "one server message per event"), (400, JSON, ERR), (401, JSON, ERR),
             (403, JSON, ERR), (429, JSON, "too_many_connections"), (503, JSON, "too_many_connections")]),
-    route!("get" "/ws", "games", Read, "WebSocket upgrade (PROTOCOL.md 2)", params: [("token", "query", false, "credential")],
+    route!("get" "/ws", "games", Read, "WebSocket upgrade (PROTOCOL.md 2)", params: [("token", "query", false, "credential"),
+            UPGRADE[0], UPGRADE[1], UPGRADE[2], UPGRADE[3]],
         body: None, responses: [(101, "", "switching protocols"), (400, JSON, "bad_upgrade"), (401, JSON, ERR),
             (429, JSON, "too_many_connections"), (503, JSON, "too_many_connections")]),
     route!("post" "/graphql", "graphql", Read, "A GraphQL query (games, a game's state, latest values, plugins, models; PROTOCOL.md 3.2)",
@@ -98,7 +99,9 @@ pub const ROUTES: &[Route] = &[
         responses: [(200, JSON, r#"{"data":{...},"errors":[...]} (errors carry extensions.code)"#), (400, JSON, "bad_request"),
             (401, JSON, ERR)]),
     route!("get" "/graphql", "graphql", Read, "GraphQL subscriptions: WebSocket upgrade, graphql-transport-ws subprotocol (PROTOCOL.md 3.2)",
-        params: [("token", "query", false, "credential (or in connection_init's payload)")],
+        params: [("token", "query", false, "credential (or in connection_init's payload)"),
+            UPGRADE[0], UPGRADE[1], UPGRADE[2], UPGRADE[3],
+            ("Sec-WebSocket-Protocol", "header", true, "graphql-transport-ws")],
         body: None, responses: [(101, "", "switching protocols"), (400, JSON, "bad_upgrade"), (401, JSON, ERR),
             (429, JSON, "too_many_connections"), (503, JSON, "too_many_connections")]),
     route!("get" "/graphql/schema.graphql", "graphql", Open, "The GraphQL schema (SDL)", params: [], body: None,
@@ -122,7 +125,7 @@ pub const ROUTES: &[Route] = &[
     route!("get" "/v1/plugins", "plugins", Open, "Loaded plugins, versions and failure counts", params: [], body: None,
         responses: [(200, JSON, r#"{"plugins":[...]}"#)]),
     route!("post" "/v1/plugins/{name}", "plugins", Admin, "Hot-reload a plugin from a new .wasm",
-        params: [("name", "path", true, "plugin name")], body: Some(("application/wasm", "the module")),
+        params: [("name", "path", true, "plugin name")], body: Some(("application/octet-stream", "the .wasm module")),
         responses: [(200, JSON, r#"{"name","version"}"#), (400, JSON, "bad_plugin"), (404, JSON, "no_such_plugin"),
             (401, JSON, ERR), (403, JSON, ERR)]),
     route!("post" "/v1/plugins/{name}/games/{game}/enable", "plugins", Admin,
@@ -140,11 +143,83 @@ pub const ROUTES: &[Route] = &[
         responses: [(200, JSON, "the revoked key record"), (404, JSON, "no_such_key"), (401, JSON, ERR), (403, JSON, ERR)]),
     route!("get" "/v1/audit", "access", Admin, "The audit log, oldest first",
         params: [("after", "query", false, "entry id to start after"), ("limit", "query", false, "at most (default 100, max 1000)")],
-        body: None, responses: [(200, JSON, r#"{"entries":[...]}"#), (401, JSON, ERR), (403, JSON, ERR)]),
+        body: None, responses: [(200, JSON, r#"{"entries":[...]}"#), (400, JSON, ERR), (401, JSON, ERR), (403, JSON, ERR)]),
 ];
 
-fn string() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String)
+/// The headers of a WebSocket upgrade (RFC 6455), required where a route upgrades.
+const UPGRADE: [(&str, &str, bool, &str); 4] = [
+    ("Connection", "header", true, "Upgrade"),
+    ("Upgrade", "header", true, "websocket"),
+    ("Sec-WebSocket-Version", "header", true, "13"),
+    ("Sec-WebSocket-Key", "header", true, "16 random bytes, base64"),
+];
+
+/// Game ids, plugin and model names, key ids: `[A-Za-z0-9_.-]`, 1..=64 bytes.
+const NAME: &str = "^[A-Za-z0-9_.-]{1,64}$";
+/// A concrete topic (§2.3); the server takes any printable ASCII levels, this is a subset.
+const TOPIC: &str = "^[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}$";
+/// Comma-separated concrete topics (each is also a pattern matching itself).
+const TOPICS: &str = "^[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}(,[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}){0,7}$";
+
+/// The values a parameter takes: what the server accepts, or a subset of it (so any value
+/// the document allows is accepted), by parameter name.
+fn param_schema(name: &str) -> serde_json::Value {
+    use serde_json::json;
+    match name {
+        "id" | "game" | "name" => json!({"type": "string", "pattern": NAME}),
+        "topic" => json!({"type": "string", "pattern": TOPIC}),
+        "topics" => json!({"type": "string", "pattern": TOPICS}),
+        "mode" => json!({"type": "string", "enum": ["all", "latest"]}),
+        "format" => json!({"type": "string", "enum": ["jsonl", "csv"]}),
+        // Clamped to 1..=1000.
+        "limit" => json!({"type": "integer", "minimum": 0}),
+        "after" => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+        // A resume point is `topic=seq` pairs naming topics the patterns match: an id the
+        // server sent (PROTOCOL.md 3.1).
+        "since" | "Last-Event-ID" => json!({"type": "string", "maxLength": 32768}),
+        "Connection" => json!({"type": "string", "enum": ["Upgrade"]}),
+        "Upgrade" => json!({"type": "string", "enum": ["websocket"]}),
+        "Sec-WebSocket-Version" => json!({"type": "string", "enum": ["13"]}),
+        "Sec-WebSocket-Key" => json!({"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$"}),
+        "Sec-WebSocket-Protocol" => json!({"type": "string", "enum": ["graphql-transport-ws"]}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// The request body a route takes, as a JSON Schema (`None`: any bytes of its content type).
+fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let name = json!({"type": "string", "minLength": 1, "maxLength": 64});
+    let key = |role: &str, scopes: serde_json::Value| {
+        json!({"type": "object", "required": ["name", "role", "scopes"], "additionalProperties": false,
+               "properties": {"name": name, "role": {"type": "string", "enum": [role]}, "scopes": scopes}})
+    };
+    Some(match (method, path) {
+        // Admin keys take no scopes; publishers' are game-id patterns, subscribers' topic
+        // patterns (§2.3: printable ASCII levels, `+` a whole level, `#` the last).
+        ("post", "/v1/keys") => json!({"oneOf": [
+            {"type": "object", "required": ["name", "role"], "additionalProperties": false,
+             "properties": {"name": name, "role": {"type": "string", "enum": ["admin"]},
+                            "scopes": {"type": "array", "maxItems": 0, "items": {"type": "string"}}}},
+            key("publisher", json!({"type": "array", "minItems": 1, "maxItems": 64,
+                "items": {"type": "string", "pattern": "^(shared:)?[A-Za-z0-9_.*-]{1,64}$"}})),
+            key("subscriber", json!({"type": "array", "minItems": 1, "maxItems": 64,
+                "items": {"type": "string", "maxLength": 256,
+                          "pattern": r#"^(?:(?:[!-"$-*,-.0-~]+|\+)/)*(?:[!-"$-*,-.0-~]+|\+|#)$"#}})),
+        ]}),
+        ("post", "/v1/models/{name}/activate") => json!({"type": "object", "required": ["version"],
+            "properties": {"version": {"type": "string"}}}),
+        ("post", "/v1/models/{name}/shadow") => json!({"type": "object", "required": ["version"],
+            "properties": {"version": {"type": ["string", "null"]}}}),
+        ("post", "/graphql") => json!({"type": "object", "required": ["query"],
+            "properties": {"query": {"type": "string", "minLength": 1}, "operationName": {"type": ["string", "null"]},
+                           "variables": {"type": ["object", "null"]}}}),
+        _ => return None,
+    })
+}
+
+fn schema(v: serde_json::Value) -> Option<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(v).ok()
 }
 
 fn method(m: &str) -> HttpMethod {
@@ -177,14 +252,15 @@ pub fn document() -> OpenApi {
                     .parameter_in(place)
                     .required(required)
                     .description(Some(*description))
-                    .schema(Some(string())),
+                    .schema(schema(param_schema(name))),
             );
         }
         if let Some((content_type, description)) = r.body {
+            let content = ContentBuilder::new().schema(body_schema(r.method, r.path).and_then(schema));
             let body = RequestBodyBuilder::new()
                 .description(Some(description))
                 .required(Some(Required::True))
-                .content(content_type, ContentBuilder::new().build());
+                .content(content_type, content.build());
             op = op.request_body(Some(body.build()));
         }
         for (status, content_type, description) in r.responses {
@@ -194,8 +270,15 @@ pub fn document() -> OpenApi {
             }
             op = op.response(status.to_string(), resp.build());
         }
-        if r.access != Access::Open {
-            op = op.security(SecurityRequirement::new::<_, _, &str>("bearer", []));
+        match r.access {
+            Access::Open => {}
+            // Anonymous for the server's public topics, else a key or JWT.
+            Access::Read => {
+                op =
+                    op.security(SecurityRequirement::default())
+                        .security(SecurityRequirement::new::<_, _, &str>("bearer", []))
+            }
+            Access::Admin => op = op.security(SecurityRequirement::new::<_, _, &str>("bearer", [])),
         }
         paths = paths.path(r.path, PathItem::new(method(r.method), op.build()));
     }
@@ -221,4 +304,21 @@ pub fn document() -> OpenApi {
 pub fn json() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| document().to_pretty_json().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_and_body_schema_is_a_valid_schema() {
+        for r in ROUTES {
+            for (name, ..) in r.params {
+                assert!(schema(param_schema(name)).is_some(), "{} {}: {name}", r.method, r.path);
+            }
+            if let Some(b) = body_schema(r.method, r.path) {
+                assert!(schema(b).is_some(), "{} {} body", r.method, r.path);
+            }
+        }
+    }
 }

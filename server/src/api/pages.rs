@@ -81,7 +81,15 @@ pub async fn overview() -> Response {
 
 /// `/game/{id}`: the page reads the id from its own URL; a game that does not exist (yet) shows
 /// as waiting, and fills in when it starts.
-pub async fn game(Path(_id): Path<String>) -> Response {
+/// A game's page; an id that cannot be a game's is `404` (the page would only ever wait).
+pub async fn game(Path(id): Path<String>) -> Response {
+    if !opensports_proto::event::valid_game_id(&id) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            http_code::NO_SUCH_GAME,
+            &format!("{id:?} is not a game id"),
+        );
+    }
     static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     page(GAME, &POLICY)
 }

@@ -3,7 +3,7 @@
 //! large game or log never sits in memory whole.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use opensports_proto::error_code::http as http_code;
@@ -77,7 +77,7 @@ pub async fn events(
     State(s): State<AppState>,
     admin: super::admin::Admin,
     Path(id): Path<String>,
-    Query(q): Query<ExportQuery>,
+    super::Params(q): super::Params<ExportQuery>,
 ) -> Response {
     let Some(store) = s.store.clone() else { return no_store() };
     let format = match q.format.as_deref().unwrap_or("jsonl").parse::<Format>() {

@@ -112,8 +112,8 @@ impl NewKey {
     /// subscribers; admin keys take none.
     pub fn check(&self) -> Result<(), KeyError> {
         let bad = |why: String| Err(KeyError::Invalid(why));
-        if self.name.is_empty() || self.name.len() > 64 {
-            return bad("a key name is 1..=64 bytes".into());
+        if self.name.is_empty() || self.name.chars().count() > 64 {
+            return bad("a key name is 1..=64 characters".into());
         }
         if self.scopes.len() > 64 {
             return bad("at most 64 scopes per key".into());

@@ -273,8 +273,9 @@ fn wire(p: &crate::fanout::Publication) -> Publication {
 
 /// `POST /graphql`: `{"query":..,"variables":..,"operationName":..}`.
 pub async fn query(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Response {
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
+    let request = match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(r) if !r.query.is_empty() => r,
+        Ok(_) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, "the body has no query"),
         Err(e) => {
             let msg = format!(r#"body must be {{"query":"...","variables":{{...}}}}: {e}"#);
             return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &msg);
