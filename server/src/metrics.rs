@@ -342,6 +342,12 @@ pub fn now_us() -> i64 {
 /// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
 /// `process_start_time_seconds` (the names Prometheus's own clients use; Linux `/proc`, absent
 /// elsewhere) and `opensports_build_info{version, target}` (always 1).
+///
+/// Not `metrics-process` (tried, 2.4): it records `process_cpu_seconds_total` as a counter of
+/// whole seconds (`absolute(u64)`), so `rate(...[1m])` on the dashboard moves in steps of 1/60 of
+/// a core and a light load reads as zero; its gauge option breaks the `_total` naming rule
+/// `promtool check metrics` enforces. Reading these four `/proc` files is less code than
+/// working around either.
 pub fn process_text() -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
