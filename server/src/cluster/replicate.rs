@@ -304,3 +304,59 @@ async fn send(js: &jetstream::Context, node: &str, item: &Item) -> Flight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Nobody;
+    impl AckSink for Nobody {
+        fn ack(&self, _: &str, _: u64) {}
+    }
+
+    fn event(game: &str, seq: u64, ack: bool) -> Item {
+        let ack: Option<Arc<dyn AckSink>> = if ack { Some(Arc::new(Nobody)) } else { None };
+        Item::Event { game: game.into(), seq, bytes: Arc::new(AlignedVec::new()), owner: None, ack }
+    }
+
+    #[test]
+    fn the_backlog_never_blocks_and_spills_only_what_no_ack_waits_for() {
+        let b = Backlog::new(2);
+        b.push(event("g1", 1, false));
+        b.push(event("g1", 2, false));
+        assert!(b.full());
+        // Past max: local-ack events keep only their game's range; acked ones stay queued.
+        for seq in [3, 7, 5] {
+            b.push(event("g1", seq, false));
+        }
+        b.push(event("g2", 9, false));
+        b.push(event("g1", 8, true));
+        let mut taken = VecDeque::new();
+        b.take(10, &mut taken);
+        let seqs: Vec<u64> = taken
+            .iter()
+            .map(|i| match i {
+                Item::Event { seq, .. } | Item::AckOnly { seq, .. } => *seq,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 8]);
+        assert!(!b.full());
+        assert_eq!(b.take_spilled(), Some(("g1".into(), 3, 7)));
+        assert_eq!(b.take_spilled(), Some(("g2".into(), 9, 9)));
+        assert_eq!(b.take_spilled(), None);
+        // A range read back in part goes back, merged with what spilled meanwhile.
+        b.respill("g1".into(), 5, 7);
+        b.respill("g1".into(), 4, 6);
+        assert_eq!(b.take_spilled(), Some(("g1".into(), 4, 7)));
+    }
+
+    #[test]
+    fn only_cluster_acks_make_publishers_wait() {
+        let backlog = Backlog::new(1);
+        backlog.push(event("g1", 1, false));
+        let stream = |mode| StreamAck::new(Arc::new(Nobody), Arc::from("k"), backlog.clone(), mode);
+        assert!(stream(ClusterAck::Cluster).must_wait());
+        assert!(!stream(ClusterAck::Local).must_wait());
+    }
+}
