@@ -155,52 +155,11 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     if tls.generated {
         tracing::info!(dir = %config.server.data_dir.join("tls").display(), "generated a self-signed certificate");
     }
-    let quic_config = ingest::tls::server_config(&tls, config.ingest.max_streams_per_connection)?;
-    let quic_addr =
-        listeners.quic.local_addr().map_err(|source| StartError::Io { what: "UDP address", source })?;
-    let http_addr =
-        listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
-    let endpoint = quinn::Endpoint::new(
-        ingest::tls::endpoint_config(&config.server.data_dir)?,
-        Some(quic_config),
-        listeners.quic,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|source| StartError::Io { what: "starting the QUIC endpoint", source })?;
-    listeners.http.set_nonblocking(true).map_err(|source| StartError::Io { what: "TCP listener", source })?;
-    let http = tokio::net::TcpListener::from_std(listeners.http)
-        .map_err(|source| StartError::Io { what: "TCP listener", source })?;
-
-    let auth = {
-        let (cfg, dir, tokens) =
-            (config.auth.clone(), config.server.data_dir.clone(), config.ingest.tokens.clone());
-        Arc::new(blocking("opening the key file", move || auth::Auth::open(&cfg, &dir, &tokens)).await??)
-    };
-    let can_publish = |k: &auth::KeyRecord| k.revoked_ms.is_none() && k.role != auth::Role::Subscriber;
-    if config.ingest.tokens.is_empty() && !auth.keys().list().iter().any(can_publish) {
-        tracing::warn!(
-            "no publisher can connect yet: create a key with `opensports keys create --name NAME --role publisher --scope 'GAME-PATTERN'` (server stopped) or POST /v1/keys"
-        );
-    }
+    let Bound { endpoint, http, quic_addr, http_addr } = bind(&config, &tls, listeners)?;
+    let auth = open_auth(&config).await?;
     let fanout = fanout::Fanout::new(config.fanout.clone());
-    let (models, plugins) = {
-        let (cfg, dir, models_dir) =
-            (config.plugins.clone(), config.server.data_dir.clone(), config.models.dir.clone());
-        // Loading models and compiling plugins is CPU work; keep it off the runtime's threads.
-        blocking("loading models and plugins", move || {
-            let models = Arc::new(model::ModelRegistry::load(&models_dir).0);
-            let plugins = plugin::PluginSet::load(&cfg, &dir, models.clone());
-            (models, plugins)
-        })
-        .await?
-    };
-    let store = match config.store.enabled {
-        true => {
-            let (cfg, dir) = (config.store.clone(), config.server.data_dir.clone());
-            Some(blocking("opening the event log", move || store::Store::open(&cfg, &dir)).await??)
-        }
-        false => None,
-    };
+    let (models, plugins) = load_models_and_plugins(&config).await?;
+    let store = open_log(&config).await?;
     let ratings = Arc::new(model::ratings::Ratings::load(&config.models.dir, store.clone()));
     // Ingest's sequencing: fed by recovery, consulted by admission, and told by the shards when
     // a game leaves memory (the pipeline cannot call ingest; this hook is how it is told).
@@ -330,6 +289,73 @@ impl Running {
         })
         .await;
     }
+}
+
+/// The listeners as the endpoints the server serves on.
+struct Bound {
+    endpoint: quinn::Endpoint,
+    http: tokio::net::TcpListener,
+    quic_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+/// Start-up step: the QUIC endpoint and the HTTP listener on `listeners`.
+fn bind(config: &Config, tls: &ingest::tls::TlsMaterial, listeners: Listeners) -> Result<Bound, StartError> {
+    let quic_config = ingest::tls::server_config(tls, config.ingest.max_streams_per_connection)?;
+    let quic_addr =
+        listeners.quic.local_addr().map_err(|source| StartError::Io { what: "UDP address", source })?;
+    let http_addr =
+        listeners.http.local_addr().map_err(|source| StartError::Io { what: "TCP address", source })?;
+    let endpoint = quinn::Endpoint::new(
+        ingest::tls::endpoint_config(&config.server.data_dir)?,
+        Some(quic_config),
+        listeners.quic,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| StartError::Io { what: "starting the QUIC endpoint", source })?;
+    listeners.http.set_nonblocking(true).map_err(|source| StartError::Io { what: "TCP listener", source })?;
+    let http = tokio::net::TcpListener::from_std(listeners.http)
+        .map_err(|source| StartError::Io { what: "TCP listener", source })?;
+    Ok(Bound { endpoint, http, quic_addr, http_addr })
+}
+
+/// Start-up step: API keys and JWT settings (warns when no publisher could connect yet).
+async fn open_auth(config: &Config) -> Result<Arc<auth::Auth>, StartError> {
+    let (cfg, dir, tokens) =
+        (config.auth.clone(), config.server.data_dir.clone(), config.ingest.tokens.clone());
+    let auth =
+        Arc::new(blocking("opening the key file", move || auth::Auth::open(&cfg, &dir, &tokens)).await??);
+    let can_publish = |k: &auth::KeyRecord| k.revoked_ms.is_none() && k.role != auth::Role::Subscriber;
+    if config.ingest.tokens.is_empty() && !auth.keys().list().iter().any(can_publish) {
+        tracing::warn!(
+            "no publisher can connect yet: create a key with `opensports keys create --name NAME --role publisher --scope 'GAME-PATTERN'` (server stopped) or POST /v1/keys"
+        );
+    }
+    Ok(auth)
+}
+
+/// Start-up step: models checked and loaded, plugins compiled (CPU work, off the runtime's
+/// threads).
+async fn load_models_and_plugins(
+    config: &Config,
+) -> Result<(Arc<model::ModelRegistry>, Arc<plugin::PluginSet>), StartError> {
+    let (cfg, dir, models_dir) =
+        (config.plugins.clone(), config.server.data_dir.clone(), config.models.dir.clone());
+    blocking("loading models and plugins", move || {
+        let models = Arc::new(model::ModelRegistry::load(&models_dir).0);
+        let plugins = plugin::PluginSet::load(&cfg, &dir, models.clone());
+        (models, plugins)
+    })
+    .await
+}
+
+/// Start-up step: the event log, when `store.enabled`.
+async fn open_log(config: &Config) -> Result<Option<Arc<store::Store>>, StartError> {
+    if !config.store.enabled {
+        return Ok(None);
+    }
+    let (cfg, dir) = (config.store.clone(), config.server.data_dir.clone());
+    Ok(Some(blocking("opening the event log", move || store::Store::open(&cfg, &dir)).await??))
 }
 
 /// Start-up step: replays the log into the shards, and ingest's memory of each game (seqs,
