@@ -369,7 +369,7 @@ impl Default for FanoutConfig {
             max_subscriptions: 256,
             max_since_keys: 4096,
             sse_max_lifetime_secs: 1800,
-            queue_bytes: crate::fanout::outbox::DEFAULT_QUEUE_BYTES,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             max_client_message_bytes: 64 * 1024,
             max_batch_bytes: 16 * 1024,
             max_connections: 10_000,
@@ -377,6 +377,9 @@ impl Default for FanoutConfig {
         }
     }
 }
+
+/// Default of the byte bound of an `all`-mode queue (`fanout.queue_bytes`): 8 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
 
 /// `[plugins]`: sandboxed WASM analytics plugins and their limits.
 #[derive(Debug, Clone, Deserialize)]

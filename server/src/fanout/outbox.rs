@@ -17,6 +17,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::{Pub, Run};
 use crate::metrics as m;
 
+pub use crate::config::DEFAULT_QUEUE_BYTES;
+
 /// Most control frames (pong, errors) held for a session; more are dropped, since a client
 /// that floods ops without reading deserves no more answers.
 const CONTROL_CAP: usize = 64;
@@ -94,9 +96,6 @@ fn pub_bytes(item: &Item) -> usize {
         _ => 0,
     }
 }
-
-/// Default of the byte bound of an `all`-mode queue (`fanout.queue_bytes`).
-pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
 
 /// What an item counts against the queue's capacity.
 fn weight(item: &Item) -> usize {

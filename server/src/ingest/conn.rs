@@ -1,81 +1,23 @@
 //! One publisher connection: hello, then event streams, datagrams and the control stream's
 //! acks and rejects.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opensports_proto::codec;
 use opensports_proto::control::Control;
 use opensports_proto::error_code::quic;
 use opensports_proto::topic;
-use parking_lot::Mutex;
 use tokio::io::BufReader;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::IngestCtx;
 use super::admission::{self, HelloRefused, Reject};
+use super::control::{ControlOut, control_writer, write_control};
 use super::frame::read_frame;
 use crate::metrics as m;
 
 /// Control messages are small; a hello larger than this is a protocol violation.
 const MAX_CONTROL_FRAME: u32 = 16 * 1024;
-/// Rejects held for the control writer; beyond this they are only counted.
-const MAX_PENDING_REJECTS: usize = 256;
-
-/// Acks and rejects waiting for the control writer. Acks coalesce per game (cumulative).
-#[derive(Debug, Default)]
-pub struct ControlOut {
-    pending: Mutex<Pending>,
-    notify: Notify,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    acks: HashMap<String, u64>,
-    rejects: VecDeque<Control>,
-}
-
-impl ControlOut {
-    /// Records that every event of `game` up to `seq` is accepted.
-    pub fn ack(&self, game: &str, seq: u64) {
-        {
-            let mut p = self.pending.lock();
-            match p.acks.get_mut(game) {
-                Some(s) => *s = (*s).max(seq),
-                None => {
-                    p.acks.insert(game.to_string(), seq);
-                }
-            }
-        }
-        self.notify.notify_one();
-    }
-
-    /// Queues a reject or error message for the publisher.
-    pub fn send(&self, msg: Control) {
-        {
-            let mut p = self.pending.lock();
-            if p.rejects.len() >= MAX_PENDING_REJECTS {
-                return;
-            }
-            p.rejects.push_back(msg);
-        }
-        self.notify.notify_one();
-    }
-
-    fn take(&self, out: &mut Vec<Control>) {
-        let mut p = self.pending.lock();
-        out.extend(p.rejects.drain(..));
-        out.extend(p.acks.drain().map(|(game, seq)| Control::Ack { game, seq }));
-    }
-}
-
-impl crate::store::AckSink for ControlOut {
-    fn ack(&self, game: &str, seq: u64) {
-        ControlOut::ack(self, game, seq);
-    }
-}
-
 /// One connection: handshake and hello under a handshake slot (`handshake`), then a connection
 /// slot, taken only once the publisher has said who it is: handshakes that never finish
 /// cannot lock real publishers out.
@@ -227,30 +169,10 @@ async fn refuse<T>(
     None
 }
 
-async fn write_control(send: &mut quinn::SendStream, msgs: &[Control]) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    for msg in msgs {
-        codec::write_json_frame(&mut buf, msg).map_err(std::io::Error::other)?;
-    }
-    send.write_all(&buf).await.map_err(std::io::Error::other)
-}
-
-async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
-    let mut batch = Vec::new();
-    loop {
-        control.notify.notified().await;
-        batch.clear();
-        control.take(&mut batch);
-        if !batch.is_empty() && write_control(&mut send, &batch).await.is_err() {
-            return;
-        }
-    }
-}
-
 /// A tracking datagram: admitted by the admission core ([`admission::datagram`],
 /// [`admission::track`]), then published on its entity's topic. Never logged, never acked.
 fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut, who: &crate::auth::Principal) {
-    let refuse = |r: Reject| super::stream::reject(control, r);
+    let refuse = |r: Reject| control.reject(r);
     let sample = match admission::datagram(bytes) {
         Ok(s) => s,
         Err(r) => return refuse(r),

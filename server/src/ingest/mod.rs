@@ -6,14 +6,16 @@
 //! - [`admission`]: the rules (hello, each event frame, datagrams) as sans-IO functions and a
 //!   per-stream state machine, unit-tested without sockets.
 //! - [`seq`]: per-game sequencing (new, gap, fill, duplicate).
-//! - [`conn`]: the connection's socket side: hello, the control stream (acks, rejects),
-//!   datagrams.
+//! - [`conn`]: the connection's socket side: hello, datagrams.
+//! - [`control`]: the control stream's outgoing side (acks, rejects), shared by the connection
+//!   and its streams.
 //! - [`stream`]: one game's event stream's socket side: read, judge, log, queue, ack.
 //! - [`frame`]: length-prefixed frame reading.
 //! - [`tls`]: certificates (self-signed on first start) and the quinn server config.
 
 pub mod admission;
 pub mod conn;
+pub mod control;
 pub mod frame;
 pub mod replica;
 pub mod seq;

@@ -14,7 +14,7 @@ use tokio::io::BufReader;
 
 use super::IngestCtx;
 use super::admission::{Close, Reject, StreamState, Verdict};
-use super::conn::ControlOut;
+use super::control::ControlOut;
 use super::frame::read_frame;
 use crate::auth::Principal;
 use crate::metrics as m;
@@ -77,7 +77,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 continue;
             }
             Verdict::Reject(r) => {
-                reject(control, r);
+                control.reject(r);
                 continue;
             }
             Verdict::Close(close) => return stream_error(close, state.game(), r.get_mut(), control),
@@ -102,7 +102,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 Err(e) => {
                     tracing::error!(error = %e, "cannot archive an event");
                     let (game, message) = (Some(event.game), "cannot archive".into());
-                    reject(control, Reject { game, seq: Some(seq), code: reason::INVALID_EVENT, message });
+                    control.reject(Reject { game, seq: Some(seq), code: reason::INVALID_EVENT, message });
                     continue;
                 }
             },
@@ -189,9 +189,4 @@ fn stream_error(
     tracing::debug!(error = %message, "closing event stream");
     control.send(Control::Error { code: reason.into(), message, game: game.map(str::to_string) });
     let _ = recv.stop(code.into());
-}
-
-pub(super) fn reject(control: &ControlOut, r: Reject) {
-    metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => r.code).increment(1);
-    control.send(r.into_control());
 }
