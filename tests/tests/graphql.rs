@@ -121,3 +121,52 @@ async fn graphql_queries_answer_what_rest_answers_and_a_graphql_ws_client_subscr
     assert_eq!(got["forbidden"]["errors"][0]["extensions"]["code"], "forbidden", "{got}");
     server.shutdown().await;
 }
+
+/// A connection runs at most 16 subscriptions at once (each a group of its session, with a
+/// queue of its own): the 17th and later are refused with `too_many_subscriptions`, the first
+/// 16 keep running, and completing one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_bounded() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start().await;
+    let mut req = format!("ws://{}/graphql", server.running().http_addr).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let send = |v: serde_json::Value| Message::text(v.to_string());
+    ws.send(send(serde_json::json!({"type": "connection_init"}))).await.unwrap();
+    let query = "subscription { topics(patterns: [\"bound/+\"]) { kind } }";
+    for i in 0..20 {
+        let msg =
+            serde_json::json!({"type": "subscribe", "id": format!("s{i}"), "payload": {"query": query}});
+        ws.send(send(msg)).await.unwrap();
+    }
+    let mut refused = std::collections::BTreeSet::new();
+    while refused.len() < 4 {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if v["type"] == "error" {
+            assert_eq!(v["payload"][0]["extensions"]["code"], "too_many_subscriptions", "{v}");
+            refused.insert(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(refused, ["s16", "s17", "s18", "s19"].map(String::from).into());
+    // The 16 run: a publication reaches them; completing one frees a place for another.
+    ws.send(send(serde_json::json!({"type": "complete", "id": "s0"}))).await.unwrap();
+    let msg = serde_json::json!({"type": "subscribe", "id": "again", "payload": {"query": query}});
+    ws.send(send(msg)).await.unwrap();
+    let t = server.running().fanout.topic("bound/x").unwrap();
+    server.running().fanout.publish(&t, 1, b"{}");
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 16 {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "next" {
+            got.insert(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(got.contains("again") && !got.contains("s0"), "{got:?}");
+    server.shutdown().await;
+}

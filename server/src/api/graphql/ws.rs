@@ -33,6 +33,10 @@ use crate::metrics as m;
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
 
+/// Operations one connection runs at once (subscriptions are further bounded by the session's
+/// [`crate::fanout::session::MAX_GROUPS`]).
+const MAX_OPERATIONS: usize = 2 * crate::fanout::session::MAX_GROUPS;
+
 pub async fn upgrade(State(app): State<AppState>, req: Request) -> Response {
     socket::upgrade(app, req, Some(PROTOCOL), connection)
 }
@@ -204,6 +208,18 @@ impl Conn {
                 }
                 if self.ops.iter().any(|(o, _)| *o == id) {
                     return Err((4409, format!("Subscriber for {id} already exists")));
+                }
+                // Queries finish at once; subscriptions are bounded by the session's groups.
+                // Past this many running at once, the operation is refused on its own.
+                if self.ops.len() >= MAX_OPERATIONS {
+                    let code = opensports_proto::error_code::reason::TOO_MANY_SUBSCRIPTIONS;
+                    metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => code, "transport" => "graphql")
+                        .increment(1);
+                    let message = format!("at most {MAX_OPERATIONS} operations at once");
+                    let payload = serde_json::json!([{"message": message, "extensions": {"code": code}}]);
+                    return Ok(vec![
+                        serde_json::json!({"type": "error", "id": id, "payload": payload}).to_string(),
+                    ]);
                 }
                 let group = self.next_group;
                 self.next_group = self.next_group.wrapping_add(1).max(1);
