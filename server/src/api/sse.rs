@@ -195,10 +195,9 @@ impl SseStream {
             if !open {
                 self.closing = true;
             } else if self.items.is_empty() {
-                let (deadline, watches) = (self.session.poll_timeout(), self.session.watches_revocation());
                 tokio::select! {
                     _ = self.outbox.wait() => continue,
-                    event = self.lifetime.wait(deadline, watches) => {
+                    event = self.lifetime.wait(&self.session) => {
                         match self.lifetime.apply(&mut self.session, event) {
                             Wake::Keepalive => return Some(Bytes::from_static(b": keep-alive\n\n")),
                             // Ended: what the core queued (an `error` saying why) goes out, then

@@ -4,6 +4,7 @@
 //! (`fanout::session`); an adapter only forwards these wake-ups to it.
 
 use opensports_proto::error_code::http as http_code;
+use std::future::Future;
 use std::time::Instant;
 
 use axum::http::StatusCode;
@@ -88,23 +89,27 @@ impl Lifetime {
         }
     }
 
-    /// Waits for `deadline` (the session's [`Session::poll_timeout`]), a revocation when the
-    /// session `watches` them, or shutdown. Cancel-safe: use it as one `select!` arm beside the
-    /// transport's input, then [`Self::apply`] what it returned.
-    pub async fn wait(&mut self, deadline: Option<Instant>, watches: bool) -> Event {
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
+    /// Waits for the session's next deadline ([`Session::poll_timeout`]), a revocation when its
+    /// credential can be revoked, or shutdown. The session is read when this is called, not
+    /// held: use it as one `select!` arm beside the transport's input, then [`Self::apply`]
+    /// what it returned.
+    pub fn wait<'a>(&'a mut self, session: &Session) -> impl Future<Output = Event> + use<'a> {
+        let (deadline, watches) = (session.poll_timeout(), session.watches_revocation());
+        async move {
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = timer => Event::Timer,
+                changed = self.revocations.changed(), if watches => match changed {
+                    Ok(()) => Event::Revocation,
+                    Err(_) => Event::Shutdown,
+                },
+                _ = self.shutdown.changed() => Event::Shutdown,
             }
-        };
-        tokio::select! {
-            _ = timer => Event::Timer,
-            changed = self.revocations.changed(), if watches => match changed {
-                Ok(()) => Event::Revocation,
-                Err(_) => Event::Shutdown,
-            },
-            _ = self.shutdown.changed() => Event::Shutdown,
         }
     }
 

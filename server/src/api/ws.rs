@@ -44,7 +44,7 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
         if outbox.over_budget() {
             tokio::select! {
                 _ = outbox.room() => {}
-                event = lifetime.wait(session.poll_timeout(), session.watches_revocation()) => {
+                event = lifetime.wait(&session) => {
                     match lifetime.apply(&mut session, event) {
                         Wake::Ended | Wake::Shutdown => break,
                         Wake::Nothing | Wake::Keepalive => {}
@@ -52,7 +52,6 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
                 }
             }
         }
-        let (deadline, watches) = (session.poll_timeout(), session.watches_revocation());
         let msg = tokio::select! {
             msg = stream.next() => msg,
             // The writer gave up (the socket failed): nothing will be sent any more.
@@ -60,7 +59,7 @@ async fn session(ws: Ws, app: AppState, principal: crate::auth::Principal) {
                 writer_done = true;
                 None
             }
-            event = lifetime.wait(deadline, watches) => match lifetime.apply(&mut session, event) {
+            event = lifetime.wait(&session) => match lifetime.apply(&mut session, event) {
                 Wake::Ended | Wake::Shutdown => break,
                 Wake::Nothing | Wake::Keepalive => continue,
             },

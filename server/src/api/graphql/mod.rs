@@ -172,16 +172,15 @@ impl Subscription {
             return Err(error(reason::BAD_OP, msg.into()));
         };
         let since: BTreeMap<String, u64> = since.into_iter().map(|r| (r.topic, r.seq)).collect();
-        let outbox = {
+        let (outbox, fanout) = {
             let mut session = s.session.lock();
             let outbox = session.open_group(s.group).map_err(|(c, m)| error(c, m))?;
             if let Err((c, m)) = session.subscribe_in(s.group, patterns, mode, &since, Instant::now()) {
                 session.close_group(s.group, Instant::now());
                 return Err(error(c, m));
             }
-            outbox
+            (outbox, session.fanout().clone())
         };
-        let fanout = s.session.lock().fanout().clone();
         let state = GroupStream {
             framer: Framer::new(fanout),
             stream: s.clone(),

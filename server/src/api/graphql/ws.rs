@@ -92,10 +92,8 @@ async fn connection(ws: Ws, app: AppState, caller: Caller) {
     };
     let (mut sink, mut source) = ws.split();
     let close: Option<Close> = loop {
-        let (deadline, watches) = {
-            let s = conn.session.lock();
-            (s.poll_timeout(), s.watches_revocation())
-        };
+        // The session's lock is taken only to read its deadline, never held across the wait.
+        let woken = lifetime.wait(&conn.session.lock());
         let out = tokio::select! {
             msg = source.next() => match msg {
                 Some(Ok(Message::Text(text))) => conn.on_text(&text),
@@ -111,21 +109,23 @@ async fn connection(ws: Ws, app: AppState, caller: Caller) {
             (id, response) = next_response(&mut conn.ops, &mut conn.turn), if !conn.ops.is_empty() => {
                 Ok(vec![conn.on_response(id, response)])
             }
-            event = lifetime.wait(deadline, watches) => {
-                let wake = lifetime.apply(&mut conn.session.lock(), event);
-                match wake {
+            event = woken => {
+                let mut session = conn.session.lock();
+                match lifetime.apply(&mut session, event) {
                     Wake::Keepalive => Ok(vec![r#"{"type":"ping"}"#.to_string()]),
-                    Wake::Ended => Err(ended(conn.session.lock().ended())),
+                    Wake::Ended => Err(ended(session.ended())),
                     Wake::Shutdown => Err((1001, "server shutting down".into())),
                     Wake::Nothing => Ok(Vec::new()),
                 }
             }
         };
         match out {
+            Ok(msgs) if msgs.is_empty() => {}
             Ok(msgs) => {
                 if send(&mut sink, msgs).await.is_err() {
                     break None;
                 }
+                // Only what was sent resets the keep-alive's quiet time.
                 conn.session.lock().sent(Instant::now());
             }
             Err(close) => break Some(close),
@@ -154,9 +154,6 @@ async fn send(
     sink: &mut futures_util::stream::SplitSink<Ws, Message>,
     msgs: Vec<String>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    if msgs.is_empty() {
-        return Ok(());
-    }
     for m in msgs {
         feed(sink, Message::Text(m.into())).await?;
     }
