@@ -142,6 +142,8 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
             "get_graphql",
         ])
         .env("NO_COLOR", "1")
+        // Its example cache stays in the server's temp dir, not the checkout.
+        .current_dir(server.dir.path())
         .kill_on_drop(true)
         .output()
         .await
