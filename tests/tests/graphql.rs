@@ -136,7 +136,7 @@ async fn subscriptions_per_connection_are_bounded() {
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let send = |v: serde_json::Value| Message::text(v.to_string());
     ws.send(send(serde_json::json!({"type": "connection_init"}))).await.unwrap();
-    let query = "subscription { topics(patterns: [\"bound/+\"]) { kind } }";
+    let query = "subscription { topics(patterns: [\"bound/+\"]) { kind publication { seq } } }";
     for i in 0..20 {
         let msg =
             serde_json::json!({"type": "subscribe", "id": format!("s{i}"), "payload": {"query": query}});
@@ -152,21 +152,55 @@ async fn subscriptions_per_connection_are_bounded() {
         }
     }
     assert_eq!(refused, ["s16", "s17", "s18", "s19"].map(String::from).into());
-    // The 16 run: a publication reaches them; completing one frees a place for another.
+    // The 16 run: a publication reaches them; completing one frees a place for another. The
+    // server reads a connection's messages in order, so once "again" receives publication N,
+    // s0 was completed before N was published: s0 gets nothing from N on, s1..s15 and "again"
+    // all get N. Publish 1, 2, ... until "again" has one (it may subscribe after the first).
     ws.send(send(serde_json::json!({"type": "complete", "id": "s0"}))).await.unwrap();
     let msg = serde_json::json!({"type": "subscribe", "id": "again", "payload": {"query": query}});
     ws.send(send(msg)).await.unwrap();
     let t = server.running().fanout.topic("bound/x").unwrap();
-    server.running().fanout.publish(&t, 1, b"{}");
-    let mut got = std::collections::BTreeSet::new();
-    while got.len() < 16 {
+    // Live publications received, by seq: who got each.
+    let mut seen = Seen::new();
+    let mut last = 0;
+    while !seen.values().any(|ids| ids.contains("again")) && last < 1000 {
+        last = server.running().fanout.publish(&t, 1, b"{}").seq;
+        // s15 subscribed before "again": read until it has this publication.
+        read_live(&mut ws, &mut seen, |seen| seen.get(&last).is_some_and(|ids| ids.contains("s15"))).await;
+    }
+    let n = *seen.iter().find(|(_, ids)| ids.contains("again")).expect("the re-used place is silent").0;
+    // N reaches s1..s15 and "again", never s0, nor does anything after N.
+    let m = server.running().fanout.publish(&t, 1, b"{}").seq;
+    let all = |seen: &Seen| [n, m].iter().all(|k| seen.get(k).is_some_and(|ids| ids.len() >= 16));
+    read_live(&mut ws, &mut seen, all).await;
+    for (k, ids) in seen.range(n..) {
+        assert!(!ids.contains("s0"), "s0 got {k} after it was completed: {ids:?}");
+    }
+    assert!(seen[&n].contains("again") && seen[&m].contains("again"), "{seen:?}");
+    assert_eq!((seen[&n].len(), seen[&m].len()), (16, 16), "{seen:?}");
+    server.shutdown().await;
+}
+
+/// Live publications a GraphQL connection received, by seq: which operations got each.
+type Seen = std::collections::BTreeMap<u64, std::collections::BTreeSet<String>>;
+
+/// Reads `next` messages into `seen` until `done` (snapshots are left out: a new subscription
+/// may get one of an earlier publication).
+async fn read_live(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    seen: &mut Seen,
+    done: impl Fn(&Seen) -> bool,
+) {
+    use futures_util::StreamExt;
+    while !done(seen) {
         let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
         assert_ne!(v["type"], "error", "{v}");
-        if v["type"] == "next" {
-            got.insert(v["id"].as_str().unwrap().to_string());
+        let topics = &v["payload"]["data"]["topics"];
+        if let (Some(id), Some(n), true) =
+            (v["id"].as_str(), topics["publication"]["seq"].as_u64(), topics["kind"] == "MSG")
+        {
+            seen.entry(n).or_default().insert(id.to_string());
         }
     }
-    assert!(got.contains("again") && !got.contains("s0"), "{got:?}");
-    server.shutdown().await;
 }
