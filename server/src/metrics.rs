@@ -57,6 +57,8 @@ pub const STORE_EVENTS_TOTAL: &str = "opensports_store_events_total";
 pub const STORE_COMMIT_SECONDS: &str = "opensports_store_commit_seconds";
 pub const STORE_BATCH_EVENTS: &str = "opensports_store_batch_events";
 pub const STORE_COMMIT_ERRORS_TOTAL: &str = "opensports_store_commit_errors_total";
+pub const STORE_FAILING: &str = "opensports_store_failing";
+pub const STORE_REOPENS_TOTAL: &str = "opensports_store_reopens_total";
 pub const STORE_RETENTION_GAMES_TOTAL: &str = "opensports_store_retention_games_total";
 pub const STORE_GAPS_FORGOTTEN_TOTAL: &str = "opensports_store_gaps_forgotten_total";
 pub const STORE_RECOVERED_EVENTS: &str = "opensports_store_recovered_events";
@@ -222,6 +224,14 @@ fn describe() {
     describe_counter!(
         STORE_COMMIT_ERRORS_TOTAL,
         "Failed commits (retried; publishers are not acked meanwhile)"
+    );
+    describe_gauge!(
+        STORE_FAILING,
+        "1 while the event log cannot commit (see /readyz for the reason), else 0"
+    );
+    describe_counter!(
+        STORE_REOPENS_TOTAL,
+        "Times the event log was closed and reopened after a failed commit"
     );
     describe_counter!(STORE_RETENTION_GAMES_TOTAL, "Ended games deleted from the log by retention");
     describe_counter!(STORE_GAPS_FORGOTTEN_TOTAL, "Missing ranges forgotten (more than 64 open per game)");

@@ -39,6 +39,14 @@ pub enum Control {
     /// Server → publisher: events `from..=to` of `game` never arrived (the publisher skipped
     /// them). Resend them if you have them; they are accepted on any stream of the game.
     Gap { game: String, from: u64, to: u64 },
+    /// Server → publisher: the event log's health changed. `status` is `failing` (commits fail,
+    /// so nothing is acked; `reason` says why) or `open` (commits again; the acks that waited
+    /// follow). Sent on each change, and on connect while failing. Keep unacked events.
+    Log {
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Server → publisher: a stream or the connection is being closed for this reason.
     /// `game`: the game of the stream that was closed, when it had carried one.
     Error {

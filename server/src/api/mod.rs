@@ -168,13 +168,17 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     json(status, serde_json::json!({"error": {"code": code, "message": message}}).to_string())
 }
 
-async fn healthz() -> Response {
-    json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+/// Liveness: 200 while the process serves. The log's health is in the body (`log`), but a
+/// failing log is not a reason to restart: it reopens by itself once the cause goes away.
+async fn healthz(State(s): State<AppState>) -> Response {
+    let log = s.store.as_ref().map_or("disabled", |st| st.health().name());
+    json(StatusCode::OK, serde_json::json!({"status": "ok", "log": log}).to_string())
 }
 
 /// Readiness for a load balancer or a Kubernetes probe: 200 once the server serves (the log is
 /// open and replayed, models and plugins loaded: start-up finishes all of that before the HTTP
-/// port opens), with what it loaded; 503 once it is shutting down.
+/// port opens), with what it loaded; 503 once it is shutting down, while a cluster node
+/// catches up, and while the log cannot commit (`"log": "failing"`, `log_error` says why).
 async fn readyz(State(s): State<AppState>) -> Response {
     let stopping = *s.shutdown.borrow();
     let models: Vec<String> = s.models.specs().map(|m| m.name).collect();
@@ -186,16 +190,27 @@ async fn readyz(State(s): State<AppState>) -> Response {
         .collect();
     // A cluster node serves once it has applied what the cluster holds (catch-up at start).
     let catching_up = s.cluster.as_ref().is_some_and(|c| !c.caught_up());
+    let log = s.store.as_ref().map(|st| st.health());
+    let failing = matches!(log, Some(crate::store::Health::Failing(_)));
+    let status = match () {
+        _ if stopping => "stopping",
+        _ if catching_up => "catching_up",
+        _ if failing => "log_failing",
+        _ => "ready",
+    };
     let mut body = serde_json::json!({
-        "status": if stopping { "stopping" } else if catching_up { "catching_up" } else { "ready" },
-        "log": if s.store.is_some() { "open" } else { "disabled" },
+        "status": status,
+        "log": log.as_ref().map_or("disabled", |h| h.name()),
         "models": models,
         "plugins": plugins,
     });
+    if let Some(crate::store::Health::Failing(why)) = &log {
+        body["log_error"] = why.as_str().into();
+    }
     if let Some(c) = &s.cluster {
         body["cluster"] = c.status();
     }
-    let status = if stopping || catching_up { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, body.to_string())
 }
 

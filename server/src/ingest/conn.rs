@@ -44,7 +44,8 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
     metrics::gauge!(m::INGEST_CONNECTIONS).increment(1.0);
 
     let control = Arc::new(ControlOut::default());
-    let writer = tokio::spawn(control_writer(send, control.clone()));
+    let health = ctx.store.as_ref().map(|s| s.watch_health());
+    let writer = tokio::spawn(control_writer(send, control.clone(), health));
     let mut revocations = ctx.auth.revocations();
     // Datagrams count against the key's events/s like events do (shared with its streams).
     let bucket = ctx.auth.bucket(&principal);

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use opensports_proto::codec;
 use opensports_proto::control::Control;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::admission::Reject;
 use crate::metrics as m;
+use crate::store::Health;
 
 /// Rejects held for the control writer; beyond this they are only counted.
 const MAX_PENDING_REJECTS: usize = 256;
@@ -83,14 +84,42 @@ pub(super) async fn write_control(send: &mut quinn::SendStream, msgs: &[Control]
     send.write_all(&buf).await.map_err(std::io::Error::other)
 }
 
-pub(super) async fn control_writer(mut send: quinn::SendStream, control: Arc<ControlOut>) {
+/// Writes acks and rejects as they come, and the log's health on each change (and at once
+/// when it is failing as the publisher connects).
+pub(super) async fn control_writer(
+    mut send: quinn::SendStream,
+    control: Arc<ControlOut>,
+    mut health: Option<watch::Receiver<Health>>,
+) {
     let mut batch = Vec::new();
+    let mut told = Health::Open;
     loop {
-        control.notify.notified().await;
         batch.clear();
+        if let Some(h) = &mut health {
+            let now = h.borrow_and_update().clone();
+            if now != told {
+                let reason = match &now {
+                    Health::Failing(why) => Some(why.clone()),
+                    Health::Open => None,
+                };
+                batch.push(Control::Log { status: now.name().to_string(), reason });
+                told = now;
+            }
+        }
         control.take(&mut batch);
         if !batch.is_empty() && write_control(&mut send, &batch).await.is_err() {
             return;
+        }
+        let changed = async {
+            match &mut health {
+                Some(h) => h.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = control.notify.notified() => {}
+            // The log is gone (shutting down): only acks and rejects from here on.
+            alive = changed => if !alive { health = None },
         }
     }
 }

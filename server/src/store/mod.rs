@@ -19,6 +19,7 @@
 //! as they were, so subscribers resume with `since` across a restart (server/DESIGN.md).
 
 pub mod export;
+mod handle;
 mod writer;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ use rkyv::util::AlignedVec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
+use handle::Handle;
+pub use handle::Health;
 use writer::WriteMsg;
 
 /// `(game, seq)` → the event archived with rkyv (the same bytes plugins read).
@@ -108,6 +111,8 @@ pub enum StoreError {
     Inconsistent(String),
     #[error("the event log writer has stopped")]
     Stopped,
+    #[error("the event log is being reopened after a failed commit; try again")]
+    Reopening,
 }
 
 macro_rules! db_err {
@@ -147,11 +152,18 @@ pub enum Queued {
     Full,
 }
 
+/// How long shutdown waits for the writer's last commit.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The open log and its writer thread.
 #[derive(Debug)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     path: PathBuf,
+    /// Set at shutdown: a writer retrying a failed commit gives up instead of waiting.
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    /// Closed when the writer thread ends (shutdown waits on it, bounded).
+    done: crossbeam_channel::Receiver<()>,
     tx: Mutex<Option<Sender<WriteMsg>>>,
     /// Bookkeeping (game ended, ratings) that found the queue full. The shard threads that
     /// send it must never wait on the log writer, so it waits here and the writer takes it
@@ -165,7 +177,7 @@ impl Store {
     pub fn open(cfg: &StoreConfig, data_dir: &Path) -> Result<Arc<Store>, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        let db = Arc::new(open_db(&path)?);
+        let db = open_db(&path)?;
         {
             // Create the tables so readers never meet a missing one.
             let txn = db.begin_write()?;
@@ -175,15 +187,39 @@ impl Store {
             txn.commit()?;
         }
         let metas = read_games(&db)?;
+        let db = Arc::new(Handle::new(&path, db));
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_len);
         let overflow = Arc::new(Mutex::new(Vec::new()));
-        let w = writer::Writer::new(db.clone(), cfg, metas, overflow.clone());
-        let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run(rx))?;
-        Ok(Arc::new(Store { db, path, tx: Mutex::new(Some(tx)), overflow, writer: Mutex::new(Some(handle)) }))
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+        let w = writer::Writer::new(db.clone(), cfg, metas, overflow.clone(), closing.clone());
+        let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
+            let _done = done_tx;
+            w.run(rx)
+        })?;
+        Ok(Arc::new(Store {
+            db,
+            path,
+            closing,
+            done,
+            tx: Mutex::new(Some(tx)),
+            overflow,
+            writer: Mutex::new(Some(handle)),
+        }))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the log commits now.
+    pub fn health(&self) -> Health {
+        self.db.health()
+    }
+
+    /// Hears every change of [`Store::health`].
+    pub fn watch_health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.db.watch()
     }
 
     /// Queues event `(game, seq)`, archived with rkyv, for the log without waiting; `ack`
@@ -282,17 +318,17 @@ impl Store {
         format: export::Format,
         out: &mut dyn std::io::Write,
     ) -> Result<Option<u64>, StoreError> {
-        export::export_game(&self.db, game, format, out, &mut |_, _| {})
+        export::export_game(&*self.db.get()?, game, format, out, &mut |_, _| {})
     }
 
     /// A consistent copy of the log, taken while writes go on, into a new redb file at `to`.
     pub fn backup(&self, to: &Path) -> Result<export::Summary, StoreError> {
-        export::backup(&self.db, to, &mut |_, _| {})
+        export::backup(&*self.db.get()?, to, &mut |_, _| {})
     }
 
     /// Every rating kept in the log.
     pub fn ratings(&self) -> Result<HashMap<String, f64>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(RATINGS)?;
         let mut out = HashMap::new();
         for item in table.iter()? {
@@ -304,7 +340,7 @@ impl Store {
 
     /// One game's metadata, if the log knows it.
     pub fn game(&self, game: &str) -> Result<Option<GameMeta>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let games = txn.open_table(GAMES)?;
         let Some(v) = games.get(game)? else { return Ok(None) };
         Ok(Some(GameMeta::parse(game, v.value())?))
@@ -312,7 +348,7 @@ impl Store {
 
     /// Every game in the log with its metadata.
     pub fn games(&self) -> Result<HashMap<String, GameMeta>, StoreError> {
-        read_games(&self.db)
+        read_games(&*self.db.get()?)
     }
 
     /// Calls `f(seq, archived_event)` for each event of `game` with seq ≥ `from`, in order,
@@ -323,7 +359,7 @@ impl Store {
         from: u64,
         f: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.get()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         for item in events.range((game, from)..=(game, u64::MAX))? {
             let (k, v) = item?;
@@ -334,12 +370,21 @@ impl Store {
         Ok(())
     }
 
-    /// Commits everything queued, then stops the writer. Called at graceful shutdown.
+    /// Commits everything queued, then stops the writer. Called at graceful shutdown. Never
+    /// hangs: a writer whose commits fail gives up after a few tries, and one stuck inside a
+    /// commit (a hung disk) is left behind after [`SHUTDOWN_GRACE`] (what it held is un-acked,
+    /// so publishers resend it).
     pub fn shutdown(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         drop(self.tx.lock().take());
-        if let Some(h) = self.writer.lock().take()
-            && h.join().is_err()
-        {
+        let Some(h) = self.writer.lock().take() else { return };
+        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) = self.done.recv_timeout(SHUTDOWN_GRACE) {
+            return tracing::error!(
+                "the event log writer is stuck in a commit after {SHUTDOWN_GRACE:?}; shutting down without it \
+                 (what it held was never acked: publishers resend it)"
+            );
+        }
+        if h.join().is_err() {
             tracing::error!("the event log writer panicked");
         }
     }

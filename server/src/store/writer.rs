@@ -8,13 +8,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
-use redb::Database;
 use rkyv::util::AlignedVec;
 
+use super::handle::Handle;
 use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, StoreError, now_ms};
 use crate::config::StoreConfig;
 use crate::metrics as m;
@@ -45,7 +46,8 @@ pub(super) enum WriteMsg {
 }
 
 pub(super) struct Writer {
-    db: Arc<Database>,
+    db: Arc<Handle>,
+    closing: Arc<AtomicBool>,
     window: Duration,
     max_batch: usize,
     retention_ms: Option<i64>,
@@ -56,13 +58,15 @@ pub(super) struct Writer {
 
 impl Writer {
     pub(super) fn new(
-        db: Arc<Database>,
+        db: Arc<Handle>,
         cfg: &StoreConfig,
         metas: HashMap<String, GameMeta>,
         overflow: Arc<Mutex<Vec<WriteMsg>>>,
+        closing: Arc<AtomicBool>,
     ) -> Writer {
         Writer {
             db,
+            closing,
             window: Duration::from_micros(cfg.commit_window_us),
             max_batch: cfg.max_batch,
             retention_ms: (cfg.retention_hours > 0).then(|| cfg.retention_hours as i64 * 3_600_000),
@@ -109,16 +113,27 @@ impl Writer {
             let mut attempt = 0u32;
             let events = loop {
                 match self.commit(&batch) {
-                    Ok(n) => break n,
+                    Ok(n) => {
+                        self.db.committed();
+                        break n;
+                    }
                     Err(e) => {
                         attempt += 1;
                         metrics::counter!(m::STORE_COMMIT_ERRORS_TOTAL).increment(1);
-                        tracing::error!(error = %e, attempt, "event log commit failed; retrying (publishers wait)");
-                        if !open && attempt >= 5 {
+                        self.db.failing(&e);
+                        if attempt.is_power_of_two() {
+                            tracing::warn!(error = %e, attempt, "event log commit failed; retrying");
+                        }
+                        if self.closing.load(Ordering::Relaxed) && attempt >= 3 {
                             tracing::error!("giving up at shutdown: {} events stay un-acked", batch.len());
                             return;
                         }
-                        std::thread::sleep(Duration::from_millis(10u64 << attempt.min(7)));
+                        std::thread::sleep(Duration::from_millis(10u64 << attempt.min(6)));
+                        // redb takes no more writes after a failed commit until it is
+                        // reopened; reopening also repairs from the last committed state.
+                        if let Err(e) = self.db.reopen() {
+                            tracing::warn!(error = %e, "reopening the event log failed; retrying");
+                        }
                     }
                 }
             };
@@ -139,7 +154,7 @@ impl Writer {
     /// One write transaction for the whole batch. Returns the events written.
     fn commit(&mut self, batch: &[WriteMsg]) -> Result<u64, StoreError> {
         let mut written = 0;
-        let txn = self.db.begin_write()?;
+        let txn = self.db.get()?.begin_write()?;
         // Metadata changes are staged and applied to the cache only after the commit.
         let mut staged: HashMap<&str, GameMeta> = HashMap::new();
         {
@@ -207,7 +222,7 @@ impl Writer {
         if expired.is_empty() {
             return;
         }
-        match delete_games(&self.db, &expired) {
+        match self.db.get().and_then(|db| delete_games(&db, &expired)) {
             Ok(events) => {
                 for g in &expired {
                     self.metas.remove(g);
@@ -237,7 +252,7 @@ impl std::fmt::Debug for Writer {
 
 /// Deletes games and their events in one transaction; returns the events deleted. redb
 /// reuses the freed pages; `opensports compact` shrinks the file offline.
-fn delete_games(db: &Database, games: &[String]) -> Result<u64, StoreError> {
+fn delete_games(db: &redb::Database, games: &[String]) -> Result<u64, StoreError> {
     let txn = db.begin_write()?;
     let mut deleted = 0u64;
     {

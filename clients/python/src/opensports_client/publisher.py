@@ -113,7 +113,7 @@ class Publisher:
         self._acked: dict[str, int] = {}
         self._unacked: dict[str, list[tuple[int, bytes]]] = {}
         self.notices: list[dict[str, Any]] = []
-        """``gap``, ``reject`` and ``error`` messages from the server, in order."""
+        """``gap``, ``reject``, ``error`` and ``log`` (the durable log failing or open again) messages from the server, in order."""
         self._changed = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
