@@ -229,6 +229,10 @@ pub struct ServerConfig {
     /// Seconds a client has to send a request's headers; past it the connection is closed.
     /// Default 10.
     pub http_header_timeout_secs: u64,
+    /// Seconds a client has, after its headers, to send the whole request body (every route,
+    /// uploads included); past it the request is answered `408 body_timeout` and the
+    /// connection closed. Default 30.
+    pub http_body_timeout_secs: u64,
     /// Serve the HTTP port (API, dashboard, `/ws` → `wss://`) over TLS with the QUIC
     /// certificate (`tls_cert`/`tls_key`, or the self-signed one). Default false.
     pub http_tls: bool,
@@ -242,6 +246,7 @@ impl Default for ServerConfig {
             max_http_per_address: 128,
             http_reserve_connections: 64,
             http_header_timeout_secs: 10,
+            http_body_timeout_secs: 30,
             http_tls: false,
             quic_listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -504,7 +509,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 26] = [
+        let positive: [(&'static str, usize); 27] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
@@ -515,6 +520,7 @@ impl Config {
             ("server.max_http_connections", self.server.max_http_connections),
             ("server.max_http_per_address", self.server.max_http_per_address),
             ("server.http_header_timeout_secs", self.server.http_header_timeout_secs as usize),
+            ("server.http_body_timeout_secs", self.server.http_body_timeout_secs as usize),
             ("ingest.max_handshakes", self.ingest.max_handshakes),
             ("ingest.frame_timeout_secs", self.ingest.frame_timeout_secs as usize),
             ("pipeline.queue_len", self.pipeline.queue_len),

@@ -57,6 +57,7 @@ pub const STORE_EVENTS_TOTAL: &str = "opensports_store_events_total";
 pub const STORE_COMMIT_SECONDS: &str = "opensports_store_commit_seconds";
 pub const STORE_BATCH_EVENTS: &str = "opensports_store_batch_events";
 pub const STORE_COMMIT_ERRORS_TOTAL: &str = "opensports_store_commit_errors_total";
+pub const HTTP_BODY_TIMEOUTS_TOTAL: &str = "opensports_http_body_timeouts_total";
 pub const STORE_FAILING: &str = "opensports_store_failing";
 pub const STORE_REOPENS_TOTAL: &str = "opensports_store_reopens_total";
 pub const STORE_RETENTION_GAMES_TOTAL: &str = "opensports_store_retention_games_total";

@@ -149,6 +149,8 @@ pub mod http {
     pub const NO_STORE: &str = "no_store";
     /// 503: as many backups are running as may (2 at once); retry shortly.
     pub const BUSY: &str = "busy";
+    /// 408: the request body did not arrive within `server.http_body_timeout_secs`.
+    pub const BODY_TIMEOUT: &str = "body_timeout";
     /// 500: the key file could not be written.
     pub const KEY_STORE: &str = "key_store";
     /// 500: the event log could not be read.
@@ -173,6 +175,7 @@ pub mod http {
         NO_SUCH_PLUGIN,
         NO_STORE,
         BUSY,
+        BODY_TIMEOUT,
         KEY_STORE,
         STORE_ERROR,
         INTERNAL,

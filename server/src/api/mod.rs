@@ -12,6 +12,7 @@
 //!   embedded assets (the JS client's modules, uPlot) under `/assets/`.
 
 pub mod admin;
+mod deadline;
 pub mod graphql;
 pub mod openapi;
 pub mod pages;

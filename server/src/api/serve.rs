@@ -1,7 +1,8 @@
 //! The HTTP accept loop: hyper's HTTP/1 connection driver under our own limits, instead of
 //! `axum::serve` (which has neither): at most `server.max_http_connections` connections at
 //! once (more are closed at accept), and a request's headers must arrive within
-//! `server.http_header_timeout_secs` (a half-open connection is closed, not kept). Upgrades
+//! `server.http_header_timeout_secs` (a half-open connection is closed, not kept), and its
+//! body within `server.http_body_timeout_secs` (`api::deadline`). Upgrades
 //! (`/ws`) leave this loop's accounting once upgraded; WebSocket sessions have their own slots.
 //!
 //! Shared fairly: one address holds at most `server.max_http_per_address` of the slots, and
@@ -37,6 +38,9 @@ pub async fn serve(
     let reserve = Arc::new(Semaphore::new(cfg.http_reserve_connections));
     let (shares, reserve_shares) = (Arc::new(AddrSlots::default()), Arc::new(AddrSlots::default()));
     let header_timeout = Duration::from_secs(cfg.http_header_timeout_secs);
+    let body_timeout = Duration::from_secs(cfg.http_body_timeout_secs);
+    let router = router
+        .layer(axum::middleware::from_fn(move |req, next| super::deadline::body(body_timeout, req, next)));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
