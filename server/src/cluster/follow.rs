@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Cluster, NODE_HEADER, OWNER_HEADER};
+use super::{Cluster, OWNER_HEADER};
 use crate::ingest::IngestCtx;
 use crate::ingest::replica::{self, Applied};
 use crate::metrics as m;
@@ -95,34 +95,27 @@ pub(super) async fn run(
                 continue;
             };
             let (stream_seq, pending, published_ns) = info;
-            let mine = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(NODE_HEADER))
-                .is_some_and(|n| n.as_str() == cluster.node_id);
-            if mine {
-                // This node's own event, already applied when it was ingested.
-                let _ = msg.ack().await;
-            } else {
-                let outcome = apply(&msg, &ctx, CommitAck { msg: msg.clone(), rt: rt.clone() }).await;
-                match outcome {
-                    Applied::Queued { game } => {
-                        applied.increment(1);
-                        let now =
-                            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-                        let lag = (now - published_ns).max(0) as f64 / 1e9;
-                        metrics::gauge!(m::CLUSTER_GAME_LAG_SECONDS, "game" => game).set(lag);
-                    }
-                    Applied::Duplicate => {
-                        let _ = msg.ack().await;
-                    }
-                    Applied::Refused(why) => {
-                        metrics::counter!(m::CLUSTER_REFUSED_TOTAL).increment(1);
-                        tracing::warn!(stream_seq, error = %why, "a cluster event this node cannot apply");
-                        let _ = msg.ack_with(jetstream::AckKind::Term).await;
-                    }
-                    Applied::Stopped => return,
+            // Every message goes through admission, this node's own events too: they are
+            // duplicates here (acked once committed here, which they may not be yet: the
+            // replicator can publish before the log's commit), or, after a crash that lost
+            // them, applied again.
+            let outcome = apply(&msg, &ctx, CommitAck { msg: msg.clone(), rt: rt.clone() }).await;
+            match outcome {
+                Applied::Queued { game } => {
+                    applied.increment(1);
+                    let now =
+                        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
+                    let lag = (now - published_ns).max(0) as f64 / 1e9;
+                    metrics::gauge!(m::CLUSTER_GAME_LAG_SECONDS, "game" => game).set(lag);
                 }
+                // Acked through `CommitAck` once the original is committed here.
+                Applied::Duplicate => {}
+                Applied::Refused(why) => {
+                    metrics::counter!(m::CLUSTER_REFUSED_TOTAL).increment(1);
+                    tracing::warn!(stream_seq, error = %why, "a cluster event this node cannot apply");
+                    let _ = msg.ack_with(jetstream::AckKind::Term).await;
+                }
+                Applied::Stopped => return,
             }
             cluster.applied(stream_seq, pending);
         }

@@ -9,7 +9,7 @@ use rkyv::util::AlignedVec;
 
 use super::IngestCtx;
 use super::admission::{self, Replicated};
-use super::stream::log_and_queue;
+use super::stream::{log_and_queue, retry_full};
 use crate::store::AckSink;
 
 /// What became of a replicated event.
@@ -17,7 +17,8 @@ use crate::store::AckSink;
 pub enum Applied {
     /// Logged (acked to `ack` after the commit) and queued to its shard.
     Queued { game: String },
-    /// Already here (this node ingested or applied it before).
+    /// Already here (this node ingested or applied it before): `ack` hears once the original
+    /// is committed here.
     Duplicate,
     /// This node cannot hold it (another sport under the same id, the game table is full).
     Refused(String),
@@ -36,7 +37,19 @@ pub async fn apply(
 ) -> Applied {
     let (shard, missing) = match admission::replicated(ctx.rules(), &event, owner.as_ref()) {
         Replicated::Accept { shard, missing } => (shard, missing),
-        Replicated::Duplicate => return Applied::Duplicate,
+        Replicated::Duplicate => {
+            // Never acked before the original is in this node's log: a redelivery can come
+            // while the original's commit is still under way (and a crash then would lose it).
+            let (game, seq) = (event.game.as_str(), event.seq);
+            match &ctx.store {
+                Some(store) if !retry_full(|| store.try_ack_after_commit(game, seq, &ack)).await => {
+                    return Applied::Stopped;
+                }
+                Some(_) => {}
+                None => ack.ack(game, seq),
+            }
+            return Applied::Duplicate;
+        }
         Replicated::Refused(why) => return Applied::Refused(why),
     };
     let game = event.game.clone();

@@ -164,7 +164,7 @@ pub(crate) async fn log_and_queue(
 /// Offers a message to the log writer until it takes it, pausing while its queue is full
 /// (backpressure). False once the writer has stopped (shutdown): the publisher resends what
 /// was not acked.
-async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bool {
+pub(super) async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bool {
     loop {
         match offer() {
             Ok(Queued::Yes) => return true,

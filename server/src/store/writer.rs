@@ -2,8 +2,9 @@
 //!
 //! It takes the first queued message, keeps collecting for at most `commit_window_us` or
 //! `max_batch` events, commits with `Durability::Immediate` (fsync), and only then acks. Acks
-//! for retries of events already logged ride the same queue, so they too go out after the
-//! commit of what they duplicate. A failed commit is retried until it succeeds: the queue
+//! for retries of events already accepted ride the same queue and go out only once what they
+//! duplicate is in a committed transaction (checked in the log, not assumed from the order:
+//! a retry can overtake its original's append, e.g. a cluster redelivery). A failed commit is retried until it succeeds: the queue
 //! fills, ingest stops reading, publishers wait. Stalling is correct; acking is not.
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
+use redb::ReadableTable;
 use rkyv::util::AlignedVec;
 
 use super::handle::Handle;
@@ -35,7 +37,7 @@ pub(super) enum WriteMsg {
         owner: Option<Arc<str>>,
         ack: Arc<dyn AckSink>,
     },
-    /// A retry of an event already accepted: ack once everything queued before is committed.
+    /// A retry of an event already accepted: ack once the original is committed.
     Ack { game: String, seq: u64, ack: Arc<dyn AckSink> },
     /// The game ended at this wall-clock time.
     Ended { game: String, at_ms: i64 },
@@ -54,6 +56,10 @@ pub(super) struct Writer {
     metas: HashMap<String, GameMeta>,
     /// Bookkeeping that found the queue full (see `Store::overflow`), taken with each batch.
     overflow: Arc<Mutex<Vec<WriteMsg>>>,
+    /// Acks of retries whose original is not in the log yet (it was admitted but its append
+    /// is still on its way here): retried with each batch, acked once the original is
+    /// committed, never before.
+    deferred: Vec<WriteMsg>,
 }
 
 impl Writer {
@@ -72,6 +78,7 @@ impl Writer {
             retention_ms: (cfg.retention_hours > 0).then(|| cfg.retention_hours as i64 * 3_600_000),
             metas,
             overflow,
+            deferred: Vec::new(),
         }
     }
 
@@ -109,10 +116,13 @@ impl Writer {
             // Bookkeeping waits here only while the queue was full, i.e. while this loop is
             // busy: taking it with every batch is soon enough.
             batch.append(&mut self.overflow.lock());
+            batch.append(&mut self.deferred);
+            let mut early = Vec::new();
             let started = Instant::now();
             let mut attempt = 0u32;
             let events = loop {
-                match self.commit(&batch) {
+                early.clear();
+                match self.commit(&batch, &mut early) {
                     Ok(n) => {
                         self.db.committed();
                         break n;
@@ -140,7 +150,11 @@ impl Writer {
             commit_latency.record(started.elapsed().as_secs_f64());
             batch_size.record(events as f64);
             appended.increment(events);
-            for msg in batch.drain(..) {
+            for (i, msg) in batch.drain(..).enumerate() {
+                if early.binary_search(&i).is_ok() {
+                    self.deferred.push(msg);
+                    continue;
+                }
                 match msg {
                     WriteMsg::Append { game, seq, ack, .. } | WriteMsg::Ack { game, seq, ack } => {
                         ack.ack(&game, seq)
@@ -151,8 +165,9 @@ impl Writer {
         }
     }
 
-    /// One write transaction for the whole batch. Returns the events written.
-    fn commit(&mut self, batch: &[WriteMsg]) -> Result<u64, StoreError> {
+    /// One write transaction for the whole batch. Returns the events written; `early` gets the
+    /// positions (ascending) of retry acks whose original is not in the log yet.
+    fn commit(&mut self, batch: &[WriteMsg], early: &mut Vec<usize>) -> Result<u64, StoreError> {
         let mut written = 0;
         let txn = self.db.get()?.begin_write()?;
         // Metadata changes are staged and applied to the cache only after the commit.
@@ -161,7 +176,7 @@ impl Writer {
             let mut events = txn.open_table(EVENTS)?;
             let mut games = txn.open_table(GAMES)?;
             let mut ratings = txn.open_table(RATINGS)?;
-            for msg in batch {
+            for (i, msg) in batch.iter().enumerate() {
                 match msg {
                     WriteMsg::Append { game, seq, sport, bytes, owner, .. } => {
                         let fresh = events.insert((game.as_str(), *seq), bytes.as_slice())?.is_none();
@@ -193,7 +208,12 @@ impl Writer {
                             ratings.insert(team.as_str(), *r)?;
                         }
                     }
-                    WriteMsg::Ack { .. } => {}
+                    // Acked only once the original is in this batch or an earlier commit.
+                    WriteMsg::Ack { game, seq, .. } => {
+                        if events.get((game.as_str(), *seq))?.is_none() {
+                            early.push(i);
+                        }
+                    }
                 }
             }
             for (game, meta) in &staged {
@@ -227,6 +247,8 @@ impl Writer {
                 for g in &expired {
                     self.metas.remove(g);
                 }
+                // A retry of an event of a deleted game waits for nothing any more.
+                self.deferred.retain(|m| !matches!(m, WriteMsg::Ack { game, .. } if expired.contains(game)));
                 metrics::counter!(m::STORE_RETENTION_GAMES_TOTAL).increment(expired.len() as u64);
                 tracing::info!(games = expired.len(), events, "retention: deleted ended games from the log");
             }
