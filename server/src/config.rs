@@ -169,6 +169,9 @@ pub struct StoreConfig {
     /// Hours an ended game's events stay in the log before retention deletes them; 0 keeps
     /// them forever. Default 168 (a week).
     pub retention_hours: u64,
+    /// MiB of redb's page cache (reads and writes of the log). Default 64; redb's own default,
+    /// 1 GiB, let the server's memory grow with the log.
+    pub cache_mib: usize,
 }
 
 impl Default for StoreConfig {
@@ -179,6 +182,7 @@ impl Default for StoreConfig {
             max_batch: 8192,
             queue_len: 65_536,
             retention_hours: 168,
+            cache_mib: 64,
         }
     }
 }
@@ -412,7 +416,9 @@ pub struct PluginsConfig {
     /// Games a plugin may be quarantined for before it is quarantined for every game (a bug
     /// in the plugin, not one game's data). Default 3.
     pub quarantine_games: usize,
-    /// Events kept per game for rebuilding a plugin instance by replay. Default 100000.
+    /// Events kept per game for rebuilding a plugin instance by replay. Default 100000. With
+    /// the log on, an event keeps its bytes in memory only until the log has committed it (16
+    /// bytes per event after that; a rebuild reads it back from the log).
     pub max_history_events: usize,
 }
 

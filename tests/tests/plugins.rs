@@ -154,6 +154,32 @@ async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
         publisher.send(e).await.unwrap();
     }
     server.wait_for_seq(&game, half as u64).await;
+    publisher.flush(WAIT).await.unwrap();
+    // Once the log holds them, the history keeps the events' seqs only (trimmed once a second):
+    // the new version below is then rebuilt from events read back from the log.
+    let shards = |name: &'static str| {
+        let server = &server;
+        async move {
+            let mut sum = 0.0;
+            for shard in 0..2 {
+                sum += server.metric(&format!("{name}{{shard=\"{shard}\"}}")).await;
+            }
+            sum
+        }
+    };
+    for _ in 0..200 {
+        if shards("opensports_plugin_history_events").await == half as f64
+            && shards("opensports_plugin_history_held_events").await == 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        shards("opensports_plugin_history_held_events").await,
+        0.0,
+        "the history still holds logged events"
+    );
 
     // A new version: same code plus a custom section, so a different hash.
     let mut wasm = std::fs::read(&wasm_path).unwrap();

@@ -22,6 +22,7 @@
 
 pub mod directory;
 pub mod games;
+mod history;
 mod out;
 pub mod recover;
 mod shard;
@@ -117,6 +118,7 @@ impl Pipeline {
         for i in 0..config.shard_count() {
             let (tx, rx) = crossbeam_channel::bounded(config.pipeline.queue_len);
             let shard = shard::Shard::new(
+                i,
                 rx,
                 config,
                 shard::Shared {

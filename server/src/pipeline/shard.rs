@@ -6,7 +6,7 @@
 //! in [`Out`] (`out.rs`) and go out together when the queue is drained (or [`MAX_BATCH`] is
 //! reached).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use rkyv::util::AlignedVec;
 
 use super::directory::GameDirectory;
 use super::games::{self, GamesTopic};
+use super::history::History;
 use super::out::Out;
 use super::state::{GameState, GameSummary, Status};
 use super::winprob::WinProb;
@@ -49,20 +50,18 @@ struct Game {
     topic: Option<Arc<Topic>>,
     summary: Option<GameSummary>,
     ended_at: Option<Instant>,
-    /// `(seq, archived event)`, kept while plugins are loaded, to rebuild a plugin by replay.
-    history: VecDeque<(u64, Arc<AlignedVec>)>,
+    /// The events plugins saw, kept while plugins are loaded, to rebuild one by replay.
+    history: History,
     winprob: WinProb,
 }
 
-/// The shard's games as the plugins' replay source.
-struct Games<'a>(&'a HashMap<String, Game>);
+/// The shard's games as the plugins' replay source (events the log holds are read back).
+struct Games<'a>(&'a HashMap<String, Game>, Option<&'a Store>);
 
 impl EventHistory for Games<'_> {
     fn for_each(&self, f: &mut ReplayFn<'_>) {
         for (id, g) in self.0 {
-            for (seq, bytes) in &g.history {
-                f(id, g.state.sport, *seq, bytes);
-            }
+            g.history.replay(id, g.state.sport, self.1, f);
         }
     }
 }
@@ -79,10 +78,13 @@ pub(super) struct Shard {
     queued: metrics::Histogram,
     /// Event age when the shard takes it.
     age: metrics::Histogram,
+    /// History entries, and those of them still holding their bytes.
+    history_gauges: (metrics::Gauge, metrics::Gauge),
 }
 
 impl Shard {
     pub(super) fn new(
+        index: usize,
         rx: Receiver<ShardMsg>,
         config: &Config,
         shared: Shared,
@@ -99,6 +101,10 @@ impl Shard {
             max_history: config.plugins.max_history_events,
             queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
             age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[1]),
+            history_gauges: (
+                metrics::gauge!(m::PLUGIN_HISTORY_EVENTS, "shard" => index.to_string()),
+                metrics::gauge!(m::PLUGIN_HISTORY_HELD_EVENTS, "shard" => index.to_string()),
+            ),
         }
     }
 
@@ -115,13 +121,16 @@ impl Shard {
                     let _ = done.send(());
                 }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => self.plugins.sync(&Games(&self.games)),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.plugins.sync(&Games(&self.games, self.shared.store.as_deref()))
+                }
             }
             self.shared.games.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
                 self.out.publish();
                 self.evict_ended();
+                self.trim_history();
             }
         }
         self.out.publish();
@@ -138,7 +147,7 @@ impl Shard {
                 topic: None,
                 summary: None,
                 ended_at: None,
-                history: VecDeque::new(),
+                history: History::default(),
                 winprob: WinProb::default(),
             };
             self.games.insert(event.game.clone(), game);
@@ -167,23 +176,36 @@ impl Shard {
         };
         // The event joins the history only after the plugins ran: a rebuild during this call
         // must not replay it.
-        self.plugins.sync(&Games(&self.games));
+        let log = self.shared.store.as_deref();
+        self.plugins.sync(&Games(&self.games, log));
         let out = &mut self.out;
         self.plugins.on_event(
             &ev.game,
             ev.sport(),
             ev.seq,
             &bytes,
-            &Games(&self.games),
+            &Games(&self.games, log),
             &mut |plugin, emit| out.stage_plugin_output(&ev.game, plugin, &emit.name, ev.ts, &emit.payload),
         );
         if let Some(g) = self.games.get_mut(&ev.game) {
-            if g.history.len() >= self.max_history {
-                // Past the cap a rebuild can no longer be exact; the durable log will lift this.
-                g.history.pop_front();
-            }
-            g.history.push_back((ev.seq, bytes));
+            g.history.push(ev.seq, bytes, self.max_history);
         }
+    }
+
+    /// Lets go of the bytes of history entries the log now holds (once a second), and reports
+    /// what the shard's histories hold.
+    fn trim_history(&mut self) {
+        let reader = self.shared.store.as_ref().and_then(|s| s.reader().ok());
+        let (mut entries, mut held) = (0, 0);
+        for (id, g) in &mut self.games {
+            if let Some(r) = &reader {
+                g.history.trim(id, r);
+            }
+            entries += g.history.len();
+            held += g.history.held();
+        }
+        self.history_gauges.0.set(entries as f64);
+        self.history_gauges.1.set(held as f64);
     }
 
     /// Drops the games that ended more than the TTL ago, with their topics and plugin state.

@@ -19,7 +19,7 @@ use parking_lot::RwLock;
 use redb::Database;
 use tokio::sync::watch;
 
-use super::{StoreError, open_db};
+use super::{StoreError, open_db_cached};
 use crate::metrics as m;
 
 /// How long a reopen waits for readers to let go of the old file.
@@ -47,14 +47,16 @@ impl Health {
 #[derive(Debug)]
 pub(super) struct Handle {
     path: PathBuf,
+    cache_mib: usize,
     slot: RwLock<Option<Arc<Database>>>,
     health: watch::Sender<Health>,
 }
 
 impl Handle {
-    pub(super) fn new(path: &Path, db: Database) -> Handle {
+    pub(super) fn new(path: &Path, db: Database, cache_mib: usize) -> Handle {
         Handle {
             path: path.to_path_buf(),
+            cache_mib,
             slot: RwLock::new(Some(Arc::new(db))),
             health: watch::Sender::new(Health::Open),
         }
@@ -108,7 +110,7 @@ impl Handle {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        let db = open_db(&self.path)?;
+        let db = open_db_cached(&self.path, self.cache_mib)?;
         metrics::counter!(m::STORE_REOPENS_TOTAL).increment(1);
         *self.slot.write() = Some(Arc::new(db));
         Ok(())

@@ -177,7 +177,7 @@ impl Store {
     pub fn open(cfg: &StoreConfig, data_dir: &Path) -> Result<Arc<Store>, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
-        let db = open_db(&path)?;
+        let db = open_db_cached(&path, cfg.cache_mib)?;
         {
             // Create the tables so readers never meet a missing one.
             let txn = db.begin_write()?;
@@ -187,7 +187,7 @@ impl Store {
             txn.commit()?;
         }
         let metas = read_games(&db)?;
-        let db = Arc::new(Handle::new(&path, db));
+        let db = Arc::new(Handle::new(&path, db, cfg.cache_mib));
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_len);
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -326,6 +326,12 @@ impl Store {
         export::backup(&*self.db.get()?, to, &mut |_, _| {})
     }
 
+    /// A consistent read view of the log, for many point reads (a plugin rebuild).
+    pub fn reader(&self) -> Result<LogReader, StoreError> {
+        let txn = self.db.get()?.begin_read()?;
+        Ok(LogReader { events: txn.open_table(EVENTS)? })
+    }
+
     /// Every rating kept in the log.
     pub fn ratings(&self) -> Result<HashMap<String, f64>, StoreError> {
         let txn = self.db.get()?.begin_read()?;
@@ -396,10 +402,41 @@ impl Drop for Store {
     }
 }
 
+/// Point reads of events from one read snapshot ([`Store::reader`]).
+pub struct LogReader {
+    events: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogReader")
+    }
+}
+
+impl LogReader {
+    /// Whether `(game, seq)` is in the log.
+    pub fn contains(&self, game: &str, seq: u64) -> Result<bool, StoreError> {
+        Ok(self.events.get((game, seq))?.is_some())
+    }
+
+    /// The archived event `(game, seq)`, aligned for rkyv.
+    pub fn get(&self, game: &str, seq: u64) -> Result<Option<AlignedVec>, StoreError> {
+        Ok(self.events.get((game, seq))?.map(|v| opensports_proto::codec::aligned(v.value())))
+    }
+}
+
 /// Opens a redb file with errors that say what to do.
 pub fn open_db(path: &Path) -> Result<Database, StoreError> {
+    open_db_cached(path, crate::config::StoreConfig::default().cache_mib)
+}
+
+/// [`open_db`] with redb's page cache at `cache_mib` MiB (redb's own default is 1 GiB, which a
+/// long-running server fills as the log grows: `store.cache_mib` bounds it).
+pub fn open_db_cached(path: &Path, cache_mib: usize) -> Result<Database, StoreError> {
     let existed = path.exists();
-    let result = if existed { Database::open(path) } else { Database::create(path) };
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_mib.max(1) << 20);
+    let result = if existed { builder.open(path) } else { builder.create(path) };
     result.map_err(|source| match source {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.into() },
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
