@@ -28,6 +28,7 @@ mod plot;
 mod process;
 mod report;
 mod scan;
+mod soak;
 mod suite;
 
 use std::sync::Arc;
@@ -40,8 +41,8 @@ use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
 use process::Server;
 
-const PRESETS: [&str; 9] =
-    ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix", "cluster"];
+const PRESETS: [&str; 10] =
+    ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix", "cluster", "soak"];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,7 +56,10 @@ struct Args {
     /// the same run without them), mix (relay's load with a topic mix: every fifth subscriber in
     /// `latest` mode, every seventh on one game), cluster (light's load published to node A of
     /// a two-node cluster on three nats-servers, subscribers on node B, beside a single node in
-    /// the same run). All but `full` run the server as a pure relay.
+    /// the same run), soak (memory over a long run: simulated games of all four sports at 200
+    /// ev/s with every plugin and model, 50 subscribers, some slow or reconnecting; RSS every
+    /// 10 s and its slope; `--seconds`, default 600). All but `full` and `soak` run the server
+    /// as a pure relay.
     #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
@@ -174,6 +178,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
+    if args.preset == "soak" {
+        return soak::run(&Plan::new(&args, "soak")).await;
+    }
     if !args.suite {
         sitting(&args, &Plan::new(&args, &args.preset), workspace).await?;
         return Ok(());
@@ -329,6 +336,7 @@ impl Plan {
             "relay" | "full" | "mix" => (20_000.0, 100, 10.0),
             "burst" => (2_000.0, 100, 10.0),
             "slow-consumers" => (5_000.0, 100, 10.0),
+            "soak" => (200.0, 50, 600.0),
             _ => (5_000.0, 1_000, 10.0),
         };
         let rate = args.rate.unwrap_or(rate);
@@ -359,7 +367,7 @@ impl Plan {
             seconds: t0 - args.warmup,
             offsets: Arc::new(offsets),
             slow_every: (preset == "slow-consumers").then_some(10),
-            processing: preset == "full",
+            processing: preset == "full" || preset == "soak",
             mix: preset == "mix",
         }
     }

@@ -166,6 +166,10 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
     // Every subscriber comes from loopback, and reads without a key.
     config.auth.max_ws_per_address = config.auth.max_ws_per_address.max(plan.subs + 16);
     config.auth.public_topics = vec!["#".into()];
+    if plan.name == "soak" {
+        // Ended games leave memory sooner, so the steady state comes within minutes.
+        config.pipeline.ended_game_ttl_secs = 60;
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if plan.processing {
         config.models.dir = workspace.join("models");
