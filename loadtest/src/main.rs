@@ -27,6 +27,7 @@ mod nats;
 mod plot;
 mod process;
 mod report;
+mod restart;
 mod scan;
 mod soak;
 mod suite;
@@ -101,6 +102,10 @@ struct Args {
     /// `target/loadtest/<preset>.svg` in the workspace.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// Measure restart time instead: for each N (comma-separated, e.g. `100000,1000000`) write a
+    /// log of N events and time a server starting on it (`restart.rs`).
+    #[arg(long, value_delimiter = ',')]
+    restart: Vec<u64>,
     /// Internal: run as the server process (`ours` or `floor`) for the parent load test.
     #[arg(long, hide = true, value_parser = ["ours", "floor"], requires = "data_dir")]
     serve: Option<String>,
@@ -178,6 +183,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
+    if !args.restart.is_empty() {
+        return restart::run(&Plan::new(&args, "light"), &args.restart).await;
+    }
     if args.preset == "soak" {
         return soak::run(&Plan::new(&args, "soak")).await;
     }

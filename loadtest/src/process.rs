@@ -31,13 +31,13 @@ impl Server {
     }
 }
 
-/// A server child process; killed on drop, its data directory removed.
+/// A server child process; killed on drop, its data directory removed (unless it was given).
 pub struct ServerProcess {
     child: Child,
     pub quic: SocketAddr,
     pub http: SocketAddr,
     pub fingerprint: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -80,6 +80,18 @@ pub async fn spawn_node(
     cluster: Option<(&str, &str)>,
 ) -> anyhow::Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
+    let mut p = spawn_in(server, plan, cluster, dir.path()).await?;
+    p._dir = Some(dir);
+    Ok(p)
+}
+
+/// Like [`spawn_node`] on an existing data directory (kept when the process ends).
+pub async fn spawn_in(
+    server: Server,
+    plan: &Plan,
+    cluster: Option<(&str, &str)>,
+    dir: &Path,
+) -> anyhow::Result<ServerProcess> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(&exe);
     if let Some((urls, node)) = cluster {
@@ -89,7 +101,7 @@ pub async fn spawn_node(
         .args(["--serve", server.arg(), "--preset", &plan.name, "--subscribers"])
         .arg(plan.subs.to_string())
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -117,7 +129,7 @@ pub async fn spawn_node(
         http: http.parse()?,
         fingerprint: fp.to_string(),
         child,
-        _dir: dir,
+        _dir: None,
     })
 }
 

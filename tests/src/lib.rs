@@ -445,6 +445,17 @@ impl ChildServer {
         let (status, bytes) = http_call(self.http_addr, "GET", path, None, Some(&self.admin_key)).await;
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
+
+    /// The seqs of `game` in the log, in the log's order, over HTTP (export).
+    pub async fn logged_seqs(&self, game: &str) -> Vec<u64> {
+        let (status, body) = self.admin_get(&format!("/v1/games/{game}/events")).await;
+        if status == 404 && body.contains("no_such_game") {
+            // Nothing of the game committed yet (legitimate before its first ack).
+            return Vec::new();
+        }
+        assert_eq!(status, 200, "{body}");
+        body.lines().map(|l| serde_json::from_str::<Event>(l).unwrap().seq).collect()
+    }
 }
 
 /// A compact JWS: `header.payload.signature`, each base64url.

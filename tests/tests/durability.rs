@@ -48,17 +48,6 @@ fn lens(seen: &Seen) -> BTreeMap<&str, u64> {
     seen.iter().map(|(t, v)| (t.as_str(), v.last().map_or(0, |p| p.0))).collect()
 }
 
-/// Every event of the log for `game`, in the log's order, over HTTP.
-async fn logged_seqs(server: &ChildServer, game: &str) -> Vec<u64> {
-    let (status, body) = server.admin_get(&format!("/v1/games/{game}/events")).await;
-    if status == 404 && body.contains("no_such_game") {
-        // Nothing of the game committed yet (legitimate before its first ack).
-        return Vec::new();
-    }
-    assert_eq!(status, 200, "{body}");
-    body.lines().map(|l| serde_json::from_str::<Event>(l).unwrap().seq).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_no_acked_event_and_resumes_exactly() {
     let events = game(21);
@@ -140,7 +129,7 @@ async fn kill_9_at_random_points_loses_no_acked_event_and_resumes_exactly() {
         let acked_at_kill = acked.load(Ordering::SeqCst);
         server.kill9().await;
         server.start().await.unwrap();
-        let seqs = logged_seqs(&server, &id).await;
+        let seqs = server.logged_seqs(&id).await;
         eprintln!("kill {k}: {acked_at_kill} acked before, {} in the log after restart", seqs.len());
         kills.push((acked_at_kill, seqs.len() as u64));
         assert!(
@@ -160,7 +149,7 @@ async fn kill_9_at_random_points_loses_no_acked_event_and_resumes_exactly() {
     assert!(kills.iter().all(|&(a, _)| a > 0), "{kills:?}");
     assert!(kills.iter().filter(|&&(a, _)| a < events.len() as u64).count() >= 3, "{kills:?}");
     assert_eq!(acked.load(Ordering::SeqCst), events.len() as u64);
-    let seqs = logged_seqs(&server, &id).await;
+    let seqs = server.logged_seqs(&id).await;
     assert!(seqs.iter().copied().eq(1..=events.len() as u64), "every event logged exactly once");
 
     collect(&mut sub, &mut seen, |s| {
@@ -275,7 +264,7 @@ async fn backup_under_load_restores_to_a_consistent_log() {
     child.start().await.unwrap();
     let mut total = 0;
     for g in &games {
-        let seqs = logged_seqs(&child, &g[0].game).await;
+        let seqs = child.logged_seqs(&g[0].game).await;
         assert!(seqs.iter().copied().eq(1..=seqs.len() as u64));
         if !seqs.is_empty() {
             let (_, state) = child.get(&format!("/v1/games/{}", g[0].game)).await;
