@@ -184,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
     if !args.restart.is_empty() {
-        return restart::run(&Plan::new(&args, "light"), &args.restart).await;
+        return restart::run(&Plan::new(&args, "restart"), &args.restart).await;
     }
     if args.preset == "soak" {
         return soak::run(&Plan::new(&args, "soak")).await;

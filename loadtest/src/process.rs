@@ -169,7 +169,8 @@ pub async fn serve(
 }
 
 /// OpenSports for a preset: loopback, the durable log on in `data_dir`, room for every
-/// subscriber; every shipped plugin and model in `full`, none otherwise (a pure relay).
+/// subscriber; every shipped plugin and model in `full` and `soak`, the built-in ones for
+/// `--restart` (as `serve` runs), none otherwise (a pure relay).
 fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Config> {
     let mut config = opensports_server::Config::default();
     config.server.data_dir = data_dir.to_path_buf();
@@ -191,8 +192,15 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
             .into_iter()
             .map(|path| opensports_server::config::PluginEntry { path, name: None, config: None })
             .collect();
-    } else {
+    } else if plan.name == "restart" {
+        // What `serve` runs by default: the plugins and models built into the binary.
         config.models.dir = data_dir.join("no-models");
+    } else {
+        // A pure relay, as the baselines are: neither the plugins nor the models built into
+        // the binary (the defaults of `serve`) run (before, every relay run had them on).
+        config.models.dir = data_dir.join("no-models");
+        config.models.builtin = false;
+        config.plugins.builtin = false;
     }
     Ok(config)
 }
