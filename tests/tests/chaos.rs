@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opensports_client::Publisher;
@@ -44,8 +45,11 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
     cfg.reconnect_attempts = 1_000;
     // A small window, so every server instance gets traffic rather than a dead connection.
     cfg.max_unacked = 64;
+    // The publisher sends only up to `allowed` events: each cycle lets it go one step further,
+    // so the kills spread over the whole stream however slow a restart is.
+    let allowed = Arc::new(AtomicU64::new(0));
     let publishing = {
-        let (order, acked) = (order.clone(), acked.clone());
+        let (order, acked, allowed) = (order.clone(), acked.clone(), allowed.clone());
         tokio::spawn(async move {
             let mut publisher = Publisher::connect(cfg).await.unwrap();
             let record = |p: &Publisher, acked: &Mutex<BTreeMap<String, u64>>| {
@@ -54,7 +58,10 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
                     *n = (*n).max(p.acked(game));
                 }
             };
-            for e in &order {
+            for (i, e) in order.iter().enumerate() {
+                while i as u64 >= allowed.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 acked.lock().unwrap().entry(e.game.clone()).or_insert(0);
                 publisher.send(e).await.unwrap();
                 record(&publisher, &acked);
@@ -69,11 +76,12 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
     let step = total / (cycles as u64 + 1);
     let mut kills = Vec::new();
     for k in 0..cycles {
-        // Kill once this instance has acked past the next point, plus a random few ms, so the
-        // kill lands with events in flight.
+        // Let the publisher go one step further; kill once most of the step is acked, plus a
+        // random few ms, so the kill lands with events in flight.
         let target = (k as u64 + 1) * step;
+        allowed.store(target, Ordering::SeqCst);
         let sum = || acked.lock().unwrap().values().sum::<u64>();
-        while sum() < target && !publishing.is_finished() {
+        while sum() < target - step / 2 && !publishing.is_finished() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.range(0, 6))).await;
@@ -90,6 +98,7 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
         }
         kills.push(before.values().sum::<u64>());
     }
+    allowed.store(u64::MAX, Ordering::SeqCst);
     publishing.await.unwrap();
     // The kills landed mid-stream, after some events were acked and before the last one.
     assert!(kills.iter().all(|&a| a > 0 && a < total), "acked at each kill: {kills:?} of {total}");
