@@ -102,6 +102,9 @@ struct Args {
     /// `target/loadtest/<preset>.svg` in the workspace.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// The server's `store.cache_mib` (redb's page cache; default 64).
+    #[arg(long)]
+    cache_mib: Option<usize>,
     /// Measure restart time instead: for each N (comma-separated, e.g. `100000,1000000`) write a
     /// log of N events and time a server starting on it (`restart.rs`).
     #[arg(long, value_delimiter = ',')]
@@ -334,6 +337,8 @@ struct Plan {
     /// Every other preset gives every subscriber the same `all`-mode pattern, as the
     /// baselines do.
     mix: bool,
+    /// `store.cache_mib` for our server (its default when `None`).
+    cache_mib: Option<usize>,
 }
 
 impl Plan {
@@ -377,6 +382,7 @@ impl Plan {
             slow_every: (preset == "slow-consumers").then_some(10),
             processing: preset == "full" || preset == "soak",
             mix: preset == "mix",
+            cache_mib: args.cache_mib,
         }
     }
 }

@@ -94,6 +94,9 @@ pub async fn spawn_in(
 ) -> anyhow::Result<ServerProcess> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(&exe);
+    if let Some(mib) = plan.cache_mib {
+        cmd.arg("--cache-mib").arg(mib.to_string());
+    }
     if let Some((urls, node)) = cluster {
         cmd.args(["--cluster-urls", urls, "--node-id", node]);
     }
@@ -179,6 +182,9 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
     // Every subscriber comes from loopback, and reads without a key.
     config.auth.max_ws_per_address = config.auth.max_ws_per_address.max(plan.subs + 16);
     config.auth.public_topics = vec!["#".into()];
+    if let Some(mib) = plan.cache_mib {
+        config.store.cache_mib = mib;
+    }
     if plan.name == "soak" {
         // Ended games leave memory sooner, so the steady state comes within minutes.
         config.pipeline.ended_game_ttl_secs = 60;
