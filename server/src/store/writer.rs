@@ -4,8 +4,12 @@
 //! `max_batch` events, commits with `Durability::Immediate` (fsync), and only then acks. Acks
 //! for retries of events already accepted ride the same queue and go out only once what they
 //! duplicate is in a committed transaction (checked in the log, not assumed from the order:
-//! a retry can overtake its original's append, e.g. a cluster redelivery). A failed commit is retried until it succeeds: the queue
-//! fills, ingest stops reading, publishers wait. Stalling is correct; acking is not.
+//! a retry can overtake its original's append, e.g. a cluster redelivery).
+//!
+//! A failed commit is retried until it succeeds: the queue fills, ingest stops reading,
+//! publishers wait. Stalling is correct; acking is not. Between tries the file is closed and
+//! reopened (`handle.rs`: redb refuses writes after an I/O error until then), so a disk that
+//! was full commits again once space returns, without a restart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
