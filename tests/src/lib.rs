@@ -362,11 +362,13 @@ impl ChildServer {
         let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let config = data_dir.with_extension("toml");
         let models = workspace().join("models");
-        // Tests name the plugins they load (unless `extra` has its own `[plugins]`).
+        // Tests name the plugins they load (unless `extra` has its own `[plugins]`). Ended games
+        // stay in memory for the whole test (a long crash-cycle run outlasts the default TTL,
+        // and recovery rightly skips games that ended longer ago).
         let plugins = if extra.contains("[plugins]") { "" } else { "[plugins]\nbuiltin = false\n" };
         let text = format!(
             "[server]\ndata_dir = {:?}\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\
-             [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\n[models]\ndir = {:?}\n\
+             [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\nended_game_ttl_secs = 86400\n[models]\ndir = {:?}\n\
              [auth]\npublic_topics = [\"#\"]\n{plugins}{extra}",
             data_dir.display().to_string(),
             models.display().to_string(),
