@@ -6,7 +6,8 @@
 //! memory after the pipeline's TTL, 60 s here (600 by default), so memory reaches its steady
 //! state after two TTLs.
 //!
-//! Every 10 s it prints the server's RSS, open fds and threads, and the plugin history gauges;
+//! Every 10 s it prints the server's RSS, open fds and threads, the plugin history gauges and
+//! the plugin instances' linear memory;
 //! at the end the RSS slope (MiB/min, least squares) over the samples after the warm-up (the
 //! first `WARMUP_SECS`), which is what a leak shows as.
 //!

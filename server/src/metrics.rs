@@ -59,6 +59,7 @@ pub const STORE_BATCH_EVENTS: &str = "opensports_store_batch_events";
 pub const STORE_COMMIT_ERRORS_TOTAL: &str = "opensports_store_commit_errors_total";
 pub const PLUGIN_HISTORY_EVENTS: &str = "opensports_plugin_history_events";
 pub const PLUGIN_HISTORY_HELD_EVENTS: &str = "opensports_plugin_history_held_events";
+pub const PLUGIN_MEMORY_BYTES: &str = "opensports_plugin_memory_bytes";
 pub const HTTP_BODY_TIMEOUTS_TOTAL: &str = "opensports_http_body_timeouts_total";
 pub const STORE_FAILING: &str = "opensports_store_failing";
 pub const STORE_REOPENS_TOTAL: &str = "opensports_store_reopens_total";

@@ -78,8 +78,8 @@ pub(super) struct Shard {
     queued: metrics::Histogram,
     /// Event age when the shard takes it.
     age: metrics::Histogram,
-    /// History entries, and those of them still holding their bytes.
-    history_gauges: (metrics::Gauge, metrics::Gauge),
+    /// History entries, those of them still holding their bytes, plugin memory.
+    history_gauges: (metrics::Gauge, metrics::Gauge, metrics::Gauge),
 }
 
 impl Shard {
@@ -104,6 +104,7 @@ impl Shard {
             history_gauges: (
                 metrics::gauge!(m::PLUGIN_HISTORY_EVENTS, "shard" => index.to_string()),
                 metrics::gauge!(m::PLUGIN_HISTORY_HELD_EVENTS, "shard" => index.to_string()),
+                metrics::gauge!(m::PLUGIN_MEMORY_BYTES, "shard" => index.to_string()),
             ),
         }
     }
@@ -193,7 +194,7 @@ impl Shard {
     }
 
     /// Lets go of the bytes of history entries the log now holds (once a second), and reports
-    /// what the shard's histories hold.
+    /// what the shard's histories and plugin instances hold.
     fn trim_history(&mut self) {
         let reader = self.shared.store.as_ref().and_then(|s| s.reader().ok());
         let (mut entries, mut held) = (0, 0);
@@ -206,6 +207,7 @@ impl Shard {
         }
         self.history_gauges.0.set(entries as f64);
         self.history_gauges.1.set(held as f64);
+        self.history_gauges.2.set(self.plugins.memory_bytes() as f64);
     }
 
     /// Drops the games that ended more than the TTL ago, with their topics and plugin state.

@@ -161,6 +161,12 @@ impl Instance {
         Ok(std::mem::take(&mut st.emits))
     }
 
+    /// Bytes of the guest's linear memory (it grows, never shrinks; capped by
+    /// `plugins.memory_mib`).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// Tells the plugin a game left memory.
     pub fn forget(&mut self, game: &str) {
         let Some(f) = self.forget.clone() else { return };

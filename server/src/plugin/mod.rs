@@ -605,6 +605,12 @@ impl ShardPlugins {
         }
     }
 
+    /// Bytes of linear memory of this shard's plugin instances (each at most
+    /// `plugins.memory_mib`).
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.iter().filter_map(|s| s.instance.as_ref()).map(Instance::memory_bytes).sum()
+    }
+
     /// A game left memory: plugins drop its state.
     pub fn forget(&mut self, game: &str) {
         for slot in &mut self.slots {
