@@ -42,8 +42,19 @@ use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
 use process::Server;
 
-const PRESETS: [&str; 10] =
-    ["smoke", "light", "relay", "fanout", "full", "burst", "slow-consumers", "mix", "cluster", "soak"];
+const PRESETS: [&str; 11] = [
+    "smoke",
+    "light",
+    "relay",
+    "fanout",
+    "full",
+    "burst",
+    "slow-consumers",
+    "mix",
+    "cluster",
+    "soak",
+    "restart",
+];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,8 +70,8 @@ struct Args {
     /// a two-node cluster on three nats-servers, subscribers on node B, beside a single node in
     /// the same run), soak (memory over a long run: simulated games of all four sports at 200
     /// ev/s with every plugin and model, 50 subscribers, some slow or reconnecting; RSS every
-    /// 10 s and its slope; `--seconds`, default 600). All but `full` and `soak` run the server
-    /// as a pure relay.
+    /// 10 s and its slope; `--seconds`, default 600); restart is `--restart`'s. All but `full`
+    /// and `soak` run the server as a pure relay.
     #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
@@ -102,7 +113,7 @@ struct Args {
     /// `target/loadtest/<preset>.svg` in the workspace.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
-    /// The server's `store.cache_mib` (redb's page cache; default 64).
+    /// The server's `store.cache_mib` (redb's page cache; default 16).
     #[arg(long)]
     cache_mib: Option<usize>,
     /// Measure restart time instead: for each N (comma-separated, e.g. `100000,1000000`) write a
@@ -189,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
     if !args.restart.is_empty() {
         return restart::run(&Plan::new(&args, "restart"), &args.restart).await;
     }
+    anyhow::ensure!(args.preset != "restart", "`restart` is measured with --restart N[,N...]");
     if args.preset == "soak" {
         return soak::run(&Plan::new(&args, "soak")).await;
     }
