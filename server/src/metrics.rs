@@ -237,6 +237,22 @@ fn describe() {
         STORE_REOPENS_TOTAL,
         "Times the event log was closed and reopened after a failed commit"
     );
+    describe_gauge!(
+        PLUGIN_HISTORY_EVENTS,
+        "Events kept per shard to rebuild plugins by replay (at most plugins.max_history_events per game)"
+    );
+    describe_gauge!(
+        PLUGIN_HISTORY_HELD_EVENTS,
+        "Of those, events held in memory with their bytes (not yet committed to the log, or no log)"
+    );
+    describe_gauge!(
+        PLUGIN_MEMORY_BYTES,
+        "Linear memory of a shard's plugin instances (grows, never shrinks; each at most plugins.memory_mib)"
+    );
+    describe_counter!(
+        HTTP_BODY_TIMEOUTS_TOTAL,
+        "Requests whose body did not arrive within server.http_body_timeout_secs (408)"
+    );
     describe_counter!(STORE_RETENTION_GAMES_TOTAL, "Ended games deleted from the log by retention");
     describe_counter!(STORE_GAPS_FORGOTTEN_TOTAL, "Missing ranges forgotten (more than 64 open per game)");
     describe_gauge!(STORE_RECOVERED_EVENTS, "Events replayed from the log at the last start");

@@ -429,6 +429,11 @@ export type Control =
       to: number;
     }
   | {
+      op: 'log';
+      reason?: string | null;
+      status: string;
+    }
+  | {
       code: string;
       game?: string | null;
       message: string;
