@@ -9,7 +9,7 @@ use rkyv::util::AlignedVec;
 
 use super::IngestCtx;
 use super::admission::{self, Replicated};
-use super::stream::{log_and_queue, retry_full};
+use super::stream::{ack_retry, log_and_queue};
 use crate::store::AckSink;
 
 /// What became of a replicated event.
@@ -40,13 +40,8 @@ pub async fn apply(
         Replicated::Duplicate => {
             // Never acked before the original is in this node's log: a redelivery can come
             // while the original's commit is still under way (and a crash then would lose it).
-            let (game, seq) = (event.game.as_str(), event.seq);
-            match &ctx.store {
-                Some(store) if !retry_full(|| store.try_ack_after_commit(game, seq, &ack)).await => {
-                    return Applied::Stopped;
-                }
-                Some(_) => {}
-                None => ack.ack(game, seq),
+            if !ack_retry(ctx, &event.game, event.seq, &ack).await {
+                return Applied::Stopped;
             }
             return Applied::Duplicate;
         }

@@ -66,13 +66,8 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 // A retry of an accepted event: nothing to process, but the publisher needs
                 // its ack, which must not overtake the commit of the original.
                 metrics::counter!(m::INGEST_DUPLICATES_TOTAL).increment(1);
-                match &ctx.store {
-                    Some(store) => {
-                        if !retry_full(|| store.try_ack_after_commit(&game, seq, &ack)).await {
-                            return;
-                        }
-                    }
-                    None => control.ack(&game, seq),
+                if !ack_retry(ctx, &game, seq, &ack).await {
+                    return;
                 }
                 continue;
             }
@@ -161,10 +156,22 @@ pub(crate) async fn log_and_queue(
     }
 }
 
+/// Acks a retry of `(game, seq)`, an event already accepted, once its original is in the log
+/// (at once without a log). False once the log has stopped.
+pub(super) async fn ack_retry(ctx: &IngestCtx, game: &str, seq: u64, ack: &Arc<dyn AckSink>) -> bool {
+    match &ctx.store {
+        Some(store) => retry_full(|| store.try_ack_after_commit(game, seq, ack)).await,
+        None => {
+            ack.ack(game, seq);
+            true
+        }
+    }
+}
+
 /// Offers a message to the log writer until it takes it, pausing while its queue is full
 /// (backpressure). False once the writer has stopped (shutdown): the publisher resends what
 /// was not acked.
-pub(super) async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bool {
+async fn retry_full(mut offer: impl FnMut() -> Result<Queued, StoreError>) -> bool {
     loop {
         match offer() {
             Ok(Queued::Yes) => return true,

@@ -196,7 +196,9 @@ impl Shard {
     /// Lets go of the bytes of history entries the log now holds (once a second), and reports
     /// what the shard's histories and plugin instances hold.
     fn trim_history(&mut self) {
-        let reader = self.shared.store.as_ref().and_then(|s| s.reader().ok());
+        // A read of the log only when something is left to trim (never without plugins).
+        let held = self.games.values().any(|g| g.history.held() > 0);
+        let reader = self.shared.store.as_ref().filter(|_| held).and_then(|s| s.reader().ok());
         let (mut entries, mut held) = (0, 0);
         for (id, g) in &mut self.games {
             if let Some(r) = &reader {
