@@ -1,9 +1,12 @@
 //! `--restart N[,N...]`: how long a restart takes with N events in the log. For each N it
 //! writes a log of N events (20 live basketball games, through the server's own `Store`, so
-//! the file is what a server would have written), starts the server on it in its own process
-//! (the defaults a `serve` runs with: built-in plugins and models) and reports the time from
-//! spawn to serving, and the server's own `opensports_store_recovery_seconds` and
-//! `opensports_store_recovered_events`.
+//! the file is what a server would have written, with no snapshots), starts the server on it
+//! in its own process (the defaults a `serve` runs with: built-in plugins and models, state
+//! snapshots every 2000 events of a game), which replays every game whole and snapshots them
+//! as it goes, kills it (`kill -9`) a second after it serves, and starts it again: that start
+//! restores the snapshots and replays only the events after them. For both starts it reports
+//! the time from spawn to serving, and the server's own `opensports_store_recovery_seconds`,
+//! `opensports_store_recovered_events` and `opensports_store_recovered_snapshots`.
 //!
 //! ```sh
 //! cargo run --release -p opensports-loadtest -- --restart 100000,1000000
@@ -31,8 +34,8 @@ impl AckSink for Count {
 
 pub async fn run(plan: &Plan, sizes: &[u64]) -> anyhow::Result<()> {
     println!(
-        "{:>10} {:>12} {:>14} {:>14} {:>10}",
-        "events", "log MiB", "to serving s", "recovery s", "replayed"
+        "{:>10} {:>10} {:>16} {:>14} {:>14} {:>10} {:>10}",
+        "events", "log MiB", "start", "to serving s", "recovery s", "replayed", "snapshots"
     );
     for &n in sizes {
         let dir = tempfile::tempdir()?;
@@ -41,17 +44,22 @@ pub async fn run(plan: &Plan, sizes: &[u64]) -> anyhow::Result<()> {
             move || write_log(&path, n)
         })
         .await??;
-        let started = Instant::now();
-        let server = process::spawn_in(Server::Ours, plan, None, dir.path()).await?;
-        let serving = started.elapsed().as_secs_f64();
-        let metrics = server.metrics().await?;
-        let num = |name: &str| opensports_tests::parse_metric(&metrics, name);
-        println!(
-            "{n:>10} {log_mib:>12.1} {serving:>14.2} {:>14.2} {:>10}",
-            num("opensports_store_recovery_seconds"),
-            num("opensports_store_recovered_events")
-        );
-        drop(server);
+        for start in ["full replay", "from snapshots"] {
+            let started = Instant::now();
+            let server = process::spawn_in(Server::Ours, plan, None, dir.path()).await?;
+            let serving = started.elapsed().as_secs_f64();
+            let metrics = server.metrics().await?;
+            let num = |name: &str| opensports_tests::parse_metric(&metrics, name);
+            println!(
+                "{n:>10} {log_mib:>10.1} {start:>16} {serving:>14.2} {:>14.2} {:>10} {:>10}",
+                num("opensports_store_recovery_seconds"),
+                num("opensports_store_recovered_events"),
+                num("opensports_store_recovered_snapshots"),
+            );
+            // The snapshots the replay took reach the log within a commit or two.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            drop(server);
+        }
     }
     Ok(())
 }

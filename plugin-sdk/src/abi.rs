@@ -185,7 +185,9 @@ impl<P: Plugin> Runtime<P> {
         let Ok(game) = std::str::from_utf8(game) else { return status::BAD_INPUT_BYTES };
         let mut p = P::default();
         p.init(&self.config);
-        p.restore(state);
+        if !p.restore(state) {
+            return status::BAD_INPUT_BYTES;
+        }
         self.games.insert(game.to_string(), p);
         status::OK
     }

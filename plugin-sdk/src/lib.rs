@@ -58,14 +58,38 @@ pub trait Plugin: Default {
     /// Called for each event of the game, in seq order.
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &ArchivedEvent);
 
-    /// State to persist (optional): returned bytes are handed to [`Plugin::restore`] to
-    /// rebuild the value without replaying the game.
+    /// State to persist (optional): the server puts these bytes in the game's state snapshot
+    /// and, after a restart, hands them to [`Plugin::restore`] on a fresh value (after
+    /// `init`) instead of replaying the game's events before the snapshot. They must capture
+    /// everything later outputs depend on: a restored value must emit exactly what the
+    /// original would have. Empty (the default) means "no snapshots": games are then always
+    /// rebuilt by replay. [`snapshot_json`] and [`restore_json`] do both for a serde type.
     fn snapshot(&self) -> Vec<u8> {
         Vec::new()
     }
 
-    /// Rebuilds state from [`Plugin::snapshot`] bytes.
-    fn restore(&mut self, _bytes: &[u8]) {}
+    /// Rebuilds state from [`Plugin::snapshot`] bytes; false when they cannot be read (the
+    /// server then replays the game instead).
+    fn restore(&mut self, _bytes: &[u8]) -> bool {
+        false
+    }
+}
+
+/// A [`Plugin::snapshot`] for state that is `Serialize`: its JSON. Floats survive exactly.
+pub fn snapshot_json<T: Serialize>(state: &T) -> Vec<u8> {
+    serde_json::to_vec(state).unwrap_or_default()
+}
+
+/// The [`Plugin::restore`] counterpart of [`snapshot_json`]: replaces `state` with the decoded
+/// value, or leaves it and returns false.
+pub fn restore_json<T: serde::de::DeserializeOwned>(state: &mut T, bytes: &[u8]) -> bool {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => {
+            *state = v;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Deserializes the archived event into an owned [`proto::Event`]: convenient (owned strings,

@@ -173,6 +173,10 @@ pub struct StoreConfig {
     /// 64 cost the same CPU and latency, and 64 is 40 MiB more RSS; redb's own default, 1 GiB,
     /// let the server's memory grow with the log.
     pub cache_mib: usize,
+    /// A game's state is snapshotted into the log every this many of its events (and when it
+    /// ends), so a restart restores the snapshot and replays only the events after it. 0: no
+    /// snapshots, and recovery replays every game from its first event. Default 2000.
+    pub snapshot_every: u64,
 }
 
 impl Default for StoreConfig {
@@ -184,6 +188,7 @@ impl Default for StoreConfig {
             queue_len: 65_536,
             retention_hours: 168,
             cache_mib: 16,
+            snapshot_every: 2000,
         }
     }
 }

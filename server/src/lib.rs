@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
+pub mod seqs;
 pub mod sim;
 pub mod store;
 pub mod tasks;
@@ -181,7 +182,8 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
-        recover_log(store.clone(), pipeline.clone(), ingest_games.clone(), ttl).await?;
+        let snapshots = config.store.snapshot_every > 0;
+        recover_log(store.clone(), pipeline.clone(), ingest_games.clone(), ttl, snapshots).await?;
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
     // Connection, stream and session tasks: shutdown waits for every one of them.
@@ -365,12 +367,10 @@ async fn recover_log(
     pipeline: Arc<pipeline::Pipeline>,
     games: Arc<ingest::GameMemory>,
     ttl: std::time::Duration,
+    snapshots: bool,
 ) -> Result<(), StartError> {
     let r = blocking("replaying the event log", move || {
-        let r = pipeline::recover::recover(&store, &pipeline, ttl, &mut |event| {
-            games.rosters.restore(event);
-            games.seqs.restore(&event.game, event.seq)
-        })?;
+        let r = pipeline::recover::recover(&store, &pipeline, ttl, snapshots, &*games)?;
         // Owners come back with their games: the per-key game quota and who may write which
         // game hold across restarts.
         for (game, meta) in store.games()? {
@@ -386,6 +386,7 @@ async fn recover_log(
     tracing::info!(
         games = r.games,
         events = r.events,
+        from_snapshots = r.from_snapshots,
         ended_games_left_in_log = r.skipped_games,
         ms = r.elapsed.as_millis() as u64,
         "recovered from the event log"

@@ -67,6 +67,10 @@ pub const STORE_RETENTION_GAMES_TOTAL: &str = "opensports_store_retention_games_
 pub const STORE_GAPS_FORGOTTEN_TOTAL: &str = "opensports_store_gaps_forgotten_total";
 pub const STORE_RECOVERED_EVENTS: &str = "opensports_store_recovered_events";
 pub const STORE_RECOVERY_SECONDS: &str = "opensports_store_recovery_seconds";
+pub const STORE_RECOVERED_SNAPSHOTS: &str = "opensports_store_recovered_snapshots";
+pub const STORE_SNAPSHOTS_TOTAL: &str = "opensports_store_snapshots_total";
+pub const STORE_SNAPSHOTS_DROPPED_TOTAL: &str = "opensports_store_snapshots_dropped_total";
+pub const STORE_SNAPSHOT_BYTES: &str = "opensports_store_snapshot_bytes";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
@@ -257,6 +261,19 @@ fn describe() {
     describe_counter!(STORE_GAPS_FORGOTTEN_TOTAL, "Missing ranges forgotten (more than 64 open per game)");
     describe_gauge!(STORE_RECOVERED_EVENTS, "Events replayed from the log at the last start");
     describe_gauge!(STORE_RECOVERY_SECONDS, "Seconds the last start spent replaying the log");
+    describe_gauge!(
+        STORE_RECOVERED_SNAPSHOTS,
+        "Games the last start restored from a state snapshot (then replayed only the events after it)"
+    );
+    describe_counter!(
+        STORE_SNAPSHOTS_TOTAL,
+        "Game state snapshots taken (every store.snapshot_every events of a game, and at its end)"
+    );
+    describe_counter!(
+        STORE_SNAPSHOTS_DROPPED_TOTAL,
+        "Snapshots not queued because the log writer's queue was full (the next one replaces them)"
+    );
+    describe_histogram!(STORE_SNAPSHOT_BYTES, "Size of each game state snapshot taken");
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

@@ -14,7 +14,7 @@ fn logged_seqs(server: &TestServer, game: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     let store = server.running().store.clone().unwrap();
     store
-        .replay_game(game, &mut |seq, _, _| {
+        .replay_game(game, &[(0, u64::MAX)], &mut |seq, _, _| {
             seqs.push(seq);
             true
         })

@@ -18,7 +18,7 @@ use opensports_plugin_sdk::proto::event::{ArchivedBody, ArchivedEvent, ArchivedS
 use opensports_plugin_sdk::{Ctx, Plugin, export_plugin};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Line {
     pub pts: u32,
     pub fgm: u32,
@@ -121,7 +121,8 @@ fn idx(side: &ArchivedSide) -> usize {
 
 const SIDES: [&str; 2] = ["home", "away"];
 
-#[derive(Debug, Default)]
+/// One game's box score; its snapshot is this value as JSON.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Boxscore {
     players: [BTreeMap<String, Line>; 2],
     on_court: [BTreeSet<String>; 2],
@@ -187,6 +188,14 @@ use opensports_plugin_sdk::serde_json;
 impl Plugin for Boxscore {
     const SPORTS: &'static [opensports_plugin_sdk::proto::Sport] =
         &[opensports_plugin_sdk::proto::Sport::Basketball];
+
+    fn snapshot(&self) -> Vec<u8> {
+        opensports_plugin_sdk::snapshot_json(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        opensports_plugin_sdk::restore_json(self, bytes)
+    }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &ArchivedEvent) {
         let ArchivedBody::Basketball(ev) = &event.body else { return };

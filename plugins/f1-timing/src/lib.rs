@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use opensports_plugin_sdk::proto::f1::{Compound, Event as F1, Flag};
 use opensports_plugin_sdk::proto::{Body, Sport};
 use opensports_plugin_sdk::{Ctx, Plugin, export_plugin, serde_json, to_owned};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Car {
     position: u8,
     driver: String,
@@ -32,7 +32,7 @@ struct Car {
     pit_stops: u16,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stint {
     compound: Option<Compound>,
     from_lap: u16,
@@ -40,14 +40,15 @@ struct Stint {
     laps: u16,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ScPeriod {
-    kind: &'static str,
+    kind: std::borrow::Cow<'static, str>,
     from_lap: u16,
     to_lap: Option<u16>,
 }
 
-#[derive(Default)]
+/// One race's timing; its snapshot is this value as JSON.
+#[derive(Default, Serialize, Deserialize)]
 pub struct Timing {
     cars: BTreeMap<String, Car>,
     stints: BTreeMap<String, Vec<Stint>>,
@@ -75,6 +76,14 @@ impl Timing {
 
 impl Plugin for Timing {
     const SPORTS: &'static [Sport] = &[Sport::F1];
+
+    fn snapshot(&self) -> Vec<u8> {
+        opensports_plugin_sdk::snapshot_json(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        opensports_plugin_sdk::restore_json(self, bytes)
+    }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &opensports_plugin_sdk::proto::event::ArchivedEvent) {
         let Some(ev) = to_owned(event) else { return };
@@ -132,7 +141,7 @@ impl Plugin for Timing {
                 };
                 match (kind, open) {
                     (Some(kind), false) => {
-                        self.sc.push(ScPeriod { kind, from_lap: self.lap + 1, to_lap: None })
+                        self.sc.push(ScPeriod { kind: kind.into(), from_lap: self.lap + 1, to_lap: None })
                     }
                     (None, true) if matches!(flag, Flag::Green | Flag::Clear | Flag::Chequered) => {
                         if let Some(p) = self.sc.last_mut() {

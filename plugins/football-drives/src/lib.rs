@@ -26,7 +26,7 @@ pub fn linear_ep(yardline_100: u8, down: u8, distance: u8) -> f64 {
     5.2 - 0.065 * f64::from(yardline_100) - 0.55 * f64::from(down.max(1) - 1) - 0.03 * f64::from(distance)
 }
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Drive {
     side: usize,
     plays: u32,
@@ -34,7 +34,8 @@ struct Drive {
     start: u8,
 }
 
-#[derive(Default)]
+/// One game's drives; its snapshot is this value as JSON.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Drives {
     drive: Option<Drive>,
     n: u32,
@@ -145,6 +146,14 @@ impl Drives {
 
 impl Plugin for Drives {
     const SPORTS: &'static [Sport] = &[Sport::Football];
+
+    fn snapshot(&self) -> Vec<u8> {
+        opensports_plugin_sdk::snapshot_json(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        opensports_plugin_sdk::restore_json(self, bytes)
+    }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &opensports_plugin_sdk::proto::event::ArchivedEvent) {
         let Some(ev) = to_owned(event) else { return };

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use opensports_plugin_sdk::proto::soccer::{BodyPart, Event as Sc};
 use opensports_plugin_sdk::proto::{Body, Side, Sport};
 use opensports_plugin_sdk::{Ctx, Plugin, export_plugin, serde_json, to_owned};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 fn idx(s: Side) -> usize {
     if s == Side::Home { 0 } else { 1 }
@@ -55,16 +55,40 @@ struct ShotOut<'a> {
     provider_xg: Option<f32>,
 }
 
-#[derive(Default)]
+/// One match's shots and passes; its snapshot is this value as JSON (the two settings come
+/// from `init`, not from the snapshot).
+#[derive(Default, Serialize, Deserialize)]
 pub struct Shots {
     xg: [f64; 2],
     shots: [u32; 2],
     passes: [u32; 2],
     last_passer: [Option<String>; 2],
+    #[serde(with = "edge_lists")]
     edges: [BTreeMap<(String, String), u32>; 2],
     events: u64,
+    #[serde(skip)]
     possession_every: u32,
+    #[serde(skip)]
     network_every: u64,
+}
+
+/// The pass edges as lists of `((from, to), count)` (JSON object keys must be strings).
+mod edge_lists {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Edges = [BTreeMap<(String, String), u32>; 2];
+
+    pub fn serialize<S: Serializer>(edges: &Edges, s: S) -> Result<S::Ok, S::Error> {
+        let lists: Vec<Vec<(&(String, String), &u32)>> = edges.iter().map(|m| m.iter().collect()).collect();
+        lists.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Edges, D::Error> {
+        let lists = <[Vec<((String, String), u32)>; 2]>::deserialize(d)?;
+        Ok(lists.map(|l| l.into_iter().collect()))
+    }
 }
 
 fn round3(x: f64) -> f64 {
@@ -77,6 +101,17 @@ impl Plugin for Shots {
     fn init(&mut self, config: &serde_json::Value) {
         self.possession_every = config["possession_every"].as_u64().unwrap_or(25).max(1) as u32;
         self.network_every = config["network_every"].as_u64().unwrap_or(100).max(1);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        opensports_plugin_sdk::snapshot_json(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        let settings = (self.possession_every, self.network_every);
+        let restored = opensports_plugin_sdk::restore_json(self, bytes);
+        (self.possession_every, self.network_every) = settings;
+        restored
     }
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &opensports_plugin_sdk::proto::event::ArchivedEvent) {

@@ -463,6 +463,32 @@ impl Fanout {
         }
     }
 
+    /// The latest publication of every topic under `prefix` (a game's state snapshot). Walks
+    /// all topics: once per snapshot.
+    pub fn latest_under(&self, prefix: &str) -> Vec<Pub> {
+        self.topics
+            .iter()
+            .filter(|e| e.key().starts_with(prefix))
+            .filter_map(|e| e.value().latest())
+            .collect()
+    }
+
+    /// Recreates topic `name` at `seq` with `data` as its latest value (a game restored from
+    /// a state snapshot): the publication is the one the live topic had, same seq, ts and
+    /// frame; its history holds that value alone, so a resume from before it gets `reset` and
+    /// the snapshot (PROTOCOL.md). Delivers nothing: recovery runs before anyone subscribes.
+    pub fn restore(&self, name: &str, seq: u64, ts: i64, data: &[u8]) -> Option<Arc<Topic>> {
+        let topic = self.topic(name)?;
+        {
+            let mut inner = topic.inner.lock();
+            if inner.seq < seq {
+                inner.seq = seq - 1;
+                self.append(&mut inner, &topic, ts, data);
+            }
+        }
+        Some(topic)
+    }
+
     /// Drops every topic under `prefix` (`game/{id}/`: state, win probability, tracking,
     /// plugin outputs) when a game leaves memory. Walks all topics: once per evicted game.
     pub fn remove_topics_under(&self, prefix: &str) {

@@ -21,9 +21,9 @@ use opensports_proto::error_code::{quic, reason};
 use serde::Deserialize;
 
 use super::frame::ReadError;
-use super::seq::{Seq, Sequencer};
 use crate::auth::{Principal, Refused};
 use crate::pipeline::directory::GameDirectory;
+use crate::seqs::{Seq, Sequencer};
 
 /// The shared state the rules consult (and update: admitting a new game, recording a seq).
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +101,13 @@ impl Rosters {
     /// (accepted once already: never refused).
     pub fn restore(&self, event: &Event) {
         let _ = self.record(event, None);
+    }
+
+    /// Sets a game's people from a state snapshot (recovery).
+    pub fn seed(&self, game: &str, people: &[String]) {
+        if !people.is_empty() {
+            self.by_game.insert(game.to_string(), people.iter().map(|p| p.as_str().into()).collect());
+        }
     }
 
     /// Adds the event's new names, unless they would take the game past `max`.
@@ -304,7 +311,7 @@ fn refusal(v: Seq, seq: u64, last: u64, max_jump: u64) -> (&'static str, String)
         }
         Seq::TooManyGaps => format!(
             "seq {seq} would leave more than {} ranges of the game missing; send the missing seqs first",
-            super::seq::MAX_GAPS_PER_GAME
+            crate::seqs::MAX_GAPS_PER_GAME
         ),
         Seq::Unknown => format!("seq {seq} is older than what the server remembers of this game"),
         _ => format!("seq {seq} after {last} on the same stream"),

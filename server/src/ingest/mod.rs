@@ -18,7 +18,6 @@ pub mod conn;
 pub mod control;
 pub mod frame;
 pub mod replica;
-pub mod seq;
 pub mod stream;
 pub mod tls;
 
@@ -33,9 +32,9 @@ use crate::auth::Auth;
 use crate::config::IngestConfig;
 use crate::fanout::Fanout;
 use crate::pipeline::Pipeline;
+use crate::seqs::Sequencer;
 use crate::store::{AckSink, Store};
 use crate::tasks::Tracker;
-use seq::Sequencer;
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -153,6 +152,18 @@ impl GameMemory {
         self.tracking_entities.remove(game);
         self.owners.forget(game);
         self.rosters.forget(game);
+    }
+}
+
+impl crate::pipeline::recover::Remember for GameMemory {
+    fn event(&self, event: &opensports_proto::Event) -> u64 {
+        self.rosters.restore(event);
+        self.seqs.restore(&event.game, event.seq)
+    }
+
+    fn snapshot(&self, game: &str, seqs: &crate::seqs::GameSeq, people: &[String]) {
+        self.seqs.seed(game, seqs.clone());
+        self.rosters.seed(game, people);
     }
 }
 

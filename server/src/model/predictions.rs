@@ -31,6 +31,24 @@ impl Predictions {
         }
     }
 
+    /// The predictions kept, by model name and version (a game's state snapshot).
+    pub fn export(&self) -> Vec<(String, String, Vec<f32>)> {
+        self.by_version
+            .iter()
+            .map(|(m, ps)| (m.spec.name.clone(), m.spec.version.clone(), ps.clone()))
+            .collect()
+    }
+
+    /// Predictions from [`Predictions::export`]; those of a version no longer loaded are
+    /// dropped (they cannot be scored).
+    pub fn import(saved: Vec<(String, String, Vec<f32>)>, models: &super::ModelRegistry) -> Predictions {
+        let by_version = saved
+            .into_iter()
+            .filter_map(|(name, version, ps)| Some((models.version_of(&name, &version)?, ps)))
+            .collect();
+        Predictions { by_version }
+    }
+
     /// The game ended: score every version's predictions (Brier, log loss) and forget them.
     pub fn settle(&mut self, home_won: bool) {
         for (model, ps) in self.by_version.drain(..) {

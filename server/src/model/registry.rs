@@ -105,6 +105,11 @@ impl ModelRegistry {
         self.names.get(name)?.roles.read().active.clone()
     }
 
+    /// Version `version` of `name`, whatever its role.
+    pub fn version_of(&self, name: &str, version: &str) -> Option<Arc<Model>> {
+        self.names.get(name)?.versions.get(version).cloned()
+    }
+
     /// Specs of the active versions.
     pub fn specs(&self) -> impl Iterator<Item = ModelSpec> + '_ {
         self.names.values().filter_map(|s| s.roles.read().active.as_ref().map(|m| m.spec.clone()))

@@ -19,17 +19,26 @@ use opensports_proto::Sport;
 use rkyv::util::AlignedVec;
 
 use crate::plugin::ReplayFn;
+use crate::seqs::GameSeq;
 use crate::store::{LogReader, Store};
 
 /// Entries of one game: `(seq, bytes until logged)`.
 #[derive(Debug, Default)]
 pub(super) struct History {
+    /// A game restored from a state snapshot: the seqs it covers, all in the log, replayed
+    /// (from the log, in seq order) before the entries.
+    base: Option<GameSeq>,
     entries: VecDeque<(u64, Option<Arc<AlignedVec>>)>,
     /// Entries before this index have no bytes (they are in the log).
     bytes_from: usize,
 }
 
 impl History {
+    /// The history of a game restored from a snapshot covering `seqs`.
+    pub(super) fn based_on(seqs: GameSeq) -> History {
+        History { base: Some(seqs), ..History::default() }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -69,6 +78,20 @@ impl History {
 
     /// Calls `f` with each entry in order, reading the bytes of logged entries from `store`.
     pub(super) fn replay(&self, game: &str, sport: Sport, store: Option<&Store>, f: &mut ReplayFn<'_>) {
+        if let (Some(base), Some(store)) = (&self.base, store) {
+            let read = store.for_each_event(game, 0, &mut |seq, bytes| {
+                if seq > base.high {
+                    return false;
+                }
+                if !base.missing.iter().any(|&(a, b)| a <= seq && seq <= b) {
+                    f(game, sport, seq, &opensports_proto::codec::aligned(bytes));
+                }
+                true
+            });
+            if let Err(e) = read {
+                tracing::error!(game, error = %e, "cannot read the log to rebuild a plugin");
+            }
+        }
         let reader = match (self.bytes_from, store) {
             (0, _) => None,
             (_, Some(store)) => match store.reader() {

@@ -26,6 +26,7 @@ mod history;
 mod out;
 pub mod recover;
 mod shard;
+pub mod snapshot;
 pub mod state;
 pub mod winprob;
 
@@ -82,10 +83,18 @@ impl std::fmt::Debug for Parts {
 #[derive(Debug)]
 enum ShardMsg {
     Event(Ingested),
+    /// Bring a game back from its snapshot (recovery); answers whether it did.
+    Restore(Box<Restore>),
     /// Answered once everything queued before it is processed (recovery waits on it).
     Barrier(Sender<()>),
     /// Sent after ingest stopped: everything queued before it is processed first.
     Stop,
+}
+
+#[derive(Debug)]
+struct Restore {
+    snapshot: snapshot::GameSnapshot,
+    done: Sender<bool>,
 }
 
 /// Handle to the running shards.
@@ -164,6 +173,15 @@ impl Pipeline {
     /// Queues an event, waiting while the queue is full (recovery, before ingest opens).
     pub fn send_blocking(&self, shard: usize, item: Ingested) -> Result<(), Stopped> {
         self.senders[shard].send(ShardMsg::Event(item)).map_err(|_| Stopped)
+    }
+
+    /// Restores a game from its snapshot on its shard (recovery, before its tail is queued);
+    /// false when the shard could not (the game must then be replayed whole).
+    pub fn restore(&self, shard: usize, snapshot: snapshot::GameSnapshot) -> Result<bool, Stopped> {
+        let (done, rx) = crossbeam_channel::bounded(1);
+        let msg = ShardMsg::Restore(Box::new(Restore { snapshot, done }));
+        self.senders[shard].send(msg).map_err(|_| Stopped)?;
+        rx.recv().map_err(|_| Stopped)
     }
 
     /// Waits until every shard has processed what was queued before this call.

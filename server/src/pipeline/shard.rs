@@ -6,7 +6,7 @@
 //! in [`Out`] (`out.rs`) and go out together when the queue is drained (or [`MAX_BATCH`] is
 //! reached).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,15 +18,17 @@ use super::directory::GameDirectory;
 use super::games::{self, GamesTopic};
 use super::history::History;
 use super::out::Out;
+use super::snapshot::{GameSnapshot, SavedTopic, VERSION};
 use super::state::{GameState, GameSummary, Status};
 use super::winprob::WinProb;
-use super::{EvictHook, Ingested, ShardMsg};
+use super::{EvictHook, Ingested, Restore, ShardMsg};
 use crate::config::Config;
 use crate::fanout::{Fanout, Topic};
 use crate::metrics as m;
 use crate::model::ModelRegistry;
 use crate::model::ratings::Ratings;
 use crate::plugin::{EventHistory, PluginSet, ReplayFn, ShardPlugins};
+use crate::seqs::GameSeq;
 use crate::store::{Store, now_ms};
 
 /// Most publications a shard stages before publishing them. It publishes as soon as its queue
@@ -53,6 +55,27 @@ struct Game {
     /// The events plugins saw, kept while plugins are loaded, to rebuild one by replay.
     history: History,
     winprob: WinProb,
+    /// The seqs folded in, and the people their events named: what a snapshot covers.
+    seqs: GameSeq,
+    people: HashSet<Box<str>>,
+    /// Events folded in since the last snapshot.
+    since_snapshot: u64,
+}
+
+impl Game {
+    fn new(state: GameState) -> Game {
+        Game {
+            state,
+            topic: None,
+            summary: None,
+            ended_at: None,
+            history: History::default(),
+            winprob: WinProb::default(),
+            seqs: GameSeq::default(),
+            people: HashSet::new(),
+            since_snapshot: 0,
+        }
+    }
 }
 
 /// The shard's games as the plugins' replay source (events the log holds are read back).
@@ -74,6 +97,8 @@ pub(super) struct Shard {
     plugins: ShardPlugins,
     ttl: Duration,
     max_history: usize,
+    /// `store.snapshot_every` (0 when off or without a log).
+    snapshot_every: u64,
     /// Ingest → shard dequeue.
     queued: metrics::Histogram,
     /// Event age when the shard takes it.
@@ -91,6 +116,7 @@ impl Shard {
         plugins: Arc<PluginSet>,
     ) -> Shard {
         let out = Out::new(shared.fanout.clone(), MAX_BATCH);
+        let snapshot_every = if shared.store.is_some() { config.store.snapshot_every } else { 0 };
         Shard {
             rx,
             games: HashMap::new(),
@@ -99,6 +125,7 @@ impl Shard {
             plugins: ShardPlugins::new(plugins),
             ttl: Duration::from_secs(config.pipeline.ended_game_ttl_secs),
             max_history: config.plugins.max_history_events,
+            snapshot_every,
             queued: metrics::histogram!(m::PIPELINE_QUEUE_SECONDS),
             age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[1]),
             history_gauges: (
@@ -117,6 +144,10 @@ impl Shard {
             }
             match self.rx.recv_timeout(games::MIN_INTERVAL) {
                 Ok(ShardMsg::Event(i)) => self.handle(i),
+                Ok(ShardMsg::Restore(r)) => {
+                    let Restore { snapshot, done } = *r;
+                    let _ = done.send(self.restore(snapshot));
+                }
                 Ok(ShardMsg::Barrier(done)) => {
                     self.out.publish();
                     let _ = done.send(());
@@ -143,14 +174,7 @@ impl Shard {
         self.age.record(m::age_secs(item.event.ts));
         let Ingested { event, archived, received, missing } = item;
         if !self.games.contains_key(&event.game) {
-            let game = Game {
-                state: GameState::new(&event.game, event.sport()),
-                topic: None,
-                summary: None,
-                ended_at: None,
-                history: History::default(),
-                winprob: WinProb::default(),
-            };
+            let game = Game::new(GameState::new(&event.game, event.sport()));
             self.games.insert(event.game.clone(), game);
         }
         let Some(game) = self.games.get_mut(&event.game) else { return };
@@ -159,10 +183,94 @@ impl Shard {
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
         self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);
-        game_end(game, &s.ratings, s.store.as_deref());
+        let ended = game_end(game, &s.ratings, s.store.as_deref());
+        if self.snapshot_every > 0 {
+            note_folded(game, &event);
+        }
         if !self.plugins.is_empty() {
             self.run_plugins(&event, archived);
         }
+        if self.snapshot_every > 0
+            && let Some(game) = self.games.get_mut(&event.game)
+        {
+            game.since_snapshot += 1;
+            if ended || game.since_snapshot >= self.snapshot_every {
+                game.since_snapshot = 0;
+                self.take_snapshot(&event.game);
+            }
+        }
+    }
+
+    /// Snapshots a game into the log (see `snapshot.rs`). Its staged publications go out
+    /// first, so the topics' latest values are this event's.
+    fn take_snapshot(&mut self, id: &str) {
+        let Some(store) = self.shared.store.clone() else { return };
+        let Some(game) = self.games.get(id) else { return };
+        let Some(plugins) = self.plugins.snapshot(id, game.state.sport) else {
+            return tracing::debug!(game = id, "no snapshot: a plugin cannot give its state for this game");
+        };
+        self.out.publish();
+        let tracking = format!("{}tracking/", topic::game_prefix(id));
+        let topics = self
+            .shared
+            .fanout
+            .latest_under(&topic::game_prefix(id))
+            .into_iter()
+            .filter(|p| !p.topic.starts_with(&tracking))
+            .filter_map(|p| {
+                let data = serde_json::value::RawValue::from_string(p.data().to_string()).ok()?;
+                Some(SavedTopic { name: p.topic.to_string(), seq: p.seq, ts: p.ts, data })
+            })
+            .collect();
+        let mut people: Vec<String> = game.people.iter().map(|p| p.to_string()).collect();
+        people.sort_unstable();
+        let snapshot = GameSnapshot {
+            version: VERSION,
+            game: id.to_string(),
+            seqs: game.seqs.clone(),
+            people,
+            state: game.state.clone(),
+            winprob: game.winprob.save(),
+            topics,
+            plugins,
+        };
+        match snapshot.encode() {
+            Ok(bytes) => {
+                metrics::counter!(m::STORE_SNAPSHOTS_TOTAL).increment(1);
+                metrics::histogram!(m::STORE_SNAPSHOT_BYTES).record(bytes.len() as f64);
+                store.save_snapshot(id, bytes);
+            }
+            Err(e) => tracing::error!(game = id, error = %e, "cannot encode a game snapshot"),
+        }
+    }
+
+    /// Brings a game back from its snapshot (recovery, before its tail is replayed). False,
+    /// with nothing changed, when it cannot be (the caller then replays the whole game).
+    fn restore(&mut self, snap: GameSnapshot) -> bool {
+        if self.games.contains_key(&snap.game) {
+            return false;
+        }
+        let sport = snap.state.sport;
+        let log = self.shared.store.as_deref();
+        if !self.plugins.restore(&snap.game, sport, &snap.plugins, &Games(&self.games, log)) {
+            return false;
+        }
+        let s = &self.shared;
+        for t in &snap.topics {
+            s.fanout.restore(&t.name, t.seq, t.ts, t.data.get().as_bytes());
+        }
+        let winprob = s.fanout.topic_if_exists(&topic::game_winprob(&snap.game));
+        let mut game = Game::new(snap.state);
+        game.topic = s.fanout.topic_if_exists(&topic::game_state(&snap.game));
+        game.winprob = WinProb::restore(snap.winprob, winprob, &s.models);
+        game.history = History::based_on(snap.seqs.clone());
+        game.seqs = snap.seqs;
+        game.people = snap.people.into_iter().map(Box::from).collect();
+        let ts = game.state.ts;
+        summary(&mut game, ts, &s.games);
+        game_end(&mut game, &s.ratings, s.store.as_deref());
+        self.games.insert(snap.game, game);
+        true
     }
 
     /// Runs the plugins on one event and stages their outputs on `game/{id}/{plugin}/{name}`;
@@ -265,12 +373,23 @@ fn summary(game: &mut Game, ts: i64, games: &GamesTopic) {
     }
 }
 
-/// Once, when the game ends: the result goes to the ratings and the log learns the end time
-/// (retention, and recovery's TTL). Neither waits: shard threads never block on the log.
-fn game_end(game: &mut Game, ratings: &Ratings, store: Option<&Store>) {
+/// What a snapshot must know of an event folded in: its seq and the people it names.
+fn note_folded(game: &mut Game, ev: &Event) {
+    game.seqs.restore(ev.seq);
+    for p in ev.people().into_iter().flatten() {
+        if !game.people.contains(p) {
+            game.people.insert(p.into());
+        }
+    }
+}
+
+/// Once, when the game ends (true then): the result goes to the ratings and the log learns the
+/// end time (retention, and recovery's TTL). Neither waits: shard threads never block on the
+/// log.
+fn game_end(game: &mut Game, ratings: &Ratings, store: Option<&Store>) -> bool {
     let state = &game.state;
     if state.status != Status::Ended || game.ended_at.is_some() {
-        return;
+        return false;
     }
     game.ended_at = Some(Instant::now());
     if let (Some(h), Some(a), Some(score)) = (&state.home, &state.away, state.score) {
@@ -284,4 +403,5 @@ fn game_end(game: &mut Game, ratings: &Ratings, store: Option<&Store>) {
     if let Some(store) = store {
         store.game_ended(&state.game, now_ms());
     }
+    true
 }

@@ -4,10 +4,12 @@
 use opensports_proto::{
     Body, Event, ScoreCorrection, Side, Sport, basketball as bk, f1, football as fb, soccer as sc,
 };
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 /// Where a game is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Live,
@@ -15,7 +17,7 @@ pub enum Status {
 }
 
 /// A pair of per-team numbers, serialized as `{"home":..,"away":..}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerSide {
     pub home: u32,
     pub away: u32,
@@ -43,36 +45,36 @@ impl PerSide {
 }
 
 /// The state published on `game/{id}/state`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GameState {
     pub game: String,
     pub sport: Sport,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
     /// Absent for F1.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<PerSide>,
     pub period: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_ms: Option<u32>,
     /// Highest seq folded in.
     pub last_seq: u64,
     /// Events missing below `last_seq` (the publisher skipped them; a resend fills them).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub missing: u64,
     /// Source time of the last event folded in.
     pub ts: i64,
     /// `type` of the last event folded in.
-    pub last_event: &'static str,
+    pub last_event: Cow<'static, str>,
     #[serde(flatten)]
     pub detail: Detail,
 }
 
 /// Sport-specific part, serialized under the sport's name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Detail {
     Basketball(Basketball),
@@ -81,7 +83,7 @@ pub enum Detail {
     F1(F1),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Basketball {
     /// Team fouls in the current period.
     pub team_fouls: PerSide,
@@ -89,7 +91,7 @@ pub struct Basketball {
     pub possession: Option<Side>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Football {
     pub possession: Option<Side>,
     pub down: Option<u8>,
@@ -105,16 +107,16 @@ pub struct Football {
 const FOOTBALL_TIMEOUTS_HALF: u32 = 3;
 const FOOTBALL_TIMEOUTS_OT: u32 = 2;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastPlay {
     pub play_type: fb::PlayType,
     pub result: fb::PlayResult,
     pub yards: i16,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desc: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Soccer {
     pub shots: PerSide,
     pub shots_on_target: PerSide,
@@ -123,7 +125,7 @@ pub struct Soccer {
     pub red_cards: PerSide,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct F1 {
     pub session: Option<String>,
     pub session_kind: Option<f1::SessionKind>,
@@ -135,7 +137,7 @@ pub struct F1 {
     pub cars: Vec<Car>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Car {
     pub driver: String,
     pub position: u8,
@@ -175,7 +177,7 @@ impl GameState {
             last_seq: 0,
             missing: 0,
             ts: 0,
-            last_event: "",
+            last_event: Cow::Borrowed(""),
             detail,
         }
     }
@@ -184,7 +186,7 @@ impl GameState {
     pub fn apply(&mut self, ev: &Event) {
         self.last_seq = self.last_seq.max(ev.seq);
         self.ts = ev.ts;
-        self.last_event = ev.body.kind();
+        self.last_event = Cow::Borrowed(ev.body.kind());
         if ev.clock_ms.is_some() {
             self.clock_ms = ev.clock_ms;
         }
@@ -258,21 +260,21 @@ impl GameState {
 }
 
 /// An entry of the `games` topic and `GET /v1/games`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GameSummary {
     pub game: String,
     pub sport: Sport,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<PerSide>,
     pub period: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lap: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
 }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use opensports_proto::{Side, topic};
+use serde::{Deserialize, Serialize};
 
 use super::out::Out;
 use super::state::{Detail, F1, GameState, Status};
@@ -30,7 +31,32 @@ pub struct WinProb {
     elo_diff: Option<f64>,
 }
 
+/// What a state snapshot keeps of a game's win-probability stage (its topic is restored with
+/// the game's other topics).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SavedWinProb {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    elo_diff: Option<f64>,
+    /// `(model, version, predictions)` not yet scored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    predictions: Vec<(String, String, Vec<f32>)>,
+}
+
 impl WinProb {
+    /// For a state snapshot.
+    pub fn save(&self) -> SavedWinProb {
+        SavedWinProb { elo_diff: self.elo_diff, predictions: self.predictions.export() }
+    }
+
+    /// The stage as [`WinProb::save`] left it; `topic` is the restored `game/{id}/winprob`.
+    pub fn restore(saved: SavedWinProb, topic: Option<Arc<Topic>>, models: &ModelRegistry) -> WinProb {
+        WinProb {
+            topic,
+            predictions: Predictions::import(saved.predictions, models),
+            elo_diff: saved.elo_diff,
+        }
+    }
+
     /// After `state` changed: pins the pre-game strength once the teams are known, scores the
     /// sport's model (active and shadow), stages the `winprob` publication, and settles the
     /// predictions when the game has ended.

@@ -12,6 +12,9 @@ use super::deadline::CallClock;
 use super::engine::{Compiled, TICK, engine};
 use super::host::{Emit, HostState, Limits};
 
+/// A guest export taking the buffer `(ptr, len)`.
+type BufFn<R> = TypedFunc<(i32, i32), R>;
+
 pub struct Instance {
     instance: wasmtime::Instance,
     store: Store<HostState>,
@@ -19,6 +22,8 @@ pub struct Instance {
     buffer: TypedFunc<i32, i32>,
     on_event: TypedFunc<(i32, i32), i32>,
     forget: Option<TypedFunc<(i32, i32), i32>>,
+    /// `snapshot` and `restore`, when the plugin exports both.
+    snapshots: Option<(BufFn<i64>, BufFn<i32>)>,
     deadline_ticks: u64,
 }
 
@@ -86,6 +91,10 @@ impl Instance {
             .map_err(|_| bad(export::ON_EVENT))?;
         let forget = inst.get_typed_func::<(i32, i32), i32>(&mut store, export::FORGET).ok();
         let init = inst.get_typed_func::<(i32, i32), i32>(&mut store, export::INIT).ok();
+        let snapshots = inst
+            .get_typed_func::<(i32, i32), i64>(&mut store, export::SNAPSHOT)
+            .ok()
+            .zip(inst.get_typed_func::<(i32, i32), i32>(&mut store, export::RESTORE).ok());
         match version.call(&mut store, ()) {
             Ok(ABI_VERSION) => {}
             Ok(v) => {
@@ -95,7 +104,8 @@ impl Instance {
             }
             Err(e) => return Err(classify(e, store.data())),
         }
-        let mut me = Instance { instance: inst, store, memory, buffer, on_event, forget, deadline_ticks };
+        let mut me =
+            Instance { instance: inst, store, memory, buffer, on_event, forget, snapshots, deadline_ticks };
         if let Some(init) = init {
             let (ptr, len) = me.write(config)?;
             match init.call(&mut me.store, (ptr, len)) {
@@ -165,6 +175,50 @@ impl Instance {
     /// `plugins.memory_mib`).
     pub fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)
+    }
+
+    /// The plugin's state for `game` (its `snapshot` export), to be handed back to
+    /// [`Instance::restore`]. `Ok(None)`: the plugin keeps no snapshots (no such exports, or
+    /// empty bytes), so the game must be rebuilt by replay.
+    pub fn snapshot(&mut self, game: &str) -> Result<Option<Vec<u8>>, PluginError> {
+        let Some((snapshot, _)) = self.snapshots.clone() else { return Ok(None) };
+        self.store.data_mut().reset();
+        arm(&mut self.store, self.deadline_ticks * 4);
+        let (ptr, len) = self.write(game.as_bytes())?;
+        let packed = match snapshot.call(&mut self.store, (ptr, len)) {
+            Ok(p) => p as u64,
+            Err(e) => return Err(classify(e, self.store.data())),
+        };
+        let (at, n) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut bytes = vec![0; n];
+        self.memory
+            .read(&self.store, at, &mut bytes)
+            .map_err(|_| PluginError::BadOutput("snapshot returned bytes outside memory".into()))?;
+        Ok(Some(bytes))
+    }
+
+    /// Sets the plugin's state for `game` from [`Instance::snapshot`] bytes.
+    pub fn restore(&mut self, game: &str, state: &[u8]) -> Result<(), PluginError> {
+        let Some((_, restore)) = self.snapshots.clone() else {
+            return Err(PluginError::BadOutput("no restore export".into()));
+        };
+        let id_len =
+            u32::try_from(game.len()).map_err(|_| PluginError::BadOutput("game id too long".into()))?;
+        let mut input = Vec::with_capacity(4 + game.len() + state.len());
+        input.extend_from_slice(&id_len.to_le_bytes());
+        input.extend_from_slice(game.as_bytes());
+        input.extend_from_slice(state);
+        self.store.data_mut().reset();
+        arm(&mut self.store, self.deadline_ticks * 4);
+        let (ptr, len) = self.write(&input)?;
+        match restore.call(&mut self.store, (ptr, len)) {
+            Ok(s) if s == Status::Ok.code() => Ok(()),
+            Ok(s) => Err(PluginError::BadOutput(format!("restore returned {}", describe(s)))),
+            Err(e) => Err(classify(e, self.store.data())),
+        }
     }
 
     /// Tells the plugin a game left memory.

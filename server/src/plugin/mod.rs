@@ -14,6 +14,7 @@ pub mod engine;
 pub mod harness;
 pub mod host;
 pub mod instance;
+mod snapshot;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::metrics as m;
 use engine::Compiled;
 use host::{Emit, Limits};
 use instance::Instance;
+pub use snapshot::SavedPlugin;
 
 /// A plugin failure, by kind. Each is counted in `opensports_plugin_failures_total{plugin,kind}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -46,6 +46,10 @@ pub const GAMES: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("g
 /// `sport/team` → Elo rating, kept current as games end (see `model::ratings`).
 pub const RATINGS: TableDefinition<'static, &str, f64> = TableDefinition::new("ratings");
 
+/// game → its latest state snapshot (`pipeline::snapshot`): recovery restores it and replays
+/// only the events after it. Derived data: dropping it costs one full replay, nothing else.
+pub const SNAPSHOTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("snapshots");
+
 /// File name of the log inside the data dir.
 pub const FILE_NAME: &str = "opensports.redb";
 
@@ -184,6 +188,7 @@ impl Store {
             txn.open_table(EVENTS)?;
             txn.open_table(GAMES)?;
             txn.open_table(RATINGS)?;
+            txn.open_table(SNAPSHOTS)?;
             txn.commit()?;
         }
         let metas = read_games(&db)?;
@@ -267,6 +272,22 @@ impl Store {
         self.bookkeeping(WriteMsg::Rated { game: game.to_string(), ratings });
     }
 
+    /// Queues a game's state snapshot without waiting (shard threads send these). Dropped, and
+    /// counted, when the writer's queue is full: the next one on the schedule replaces it.
+    pub fn save_snapshot(&self, game: &str, bytes: Vec<u8>) {
+        let msg = WriteMsg::Snapshot { game: game.to_string(), bytes };
+        if !matches!(self.try_send(msg), Ok(Queued::Yes)) {
+            metrics::counter!(crate::metrics::STORE_SNAPSHOTS_DROPPED_TOTAL).increment(1);
+        }
+    }
+
+    /// The game's latest state snapshot, if one was taken.
+    pub fn snapshot(&self, game: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.get()?.begin_read()?;
+        let table = txn.open_table(SNAPSHOTS)?;
+        Ok(table.get(game)?.map(|v| v.value().to_vec()))
+    }
+
     /// Queues a bookkeeping message without ever waiting (shard threads send these).
     fn bookkeeping(&self, msg: WriteMsg) {
         let tx = self.tx.lock().clone();
@@ -283,16 +304,18 @@ impl Store {
         }
     }
 
-    /// Calls `f(seq, event, archived bytes)` for each event of `game`, in seq order, from one
-    /// consistent snapshot (recovery's replay). Stops early when `f` returns false. An event
-    /// that does not decode is [`StoreError::BadEvent`].
+    /// Calls `f(seq, event, archived bytes)` for each event of `game` whose seq is in one of
+    /// `ranges` (inclusive, ascending: `&[(0, u64::MAX)]` for all), in seq order, from one
+    /// consistent read of the log (recovery's replay). Stops early when `f` returns false. An
+    /// event that does not decode is [`StoreError::BadEvent`].
     pub fn replay_game(
         &self,
         game: &str,
+        ranges: &[(u64, u64)],
         f: &mut dyn FnMut(u64, Event, Arc<AlignedVec>) -> bool,
     ) -> Result<(), StoreError> {
         let mut failure = None;
-        self.for_each_event(game, 0, &mut |seq, bytes| {
+        self.for_each_in(game, ranges, &mut |seq, bytes| {
             let aligned = opensports_proto::codec::aligned(bytes);
             match rkyv::from_bytes::<Event, rkyv::rancor::Error>(&aligned) {
                 Ok(event) => f(seq, event, Arc::new(aligned)),
@@ -365,12 +388,24 @@ impl Store {
         from: u64,
         f: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
+        self.for_each_in(game, &[(from, u64::MAX)], f)
+    }
+
+    /// [`Store::for_each_event`] over several inclusive seq ranges, in the order given.
+    fn for_each_in(
+        &self,
+        game: &str,
+        ranges: &[(u64, u64)],
+        f: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let txn = self.db.get()?.begin_read()?;
         let events = txn.open_table(EVENTS)?;
-        for item in events.range((game, from)..=(game, u64::MAX))? {
-            let (k, v) = item?;
-            if !f(k.value().1, v.value()) {
-                break;
+        for &(from, to) in ranges {
+            for item in events.range((game, from)..=(game, to))? {
+                let (k, v) = item?;
+                if !f(k.value().1, v.value()) {
+                    return Ok(());
+                }
             }
         }
         Ok(())

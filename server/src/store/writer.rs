@@ -22,7 +22,7 @@ use redb::ReadableTable;
 use rkyv::util::AlignedVec;
 
 use super::handle::Handle;
-use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, StoreError, now_ms};
+use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, SNAPSHOTS, StoreError, now_ms};
 use crate::config::StoreConfig;
 use crate::metrics as m;
 
@@ -49,6 +49,9 @@ pub(super) enum WriteMsg {
     Pregame { game: String, elo_diff: f64 },
     /// The game's result was applied: these ratings are current.
     Rated { game: String, ratings: Vec<(String, f64)> },
+    /// The game's state snapshot (replaces the one before). Queued by the shard after every
+    /// event it covers was queued, so it commits with or after them.
+    Snapshot { game: String, bytes: Vec<u8> },
 }
 
 pub(super) struct Writer {
@@ -163,7 +166,10 @@ impl Writer {
                     WriteMsg::Append { game, seq, ack, .. } | WriteMsg::Ack { game, seq, ack } => {
                         ack.ack(&game, seq)
                     }
-                    WriteMsg::Ended { .. } | WriteMsg::Pregame { .. } | WriteMsg::Rated { .. } => {}
+                    WriteMsg::Ended { .. }
+                    | WriteMsg::Pregame { .. }
+                    | WriteMsg::Rated { .. }
+                    | WriteMsg::Snapshot { .. } => {}
                 }
             }
         }
@@ -180,6 +186,7 @@ impl Writer {
             let mut events = txn.open_table(EVENTS)?;
             let mut games = txn.open_table(GAMES)?;
             let mut ratings = txn.open_table(RATINGS)?;
+            let mut snapshots = txn.open_table(SNAPSHOTS)?;
             for (i, msg) in batch.iter().enumerate() {
                 match msg {
                     WriteMsg::Append { game, seq, sport, bytes, owner, .. } => {
@@ -210,6 +217,12 @@ impl Writer {
                         meta.rated = true;
                         for (team, r) in updated {
                             ratings.insert(team.as_str(), *r)?;
+                        }
+                    }
+                    // A game deleted by retention takes no new snapshot.
+                    WriteMsg::Snapshot { game, bytes } => {
+                        if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
+                            snapshots.insert(game.as_str(), bytes.as_slice())?;
                         }
                     }
                     // Acked only once the original is in this batch or an earlier commit.
@@ -284,12 +297,14 @@ fn delete_games(db: &redb::Database, games: &[String]) -> Result<u64, StoreError
     {
         let mut events = txn.open_table(EVENTS)?;
         let mut metas = txn.open_table(GAMES)?;
+        let mut snapshots = txn.open_table(SNAPSHOTS)?;
         for g in games {
             events.retain_in((g.as_str(), 0)..=(g.as_str(), u64::MAX), |_, _| {
                 deleted += 1;
                 false
             })?;
             metas.remove(g.as_str())?;
+            snapshots.remove(g.as_str())?;
         }
     }
     txn.commit()?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use opensports_proto::Event;
 
-use super::super::seq::Seq;
 use super::Rules;
+use crate::seqs::Seq;
 
 /// What becomes of a replicated event.
 #[derive(Debug, Clone, PartialEq, Eq)]

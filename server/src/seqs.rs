@@ -1,6 +1,8 @@
-//! Per-game sequencing at ingest: which `(game, seq)` are new, which fill a gap, which are
-//! retries of events already accepted. Pure and lock-per-game (a `DashMap` entry). Ingest owns
-//! it; recovery feeds it the logged seqs and the pipeline's eviction hook forgets a game.
+//! Per-game sequencing: which `(game, seq)` are new, which fill a gap, which are retries of
+//! events already accepted. Pure and lock-per-game (a `DashMap` entry). Ingest owns the
+//! [`Sequencer`]; recovery feeds it the logged seqs (or a snapshot's [`GameSeq`]) and the
+//! pipeline's eviction hook forgets a game. The shards keep a [`GameSeq`] of the seqs they
+//! folded in, which is what a state snapshot covers (`pipeline::snapshot`).
 //!
 //! The tracker is exact: a seq it calls [`Seq::Duplicate`] was accepted (so it is in the log
 //! or queued for it), which is what lets a retry be acked. It never forgets a missing range to
@@ -48,7 +50,7 @@ impl Seq {
     }
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GameSeq {
     /// Highest seq accepted.
     pub high: u64,
@@ -156,6 +158,12 @@ impl Sequencer {
     /// Classifies and records `seq`; also returns the events now missing for the game.
     pub fn accept(&self, game: &str, seq: u64) -> (Seq, u64) {
         self.with(game, |g, max_jump| g.accept(seq, max_jump))
+    }
+
+    /// Sets a game's sequencing from a state snapshot (recovery, before the events after it
+    /// are replayed with [`Sequencer::restore`]).
+    pub fn seed(&self, game: &str, seqs: GameSeq) {
+        self.games.insert(game.to_string(), seqs);
     }
 
     /// Records a seq read back from the log (see [`GameSeq::restore`]); returns the events now

@@ -1,0 +1,159 @@
+//! Per-game state snapshots: a restart that restores them and replays only the events after
+//! them gives back exactly what a full replay of the log gives, both at the restart and for
+//! every event published after it. Real parts: the built-in plugins (`.wasm`) and models, a
+//! real redb log, four games (real NBA, NFL and soccer feeds from `OPENSPORTS_DATA` when set,
+//! simulated otherwise, and a simulated F1 race).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_proto::{Event, Sport};
+use opensports_server::feeds;
+use opensports_tests::{SIM_START_US, TestServer, sim_events};
+
+/// Every topic under `game/` (tracking aside): `(seq, data)` of its latest value.
+type Latest = BTreeMap<String, (u64, serde_json::Value)>;
+
+const EVERY: u64 = 40;
+
+/// A real feed's events, or `None` when `OPENSPORTS_DATA` is not set.
+fn feed(file: &str) -> Option<Vec<Event>> {
+    let dir = PathBuf::from(std::env::var_os("OPENSPORTS_DATA")?);
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let format = feeds::detect(&bytes).unwrap();
+    let stem = Path::new(file).file_stem().and_then(|s| s.to_str());
+    let opts = feeds::Options { file_stem: stem, ..Default::default() };
+    Some(feeds::parse(format, &bytes, &opts).unwrap().game.events.into_iter().map(|t| t.event).collect())
+}
+
+fn games() -> Vec<Vec<Event>> {
+    let real = [
+        ("nba/nba_live_pbp_0022000001.json", Sport::Basketball),
+        ("nfl/nfl_gamecenter_2019090500_GB_at_CHI.json", Sport::Football),
+        ("soccer/statsbomb_15986_events.json", Sport::Soccer),
+    ];
+    let mut games: Vec<Vec<Event>> = real
+        .iter()
+        .enumerate()
+        .map(|(i, (file, sport))| {
+            feed(file).unwrap_or_else(|| sim_events(*sport, 40 + i as u64, SIM_START_US))
+        })
+        .collect();
+    games.push(sim_events(Sport::F1, 44, SIM_START_US));
+    games
+}
+
+async fn start(dir: &Path, snapshot_every: u64) -> TestServer {
+    let dir = dir.to_path_buf();
+    TestServer::start_with(move |c| {
+        c.server.data_dir = dir;
+        c.plugins.builtin = true;
+        c.store.snapshot_every = snapshot_every;
+    })
+    .await
+}
+
+async fn publish(server: &TestServer, games: &[Vec<Event>], part: impl Fn(&[Event]) -> &[Event]) {
+    for g in games {
+        server.publish_all(part(g)).await;
+    }
+}
+
+/// The latest value of every game topic, read as a new subscriber's snapshots.
+async fn latest(server: &TestServer) -> Latest {
+    let mut sub = server.subscriber().await;
+    let before = sub.subscribe_and_wait(&["game/#"], Mode::Latest).await.unwrap();
+    before
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Snapshot(p) if !p.topic.contains("/tracking/") => Some((p.topic, (p.seq, p.data))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every message of every game topic while the rest of the games is published.
+async fn rest(
+    server: &TestServer,
+    games: &[Vec<Event>],
+    cut: &dyn Fn(&[Event]) -> usize,
+) -> Vec<(String, u64, String)> {
+    let mut sub = server.subscriber().await;
+    sub.subscribe_and_wait(&["game/#"], Mode::All).await.unwrap();
+    publish(server, games, |g| &g[cut(g)..]).await;
+    let mut got = Vec::new();
+    let mut last_states = BTreeMap::new();
+    let done =
+        |s: &BTreeMap<String, u64>| games.iter().all(|g| s.get(&g[0].game) == Some(&g.last().unwrap().seq));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done(&last_states) {
+        assert!(tokio::time::Instant::now() < deadline, "never saw every game's last state: {last_states:?}");
+        if let Ok(Some(ServerMsg::Msg(p))) = sub.next_timeout(Duration::from_millis(500)).await {
+            if p.topic.ends_with("/state") {
+                last_states.insert(
+                    p.data["game"].as_str().unwrap().to_string(),
+                    p.data["last_seq"].as_u64().unwrap(),
+                );
+            }
+            got.push((p.topic, p.seq, p.data.to_string()));
+        }
+    }
+    // The plugin outputs of the last events may trail the state by a batch.
+    while let Ok(Some(ServerMsg::Msg(p))) = sub.next_timeout(Duration::from_millis(300)).await {
+        got.push((p.topic, p.seq, p.data.to_string()));
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_snapshots_gives_what_a_full_replay_gives() {
+    let games = games();
+    let cut = |g: &[Event]| g.len() * 2 / 3 + 7;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+
+    // Two thirds of each game, snapshotted every EVERY events, then a clean stop.
+    let first = start(a.path(), EVERY).await;
+    publish(&first, &games, |g| &g[..cut(g)]).await;
+    let taken = first.metric("opensports_store_snapshots_total").await;
+    assert!(taken >= games.len() as f64, "snapshots taken: {taken}");
+    let before = latest(&first).await;
+    first.shutdown().await;
+    std::fs::copy(a.path().join("opensports.redb"), b.path().join("opensports.redb")).unwrap();
+
+    // The same log, restored from snapshots and replayed whole. (Metrics are per process:
+    // each server's are read before the next one starts.)
+    let fast = start(a.path(), EVERY).await;
+    assert_eq!(fast.metric("opensports_store_recovered_snapshots").await, games.len() as f64);
+    let fast_events = fast.metric("opensports_store_recovered_events").await;
+    let full = start(b.path(), 0).await;
+    assert_eq!(full.metric("opensports_store_recovered_snapshots").await, 0.0);
+    let full_events = full.metric("opensports_store_recovered_events").await;
+    let logged: usize = games.iter().map(|g| cut(g)).sum();
+    assert_eq!(full_events, logged as f64);
+    assert!(
+        fast_events < (games.len() as u64 * EVERY) as f64,
+        "from snapshots only the tails are replayed: {fast_events} of {full_events}"
+    );
+
+    let (fast_latest, full_latest) = (latest(&fast).await, latest(&full).await);
+    assert!(fast_latest.keys().any(|t| t.contains("/basketball-boxscore/")), "{:?}", fast_latest.keys());
+    assert!(fast_latest.keys().any(|t| t.ends_with("/winprob")), "{:?}", fast_latest.keys());
+    assert_eq!(fast_latest, full_latest, "every topic's seq and latest value");
+    assert_eq!(fast_latest, before, "and what the server showed before the restart");
+
+    // The rest of each game: every output of every later event is the same, message for
+    // message (plugins restored from their own state, core state, win probability).
+    let (fast_rest, full_rest) = (rest(&fast, &games, &cut).await, rest(&full, &games, &cut).await);
+    assert!(fast_rest.len() > games.len() * 10, "{}", fast_rest.len());
+    assert_eq!(fast_rest.len(), full_rest.len());
+    for (x, y) in fast_rest.iter().zip(&full_rest) {
+        assert_eq!(x, y);
+    }
+    assert_eq!(latest(&fast).await, latest(&full).await);
+    fast.shutdown().await;
+    full.shutdown().await;
+}
