@@ -70,6 +70,10 @@ pub struct ClusterConfig {
     /// How long a publisher's hello waits for this node to apply what the cluster already
     /// holds before it is welcomed (a failover resumes in order). Default 10 s.
     pub catch_up_timeout_secs: u64,
+    /// Seconds JetStream waits for this node's ack of an event before delivering it again
+    /// (the consumer's `ack_wait`; set when the consumer is first created). This node acks an
+    /// event, and any redelivery of it, only once the event is committed here. Default 30.
+    pub redeliver_after_secs: u64,
 }
 
 /// See [`ClusterConfig::ack`].
@@ -99,6 +103,7 @@ impl Default for ClusterConfig {
             dedupe_window_secs: 120,
             max_pending: 65_536,
             catch_up_timeout_secs: 10,
+            redeliver_after_secs: 30,
         }
     }
 }

@@ -88,6 +88,7 @@ pub const CLUSTER_PUBLISH_RETRIES_TOTAL: &str = "opensports_cluster_publish_retr
 pub const CLUSTER_SPILLED_TOTAL: &str = "opensports_cluster_spilled_total";
 pub const CLUSTER_APPLIED_TOTAL: &str = "opensports_cluster_applied_total";
 pub const CLUSTER_REFUSED_TOTAL: &str = "opensports_cluster_refused_total";
+pub const CLUSTER_DUPLICATES_TOTAL: &str = "opensports_cluster_duplicates_total";
 pub const CLUSTER_GAME_LAG_SECONDS: &str = "opensports_cluster_game_lag_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -190,6 +191,10 @@ fn describe() {
     describe_counter!(
         CLUSTER_REFUSED_TOTAL,
         "Cluster events this node could not apply (terminated in JetStream)"
+    );
+    describe_counter!(
+        CLUSTER_DUPLICATES_TOTAL,
+        "Stream events this node already had (its own, or redelivered): acked once committed here"
     );
     describe_gauge!(
         CLUSTER_GAME_LAG_SECONDS,

@@ -17,7 +17,11 @@ use crate::metrics as m;
 use crate::store::AckSink;
 
 /// This node's durable consumer of the stream (created at the stream's start the first time).
-pub(super) async fn consumer(stream: &jetstream::stream::Stream, node: &str) -> Result<PullConsumer, String> {
+pub(super) async fn consumer(
+    stream: &jetstream::stream::Stream,
+    node: &str,
+    ack_wait: Duration,
+) -> Result<PullConsumer, String> {
     let name = format!("node-{node}");
     stream
         .get_or_create_consumer(
@@ -27,7 +31,7 @@ pub(super) async fn consumer(stream: &jetstream::stream::Stream, node: &str) -> 
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 max_ack_pending: 65_536,
-                ack_wait: Duration::from_secs(30),
+                ack_wait,
                 ..Default::default()
             },
         )
@@ -108,8 +112,10 @@ pub(super) async fn run(
                     let lag = (now - published_ns).max(0) as f64 / 1e9;
                     metrics::gauge!(m::CLUSTER_GAME_LAG_SECONDS, "game" => game).set(lag);
                 }
-                // Acked through `CommitAck` once the original is committed here.
-                Applied::Duplicate => {}
+                // A redelivery (JetStream's ack wait passed, e.g. during a slow commit) or this
+                // node's own event: acked through `CommitAck` once the original is committed
+                // here, never before (a crash in between must not lose it).
+                Applied::Duplicate => metrics::counter!(m::CLUSTER_DUPLICATES_TOTAL).increment(1),
                 Applied::Refused(why) => {
                     metrics::counter!(m::CLUSTER_REFUSED_TOTAL).increment(1);
                     tracing::warn!(stream_seq, error = %why, "a cluster event this node cannot apply");

@@ -121,7 +121,8 @@ impl Cluster {
             })
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let consumer = follow::consumer(&stream, &cfg.node_id).await.map_err(stream_err)?;
+        let ack_wait = Duration::from_secs(cfg.redeliver_after_secs.max(1));
+        let consumer = follow::consumer(&stream, &cfg.node_id, ack_wait).await.map_err(stream_err)?;
         let backlog = replicate::Backlog::new(cfg.max_pending);
         let cluster = Arc::new(Cluster {
             node_id: cfg.node_id.clone(),

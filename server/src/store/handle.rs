@@ -54,6 +54,7 @@ pub(super) struct Handle {
 
 impl Handle {
     pub(super) fn new(path: &Path, db: Database, cache_mib: usize) -> Handle {
+        metrics::gauge!(m::STORE_FAILING).set(0.0);
         Handle {
             path: path.to_path_buf(),
             cache_mib,
