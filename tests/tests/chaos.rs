@@ -5,6 +5,9 @@
 //! event is in the log exactly once and every game's state equals a clean, uninterrupted run
 //! of the same events.
 //!
+//! The crashing server snapshots each game every 25 of its events, so restarts mostly
+//! restore a snapshot and replay the tail.
+//!
 //! `CHAOS_CYCLES` sets the number of kills: CI runs 20; the long job (`tests/long`) runs 100.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,7 +41,10 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ChildServer::new(&dir.path().join("data"), "");
+    // Snapshots every 25 events of a game, so most restarts restore mid-game snapshots (core
+    // state, win probability, topics, the built-in plugins' state) and replay only the rest.
+    let config = "[store]\nsnapshot_every = 25\n[plugins]\nbuiltin = true\ndeadline_us = 50000\n";
+    let mut server = ChildServer::new(&dir.path().join("data"), config);
     server.start().await.unwrap();
     let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let mut cfg = server.publisher_config();
@@ -74,7 +80,7 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
 
     let mut rng = sim::Rng::new(0xc4a05);
     let step = total / (cycles as u64 + 1);
-    let mut kills = Vec::new();
+    let (mut kills, mut restored) = (Vec::new(), 0.0);
     for k in 0..cycles {
         // Let the publisher go one step further; kill once most of the step is acked, plus a
         // random few ms, so the kill lands with events in flight.
@@ -88,6 +94,8 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
         let before = acked.lock().unwrap().clone();
         server.kill9().await;
         server.start().await.unwrap();
+        let (_, metrics) = server.get("/metrics").await;
+        restored += opensports_tests::parse_metric(&metrics, "opensports_store_recovered_snapshots");
         for (game, &n) in &before {
             let seqs = server.logged_seqs(game).await;
             assert!(seqs.len() as u64 >= n, "kill {k}: {game} acked {n}, the log has {}", seqs.len());
@@ -102,6 +110,7 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
     publishing.await.unwrap();
     // The kills landed mid-stream, after some events were acked and before the last one.
     assert!(kills.iter().all(|&a| a > 0 && a < total), "acked at each kill: {kills:?} of {total}");
+    assert!(restored > 0.0, "no restart restored a snapshot");
 
     // Every event in the log exactly once, every state equal to a clean run's.
     let clean = TestServer::start().await;
@@ -115,7 +124,7 @@ async fn kill_9_cycles_lose_no_acked_event_and_end_in_the_states_of_a_clean_run(
         assert_eq!(state(crashed), state(reference), "{id}: state after {cycles} kill -9s");
     }
     eprintln!(
-        "chaos: {cycles} kill -9 cycles, {total} events acked in {} games, 0 lost, 0 duplicated, states equal a clean run",
+        "chaos: {cycles} kill -9 cycles ({restored} games restored from snapshots), {total} events acked in {} games, 0 lost, 0 duplicated, states equal a clean run",
         games.len()
     );
     clean.shutdown().await;

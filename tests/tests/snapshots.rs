@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
+use opensports_server::config::PluginEntry;
 use opensports_server::feeds;
-use opensports_tests::{SIM_START_US, TestServer, sim_events};
+use opensports_tests::{SIM_START_US, TestServer, hostile_fixture, plugin_wasm, sim_events};
 
 /// Every topic under `game/` (tracking aside): `(seq, data)` of its latest value.
 type Latest = BTreeMap<String, (u64, serde_json::Value)>;
@@ -156,4 +157,35 @@ async fn restoring_snapshots_gives_what_a_full_replay_gives() {
     assert_eq!(latest(&fast).await, latest(&full).await);
     fast.shutdown().await;
     full.shutdown().await;
+}
+
+/// A plugin without `snapshot`/`restore` (a hand-written ABI v1 module) means its sport's games
+/// take no snapshot and are replayed whole; a game of another sport still restores from its
+/// snapshot. Either way the topics come back as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_snapshots_means_a_full_replay_of_its_games_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let config = move |c: &mut opensports_server::config::Config| {
+        c.server.data_dir = path.clone();
+        c.store.snapshot_every = EVERY;
+        c.plugins.load = vec![
+            PluginEntry::new(plugin_wasm("basketball-boxscore")),
+            PluginEntry { name: Some("plain".into()), ..PluginEntry::new(hostile_fixture("slow_but_ok")) },
+        ];
+    };
+    let games =
+        [sim_events(Sport::Basketball, 51, SIM_START_US), sim_events(Sport::Soccer, 52, SIM_START_US)];
+    let first = TestServer::start_with(config.clone()).await;
+    for g in &games {
+        first.publish_all(&g[..g.len() / 2]).await;
+    }
+    let before = latest(&first).await;
+    assert!(before.keys().any(|t| t.ends_with("/plain/x")), "{:?}", before.keys());
+    first.shutdown().await;
+
+    let again = TestServer::start_with(config).await;
+    assert_eq!(again.metric("opensports_store_recovered_snapshots").await, 1.0, "the soccer game only");
+    assert_eq!(latest(&again).await, before);
+    again.shutdown().await;
 }

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{EventHistory, ShardPlugins, build, sport_bit};
 
+/// Largest state one plugin may give for one game; a larger one means no snapshot for the game
+/// (it is replayed whole), so a plugin cannot make the log write its whole memory every few
+/// thousand events.
+pub const MAX_STATE_BYTES: usize = 1 << 20;
+
 /// One plugin's state for one game.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlugin {
@@ -32,6 +37,10 @@ impl ShardPlugins {
                 return None;
             }
             let bytes = slot.instance.as_mut()?.snapshot(game).ok()??;
+            if bytes.len() > MAX_STATE_BYTES {
+                tracing::warn!(plugin = %slot.info.name, game, bytes = bytes.len(), "plugin state over 1 MiB: no snapshot");
+                return None;
+            }
             saved.push(SavedPlugin {
                 name: slot.info.name.to_string(),
                 version: slot.compiled.version.clone(),
