@@ -1,5 +1,5 @@
 //! The plugin dev kit as an author uses it: scaffold a crate, build it for wasm32, run it
-//! offline, and diff against a golden file.
+//! offline, diff against a golden file, and have its snapshot/restore checked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use opensports_proto::Sport;
@@ -36,4 +36,13 @@ fn new_build_test_and_expect() {
     std::fs::write(&tampered, lines.replacen("\"count\":7}", "\"count\":8}", 1)).unwrap();
     let err = plugin::test_cmd(wasm, &source, None, Some(&tampered), "{}").unwrap_err().to_string();
     assert!(err.contains("differs") && err.contains("line 7"), "{err}");
+
+    // A restore that forgets the state is caught before any server restarts with it.
+    let src = crate_dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&src).unwrap();
+    assert!(code.contains("restore_json(self, bytes)"), "the template snapshots its state");
+    std::fs::write(&src, code.replace("restore_json(self, bytes)", "!bytes.is_empty()")).unwrap();
+    let files = plugin::build(&crate_dir, &[], Some(&workspace().join("target")), true).unwrap();
+    let err = plugin::test_cmd(&files[0], &source, None, None, "{}").unwrap_err().to_string();
+    assert!(err.contains("snapshot and restore change the outputs"), "{err}");
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use opensports_proto::{Event, Sport};
 
-use crate::plugin::harness::Harness;
+use crate::plugin::harness::{Harness, SnapshotCheck};
 use crate::sim;
 
 /// Release settings for plugins, passed to cargo for the wasm build only: optimised for speed
@@ -171,10 +171,12 @@ const TEMPLATE: &str = r#"//! An OpenSports plugin. Outputs: `events` → `{"cou
 
 use opensports_plugin_sdk::proto::Sport;
 use opensports_plugin_sdk::proto::event::ArchivedEvent;
-use opensports_plugin_sdk::{Ctx, Plugin, export_plugin};
-use serde::Serialize;
+use opensports_plugin_sdk::{Ctx, Plugin, export_plugin, restore_json, snapshot_json};
+use serde::{Deserialize, Serialize};
 
-#[derive(Default)]
+/// One game's state. Everything later outputs depend on is here, so the server can snapshot
+/// it and restore it after a restart instead of replaying the game (`snapshot`/`restore`).
+#[derive(Default, Serialize, Deserialize)]
 pub struct MyPlugin {
     count: u64,
 }
@@ -190,6 +192,14 @@ impl Plugin for MyPlugin {
     fn on_event(&mut self, ctx: &mut Ctx<'_>, _event: &ArchivedEvent) {
         self.count += 1;
         let _ = ctx.emit("events", &Count { count: self.count });
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        snapshot_json(self)
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> bool {
+        restore_json(self, bytes)
     }
 }
 
@@ -228,7 +238,8 @@ pub fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
 }
 
 /// `opensports plugin test`: runs a plugin offline; prints or writes JSONL; with `expect`, diffs
-/// against a golden file and fails on the first difference.
+/// against a golden file and fails on the first difference. Then checks that a snapshot taken
+/// mid-stream and restored gives the same outputs as an uninterrupted run.
 pub fn test_cmd(
     wasm: &Path,
     source: &Source,
@@ -284,6 +295,16 @@ pub fn test_cmd(
             );
         }
         eprintln!("matches {} ({} lines)", golden.display(), want.len());
+    }
+    // What a server restart does to it: snapshot mid-stream, restore, the same outputs.
+    match h.check_snapshots(&events) {
+        Ok(SnapshotCheck::Identical { at, of }) => {
+            eprintln!("snapshot: restored after event {at} of {of}; the rest of the outputs are identical")
+        }
+        Ok(SnapshotCheck::Unsupported) => eprintln!(
+            "snapshot: none (no snapshot/restore exports, or empty state): a server restart replays this plugin's games whole"
+        ),
+        Err(e) => bail!("{name}: snapshot and restore change the outputs: {e}"),
     }
     Ok(())
 }

@@ -29,11 +29,32 @@ impl OutputLine {
 }
 
 /// A plugin loaded for offline runs.
-#[derive(Debug)]
 pub struct Harness {
     name: String,
     instance: Instance,
     sports: u32,
+    /// What a fresh instance is made from (the snapshot check).
+    compiled: engine::Compiled,
+    limits: Limits,
+    ticks: u64,
+    config: Vec<u8>,
+    models: std::sync::Arc<crate::model::ModelRegistry>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// What [`Harness::check_snapshots`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotCheck {
+    /// The plugin has no `snapshot`/`restore` (or gave empty state): the server replays its
+    /// games whole on restart.
+    Unsupported,
+    /// Restored after event `at` of `of`, the outputs of the rest were identical.
+    Identical { at: usize, of: usize },
 }
 
 impl Harness {
@@ -58,7 +79,61 @@ impl Harness {
         let mut instance = Instance::new(&compiled, limits, ticks, config, models)?;
         compiled.keep_in_cache();
         let sports = instance.sports();
-        Ok(Harness { name: name.into(), instance, sports })
+        Ok(Harness {
+            name: name.into(),
+            instance,
+            sports,
+            compiled,
+            limits,
+            ticks,
+            config: config.to_vec(),
+            models: models.clone(),
+        })
+    }
+
+    /// What a restart does to this plugin, offline: the events are run by a fresh instance up
+    /// to the middle, each game's state is snapshotted and restored into another fresh
+    /// instance (as the server does from its log), which runs the rest; its outputs must be
+    /// those of an uninterrupted run, line for line. `Err` names the first difference.
+    pub fn check_snapshots(&mut self, events: &[Event]) -> Result<SnapshotCheck, String> {
+        let fresh = |h: &Harness| {
+            Instance::new(&h.compiled, h.limits, h.ticks, &h.config, &h.models).map_err(|e| e.to_string())
+        };
+        let next = fresh(self)?;
+        let whole = std::mem::replace(&mut self.instance, next);
+        let all = self.run(events).map_err(|(seq, e)| format!("event seq {seq}: {e}"))?;
+        let at = events.len() / 2;
+        self.instance = fresh(self)?;
+        let first = self.run(&events[..at]).map_err(|(seq, e)| format!("event seq {seq}: {e}"))?;
+        let mut games: Vec<&str> = events[..at].iter().map(|e| e.game.as_str()).collect();
+        games.sort_unstable();
+        games.dedup();
+        let mut restored = fresh(self)?;
+        for game in games {
+            let Some(state) = self.instance.snapshot(game).map_err(|e| format!("snapshot: {e}"))? else {
+                self.instance = whole;
+                return Ok(SnapshotCheck::Unsupported);
+            };
+            restored.restore(game, &state).map_err(|e| format!("restore of {game}: {e}"))?;
+        }
+        self.instance = restored;
+        let rest =
+            self.run(&events[at..]).map_err(|(seq, e)| format!("after the restore, event seq {seq}: {e}"))?;
+        self.instance = whole;
+        let want = &all[first.len()..];
+        if let Some(i) = (0..want.len().max(rest.len()))
+            .find(|&i| want.get(i).map(OutputLine::to_jsonl) != rest.get(i).map(OutputLine::to_jsonl))
+        {
+            let line = |l: Option<&OutputLine>| l.map_or_else(|| "<none>".to_string(), OutputLine::to_jsonl);
+            return Err(format!(
+                "restored after event {at} of {}, output {} differs:\n  uninterrupted: {}\n  restored:      {}",
+                events.len(),
+                first.len() + i + 1,
+                line(want.get(i)),
+                line(rest.get(i))
+            ));
+        }
+        Ok(SnapshotCheck::Identical { at, of: events.len() })
     }
 
     /// Calls the plugin on one already archived event; returns the number of outputs. For
