@@ -166,6 +166,14 @@ impl Shard {
             }
         }
         self.out.publish();
+        // A clean stop: every game's latest state, so the next start replays nothing.
+        if self.snapshot_every > 0 {
+            let behind: Vec<String> =
+                self.games.iter().filter(|(_, g)| g.since_snapshot > 0).map(|(id, _)| id.clone()).collect();
+            for id in behind {
+                self.take_snapshot(&id);
+            }
+        }
     }
 
     /// One event through every stage.

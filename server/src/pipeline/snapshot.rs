@@ -1,7 +1,8 @@
 //! A game's state snapshot: everything its shard derived from the events it folded in, so
 //! that recovery restores it and replays only the events after it instead of the whole game.
 //!
-//! Taken by the shard every `store.snapshot_every` events of a game and when it ends, and
+//! Taken by the shard every `store.snapshot_every` events of a game, when it ends and when the
+//! shard stops cleanly, and
 //! written to the log's `snapshots` table (one per game, the latest) through the writer's
 //! queue, after every event it covers was queued there: it commits with or after them, never
 //! before. What it holds, and what a restore gives back:
