@@ -226,5 +226,26 @@ async fn a_plugin_without_snapshots_means_a_full_replay_of_its_games_only() {
         "the basketball game whole, nothing of the soccer game"
     );
     assert_eq!(latest(&again).await, before);
+    // The clean stop kept the history rings: a resume from the start gets every message.
+    let topic = format!("game/{}/state", games[1][0].game);
+    let mut sub = Subscriber::connect(&again.ws_url()).await.unwrap();
+    let since = BTreeMap::from([(topic.clone(), 0u64)]);
+    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
+        topics: vec![topic],
+        mode: Mode::All,
+        since,
+        id: None,
+    })
+    .await
+    .unwrap();
+    let mut seqs = Vec::new();
+    loop {
+        match sub.next_timeout(Duration::from_secs(10)).await.unwrap() {
+            Some(ServerMsg::Msg(p)) => seqs.push(p.seq),
+            Some(ServerMsg::Subscribed { .. }) => break,
+            other => panic!("a resume from 0 after a clean stop: {other:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=(games[1].len() / 2) as u64).collect::<Vec<_>>());
     again.shutdown().await;
 }

@@ -463,27 +463,37 @@ impl Fanout {
         }
     }
 
-    /// The latest publication of every topic under `prefix` (a game's state snapshot). Walks
-    /// all topics: once per snapshot.
-    pub fn latest_under(&self, prefix: &str) -> Vec<Pub> {
+    /// Every topic under `prefix` (a game's state snapshot) with its latest publication, or
+    /// with its whole kept history when `history` (oldest first, the latest last). Walks all
+    /// topics: once per snapshot.
+    pub fn kept_under(&self, prefix: &str, history: bool) -> Vec<Vec<Pub>> {
         self.topics
             .iter()
             .filter(|e| e.key().starts_with(prefix))
-            .filter_map(|e| e.value().latest())
+            .map(|e| {
+                let inner = e.value().inner.lock();
+                match history {
+                    true => inner.history.iter().cloned().collect(),
+                    false => inner.history.back().cloned().into_iter().collect(),
+                }
+            })
+            .filter(|pubs: &Vec<Pub>| !pubs.is_empty())
             .collect()
     }
 
-    /// Recreates topic `name` at `seq` with `data` as its latest value (a game restored from
-    /// a state snapshot): the publication is the one the live topic had, same seq, ts and
-    /// frame; its history holds that value alone, so a resume from before it gets `reset` and
-    /// the snapshot (PROTOCOL.md). Delivers nothing: recovery runs before anyone subscribes.
-    pub fn restore(&self, name: &str, seq: u64, ts: i64, data: &[u8]) -> Option<Arc<Topic>> {
+    /// Recreates topic `name` from a state snapshot: `pubs` are `(seq, ts, data)`, ascending,
+    /// the latest last; each becomes the publication the live topic had, same seq, ts and
+    /// frame. Its history holds them (a resume from before the first gets `reset` and the
+    /// snapshot, PROTOCOL.md). Delivers nothing: recovery runs before anyone subscribes.
+    pub fn restore(&self, name: &str, pubs: &[(u64, i64, &[u8])]) -> Option<Arc<Topic>> {
         let topic = self.topic(name)?;
         {
             let mut inner = topic.inner.lock();
-            if inner.seq < seq {
-                inner.seq = seq - 1;
-                self.append(&mut inner, &topic, ts, data);
+            for &(seq, ts, data) in pubs {
+                if inner.seq < seq {
+                    inner.seq = seq - 1;
+                    self.append(&mut inner, &topic, ts, data);
+                }
             }
         }
         Some(topic)

@@ -166,12 +166,12 @@ impl Shard {
             }
         }
         self.out.publish();
-        // A clean stop: every game's latest state, so the next start replays nothing.
+        // A clean stop: every game as it is, history rings included, so the next start
+        // replays nothing and every `since` resume still finds its messages.
         if self.snapshot_every > 0 {
-            let behind: Vec<String> =
-                self.games.iter().filter(|(_, g)| g.since_snapshot > 0).map(|(id, _)| id.clone()).collect();
-            for id in behind {
-                self.take_snapshot(&id);
+            let ids: Vec<String> = self.games.keys().cloned().collect();
+            for id in ids {
+                self.take_snapshot(&id, true);
             }
         }
     }
@@ -204,14 +204,15 @@ impl Shard {
             game.since_snapshot += 1;
             if ended || game.since_snapshot >= self.snapshot_every {
                 game.since_snapshot = 0;
-                self.take_snapshot(&event.game);
+                self.take_snapshot(&event.game, false);
             }
         }
     }
 
-    /// Snapshots a game into the log (see `snapshot.rs`). Its staged publications go out
-    /// first, so the topics' latest values are this event's.
-    fn take_snapshot(&mut self, id: &str) {
+    /// Snapshots a game into the log (see `snapshot.rs`), with its topics' history rings when
+    /// `rings`. Its staged publications go out first, so the topics' latest values are this
+    /// event's.
+    fn take_snapshot(&mut self, id: &str, rings: bool) {
         let Some(store) = self.shared.store.clone() else { return };
         let Some(game) = self.games.get(id) else { return };
         let Some(plugins) = self.plugins.snapshot(id, game.state.sport) else {
@@ -222,13 +223,10 @@ impl Shard {
         let topics = self
             .shared
             .fanout
-            .latest_under(&topic::game_prefix(id))
-            .into_iter()
-            .filter(|p| !p.topic.starts_with(&tracking))
-            .filter_map(|p| {
-                let data = serde_json::value::RawValue::from_string(p.data().to_string()).ok()?;
-                Some(SavedTopic { name: p.topic.to_string(), seq: p.seq, ts: p.ts, data })
-            })
+            .kept_under(&topic::game_prefix(id), rings)
+            .iter()
+            .filter(|pubs| pubs.first().is_some_and(|p| !p.topic.starts_with(&tracking)))
+            .filter_map(|pubs| SavedTopic::of(pubs))
             .collect();
         let mut people: Vec<String> = game.people.iter().map(|p| p.to_string()).collect();
         people.sort_unstable();
@@ -265,7 +263,7 @@ impl Shard {
         }
         let s = &self.shared;
         for t in &snap.topics {
-            s.fanout.restore(&t.name, t.seq, t.ts, t.data.get().as_bytes());
+            s.fanout.restore(&t.name, &t.pubs());
         }
         let winprob = s.fanout.topic_if_exists(&topic::game_winprob(&snap.game));
         let mut game = Game::new(snap.state);

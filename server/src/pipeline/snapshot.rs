@@ -2,8 +2,7 @@
 //! that recovery restores it and replays only the events after it instead of the whole game.
 //!
 //! Taken by the shard every `store.snapshot_every` events of a game, when it ends and when the
-//! shard stops cleanly, and
-//! written to the log's `snapshots` table (one per game, the latest) through the writer's
+//! shard stops cleanly, and written to the log's `snapshots` table (one per game, the latest) through the writer's
 //! queue, after every event it covers was queued there: it commits with or after them, never
 //! before. What it holds, and what a restore gives back:
 //!
@@ -12,13 +11,16 @@
 //! - the core state, the win-probability stage (pinned strength, predictions not yet scored);
 //! - every topic of the game the shard publishes (state, win probability, plugin outputs) at
 //!   its seq with its latest value: the same publication as before, same seq, ts and bytes;
+//!   a clean stop's snapshot keeps each topic's whole history ring too (the periodic ones do
+//!   not: a ring is up to `fanout.history_bytes` per topic, too much to write every few
+//!   thousand events);
 //! - each plugin's own state for the game, tagged with the plugin's version.
 //!
 //! Recovery checks the version, that the plugins loaded now are the versions saved and that the
 //! log holds the snapshot's highest seq; any miss means a full replay of that game, which is
-//! always correct. The topics' history rings restart at the snapshot (a `since` resume from
-//! before it gets `reset` and the latest value, as for any history too old): the one thing a
-//! full replay gives back that a snapshot does not. Events after the snapshot, and gap fills
+//! always correct. After a crash the topics' history rings restart at the periodic snapshot
+//! (a `since` resume from before it gets `reset` and the latest value, as for any history too
+//! old): the one thing a full replay gives back that such a snapshot does not. Events after the snapshot, and gap fills
 //! of ranges it had missing, are replayed in seq order as always.
 
 use serde::{Deserialize, Serialize};
@@ -46,13 +48,52 @@ pub struct GameSnapshot {
     pub plugins: Vec<SavedPlugin>,
 }
 
-/// One topic at its latest publication.
+/// One topic at its latest publication, and, in a clean stop's snapshot, the rest of its kept
+/// history.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedTopic {
     pub name: String,
     pub seq: u64,
     pub ts: i64,
     pub data: Box<RawValue>,
+    /// The publications kept before the latest, oldest first (clean stop only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<SavedPub>,
+}
+
+/// One kept publication of a topic.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPub {
+    pub seq: u64,
+    pub ts: i64,
+    pub data: Box<RawValue>,
+}
+
+impl SavedTopic {
+    /// A topic's kept publications (ascending, at least one) as saved.
+    pub fn of(pubs: &[crate::fanout::Pub]) -> Option<SavedTopic> {
+        let raw = |p: &crate::fanout::Pub| RawValue::from_string(p.data().to_string()).ok();
+        let (latest, older) = pubs.split_last()?;
+        let history = older
+            .iter()
+            .map(|p| Some(SavedPub { seq: p.seq, ts: p.ts, data: raw(p)? }))
+            .collect::<Option<Vec<_>>>()?;
+        Some(SavedTopic {
+            name: latest.topic.to_string(),
+            seq: latest.seq,
+            ts: latest.ts,
+            data: raw(latest)?,
+            history,
+        })
+    }
+
+    /// `(seq, ts, data)` of every saved publication, ascending.
+    pub fn pubs(&self) -> Vec<(u64, i64, &[u8])> {
+        let mut pubs: Vec<(u64, i64, &[u8])> =
+            self.history.iter().map(|p| (p.seq, p.ts, p.data.get().as_bytes())).collect();
+        pubs.push((self.seq, self.ts, self.data.get().as_bytes()));
+        pubs
+    }
 }
 
 impl GameSnapshot {
@@ -117,6 +158,7 @@ mod tests {
                         seq: 40,
                         ts: 5,
                         data: RawValue::from_string(r#"{"a":1}"#.into()).unwrap(),
+                        history: Vec::new(),
                     }],
                     plugins: Vec::new(),
                 };
