@@ -61,12 +61,18 @@ pub async fn document(
     {
         let until = tokio::time::Instant::now() + Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut shutdown = s.shutdown.clone();
+        let mut version = Document::version(&s.fanout, game, fields);
         while current(&doc) && tokio::time::Instant::now() < until && !*shutdown.borrow() {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => {}
             }
-            doc = read();
+            // Only the topics' seqs until one moves: a waiting request costs a few lookups.
+            let now = Document::version(&s.fanout, game, fields);
+            if now != version {
+                version = now;
+                doc = read();
+            }
         }
     }
     let etag = doc.etag();

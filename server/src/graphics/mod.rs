@@ -120,6 +120,22 @@ impl Document {
         Document { fields: out }
     }
 
+    /// The seqs of the latest values the fields read, in one number: it changes whenever the
+    /// document may have (a long-poll looks at this, not at the document, between changes).
+    pub fn version(fanout: &Fanout, game: &str, fields: &[Field]) -> u64 {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut v: u64 = 0;
+        for f in fields {
+            if seen.contains(&f.topic.as_str()) {
+                continue;
+            }
+            seen.push(&f.topic);
+            let seq = fanout.latest(&format!("game/{game}/{}", f.topic)).map_or(0, |p| p.seq);
+            v = v.wrapping_mul(0x0100_0000_01b3).wrapping_add(seq);
+        }
+        v
+    }
+
     /// A strong validator over the values (whatever the encoding), quoted for `ETag`.
     pub fn etag(&self) -> String {
         // FNV-1a, 64 bits: stable across runs and builds.
