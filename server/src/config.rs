@@ -30,6 +30,20 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub cluster: ClusterConfig,
+    pub graphics: GraphicsConfig,
+}
+
+/// `[graphics]`: flat documents for graphics engines (`GET /v1/graphics/{game}.json|xml|csv`,
+/// and a file drop). See `graphics` and README.md, "Graphics outputs".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphicsConfig {
+    /// Write every game's documents here (atomically, on change). Default none (off).
+    pub drop_dir: Option<PathBuf>,
+    /// Extra or replaced fields per sport: `[graphics.fields.basketball]`,
+    /// `home_pts = "basketball-boxscore/team/home:/pts"` (`topic:/json/pointer`, optionally
+    /// `|mmss`, `|pct` or `|ordinal`).
+    pub fields: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// `[cluster]`: several nodes sharing ingest through NATS JetStream (DESIGN.md, "Cluster").
@@ -497,6 +511,9 @@ impl Config {
         let invalid = |field, problem: &str| Err(ConfigError::Invalid { field, problem: problem.into() });
         if self.ingest.tokens.iter().any(|t| t.len() < 8) {
             return invalid("ingest.tokens", "a token is at least 8 bytes");
+        }
+        if let Err(e) = crate::graphics::Graphics::new(&self.graphics) {
+            return invalid("graphics.fields", &e);
         }
         if let Some(p) =
             self.auth.public_topics.iter().find(|p| opensports_proto::topic::Pattern::parse(p).is_err())

@@ -52,6 +52,7 @@ pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod feeds;
+pub mod graphics;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
@@ -218,8 +219,17 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         c.follow(ingest_ctx.clone(), shutdown_rx.clone());
     }
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
+    let graphics = graphics::Graphics::new(&config.graphics)
+        .map_err(|problem| config::ConfigError::Invalid { field: "graphics.fields", problem })?;
+    let graphics = Arc::new(graphics);
+    if let Some(dir) = config.graphics.drop_dir.clone() {
+        let (g, f, d, stop) =
+            (graphics.clone(), fanout.clone(), pipeline.directory().clone(), shutdown_rx.clone());
+        tasks.push(tokio::spawn(graphics::drop::run(dir, g, f, d, stop)));
+    }
     let app = api::AppState {
         fanout: fanout.clone(),
+        graphics,
         pipeline: pipeline.clone(),
         plugins: plugins.clone(),
         models: models.clone(),

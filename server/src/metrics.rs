@@ -71,6 +71,7 @@ pub const STORE_RECOVERED_SNAPSHOTS: &str = "opensports_store_recovered_snapshot
 pub const STORE_SNAPSHOTS_TOTAL: &str = "opensports_store_snapshots_total";
 pub const STORE_SNAPSHOTS_DROPPED_TOTAL: &str = "opensports_store_snapshots_dropped_total";
 pub const STORE_SNAPSHOT_BYTES: &str = "opensports_store_snapshot_bytes";
+pub const GRAPHICS_FILES_WRITTEN_TOTAL: &str = "opensports_graphics_files_written_total";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
@@ -279,6 +280,10 @@ fn describe() {
         "Snapshots not queued because the log writer's queue was full (the next one replaces them)"
     );
     describe_histogram!(STORE_SNAPSHOT_BYTES, "Size of each game state snapshot taken");
+    describe_counter!(
+        GRAPHICS_FILES_WRITTEN_TOTAL,
+        "Graphics documents written to graphics.drop_dir (each atomically, on change)"
+    );
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

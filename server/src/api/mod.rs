@@ -6,6 +6,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 description of every route, at `/openapi.json`.
 //! - [`serve`]: the accept loop (connection cap, header-read timeout, graceful shutdown).
 //! - [`sse`]: a topic's latest value over plain HTTP, and Server-Sent Events.
+//! - [`graphics`]: a game as the flat JSON/XML/CSV document graphics engines read.
 //! - [`store`]: export and online backup of the durable log, streamed.
 //! - [`ws`]: the WebSocket handshake (done by hand on hyper's upgrade) and the session loop.
 //! - [`pages`]: the dashboard: overview at `/`, a page per game at `/game/{id}`, and their
@@ -13,6 +14,7 @@
 
 pub mod admin;
 mod deadline;
+pub mod graphics;
 pub mod graphql;
 pub mod openapi;
 pub mod pages;
@@ -43,6 +45,8 @@ use crate::plugin::PluginSet;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub fanout: Arc<Fanout>,
+    /// The graphics documents' field maps (`[graphics]`).
+    pub graphics: Arc<crate::graphics::Graphics>,
     pub pipeline: Arc<Pipeline>,
     pub plugins: Arc<PluginSet>,
     pub models: Arc<crate::model::ModelRegistry>,
@@ -87,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/v1/audit", get(admin::audit))
         .route("/v1/topics/{*path}", get(sse::latest))
+        .route("/v1/graphics/{file}", get(graphics::document))
         .route("/v1/sse", get(sse::sse))
         .route("/ws", get(ws::upgrade))
         .route("/graphql", get(graphql::ws::upgrade).post(graphql::query))

@@ -83,6 +83,13 @@ pub const ROUTES: &[Route] = &[
         body: None,
         responses: [(200, JSON, r#"{"topic","seq","ts","data"}"#), (304, "", "unchanged"), (400, JSON, "bad_pattern"),
             (404, JSON, "no_such_topic"), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/graphics/{file}", "games", Read, "A game as a flat document for graphics engines: {game}.json, .xml or .csv (README, Graphics outputs)",
+        params: [("file", "path", true, "game id and format: {game}.json, {game}.xml or {game}.csv"),
+            ("wait", "query", false, "with a current If-None-Match: seconds to wait for a change (at most 30)"),
+            ("If-None-Match", "header", false, "an ETag from before")],
+        body: None,
+        responses: [(200, "application/json|application/xml|text/csv", "the document"), (304, "", "unchanged"),
+            (400, JSON, "bad_request"), (404, JSON, "no_such_game, not_found"), (401, JSON, ERR), (403, JSON, ERR)]),
     route!("get" "/v1/sse", "games", Read, "Server-Sent Events: messages of the topics matching the patterns (PROTOCOL.md 3.1)",
         params: [("topics", "query", true, "comma-separated patterns"), ("mode", "query", false, "all (default) or latest"),
             ("since", "query", false, "resume point (an event id)"), ("Last-Event-ID", "header", false, "resume point"),
@@ -169,6 +176,8 @@ fn param_schema(name: &str) -> serde_json::Value {
         "id" | "game" | "name" => json!({"type": "string", "pattern": NAME}),
         "topic" => json!({"type": "string", "pattern": TOPIC}),
         "topics" => json!({"type": "string", "pattern": TOPICS}),
+        "file" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}\\.(json|xml|csv)$"}),
+        "wait" => json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64}),
         "mode" => json!({"type": "string", "enum": ["all", "latest"]}),
         "format" => json!({"type": "string", "enum": ["jsonl", "csv"]}),
         // Clamped to 1..=1000.
@@ -265,8 +274,8 @@ pub fn document() -> OpenApi {
         }
         for (status, content_type, description) in r.responses {
             let mut resp = ResponseBuilder::new().description(*description);
-            if !content_type.is_empty() {
-                resp = resp.content(*content_type, ContentBuilder::new().build());
+            for content_type in content_type.split('|').filter(|c| !c.is_empty()) {
+                resp = resp.content(content_type, ContentBuilder::new().build());
             }
             op = op.response(status.to_string(), resp.build());
         }

@@ -78,6 +78,11 @@ impl GameDirectory {
         self.games.len()
     }
 
+    /// Every game in memory with its sport.
+    pub fn list(&self) -> Vec<(String, Sport)> {
+        self.games.iter().map(|e| (e.key().clone(), e.value().0)).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.games.is_empty()
     }
