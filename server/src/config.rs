@@ -391,6 +391,17 @@ pub struct FanoutConfig {
     /// A WebSocket session without any subscription for this long is closed (1008): an idle
     /// upgrade holds a connection slot and memory. Default 30.
     pub idle_timeout_secs: u64,
+    /// Longest delay a subscriber may ask for (`delay_ms`, `?delay=`), milliseconds. Default
+    /// 120000.
+    pub max_delay_ms: u64,
+    /// Bytes of publications one delay line (a topic at one delay) holds before releasing
+    /// them; past it the oldest are dropped and its subscribers get `reset` and the next value.
+    /// Default 4 MiB.
+    pub delay_line_bytes: usize,
+    /// Bytes all delay lines together hold, the same way. Default 256 MiB.
+    pub delay_bytes: usize,
+    /// Delay lines at once (one per topic and delay with subscribers). Default 10000.
+    pub max_delay_lines: usize,
 }
 
 impl Default for FanoutConfig {
@@ -408,6 +419,10 @@ impl Default for FanoutConfig {
             max_batch_bytes: 16 * 1024,
             max_connections: 10_000,
             idle_timeout_secs: 30,
+            max_delay_ms: 120_000,
+            delay_line_bytes: 4 << 20,
+            delay_bytes: 256 << 20,
+            max_delay_lines: 10_000,
         }
     }
 }
@@ -543,7 +558,7 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 27] = [
+        let positive: [(&'static str, usize); 30] = [
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),
@@ -569,6 +584,9 @@ impl Config {
             ("fanout.queue_bytes", self.fanout.queue_bytes),
             ("fanout.max_connections", self.fanout.max_connections),
             ("fanout.idle_timeout_secs", self.fanout.idle_timeout_secs as usize),
+            ("fanout.delay_line_bytes", self.fanout.delay_line_bytes),
+            ("fanout.delay_bytes", self.fanout.delay_bytes),
+            ("fanout.max_delay_lines", self.fanout.max_delay_lines),
             ("store.max_batch", self.store.max_batch),
             ("store.queue_len", self.store.queue_len),
         ];

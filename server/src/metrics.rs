@@ -35,6 +35,12 @@ pub const FANOUT_TOPICS: &str = "opensports_fanout_topics";
 pub const FANOUT_TOPICS_REFUSED_TOTAL: &str = "opensports_fanout_topics_refused_total";
 pub const FANOUT_DROPPED_TOTAL: &str = "opensports_fanout_dropped_total";
 pub const FANOUT_LAGGED_TOTAL: &str = "opensports_fanout_lagged_total";
+/// Release time minus due time (source time + delay) of each delayed message.
+pub const DELAY_LATENESS_SECONDS: &str = "opensports_delay_release_lateness_seconds";
+pub const DELAY_LINES: &str = "opensports_delay_lines";
+pub const DELAY_BUFFERED_BYTES: &str = "opensports_delay_buffered_bytes";
+pub const DELAY_DROPPED_TOTAL: &str = "opensports_delay_dropped_total";
+pub const DELAY_LINES_REFUSED_TOTAL: &str = "opensports_delay_lines_refused_total";
 /// Open subscriber sessions, by `transport` (ws, sse, graphql).
 pub const SESSIONS: &str = "opensports_sessions";
 /// Messages sent to subscribers, by `transport`.
@@ -144,12 +150,13 @@ fn zero() {
         FANOUT_PUBLICATIONS_TOTAL,
         FANOUT_DROPPED_TOTAL,
         FANOUT_LAGGED_TOTAL,
+        DELAY_DROPPED_TOTAL,
         WS_FRAMES_SENT_TOTAL,
         STORE_EVENTS_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
-    for name in [INGEST_CONNECTIONS, PIPELINE_GAMES, FANOUT_TOPICS] {
+    for name in [INGEST_CONNECTIONS, PIPELINE_GAMES, FANOUT_TOPICS, DELAY_LINES, DELAY_BUFFERED_BYTES] {
         metrics::gauge!(name).increment(0.0);
     }
     for transport in ["ws", "sse", "graphql"] {
@@ -312,6 +319,17 @@ fn describe() {
     describe_counter!(FANOUT_TOPICS_REFUSED_TOTAL, "Publications dropped because max_topics was reached");
     describe_counter!(FANOUT_DROPPED_TOTAL, "Messages dropped from full subscriber queues");
     describe_counter!(FANOUT_LAGGED_TOTAL, "Lagged notices sent to subscribers");
+    describe_histogram!(
+        DELAY_LATENESS_SECONDS,
+        "Delay lines: release time minus due time (source time + delay) per released message"
+    );
+    describe_gauge!(DELAY_LINES, "Delay lines (a topic at one delay, with subscribers)");
+    describe_gauge!(DELAY_BUFFERED_BYTES, "Bytes of publications delay lines hold before release");
+    describe_counter!(DELAY_DROPPED_TOTAL, "Messages a delay line dropped at its byte bound");
+    describe_counter!(
+        DELAY_LINES_REFUSED_TOTAL,
+        "Delay lines not created because max_delay_lines was reached"
+    );
     describe_counter!(
         PLUGIN_FAILURES_TOTAL,
         "Plugin failures by plugin and kind (trap, deadline, memory, bad_output, compile)"

@@ -444,6 +444,7 @@ async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
         topics: vec!["game/rate-a/winprob".into()],
         mode: Mode::All,
         since,
+        delay_ms: 0,
         id: None,
     })
     .await

@@ -234,6 +234,7 @@ async fn a_plugin_without_snapshots_means_a_full_replay_of_its_games_only() {
         topics: vec![topic],
         mode: Mode::All,
         since,
+        delay_ms: 0,
         id: None,
     })
     .await

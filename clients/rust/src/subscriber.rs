@@ -34,7 +34,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Subscriber {
     url: String,
     ws: Option<Socket>,
-    subs: Vec<(Vec<String>, Mode)>,
+    /// Every `sub` made: patterns, mode, delay (replayed with resume points on reconnect).
+    subs: Vec<(Vec<String>, Mode, u64)>,
     last_seq: HashMap<String, u64>,
     pending: VecDeque<ServerMsg>,
     frames: u64,
@@ -57,9 +58,20 @@ impl Subscriber {
     /// Subscribes to topic patterns. Replies (`snapshot`s, then `subscribed`) arrive via
     /// [`Subscriber::next`].
     pub async fn subscribe(&mut self, topics: &[&str], mode: Mode) -> Result<(), SubscribeError> {
+        self.subscribe_delayed(topics, mode, 0).await
+    }
+
+    /// [`Subscriber::subscribe`] with a delay: each message arrives at its source time plus
+    /// `delay_ms` (PROTOCOL.md §2, delay lines); a reconnect resumes with the same delay.
+    pub async fn subscribe_delayed(
+        &mut self,
+        topics: &[&str],
+        mode: Mode,
+        delay_ms: u64,
+    ) -> Result<(), SubscribeError> {
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-        self.subs.push((topics.clone(), mode));
-        self.send_op(&ClientOp::Sub { topics, mode, since: BTreeMap::new(), id: None }).await
+        self.subs.push((topics.clone(), mode, delay_ms));
+        self.send_op(&ClientOp::Sub { topics, mode, since: BTreeMap::new(), delay_ms, id: None }).await
     }
 
     /// Subscribes and waits for the `subscribed` reply, returning what came before it
@@ -168,7 +180,7 @@ impl Subscriber {
             }
         };
         self.ws = Some(ws);
-        for (topics, mode) in self.subs.clone() {
+        for (topics, mode, delay_ms) in self.subs.clone() {
             let patterns: Vec<Pattern> = topics.iter().filter_map(|t| Pattern::parse(t).ok()).collect();
             let since = self
                 .last_seq
@@ -176,7 +188,7 @@ impl Subscriber {
                 .filter(|(t, _)| patterns.iter().any(|p| p.matches(t)))
                 .map(|(t, s)| (t.clone(), *s))
                 .collect();
-            self.send_op(&ClientOp::Sub { topics, mode, since, id: None }).await?;
+            self.send_op(&ClientOp::Sub { topics, mode, since, delay_ms, id: None }).await?;
         }
         Ok(())
     }

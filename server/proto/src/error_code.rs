@@ -107,6 +107,9 @@ pub mod reason {
     pub const BAD_PATTERN: &str = "bad_pattern";
     /// WebSocket: `since` names a topic that is not a concrete topic or not in `topics`' matches.
     pub const BAD_SINCE: &str = "bad_since";
+    /// WebSocket: `delay_ms` over `fanout.max_delay_ms`, more distinct delays than a connection
+    /// may hold (4), or `fanout.max_delay_lines` reached.
+    pub const BAD_DELAY: &str = "bad_delay";
     /// WebSocket: the connection holds `fanout.max_subscriptions` patterns already.
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
     /// WebSocket: a client message over `fanout.max_client_message_bytes`.

@@ -32,6 +32,10 @@ pub enum ClientOp {
         /// message after it from its history, or `reset` and a snapshot when it is too old.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         since: BTreeMap<String, u64>,
+        /// Deliver each message at its source time (`ts`) plus this many milliseconds, in
+        /// order, never early (a broadcast delay). 0 or absent: as published.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        delay_ms: u64,
         /// Echoed in the reply (`subscribed`, `unsubscribed`, `pong`, `error`) to match it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<OpId>,
@@ -118,4 +122,8 @@ pub fn parse_server_frame(text: &str) -> Result<Vec<ServerMsg>, serde_json::Erro
     } else {
         serde_json::from_str(text).map(|m| alloc::vec![m])
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -1,9 +1,11 @@
 //! For clients that speak neither WebSocket protocol of ours nor QUIC (broadcast graphics
 //! engines, `curl`, a browser's `EventSource`):
 //!
-//! - `GET /v1/topics/{topic}/latest`: a topic's latest value and seq, with an `ETag` (the seq)
-//!   and `304 Not Modified` for a matching `If-None-Match`.
-//! - `GET /v1/sse?topics=p1,p2[&mode=all|latest]`: Server-Sent Events. Each event's `data` is
+//! - `GET /v1/topics/{topic}/latest[?delay=ms]`: a topic's latest value and seq (or the value
+//!   as it was `delay` ms ago, by source time), with an `ETag` (the seq) and `304 Not
+//!   Modified` for a matching `If-None-Match`.
+//! - `GET /v1/sse?topics=p1,p2[&mode=all|latest][&delay=ms]`: Server-Sent Events (delayed:
+//!   each message at its source time + `delay`, through the shared delay lines). Each event's `data` is
 //!   one message exactly as a WebSocket subscriber gets it (`msg`, `snapshot`, `reset`,
 //!   `lagged`, `subscribed`, `error`). The last publication of each chunk carries an `id`: the
 //!   stream's resume point, `topic=seq` for the topics it has sent, space-separated, at most
@@ -44,13 +46,27 @@ use crate::metrics as m;
 /// Longest resume point (`Last-Event-ID` or `?since=`) read, and longest `id` sent, in bytes.
 pub const MAX_RESUME: usize = 32 * 1024;
 
+#[derive(Debug, serde::Deserialize)]
+pub struct LatestQuery {
+    /// The value as it was this many ms ago (by source time), at most `fanout.max_delay_ms`.
+    delay: Option<u64>,
+}
+
 /// `GET /v1/topics/{topic}/latest` (the topic's slashes percent-encoded or not).
 pub async fn latest(
     State(s): State<AppState>,
     caller: Caller,
     Path(path): Path<String>,
+    q: Result<Query<LatestQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let delay = match q {
+        Ok(Query(q)) => q.delay.unwrap_or(0),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text()),
+    };
+    if let Some(refused) = delay_refused(&s, delay) {
+        return refused;
+    }
     let Some(topic) = path.strip_suffix("/latest") else {
         return json_error(StatusCode::NOT_FOUND, http_code::NOT_FOUND, "expected /v1/topics/{topic}/latest");
     };
@@ -60,11 +76,17 @@ pub async fn latest(
     if let Some(denied) = caller.deny_read(&s, topic) {
         return denied;
     }
-    let Some(p) = s.fanout.latest(topic) else {
+    let p = match delay {
+        0 => s.fanout.latest(topic),
+        d => s.fanout.latest_delayed(topic, d),
+    };
+    let Some(p) = p else {
+        let older =
+            if delay > 0 { format!(" at least {delay} ms ago (of what is kept)") } else { String::new() };
         return json_error(
             StatusCode::NOT_FOUND,
             http_code::NO_SUCH_TOPIC,
-            &format!("nothing published on {topic:?}"),
+            &format!("nothing published on {topic:?}{older}"),
         );
     };
     let etag = format!("\"{}\"", p.seq);
@@ -90,6 +112,17 @@ pub struct SseQuery {
     mode: Mode,
     /// The resume point, for clients that cannot set `Last-Event-ID`.
     since: Option<String>,
+    /// Delay in ms: each message at its source time plus this.
+    #[serde(default)]
+    delay: u64,
+}
+
+/// A `delay` parameter over `fanout.max_delay_ms`: 400 `bad_delay`.
+pub fn delay_refused(app: &AppState, delay: u64) -> Option<Response> {
+    let max = app.fanout.config().max_delay_ms;
+    (delay > max).then(|| {
+        json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &format!("delay is at most {max} ms"))
+    })
 }
 
 /// `GET /v1/sse`.
@@ -128,7 +161,7 @@ pub async fn sse(
     };
     let now = Instant::now();
     let mut session = Session::new(app.fanout.clone(), outbox.clone(), access, now);
-    if let Err((code, message)) = session.subscribe(topics, q.mode, &since, now) {
+    if let Err((code, message)) = session.subscribe_in(0, topics, q.mode, &since, q.delay, now) {
         metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => code, "transport" => "sse").increment(1);
         return json_error(StatusCode::BAD_REQUEST, code, &message);
     }

@@ -27,6 +27,8 @@ pub(super) struct PatternSub {
     /// One map per `sub` op, shared by its patterns (never copied per pattern); a session's
     /// maps hold at most `fanout.max_since_keys` keys together. A client never creates a topic.
     pub pending_since: Arc<PendingSince>,
+    /// Delivered through the topics' delay lines of this many ms (0: as published).
+    pub delay_ms: u64,
 }
 
 /// `since` keys naming topics the server did not have yet, topic → seq.
@@ -97,6 +99,7 @@ mod tests {
             pattern: Pattern::parse(p).expect("pattern"),
             mode: Mode::All,
             outbox: Outbox::new(4),
+            delay_ms: 0,
         }
     }
 

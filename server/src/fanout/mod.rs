@@ -9,13 +9,17 @@
 //!   "snapshot, then every later message, no gap, no duplicate" hold.
 //! - [`outbox`]: the per-session queue the writer task drains.
 //! - [`session`]: the WebSocket session's protocol, sans-IO: client ops in, frames out.
+//! - [`delay`]: delay lines, a topic's publications released at source time + D, shared by
+//!   every subscriber at that delay.
 //! - `index`: the pattern subscriptions, bucketed by their literal prefix, so a new topic is
 //!   matched only against the patterns that can match it.
 //!
 //! Lock order: `Fanout::patterns` is never held while taking a topic lock from the subscribe
 //! path; topic creation reads `patterns` under the map's shard lock; a topic lock may take
-//! outbox locks, never the reverse.
+//! outbox locks, never the reverse; a topic lock may take its delay lines' locks, and a line's
+//! lock its outboxes'.
 
+pub mod delay;
 mod index;
 pub mod outbox;
 pub mod session;
@@ -33,6 +37,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::FanoutConfig;
 use crate::metrics as m;
+use delay::{DelayLine, Delays};
 pub use index::PendingSince;
 use index::{PatternIndex, PatternSub};
 use outbox::{Item, Outbox};
@@ -49,8 +54,10 @@ pub struct Publication {
     pub ts: i64,
     pub frame: Utf8Bytes,
     data_start: usize,
-    /// When it was published (for the delivery-delay histogram).
+    /// When it was published (for the delivery-delay histogram), as an instant and in µs since
+    /// the epoch (delay lines: a source time ahead of its arrival counts as the arrival).
     pub at: std::time::Instant,
+    pub arrival_us: i64,
 }
 
 /// Shared handle to a publication.
@@ -172,6 +179,18 @@ struct TopicInner {
     /// Bytes of the frames in `history` (bounded by `fanout.history_bytes`).
     history_bytes: usize,
     bindings: Vec<Binding>,
+    /// Its delay lines (one per delay with subscribers).
+    lines: Vec<Arc<DelayLine>>,
+}
+
+impl TopicInner {
+    /// Hands `pubs` (ascending seq) to the bound subscribers and to the delay lines.
+    fn deliver(&self, pubs: &[Pub], max_batch: usize) {
+        deliver(&self.bindings, pubs, max_batch);
+        for line in &self.lines {
+            line.push(pubs);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -235,9 +254,9 @@ impl Batch {
 /// Hands `pubs` (one topic's, ascending seq) to every bound subscriber, minus those a resumed
 /// subscriber already has. Several publications go to `all`-mode subscribers as [`Run`]s built
 /// once for all of them.
-fn deliver(inner: &TopicInner, pubs: &[Pub], max_batch: usize) {
+fn deliver(bindings: &[Binding], pubs: &[Pub], max_batch: usize) {
     let mut shared: Option<Vec<Item>> = None;
-    for b in &inner.bindings {
+    for b in bindings {
         let from = pubs.partition_point(|p| p.seq <= b.skip_through);
         let mode = b.mode();
         if from == 0 && pubs.len() > 1 && mode == Mode::All {
@@ -255,7 +274,14 @@ pub struct Fanout {
     patterns: RwLock<PatternIndex>,
     topic_count: AtomicUsize,
     next_sub: AtomicU64,
+    delays: Arc<Delays>,
     cfg: FanoutConfig,
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        self.delays.stop();
+    }
 }
 
 impl Fanout {
@@ -265,6 +291,7 @@ impl Fanout {
             patterns: RwLock::new(PatternIndex::default()),
             topic_count: AtomicUsize::new(0),
             next_sub: AtomicU64::new(1),
+            delays: Delays::new(&cfg),
             cfg,
         })
     }
@@ -285,25 +312,36 @@ impl Fanout {
         }
         let entry = self.topics.entry(Arc::from(name)).or_insert_with(|| {
             let name: Arc<str> = Arc::from(name);
-            let bindings = {
+            let (bindings, lines) = {
                 let patterns = self.patterns.read();
                 let mut bindings: Vec<Binding> = Vec::new();
+                let mut lines: Vec<Arc<DelayLine>> = Vec::new();
                 for ps in patterns.matching(&name) {
-                    bind(&mut bindings, ps.outbox.clone(), ps.id, ps.mode);
-                    if let Some(seq) = ps.pending_since.get(&*name)
-                        && let Some(b) = bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, &ps.outbox))
-                    {
-                        b.skip_through = b.skip_through.max(*seq);
+                    let skip = ps.pending_since.get(&*name).copied().unwrap_or(0);
+                    if ps.delay_ms == 0 {
+                        bind_pattern(&mut bindings, ps, skip);
+                        continue;
                     }
+                    let line = match lines.iter().find(|l| l.key_ms == ps.delay_ms) {
+                        Some(l) => l.clone(),
+                        None => match self.delays.line(&name, ps.delay_ms, &VecDeque::new()) {
+                            Some(l) => {
+                                lines.push(l.clone());
+                                l
+                            }
+                            None => continue,
+                        },
+                    };
+                    bind_pattern(&mut line.inner.lock().bindings, ps, skip);
                 }
-                bindings
+                (bindings, lines)
             };
             let count = self.topic_count.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::gauge!(m::FANOUT_TOPICS).set(count as f64);
             Arc::new(Topic {
                 name_json: serde_json::to_string(&*name).unwrap_or_else(|_| "\"\"".into()),
                 name,
-                inner: Mutex::new(TopicInner { bindings, ..TopicInner::default() }),
+                inner: Mutex::new(TopicInner { bindings, lines, ..TopicInner::default() }),
             })
         });
         Some(entry.clone())
@@ -318,7 +356,7 @@ impl Fanout {
     pub fn publish(&self, topic: &Topic, ts: i64, data: &[u8]) -> Pub {
         let mut inner = topic.inner.lock();
         let p = self.append(&mut inner, topic, ts, data);
-        deliver(&inner, std::slice::from_ref(&p), self.cfg.max_batch_bytes);
+        inner.deliver(std::slice::from_ref(&p), self.cfg.max_batch_bytes);
         drop(inner);
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(1);
         p
@@ -343,7 +381,7 @@ impl Fanout {
                 let data = buf.get(range.clone()).unwrap_or_default();
                 pubs.push(self.append(&mut inner, topic, *ts, data));
             }
-            deliver(&inner, pubs, self.cfg.max_batch_bytes);
+            inner.deliver(pubs, self.cfg.max_batch_bytes);
         }
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(items.len() as u64);
         items.clear();
@@ -369,6 +407,7 @@ impl Fanout {
             frame,
             data_start,
             at: std::time::Instant::now(),
+            arrival_us: m::now_us(),
         });
         if inner.history.len() >= self.cfg.history_len
             && let Some(old) = inner.history.pop_front()
@@ -402,7 +441,7 @@ impl Fanout {
         mode: Mode,
         since: &BTreeMap<String, u64>,
     ) -> SubId {
-        self.subscribe_shared(outbox, pattern, mode, since, &self.pending_since(since))
+        self.subscribe_shared(outbox, pattern, mode, since, &self.pending_since(since), 0)
     }
 
     /// The `since` keys naming topics this server does not have (yet), once per `sub` op:
@@ -420,7 +459,8 @@ impl Fanout {
         )
     }
 
-    /// [`Self::subscribe`] with the op's [`Self::pending_since`] map, shared by its patterns.
+    /// [`Self::subscribe`] with the op's [`Self::pending_since`] map, shared by its patterns,
+    /// delivering through the topics' delay lines of `delay_ms` when it is not 0.
     pub fn subscribe_shared(
         &self,
         outbox: &Arc<Outbox>,
@@ -428,13 +468,14 @@ impl Fanout {
         mode: Mode,
         since: &BTreeMap<String, u64>,
         pending_since: &Arc<PendingSince>,
+        delay_ms: u64,
     ) -> SubId {
         let id = self.next_sub.fetch_add(1, Ordering::Relaxed);
         // Register first, so a topic created from now on binds itself; the walk below then
         // skips topics that already bound this id.
         let matcher = pattern.clone();
         let pending_since = pending_since.clone();
-        let ps = PatternSub { id, pattern, mode, outbox: outbox.clone(), pending_since };
+        let ps = PatternSub { id, pattern, mode, outbox: outbox.clone(), pending_since, delay_ms };
         self.patterns.write().insert(ps);
         // A `sub` with any `since` is a resume: a matching topic the client does not list is one
         // created while it was away, so it gets that topic's kept history from the start.
@@ -442,7 +483,10 @@ impl Fanout {
         for entry in self.topics.iter() {
             if matcher.matches(entry.key()) {
                 let resume_from = since.get(&**entry.key()).copied().or(resuming.then_some(0));
-                bind_topic(entry.value(), outbox, id, mode, resume_from);
+                match delay_ms {
+                    0 => bind_topic(entry.value(), outbox, id, mode, resume_from),
+                    d => self.bind_delayed(entry.value(), outbox, id, mode, resume_from, d),
+                };
             }
         }
         id
@@ -455,10 +499,19 @@ impl Fanout {
         for entry in self.topics.iter() {
             if ps.pattern.matches(entry.key()) {
                 let mut inner = entry.value().inner.lock();
-                for b in inner.bindings.iter_mut() {
-                    b.subs.retain(|(s, _)| *s != id);
+                if ps.delay_ms == 0 {
+                    unbind(&mut inner.bindings, id);
+                    continue;
                 }
-                inner.bindings.retain(|b| !b.subs.is_empty());
+                // A line with no subscriber left goes (its clock wake-up finds it gone).
+                inner.lines.retain(|line| {
+                    if line.key_ms != ps.delay_ms {
+                        return true;
+                    }
+                    let mut l = line.inner.lock();
+                    unbind(&mut l.bindings, id);
+                    !l.bindings.is_empty()
+                });
             }
         }
     }
@@ -520,6 +573,28 @@ impl Fanout {
     pub fn topic_count(&self) -> usize {
         self.topic_count.load(Ordering::Relaxed)
     }
+
+    pub fn delays(&self) -> &Arc<Delays> {
+        &self.delays
+    }
+}
+
+fn unbind(bindings: &mut Vec<Binding>, id: SubId) {
+    for b in bindings.iter_mut() {
+        b.subs.retain(|(s, _)| *s != id);
+    }
+    bindings.retain(|b| !b.subs.is_empty());
+}
+
+/// Binds a pattern subscription to a new topic (or its delay line), skipping what the
+/// subscriber already has (`skip`, its pending `since`).
+fn bind_pattern(bindings: &mut Vec<Binding>, ps: &PatternSub, skip: u64) {
+    bind(bindings, ps.outbox.clone(), ps.id, ps.mode);
+    if skip > 0
+        && let Some(b) = bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, &ps.outbox))
+    {
+        b.skip_through = b.skip_through.max(skip);
+    }
 }
 
 fn bind(bindings: &mut Vec<Binding>, outbox: Arc<Outbox>, id: SubId, mode: Mode) -> bool {
@@ -538,12 +613,44 @@ fn bind(bindings: &mut Vec<Binding>, outbox: Arc<Outbox>, id: SubId, mode: Mode)
 
 /// Binds one topic under its lock and queues what the subscriber needs to catch up.
 fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since: Option<u64>) -> Resume {
-    let mut inner = topic.inner.lock();
-    let already_bound = inner.bindings.iter().any(|b| Arc::ptr_eq(&b.outbox, outbox));
-    if !bind(&mut inner.bindings, outbox.clone(), id, mode) {
+    let mut guard = topic.inner.lock();
+    let inner = &mut *guard;
+    let view =
+        View { name: &topic.name, history: &inner.history, upto: inner.seq, latest: inner.history.back() };
+    catch_up(&mut inner.bindings, &view, outbox, id, mode, since)
+}
+
+/// What a subscriber catches up from: a topic's kept history up to `upto` (all of it, or what
+/// a delay line has released) and the latest value in it.
+struct View<'a> {
+    name: &'a str,
+    history: &'a VecDeque<Pub>,
+    upto: u64,
+    latest: Option<&'a Pub>,
+}
+
+/// Binds `outbox` among `bindings` (a topic's or a delay line's) and queues, in order with
+/// what they deliver next: the snapshot, or the history after `since`, or `reset` and the
+/// snapshot when `since` is older than the history.
+fn catch_up(
+    bindings: &mut Vec<Binding>,
+    view: &View<'_>,
+    outbox: &Arc<Outbox>,
+    id: SubId,
+    mode: Mode,
+    since: Option<u64>,
+) -> Resume {
+    let already_bound = bindings.iter().any(|b| Arc::ptr_eq(&b.outbox, outbox));
+    if !bind(bindings, outbox.clone(), id, mode) {
         return Resume::Empty;
     }
-    let Some(latest) = inner.history.back().cloned() else { return Resume::Empty };
+    let Some(latest) = view.latest.cloned() else {
+        // Nothing released yet (a new delay line): what the client has is not sent again.
+        if let Some(s) = since {
+            skip_through(bindings, outbox, s);
+        }
+        return Resume::Empty;
+    };
     match since {
         // Another pattern of this session already delivers this topic: nothing to catch up.
         None if already_bound => Resume::Empty,
@@ -551,28 +658,28 @@ fn bind_topic(topic: &Topic, outbox: &Arc<Outbox>, id: SubId, mode: Mode, since:
             outbox.push_item(Item::Snapshot(latest));
             Resume::Snapshot
         }
-        Some(s) if s == inner.seq => Resume::Resumed,
-        Some(s) if s > inner.seq => {
-            skip_through(&mut inner, outbox, s);
+        Some(s) if s == view.upto => Resume::Resumed,
+        Some(s) if s > view.upto => {
+            skip_through(bindings, outbox, s);
             Resume::Resumed
         }
-        Some(s) if s < inner.seq && inner.history.front().is_some_and(|f| f.seq <= s + 1) => {
-            for p in inner.history.iter().filter(|p| p.seq > s) {
+        Some(s) if view.history.front().is_some_and(|f| f.seq <= s + 1) => {
+            for p in view.history.iter().filter(|p| p.seq > s && p.seq <= view.upto) {
                 outbox.push_item(Item::Msg(p.clone()));
             }
             Resume::Resumed
         }
         Some(_) => {
-            outbox.push_item(Item::Frame(reset_frame(&topic.name)));
+            outbox.push_item(Item::Frame(reset_frame(view.name)));
             outbox.push_item(Item::Snapshot(latest));
             Resume::Reset
         }
     }
 }
 
-/// The outbox's binding on this topic delivers nothing up to `seq` (a resume ahead of us).
-fn skip_through(inner: &mut TopicInner, outbox: &Arc<Outbox>, seq: u64) {
-    if let Some(b) = inner.bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
+/// The outbox's binding delivers nothing up to `seq` (a resume ahead of us).
+fn skip_through(bindings: &mut [Binding], outbox: &Arc<Outbox>, seq: u64) {
+    if let Some(b) = bindings.iter_mut().find(|b| Arc::ptr_eq(&b.outbox, outbox)) {
         b.skip_through = b.skip_through.max(seq);
     }
 }

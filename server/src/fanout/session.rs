@@ -71,8 +71,8 @@ pub struct Session {
     fanout: Arc<Fanout>,
     outbox: Arc<Outbox>,
     access: Access,
-    /// (group, pattern text) → subscription id.
-    ids: HashMap<(Group, String), SubId>,
+    /// (group, pattern text) → subscription id and its delay (ms, 0: none).
+    ids: HashMap<(Group, String), (SubId, u64)>,
     /// Outboxes of the groups besides 0.
     groups: HashMap<Group, Arc<Outbox>>,
     /// The pending-`since` maps of this session's `sub` ops, one per op, shared by its
@@ -228,8 +228,8 @@ impl Session {
         }
         self.op_id = id;
         match op {
-            ClientOp::Sub { topics, mode, since, .. } => {
-                if let Err((code, message)) = self.subscribe(topics, mode, &since, now) {
+            ClientOp::Sub { topics, mode, since, delay_ms, .. } => {
+                if let Err((code, message)) = self.subscribe_in(0, topics, mode, &since, delay_ms, now) {
                     self.error(code, message);
                 }
             }
@@ -252,7 +252,7 @@ impl Session {
         since: &BTreeMap<String, u64>,
         now: Instant,
     ) -> Result<(), (&'static str, String)> {
-        self.subscribe_in(0, topics, mode, since, now)
+        self.subscribe_in(0, topics, mode, since, 0, now)
     }
 
     /// Opens group `group` (a stream with an outbox of its own, bounded like the session's
@@ -276,7 +276,7 @@ impl Session {
     /// Drops group `group`'s subscriptions and closes its outbox.
     pub fn close_group(&mut self, group: Group, now: Instant) {
         let fanout = &self.fanout;
-        self.ids.retain(|(g, _), id| {
+        self.ids.retain(|(g, _), (id, _)| {
             if *g == group {
                 fanout.unsubscribe(*id);
             }
@@ -288,13 +288,16 @@ impl Session {
         self.clock.subscriptions(self.ids.len(), now);
     }
 
-    /// [`Self::subscribe`] into group `group`'s outbox (see [`Self::open_group`]).
+    /// [`Self::subscribe`] into group `group`'s outbox (see [`Self::open_group`]), each
+    /// message delivered at its source time + `delay_ms` when that is not 0 (through the
+    /// topics' shared delay lines, [`super::delay`]).
     pub fn subscribe_in(
         &mut self,
         group: Group,
         topics: Vec<String>,
         mode: Mode,
         since: &BTreeMap<String, u64>,
+        delay_ms: u64,
         now: Instant,
     ) -> Result<(), (&'static str, String)> {
         let outbox = match group {
@@ -325,6 +328,9 @@ impl Session {
                 ));
             }
         }
+        if delay_ms > 0 {
+            self.check_delay(delay_ms)?;
+        }
         let new = topics.iter().filter(|t| !self.ids.contains_key(&(group, (*t).clone()))).count();
         let max = self.fanout.config().max_subscriptions;
         if self.ids.len() + new > max {
@@ -345,11 +351,11 @@ impl Session {
         let pending = self.fanout.pending_since(since);
         for (text, pattern) in topics.iter().zip(patterns) {
             // Re-subscribing a pattern replaces it (new mode, new resume point).
-            if let Some(old) = self.ids.remove(&(group, text.clone())) {
+            if let Some((old, _)) = self.ids.remove(&(group, text.clone())) {
                 self.fanout.unsubscribe(old);
             }
-            let id = self.fanout.subscribe_shared(&outbox, pattern, mode, since, &pending);
-            self.ids.insert((group, text.clone()), id);
+            let id = self.fanout.subscribe_shared(&outbox, pattern, mode, since, &pending, delay_ms);
+            self.ids.insert((group, text.clone()), (id, delay_ms));
         }
         if !pending.is_empty() {
             self.since_held.push(pending);
@@ -361,9 +367,30 @@ impl Session {
         Ok(())
     }
 
+    /// A delay is at most `fanout.max_delay_ms`, a session holds at most
+    /// [`super::delay::MAX_DELAYS_PER_SESSION`] distinct delays, and the server at most
+    /// `fanout.max_delay_lines` lines.
+    fn check_delay(&self, delay_ms: u64) -> Result<(), (&'static str, String)> {
+        let max = self.fanout.config().max_delay_ms;
+        if delay_ms > max {
+            return Err((reason::BAD_DELAY, format!("delay_ms is at most {max}")));
+        }
+        let mut held: Vec<u64> = self.ids.values().map(|(_, d)| *d).filter(|d| *d > 0).collect();
+        held.sort_unstable();
+        held.dedup();
+        let most = super::delay::MAX_DELAYS_PER_SESSION;
+        if !held.contains(&delay_ms) && held.len() >= most {
+            return Err((reason::BAD_DELAY, format!("at most {most} distinct delays per connection")));
+        }
+        if !self.fanout.delays().has_room() {
+            return Err((reason::BAD_DELAY, "the server holds as many delay lines as it may".into()));
+        }
+        Ok(())
+    }
+
     fn unsub(&mut self, topics: Vec<String>, now: Instant) {
         for t in &topics {
-            if let Some(id) = self.ids.remove(&(0, t.clone())) {
+            if let Some((id, _)) = self.ids.remove(&(0, t.clone())) {
                 self.fanout.unsubscribe(id);
             }
         }
@@ -375,7 +402,7 @@ impl Session {
     /// The connection is gone: drop every subscription and close the outboxes (the writer
     /// exits).
     pub fn close(&mut self) {
-        for (_, id) in self.ids.drain() {
+        for (_, (id, _)) in self.ids.drain() {
             self.fanout.unsubscribe(id);
         }
         for (_, o) in self.groups.drain() {

@@ -159,13 +159,15 @@ pub struct Subscription;
 #[async_graphql::Subscription]
 impl Subscription {
     /// Publications on every topic matching `patterns`, under the rules of a WebSocket `sub`
-    /// (PROTOCOL.md §2.1): read scopes, `since` resume points, the lag rule.
+    /// (PROTOCOL.md §2.1): read scopes, `since` resume points, the lag rule; with `delayMs`,
+    /// each message at its source time plus that many milliseconds (§2.7, delay lines).
     async fn topics(
         &self,
         ctx: &Context<'_>,
         patterns: Vec<String>,
         #[graphql(default)] mode: Mode,
         #[graphql(default)] since: Vec<Resume>,
+        #[graphql(default)] delay_ms: u64,
     ) -> async_graphql::Result<impl Stream<Item = Delivery> + use<>> {
         let Ok(s) = ctx.data::<Stream_>() else {
             let msg = "subscriptions run over the graphql-transport-ws WebSocket at GET /graphql";
@@ -175,7 +177,9 @@ impl Subscription {
         let (outbox, fanout) = {
             let mut session = s.session.lock();
             let outbox = session.open_group(s.group).map_err(|(c, m)| error(c, m))?;
-            if let Err((c, m)) = session.subscribe_in(s.group, patterns, mode, &since, Instant::now()) {
+            if let Err((c, m)) =
+                session.subscribe_in(s.group, patterns, mode, &since, delay_ms, Instant::now())
+            {
                 session.close_group(s.group, Instant::now());
                 return Err(error(c, m));
             }

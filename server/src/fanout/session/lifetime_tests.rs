@@ -149,11 +149,11 @@ fn groups_deliver_into_their_own_outbox_under_the_connection_bounds() {
     let mut s = Session::new(fanout.clone(), outbox, access, t0);
     let a = s.open_group(1).unwrap();
     let b = s.open_group(2).unwrap();
-    s.subscribe_in(1, vec!["games".into(), "x/1".into()], Mode::All, &Default::default(), t0).unwrap();
-    s.subscribe_in(2, vec!["games".into()], Mode::All, &Default::default(), t0).unwrap();
+    s.subscribe_in(1, vec!["games".into(), "x/1".into()], Mode::All, &Default::default(), 0, t0).unwrap();
+    s.subscribe_in(2, vec!["games".into()], Mode::All, &Default::default(), 0, t0).unwrap();
     assert_eq!(s.poll_timeout(), Some(t0 + KEEPALIVE_SECS * SEC), "subscribed: only the keep-alive runs");
     // Patterns count across groups.
-    let refused = s.subscribe_in(2, vec!["x/2".into()], Mode::All, &Default::default(), t0);
+    let refused = s.subscribe_in(2, vec!["x/2".into()], Mode::All, &Default::default(), 0, t0);
     assert_eq!(refused.unwrap_err().0, reason::TOO_MANY_SUBSCRIPTIONS);
     let topic = fanout.topic("games").unwrap();
     fanout.publish(&topic, 1, b"{}");

@@ -459,3 +459,30 @@ fn a_run_goes_out_as_its_own_frame_and_after_a_resync_only_its_newer_messages() 
     assert_eq!(brief(&msgs), ["msg games 4"]);
     assert_eq!(framed.messages, 1);
 }
+
+#[test]
+fn a_delayed_sub_is_bounded_and_shares_the_line() {
+    let fanout = Fanout::new(FanoutConfig { max_delay_ms: 10_000, ..FanoutConfig::default() });
+    let mut c = Client::on(&fanout);
+    c.publish("games", 1);
+    c.send(r#"{"op":"sub","topics":["games"],"delay_ms":10001}"#);
+    assert_eq!(brief(&c.read()), ["error bad_delay"], "over fanout.max_delay_ms");
+    for (i, d) in [1000, 2000, 3000, 4000].iter().enumerate() {
+        c.send(&format!(r#"{{"op":"sub","topics":["x/{i}","games"],"delay_ms":{d}}}"#));
+    }
+    c.send(r#"{"op":"sub","topics":["x/9"],"delay_ms":5000}"#);
+    let msgs = brief(&c.read());
+    assert_eq!(msgs.iter().filter(|m| m.starts_with("error")).collect::<Vec<_>>(), ["error bad_delay"]);
+    assert!(msgs.contains(&"subscribed x/3,games".to_string()), "four distinct delays: {msgs:?}");
+    assert!(!msgs.iter().any(|m| m.contains("x/9")), "a fifth distinct delay is refused: {msgs:?}");
+    // Re-subscribing `games` replaced it each time: one line, at the last delay.
+    let lines = fanout.delay_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0].topic.as_str(), lines[0].delay_ms), ("games", 4000));
+    let mut other = Client::on(&fanout);
+    other.send(r#"{"op":"sub","topics":["games"],"delay_ms":4000}"#);
+    assert_eq!(fanout.delay_lines()[0].subscribers, 2, "same topic, same delay: one line");
+    drop(c);
+    drop(other);
+    assert!(fanout.delay_lines().is_empty(), "lines go with their sessions");
+}
