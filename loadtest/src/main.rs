@@ -116,6 +116,11 @@ struct Args {
     /// The server's `store.cache_mib` (redb's page cache; default 16).
     #[arg(long)]
     cache_mib: Option<usize>,
+    /// Every subscriber asks for this delay (ms, a broadcast delay line): the latency figures
+    /// become release lateness (received − source time − delay), early messages are counted,
+    /// and the same preset then runs undelayed for the server's CPU and memory ratios.
+    #[arg(long)]
+    delay_ms: Option<u64>,
     /// Measure restart time instead: for each N (comma-separated, e.g. `100000,1000000`) write a
     /// log of N events and time a server starting on it (`restart.rs`).
     #[arg(long, value_delimiter = ',')]
@@ -185,6 +190,8 @@ struct SubResult {
     hist: Histogram<u64>,
     received: u64,
     lagged: u64,
+    /// Delayed runs: messages received before their source time + the delay.
+    early: u64,
 }
 
 #[tokio::main]
@@ -245,6 +252,34 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
             println!("{}", cluster.json());
         }
         others.push(("cluster A->B".to_string(), cluster));
+    }
+    if plan.delay_ms > 0 {
+        anyhow::ensure!(
+            which == "none",
+            "--delay-ms compares with the same preset undelayed, not a baseline"
+        );
+        let early: u64 = results.iter().map(|r| r.early).sum();
+        let control = Plan { delay_ms: 0, ..plan.clone() };
+        let base = run_ours(&control).await?.report;
+        println!("\ncontrol: the same run without a delay");
+        base.print();
+        let (late50, late99) = rep.p50_p99();
+        let (d, u) = (rep.server(), base.server());
+        println!(
+            "delay {} ms: release lateness (received - source time - delay) p50 {late50:.3} ms, p99 {late99:.3} ms, \
+             early {early}; server delayed / undelayed: CPU x{:.2} ({:.1} / {:.1} s), RSS peak x{:.2} ({:.0} / {:.0} MiB)",
+            plan.delay_ms,
+            d.secs / u.secs.max(1e-9),
+            d.secs,
+            u.secs,
+            d.rss_peak_mib / u.rss_peak_mib.max(1e-9),
+            d.rss_peak_mib,
+            u.rss_peak_mib,
+        );
+        if args.check {
+            anyhow::ensure!(early == 0, "{early} messages arrived before their source time + delay");
+        }
+        others.push(("opensports undelayed".to_string(), base));
     }
     if plan.slow_every.is_some() {
         let control = Plan { slow_every: None, ..plan.clone() };
@@ -351,6 +386,8 @@ struct Plan {
     mix: bool,
     /// `store.cache_mib` for our server (its default when `None`).
     cache_mib: Option<usize>,
+    /// Every subscriber's delay, ms (0: none).
+    delay_ms: u64,
 }
 
 impl Plan {
@@ -395,6 +432,7 @@ impl Plan {
             processing: preset == "full" || preset == "soak",
             mix: preset == "mix",
             cache_mib: args.cache_mib,
+            delay_ms: args.delay_ms.unwrap_or(0),
         }
     }
 }
@@ -480,13 +518,20 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
             Kind::AllGames
         };
         let expected = if kind == Kind::OneGame { per_pub } else { expected_per_all };
-        let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0 };
-        let (idle, settle) = (Duration::from_secs(5), Duration::from_millis(500));
+        let mut r = SubResult { kind, hist: report::histogram(), received: 0, lagged: 0, early: 0 };
+        let delay_us = plan.delay_ms as i64 * 1000;
+        let idle = Duration::from_secs(5) + Duration::from_millis(plan.delay_ms);
+        let settle = Duration::from_millis(500);
         let measure_from = measure_from.clone();
+        // Latency after the source time, or (delayed) after the source time + the delay.
         let record = move |r: &mut SubResult, ts: i64| {
             r.received += 1;
+            let after = now_us() - ts - delay_us;
+            if after < 0 {
+                r.early += 1;
+            }
             if ts >= measure_from.load(Ordering::Relaxed) {
-                r.hist.saturating_record((now_us() - ts).max(1) as u64);
+                r.hist.saturating_record(after.max(1) as u64);
             }
         };
         readers.push(match target {
@@ -496,7 +541,8 @@ async fn scenario(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
                     Kind::Latest => ("game/+/state", "latest"),
                     Kind::OneGame => ("game/lt-0/state", "all"),
                 };
-                let mut sub = scan::RawSub::connect(&format!("ws://{http}/ws"), pattern, mode).await?;
+                let url = format!("ws://{http}/ws");
+                let mut sub = scan::RawSub::connect(&url, pattern, mode, plan.delay_ms).await?;
                 let publishing = publishing.clone();
                 tokio::spawn(async move {
                     while r.received + r.lagged < expected {

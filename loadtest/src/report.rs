@@ -142,6 +142,11 @@ impl Report {
     }
 
     /// p50 and p99 in ms.
+    /// The server process's CPU and peak RSS over the run.
+    pub fn server(&self) -> CpuUse {
+        self.server
+    }
+
     pub fn p50_p99(&self) -> (f64, f64) {
         (self.ms(0.5), self.ms(0.99))
     }
@@ -232,12 +237,13 @@ pub type Line = (&'static str, u64, f64, f64);
 
 /// The server's stage histograms (Prometheus text from its `/metrics`).
 pub fn stages(prometheus: &str) -> Vec<Line> {
-    const STAGES: [(&str, &str); 5] = [
+    const STAGES: [(&str, &str); 6] = [
         ("ingest -> shard (queue)", "opensports_pipeline_queue_seconds"),
         ("plugin call", "opensports_plugin_call_seconds"),
         ("model inference", "opensports_model_infer_seconds"),
         ("ingest -> published", "opensports_pipeline_latency_seconds"),
         ("published -> socket flushed", "opensports_fanout_delivery_seconds"),
+        ("delay line: due -> released", "opensports_delay_release_lateness_seconds"),
     ];
     STAGES
         .iter()

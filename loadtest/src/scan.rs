@@ -88,9 +88,13 @@ pub struct RawSub {
 impl RawSub {
     /// Connects and subscribes `pattern` in `mode` (`all` or `latest`); returns once the server
     /// answered `subscribed`.
-    pub async fn connect(url: &str, pattern: &str, mode: &str) -> anyhow::Result<RawSub> {
+    pub async fn connect(url: &str, pattern: &str, mode: &str, delay_ms: u64) -> anyhow::Result<RawSub> {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
-        let sub = serde_json::json!({"op": "sub", "topics": [pattern], "mode": mode}).to_string();
+        let mut sub = serde_json::json!({"op": "sub", "topics": [pattern], "mode": mode});
+        if delay_ms > 0 {
+            sub["delay_ms"] = delay_ms.into();
+        }
+        let sub = sub.to_string();
         ws.send(Message::text(sub)).await?;
         let mut raw = RawSub { ws };
         loop {

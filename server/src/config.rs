@@ -527,7 +527,7 @@ impl Config {
         if self.ingest.tokens.iter().any(|t| t.len() < 8) {
             return invalid("ingest.tokens", "a token is at least 8 bytes");
         }
-        if let Err(e) = crate::graphics::Graphics::new(&self.graphics) {
+        if let Err(e) = crate::graphics::Graphics::new(&self.graphics.fields) {
             return invalid("graphics.fields", &e);
         }
         if let Some(p) =

@@ -219,7 +219,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         c.follow(ingest_ctx.clone(), shutdown_rx.clone());
     }
     let mut tasks = vec![tokio::spawn(ingest::serve(endpoint, ingest_ctx, shutdown_rx.clone()))];
-    let graphics = graphics::Graphics::new(&config.graphics)
+    let graphics = graphics::Graphics::new(&config.graphics.fields)
         .map_err(|problem| config::ConfigError::Invalid { field: "graphics.fields", problem })?;
     let graphics = Arc::new(graphics);
     if let Some(dir) = config.graphics.drop_dir.clone() {

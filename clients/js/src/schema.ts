@@ -448,6 +448,11 @@ export type Control =
 export type ClientOp =
   | {
       /**
+       * Deliver each message at its source time (`ts`) plus this many milliseconds, in
+       * order, never early (a broadcast delay). 0 or absent: as published.
+       */
+      delay_ms?: number;
+      /**
        * Echoed in the reply (`subscribed`, `unsubscribed`, `pong`, `error`) to match it.
        */
       id?: OpId | null;

@@ -63,7 +63,8 @@ export class Subscriber {
   private listeners = new Set<(m: ServerMsg) => void>();
   private stateListeners = new Set<(s: ConnectionState) => void>();
   private requests = new Map<string, { resolve: (m: Reply) => void; reject: (e: Error) => void }>();
-  private subs = new Map<string, Mode>();
+  /** pattern → [mode, delay_ms] of every live `sub`, replayed with `since` on reconnect. */
+  private subs = new Map<string, [Mode, number]>();
   private seqs = new Map<string, number>();
   private nextId = 1;
   private closing = false;
@@ -178,11 +179,12 @@ export class Subscriber {
     }
     if (this.closing) return;
     this.reconnects++;
-    for (const [pattern, mode] of this.subs) {
+    for (const [pattern, [mode, delay]] of this.subs) {
       const since: Record<string, number> = {};
       for (const [t, s] of this.seqs) if (matches(pattern, t)) since[t] = s;
       const op: ClientOp = { op: 'sub', topics: [pattern], mode, id: `resume-${this.nextId++}` };
       if (Object.keys(since).length) op.since = since;
+      if (delay) op.delay_ms = delay;
       this.send(op);
     }
   }
@@ -199,16 +201,20 @@ export class Subscriber {
     });
   }
 
-  /** Subscribes; resolves on `subscribed` (snapshots arrive before it), rejects with the server's `error`. */
+  /**
+   * Subscribes; resolves on `subscribed` (snapshots arrive before it), rejects with the server's
+   * `error`. `delayMs`: each message at its source time plus this (a broadcast delay, PROTOCOL.md §2.7).
+   */
   async subscribe(
     topics: string[],
-    opts: { mode?: Mode; since?: Record<string, number> } = {},
+    opts: { mode?: Mode; since?: Record<string, number>; delayMs?: number } = {},
   ): Promise<Subscribed> {
     const mode = opts.mode ?? 'all';
     const op: ClientOp & { id: OpId } = { op: 'sub', topics, mode, id: this.nextId++ };
     if (opts.since) op.since = opts.since;
+    if (opts.delayMs) op.delay_ms = opts.delayMs;
     const reply = (await this.request(op)) as Subscribed;
-    for (const t of topics) this.subs.set(t, mode);
+    for (const t of topics) this.subs.set(t, [mode, opts.delayMs ?? 0]);
     return reply;
   }
 

@@ -1,7 +1,8 @@
 //! `GET /v1/graphics/{game}.json|.xml|.csv`: a game as the flat document graphics engines read
 //! (`crate::graphics`), with an `ETag` over its values, `304` on `If-None-Match`, and a
 //! long-poll: `?wait=S` (at most [`MAX_WAIT_SECS`]) holds a request whose `If-None-Match` is
-//! still current until the document changes or S seconds pass.
+//! still current until the document changes or S seconds pass. `?delay=ms` reads every
+//! field as it was that long ago by source time (the graphics run behind a delayed picture).
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct GraphicsQuery {
     /// Seconds to wait for a change when `If-None-Match` is current.
     wait: Option<u64>,
+    /// Milliseconds behind the source time.
+    #[serde(default)]
+    delay: u64,
 }
 
 pub async fn document(
@@ -50,9 +54,12 @@ pub async fn document(
             &format!("no game {game:?} on this server"),
         );
     };
+    if let Some(refused) = super::sse::delay_refused(&s, q.delay) {
+        return refused;
+    }
     let seen = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let fields = s.graphics.fields(sport);
-    let read = || Document::read(&s.fanout, game, fields);
+    let read = || Document::read(&s.fanout, game, fields, q.delay);
     let mut doc = read();
     let current =
         |doc: &Document| seen.as_deref().is_some_and(|t| t.split(',').any(|t| t.trim() == doc.etag()));
@@ -61,14 +68,14 @@ pub async fn document(
     {
         let until = tokio::time::Instant::now() + Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut shutdown = s.shutdown.clone();
-        let mut version = Document::version(&s.fanout, game, fields);
+        let mut version = Document::version(&s.fanout, game, fields, q.delay);
         while current(&doc) && tokio::time::Instant::now() < until && !*shutdown.borrow() {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => {}
             }
             // Only the topics' seqs until one moves: a waiting request costs a few lookups.
-            let now = Document::version(&s.fanout, game, fields);
+            let now = Document::version(&s.fanout, game, fields, q.delay);
             if now != version {
                 version = now;
                 doc = read();

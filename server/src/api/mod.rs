@@ -14,6 +14,7 @@
 
 pub mod admin;
 mod deadline;
+pub mod delays;
 pub mod graphics;
 pub mod graphql;
 pub mod openapi;
@@ -90,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
         .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/v1/audit", get(admin::audit))
+        .route("/v1/delays", get(delays::list))
+        .route("/v1/delays/{ms}", axum::routing::post(delays::set))
         .route("/v1/topics/{*path}", get(sse::latest))
         .route("/v1/graphics/{file}", get(graphics::document))
         .route("/v1/sse", get(sse::sse))

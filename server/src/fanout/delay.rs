@@ -39,6 +39,11 @@ use crate::config::FanoutConfig;
 use crate::metrics as m;
 use opensports_proto::ws::Mode;
 
+/// A line wakes this long after its first held message is due, and releases everything due
+/// by then together: one batch for all its subscribers per millisecond at most, instead of a
+/// wake-up of every subscriber per message (lateness of about this much, by design).
+pub const RELEASE_QUANTUM: Duration = Duration::from_millis(1);
+
 /// Distinct delays one session may hold at once.
 pub const MAX_DELAYS_PER_SESSION: usize = 4;
 
@@ -332,7 +337,7 @@ impl DelayLine {
     fn schedule(self: &Arc<Self>, l: &mut LineInner) {
         l.scheduled = None;
         let Some(front) = l.pending.front() else { return };
-        let at = due(front, l.effective_us).max(l.last_due.unwrap_or(front.at));
+        let at = due(front, l.effective_us).max(l.last_due.unwrap_or(front.at)) + RELEASE_QUANTUM;
         let generation = self.delays.next_gen.fetch_add(1, Ordering::Relaxed);
         l.scheduled = Some(generation);
         self.delays.schedule(self, at, generation);
@@ -450,28 +455,18 @@ impl Fanout {
     }
 
     /// The value of `name` as it was `delay_ms` ago: what its delay line of that delay last
-    /// released, or, with no such line, the last kept publication due by now. `None` when
-    /// nothing kept is that old.
+    /// released, or, with no such line, the newest kept publication due by now (looked for
+    /// from the newest back: a read costs the messages of the last D, not the history).
+    /// `None` when nothing kept is that old.
     pub fn latest_delayed(&self, name: &str, delay_ms: u64) -> Option<Pub> {
         let topic = self.topic_if_exists(name)?;
         let inner = topic.inner.lock();
         if let Some(line) = inner.lines.iter().find(|l| l.key_ms == delay_ms) {
             return line.inner.lock().latest.clone();
         }
-        let delay_us =
-            i64::try_from(self.delays.effective_ms(delay_ms).saturating_mul(1000)).unwrap_or(i64::MAX);
-        let now = std::time::Instant::now();
-        let mut last_due = None;
-        let mut latest = None;
-        for p in &inner.history {
-            let due = due(p, delay_us).max(last_due.unwrap_or(p.at));
-            if due > now {
-                break;
-            }
-            last_due = Some(due);
-            latest = Some(p.clone());
-        }
-        latest
+        let delay_us = ms_to_us(self.delays.effective_ms(delay_ms));
+        let now = Instant::now();
+        inner.history.iter().rev().find(|p| due(p, delay_us) <= now).cloned()
     }
 
     /// Runs the delay lines that subscribers asked `delay_ms` of at `effective_ms` from now on

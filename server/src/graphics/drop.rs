@@ -39,7 +39,7 @@ pub async fn run(
             .list()
             .into_iter()
             .filter_map(|(game, sport)| {
-                let doc = Document::read(&fanout, &game, graphics.fields(sport));
+                let doc = Document::read(&fanout, &game, graphics.fields(sport), 0);
                 let etag = doc.etag();
                 (written.get(&game) != Some(&etag)).then(|| {
                     written.insert(game.clone(), etag);

@@ -97,17 +97,25 @@ pub struct Document {
     pub fields: Vec<(String, String)>,
 }
 
+/// A topic's latest value, or its value `delay_ms` ago.
+fn latest(fanout: &Fanout, topic: &str, delay_ms: u64) -> Option<crate::fanout::Pub> {
+    match delay_ms {
+        0 => fanout.latest(topic),
+        d => fanout.latest_delayed(topic, d),
+    }
+}
+
 impl Document {
-    /// Reads every field from the latest values of `game`'s topics.
-    pub fn read(fanout: &Fanout, game: &str, fields: &[Field]) -> Document {
+    /// Reads every field from the latest values of `game`'s topics (as they were `delay_ms`
+    /// ago by source time, when it is not 0).
+    pub fn read(fanout: &Fanout, game: &str, fields: &[Field], delay_ms: u64) -> Document {
         let mut cache: Vec<(&str, Option<Value>)> = Vec::new();
         let mut out = Vec::with_capacity(fields.len());
         for f in fields {
             let value = match cache.iter().find(|(t, _)| *t == f.topic) {
                 Some((_, v)) => v.as_ref(),
                 None => {
-                    let latest = fanout
-                        .latest(&format!("game/{game}/{}", f.topic))
+                    let latest = latest(fanout, &format!("game/{game}/{}", f.topic), delay_ms)
                         .and_then(|p| serde_json::from_str::<Value>(p.data()).ok());
                     cache.push((&f.topic, latest));
                     cache.last().and_then(|(_, v)| v.as_ref())
@@ -122,7 +130,7 @@ impl Document {
 
     /// The seqs of the latest values the fields read, in one number: it changes whenever the
     /// document may have (a long-poll looks at this, not at the document, between changes).
-    pub fn version(fanout: &Fanout, game: &str, fields: &[Field]) -> u64 {
+    pub fn version(fanout: &Fanout, game: &str, fields: &[Field], delay_ms: u64) -> u64 {
         let mut seen: Vec<&str> = Vec::new();
         let mut v: u64 = 0;
         for f in fields {
@@ -130,7 +138,7 @@ impl Document {
                 continue;
             }
             seen.push(&f.topic);
-            let seq = fanout.latest(&format!("game/{game}/{}", f.topic)).map_or(0, |p| p.seq);
+            let seq = latest(fanout, &format!("game/{game}/{}", f.topic), delay_ms).map_or(0, |p| p.seq);
             v = v.wrapping_mul(0x0100_0000_01b3).wrapping_add(seq);
         }
         v
@@ -239,16 +247,19 @@ pub struct Graphics {
 }
 
 impl Graphics {
-    /// The maps, or why a configured field is refused (an unknown sport, a bad spec).
-    pub fn new(cfg: &crate::config::GraphicsConfig) -> Result<Graphics, String> {
-        for sport in cfg.fields.keys() {
+    /// The maps from `[graphics.fields]` (sport → key → spec), or why a configured field is
+    /// refused (an unknown sport, a bad spec).
+    pub fn new(
+        fields: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    ) -> Result<Graphics, String> {
+        for sport in fields.keys() {
             if Sport::parse(sport).is_none() {
                 return Err(format!("unknown sport {sport:?} (basketball, football, soccer, f1)"));
             }
         }
         let mut maps = Vec::new();
         for sport in Sport::ALL {
-            let configured = match cfg.fields.get(sport.as_str()) {
+            let configured = match fields.get(sport.as_str()) {
                 Some(f) => f.iter().map(|(k, v)| Field::parse(k, v)).collect::<Result<Vec<_>, _>>(),
                 None => Ok(Vec::new()),
             };

@@ -42,8 +42,8 @@ fn encodings_escape_and_quote() {
 
 #[test]
 fn configured_fields_replace_or_extend_the_defaults() {
-    let mut cfg = crate::config::GraphicsConfig::default();
-    cfg.fields.insert(
+    let mut fields_cfg = std::collections::BTreeMap::new();
+    fields_cfg.insert(
         "basketball".into(),
         [
             ("clock".to_string(), "state:/clock_ms".to_string()),
@@ -51,14 +51,14 @@ fn configured_fields_replace_or_extend_the_defaults() {
         ]
         .into(),
     );
-    let g = Graphics::new(&cfg).unwrap();
+    let g = Graphics::new(&fields_cfg).unwrap();
     let f = g.fields(Sport::Basketball);
     let clock = f.iter().position(|f| f.key == "clock").unwrap();
     assert_eq!(f[clock].format, Format::Plain, "replaced in place");
     assert_eq!(f.last().unwrap().key, "home_pts", "appended");
     assert_eq!(g.fields(Sport::Soccer), fields::defaults(Sport::Soccer).as_slice());
-    cfg.fields.insert("curling".into(), Default::default());
-    assert!(Graphics::new(&cfg).unwrap_err().contains("curling"));
+    fields_cfg.insert("curling".into(), Default::default());
+    assert!(Graphics::new(&fields_cfg).unwrap_err().contains("curling"));
     for sport in Sport::ALL {
         assert!(fields::defaults(sport).len() >= 10, "{sport:?}");
     }

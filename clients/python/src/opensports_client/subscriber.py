@@ -51,7 +51,7 @@ class Subscriber:
         self.max_backoff = max_backoff
         self._ws: ClientConnection | None = None
         self._pending: collections.deque[ServerMsg | Raw] = collections.deque()
-        self._subs: dict[str, str] = {}
+        self._subs: dict[str, tuple[str, int]] = {}  # pattern -> (mode, delay_ms)
         self._seqs: dict[str, int] = {}
         self._ids = itertools.count(1)
         self.reconnects = 0
@@ -98,17 +98,24 @@ class Subscriber:
         await self._ws.send(json.dumps(op, separators=(",", ":")))
 
     async def subscribe(
-        self, topics: Iterable[str], mode: str = "all", since: dict[str, int] | None = None
+        self,
+        topics: Iterable[str],
+        mode: str = "all",
+        since: dict[str, int] | None = None,
+        delay_ms: int = 0,
     ) -> Subscribed:
         """Subscribes and waits for the answer; raises :class:`OpenSportsError` if refused.
-        Messages that arrive meanwhile (the snapshots) stay queued for :meth:`next`."""
+        Messages that arrive meanwhile (the snapshots) stay queued for :meth:`next`.
+        ``delay_ms``: each message at its source time plus this (PROTOCOL.md section 2.7)."""
         topics = list(topics)
         op: dict[str, Any] = {"op": "sub", "topics": topics, "mode": mode, "id": next(self._ids)}
         if since:
             op["since"] = since
+        if delay_ms:
+            op["delay_ms"] = delay_ms
         reply = await self._request(op)
         for t in topics:
-            self._subs[t] = mode
+            self._subs[t] = (mode, delay_ms)
         assert isinstance(reply, Subscribed)
         return reply
 
@@ -183,11 +190,13 @@ class Subscriber:
                 continue
             break
         self.reconnects += 1
-        for pattern, mode in self._subs.items():
+        for pattern, (mode, delay_ms) in self._subs.items():
             since = {t: s for t, s in self._seqs.items() if matches(pattern, t)}
             op: dict[str, Any] = {"op": "sub", "topics": [pattern], "mode": mode, "id": f"resume-{next(self._ids)}"}
             if since:
                 op["since"] = since
+            if delay_ms:
+                op["delay_ms"] = delay_ms
             await self.send(op)
 
 
