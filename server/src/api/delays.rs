@@ -4,7 +4,7 @@
 //!   what it holds, what it released, its release lateness) and the overrides in force.
 //! - `POST /v1/delays/{ms}` `{"effective_ms": N}`: the lines subscribers asked `ms` of run at
 //!   `N` from now on (a shorter delay releases at once what is now due: "catch up"; a longer one
-//!   holds); `{"effective_ms": null}` runs them at `ms` again. Audited (`delay.set`).
+//!   holds); `{"effective_ms": null}` (or `{}`) runs them at `ms` again. Audited (`delay.set`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -188,6 +188,9 @@ fn param_schema(name: &str) -> serde_json::Value {
         "topics" => json!({"type": "string", "pattern": TOPICS}),
         "file" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}\\.(json|xml|csv)$"}),
         "wait" => json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64}),
+        // fanout.max_delay_ms's default; a server configured higher takes more.
+        "delay" => json!({"type": "integer", "minimum": 0, "maximum": 120_000}),
+        "ms" => json!({"type": "integer", "minimum": 1, "maximum": 120_000}),
         "mode" => json!({"type": "string", "enum": ["all", "latest"]}),
         "format" => json!({"type": "string", "enum": ["jsonl", "csv"]}),
         // Clamped to 1..=1000.
@@ -230,9 +233,9 @@ fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
             "properties": {"version": {"type": "string"}}}),
         ("post", "/v1/models/{name}/shadow") => json!({"type": "object", "required": ["version"],
             "properties": {"version": {"type": ["string", "null"]}}}),
-        ("post", "/v1/delays/{ms}") => json!({"type": "object", "required": ["effective_ms"],
+        ("post", "/v1/delays/{ms}") => json!({"type": "object",
             "additionalProperties": false,
-            "properties": {"effective_ms": {"type": ["integer", "null"], "minimum": 0}}}),
+            "properties": {"effective_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": 120_000}}}),
         ("post", "/graphql") => json!({"type": "object", "required": ["query"],
             "properties": {"query": {"type": "string", "minLength": 1}, "operationName": {"type": ["string", "null"]},
                            "variables": {"type": ["object", "null"]}}}),
