@@ -8,6 +8,9 @@
 //!   stays cheap with 10k patterns, and a publication's cost does not grow with them.
 //! - `fanout/publish/{n}`: one publication, serialized once, to n `latest`-mode subscribers
 //!   (an `Arc` clone each). Tracks: 5M deliveries/s in the `fanout` preset.
+//! - `triggers/{sport}`: the default trigger rules on one event: its `state` publication read
+//!   (JSON) and every rule reading it evaluated (a real game's states, in order). Tracks: the
+//!   trigger layer's cost per event (issue 29).
 //! - `store/group_commit_1k`: 1,000 events appended, committed in one redb write transaction
 //!   and acked. Tracks: the log's >= 200k events/s.
 //!
@@ -179,5 +182,36 @@ fn group_commit(c: &mut Criterion) {
     store.shutdown();
 }
 
-criterion_group!(benches, frame_decode, state_update, topic_match, fanout_publish, group_commit);
+/// The default rules on each event's state publication, a simulated game replayed in order.
+fn triggers(c: &mut Criterion) {
+    use opensports_server::triggers::{GameTriggers, Triggers};
+    let rules = Triggers::new(&[], true).expect("default rules");
+    for sport in [Sport::Basketball, Sport::Football, Sport::Soccer, Sport::F1] {
+        let evs = events(sport);
+        let mut state = GameState::new(&evs[0].game, sport);
+        let states: Vec<(u64, i64, Vec<u8>)> = evs
+            .iter()
+            .map(|e| {
+                state.apply(e);
+                (e.seq, e.ts, serde_json::to_vec(&state).expect("state json"))
+            })
+            .collect();
+        let (mut game, mut i, changed) = (GameTriggers::default(), 0, vec!["state".to_string()]);
+        c.bench_function(&format!("triggers/{sport:?}").to_lowercase(), |b| {
+            b.iter(|| {
+                i += 1;
+                if i == states.len() {
+                    (i, game) = (0, GameTriggers::default());
+                }
+                let (seq, ts, data) = &states[i];
+                game.observe(&rules, sport, "state", black_box(data));
+                game.evaluate(&rules, sport, (*seq, *ts), &changed, &mut |f| {
+                    black_box(f);
+                });
+            })
+        });
+    }
+}
+
+criterion_group!(benches, frame_decode, state_update, topic_match, fanout_publish, group_commit, triggers);
 criterion_main!(benches);

@@ -31,6 +31,25 @@ pub struct Config {
     pub auth: AuthConfig,
     pub cluster: ClusterConfig,
     pub graphics: GraphicsConfig,
+    pub triggers: TriggersConfig,
+}
+
+/// `[triggers]`: rules that fire moments on `game/{id}/triggers` (PROTOCOL.md §3.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggersConfig {
+    /// Run the default rules of each sport (lead changes, 30 points, win-probability swings,
+    /// scores, goals, red cards, safety car, fastest lap, leader). Default true.
+    pub defaults: bool,
+    /// `[[triggers.rules]]` tables: `name`, `sport`, `value`, `when`, `hysteresis`,
+    /// `cooldown_ms`, `text`; one with a default's name and sport replaces it. Default none.
+    pub rules: Vec<crate::triggers::RuleSpec>,
+}
+
+impl Default for TriggersConfig {
+    fn default() -> Self {
+        TriggersConfig { defaults: true, rules: Vec::new() }
+    }
 }
 
 /// `[graphics]`: flat documents for graphics engines (`GET /v1/graphics/{game}.json|xml|csv`,
@@ -526,6 +545,9 @@ impl Config {
         let invalid = |field, problem: &str| Err(ConfigError::Invalid { field, problem: problem.into() });
         if self.ingest.tokens.iter().any(|t| t.len() < 8) {
             return invalid("ingest.tokens", "a token is at least 8 bytes");
+        }
+        if let Err(e) = crate::triggers::Triggers::new(&self.triggers.rules, self.triggers.defaults) {
+            return invalid("triggers.rules", &e);
         }
         if let Err(e) = crate::graphics::Graphics::new(&self.graphics.fields) {
             return invalid("graphics.fields", &e);

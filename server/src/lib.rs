@@ -62,6 +62,7 @@ pub mod seqs;
 pub mod sim;
 pub mod store;
 pub mod tasks;
+pub mod triggers;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

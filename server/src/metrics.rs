@@ -38,6 +38,9 @@ pub const FANOUT_LAGGED_TOTAL: &str = "opensports_fanout_lagged_total";
 /// Release time minus due time (source time + delay) of each delayed message.
 pub const DELAY_LATENESS_SECONDS: &str = "opensports_delay_release_lateness_seconds";
 pub const DELAY_LINES: &str = "opensports_delay_lines";
+pub const TRIGGERS_FIRED_TOTAL: &str = "opensports_triggers_fired_total";
+/// Firings not published, by `reason` (`cooldown`).
+pub const TRIGGERS_SUPPRESSED_TOTAL: &str = "opensports_triggers_suppressed_total";
 pub const DELAY_BUFFERED_BYTES: &str = "opensports_delay_buffered_bytes";
 pub const DELAY_DROPPED_TOTAL: &str = "opensports_delay_dropped_total";
 pub const DELAY_LINES_REFUSED_TOTAL: &str = "opensports_delay_lines_refused_total";
@@ -151,6 +154,7 @@ fn zero() {
         FANOUT_DROPPED_TOTAL,
         FANOUT_LAGGED_TOTAL,
         DELAY_DROPPED_TOTAL,
+        TRIGGERS_FIRED_TOTAL,
         WS_FRAMES_SENT_TOTAL,
         STORE_EVENTS_TOTAL,
     ] {
@@ -323,6 +327,8 @@ fn describe() {
         DELAY_LATENESS_SECONDS,
         "Delay lines: release time minus due time (source time + delay) per released message"
     );
+    describe_counter!(TRIGGERS_FIRED_TOTAL, "Trigger firings published on game/{id}/triggers");
+    describe_counter!(TRIGGERS_SUPPRESSED_TOTAL, "Trigger firings not published, by reason (cooldown)");
     describe_gauge!(DELAY_LINES, "Delay lines (a topic at one delay, with subscribers)");
     describe_gauge!(DELAY_BUFFERED_BYTES, "Bytes of publications delay lines hold before release");
     describe_counter!(DELAY_DROPPED_TOTAL, "Messages a delay line dropped at its byte bound");

@@ -246,6 +246,12 @@ impl Batch {
         self.items.len()
     }
 
+    /// The staged publications from the `from`-th on: topic name and data.
+    pub fn since(&self, from: usize) -> impl Iterator<Item = (&str, &[u8])> {
+        let items = self.items.get(from..).unwrap_or_default();
+        items.iter().map(|(t, _, r)| (t.name(), self.buf.get(r.clone()).unwrap_or_default()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

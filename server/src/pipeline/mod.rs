@@ -122,6 +122,10 @@ impl Pipeline {
         let directory = Arc::new(GameDirectory::new(config.pipeline.max_games, config.shard_count()));
         let games = Arc::new(GamesTopic::new(fanout.clone()));
         let on_evict = Arc::new(on_evict);
+        // Refused rules stop the start at config validation; here they cannot be.
+        let triggers = crate::triggers::Triggers::new(&config.triggers.rules, config.triggers.defaults)
+            .map_err(std::io::Error::other)?;
+        let triggers = Arc::new(triggers);
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for i in 0..config.shard_count() {
@@ -138,6 +142,7 @@ impl Pipeline {
                     ratings: ratings.clone(),
                     models: models.clone(),
                     on_evict: on_evict.clone(),
+                    triggers: triggers.clone(),
                 },
                 plugins.clone(),
             );

@@ -78,6 +78,11 @@ impl Out {
         self.staged.push((received, ts));
     }
 
+    /// The staged publications from the `from`-th on (see [`Batch::since`]).
+    pub(crate) fn staged_since(&self, from: usize) -> impl Iterator<Item = (&str, &[u8])> {
+        self.batch.since(from)
+    }
+
     /// Publications staged so far.
     pub(crate) fn staged(&self) -> usize {
         self.batch.len()

@@ -2,7 +2,8 @@
 //! stages in order, and publishes what they produce in batches.
 //!
 //! Stages per event, in this order (each a function below): core state → win probability →
-//! games-list summary → game end (ratings, log bookkeeping) → plugins. Publications are staged
+//! games-list summary → game end (ratings, log bookkeeping) → plugins → triggers (over what
+//! the event published). Publications are staged
 //! in [`Out`] (`out.rs`) and go out together when the queue is drained (or [`MAX_BATCH`] is
 //! reached).
 
@@ -30,6 +31,7 @@ use crate::model::ratings::Ratings;
 use crate::plugin::{EventHistory, PluginSet, ReplayFn, ShardPlugins};
 use crate::seqs::GameSeq;
 use crate::store::{Store, now_ms};
+use crate::triggers::{GameTriggers, Triggers};
 
 /// Most publications a shard stages before publishing them. It publishes as soon as its queue
 /// is empty, so at light load every event goes out alone and at once; under load one push per
@@ -45,6 +47,7 @@ pub(super) struct Shared {
     pub ratings: Arc<Ratings>,
     pub models: Arc<ModelRegistry>,
     pub on_evict: Arc<EvictHook>,
+    pub triggers: Arc<Triggers>,
 }
 
 struct Game {
@@ -60,6 +63,8 @@ struct Game {
     people: HashSet<Box<str>>,
     /// Events folded in since the last snapshot.
     since_snapshot: u64,
+    triggers: GameTriggers,
+    triggers_topic: Option<Arc<Topic>>,
 }
 
 impl Game {
@@ -74,6 +79,8 @@ impl Game {
             seqs: GameSeq::default(),
             people: HashSet::new(),
             since_snapshot: 0,
+            triggers: GameTriggers::default(),
+            triggers_topic: None,
         }
     }
 }
@@ -187,6 +194,7 @@ impl Shard {
         }
         let Some(game) = self.games.get_mut(&event.game) else { return };
         let s = &self.shared;
+        let first_staged = self.out.staged();
         core_state(game, &event, missing, &mut self.out);
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
         self.out.event_done(received, event.ts);
@@ -197,6 +205,9 @@ impl Shard {
         }
         if !self.plugins.is_empty() {
             self.run_plugins(&event, archived);
+        }
+        if !self.shared.triggers.rules().is_empty() {
+            self.run_triggers(&event, first_staged);
         }
         if self.snapshot_every > 0
             && let Some(game) = self.games.get_mut(&event.game)
@@ -239,6 +250,7 @@ impl Shard {
             winprob: game.winprob.save(),
             topics,
             plugins,
+            triggers: game.triggers.clone(),
         };
         match snapshot.encode() {
             Ok(bytes) => {
@@ -272,6 +284,7 @@ impl Shard {
         game.history = History::based_on(snap.seqs.clone());
         game.seqs = snap.seqs;
         game.people = snap.people.into_iter().map(Box::from).collect();
+        game.triggers = snap.triggers;
         let ts = game.state.ts;
         summary(&mut game, ts, &s.games);
         game_end(&mut game, &s.ratings, s.store.as_deref());
@@ -305,6 +318,37 @@ impl Shard {
         if let Some(g) = self.games.get_mut(&ev.game) {
             g.history.push(ev.seq, bytes, self.max_history);
         }
+    }
+
+    /// Feeds the trigger rules what this event published (from the `first`-th staged
+    /// publication on) and stages their firings on `game/{id}/triggers`.
+    fn run_triggers(&mut self, ev: &Event, first: usize) {
+        let Some(game) = self.games.get_mut(&ev.game) else { return };
+        let prefix = topic::game_prefix(&ev.game);
+        let (triggers, sport) = (&self.shared.triggers, game.state.sport);
+        let mut changed = Vec::new();
+        for (name, data) in self.out.staged_since(first) {
+            if let Some(t) = name.strip_prefix(prefix.as_str())
+                && game.triggers.observe(triggers, sport, t, data)
+            {
+                changed.push(t.to_string());
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let (out, slot) = (&mut self.out, &mut game.triggers_topic);
+        game.triggers.evaluate(triggers, sport, (ev.seq, ev.ts), &changed, &mut |fired| {
+            out.stage(
+                slot,
+                || format!("{prefix}triggers"),
+                ev.ts,
+                |buf| {
+                    buf.extend_from_slice(fired);
+                    true
+                },
+            );
+        });
     }
 
     /// Lets go of the bytes of history entries the log now holds (once a second), and reports

@@ -46,6 +46,9 @@ pub struct GameSnapshot {
     pub winprob: SavedWinProb,
     pub topics: Vec<SavedTopic>,
     pub plugins: Vec<SavedPlugin>,
+    /// The trigger rules' state (`crate::triggers`).
+    #[serde(default)]
+    pub triggers: crate::triggers::GameTriggers,
 }
 
 /// One topic at its latest publication, and, in a clean stop's snapshot, the rest of its kept
@@ -161,6 +164,7 @@ mod tests {
                         history: Vec::new(),
                     }],
                     plugins: Vec::new(),
+                    triggers: Default::default(),
                 };
                 let bytes = snap.encode().unwrap();
                 let back = GameSnapshot::decode("g1", &bytes).unwrap();

@@ -1,0 +1,132 @@
+use super::*;
+
+fn rule(name: &str, value: &str, when: &str) -> RuleSpec {
+    RuleSpec {
+        name: name.into(),
+        sport: None,
+        value: value.into(),
+        when: when.into(),
+        hysteresis: 0.0,
+        cooldown_ms: 0,
+        text: String::new(),
+    }
+}
+
+/// Feeds `(seq, topic, json)` publications one event each; returns every firing as JSON.
+fn run(t: &Triggers, pubs: &[(u64, &str, &str)]) -> (Vec<Value>, GameTriggers) {
+    let mut g = GameTriggers::default();
+    let mut fired = Vec::new();
+    for &(seq, topic, data) in pubs {
+        let mut changed = Vec::new();
+        if g.observe(t, Sport::Basketball, topic, data.as_bytes()) {
+            changed.push(topic.to_string());
+        }
+        let ts = seq as i64 * 1_000_000;
+        g.evaluate(t, Sport::Basketball, (seq, ts), &changed, &mut |b| {
+            fired.push(serde_json::from_slice(b).unwrap())
+        });
+    }
+    (fired, g)
+}
+
+fn seqs(fired: &[Value], name: &str) -> Vec<u64> {
+    fired.iter().filter(|f| f["rule"] == name).map(|f| f["seq"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn lead_changes_fire_on_a_sign_change_not_on_a_tie() {
+    let mut r = rule("lead", "state:/score/home - state:/score/away", "sign");
+    r.text = "{state:/home} {state:/score/home}-{state:/score/away} ({value})".into();
+    let t = Triggers::new(&[r], false).unwrap();
+    let s = |h: u32, a: u32| format!(r#"{{"home":"BKN","score":{{"home":{h},"away":{a}}}}}"#);
+    let states = [s(0, 0), s(0, 1), s(2, 2), s(2, 5), s(7, 5), s(7, 7), s(9, 7)];
+    let pubs: Vec<(u64, &str, &str)> =
+        states.iter().enumerate().map(|(i, d)| (i as u64 + 1, "state", d.as_str())).collect();
+    let (fired, _) = run(&t, &pubs);
+    assert_eq!(
+        seqs(&fired, "lead"),
+        [5],
+        "away led from 2 (the first lead is no change), home took it at 5; ties and 9-7 after 7-7 (home again) do not"
+    );
+    assert_eq!(fired[0]["text"], "BKN 7-5 (2.0)");
+    assert_eq!(fired[0]["facts"]["state:/score/home"], 7);
+    assert_eq!(fired[0]["ts"], 5_000_000);
+}
+
+#[test]
+fn crossings_fire_once_until_back_past_the_hysteresis_per_instance() {
+    let mut r = rule("p30", "basketball-boxscore/player/+:/pts", "above 30");
+    r.hysteresis = 5.0;
+    let t = Triggers::new(&[r], false).unwrap();
+    let pubs = [
+        (1, "basketball-boxscore/player/a", r#"{"pts":28}"#),
+        (2, "basketball-boxscore/player/a", r#"{"pts":30}"#),
+        (3, "basketball-boxscore/player/b", r#"{"pts":31}"#),
+        (4, "basketball-boxscore/player/a", r#"{"pts":27}"#),
+        (5, "basketball-boxscore/player/a", r#"{"pts":32}"#),
+        (6, "basketball-boxscore/player/a", r#"{"pts":24}"#),
+        (7, "basketball-boxscore/player/a", r#"{"pts":30}"#),
+        (8, "basketball-boxscore/team/home", r#"{"pts":99}"#),
+    ];
+    let (fired, _) = run(&t, &pubs);
+    assert_eq!(seqs(&fired, "p30"), [2, 3, 7], "a at 2; b at 3; a again only after going under 25");
+    assert_eq!(fired[1]["topic"], "basketball-boxscore/player/b");
+}
+
+#[test]
+fn swings_use_a_source_time_window_and_cooldowns_hold() {
+    let mut r = rule("swing", "winprob:/home", "swing 0.15 within 3");
+    r.cooldown_ms = 4000;
+    let t = Triggers::new(&[r], false).unwrap();
+    let w = ["0.50", "0.55", "0.60", "0.70", "0.50", "0.52", "0.54", "0.56", "0.58", "0.75"];
+    let data: Vec<String> = w.iter().map(|p| format!(r#"{{"home":{p}}}"#)).collect();
+    let pubs: Vec<(u64, &str, &str)> =
+        data.iter().enumerate().map(|(i, d)| (i as u64 + 1, "winprob", d.as_str())).collect();
+    let (fired, _) = run(&t, &pubs);
+    // 0.50 -> 0.70 within 3 s (seqs 1..4); 0.70 -> 0.50 at 5 is within the cooldown; the slow
+    // climb never moves 0.15 in 3 s until 0.58 -> 0.75 at 10.
+    assert_eq!(seqs(&fired, "swing"), [4, 10]);
+}
+
+#[test]
+fn the_same_publications_fire_the_same_triggers_and_the_state_round_trips() {
+    let t = Triggers::new(&[], true).unwrap();
+    let s = |h: u32, a: u32| format!(r#"{{"home":"A","away":"B","score":{{"home":{h},"away":{a}}}}}"#);
+    let states: Vec<String> = (0..40).map(|i| s(i * 2 % 7 + i, i * 3 % 5 + i)).collect();
+    let pubs: Vec<(u64, &str, &str)> =
+        states.iter().enumerate().map(|(i, d)| (i as u64 + 1, "state", d.as_str())).collect();
+    let (a, ga) = run(&t, &pubs);
+    let (b, _) = run(&t, &pubs);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    // Halfway through, the state saved and restored (a snapshot) fires the rest the same.
+    let (first, g) = run(&t, &pubs[..20]);
+    let mut g: GameTriggers = serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+    let mut rest = Vec::new();
+    for &(seq, topic, data) in &pubs[20..] {
+        let changed: Vec<String> = g
+            .observe(&t, Sport::Basketball, topic, data.as_bytes())
+            .then(|| topic.to_string())
+            .into_iter()
+            .collect();
+        g.evaluate(&t, Sport::Basketball, (seq, seq as i64 * 1_000_000), &changed, &mut |x| {
+            rest.push(serde_json::from_slice::<Value>(x).unwrap())
+        });
+    }
+    assert_eq!([first, rest].concat(), a);
+    assert_eq!(g, ga);
+}
+
+#[test]
+fn configured_rules_replace_defaults_by_name_and_sport_and_bad_ones_are_refused() {
+    let mut r = rule("lead_change", "state:/score/home - state:/score/away", "sign");
+    r.sport = Some("basketball".into());
+    r.text = "mine".into();
+    let t = Triggers::new(std::slice::from_ref(&r), true).unwrap();
+    let leads: Vec<&Rule> = t.rules().iter().filter(|x| x.spec.name == "lead_change").collect();
+    assert_eq!(leads.len(), 2, "basketball's replaced, football's kept");
+    assert!(leads.iter().any(|x| x.spec.text == "mine"));
+    assert!(Triggers::new(&[r.clone(), r.clone()], false).unwrap_err().contains("twice"));
+    r.when = "sometimes".into();
+    assert!(Triggers::new(&[r], false).is_err());
+}
