@@ -205,7 +205,7 @@ fn triggers(c: &mut Criterion) {
                 }
                 let (seq, ts, data) = &states[i];
                 game.observe(&rules, sport, "state", black_box(data));
-                game.evaluate(&rules, sport, (*seq, *ts), &changed, &mut |f| {
+                game.evaluate(&rules, ("g", sport), (*seq, *ts), &changed, &mut |f| {
                     black_box(f);
                 });
             })

@@ -124,3 +124,75 @@ async fn real_replays_fire_the_same_triggers_and_they_reconcile_with_the_events(
         assert_eq!(seqs(&a, w), away, "{sport}: {w}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_disarm_suppress_arm_and_fire_by_hand_and_each_is_audited() {
+    // The first simulated game (by seed) with three lead changes.
+    let (events, leads) = (70..200)
+        .map(|seed| sim_events(Sport::Basketball, seed, SIM_START_US))
+        .map(|events| {
+            let leads = derive(&events).0;
+            (events, leads)
+        })
+        .find(|(_, leads)| leads.len() >= 3)
+        .expect("a game with three lead changes");
+    let id = events[0].game.clone();
+    let upto = |seq: u64| events.iter().position(|e| e.seq == seq).unwrap() + 1;
+    let server = TestServer::start().await;
+    let post = |path: String, body: String| {
+        let server = &server;
+        async move { server.admin_post(&path, "application/json", body.as_bytes()).await }
+    };
+    let (status, body) = server.admin_get("/v1/triggers").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"lead_change""#) && body.contains(r#""armed":true"#), "{body}");
+    let subscriber = server.key(opensports_server::auth::Role::Subscriber, &["#"]);
+    let (status, _) = server.call(&subscriber, "POST", "/v1/triggers/lead_change/disarm", None).await;
+    assert_eq!(status, 403, "operators only");
+
+    // Disarmed through the first lead change; armed again with the next one suppressed for
+    // this game; the third fires.
+    assert_eq!(post("/v1/triggers/lead_change/disarm".into(), String::new()).await.0, 200);
+    server.publish_all(&events[..upto(leads[0])]).await;
+    assert_eq!(post("/v1/triggers/lead_change/arm".into(), String::new()).await.0, 200);
+    let (status, body) =
+        post("/v1/triggers/lead_change/suppress".into(), format!(r#"{{"game":"{id}"}}"#)).await;
+    assert_eq!(status, 200, "{body}");
+    server.publish_all(&events[upto(leads[0])..upto(leads[2])]).await;
+    let (status, body) =
+        post("/v1/triggers/lead_change/fire".into(), format!(r#"{{"game":"{id}","text":"by hand"}}"#)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = post("/v1/triggers/no_such_rule/arm".into(), String::new()).await;
+    assert_eq!(status, 404);
+
+    let topic = format!("game/{id}/triggers");
+    let mut sub = server.subscriber().await;
+    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
+        topics: vec![topic.clone()],
+        mode: Mode::All,
+        since: BTreeMap::from([(topic, 0)]),
+        delay_ms: 0,
+        id: None,
+    })
+    .await
+    .unwrap();
+    let msgs =
+        read_until(&mut sub, Duration::from_secs(30), |m| matches!(m, ServerMsg::Subscribed { .. })).await;
+    let fired: Vec<serde_json::Value> = msgs
+        .into_iter()
+        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
+        .collect();
+    assert_eq!(
+        seqs(&fired, "lead_change"),
+        [leads[2], leads[2]],
+        "the third lead change, then the hand-made one: {fired:?}"
+    );
+    let manual = fired.last().unwrap();
+    assert_eq!((manual["manual"].as_bool(), manual["text"].as_str()), (Some(true), Some("by hand")));
+    assert!(fired.iter().filter(|f| f["rule"] == "lead_change").take(1).all(|f| f["manual"].is_null()));
+    let (_, audit) = server.admin_get("/v1/audit").await;
+    for action in ["trigger.disarm", "trigger.arm", "trigger.suppress", "trigger.fire"] {
+        assert!(audit.contains(&format!(r#""action":"{action}""#)), "{action}: {audit}");
+    }
+    assert_eq!(server.metric(r#"opensports_triggers_suppressed_total{reason="operator"}"#).await, 1.0);
+}

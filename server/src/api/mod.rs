@@ -24,6 +24,7 @@ pub mod socket;
 pub mod sse;
 pub mod store;
 pub mod stream;
+pub mod triggers;
 pub mod ws;
 
 use opensports_proto::error_code::http as http_code;
@@ -93,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(admin::audit))
         .route("/v1/delays", get(delays::list))
         .route("/v1/delays/{ms}", axum::routing::post(delays::set))
+        .route("/v1/triggers", get(triggers::list))
+        .route("/v1/triggers/{rule}/{action}", axum::routing::post(triggers::act))
         .route("/v1/topics/{*path}", get(sse::latest))
         .route("/v1/graphics/{file}", get(graphics::document))
         .route("/v1/sse", get(sse::sse))

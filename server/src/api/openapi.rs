@@ -154,6 +154,14 @@ pub const ROUTES: &[Route] = &[
     route!("get" "/v1/audit", "access", Admin, "The audit log, oldest first",
         params: [("after", "query", false, "entry id to start after"), ("limit", "query", false, "at most (default 100, max 1000)")],
         body: None, responses: [(200, JSON, r#"{"entries":[...]}"#), (400, JSON, ERR), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("get" "/v1/triggers", "access", Admin, "Trigger rules, their version, and which are armed (PROTOCOL.md 3.3)",
+        params: [], body: None,
+        responses: [(200, JSON, r#"{"version","rules":[...]}"#), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("post" "/v1/triggers/{rule}/{action}", "access", Admin, "Arm, disarm, suppress the next firing of, or fire by hand a trigger rule; audited",
+        params: [("rule", "path", true, "rule name"), ("action", "path", true, "arm, disarm, suppress or fire")],
+        body: Some((JSON, r#"{"game":"ID","text":"..."} (fire: game required; suppress: game optional)"#)),
+        responses: [(200, JSON, "what changed"), (400, JSON, "bad_request"), (404, JSON, "not_found, no_such_game"),
+            (401, JSON, ERR), (403, JSON, ERR), (503, JSON, "the topic limit")]),
     route!("get" "/v1/delays", "access", Admin, "Delay lines: each topic at each delay, what it holds and released, its lateness",
         params: [], body: None,
         responses: [(200, JSON, r#"{"lines":[...],"overrides":[...],"max_delay_ms"}"#), (401, JSON, ERR), (403, JSON, ERR)]),
@@ -183,7 +191,8 @@ const TOPICS: &str = "^[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}(,[A-Za-z
 fn param_schema(name: &str) -> serde_json::Value {
     use serde_json::json;
     match name {
-        "id" | "game" | "name" => json!({"type": "string", "pattern": NAME}),
+        "id" | "game" | "name" | "rule" => json!({"type": "string", "pattern": NAME}),
+        "action" => json!({"type": "string", "enum": ["arm", "disarm", "suppress", "fire"]}),
         "topic" => json!({"type": "string", "pattern": TOPIC}),
         "topics" => json!({"type": "string", "pattern": TOPICS}),
         "file" => json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}\\.(json|xml|csv)$"}),
@@ -233,6 +242,8 @@ fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
             "properties": {"version": {"type": "string"}}}),
         ("post", "/v1/models/{name}/shadow") => json!({"type": "object", "required": ["version"],
             "properties": {"version": {"type": ["string", "null"]}}}),
+        ("post", "/v1/triggers/{rule}/{action}") => json!({"type": "object", "additionalProperties": false,
+            "properties": {"game": {"type": "string", "pattern": NAME}, "text": {"type": "string", "maxLength": 256}}}),
         ("post", "/v1/delays/{ms}") => json!({"type": "object",
             "additionalProperties": false,
             "properties": {"effective_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": 120_000}}}),

@@ -105,6 +105,7 @@ pub struct Pipeline {
     directory: Arc<GameDirectory>,
     games: Arc<GamesTopic>,
     ratings: Arc<Ratings>,
+    triggers: Arc<crate::triggers::Triggers>,
 }
 
 /// The shard's queue is full; the event comes back to be retried.
@@ -149,7 +150,7 @@ impl Pipeline {
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || shard.run())?);
             senders.push(tx);
         }
-        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), directory, games, ratings }))
+        Ok(Arc::new(Pipeline { senders, threads: Mutex::new(threads), directory, games, ratings, triggers }))
     }
 
     /// Which games exist; ingest admits events against it.
@@ -164,6 +165,11 @@ impl Pipeline {
 
     pub fn ratings(&self) -> &Arc<Ratings> {
         &self.ratings
+    }
+
+    /// The trigger rules every shard runs, and the operators' controls over them.
+    pub fn triggers(&self) -> &Arc<crate::triggers::Triggers> {
+        &self.triggers
     }
 
     /// Queues an event without waiting.

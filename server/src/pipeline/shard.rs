@@ -338,7 +338,7 @@ impl Shard {
             return;
         }
         let (out, slot) = (&mut self.out, &mut game.triggers_topic);
-        game.triggers.evaluate(triggers, sport, (ev.seq, ev.ts), &changed, &mut |fired| {
+        game.triggers.evaluate(triggers, (&ev.game, sport), (ev.seq, ev.ts), &changed, &mut |fired| {
             out.stage(
                 slot,
                 || format!("{prefix}triggers"),

@@ -15,7 +15,9 @@
 
 pub mod rule;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use parking_lot::Mutex;
 
 use opensports_proto::Sport;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,23 @@ pub struct Triggers {
     rules: Vec<Rule>,
     /// The rule set's version (in every firing).
     version: u64,
+    /// The operators' controls (`/v1/triggers`): live only, never replayed.
+    control: Mutex<Control>,
+}
+
+/// What operators decided: rules disarmed, and firings to swallow.
+#[derive(Debug, Default)]
+struct Control {
+    disarmed: HashSet<String>,
+    /// (rule, game or "" for every game) → firings still to swallow.
+    suppress: HashMap<(String, String), u32>,
+}
+
+/// Why a firing was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Disarmed,
+    Suppressed,
 }
 
 impl Triggers {
@@ -45,7 +64,81 @@ impl Triggers {
             all.push(s.clone());
         }
         let rules = all.iter().map(Rule::parse).collect::<Result<Vec<_>, _>>()?;
-        Ok(Triggers { rules, version: 1 })
+        Ok(Triggers { rules, version: 1, control: Mutex::new(Control::default()) })
+    }
+
+    /// Whether a rule of this name exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.rules.iter().any(|r| r.spec.name == name)
+    }
+
+    /// Arms or disarms every rule named `name` (a disarmed rule still follows the game, so
+    /// arming it again never fires a stale moment); whether it was armed before.
+    pub fn set_armed(&self, name: &str, armed: bool) -> bool {
+        let mut c = self.control.lock();
+        let was = !c.disarmed.contains(name);
+        if armed {
+            c.disarmed.remove(name);
+        } else {
+            c.disarmed.insert(name.to_string());
+        }
+        was
+    }
+
+    pub fn is_armed(&self, name: &str) -> bool {
+        !self.control.lock().disarmed.contains(name)
+    }
+
+    /// Swallows the next firing of `name` in `game` (every game: `""`); the firings now
+    /// waiting to be swallowed.
+    pub fn suppress_next(&self, name: &str, game: &str) -> u32 {
+        let mut c = self.control.lock();
+        let n = c.suppress.entry((name.to_string(), game.to_string())).or_default();
+        *n = n.saturating_add(1).min(1000);
+        *n
+    }
+
+    /// Whether a firing of `rule` in `game` goes out, or why not (a suppression is used up).
+    fn admit(&self, rule: &str, game: &str) -> Result<(), Held> {
+        let mut c = self.control.lock();
+        if c.disarmed.contains(rule) {
+            return Err(Held::Disarmed);
+        }
+        for key in [(rule.to_string(), game.to_string()), (rule.to_string(), String::new())] {
+            if let Some(n) = c.suppress.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    c.suppress.remove(&key);
+                }
+                return Err(Held::Suppressed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules as the admin listing shows them.
+    pub fn listing(&self) -> Value {
+        let c = self.control.lock();
+        let rules: Vec<Value> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(&r.spec).unwrap_or(Value::Null);
+                v["armed"] = Value::from(!c.disarmed.contains(&r.spec.name));
+                v
+            })
+            .collect();
+        serde_json::json!({"version": self.version, "rules": rules})
+    }
+
+    /// A firing an operator makes by hand on `game` (`manual: true`; live only, not replayed).
+    pub fn manual(&self, name: &str, game_seq: u64, ts: i64, text: &str) -> Vec<u8> {
+        let fired = serde_json::json!({
+            "rule": name, "version": self.version, "seq": game_seq, "ts": ts, "manual": true,
+            "topic": Value::Null, "value": Value::Null, "facts": {}, "text": text,
+        });
+        metrics::counter!(m::TRIGGERS_FIRED_TOTAL).increment(1);
+        serde_json::to_vec(&fired).unwrap_or_default()
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -106,7 +199,7 @@ impl GameTriggers {
     pub fn evaluate(
         &mut self,
         triggers: &Triggers,
-        sport: Sport,
+        (game, sport): (&str, Sport),
         (seq, ts): (u64, i64),
         changed: &[String],
         fire: &mut impl FnMut(&[u8]),
@@ -119,7 +212,7 @@ impl GameTriggers {
                     for t in changed.iter().filter(|t| src.matches(t)) {
                         let value = self.read(t, &src.pointer);
                         let key = format!("{}/{sport_key}|{t}", rule.spec.name);
-                        self.step(triggers, rule, key, t, value, (seq, ts), fire);
+                        self.step(triggers, rule, (key, game), t, value, (seq, ts), fire);
                     }
                 }
                 None => {
@@ -129,7 +222,7 @@ impl GameTriggers {
                     let value = self.value(rule);
                     let key = format!("{}/{sport_key}", rule.spec.name);
                     let topic = rule.sources().next().map(|s| s.topic.clone()).unwrap_or_default();
-                    self.step(triggers, rule, key, &topic, value, (seq, ts), fire);
+                    self.step(triggers, rule, (key, game), &topic, value, (seq, ts), fire);
                 }
             }
         }
@@ -167,7 +260,7 @@ impl GameTriggers {
         &mut self,
         triggers: &Triggers,
         rule: &Rule,
-        key: String,
+        (key, game): (String, &str),
         topic: &str,
         value: Value,
         (seq, ts): (u64, i64),
@@ -237,6 +330,15 @@ impl GameTriggers {
             return;
         }
         st.last_fired = Some(ts);
+        match triggers.admit(&rule.spec.name, game) {
+            Ok(()) => {}
+            Err(Held::Disarmed) => {
+                return metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "disarmed").increment(1);
+            }
+            Err(Held::Suppressed) => {
+                return metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "operator").increment(1);
+            }
+        }
         let mut facts = serde_json::Map::new();
         for s in rule.sources() {
             let t = if s.is_wild() { topic } else { s.topic.as_str() };

@@ -22,7 +22,7 @@ fn run(t: &Triggers, pubs: &[(u64, &str, &str)]) -> (Vec<Value>, GameTriggers) {
             changed.push(topic.to_string());
         }
         let ts = seq as i64 * 1_000_000;
-        g.evaluate(t, Sport::Basketball, (seq, ts), &changed, &mut |b| {
+        g.evaluate(t, ("g", Sport::Basketball), (seq, ts), &changed, &mut |b| {
             fired.push(serde_json::from_slice(b).unwrap())
         });
     }
@@ -109,7 +109,7 @@ fn the_same_publications_fire_the_same_triggers_and_the_state_round_trips() {
             .then(|| topic.to_string())
             .into_iter()
             .collect();
-        g.evaluate(&t, Sport::Basketball, (seq, seq as i64 * 1_000_000), &changed, &mut |x| {
+        g.evaluate(&t, ("g", Sport::Basketball), (seq, seq as i64 * 1_000_000), &changed, &mut |x| {
             rest.push(serde_json::from_slice::<Value>(x).unwrap())
         });
     }
@@ -129,4 +129,32 @@ fn configured_rules_replace_defaults_by_name_and_sport_and_bad_ones_are_refused(
     assert!(Triggers::new(&[r.clone(), r.clone()], false).unwrap_err().contains("twice"));
     r.when = "sometimes".into();
     assert!(Triggers::new(&[r], false).is_err());
+}
+
+#[test]
+fn operators_disarm_suppress_and_arm_without_stale_firings() {
+    let t = Triggers::new(&[rule("up", "state:/x", "increases")], false).unwrap();
+    let data: Vec<String> = (0..8).map(|x| format!(r#"{{"x":{x}}}"#)).collect();
+    let mut g = GameTriggers::default();
+    let mut fired = Vec::new();
+    let mut feed = |g: &mut GameTriggers, t: &Triggers, game: &str, seq: usize| {
+        g.observe(t, Sport::Soccer, "state", data[seq].as_bytes());
+        let changed = ["state".to_string()];
+        g.evaluate(t, (game, Sport::Soccer), (seq as u64, seq as i64), &changed, &mut |b| {
+            fired.push(serde_json::from_slice::<Value>(b).unwrap()["seq"].as_u64().unwrap())
+        });
+    };
+    feed(&mut g, &t, "g", 0);
+    feed(&mut g, &t, "g", 1);
+    assert!(t.set_armed("up", false));
+    feed(&mut g, &t, "g", 2);
+    assert!(!t.set_armed("up", true));
+    assert_eq!(t.suppress_next("up", "g"), 1);
+    feed(&mut g, &t, "other", 3);
+    feed(&mut g, &t, "g", 4);
+    feed(&mut g, &t, "g", 5);
+    assert_eq!(fired, [1, 3, 5], "2 disarmed; 4 swallowed for game g; others fire");
+    assert_eq!(t.listing()["rules"][0]["armed"], true);
+    let manual: Value = serde_json::from_slice(&t.manual("up", 9, 10, "by hand")).unwrap();
+    assert_eq!((manual["manual"].as_bool(), manual["seq"].as_u64()), (Some(true), Some(9)));
 }
