@@ -301,6 +301,22 @@ pub async fn read_until(
     }
 }
 
+/// Subscribes `sub` to `topic` with `since: 0` (its whole kept history, in `all` mode) and
+/// returns everything up to and with `subscribed`.
+pub async fn from_start(sub: &mut Subscriber, topic: &str) -> Vec<ServerMsg> {
+    let since = std::collections::BTreeMap::from([(topic.to_string(), 0)]);
+    let mode = opensports_proto::ws::Mode::All;
+    let op = opensports_proto::ws::ClientOp::Sub {
+        topics: vec![topic.into()],
+        mode,
+        since,
+        delay_ms: 0,
+        id: None,
+    };
+    sub.send_op(&op).await.unwrap();
+    read_until(sub, WAIT, |m| matches!(m, ServerMsg::Subscribed { .. })).await
+}
+
 /// The publications (msg or snapshot) among `msgs`.
 pub fn publications(msgs: &[ServerMsg]) -> Vec<&Publication> {
     msgs.iter()

@@ -439,18 +439,7 @@ async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
     server.restart().await;
     assert_eq!((rating(&server, strong).await, rating(&server, weak).await), (s2, w2), "not counted again");
     let mut sub = server.subscriber().await;
-    let since = std::collections::BTreeMap::from([("game/rate-a/winprob".to_string(), 0u64)]);
-    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
-        topics: vec!["game/rate-a/winprob".into()],
-        mode: Mode::All,
-        since,
-        delay_ms: 0,
-        id: None,
-    })
-    .await
-    .unwrap();
-    let replayed =
-        read_until(&mut sub, Duration::from_secs(10), |m| matches!(m, ServerMsg::Msg(p) if p.seq == 1)).await;
+    let replayed = opensports_tests::from_start(&mut sub, "game/rate-a/winprob").await;
     let again = replayed
         .iter()
         .find_map(|m| match m {

@@ -229,21 +229,11 @@ async fn a_plugin_without_snapshots_means_a_full_replay_of_its_games_only() {
     // The clean stop kept the history rings: a resume from the start gets every message.
     let topic = format!("game/{}/state", games[1][0].game);
     let mut sub = Subscriber::connect(&again.ws_url()).await.unwrap();
-    let since = BTreeMap::from([(topic.clone(), 0u64)]);
-    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
-        topics: vec![topic],
-        mode: Mode::All,
-        since,
-        delay_ms: 0,
-        id: None,
-    })
-    .await
-    .unwrap();
     let mut seqs = Vec::new();
-    loop {
-        match sub.next_timeout(Duration::from_secs(10)).await.unwrap() {
-            Some(ServerMsg::Msg(p)) => seqs.push(p.seq),
-            Some(ServerMsg::Subscribed { .. }) => break,
+    for m in opensports_tests::from_start(&mut sub, &topic).await {
+        match m {
+            ServerMsg::Msg(p) => seqs.push(p.seq),
+            ServerMsg::Subscribed { .. } => break,
             other => panic!("a resume from 0 after a clean stop: {other:?}"),
         }
     }

@@ -5,15 +5,13 @@
 //! re-derived from the events themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use opensports_proto::ws::{Mode, ServerMsg};
+use opensports_proto::ws::ServerMsg;
 use opensports_proto::{Event, Sport};
 use opensports_server::feeds;
 use opensports_server::pipeline::state::GameState;
-use opensports_tests::{SIM_START_US, TestServer, read_until, sim_events};
+use opensports_tests::{SIM_START_US, TestServer, from_start, sim_events};
 
 fn feed(file: &str, sport: Sport, seed: u64) -> Vec<Event> {
     let Some(dir) = std::env::var_os("OPENSPORTS_DATA").map(PathBuf::from) else {
@@ -30,19 +28,13 @@ fn feed(file: &str, sport: Sport, seed: u64) -> Vec<Event> {
 async fn fired(events: &[Event]) -> Vec<serde_json::Value> {
     let server = TestServer::start_with(|c| c.plugins.builtin = true).await;
     server.publish_all(events).await;
-    let topic = format!("game/{}/triggers", events[0].game);
+    triggers_of(&server, &events[0].game).await
+}
+
+/// Every firing kept on `game/{game}/triggers`, oldest first.
+async fn triggers_of(server: &TestServer, game: &str) -> Vec<serde_json::Value> {
     let mut sub = server.subscriber().await;
-    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
-        topics: vec![topic.clone()],
-        mode: Mode::All,
-        since: BTreeMap::from([(topic, 0)]),
-        delay_ms: 0,
-        id: None,
-    })
-    .await
-    .unwrap();
-    let msgs =
-        read_until(&mut sub, Duration::from_secs(30), |m| matches!(m, ServerMsg::Subscribed { .. })).await;
+    let msgs = from_start(&mut sub, &format!("game/{game}/triggers")).await;
     assert!(!msgs.iter().any(|m| matches!(m, ServerMsg::Reset { .. })), "the whole history is kept");
     msgs.into_iter().filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None }).collect()
 }
@@ -165,23 +157,7 @@ async fn operators_disarm_suppress_arm_and_fire_by_hand_and_each_is_audited() {
     let (status, _) = post("/v1/triggers/no_such_rule/arm".into(), String::new()).await;
     assert_eq!(status, 404);
 
-    let topic = format!("game/{id}/triggers");
-    let mut sub = server.subscriber().await;
-    sub.send_op(&opensports_proto::ws::ClientOp::Sub {
-        topics: vec![topic.clone()],
-        mode: Mode::All,
-        since: BTreeMap::from([(topic, 0)]),
-        delay_ms: 0,
-        id: None,
-    })
-    .await
-    .unwrap();
-    let msgs =
-        read_until(&mut sub, Duration::from_secs(30), |m| matches!(m, ServerMsg::Subscribed { .. })).await;
-    let fired: Vec<serde_json::Value> = msgs
-        .into_iter()
-        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
-        .collect();
+    let fired = triggers_of(&server, &id).await;
     assert_eq!(
         seqs(&fired, "lead_change"),
         [leads[2], leads[2]],
