@@ -24,6 +24,7 @@ export class Subscriber {
     listeners = new Set();
     stateListeners = new Set();
     requests = new Map();
+    /** pattern → [mode, delay_ms] of every live `sub`, replayed with `since` on reconnect. */
     subs = new Map();
     seqs = new Map();
     nextId = 1;
@@ -149,7 +150,7 @@ export class Subscriber {
         if (this.closing)
             return;
         this.reconnects++;
-        for (const [pattern, mode] of this.subs) {
+        for (const [pattern, [mode, delay]] of this.subs) {
             const since = {};
             for (const [t, s] of this.seqs)
                 if (matches(pattern, t))
@@ -157,6 +158,8 @@ export class Subscriber {
             const op = { op: 'sub', topics: [pattern], mode, id: `resume-${this.nextId++}` };
             if (Object.keys(since).length)
                 op.since = since;
+            if (delay)
+                op.delay_ms = delay;
             this.send(op);
         }
     }
@@ -170,15 +173,20 @@ export class Subscriber {
             this.send(op);
         });
     }
-    /** Subscribes; resolves on `subscribed` (snapshots arrive before it), rejects with the server's `error`. */
+    /**
+     * Subscribes; resolves on `subscribed` (snapshots arrive before it), rejects with the server's
+     * `error`. `delayMs`: each message at its source time plus this (a broadcast delay, PROTOCOL.md §2.7).
+     */
     async subscribe(topics, opts = {}) {
         const mode = opts.mode ?? 'all';
         const op = { op: 'sub', topics, mode, id: this.nextId++ };
         if (opts.since)
             op.since = opts.since;
+        if (opts.delayMs)
+            op.delay_ms = opts.delayMs;
         const reply = (await this.request(op));
         for (const t of topics)
-            this.subs.set(t, mode);
+            this.subs.set(t, [mode, opts.delayMs ?? 0]);
         return reply;
     }
     async unsubscribe(topics) {
