@@ -76,6 +76,9 @@ struct State {
     replies: usize,
     /// How the writer closes the socket: a close code and reason, or a plain close.
     close_frame: Option<(u16, &'static str)>,
+    /// The session's delayed patterns and their delays: the lag rule's snapshot of such a
+    /// topic is its delayed value, never the live one.
+    delayed: Vec<(opensports_proto::topic::Pattern, u64)>,
 }
 
 /// What an item costs against the reply budget.
@@ -296,6 +299,18 @@ impl Outbox {
     /// Waits until something is pushed or the outbox is closed.
     pub async fn wait(&self) {
         self.notify.notified().await;
+    }
+
+    /// Sets the session's delayed patterns (see [`Outbox::delay_for`]).
+    pub fn set_delayed(&self, delayed: Vec<(opensports_proto::topic::Pattern, u64)>) {
+        self.state.lock().delayed = delayed;
+    }
+
+    /// The delay this outbox gets `topic` at (`None`: as published): the largest of its
+    /// delayed patterns matching it, so a resync is never early for any of them.
+    pub fn delay_for(&self, topic: &str) -> Option<u64> {
+        let s = self.state.lock();
+        s.delayed.iter().filter(|(p, _)| p.matches(topic)).map(|(_, d)| *d).max()
     }
 
     /// Takes the dropped count and the topics that lost messages, for the `lagged` notice.

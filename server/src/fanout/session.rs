@@ -360,6 +360,7 @@ impl Session {
         if !pending.is_empty() {
             self.since_held.push(pending);
         }
+        self.sync_delayed(group, &outbox);
         self.clock.subscriptions(self.ids.len(), now);
         // In order after the catch-up the subscribe calls queued.
         let id = self.op_id.clone();
@@ -388,12 +389,25 @@ impl Session {
         Ok(())
     }
 
+    /// Tells `group`'s outbox which of its patterns are delayed, and by how much.
+    fn sync_delayed(&self, group: Group, outbox: &Outbox) {
+        let delayed = self
+            .ids
+            .iter()
+            .filter(|((g, _), (_, d))| *g == group && *d > 0)
+            .filter_map(|((_, text), (_, d))| Some((Pattern::parse(text).ok()?, *d)))
+            .collect();
+        outbox.set_delayed(delayed);
+    }
+
     fn unsub(&mut self, topics: Vec<String>, now: Instant) {
         for t in &topics {
             if let Some((id, _)) = self.ids.remove(&(0, t.clone())) {
                 self.fanout.unsubscribe(id);
             }
         }
+        let outbox = self.outbox.clone();
+        self.sync_delayed(0, &outbox);
         self.clock.subscriptions(self.ids.len(), now);
         let id = self.op_id.clone();
         self.outbox.push_item(Item::Frame(frame(&ServerMsg::Unsubscribed { topics, id })));
@@ -540,7 +554,11 @@ impl Framer {
                     metrics::counter!(m::FANOUT_LAGGED_TOTAL).increment(1);
                     self.out.push(Item::Frame(frame(&ServerMsg::Lagged { dropped })));
                     for t in topics {
-                        let Some(p) = self.fanout.latest(&t) else { continue };
+                        let latest = match outbox.delay_for(&t) {
+                            Some(d) => self.fanout.latest_delayed(&t, d),
+                            None => self.fanout.latest(&t),
+                        };
+                        let Some(p) = latest else { continue };
                         // A second lag before anything newer was published: the client has
                         // this snapshot already.
                         if self.resynced.get(&t).is_some_and(|&seen| seen >= p.seq) {

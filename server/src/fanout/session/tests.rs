@@ -486,3 +486,30 @@ fn a_delayed_sub_is_bounded_and_shares_the_line() {
     drop(other);
     assert!(fanout.delay_lines().is_empty(), "lines go with their sessions");
 }
+
+#[test]
+fn a_delayed_subscriber_that_lags_is_resynced_to_the_delayed_value_never_the_live_one() {
+    let mut c = Client::new(cfg(64, 4));
+    let now = crate::metrics::now_us();
+    c.publish("games", now - 600_000_000);
+    c.send(r#"{"op":"sub","topics":["games"],"delay_ms":60000}"#);
+    assert_eq!(brief(&c.read()), ["snapshot games 1", "subscribed games"]);
+    // Stamped ten minutes ago: due at once, more than the queue holds; then one stamped now,
+    // held for a minute.
+    for _ in 0..20 {
+        c.publish("games", now - 600_000_000);
+    }
+    c.publish("games", now);
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = Vec::new();
+    while !got.iter().any(|m: &String| m.starts_with("snapshot")) && Instant::now() < deadline {
+        got.extend(brief(&c.read()));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(got.iter().any(|m| m.starts_with("lagged")), "{got:?}");
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("snapshot games 21"),
+        "the last released, not 22: {got:?}"
+    );
+}
