@@ -3,11 +3,9 @@
 //!
 //! Every subscriber of one topic at one delay shares one [`DelayLine`]: the topic hands the
 //! line its publications as it hands them to a subscriber, the line holds those not due yet,
-//! and a clock thread releases them to the line's own bindings with the same
+//! and one clock thread releases them to the line's own bindings with the same
 //! [`super::deliver`] a topic uses (batches built once for all). A thousand graphics clients
-//! on a 7 s delay cost one queue and one timer, not a thousand. Lines are spread over as many
-//! clock threads as the machine has cores (at most [`MAX_CLOCKS`]), so one busy line (a
-//! release to many subscribers) does not hold the others back.
+//! on a 7 s delay cost one queue and one timer, not a thousand.
 //!
 //! - Due time: `ts + D`, as an instant; a source time later than its arrival (a clock ahead, a
 //!   sped-up replay) counts as the arrival, and a message that arrives already due goes at
@@ -22,7 +20,7 @@
 //!   /v1/admin/delays/{ms}`): a shorter one releases what is now due at once ("catch up"), a
 //!   longer one holds.
 //!
-//! Lock order: topic → line → clock heap; a clock thread takes a line's lock with no other
+//! Lock order: topic → line → clock heap; the clock thread takes a line's lock with no other
 //! held.
 
 use std::cmp::Reverse;
@@ -46,9 +44,6 @@ use opensports_proto::ws::Mode;
 /// wake-up of every subscriber per message (lateness of about this much, by design).
 pub const RELEASE_QUANTUM: Duration = Duration::from_millis(1);
 
-/// Most clock threads.
-pub const MAX_CLOCKS: usize = 4;
-
 /// Distinct delays one session may hold at once.
 pub const MAX_DELAYS_PER_SESSION: usize = 4;
 
@@ -71,17 +66,9 @@ pub struct Delays {
     next_gen: AtomicU64,
     /// Requested delay (ms) → the delay its lines run at (ms).
     overrides: RwLock<HashMap<u64, u64>>,
-    /// Each line is woken by one of them (lines are dealt round-robin).
-    clocks: Box<[Clock]>,
-    next_clock: AtomicUsize,
-    stop: AtomicBool,
-}
-
-/// One clock thread's wake-ups, started on first use.
-#[derive(Debug)]
-struct Clock {
     heap: Mutex<BinaryHeap<Reverse<Wake>>>,
     wake: Condvar,
+    stop: AtomicBool,
     thread: OnceLock<()>,
 }
 
@@ -120,15 +107,10 @@ impl Delays {
             lines: AtomicUsize::new(0),
             next_gen: AtomicU64::new(1),
             overrides: RwLock::new(HashMap::new()),
-            clocks: (0..std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_CLOCKS))
-                .map(|_| Clock {
-                    heap: Mutex::new(BinaryHeap::new()),
-                    wake: Condvar::new(),
-                    thread: OnceLock::new(),
-                })
-                .collect(),
-            next_clock: AtomicUsize::new(0),
+            heap: Mutex::new(BinaryHeap::new()),
+            wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
         })
     }
 
@@ -180,7 +162,6 @@ impl Delays {
             topic: topic.clone(),
             key_ms,
             delays: self.clone(),
-            clock: self.next_clock.fetch_add(1, Ordering::Relaxed) % self.clocks.len(),
             inner: Mutex::new(LineInner { effective_us, ..LineInner::default() }),
         });
         {
@@ -205,32 +186,28 @@ impl Delays {
     }
 
     fn schedule(self: &Arc<Self>, line: &Arc<DelayLine>, at: Instant, generation: u64) {
-        let i = line.clock;
-        let clock = &self.clocks[i];
-        let mut heap = clock.heap.lock();
+        let mut heap = self.heap.lock();
         let earliest = heap.peek().is_none_or(|Reverse(w)| at < w.at);
         heap.push(Reverse(Wake { at, generation, line: Arc::downgrade(line) }));
         drop(heap);
         if earliest {
-            clock.wake.notify_one();
+            self.wake.notify_one();
         }
-        clock.thread.get_or_init(|| {
+        self.thread.get_or_init(|| {
             let delays = self.clone();
-            let name = format!("delay-clock-{i}");
-            let spawned = std::thread::Builder::new().name(name).spawn(move || delays.run(i));
+            let spawned = std::thread::Builder::new().name("delay-clock".into()).spawn(move || delays.run());
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "the delay clock thread did not start: delayed subscribers get nothing");
             }
         });
     }
 
-    /// Clock `i`: sleeps until its earliest wake-up, then releases what is due on those lines.
-    fn run(&self, i: usize) {
-        let clock = &self.clocks[i];
+    /// The clock: sleeps until the earliest wake-up, then releases what is due on those lines.
+    fn run(&self) {
         let mut due_now = Vec::new();
         loop {
             {
-                let mut heap = clock.heap.lock();
+                let mut heap = self.heap.lock();
                 loop {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
@@ -246,16 +223,16 @@ impl Delays {
                     }
                     match heap.peek().map(|Reverse(w)| w.at) {
                         Some(at) => {
-                            clock.wake.wait_until(&mut heap, at);
+                            self.wake.wait_until(&mut heap, at);
                         }
-                        None => clock.wake.wait(&mut heap),
+                        None => self.wake.wait(&mut heap),
                     }
                 }
             }
-            // Each line's own reading: its lateness counts the releases before it.
+            let now = Instant::now();
             for w in due_now.drain(..) {
                 if let Some(line) = w.line.upgrade() {
-                    line.release(Instant::now(), w.generation);
+                    line.release(now, w.generation);
                 }
             }
         }
@@ -268,10 +245,8 @@ impl Delays {
     /// Stops the clock thread (the fan-out is going away).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        for clock in &self.clocks {
-            let _guard = clock.heap.lock();
-            clock.wake.notify_all();
-        }
+        let _guard = self.heap.lock();
+        self.wake.notify_all();
     }
 }
 
@@ -286,8 +261,6 @@ pub struct DelayLine {
     /// The delay its subscribers asked for, ms (what they share it by).
     pub(super) key_ms: u64,
     delays: Arc<Delays>,
-    /// Its clock in `delays.clocks`.
-    clock: usize,
     pub(super) inner: Mutex<LineInner>,
 }
 
