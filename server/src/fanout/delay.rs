@@ -229,10 +229,10 @@ impl Delays {
                     }
                 }
             }
-            let now = Instant::now();
+            // Each line's own reading: its lateness counts the releases before it.
             for w in due_now.drain(..) {
                 if let Some(line) = w.line.upgrade() {
-                    line.release(now, w.generation);
+                    line.release(Instant::now(), w.generation);
                 }
             }
         }
