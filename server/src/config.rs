@@ -423,6 +423,16 @@ pub struct FanoutConfig {
     pub max_delay_lines: usize,
 }
 
+impl FanoutConfig {
+    /// A delay (ms) a subscriber or an operator may ask for, or why not.
+    pub fn check_delay(&self, ms: u64) -> Result<(), String> {
+        match ms > self.max_delay_ms {
+            true => Err(format!("a delay is at most {} ms (fanout.max_delay_ms)", self.max_delay_ms)),
+            false => Ok(()),
+        }
+    }
+}
+
 impl Default for FanoutConfig {
     fn default() -> Self {
         FanoutConfig {

@@ -44,20 +44,20 @@ pub async fn set(
     Path(ms): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let max = app.fanout.config().max_delay_ms;
-    let Some(ms) = ms.parse::<u64>().ok().filter(|d| (1..=max).contains(d)) else {
-        return json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &format!("a delay is 1..={max} ms"));
+    let cfg = app.fanout.config();
+    let Some(ms) = ms.parse::<u64>().ok().filter(|d| *d >= 1) else {
+        let why = "the delay in the path is a whole number of ms, at least 1";
+        return json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, why);
     };
+    if let Err(why) = cfg.check_delay(ms) {
+        return json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &why);
+    }
     let set: SetDelay = match object(&body) {
         Ok(s) => s,
         Err(refused) => return *refused,
     };
-    if set.effective_ms.is_some_and(|e| e > max) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            reason::BAD_DELAY,
-            &format!("effective_ms is at most {max}"),
-        );
+    if let Err(why) = set.effective_ms.map_or(Ok(()), |e| cfg.check_delay(e)) {
+        return json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &why);
     }
     let before = app.fanout.delays().effective_ms(ms);
     let lines = app.fanout.set_delay(ms, set.effective_ms);

@@ -119,10 +119,8 @@ pub struct SseQuery {
 
 /// A `delay` parameter over `fanout.max_delay_ms`: 400 `bad_delay`.
 pub fn delay_refused(app: &AppState, delay: u64) -> Option<Response> {
-    let max = app.fanout.config().max_delay_ms;
-    (delay > max).then(|| {
-        json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &format!("delay is at most {max} ms"))
-    })
+    let why = app.fanout.config().check_delay(delay).err()?;
+    Some(json_error(StatusCode::BAD_REQUEST, reason::BAD_DELAY, &why))
 }
 
 /// `GET /v1/sse`.

@@ -16,8 +16,8 @@
 //!   and a snapshot of the next released one. `fanout.max_delay_lines` lines at once.
 //! - A line's released history is the topic's history up to the line's last released seq, so
 //!   `since` resumes a delayed subscription from the kept history exactly as an undelayed one.
-//! - Operators may run the lines of a requested delay at another one (`PUT
-//!   /v1/admin/delays/{ms}`): a shorter one releases what is now due at once ("catch up"), a
+//! - Operators may run the lines of a requested delay at another one (`POST
+//!   /v1/delays/{ms}`): a shorter one releases what is now due at once ("catch up"), a
 //!   longer one holds.
 //!
 //! Lock order: topic → line → clock heap; the clock thread takes a line's lock with no other
@@ -143,9 +143,26 @@ impl Delays {
         self.line_count() < self.max_lines
     }
 
+    /// The line of `key_ms` among a topic's `lines`, created (and added) when it is the
+    /// first; `None` past `max_delay_lines`.
+    pub(super) fn line_in(
+        self: &Arc<Self>,
+        lines: &mut Vec<Arc<DelayLine>>,
+        topic: &Arc<str>,
+        key_ms: u64,
+        history: &VecDeque<Pub>,
+    ) -> Option<Arc<DelayLine>> {
+        if let Some(l) = lines.iter().find(|l| l.key_ms == key_ms) {
+            return Some(l.clone());
+        }
+        let line = self.line(topic, key_ms, history)?;
+        lines.push(line.clone());
+        Some(line)
+    }
+
     /// A new line for `topic` at requested delay `key_ms`, started from the topic's kept
     /// `history` (what is already due counts as released); `None` past `max_delay_lines`.
-    pub(super) fn line(
+    fn line(
         self: &Arc<Self>,
         topic: &Arc<str>,
         key_ms: u64,
@@ -168,17 +185,16 @@ impl Delays {
             let now = Instant::now();
             let mut l = line.inner.lock();
             for p in history {
-                let due = due(p, effective_us).max(l.last_due.unwrap_or(p.at));
+                let due = l.due(p);
                 if l.pending.is_empty() && due <= now {
                     l.last_due = Some(due);
                     l.released = p.seq;
                     l.latest = Some(p.clone());
                 } else {
-                    l.pending.push_back(p.clone());
-                    l.pending_bytes += p.frame.len();
-                    self.bytes.fetch_add(p.frame.len(), Ordering::Relaxed);
+                    self.hold(&mut l, p);
                 }
             }
+            self.bound(&mut l);
             line.schedule(&mut l);
             self.gauge_bytes();
         }
@@ -238,6 +254,28 @@ impl Delays {
         }
     }
 
+    /// Holds `p` on line `l`, counted against the bounds.
+    fn hold(&self, l: &mut LineInner, p: &Pub) {
+        l.pending.push_back(p.clone());
+        l.pending_bytes += p.frame.len();
+        self.bytes.fetch_add(p.frame.len(), Ordering::Relaxed);
+    }
+
+    /// Drops line `l`'s oldest held messages while it is over `delay_line_bytes` or all lines
+    /// are over `delay_bytes` (the newest is always kept); its subscribers then get `reset`.
+    fn bound(&self, l: &mut LineInner) {
+        while l.pending.len() > 1
+            && (l.pending_bytes > self.line_bytes || self.bytes.load(Ordering::Relaxed) > self.total_bytes)
+        {
+            let Some(old) = l.pending.pop_front() else { break };
+            l.pending_bytes -= old.frame.len();
+            self.bytes.fetch_sub(old.frame.len(), Ordering::Relaxed);
+            l.gap = true;
+            l.stats.dropped += 1;
+            metrics::counter!(m::DELAY_DROPPED_TOTAL).increment(1);
+        }
+    }
+
     fn gauge_bytes(&self) {
         metrics::gauge!(m::DELAY_BUFFERED_BYTES).set(self.bytes.load(Ordering::Relaxed) as f64);
     }
@@ -282,7 +320,7 @@ pub(super) struct LineInner {
     stats: LineStats,
 }
 
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy)]
 struct LineStats {
     released: u64,
     dropped: u64,
@@ -307,26 +345,23 @@ pub struct LineInfo {
     pub late_last_us: u64,
 }
 
+impl LineInner {
+    /// When `p` is due on this line: its own due time, or the one before it if that is later
+    /// (order wins over time).
+    fn due(&self, p: &super::Publication) -> Instant {
+        due(p, self.effective_us).max(self.last_due.unwrap_or(p.at))
+    }
+}
+
 impl DelayLine {
     /// Takes publications of its topic (ascending seq), the topic's lock held.
     pub(super) fn push(self: &Arc<Self>, pubs: &[Pub]) {
         let d = &self.delays;
         let mut l = self.inner.lock();
         for p in pubs {
-            l.pending.push_back(p.clone());
-            l.pending_bytes += p.frame.len();
-            d.bytes.fetch_add(p.frame.len(), Ordering::Relaxed);
+            d.hold(&mut l, p);
         }
-        while l.pending.len() > 1
-            && (l.pending_bytes > d.line_bytes || d.bytes.load(Ordering::Relaxed) > d.total_bytes)
-        {
-            let Some(old) = l.pending.pop_front() else { break };
-            l.pending_bytes -= old.frame.len();
-            d.bytes.fetch_sub(old.frame.len(), Ordering::Relaxed);
-            l.gap = true;
-            l.stats.dropped += 1;
-            metrics::counter!(m::DELAY_DROPPED_TOTAL).increment(1);
-        }
+        d.bound(&mut l);
         if l.scheduled.is_none() {
             self.schedule(&mut l);
         }
@@ -337,7 +372,7 @@ impl DelayLine {
     fn schedule(self: &Arc<Self>, l: &mut LineInner) {
         l.scheduled = None;
         let Some(front) = l.pending.front() else { return };
-        let at = due(front, l.effective_us).max(l.last_due.unwrap_or(front.at)) + RELEASE_QUANTUM;
+        let at = l.due(front) + RELEASE_QUANTUM;
         let generation = self.delays.next_gen.fetch_add(1, Ordering::Relaxed);
         l.scheduled = Some(generation);
         self.delays.schedule(self, at, generation);
@@ -351,13 +386,14 @@ impl DelayLine {
             return;
         }
         let mut out: Vec<Pub> = Vec::new();
+        let lateness = metrics::histogram!(m::DELAY_LATENESS_SECONDS);
         while let Some(front) = l.pending.front() {
-            let due = due(front, l.effective_us).max(l.last_due.unwrap_or(front.at));
+            let due = l.due(front);
             if due > now {
                 break;
             }
             let late = now.saturating_duration_since(due);
-            metrics::histogram!(m::DELAY_LATENESS_SECONDS).record(late.as_secs_f64());
+            lateness.record(late.as_secs_f64());
             l.stats.late_last_us = late.as_micros() as u64;
             l.stats.late_max_us = l.stats.late_max_us.max(l.stats.late_last_us);
             l.last_due = Some(due);
@@ -437,15 +473,8 @@ impl Fanout {
     ) -> Resume {
         let mut guard = topic.inner.lock();
         let inner = &mut *guard;
-        let line = match inner.lines.iter().find(|l| l.key_ms == delay_ms) {
-            Some(l) => l.clone(),
-            None => {
-                let Some(l) = self.delays.line(&topic.name, delay_ms, &inner.history) else {
-                    return Resume::Empty;
-                };
-                inner.lines.push(l.clone());
-                l
-            }
+        let Some(line) = self.delays.line_in(&mut inner.lines, &topic.name, delay_ms, &inner.history) else {
+            return Resume::Empty;
         };
         let mut l = line.inner.lock();
         let l = &mut *l;

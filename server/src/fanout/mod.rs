@@ -328,15 +328,9 @@ impl Fanout {
                         bind_pattern(&mut bindings, ps, skip);
                         continue;
                     }
-                    let line = match lines.iter().find(|l| l.key_ms == ps.delay_ms) {
-                        Some(l) => l.clone(),
-                        None => match self.delays.line(&name, ps.delay_ms, &VecDeque::new()) {
-                            Some(l) => {
-                                lines.push(l.clone());
-                                l
-                            }
-                            None => continue,
-                        },
+                    let Some(line) = self.delays.line_in(&mut lines, &name, ps.delay_ms, &VecDeque::new())
+                    else {
+                        continue;
                     };
                     bind_pattern(&mut line.inner.lock().bindings, ps, skip);
                 }

@@ -372,10 +372,7 @@ impl Session {
     /// [`super::delay::MAX_DELAYS_PER_SESSION`] distinct delays, and the server at most
     /// `fanout.max_delay_lines` lines.
     fn check_delay(&self, delay_ms: u64) -> Result<(), (&'static str, String)> {
-        let max = self.fanout.config().max_delay_ms;
-        if delay_ms > max {
-            return Err((reason::BAD_DELAY, format!("delay_ms is at most {max}")));
-        }
+        self.fanout.config().check_delay(delay_ms).map_err(|why| (reason::BAD_DELAY, why))?;
         let mut held: Vec<u64> = self.ids.values().map(|(_, d)| *d).filter(|d| *d > 0).collect();
         held.sort_unstable();
         held.dedup();
