@@ -201,6 +201,28 @@ impl<'a> Ctx<'a> {
         self.host.emit(name, &self.buf)
     }
 
+    /// Fires trigger `name` (1-64 of `[A-Za-z0-9_-]`): the server publishes it on
+    /// `game/{id}/triggers` as rule `{plugin}:{name}`, at this event's seq, with `text` (at
+    /// most 256 bytes; cut there) and `facts` (a JSON object: what made it fire), under the
+    /// same operators' controls as the server's own rules (arm, disarm, suppress). Plugins
+    /// are deterministic, so a replay fires it at the same seq again. Counts as an emit.
+    pub fn trigger<F: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        text: &str,
+        facts: &F,
+    ) -> Result<(), HostError> {
+        #[derive(Serialize)]
+        struct Fired<'a, F: ?Sized> {
+            text: &'a str,
+            facts: &'a F,
+        }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, &Fired { text, facts }).map_err(|_| HostError::BadJson)?;
+        let topic = format!("{}{name}", proto::plugin_abi::TRIGGER_PREFIX);
+        self.host.emit(&topic, &self.buf)
+    }
+
     /// Runs model `model` on `inputs`; returns its outputs.
     pub fn infer(&mut self, model: &str, inputs: &[f32]) -> Result<Vec<f32>, HostError> {
         let mut out = vec![0f32; 16];

@@ -178,6 +178,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         store: store.clone(),
         ratings,
         on_evict,
+        trigger_edits: stored_trigger_edits(&auth),
     };
     let pipeline = pipeline::Pipeline::start(&config, parts)
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
@@ -330,6 +331,23 @@ fn bind(config: &Config, tls: &ingest::tls::TlsMaterial, listeners: Listeners) -
     let http = tokio::net::TcpListener::from_std(listeners.http)
         .map_err(|source| StartError::Io { what: "TCP listener", source })?;
     Ok(Bound { endpoint, http, quic_addr, http_addr })
+}
+
+/// Start-up step: the operators' changes to the trigger rules, from the key file (none when
+/// unreadable: the configured rules run, and the reason is logged).
+fn stored_trigger_edits(auth: &auth::Auth) -> triggers::Edits {
+    let stored = auth
+        .keys()
+        .setting(triggers::SETTING)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.map(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())).transpose());
+    match stored {
+        Ok(edits) => edits.unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "the stored trigger rule changes cannot be read: running the configured rules");
+            triggers::Edits::default()
+        }
+    }
 }
 
 /// Start-up step: API keys and JWT settings (warns when no publisher could connect yet).

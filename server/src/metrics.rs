@@ -126,6 +126,12 @@ pub fn install() -> PrometheusHandle {
                         &AGE_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(DELAY_LATENESS_SECONDS.into()),
+                        &AGE_BUCKETS,
+                    )
+                })
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -38,7 +38,7 @@ async fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
             .replace("{file}", "nope.js");
         for method in item.as_object().unwrap().keys() {
             let method = method.to_ascii_uppercase();
-            let body = (method == "POST").then_some(("application/json", &b"{}"[..]));
+            let body = (method == "POST" || method == "PUT").then_some(("application/json", &b"{}"[..]));
             let (status, text) = server.call(&admin, &method, &concrete, body).await;
             assert!(
                 status != 405 && !(status == 404 && text.is_empty()),

@@ -47,14 +47,20 @@ async fn server_outputs_equal_the_offline_run_and_boxscore_matches_the_score() {
     let server = TestServer::start_with(|c| {
         c.plugins.load = vec![PluginEntry::new(wasm.clone())];
         c.fanout.queue_len = 1 << 16;
+        // Only the plugin's own triggers on game/{id}/triggers.
+        c.triggers.defaults = false;
     })
     .await;
     let evs = sim_events(Sport::Basketball, 5, SIM_START_US);
     let game = evs[0].game.clone();
     let want = offline("basketball-boxscore", &evs);
+    assert!(
+        want.iter().any(|w| w.contains(r#""topic":"game/"#) && w.contains(r#"/triggers","#)),
+        "the game has a run"
+    );
 
     let mut sub = server.subscriber().await;
-    sub.subscribe_and_wait(&["game/+/basketball-boxscore/#"], Mode::All).await.unwrap();
+    sub.subscribe_and_wait(&["game/+/basketball-boxscore/#", "game/+/triggers"], Mode::All).await.unwrap();
     let mut publisher = server.publisher().await;
     for e in &evs {
         publisher.send(e).await.unwrap();

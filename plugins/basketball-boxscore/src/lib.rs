@@ -10,6 +10,10 @@
 //!   as in the event), for shot charts.
 //! - `alert`: `{kind, ...}` with kind `foul_trouble` (a player's 2nd foul in the first half),
 //!   `lead_change` (`{leader, score}`), `run` (`{side, points}` when one side scores 10+ in a row).
+//!
+//! Triggers (on `game/{id}/triggers`, through `Ctx::trigger`): `basketball-boxscore:run` when
+//! a side reaches 10 unanswered points, `basketball-boxscore:foul_trouble` on a player's 2nd
+//! foul in the first half; `facts` as in the alert.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -175,10 +179,12 @@ impl Boxscore {
         }
         if self.run.1 >= 10 && !self.run_alerted {
             self.run_alerted = true;
+            let facts = serde_json::json!({"side": SIDES[side], "points": self.run.1, "score": self.score});
             let _ = ctx.emit(
                 "alert",
                 &serde_json::json!({"kind": "run", "side": SIDES[side], "points": self.run.1}),
             );
+            let _ = ctx.trigger("run", &format!("{} on a {}-0 run", SIDES[side], self.run.1), &facts);
         }
     }
 }
@@ -248,6 +254,10 @@ impl Plugin for Boxscore {
                     if l.pf == 2 && first_half {
                         let alert = serde_json::json!({"kind": "foul_trouble", "side": SIDES[idx(side)], "player": p.as_str(), "fouls": 2});
                         let _ = ctx.emit("alert", &alert);
+                        let text = format!("{}: 2 fouls in the first half", p.as_str());
+                        let facts =
+                            serde_json::json!({"side": SIDES[idx(side)], "player": p.as_str(), "fouls": 2});
+                        let _ = ctx.trigger("foul_trouble", &text, &facts);
                     }
                 }
             }
@@ -374,6 +384,18 @@ mod tests {
         assert!(alerts.iter().any(|a| a["kind"] == "lead_change"));
         assert!(alerts.iter().any(|a| a["kind"] == "run" && a["points"] == 12));
         assert!(alerts.iter().any(|a| a["kind"] == "foul_trouble"));
+        // Each run and foul-trouble alert is also a trigger, with the same facts.
+        let triggers: Vec<(&str, serde_json::Value)> = out
+            .iter()
+            .filter_map(|o| Some((o.name.strip_prefix("trigger/")?, serde_json::from_str(&o.json).ok()?)))
+            .collect();
+        let runs = alerts.iter().filter(|a| a["kind"] == "run").count();
+        assert_eq!(triggers.iter().filter(|(n, _)| *n == "run").count(), runs);
+        assert!(triggers.iter().any(|(n, t)| *n == "run" && t["facts"]["points"] == 12 && t["text"] != ""));
+        assert_eq!(
+            triggers.iter().filter(|(n, _)| *n == "foul_trouble").count(),
+            alerts.iter().filter(|a| a["kind"] == "foul_trouble").count()
+        );
         let team: serde_json::Value =
             serde_json::from_str(&out.iter().rev().find(|o| o.name == "team/home").unwrap().json).unwrap();
         assert_eq!(team["pts"], 12);

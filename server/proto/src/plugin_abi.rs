@@ -13,6 +13,12 @@ use crate::Sport;
 /// Version of this ABI; the host refuses a module whose `os_abi_version` differs.
 pub const ABI_VERSION: i32 = 1;
 
+/// An `emit` whose topic starts with this is a trigger the plugin fires, `trigger/{name}`: the
+/// host publishes it on `game/{id}/triggers` as rule `{plugin}:{name}` (the payload is
+/// `{"text", "facts", "value"}`), not on the plugin's own topics. `name` is 1-64 of
+/// `[A-Za-z0-9_-]`.
+pub const TRIGGER_PREFIX: &str = "trigger/";
+
 /// The wasm import module of the host functions.
 pub const IMPORT_MODULE: &str = "opensports";
 

@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 
 use super::{AppState, json, json_error};
+use crate::auth::AuditEntry;
 use crate::auth::keys::{entry, public_view};
 use crate::auth::{NewKey, Principal, Refused};
 use crate::metrics as m;
@@ -176,6 +177,13 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 impl Admin {
+    /// An audit entry for an action of this admin, stamped now, to be written with the
+    /// change it records.
+    pub fn entry_for(&self, action: &str, target: &str) -> AuditEntry {
+        let c = &self.0;
+        entry(&c.principal.id, action, target, serde_json::Value::Null, serde_json::Value::Null, c.remote())
+    }
+
     /// Records an admin action in the audit log.
     pub fn audit(
         &self,

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/delays", get(delays::list))
         .route("/v1/delays/{ms}", axum::routing::post(delays::set))
         .route("/v1/triggers", get(triggers::list))
+        .route("/v1/triggers/{rule}", axum::routing::put(triggers::put).delete(triggers::delete))
         .route("/v1/triggers/{rule}/{action}", axum::routing::post(triggers::act))
         .route("/v1/topics/{*path}", get(sse::latest))
         .route("/v1/graphics/{file}", get(graphics::document))

@@ -157,6 +157,16 @@ pub const ROUTES: &[Route] = &[
     route!("get" "/v1/triggers", "access", Admin, "Trigger rules, their version, and which are armed (PROTOCOL.md 3.3)",
         params: [], body: None,
         responses: [(200, JSON, r#"{"version","rules":[...]}"#), (401, JSON, ERR), (403, JSON, ERR)]),
+    route!("put" "/v1/triggers/{rule}", "access", Admin, "Create or replace the trigger rule of this name and sport: validated, a new rule set version, kept across restarts; audited",
+        params: [("rule", "path", true, "rule name")],
+        body: Some((JSON, r#"{"sport","value","when","hysteresis","cooldown_ms","text"} (PROTOCOL.md 3.3)"#)),
+        responses: [(200, JSON, r#"{"rule","version","before","after"}"#), (400, JSON, "bad_request"),
+            (401, JSON, ERR), (403, JSON, ERR), (503, JSON, "store_error")]),
+    route!("delete" "/v1/triggers/{rule}", "access", Admin, "Delete the trigger rule of this name and sport (none: the every-sport one); audited",
+        params: [("rule", "path", true, "rule name"), ("sport", "query", false, "basketball, football, soccer or f1")],
+        body: None,
+        responses: [(200, JSON, r#"{"rule","version","before","after":null}"#), (400, JSON, "bad_request"), (404, JSON, "not_found"),
+            (401, JSON, ERR), (403, JSON, ERR), (503, JSON, "store_error")]),
     route!("post" "/v1/triggers/{rule}/{action}", "access", Admin, "Arm, disarm, suppress the next firing of, or fire by hand a trigger rule; audited",
         params: [("rule", "path", true, "rule name"), ("action", "path", true, "arm, disarm, suppress or fire")],
         body: Some((JSON, r#"{"game":"ID","text":"..."} (fire: game required; suppress: game optional)"#)),
@@ -191,7 +201,9 @@ const TOPICS: &str = "^[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}(,[A-Za-z
 fn param_schema(name: &str) -> serde_json::Value {
     use serde_json::json;
     match name {
-        "id" | "game" | "name" | "rule" => json!({"type": "string", "pattern": NAME}),
+        "id" | "game" | "name" => json!({"type": "string", "pattern": NAME}),
+        // A rule's name (a plugin's trigger is `plugin:name`: not in this subset).
+        "rule" => json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}),
         "action" => json!({"type": "string", "enum": ["arm", "disarm", "suppress", "fire"]}),
         "topic" => json!({"type": "string", "pattern": TOPIC}),
         "topics" => json!({"type": "string", "pattern": TOPICS}),
@@ -201,6 +213,7 @@ fn param_schema(name: &str) -> serde_json::Value {
         "delay" => json!({"type": "integer", "minimum": 0, "maximum": 120_000}),
         "ms" => json!({"type": "integer", "minimum": 1, "maximum": 120_000}),
         "mode" => json!({"type": "string", "enum": ["all", "latest"]}),
+        "sport" => json!({"type": "string", "enum": ["basketball", "football", "soccer", "f1"]}),
         "format" => json!({"type": "string", "enum": ["jsonl", "csv"]}),
         // Clamped to 1..=1000.
         "limit" => json!({"type": "integer", "minimum": 0}),
@@ -242,8 +255,19 @@ fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
             "properties": {"version": {"type": "string"}}}),
         ("post", "/v1/models/{name}/shadow") => json!({"type": "object", "required": ["version"],
             "properties": {"version": {"type": ["string", "null"]}}}),
+        // A subset of the rule language (PROTOCOL.md 3.3) every member of which is a valid rule.
+        ("put", "/v1/triggers/{rule}") => json!({"type": "object", "required": ["value", "when"],
+            "additionalProperties": false,
+            "properties": {
+                "sport": {"type": ["string", "null"], "enum": ["basketball", "football", "soccer", "f1", null]},
+                "value": {"type": "string", "pattern": "^(state|winprob):/[a-z]{1,16}$"},
+                "when": {"type": "string", "enum": ["sign", "increases", "changes"]},
+                "hysteresis": {"type": "number", "minimum": 0},
+                "cooldown_ms": {"type": "integer", "minimum": 0, "maximum": 86_400_000},
+                "text": {"type": "string", "maxLength": 256}}}),
         ("post", "/v1/triggers/{rule}/{action}") => json!({"type": "object", "additionalProperties": false,
-            "properties": {"game": {"type": "string", "pattern": NAME}, "text": {"type": "string", "maxLength": 256}}}),
+            "properties": {"game": {"type": ["string", "null"], "pattern": NAME},
+                           "text": {"type": ["string", "null"], "maxLength": 256}}}),
         ("post", "/v1/delays/{ms}") => json!({"type": "object",
             "additionalProperties": false,
             "properties": {"effective_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": 120_000}}}),
@@ -254,6 +278,11 @@ fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
     })
 }
 
+/// Routes whose body may be left out (arm and disarm take none).
+fn optional_body(method: &str, path: &str) -> bool {
+    (method, path) == ("post", "/v1/triggers/{rule}/{action}")
+}
+
 fn schema(v: serde_json::Value) -> Option<utoipa::openapi::schema::Schema> {
     serde_json::from_value(v).ok()
 }
@@ -262,6 +291,7 @@ fn method(m: &str) -> HttpMethod {
     match m {
         "post" => HttpMethod::Post,
         "delete" => HttpMethod::Delete,
+        "put" => HttpMethod::Put,
         _ => HttpMethod::Get,
     }
 }
@@ -295,7 +325,11 @@ pub fn document() -> OpenApi {
             let content = ContentBuilder::new().schema(body_schema(r.method, r.path).and_then(schema));
             let body = RequestBodyBuilder::new()
                 .description(Some(description))
-                .required(Some(Required::True))
+                .required(Some(if optional_body(r.method, r.path) {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .content(content_type, content.build());
             op = op.request_body(Some(body.build()));
         }

@@ -1,6 +1,11 @@
 //! The operators' hold on triggers (PROTOCOL.md §3.3), admin only, each action audited:
 //!
 //! - `GET /v1/triggers`: the rules, their version and whether each is armed.
+//! - `PUT /v1/triggers/{rule}` with a rule (`sport`, `value`, `when`, ...): creates or
+//!   replaces the rule of that name and sport (`trigger.put`); `DELETE
+//!   /v1/triggers/{rule}?sport=S` removes one (`trigger.delete`). Each change is validated,
+//!   makes the next rule set version, and is kept in the key file with its audit entry in one
+//!   commit, so a restart runs the same rules.
 //! - `POST /v1/triggers/{rule}/arm`, `.../disarm`: a disarmed rule keeps following the games
 //!   but publishes nothing (`trigger.arm` / `trigger.disarm`).
 //! - `POST /v1/triggers/{rule}/suppress` `{"game": ID}` (or `{}`: every game): the next firing
@@ -8,15 +13,18 @@
 //! - `POST /v1/triggers/{rule}/fire` `{"game": ID, "text": "..."}`: a firing by hand on
 //!   `game/{id}/triggers`, `"manual": true`, at the game's last seq (`trigger.fire`).
 //!
-//! Operators' actions are live: a replay of the log fires what the rules fire.
+//! Arming, suppressing and firing by hand are live: a replay of the log fires what the rules
+//! (as they now are) fire.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use opensports_proto::error_code::http as http_code;
 
 use super::admin::Admin;
 use super::{AppState, json, json_error, object};
+use crate::auth::AuditEntry;
+use crate::triggers::{Change, ChangeError, Edits, RuleSpec, SETTING};
 
 /// `GET /v1/triggers`.
 pub async fn list(State(app): State<AppState>, _admin: Admin) -> Response {
@@ -30,6 +38,109 @@ struct Target {
     game: Option<String>,
     #[serde(default)]
     text: Option<String>,
+}
+
+/// `PUT /v1/triggers/{rule}`: the body is the rule without its name (or with the same name).
+pub async fn put(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(rule): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut v: serde_json::Value = match object(&body) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    match v.get("name") {
+        None => v["name"] = serde_json::Value::from(rule.as_str()),
+        Some(n) if n == rule.as_str() => {}
+        Some(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                http_code::BAD_REQUEST,
+                "the body's name differs from the path's",
+            );
+        }
+    }
+    let spec: RuleSpec = match serde_json::from_value(v) {
+        Ok(s) => s,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                http_code::BAD_REQUEST,
+                &format!("not a trigger rule: {e}"),
+            );
+        }
+    };
+    let (auth, entry) = (app.auth.clone(), admin.entry_for("trigger.put", &rule));
+    let triggers = app.pipeline.triggers().clone();
+    let done = tokio::task::spawn_blocking(move || {
+        triggers.put(spec, |edits, change| store(&auth, edits, change, entry))
+    })
+    .await;
+    answer(done, &rule)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Which {
+    #[serde(default)]
+    sport: Option<String>,
+}
+
+/// `DELETE /v1/triggers/{rule}?sport=S` (no sport: the every-sport rule of that name).
+pub async fn delete(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(rule): Path<String>,
+    which: Result<Query<Which>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let which = match which {
+        Ok(Query(w)) => w,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text()),
+    };
+    let (auth, entry) = (app.auth.clone(), admin.entry_for("trigger.delete", &rule));
+    let triggers = app.pipeline.triggers().clone();
+    let name = rule.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        triggers.delete(&name, which.sport, |edits, change| store(&auth, edits, change, entry))
+    })
+    .await;
+    answer(done, &rule)
+}
+
+/// Keeps the edits and the change's audit entry in one commit of the key file.
+fn store(
+    auth: &crate::auth::Auth,
+    edits: &Edits,
+    change: &Change,
+    mut entry: AuditEntry,
+) -> Result<(), String> {
+    let json = serde_json::to_vec(edits).map_err(|e| e.to_string())?;
+    entry.before = serde_json::to_value(&change.before).unwrap_or_default();
+    entry.after = serde_json::json!({"rule": change.after, "version": change.version});
+    auth.keys().put_setting(SETTING, &json, entry).map_err(|e| e.to_string())?;
+    metrics::counter!(crate::metrics::AUDIT_ENTRIES_TOTAL).increment(1);
+    Ok(())
+}
+
+fn answer(done: Result<Result<Change, ChangeError>, tokio::task::JoinError>, rule: &str) -> Response {
+    match done {
+        Ok(Ok(c)) => json(
+            StatusCode::OK,
+            serde_json::json!({"rule": rule, "version": c.version, "before": c.before, "after": c.after})
+                .to_string(),
+        ),
+        Ok(Err(ChangeError::Invalid(e))) => json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e),
+        Ok(Err(e @ ChangeError::NotFound(_))) => {
+            json_error(StatusCode::NOT_FOUND, http_code::NOT_FOUND, &e.to_string())
+        }
+        Ok(Err(e @ ChangeError::Store(_))) => {
+            tracing::error!(error = %e, "a trigger rule change was not stored");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, http_code::STORE_ERROR, &e.to_string())
+        }
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
+    }
 }
 
 /// `POST /v1/triggers/{rule}/{action}`.
@@ -51,6 +162,20 @@ pub async fn act(
             Err(refused) => return *refused,
         }
     };
+    // What every action's body may hold, checked for all of them.
+    let game_ok = |g: &str| {
+        (1..=64).contains(&g.len()) && g.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    if target.game.as_deref().is_some_and(|g| !game_ok(g)) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            http_code::BAD_REQUEST,
+            "game is a game id ([A-Za-z0-9_.-], 1-64)",
+        );
+    }
+    if target.text.as_ref().is_some_and(|t| t.chars().count() > 256) {
+        return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, "text is at most 256 characters");
+    }
     let audit = |what: &str, before: serde_json::Value, after: serde_json::Value| {
         admin.audit(&app, &format!("trigger.{what}"), &rule, before, after);
     };
@@ -76,13 +201,6 @@ pub async fn act(
                 );
             };
             let text = target.text.unwrap_or_default();
-            if text.len() > 256 {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    http_code::BAD_REQUEST,
-                    "text is at most 256 bytes",
-                );
-            }
             let state = app.fanout.latest(&opensports_proto::topic::game_state(&game));
             let (seq, ts) = state.as_ref().map_or((0, 0), |p| {
                 let last = serde_json::from_str::<serde_json::Value>(p.data())

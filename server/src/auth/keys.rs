@@ -22,6 +22,9 @@ use super::scope::{Role, valid_game_pattern};
 const KEYS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("keys");
 /// Entry number → [`AuditEntry`] as JSON. Append-only: nothing deletes or rewrites an entry.
 const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit");
+/// Setting name → JSON: what operators change through the admin API and a restart must keep
+/// (the trigger rules' edits). Each change is written with its audit entry, in one commit.
+const SETTINGS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("settings");
 
 /// File name inside the data dir.
 pub const FILE_NAME: &str = "auth.redb";
@@ -160,6 +163,7 @@ impl KeyStore {
         let w = db.begin_write()?;
         w.open_table(KEYS)?;
         w.open_table(AUDIT)?;
+        w.open_table(SETTINGS)?;
         w.commit()?;
         let mut keys = HashMap::new();
         {
@@ -277,6 +281,23 @@ impl KeyStore {
     /// Appends one audit entry (admin actions other than key changes).
     pub fn audit(&self, e: AuditEntry) -> Result<(), KeyError> {
         let w = self.db.begin_write()?;
+        append(&w, e)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// A setting's JSON, if it was ever set.
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(SETTINGS)?;
+        Ok(t.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Sets a setting and appends its audit entry, in one commit: either both are written or
+    /// neither.
+    pub fn put_setting(&self, name: &str, json: &[u8], e: AuditEntry) -> Result<(), KeyError> {
+        let w = self.db.begin_write()?;
+        w.open_table(SETTINGS)?.insert(name, json)?;
         append(&w, e)?;
         w.commit()?;
         Ok(())

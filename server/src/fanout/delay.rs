@@ -40,9 +40,9 @@ use crate::metrics as m;
 use opensports_proto::ws::Mode;
 
 /// A line wakes this long after its first held message is due, and releases everything due
-/// by then together: one batch for all its subscribers per millisecond at most, instead of a
+/// by then together: one batch for all its subscribers per quantum at most, instead of a
 /// wake-up of every subscriber per message (lateness of about this much, by design).
-pub const RELEASE_QUANTUM: Duration = Duration::from_millis(1);
+pub const RELEASE_QUANTUM: Duration = Duration::from_micros(250);
 
 /// Distinct delays one session may hold at once.
 pub const MAX_DELAYS_PER_SESSION: usize = 4;

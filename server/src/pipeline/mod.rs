@@ -72,6 +72,8 @@ pub struct Parts {
     pub store: Option<Arc<Store>>,
     pub ratings: Arc<Ratings>,
     pub on_evict: EvictHook,
+    /// The operators' stored changes to the trigger rules.
+    pub trigger_edits: crate::triggers::Edits,
 }
 
 impl std::fmt::Debug for Parts {
@@ -119,13 +121,14 @@ pub struct Stopped;
 
 impl Pipeline {
     pub fn start(config: &Config, parts: Parts) -> std::io::Result<Arc<Pipeline>> {
-        let Parts { fanout, plugins, models, store, ratings, on_evict } = parts;
+        let Parts { fanout, plugins, models, store, ratings, on_evict, trigger_edits } = parts;
         let directory = Arc::new(GameDirectory::new(config.pipeline.max_games, config.shard_count()));
         let games = Arc::new(GamesTopic::new(fanout.clone()));
         let on_evict = Arc::new(on_evict);
         // Refused rules stop the start at config validation; here they cannot be.
         let triggers = crate::triggers::Triggers::new(&config.triggers.rules, config.triggers.defaults)
-            .map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?
+            .with_edits(trigger_edits);
         let triggers = Arc::new(triggers);
         let mut senders = Vec::new();
         let mut threads = Vec::new();

@@ -31,7 +31,7 @@ use crate::model::ratings::Ratings;
 use crate::plugin::{EventHistory, PluginSet, ReplayFn, ShardPlugins};
 use crate::seqs::GameSeq;
 use crate::store::{Store, now_ms};
-use crate::triggers::{GameTriggers, Triggers};
+use crate::triggers::{GameTriggers, RuleSet, Triggers};
 
 /// Most publications a shard stages before publishing them. It publishes as soon as its queue
 /// is empty, so at light load every event goes out alone and at once; under load one push per
@@ -206,8 +206,9 @@ impl Shard {
         if !self.plugins.is_empty() {
             self.run_plugins(&event, archived);
         }
-        if !self.shared.triggers.rules().is_empty() {
-            self.run_triggers(&event, first_staged);
+        let rules = self.shared.triggers.current();
+        if !rules.is_empty() {
+            self.run_triggers(&rules, &event, first_staged);
         }
         if self.snapshot_every > 0
             && let Some(game) = self.games.get_mut(&event.game)
@@ -306,30 +307,43 @@ impl Shard {
         // must not replay it.
         let log = self.shared.store.as_deref();
         self.plugins.sync(&Games(&self.games, log));
-        let out = &mut self.out;
+        let (out, triggers) = (&mut self.out, &self.shared.triggers);
+        // Plugin triggers (`trigger/{name}`) go out on `game/{id}/triggers` after the call.
+        let mut fired: Vec<Vec<u8>> = Vec::new();
         self.plugins.on_event(
             &ev.game,
             ev.sport(),
             ev.seq,
             &bytes,
             &Games(&self.games, log),
-            &mut |plugin, emit| out.stage_plugin_output(&ev.game, plugin, &emit.name, ev.ts, &emit.payload),
+            &mut |plugin, emit| match emit.name.strip_prefix(opensports_proto::plugin_abi::TRIGGER_PREFIX) {
+                Some(name) => fired.extend(triggers.plugin_firing(
+                    (plugin, name),
+                    &ev.game,
+                    (ev.seq, ev.ts),
+                    &emit.payload,
+                )),
+                None => out.stage_plugin_output(&ev.game, plugin, &emit.name, ev.ts, &emit.payload),
+            },
         );
         if let Some(g) = self.games.get_mut(&ev.game) {
             g.history.push(ev.seq, bytes, self.max_history);
+            for f in &fired {
+                stage_trigger(&mut self.out, &mut g.triggers_topic, &ev.game, ev.ts, f);
+            }
         }
     }
 
     /// Feeds the trigger rules what this event published (from the `first`-th staged
     /// publication on) and stages their firings on `game/{id}/triggers`.
-    fn run_triggers(&mut self, ev: &Event, first: usize) {
+    fn run_triggers(&mut self, rules: &RuleSet, ev: &Event, first: usize) {
         let Some(game) = self.games.get_mut(&ev.game) else { return };
         let prefix = topic::game_prefix(&ev.game);
         let (triggers, sport) = (&self.shared.triggers, game.state.sport);
         let mut changed = Vec::new();
         for (name, data) in self.out.staged_since(first) {
             if let Some(t) = name.strip_prefix(prefix.as_str())
-                && game.triggers.observe(triggers, sport, t, data)
+                && game.triggers.observe(rules, sport, t, data)
             {
                 changed.push(t.to_string());
             }
@@ -338,16 +352,9 @@ impl Shard {
             return;
         }
         let (out, slot) = (&mut self.out, &mut game.triggers_topic);
-        game.triggers.evaluate(triggers, (&ev.game, sport), (ev.seq, ev.ts), &changed, &mut |fired| {
-            out.stage(
-                slot,
-                || format!("{prefix}triggers"),
-                ev.ts,
-                |buf| {
-                    buf.extend_from_slice(fired);
-                    true
-                },
-            );
+        let at = (ev.seq, ev.ts);
+        game.triggers.evaluate(triggers, rules, (&ev.game, sport), at, &changed, &mut |fired| {
+            stage_trigger(out, slot, &ev.game, ev.ts, fired)
         });
     }
 
@@ -454,4 +461,17 @@ fn game_end(game: &mut Game, ratings: &Ratings, store: Option<&Store>) -> bool {
         store.game_ended(&state.game, now_ms());
     }
     true
+}
+
+/// Stages a trigger firing on `game/{id}/triggers`.
+fn stage_trigger(out: &mut Out, slot: &mut Option<Arc<Topic>>, game: &str, ts: i64, fired: &[u8]) {
+    out.stage(
+        slot,
+        || format!("{}triggers", topic::game_prefix(game)),
+        ts,
+        |buf| {
+            buf.extend_from_slice(fired);
+            true
+        },
+    );
 }

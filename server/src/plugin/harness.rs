@@ -39,6 +39,8 @@ pub struct Harness {
     ticks: u64,
     config: Vec<u8>,
     models: std::sync::Arc<crate::model::ModelRegistry>,
+    /// Publishes the plugin's triggers as the server does (no rules of its own).
+    triggers: crate::triggers::Triggers,
 }
 
 impl std::fmt::Debug for Harness {
@@ -88,6 +90,7 @@ impl Harness {
             ticks,
             config: config.to_vec(),
             models: models.clone(),
+            triggers: crate::triggers::Triggers::new(&[], false).map_err(PluginError::BadOutput)?,
         })
     }
 
@@ -161,7 +164,22 @@ impl Harness {
                     .ok()
                     .and_then(|s| serde_json::value::RawValue::from_string(s).ok())
                     .ok_or((e.seq, PluginError::BadOutput("output is not JSON".into())))?;
-                let topic = opensports_proto::topic::plugin_output(&e.game, &self.name, &em.name);
+                let (topic, data) = match em.name.strip_prefix(opensports_proto::plugin_abi::TRIGGER_PREFIX) {
+                    // A trigger: as the server publishes it (rule set version 1).
+                    Some(name) => {
+                        let fired = self.triggers.plugin_firing(
+                            (&self.name, name),
+                            &e.game,
+                            (e.seq, e.ts),
+                            data.get().as_bytes(),
+                        );
+                        let Some(fired) = fired.and_then(|f| String::from_utf8(f).ok()) else { continue };
+                        let data = serde_json::value::RawValue::from_string(fired)
+                            .map_err(|x| (e.seq, PluginError::BadOutput(x.to_string())))?;
+                        (format!("{}triggers", opensports_proto::topic::game_prefix(&e.game)), data)
+                    }
+                    None => (opensports_proto::topic::plugin_output(&e.game, &self.name, &em.name), data),
+                };
                 out.push(OutputLine { game: e.game.clone(), seq: e.seq, topic, data });
             }
         }

@@ -3,37 +3,124 @@
 //! player reaching 30 points, a swing in win probability, a goal, a safety car.
 //!
 //! - [`rule`]: the rule language and the default set per sport.
-//! - [`Triggers`]: the rules a server runs (defaults, then `[[triggers.rules]]`).
-//! - [`GameTriggers`]: one game's side, on its shard: the latest value of every topic a rule
-//!   reads, taken from the publications each event made, and each rule instance's state
-//!   (armed, previous value, window, last firing). Rules are evaluated once per event, in the
-//!   game's event order, on source time only, so replaying a game fires the same triggers at
-//!   the same seqs; the state is part of the game's snapshot.
+//! - [`Triggers`]: the rules a server runs: the defaults, then `[[triggers.rules]]`, then the
+//!   operators' edits through the admin API ([`Edits`], kept in the key file and applied
+//!   again at start). Each change makes a new [`RuleSet`] with the next version; shards take
+//!   the current one per event.
+//! - [`GameTriggers`] (`game.rs`): one game's side, on its shard: the latest value of every
+//!   topic a rule reads and each rule instance's state. Rules are evaluated once per event,
+//!   in the game's event order, on source time only, so replaying a game under the same rule
+//!   set fires the same triggers at the same seqs; the state is part of the game's snapshot.
+//! - Plugins fire triggers of their own through the SDK (`Ctx::trigger`): an output named
+//!   `trigger/{name}`, published here as rule `{plugin}:{name}` under the same operators'
+//!   controls ([`Triggers::plugin_firing`]).
 //!
 //! A firing is published on `game/{id}/triggers`:
 //! `{"rule","version","seq","ts","topic","value","facts":{source: value},"text"}`.
 
+mod game;
 pub mod rule;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use opensports_proto::Sport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::metrics as m;
+pub use game::GameTriggers;
 pub use rule::{Rule, RuleSpec, Source, When};
+
+/// Rules one server runs at most (defaults, configured and edited together).
+pub const MAX_RULES: usize = 256;
+/// Distinct plugin trigger names the listing remembers.
+const MAX_PLUGIN_RULES: usize = 1024;
+/// The key file setting that holds the operators' [`Edits`].
+pub const SETTING: &str = "triggers.edits";
+/// A plugin trigger's `text`, at most.
+const MAX_TEXT: usize = 256;
+
+/// One version of the rule set: what the shards evaluate.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// The version (in every firing): 1 as configured, one more per operator change.
+    version: u64,
+}
+
+impl RuleSet {
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a rule for `sport` reads topic `t` (under `game/{id}/`).
+    pub fn reads(&self, sport: Sport, t: &str) -> bool {
+        self.rules.iter().any(|r| r.applies_to(sport) && r.sources().any(|s| s.matches(t)))
+    }
+}
+
+/// The operators' changes to the configured rules, in the order made: kept in the key file
+/// (setting [`SETTING`]) and applied over the configured rules at every start.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edits {
+    /// The rule set's version after the last change (0: never changed).
+    pub version: u64,
+    /// One entry per rule (name and sport) ever changed, the latest change only.
+    pub rules: Vec<Edit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    pub name: String,
+    #[serde(default)]
+    pub sport: Option<String>,
+    /// The rule as it now is; none: deleted.
+    pub rule: Option<RuleSpec>,
+    /// The version that made this change.
+    pub version: u64,
+}
+
+/// One change an operator made: the rule before and after, and the new version.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub before: Option<RuleSpec>,
+    pub after: Option<RuleSpec>,
+    pub version: u64,
+}
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no trigger rule {0:?} for that sport")]
+    NotFound(String),
+    #[error("the rule change could not be stored: {0}")]
+    Store(String),
+}
 
 /// The rules a server runs.
 #[derive(Debug)]
 pub struct Triggers {
-    rules: Vec<Rule>,
-    /// The rule set's version (in every firing).
-    version: u64,
+    /// The defaults and the configured rules.
+    base: Vec<RuleSpec>,
+    edits: Mutex<Edits>,
+    set: RwLock<Arc<RuleSet>>,
     /// The operators' controls (`/v1/triggers`): live only, never replayed.
     control: Mutex<Control>,
+    /// Plugin triggers seen so far (`plugin:name`), for the listing.
+    plugin_rules: Mutex<BTreeSet<String>>,
 }
 
 /// What operators decided: rules disarmed, and firings to swallow.
@@ -55,21 +142,105 @@ impl Triggers {
     /// The default rules (when `defaults`), then `specs` (one with a default's name and sport
     /// replaces it); or why one is refused.
     pub fn new(specs: &[RuleSpec], defaults: bool) -> Result<Triggers, String> {
-        let mut all = if defaults { rule::defaults() } else { Vec::new() };
+        let mut base = if defaults { rule::defaults() } else { Vec::new() };
         for (i, s) in specs.iter().enumerate() {
             if specs[..i].iter().any(|o| o.name == s.name && o.sport == s.sport) {
                 return Err(format!("rule {:?} is configured twice for one sport", s.name));
             }
-            all.retain(|d| !(d.name == s.name && d.sport == s.sport));
-            all.push(s.clone());
+            base.retain(|d| !(d.name == s.name && d.sport == s.sport));
+            base.push(s.clone());
         }
-        let rules = all.iter().map(Rule::parse).collect::<Result<Vec<_>, _>>()?;
-        Ok(Triggers { rules, version: 1, control: Mutex::new(Control::default()) })
+        let set = compose(&base, &Edits::default())?;
+        Ok(Triggers {
+            base,
+            edits: Mutex::new(Edits::default()),
+            set: RwLock::new(Arc::new(set)),
+            control: Mutex::new(Control::default()),
+            plugin_rules: Mutex::new(BTreeSet::new()),
+        })
     }
 
-    /// Whether a rule of this name exists.
+    /// Applies the operators' stored edits (at start). Edits that no longer make a valid
+    /// rule set (a configured rule they changed is gone, a limit was lowered) are dropped one
+    /// by one, newest first, with a warning.
+    pub fn with_edits(self, mut edits: Edits) -> Triggers {
+        loop {
+            match compose(&self.base, &edits) {
+                Ok(set) => {
+                    *self.set.write() = Arc::new(set);
+                    *self.edits.lock() = edits;
+                    return self;
+                }
+                Err(e) => {
+                    let dropped =
+                        edits.rules.iter().enumerate().max_by_key(|(_, x)| x.version).map(|(i, _)| i);
+                    let Some(i) = dropped else { return self };
+                    let edit = edits.rules.remove(i);
+                    tracing::warn!(rule = %edit.name, error = %e, "a stored trigger rule edit no longer applies: dropped");
+                }
+            }
+        }
+    }
+
+    /// The rule set now in force.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.set.read().clone()
+    }
+
+    /// Creates or replaces the rule of `spec`'s name and sport. `store` keeps the new edits
+    /// (before the change takes effect: a change that cannot be stored is not made).
+    pub fn put(
+        &self,
+        spec: RuleSpec,
+        store: impl FnOnce(&Edits, &Change) -> Result<(), String>,
+    ) -> Result<Change, ChangeError> {
+        Rule::parse(&spec).map_err(ChangeError::Invalid)?;
+        let (name, sport) = (spec.name.clone(), spec.sport.clone());
+        self.change(&name, sport, Some(spec), store)
+    }
+
+    /// Deletes the rule `name` of `sport` (none: the every-sport one).
+    pub fn delete(
+        &self,
+        name: &str,
+        sport: Option<String>,
+        store: impl FnOnce(&Edits, &Change) -> Result<(), String>,
+    ) -> Result<Change, ChangeError> {
+        self.change(name, sport, None, store)
+    }
+
+    fn change(
+        &self,
+        name: &str,
+        sport: Option<String>,
+        rule: Option<RuleSpec>,
+        store: impl FnOnce(&Edits, &Change) -> Result<(), String>,
+    ) -> Result<Change, ChangeError> {
+        let mut edits = self.edits.lock();
+        let current = self.current();
+        let before = current
+            .rules
+            .iter()
+            .find(|r| r.spec.name == name && r.spec.sport == sport)
+            .map(|r| r.spec.clone());
+        if rule.is_none() && before.is_none() {
+            return Err(ChangeError::NotFound(name.to_string()));
+        }
+        let mut next = edits.clone();
+        next.version = current.version + 1;
+        next.rules.retain(|e| !(e.name == name && e.sport == sport));
+        next.rules.push(Edit { name: name.to_string(), sport, rule: rule.clone(), version: next.version });
+        let set = compose(&self.base, &next).map_err(ChangeError::Invalid)?;
+        let change = Change { before, after: rule, version: next.version };
+        store(&next, &change).map_err(ChangeError::Store)?;
+        *self.set.write() = Arc::new(set);
+        *edits = next;
+        Ok(change)
+    }
+
+    /// Whether a rule of this name exists, or it names a plugin trigger (`plugin:name`).
     pub fn has(&self, name: &str) -> bool {
-        self.rules.iter().any(|r| r.spec.name == name)
+        self.current().rules.iter().any(|r| r.spec.name == name) || plugin_rule_name(name)
     }
 
     /// Arms or disarms every rule named `name` (a disarmed rule still follows the game, so
@@ -116,288 +287,154 @@ impl Triggers {
         Ok(())
     }
 
-    /// The rules as the admin listing shows them.
+    /// Counts a firing held back, and says whether it goes out.
+    fn admitted(&self, rule: &str, game: &str) -> bool {
+        match self.admit(rule, game) {
+            Ok(()) => true,
+            Err(Held::Disarmed) => {
+                metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "disarmed").increment(1);
+                false
+            }
+            Err(Held::Suppressed) => {
+                metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "operator").increment(1);
+                false
+            }
+        }
+    }
+
+    /// The rules as the admin listing shows them: each with the version that last changed it,
+    /// where it comes from (`default`, `config` or `api`) and whether it is armed; then the
+    /// plugin triggers seen so far.
     pub fn listing(&self) -> Value {
+        let set = self.current();
+        let edits = self.edits.lock().clone();
         let c = self.control.lock();
-        let rules: Vec<Value> = self
+        let defaults = rule::defaults();
+        let rules: Vec<Value> = set
             .rules
             .iter()
             .map(|r| {
+                let (name, sport) = (&r.spec.name, &r.spec.sport);
+                let origin = if edits.rules.iter().any(|e| &e.name == name && &e.sport == sport) {
+                    "api"
+                } else if defaults.iter().any(|d| d == &r.spec) {
+                    "default"
+                } else {
+                    "config"
+                };
                 let mut v = serde_json::to_value(&r.spec).unwrap_or(Value::Null);
-                v["armed"] = Value::from(!c.disarmed.contains(&r.spec.name));
+                v["version"] = Value::from(r.version);
+                v["origin"] = Value::from(origin);
+                v["armed"] = Value::from(!c.disarmed.contains(name));
                 v
             })
             .collect();
-        serde_json::json!({"version": self.version, "rules": rules})
+        let plugin: Vec<Value> = self
+            .plugin_rules
+            .lock()
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "armed": !c.disarmed.contains(n)}))
+            .collect();
+        serde_json::json!({"version": set.version, "rules": rules, "plugin_rules": plugin})
     }
 
     /// A firing an operator makes by hand on `game` (`manual: true`; live only, not replayed).
     pub fn manual(&self, name: &str, game_seq: u64, ts: i64, text: &str) -> Vec<u8> {
         let fired = serde_json::json!({
-            "rule": name, "version": self.version, "seq": game_seq, "ts": ts, "manual": true,
+            "rule": name, "version": self.current().version, "seq": game_seq, "ts": ts, "manual": true,
             "topic": Value::Null, "value": Value::Null, "facts": {}, "text": text,
         });
         metrics::counter!(m::TRIGGERS_FIRED_TOTAL).increment(1);
         serde_json::to_vec(&fired).unwrap_or_default()
     }
 
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    pub fn version(&self) -> u64 {
-        self.version
-    }
-
-    /// Whether a rule for `sport` reads topic `t` (under `game/{id}/`).
-    pub fn reads(&self, sport: Sport, t: &str) -> bool {
-        self.rules.iter().any(|r| r.applies_to(sport) && r.sources().any(|s| s.matches(t)))
-    }
-}
-
-/// One game's trigger state (see the module docs). Serialized into the game's snapshot.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GameTriggers {
-    /// The latest value of each topic a rule reads, by topic under `game/{id}/`.
-    values: BTreeMap<String, Value>,
-    /// Each rule instance's state, by `rule/sport` (and `|topic` for a `+` source).
-    states: BTreeMap<String, Instance>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Instance {
-    /// A crossing fired and the value has not gone back past the hysteresis.
-    #[serde(default)]
-    fired: bool,
-    #[serde(default)]
-    last: Option<Value>,
-    /// `swing`: (ts, value) within the window.
-    #[serde(default)]
-    window: VecDeque<(i64, f64)>,
-    #[serde(default)]
-    last_fired: Option<i64>,
-}
-
-impl GameTriggers {
-    /// A publication on this game's topic `t` (under `game/{id}/`): kept when a rule reads it.
-    /// Whether it was.
-    pub fn observe(&mut self, triggers: &Triggers, sport: Sport, t: &str, data: &[u8]) -> bool {
-        if !triggers.reads(sport, t) {
-            return false;
-        }
-        match serde_json::from_slice::<Value>(data) {
-            Ok(v) => {
-                self.values.insert(t.to_string(), v);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Evaluates, after the event `seq` (source time `ts`), the rules reading the topics it
-    /// changed; `fire` gets each firing's JSON.
-    pub fn evaluate(
-        &mut self,
-        triggers: &Triggers,
-        (game, sport): (&str, Sport),
+    /// A trigger plugin `plugin` fired at event `seq` of `game` (its output
+    /// `trigger/{name}`, `payload` = `{"text", "facts", "value"}` from the SDK): the firing to
+    /// publish as rule `{plugin}:{name}`, or none when an operator holds it back or the
+    /// payload is not the SDK's shape.
+    pub fn plugin_firing(
+        &self,
+        (plugin, name): (&str, &str),
+        game: &str,
         (seq, ts): (u64, i64),
-        changed: &[String],
-        fire: &mut impl FnMut(&[u8]),
-    ) {
-        for rule in triggers.rules.iter().filter(|r| r.applies_to(sport)) {
-            let sport_key = rule.spec.sport.as_deref().unwrap_or("*");
-            let wild = rule.sources().next().filter(|s| s.is_wild());
-            match wild {
-                Some(src) => {
-                    for t in changed.iter().filter(|t| src.matches(t)) {
-                        let value = self.read(t, &src.pointer);
-                        let key = format!("{}/{sport_key}|{t}", rule.spec.name);
-                        self.step(triggers, rule, (key, game), t, value, (seq, ts), fire);
-                    }
-                }
-                None => {
-                    if !rule.sources().any(|s| changed.iter().any(|t| s.matches(t))) {
-                        continue;
-                    }
-                    let value = self.value(rule);
-                    let key = format!("{}/{sport_key}", rule.spec.name);
-                    let topic = rule.sources().next().map(|s| s.topic.clone()).unwrap_or_default();
-                    self.step(triggers, rule, (key, game), &topic, value, (seq, ts), fire);
-                }
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let rule = format!("{plugin}:{name}");
+        let body: serde_json::Map<String, Value> = match serde_json::from_slice(payload) {
+            Ok(Value::Object(o)) if plugin_rule_name(&rule) => o,
+            _ => {
+                metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "malformed").increment(1);
+                return None;
             }
-        }
-    }
-
-    fn read(&self, topic: &str, pointer: &str) -> Value {
-        self.values.get(topic).and_then(|v| v.pointer(pointer)).cloned().unwrap_or(Value::Null)
-    }
-
-    /// A rule's value: its one source as it is, or the sum of its terms (null when one is not
-    /// a number).
-    fn value(&self, rule: &Rule) -> Value {
-        if let [t] = rule.terms.as_slice()
-            && let Some(s) = &t.source
-            && !t.negative
-        {
-            return self.read(&s.topic, &s.pointer);
-        }
-        let mut sum = 0.0;
-        for t in &rule.terms {
-            let x = match &t.source {
-                Some(s) => match self.read(&s.topic, &s.pointer).as_f64() {
-                    Some(x) => x,
-                    None => return Value::Null,
-                },
-                None => t.number,
-            };
-            sum += if t.negative { -x } else { x };
-        }
-        serde_json::Number::from_f64(sum).map_or(Value::Null, Value::Number)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &mut self,
-        triggers: &Triggers,
-        rule: &Rule,
-        (key, game): (String, &str),
-        topic: &str,
-        value: Value,
-        (seq, ts): (u64, i64),
-        fire: &mut impl FnMut(&[u8]),
-    ) {
-        let st = self.states.entry(key).or_default();
-        let x = value.as_f64();
-        let hys = rule.spec.hysteresis;
-        let fires = match &rule.when {
-            When::Above(th) => crossing(st, x.map(|x| (x >= *th, x < th - hys))),
-            When::Below(th) => crossing(st, x.map(|x| (x <= *th, x > th + hys))),
-            When::Sign => {
-                // Not `f64::signum`: that makes 0 positive, and a tie is no one's lead.
-                let sign = x.map_or(0.0, |x| {
-                    if x > 0.0 {
-                        1.0
-                    } else if x < 0.0 {
-                        -1.0
-                    } else {
-                        0.0
-                    }
-                });
-                let before = st.last.as_ref().and_then(Value::as_f64).unwrap_or(0.0);
-                if sign != 0.0 {
-                    st.last = Some(Value::from(sign));
-                }
-                sign != 0.0 && before != 0.0 && sign != before
-            }
-            When::Increases => {
-                let before = st.last.as_ref().and_then(Value::as_f64);
-                if x.is_some() {
-                    st.last = Some(value.clone());
-                }
-                matches!((before, x), (Some(b), Some(x)) if x > b)
-            }
-            When::Changes => {
-                let changed = !value.is_null() && st.last.as_ref().unwrap_or(&Value::Null) != &value;
-                if !value.is_null() {
-                    st.last = Some(value.clone());
-                }
-                changed
-            }
-            When::Equals(want) => {
-                let was = st.last.as_ref() == Some(want);
-                st.last = Some(value.clone());
-                &value == want && !was
-            }
-            When::Swing(by, within) => match x {
-                None => false,
-                Some(x) => {
-                    st.window.retain(|(t, _)| *t >= ts - within);
-                    let swung = st.window.iter().any(|(_, w)| (x - w).abs() >= *by);
-                    if swung {
-                        st.window.clear();
-                    }
-                    st.window.push_back((ts, x));
-                    swung
-                }
-            },
         };
-        if !fires {
-            return;
-        }
-        let cooldown = i64::try_from(rule.spec.cooldown_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if st.last_fired.is_some_and(|f| ts.saturating_sub(f) < cooldown) {
-            metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "cooldown").increment(1);
-            return;
-        }
-        st.last_fired = Some(ts);
-        match triggers.admit(&rule.spec.name, game) {
-            Ok(()) => {}
-            Err(Held::Disarmed) => {
-                return metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "disarmed").increment(1);
-            }
-            Err(Held::Suppressed) => {
-                return metrics::counter!(m::TRIGGERS_SUPPRESSED_TOTAL, "reason" => "operator").increment(1);
+        {
+            let mut seen = self.plugin_rules.lock();
+            if seen.len() < MAX_PLUGIN_RULES && !seen.contains(&rule) {
+                seen.insert(rule.clone());
             }
         }
-        let mut facts = serde_json::Map::new();
-        for s in rule.sources() {
-            let t = if s.is_wild() { topic } else { s.topic.as_str() };
-            facts.insert(format!("{t}:{}", s.pointer), self.read(t, &s.pointer));
+        if !self.admitted(&rule, game) {
+            return None;
         }
-        let text = self.render(&rule.spec.text, &value, topic);
+        let mut text = body.get("text").and_then(Value::as_str).unwrap_or_default().to_string();
+        if text.len() > MAX_TEXT {
+            let mut end = MAX_TEXT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        let facts = body
+            .get("facts")
+            .filter(|f| f.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let fired = serde_json::json!({
-            "rule": rule.spec.name, "version": triggers.version, "seq": seq, "ts": ts,
-            "topic": topic, "value": value, "facts": facts, "text": text,
+            "rule": rule, "version": self.current().version, "seq": seq, "ts": ts, "plugin": plugin,
+            "topic": Value::Null, "value": body.get("value").cloned().unwrap_or(Value::Null),
+            "facts": facts, "text": text,
         });
         metrics::counter!(m::TRIGGERS_FIRED_TOTAL).increment(1);
-        if let Ok(bytes) = serde_json::to_vec(&fired) {
-            fire(&bytes);
-        }
-    }
-
-    /// A rule's `text` with `{value}`, `{topic}` and `{topic:/pointer}` replaced.
-    fn render(&self, template: &str, value: &Value, topic: &str) -> String {
-        let mut out = String::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else { break };
-            let inner = &rest[open + 1..open + close];
-            let v = match inner {
-                "value" => value.clone(),
-                "topic" => Value::from(topic),
-                _ => Source::parse(inner).map_or(Value::Null, |s| self.read(&s.topic, &s.pointer)),
-            };
-            out.push_str(&plain(&v));
-            rest = &rest[open + close + 1..];
-        }
-        out.push_str(rest);
-        out
+        serde_json::to_vec(&fired).ok()
     }
 }
 
-/// A crossing: `(at_or_past, back)` of the value; fires once until the value is back past the
-/// hysteresis.
-fn crossing(st: &mut Instance, x: Option<(bool, bool)>) -> bool {
-    match x {
-        Some((true, _)) if !st.fired => {
-            st.fired = true;
-            true
-        }
-        Some((_, true)) => {
-            st.fired = false;
-            false
-        }
-        _ => false,
-    }
+/// `plugin:name`, each part 1-64 of `[A-Za-z0-9_-]`.
+fn plugin_rule_name(s: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    s.split_once(':').is_some_and(|(a, b)| part(a) && part(b))
 }
 
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+/// The rule set of `base` with `edits` applied, in the order they were made.
+fn compose(base: &[RuleSpec], edits: &Edits) -> Result<RuleSet, String> {
+    let mut specs: Vec<(RuleSpec, u64)> = base.iter().map(|s| (s.clone(), 1)).collect();
+    let mut ordered: Vec<&Edit> = edits.rules.iter().collect();
+    ordered.sort_by_key(|e| e.version);
+    for e in ordered {
+        let at = specs.iter().position(|(s, _)| s.name == e.name && s.sport == e.sport);
+        match (&e.rule, at) {
+            (Some(spec), Some(i)) => specs[i] = (spec.clone(), e.version),
+            (Some(spec), None) => specs.push((spec.clone(), e.version)),
+            (None, Some(i)) => {
+                specs.remove(i);
+            }
+            (None, None) => {}
+        }
     }
+    if specs.len() > MAX_RULES {
+        return Err(format!("at most {MAX_RULES} trigger rules"));
+    }
+    let mut rules = Vec::with_capacity(specs.len());
+    for (spec, version) in specs {
+        let mut r = Rule::parse(&spec)?;
+        r.version = version;
+        rules.push(r);
+    }
+    Ok(RuleSet { rules, version: edits.version.max(1) })
 }
 
 #[cfg(test)]

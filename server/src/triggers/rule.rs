@@ -26,7 +26,7 @@ pub struct RuleSpec {
     pub hysteresis: f64,
     /// Source-time milliseconds after a firing during which the rule does not fire again for
     /// the same instance.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub cooldown_ms: u64,
     /// The `text` of a firing: `{value}`, `{topic}` and `{SOURCE}` (any `topic:/pointer`) are
     /// replaced by their values.
@@ -98,6 +98,8 @@ pub struct Rule {
     pub sport: Option<Sport>,
     pub terms: Vec<Term>,
     pub when: When,
+    /// The rule set's version that last changed this rule (1: as configured).
+    pub version: u64,
 }
 
 impl Rule {
@@ -108,6 +110,12 @@ impl Rule {
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !name_ok {
             return Err(format!("rule name {name:?}: use 1-64 letters, digits, '_' or '-'"));
+        }
+        if spec.value.len() > 512 || spec.when.len() > 128 || spec.text.chars().count() > 256 {
+            return Err(format!("rule {name}: value is at most 512 bytes, when 128, text 256 characters"));
+        }
+        if spec.cooldown_ms > 86_400_000 {
+            return Err(format!("rule {name}: cooldown_ms is at most a day (86400000)"));
         }
         let sport = match &spec.sport {
             None => None,
@@ -123,7 +131,7 @@ impl Rule {
         if !(spec.hysteresis.is_finite() && spec.hysteresis >= 0.0) {
             return Err(format!("rule {name}: hysteresis must be a number >= 0"));
         }
-        Ok(Rule { spec: spec.clone(), sport, terms, when })
+        Ok(Rule { spec: spec.clone(), sport, terms, when, version: 1 })
     }
 
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
@@ -307,6 +315,17 @@ pub fn defaults() -> Vec<RuleSpec> {
             "New leader: {state:/f1/cars/0/driver}",
         ),
     ]
+}
+
+/// A `u64` written as an integer or as a float with no fraction (`2000.0`: JSON does not tell
+/// them apart, and JSON Schema's `integer` admits both).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let x = f64::deserialize(d)?;
+    if x.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&x) {
+        Ok(x as u64)
+    } else {
+        Err(serde::de::Error::custom(format!("{x} is not a whole number >= 0")))
+    }
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ fn run(t: &Triggers, pubs: &[(u64, &str, &str)]) -> (Vec<Value>, GameTriggers) {
     let mut fired = Vec::new();
     for &(seq, topic, data) in pubs {
         let mut changed = Vec::new();
-        if g.observe(t, Sport::Basketball, topic, data.as_bytes()) {
+        if g.observe(&t.current(), Sport::Basketball, topic, data.as_bytes()) {
             changed.push(topic.to_string());
         }
         let ts = seq as i64 * 1_000_000;
-        g.evaluate(t, ("g", Sport::Basketball), (seq, ts), &changed, &mut |b| {
+        g.evaluate(t, &t.current(), ("g", Sport::Basketball), (seq, ts), &changed, &mut |b| {
             fired.push(serde_json::from_slice(b).unwrap())
         });
     }
@@ -105,13 +105,18 @@ fn the_same_publications_fire_the_same_triggers_and_the_state_round_trips() {
     let mut rest = Vec::new();
     for &(seq, topic, data) in &pubs[20..] {
         let changed: Vec<String> = g
-            .observe(&t, Sport::Basketball, topic, data.as_bytes())
+            .observe(&t.current(), Sport::Basketball, topic, data.as_bytes())
             .then(|| topic.to_string())
             .into_iter()
             .collect();
-        g.evaluate(&t, ("g", Sport::Basketball), (seq, seq as i64 * 1_000_000), &changed, &mut |x| {
-            rest.push(serde_json::from_slice::<Value>(x).unwrap())
-        });
+        g.evaluate(
+            &t,
+            &t.current(),
+            ("g", Sport::Basketball),
+            (seq, seq as i64 * 1_000_000),
+            &changed,
+            &mut |x| rest.push(serde_json::from_slice::<Value>(x).unwrap()),
+        );
     }
     assert_eq!([first, rest].concat(), a);
     assert_eq!(g, ga);
@@ -123,7 +128,8 @@ fn configured_rules_replace_defaults_by_name_and_sport_and_bad_ones_are_refused(
     r.sport = Some("basketball".into());
     r.text = "mine".into();
     let t = Triggers::new(std::slice::from_ref(&r), true).unwrap();
-    let leads: Vec<&Rule> = t.rules().iter().filter(|x| x.spec.name == "lead_change").collect();
+    let set = t.current();
+    let leads: Vec<&Rule> = set.rules().iter().filter(|x| x.spec.name == "lead_change").collect();
     assert_eq!(leads.len(), 2, "basketball's replaced, football's kept");
     assert!(leads.iter().any(|x| x.spec.text == "mine"));
     assert!(Triggers::new(&[r.clone(), r.clone()], false).unwrap_err().contains("twice"));
@@ -138,9 +144,9 @@ fn operators_disarm_suppress_and_arm_without_stale_firings() {
     let mut g = GameTriggers::default();
     let mut fired = Vec::new();
     let mut feed = |g: &mut GameTriggers, t: &Triggers, game: &str, seq: usize| {
-        g.observe(t, Sport::Soccer, "state", data[seq].as_bytes());
+        g.observe(&t.current(), Sport::Soccer, "state", data[seq].as_bytes());
         let changed = ["state".to_string()];
-        g.evaluate(t, (game, Sport::Soccer), (seq as u64, seq as i64), &changed, &mut |b| {
+        g.evaluate(t, &t.current(), (game, Sport::Soccer), (seq as u64, seq as i64), &changed, &mut |b| {
             fired.push(serde_json::from_slice::<Value>(b).unwrap()["seq"].as_u64().unwrap())
         });
     };
@@ -157,4 +163,106 @@ fn operators_disarm_suppress_and_arm_without_stale_firings() {
     assert_eq!(t.listing()["rules"][0]["armed"], true);
     let manual: Value = serde_json::from_slice(&t.manual("up", 9, 10, "by hand")).unwrap();
     assert_eq!((manual["manual"].as_bool(), manual["seq"].as_u64()), (Some(true), Some(9)));
+}
+
+#[test]
+fn operators_edit_rules_each_change_a_new_version_stored_before_it_applies() {
+    let t = Triggers::new(&[rule("up", "state:/x", "increases")], false).unwrap();
+    assert_eq!(t.current().version(), 1);
+    // A change that cannot be stored is not made.
+    let refused = t.put(rule("down", "state:/x", "below 0"), |_, _| Err("disk full".into()));
+    assert!(matches!(refused, Err(ChangeError::Store(_))));
+    assert_eq!((t.current().version(), t.current().rules().len()), (1, 1));
+    let mut stored = Edits::default();
+    let c = t
+        .put(rule("down", "state:/x", "below 0"), |e, _| {
+            stored = e.clone();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((c.version, c.before.is_none()), (2, true));
+    let c = t
+        .put(rule("up", "state:/x", "above 5"), |e, _| {
+            stored = e.clone();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((c.version, c.before.unwrap().when.as_str()), (3, "increases"));
+    assert!(matches!(t.put(rule("bad", "state:/x", "often"), |_, _| Ok(())), Err(ChangeError::Invalid(_))));
+    assert!(matches!(t.delete("nope", None, |_, _| Ok(())), Err(ChangeError::NotFound(_))));
+    // What was stored, applied over the same configuration, is the same rule set.
+    let again =
+        Triggers::new(&[rule("up", "state:/x", "increases")], false).unwrap().with_edits(stored.clone());
+    let (a, b) = (t.current(), again.current());
+    assert_eq!(a.version(), b.version());
+    assert_eq!(a.rules(), b.rules());
+    assert_eq!(t.listing()["rules"][0]["origin"], "api");
+    t.delete("down", None, |e, _| {
+        stored = e.clone();
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((t.current().version(), t.current().rules().len()), (4, 1));
+    assert_eq!(stored.rules.len(), 2, "one entry per rule changed: up replaced, down deleted");
+}
+
+#[test]
+fn a_changed_rule_starts_afresh_and_firings_carry_the_version() {
+    let t = Triggers::new(&[rule("hi", "state:/x", "above 5")], false).unwrap();
+    let data: Vec<String> = [1, 6, 7, 8, 9].iter().map(|x| format!(r#"{{"x":{x}}}"#)).collect();
+    let mut g = GameTriggers::default();
+    let mut fired: Vec<Value> = Vec::new();
+    let mut feed = |g: &mut GameTriggers, seq: usize| {
+        let set = t.current();
+        g.observe(&set, Sport::Soccer, "state", data[seq].as_bytes());
+        g.evaluate(
+            &t,
+            &set,
+            ("g", Sport::Soccer),
+            (seq as u64, seq as i64),
+            &["state".to_string()],
+            &mut |b| fired.push(serde_json::from_slice(b).unwrap()),
+        );
+    };
+    feed(&mut g, 0);
+    feed(&mut g, 1);
+    feed(&mut g, 2);
+    // Same condition, new version: the old instance's "fired" is not carried over.
+    t.put(rule("hi", "state:/x", "above 6.5"), |_, _| Ok(())).unwrap();
+    feed(&mut g, 3);
+    feed(&mut g, 4);
+    let got: Vec<(u64, u64)> =
+        fired.iter().map(|f| (f["seq"].as_u64().unwrap(), f["version"].as_u64().unwrap())).collect();
+    assert_eq!(got, [(1, 1), (3, 2)]);
+    assert_eq!(g.instances(), 1, "the old version's state is pruned");
+}
+
+#[test]
+fn plugin_triggers_are_published_under_the_operators_controls() {
+    let t = Triggers::new(&[], false).unwrap();
+    let payload = br#"{"text":"BKN on a 10-0 run","facts":{"points":10}}"#;
+    let f: Value =
+        serde_json::from_slice(&t.plugin_firing(("boxscore", "run"), "g", (7, 70), payload).unwrap())
+            .unwrap();
+    assert_eq!(
+        (f["rule"].as_str(), f["seq"].as_u64(), f["plugin"].as_str()),
+        (Some("boxscore:run"), Some(7), Some("boxscore"))
+    );
+    assert_eq!((f["text"].as_str(), f["facts"]["points"].as_u64()), (Some("BKN on a 10-0 run"), Some(10)));
+    assert!(t.has("boxscore:run"));
+    t.set_armed("boxscore:run", false);
+    assert!(t.plugin_firing(("boxscore", "run"), "g", (8, 80), payload).is_none());
+    t.set_armed("boxscore:run", true);
+    t.suppress_next("boxscore:run", "g");
+    assert!(t.plugin_firing(("boxscore", "run"), "g", (9, 90), payload).is_none());
+    assert!(t.plugin_firing(("boxscore", "run"), "g", (10, 100), payload).is_some());
+    // Not the SDK's shape, or a bad name: nothing.
+    assert!(t.plugin_firing(("boxscore", "run"), "g", (11, 110), b"[1]").is_none());
+    assert!(t.plugin_firing(("boxscore", "a/b"), "g", (12, 120), payload).is_none());
+    let long = format!(r#"{{"text":"{}"}}"#, "é".repeat(200));
+    let f: Value =
+        serde_json::from_slice(&t.plugin_firing(("p", "x"), "g", (13, 130), long.as_bytes()).unwrap())
+            .unwrap();
+    assert!(f["text"].as_str().unwrap().len() <= 256);
+    assert_eq!(t.listing()["plugin_rules"][0]["name"], "boxscore:run");
 }
