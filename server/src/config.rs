@@ -421,6 +421,12 @@ pub struct FanoutConfig {
     pub delay_bytes: usize,
     /// Delay lines at once (one per topic and delay with subscribers). Default 10000.
     pub max_delay_lines: usize,
+    /// The delay lines' clock thread asks for real-time priority (`SCHED_RR` 1) where the
+    /// process may (root or `CAP_SYS_NICE`; otherwise it stays a normal thread, logged): on
+    /// a machine whose cores are busy, a normal thread's wake-ups wait for a core and releases
+    /// run late by that much. Its work per wake-up is bounded (one release of the lines then
+    /// due). Default true.
+    pub delay_clock_realtime: bool,
 }
 
 impl FanoutConfig {
@@ -452,6 +458,7 @@ impl Default for FanoutConfig {
             delay_line_bytes: 4 << 20,
             delay_bytes: 256 << 20,
             max_delay_lines: 10_000,
+            delay_clock_realtime: true,
         }
     }
 }

@@ -39,10 +39,11 @@ use crate::config::FanoutConfig;
 use crate::metrics as m;
 use opensports_proto::ws::Mode;
 
-/// A line wakes this long after its first held message is due, and releases everything due
-/// by then together: one batch for all its subscribers per quantum at most, instead of a
-/// wake-up of every subscriber per message (lateness of about this much, by design).
-pub const RELEASE_QUANTUM: Duration = Duration::from_micros(250);
+/// The clock's grid: a line wakes at the first tick of this grid after its first held
+/// message is due, and every line due within one tick is released in the same wake-up. A
+/// subscriber of many lines (`game/+/state`) is then woken once per tick at most, not once
+/// per line and message; a release is late by under one tick, by design.
+pub const RELEASE_QUANTUM: Duration = Duration::from_millis(1);
 
 /// Distinct delays one session may hold at once.
 pub const MAX_DELAYS_PER_SESSION: usize = 4;
@@ -70,6 +71,9 @@ pub struct Delays {
     wake: Condvar,
     stop: AtomicBool,
     thread: OnceLock<()>,
+    /// The grid's origin.
+    epoch: Instant,
+    realtime: bool,
 }
 
 #[derive(Debug)]
@@ -111,6 +115,8 @@ impl Delays {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             thread: OnceLock::new(),
+            epoch: Instant::now(),
+            realtime: cfg.delay_clock_realtime,
         })
     }
 
@@ -211,7 +217,12 @@ impl Delays {
         }
         self.thread.get_or_init(|| {
             let delays = self.clone();
-            let spawned = std::thread::Builder::new().name("delay-clock".into()).spawn(move || delays.run());
+            let spawned = std::thread::Builder::new().name("delay-clock".into()).spawn(move || {
+                if delays.realtime {
+                    realtime_priority();
+                }
+                delays.run()
+            });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "the delay clock thread did not start: delayed subscribers get nothing");
             }
@@ -254,6 +265,14 @@ impl Delays {
         }
     }
 
+    /// The first tick of the grid strictly after `due`.
+    fn tick_after(&self, due: Instant) -> Instant {
+        let q = RELEASE_QUANTUM.as_nanos();
+        let since = due.saturating_duration_since(self.epoch).as_nanos();
+        let ticks = since / q + 1;
+        self.epoch + Duration::from_nanos(u64::try_from(ticks * q).unwrap_or(u64::MAX))
+    }
+
     /// Holds `p` on line `l`, counted against the bounds.
     fn hold(&self, l: &mut LineInner, p: &Pub) {
         l.pending.push_back(p.clone());
@@ -287,6 +306,27 @@ impl Delays {
         self.wake.notify_all();
     }
 }
+
+/// Gives the calling thread real-time priority (`SCHED_RR` 1) if the process may; otherwise
+/// logs why not and leaves it as it is.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn realtime_priority() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid `sched_param`; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    if rc == 0 {
+        tracing::debug!("the delay clock runs at real-time priority (SCHED_RR 1)");
+    } else {
+        tracing::info!(
+            error = %std::io::Error::last_os_error(),
+            "the delay clock runs at normal priority (real-time needs root or CAP_SYS_NICE): releases may be late while the cores are busy"
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn realtime_priority() {}
 
 fn ms_to_us(ms: u64) -> i64 {
     i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX)
@@ -372,7 +412,7 @@ impl DelayLine {
     fn schedule(self: &Arc<Self>, l: &mut LineInner) {
         l.scheduled = None;
         let Some(front) = l.pending.front() else { return };
-        let at = l.due(front) + RELEASE_QUANTUM;
+        let at = self.delays.tick_after(l.due(front));
         let generation = self.delays.next_gen.fetch_add(1, Ordering::Relaxed);
         l.scheduled = Some(generation);
         self.delays.schedule(self, at, generation);
