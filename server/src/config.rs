@@ -32,6 +32,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub graphics: GraphicsConfig,
     pub triggers: TriggersConfig,
+    pub push: crate::push::PushConfig,
 }
 
 /// `[triggers]`: rules that fire moments on `game/{id}/triggers` (PROTOCOL.md §3.3).

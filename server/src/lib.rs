@@ -58,6 +58,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;
+pub mod push;
 pub mod seqs;
 pub mod sim;
 pub mod store;
@@ -229,8 +230,16 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
             (graphics.clone(), fanout.clone(), pipeline.directory().clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(graphics::drop::run(dir, g, f, d, stop)));
     }
+    let dir = config.server.data_dir.clone();
+    let push_cfg = config.push.clone();
+    let push = blocking("opening the push store", move || push::Push::open(&dir, push_cfg)).await?.map_err(
+        |source| StartError::Io { what: "opening the push store", source: std::io::Error::other(source) },
+    )?;
+    tasks.push(tokio::spawn(push.clone().run_dispatcher(fanout.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(push.clone().run_sender(shutdown_rx.clone())));
     let app = api::AppState {
         fanout: fanout.clone(),
+        push,
         graphics,
         pipeline: pipeline.clone(),
         plugins: plugins.clone(),

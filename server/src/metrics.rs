@@ -81,6 +81,12 @@ pub const STORE_SNAPSHOTS_TOTAL: &str = "opensports_store_snapshots_total";
 pub const STORE_SNAPSHOTS_DROPPED_TOTAL: &str = "opensports_store_snapshots_dropped_total";
 pub const STORE_SNAPSHOT_BYTES: &str = "opensports_store_snapshot_bytes";
 pub const GRAPHICS_FILES_WRITTEN_TOTAL: &str = "opensports_graphics_files_written_total";
+pub const PUSH_DEVICES: &str = "opensports_push_devices";
+pub const PUSH_QUEUED_TOTAL: &str = "opensports_push_queued_total";
+pub const PUSH_SENT_TOTAL: &str = "opensports_push_sent_total";
+/// Failed attempts, by `reason` (`throttled`, `unavailable`, `gone`, `rejected`, `lagged`).
+pub const PUSH_FAILED_TOTAL: &str = "opensports_push_failed_total";
+pub const PUSH_DEAD_TOTAL: &str = "opensports_push_dead_total";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
@@ -161,6 +167,9 @@ fn zero() {
         FANOUT_LAGGED_TOTAL,
         DELAY_DROPPED_TOTAL,
         TRIGGERS_FIRED_TOTAL,
+        PUSH_QUEUED_TOTAL,
+        PUSH_SENT_TOTAL,
+        PUSH_DEAD_TOTAL,
         WS_FRAMES_SENT_TOTAL,
         STORE_EVENTS_TOTAL,
     ] {
@@ -301,6 +310,14 @@ fn describe() {
         GRAPHICS_FILES_WRITTEN_TOTAL,
         "Graphics documents written to graphics.drop_dir (each atomically, on change)"
     );
+    describe_gauge!(PUSH_DEVICES, "Devices registered for push notifications");
+    describe_counter!(PUSH_QUEUED_TOTAL, "Pushes recorded in the outbox (one per device and moment)");
+    describe_counter!(PUSH_SENT_TOTAL, "Pushes the provider accepted");
+    describe_counter!(
+        PUSH_FAILED_TOTAL,
+        "Failed push attempts by reason: throttled (429), unavailable (5xx, no answer), gone (device removed), rejected (other 4xx), lagged (firings the dispatcher missed)"
+    );
+    describe_counter!(PUSH_DEAD_TOTAL, "Pushes dead-lettered (no more attempts)");
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

@@ -116,7 +116,8 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
         eprintln!("SKIPPED: schemathesis not installed (bash tests/run installs it)");
         return;
     };
-    let server = TestServer::start().await;
+    // Webhook devices need a signing secret.
+    let server = TestServer::start_with(|c| c.push.webhook_secret = "schemathesis".into()).await;
     let admin = server.admin_key();
     let config = server.dir.path().join("schemathesis.toml");
     // A resume point names topics the patterns match, which no schema can say: SSE runs

@@ -160,9 +160,13 @@ pub mod http {
     pub const STORE_ERROR: &str = "store_error";
     /// 500: a task failed unexpectedly.
     pub const INTERNAL: &str = "internal";
+    /// 409: the credential (or the server) has as many devices as `push.max_devices_per_credential`
+    /// (`push.max_devices`) allow.
+    pub const TOO_MANY_DEVICES: &str = "too_many_devices";
 
     /// Every code of this module, for documentation checks.
     pub const ALL: &[&str] = &[
+        TOO_MANY_DEVICES,
         UNAUTHORIZED,
         FORBIDDEN,
         BACKOFF,

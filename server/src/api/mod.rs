@@ -15,6 +15,7 @@
 pub mod admin;
 mod deadline;
 pub mod delays;
+pub mod devices;
 pub mod graphics;
 pub mod graphql;
 pub mod openapi;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub certificate: Arc<str>,
     /// The cluster this node joined (`[cluster]`), if any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Devices and the push outbox.
+    pub push: Arc<crate::push::Push>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -94,6 +97,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(admin::audit))
         .route("/v1/delays", get(delays::list))
         .route("/v1/delays/{ms}", axum::routing::post(delays::set))
+        .route("/v1/devices", get(devices::list).post(devices::register))
+        .route("/v1/devices/{id}", axum::routing::delete(devices::remove))
+        .route("/v1/push/outbox", get(devices::outbox))
         .route("/v1/triggers", get(triggers::list))
         .route("/v1/triggers/{rule}", axum::routing::put(triggers::put).delete(triggers::delete))
         .route("/v1/triggers/{rule}/{action}", axum::routing::post(triggers::act))

@@ -1,0 +1,79 @@
+use super::*;
+
+fn webhook(games: &[&str], kinds: &[&str]) -> NewDevice {
+    NewDevice {
+        provider: "webhook".into(),
+        url: "http://127.0.0.1:9/push".into(),
+        locale: None,
+        games: games.iter().map(|s| s.to_string()).collect(),
+        kinds: kinds.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn push(cfg: PushConfig) -> (tempfile::TempDir, Arc<Push>) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Push::open(dir.path(), cfg).unwrap();
+    (dir, p)
+}
+
+fn secret() -> PushConfig {
+    PushConfig { webhook_secret: "s3cret".into(), max_devices_per_credential: 2, ..PushConfig::default() }
+}
+
+#[test]
+fn devices_are_checked_bounded_per_credential_and_kept() {
+    let (dir, p) = push(secret());
+    for (bad, why) in [
+        (NewDevice { provider: "fcm".into(), ..webhook(&["g"], &[]) }, "not built yet"),
+        (NewDevice { url: "ftp://x/y".into(), ..webhook(&["g"], &[]) }, "http(s)"),
+        (NewDevice { locale: Some("fr".into()), ..webhook(&["g"], &[]) }, "locale"),
+        (webhook(&[], &[]), "1 to 32"),
+        (webhook(&["g/1"], &[]), "game id"),
+        (webhook(&["g"], &["a b"]), "rule name"),
+    ] {
+        let e = p.register("k1", bad).unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    let a = p.register("k1", webhook(&["g"], &[])).unwrap();
+    p.register("k1", webhook(&["g"], &[])).unwrap();
+    assert!(matches!(p.register("k1", webhook(&["g"], &[])), Err(DeviceError::Full(_))));
+    p.register("k2", webhook(&["g"], &[])).unwrap();
+    assert_eq!(p.remove(&a.id, Some("k2")).unwrap(), None, "not k2's");
+    assert_eq!(p.remove(&a.id, Some("k1")).unwrap().map(|d| d.id), Some(a.id.clone()));
+    drop(p);
+    let again = Push::open(dir.path(), secret()).unwrap();
+    assert_eq!(again.devices(Some("k1")).len(), 1);
+    assert_eq!(again.devices(None).len(), 2);
+    let (_d, off) = push(PushConfig::default());
+    assert!(off.register("k1", webhook(&["g"], &[])).unwrap_err().to_string().contains("webhook_secret"));
+}
+
+#[test]
+fn a_firing_queues_one_entry_per_wanting_device_once() {
+    let (_dir, p) = push(secret());
+    let all = p.register("k1", webhook(&["g1"], &[])).unwrap();
+    let goals = p.register("k2", webhook(&["g1", "g2"], &["home_goal"])).unwrap();
+    let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
+    assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 2);
+    assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 0, "a replay of it queues nothing");
+    assert_eq!(p.dispatch("g1", &firing("lead_change", 11)).unwrap(), 1);
+    assert_eq!(p.dispatch("g2", &firing("lead_change", 3)).unwrap(), 0);
+    let q = p.entries(Some(State::Queued), 10).unwrap();
+    let keys: Vec<&str> = q.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&format!("{}|g1|home_goal|10", all.id).as_str()));
+    assert!(keys.contains(&format!("{}|g1|home_goal|10", goals.id).as_str()));
+    assert_eq!(q[0].body["collapse_key"], format!("g1/{}", q[0].body["rule"].as_str().unwrap()));
+}
+
+#[test]
+fn backoff_doubles_with_jitter_and_honours_retry_after_up_to_the_cap() {
+    let (_dir, p) = push(PushConfig { backoff_ms: 1000, max_backoff_ms: 10_000, ..secret() });
+    for tries in 0..3 {
+        let base = 1000 << tries;
+        let b = p.backoff(tries, None);
+        assert!((base..=base + base / 2).contains(&b), "{tries}: {b}");
+    }
+    assert!((10_000..=15_000).contains(&p.backoff(20, None)));
+    assert_eq!(p.backoff(0, Some(3)), 3000);
+    assert_eq!(p.backoff(0, Some(3600)), 10_000);
+}
