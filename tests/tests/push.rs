@@ -1,0 +1,235 @@
+//! Push notifications (issue 30, the webhook provider) end to end: a real game replayed into the
+//! server, devices following it, and a stand-in for an app backend's webhook
+//! (`tests/push/webhook_receiver.py`, Python's own HMAC: an implementation independent of the
+//! server's) that checks every request's signature and plays the failures that matter: 503s,
+//! a 429 with `Retry-After`, an answer slower than the server waits, and 410 for a gone
+//! endpoint. Each moment reaches the device exactly once as the user sees it (by its
+//! `Idempotency-Key`), through the outage and a restart of the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opensports_proto::ws::ServerMsg;
+use opensports_proto::{Event, Sport};
+use opensports_server::auth::Role;
+use opensports_tests::{SIM_START_US, TestServer, from_start, sim_events, workspace};
+
+const SECRET: &str = "webhook-test-secret";
+
+/// The real NBA game (simulated without `OPENSPORTS_DATA`).
+fn game() -> Vec<Event> {
+    let Some(dir) = std::env::var_os("OPENSPORTS_DATA").map(PathBuf::from) else {
+        return sim_events(Sport::Basketball, 77, SIM_START_US);
+    };
+    let file = "nba/nba_live_pbp_0022000001.json";
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let format = opensports_server::feeds::detect(&bytes).unwrap();
+    let opts = opensports_server::feeds::Options {
+        file_stem: Path::new(file).file_stem().and_then(|s| s.to_str()),
+        ..Default::default()
+    };
+    opensports_server::feeds::parse(format, &bytes, &opts)
+        .unwrap()
+        .game
+        .events
+        .into_iter()
+        .map(|t| t.event)
+        .collect()
+}
+
+struct Receiver {
+    child: std::process::Child,
+    log: PathBuf,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    async fn start(plan: &str) -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let (port_file, log) = (dir.path().join("port"), dir.path().join("log.jsonl"));
+        let child = std::process::Command::new("python3")
+            .arg(workspace().join("tests/push/webhook_receiver.py"))
+            .args([port_file.to_str().unwrap(), log.to_str().unwrap(), SECRET, plan])
+            .spawn()
+            .expect("python3");
+        let port = wait_for(Duration::from_secs(20), || std::fs::read_to_string(&port_file).ok()).await;
+        Receiver { child, log, url: format!("http://127.0.0.1:{port}"), _dir: dir }
+    }
+
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Keys the receiver answered 2xx, each with how many times.
+    fn accepted(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for l in self.lines().iter().filter(|l| l["status"] == 200) {
+            *out.entry(l["key"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+        out
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register(server: &TestServer, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let (status, text) =
+        server.call(key, "POST", "/v1/devices", Some(("application/json", body.as_bytes()))).await;
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_moment_reaches_a_webhook_once_through_an_outage_and_a_restart() {
+    // Two 503s, a 429 asking for 1 s, then an answer slower than the server waits (it is taken
+    // by the backend, and the server's retry carries the same Idempotency-Key).
+    let receiver = Receiver::start("503,503,429:1,slow:2").await;
+    let events = game();
+    let id = events[0].game.clone();
+    let mut server = TestServer::start_with(|c| {
+        c.plugins.builtin = true;
+        c.push.webhook_secret = SECRET.into();
+        c.push.backoff_ms = 50;
+        c.push.max_backoff_ms = 1500;
+        c.push.timeout_ms = 1000;
+        // Who may follow a game is who may read its triggers: only the state is public here.
+        c.auth.public_topics = vec!["game/+/state".into()];
+    })
+    .await;
+
+    let fan = server.key(Role::Subscriber, &[&format!("game/{id}/#")]);
+    let stranger = server.key(Role::Subscriber, &["game/other/#"]);
+    let kinds = ["lead_change", "basketball-boxscore:run"];
+    let device = serde_json::json!({"provider": "webhook", "url": format!("{}/push", receiver.url),
+        "locale": "es", "games": [id], "kinds": kinds});
+    let (status, _) = register(&server, &stranger, device.clone()).await;
+    assert_eq!(status, 403, "a device follows only games its credential may read");
+    let (status, mine) = register(&server, &fan, device).await;
+    assert_eq!(status, 201, "{mine}");
+    let gone =
+        serde_json::json!({"provider": "webhook", "url": format!("{}/gone", receiver.url), "games": [id]});
+    let (status, gone) = register(&server, &fan, gone).await;
+    assert_eq!(status, 201, "{gone}");
+
+    // Half the game, a restart, the rest.
+    let half = events.len() / 2;
+    server.publish_all(&events[..half]).await;
+    server.restart().await;
+    server.publish_all(&events[half..]).await;
+
+    // What should have been pushed: the game's firings of those rules.
+    let url = format!("{}?token={}", server.ws_url(), server.admin_key());
+    let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
+    let fired: Vec<serde_json::Value> = from_start(&mut sub, &format!("game/{id}/triggers"))
+        .await
+        .into_iter()
+        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
+        .filter(|f| kinds.contains(&f["rule"].as_str().unwrap()))
+        .collect();
+    assert!(fired.len() >= 2, "the game has moments to push: {fired:?}");
+    let device_id = mine["id"].as_str().unwrap();
+    let want: BTreeSet<String> = fired
+        .iter()
+        .map(|f| format!("{device_id}|{id}|{}|{}", f["rule"].as_str().unwrap(), f["seq"]))
+        .collect();
+
+    let accepted = wait_for(Duration::from_secs(60), || {
+        let a = receiver.accepted();
+        want.iter().all(|k| a.contains_key(k)).then_some(a)
+    })
+    .await;
+    let mine_accepted: BTreeMap<&String, &usize> =
+        accepted.iter().filter(|(k, _)| k.starts_with(device_id)).collect();
+    assert_eq!(
+        mine_accepted.keys().cloned().cloned().collect::<BTreeSet<_>>(),
+        want,
+        "every moment, nothing else"
+    );
+    // Taken twice only where the backend answered after the server gave up waiting (`slow`).
+    let twice: Vec<_> = mine_accepted.iter().filter(|(_, n)| ***n > 1).collect();
+    assert!(twice.len() <= 1 && twice.iter().all(|(_, n)| ***n == 2), "{twice:?}");
+    let lines = receiver.lines();
+    assert!(
+        lines.iter().all(|l| l["valid"] == true),
+        "every request signed and shaped as documented: {lines:?}"
+    );
+    // The pushes say what the firings said.
+    for f in &fired {
+        let key = format!("{device_id}|{id}|{}|{}", f["rule"].as_str().unwrap(), f["seq"]);
+        let got = lines.iter().find(|l| l["key"] == key.as_str() && l["status"] == 200).unwrap();
+        assert_eq!(got["body"]["text"], f["text"]);
+        assert_eq!(got["body"]["collapse_key"], format!("{id}/{}", f["rule"].as_str().unwrap()));
+        assert_eq!(got["body"]["locale"], "es");
+    }
+    let failed = |reason: &'static str| {
+        let server = &server;
+        async move { server.metric(&format!(r#"opensports_push_failed_total{{reason="{reason}"}}"#)).await }
+    };
+    assert!(failed("unavailable").await >= 2.0, "503s and the timeout");
+    assert!(failed("throttled").await >= 1.0, "the 429");
+
+    // The gone endpoint: its device removed, its push dead-lettered with the reason.
+    let (_, devices) = server.admin_get("/v1/devices").await;
+    assert!(!devices.contains(gone["id"].as_str().unwrap()) && devices.contains(device_id), "{devices}");
+    let (_, dead) = server.admin_get("/v1/push/outbox?state=dead").await;
+    assert!(dead.contains(gone["id"].as_str().unwrap()) && dead.contains("gone"), "{dead}");
+    assert!(failed("gone").await >= 1.0);
+    let (_, queued) = server.admin_get("/v1/push/outbox?state=queued").await;
+    assert_eq!(queued, r#"{"entries":[]}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_the_callers_own_and_bounded() {
+    let server = TestServer::start_with(|c| {
+        c.push.webhook_secret = SECRET.into();
+        c.push.max_devices_per_credential = 2;
+    })
+    .await;
+    let (a, b) = (server.key(Role::Subscriber, &["game/#"]), server.key(Role::Subscriber, &["game/#"]));
+    let device =
+        serde_json::json!({"provider": "webhook", "url": "https://app.example/push", "games": ["g1"]});
+    let (s1, d1) = register(&server, &a, device.clone()).await;
+    let (s2, _) = register(&server, &a, device.clone()).await;
+    let (s3, full) = register(&server, &a, device.clone()).await;
+    assert_eq!((s1, s2, s3), (201, 201, 409), "{full}");
+    assert_eq!(full["error"]["code"], "too_many_devices");
+    for bad in [
+        serde_json::json!({"provider": "fcm", "url": "https://x/y", "games": ["g1"]}),
+        serde_json::json!({"provider": "webhook", "url": "not a url", "games": ["g1"]}),
+        serde_json::json!({"provider": "webhook", "url": "https://x/y", "games": []}),
+        serde_json::json!({"provider": "webhook", "url": "https://x/y", "games": ["g1"], "extra": 1}),
+    ] {
+        let (status, body) = register(&server, &b, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (_, listed) = server.call(&b, "GET", "/v1/devices", None).await;
+    assert_eq!(listed, r#"{"devices":[]}"#, "b sees none of a's");
+    let path = format!("/v1/devices/{}", d1["id"].as_str().unwrap());
+    assert_eq!(server.call(&b, "DELETE", &path, None).await.0, 404, "nor removes them");
+    assert_eq!(server.call(&a, "DELETE", &path, None).await.0, 200);
+    let (s4, _) = register(&server, &a, device).await;
+    assert_eq!(s4, 201, "room again");
+    assert_eq!(server.metric("opensports_push_devices").await, 2.0);
+    let (status, _) = server.get("/v1/devices").await;
+    assert_eq!(status, 401);
+}
