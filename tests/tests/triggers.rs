@@ -74,6 +74,29 @@ fn derive(events: &[Event]) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
     (leads, home, away)
 }
 
+/// The seq at which the game's state first says it ended, and those after which the total score
+/// went down (a score taken back): from the events alone.
+fn derive_end_and_corrections(events: &[Event]) -> (Vec<u64>, Vec<u64>) {
+    use opensports_server::pipeline::state::Status;
+    let mut state = GameState::new(&events[0].game, events[0].sport());
+    let (mut ended, mut corrected, mut total) = (Vec::new(), Vec::new(), None::<u32>);
+    for e in events {
+        let was = state.status;
+        state.apply(e);
+        if was != Status::Ended && state.status == Status::Ended {
+            ended.push(e.seq);
+        }
+        if let Some(s) = &state.score {
+            let now = s.home + s.away;
+            if total.is_some_and(|t| now < t) {
+                corrected.push(e.seq);
+            }
+            total = Some(now);
+        }
+    }
+    (ended, corrected)
+}
+
 /// Seqs at which a side's unanswered points first reach 10 (a run ends when the other side
 /// scores): from the game state's score alone.
 fn derive_runs(events: &[Event]) -> Vec<u64> {
@@ -130,6 +153,9 @@ async fn real_replays_fire_the_same_triggers_and_they_reconcile_with_the_events(
                 "{f}"
             );
         }
+        let (ended, corrected) = derive_end_and_corrections(events);
+        assert_eq!(seqs(&a, "final"), ended, "{sport}: final where the game ended");
+        assert_eq!(seqs(&a, "score_correction"), corrected, "{sport}: a correction where the score went down");
         if sport == Sport::F1 {
             continue;
         }

@@ -175,6 +175,13 @@ impl GameTriggers {
                 }
                 matches!((before, x), (Some(b), Some(x)) if x > b)
             }
+            When::Decreases => {
+                let before = st.last.as_ref().and_then(Value::as_f64);
+                if x.is_some() {
+                    st.last = Some(value.clone());
+                }
+                matches!((before, x), (Some(b), Some(x)) if x < b)
+            }
             When::Changes => {
                 let changed = !value.is_null() && st.last.as_ref().unwrap_or(&Value::Null) != &value;
                 if !value.is_null() {

@@ -19,7 +19,7 @@ pub struct RuleSpec {
     /// rule per matching topic; then the value is that one source).
     pub value: String,
     /// `above N`, `below N` (crossings, re-armed past `hysteresis`), `sign` (changes sign),
-    /// `increases`, `changes`, `equals X` (a JSON literal), `swing N within S` (moves by N
+    /// `increases`, `decreases`, `changes`, `equals X` (a JSON literal), `swing N within S` (moves by N
     /// within S seconds of source time).
     pub when: String,
     #[serde(default)]
@@ -85,6 +85,7 @@ pub enum When {
     Below(f64),
     Sign,
     Increases,
+    Decreases,
     Changes,
     Equals(Value),
     /// By, within µs.
@@ -181,6 +182,7 @@ fn parse_when(s: &str) -> Result<When, String> {
         ["below", n] => When::Below(num(n)?),
         ["sign"] => When::Sign,
         ["increases"] => When::Increases,
+        ["decreases"] => When::Decreases,
         ["changes"] => When::Changes,
         ["equals", ..] => {
             let lit = s.trim_start().trim_start_matches("equals").trim();
@@ -195,7 +197,7 @@ fn parse_when(s: &str) -> Result<When, String> {
         }
         _ => {
             return Err(
-                "expected above N, below N, sign, increases, changes, equals X or swing N within S".into()
+                "expected above N, below N, sign, increases, decreases, changes, equals X or swing N within S".into()
             );
         }
     })
@@ -217,7 +219,7 @@ fn spec(name: &str, sport: &str, value: &str, when: &str, cooldown_ms: u64, text
 /// The rules every server has unless `triggers.defaults = false`.
 pub fn defaults() -> Vec<RuleSpec> {
     let margin = "state:/score/home - state:/score/away";
-    vec![
+    let mut rules = vec![
         spec(
             "lead_change",
             "basketball",
@@ -314,7 +316,24 @@ pub fn defaults() -> Vec<RuleSpec> {
             0,
             "New leader: {state:/f1/cars/0/driver}",
         ),
-    ]
+        // A score taken back (`score_correction`, a reversed touchdown): a correction to
+        // what was announced, not silence.
+        spec(
+            "score_correction",
+            "*",
+            "state:/score/home + state:/score/away",
+            "decreases",
+            0,
+            "Score corrected: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}",
+        ),
+    ];
+    let ended = "equals \"ended\"";
+    let score = "Final: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}";
+    for sport in ["basketball", "football", "soccer"] {
+        rules.push(spec("final", sport, "state:/status", ended, 0, score));
+    }
+    rules.push(spec("final", "f1", "state:/status", ended, 0, "Race over: {state:/f1/cars/0/driver} wins"));
+    rules
 }
 
 /// A `u64` written as an integer or as a float with no fraction (`2000.0`: JSON does not tell

@@ -266,3 +266,30 @@ fn plugin_triggers_are_published_under_the_operators_controls() {
     assert!(f["text"].as_str().unwrap().len() <= 256);
     assert_eq!(t.listing()["plugin_rules"][0]["name"], "boxscore:run");
 }
+
+#[test]
+fn a_score_taken_back_fires_a_correction_and_the_end_fires_final() {
+    let t = Triggers::new(&[], true).unwrap();
+    let s = |h: u32, a: u32, status: &str| {
+        format!(r#"{{"home":"KC","away":"BUF","status":"{status}","score":{{"home":{h},"away":{a}}}}}"#)
+    };
+    let states = [s(0, 0, "live"), s(7, 0, "live"), s(0, 0, "live"), s(3, 0, "live"), s(3, 0, "ended")];
+    let mut g = GameTriggers::default();
+    let mut fired: Vec<Value> = Vec::new();
+    for (i, data) in states.iter().enumerate() {
+        let set = t.current();
+        g.observe(&set, Sport::Football, "state", data.as_bytes());
+        let at = (i as u64 + 1, i as i64);
+        g.evaluate(&t, &set, ("g", Sport::Football), at, &["state".to_string()], &mut |b| {
+            fired.push(serde_json::from_slice(b).unwrap())
+        });
+    }
+    assert_eq!(seqs(&fired, "score_correction"), [3], "the touchdown reversed at 3");
+    assert_eq!(
+        fired.iter().find(|f| f["rule"] == "score_correction").unwrap()["text"],
+        "Score corrected: KC 0-0 BUF"
+    );
+    assert_eq!(seqs(&fired, "home_scores"), [2, 4]);
+    assert_eq!(seqs(&fired, "final"), [5]);
+    assert_eq!(fired.iter().find(|f| f["rule"] == "final").unwrap()["text"], "Final: KC 3-0 BUF");
+}
