@@ -155,7 +155,11 @@ async fn real_replays_fire_the_same_triggers_and_they_reconcile_with_the_events(
         }
         let (ended, corrected) = derive_end_and_corrections(events);
         assert_eq!(seqs(&a, "final"), ended, "{sport}: final where the game ended");
-        assert_eq!(seqs(&a, "score_correction"), corrected, "{sport}: a correction where the score went down");
+        assert_eq!(
+            seqs(&a, "score_correction"),
+            corrected,
+            "{sport}: a correction where the score went down"
+        );
         if sport == Sport::F1 {
             continue;
         }
