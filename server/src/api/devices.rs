@@ -7,13 +7,13 @@
 //!   `device.delete`).
 //! - `GET /v1/push/outbox?state=queued|sent|dead` (admin): the outbox's entries, at most 1000.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use opensports_proto::error_code::http as http_code;
 
 use super::admin::{Admin, Caller};
-use super::{AppState, json, json_error, object};
+use super::{AppState, QueryResult, json, json_error, object, query};
 use crate::push::{DeviceError, NewDevice};
 
 /// `POST /v1/devices`.
@@ -89,14 +89,10 @@ pub struct OutboxQuery {
 }
 
 /// `GET /v1/push/outbox`.
-pub async fn outbox(
-    State(app): State<AppState>,
-    _admin: Admin,
-    q: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let state = match q {
-        Ok(Query(q)) => q.state,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text()),
+pub async fn outbox(State(app): State<AppState>, _admin: Admin, q: QueryResult<OutboxQuery>) -> Response {
+    let state = match query(q) {
+        Ok(q) => q.state,
+        Err(refused) => return *refused,
     };
     let push = app.push.clone();
     match tokio::task::spawn_blocking(move || push.entries(state, 1000)).await {

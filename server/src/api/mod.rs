@@ -178,6 +178,15 @@ pub(crate) fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, B
     }
 }
 
+/// A query string as axum hands it over, read or refused.
+pub(crate) type QueryResult<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The query string as `T`, or the `400 bad_request` naming what is wrong.
+pub(crate) fn query<T>(q: QueryResult<T>) -> Result<T, Box<Response>> {
+    q.map(|axum::extract::Query(t)| t)
+        .map_err(|e| Box::new(json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text())))
+}
+
 pub(crate) fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -57,12 +57,12 @@ pub async fn latest(
     State(s): State<AppState>,
     caller: Caller,
     Path(path): Path<String>,
-    q: Result<Query<LatestQuery>, axum::extract::rejection::QueryRejection>,
+    q: super::QueryResult<LatestQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let delay = match q {
-        Ok(Query(q)) => q.delay.unwrap_or(0),
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text()),
+    let delay = match super::query(q) {
+        Ok(q) => q.delay.unwrap_or(0),
+        Err(refused) => return *refused,
     };
     if let Some(refused) = delay_refused(&s, delay) {
         return refused;

@@ -16,13 +16,13 @@
 //! Arming, suppressing and firing by hand are live: a replay of the log fires what the rules
 //! (as they now are) fire.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use opensports_proto::error_code::http as http_code;
 
 use super::admin::Admin;
-use super::{AppState, json, json_error, object};
+use super::{AppState, QueryResult, json, json_error, object, query};
 use crate::auth::AuditEntry;
 use crate::triggers::{Change, ChangeError, Edits, RuleSpec, SETTING};
 
@@ -93,11 +93,11 @@ pub async fn delete(
     State(app): State<AppState>,
     admin: Admin,
     Path(rule): Path<String>,
-    which: Result<Query<Which>, axum::extract::rejection::QueryRejection>,
+    which: QueryResult<Which>,
 ) -> Response {
-    let which = match which {
-        Ok(Query(w)) => w,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e.body_text()),
+    let which = match query(which) {
+        Ok(w) => w,
+        Err(refused) => return *refused,
     };
     let (auth, entry) = (app.auth.clone(), admin.entry_for("trigger.delete", &rule));
     let triggers = app.pipeline.triggers().clone();

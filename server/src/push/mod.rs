@@ -231,20 +231,27 @@ impl Push {
 
     /// Outbox entries in `state` (none: all), at most `limit`.
     pub fn entries(&self, state: Option<State>, limit: usize) -> Result<Vec<Entry>, String> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(OUTBOX).map_err(db_err)?;
         let mut out = Vec::new();
-        for row in t.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            let e: Entry = serde_json::from_slice(v.value()).map_err(db_err)?;
+        self.scan(|e| {
             if state.is_none_or(|s| s == e.state) {
                 out.push(e);
-                if out.len() >= limit {
-                    break;
-                }
+            }
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every outbox entry to `f`, in key order, until it returns false.
+    fn scan(&self, mut f: impl FnMut(Entry) -> bool) -> Result<(), String> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(OUTBOX).map_err(db_err)?;
+        for row in t.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            if !f(serde_json::from_slice(v.value()).map_err(db_err)?) {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A firing on `game/{game}/triggers`: one queued entry per device that wants it, written
@@ -299,37 +306,21 @@ impl Push {
         Ok(new)
     }
 
-    /// Queued entries due by `now`, at most `limit`.
-    fn due(&self, now: i64, limit: usize) -> Result<Vec<Entry>, String> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(OUTBOX).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            let e: Entry = serde_json::from_slice(v.value()).map_err(db_err)?;
-            if e.state == State::Queued && e.at_ms <= now {
-                out.push(e);
-                if out.len() >= limit {
-                    break;
+    /// Queued entries due by `now` (at most `limit`), and when the first one not yet due is,
+    /// in one pass.
+    fn queued(&self, now: i64, limit: usize) -> Result<(Vec<Entry>, Option<i64>), String> {
+        let (mut due, mut next) = (Vec::new(), None::<i64>);
+        self.scan(|e| {
+            if e.state == State::Queued {
+                if e.at_ms <= now && due.len() < limit {
+                    due.push(e);
+                } else {
+                    next = Some(next.map_or(e.at_ms, |n| n.min(e.at_ms)));
                 }
             }
-        }
-        Ok(out)
-    }
-
-    /// When the next queued entry is due, if any.
-    fn next_due(&self) -> Result<Option<i64>, String> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(OUTBOX).map_err(db_err)?;
-        let mut next: Option<i64> = None;
-        for row in t.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            let e: Entry = serde_json::from_slice(v.value()).map_err(db_err)?;
-            if e.state == State::Queued {
-                next = Some(next.map_or(e.at_ms, |n| n.min(e.at_ms)));
-            }
-        }
-        Ok(next)
+            true
+        })?;
+        Ok((due, next))
     }
 
     fn save(&self, e: &Entry) -> Result<(), String> {
@@ -344,12 +335,13 @@ impl Push {
     /// Drops sent and dead entries older than `keep_secs`.
     fn prune(&self) -> Result<(), String> {
         let before = now_ms() - i64::try_from(self.cfg.keep_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let old: Vec<String> = self
-            .entries(None, usize::MAX)?
-            .into_iter()
-            .filter(|e| e.state != State::Queued && e.at_ms < before)
-            .map(|e| e.key)
-            .collect();
+        let mut old = Vec::new();
+        self.scan(|e| {
+            if e.state != State::Queued && e.at_ms < before {
+                old.push(e.key);
+            }
+            true
+        })?;
         if old.is_empty() {
             return Ok(());
         }
@@ -441,11 +433,11 @@ impl Push {
         let mut last_prune = std::time::Instant::now();
         loop {
             let now = now_ms();
-            let due = match self.due(now, self.cfg.concurrency.max(1)) {
-                Ok(d) => d,
+            let (due, next) = match self.queued(now, self.cfg.concurrency.max(1)) {
+                Ok(q) => q,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the push outbox");
-                    Vec::new()
+                    (Vec::new(), None)
                 }
             };
             if !due.is_empty() {
@@ -462,9 +454,9 @@ impl Push {
                     tracing::warn!(error = %e, "cannot prune the push outbox");
                 }
             }
-            let wait = match self.next_due() {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0).clamp(1, 1000)),
-                _ => Duration::from_secs(1),
+            let wait = match next {
+                Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0).clamp(1, 1000)),
+                None => Duration::from_secs(1),
             };
             tokio::select! {
                 _ = self.wake.notified() => {}
