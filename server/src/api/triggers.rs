@@ -119,9 +119,7 @@ fn store(
     let json = serde_json::to_vec(edits).map_err(|e| e.to_string())?;
     entry.before = serde_json::to_value(&change.before).unwrap_or_default();
     entry.after = serde_json::json!({"rule": change.after, "version": change.version});
-    auth.keys().put_setting(SETTING, &json, entry).map_err(|e| e.to_string())?;
-    metrics::counter!(crate::metrics::AUDIT_ENTRIES_TOTAL).increment(1);
-    Ok(())
+    auth.put_setting(SETTING, &json, entry).map_err(|e| e.to_string())
 }
 
 fn answer(done: Result<Result<Change, ChangeError>, tokio::task::JoinError>, rule: &str) -> Response {

@@ -186,6 +186,13 @@ impl Auth {
         Ok(created)
     }
 
+    /// Sets an operator setting together with its audit entry, in one commit.
+    pub fn put_setting(&self, name: &str, json: &[u8], e: AuditEntry) -> Result<(), KeyError> {
+        self.keys.put_setting(name, json, e)?;
+        metrics::counter!(m::AUDIT_ENTRIES_TOTAL).increment(1);
+        Ok(())
+    }
+
     /// Revokes a key; its open connections and sessions are closed within a second.
     pub fn revoke_key(&self, id: &str, actor: &str, remote: Option<String>) -> Result<KeyRecord, KeyError> {
         let rec = self.keys.revoke(id, actor, remote)?;
