@@ -183,13 +183,21 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
     };
     let pipeline = pipeline::Pipeline::start(&config, parts)
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // Push's dispatcher subscribes before the log is replayed: a firing whose push was not
+    // recorded before a stop is queued now (the outbox's keys make the rest no-ops).
+    let dir = config.server.data_dir.clone();
+    let push_cfg = config.push.clone();
+    let push = blocking("opening the push store", move || push::Push::open(&dir, push_cfg)).await?.map_err(
+        |source| StartError::Io { what: "opening the push store", source: std::io::Error::other(source) },
+    )?;
+    let push_dispatcher = tokio::spawn(push.clone().dispatcher(fanout.clone(), shutdown_rx.clone()));
     if let Some(store) = &store {
         // Replay the log before anyone can connect: subscribers then resume exactly.
         let ttl = std::time::Duration::from_secs(config.pipeline.ended_game_ttl_secs);
         let snapshots = config.store.snapshot_every > 0;
         recover_log(store.clone(), pipeline.clone(), ingest_games.clone(), ttl, snapshots).await?;
     }
-    let (shutdown, shutdown_rx) = watch::channel(false);
     // Connection, stream and session tasks: shutdown waits for every one of them.
     let (tracker, drained) = tasks::tracker();
 
@@ -230,12 +238,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
             (graphics.clone(), fanout.clone(), pipeline.directory().clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(graphics::drop::run(dir, g, f, d, stop)));
     }
-    let dir = config.server.data_dir.clone();
-    let push_cfg = config.push.clone();
-    let push = blocking("opening the push store", move || push::Push::open(&dir, push_cfg)).await?.map_err(
-        |source| StartError::Io { what: "opening the push store", source: std::io::Error::other(source) },
-    )?;
-    tasks.push(tokio::spawn(push.clone().run_dispatcher(fanout.clone(), shutdown_rx.clone())));
+    tasks.push(push_dispatcher);
     tasks.push(tokio::spawn(push.clone().run_sender(shutdown_rx.clone())));
     let app = api::AppState {
         fanout: fanout.clone(),

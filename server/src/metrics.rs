@@ -87,6 +87,15 @@ pub const PUSH_SENT_TOTAL: &str = "opensports_push_sent_total";
 /// Failed attempts, by `reason` (`throttled`, `unavailable`, `gone`, `rejected`, `lagged`).
 pub const PUSH_FAILED_TOTAL: &str = "opensports_push_failed_total";
 pub const PUSH_DEAD_TOTAL: &str = "opensports_push_dead_total";
+/// Queued pushes (due now, retrying or held).
+pub const PUSH_QUEUED: &str = "opensports_push_queued";
+/// Pushes held, by `reason` (`quiet_hours`, `rate_limit`).
+pub const PUSH_HELD_TOTAL: &str = "opensports_push_held_total";
+pub const PUSH_SUPERSEDED_TOTAL: &str = "opensports_push_superseded_total";
+/// The event's source time to the provider's acceptance.
+pub const PUSH_LATENCY_SECONDS: &str = "opensports_push_latency_seconds";
+/// Provider tokens made, by `provider` (FCM OAuth access tokens, APNs provider tokens).
+pub const PUSH_TOKENS_TOTAL: &str = "opensports_push_tokens_total";
 
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
@@ -134,6 +143,12 @@ pub fn install() -> PrometheusHandle {
                 })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(PUSH_LATENCY_SECONDS.into()),
+                        &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
                         metrics_exporter_prometheus::Matcher::Full(DELAY_LATENESS_SECONDS.into()),
                         &AGE_BUCKETS,
                     )
@@ -170,6 +185,7 @@ fn zero() {
         PUSH_QUEUED_TOTAL,
         PUSH_SENT_TOTAL,
         PUSH_DEAD_TOTAL,
+        PUSH_SUPERSEDED_TOTAL,
         WS_FRAMES_SENT_TOTAL,
         STORE_EVENTS_TOTAL,
     ] {
@@ -312,12 +328,17 @@ fn describe() {
     );
     describe_gauge!(PUSH_DEVICES, "Devices registered for push notifications");
     describe_counter!(PUSH_QUEUED_TOTAL, "Pushes recorded in the outbox (one per device and moment)");
-    describe_counter!(PUSH_SENT_TOTAL, "Pushes the provider accepted");
+    describe_counter!(PUSH_SENT_TOTAL, "Pushes the provider accepted, by provider");
     describe_counter!(
         PUSH_FAILED_TOTAL,
         "Failed push attempts by reason: throttled (429), unavailable (5xx, no answer), gone (device removed), rejected (other 4xx), lagged (firings the dispatcher missed)"
     );
     describe_counter!(PUSH_DEAD_TOTAL, "Pushes dead-lettered (no more attempts)");
+    describe_gauge!(PUSH_QUEUED, "Pushes queued in the outbox (due, retrying or held)");
+    describe_counter!(PUSH_HELD_TOTAL, "Pushes held by reason: quiet_hours (the device's), rate_limit (push.max_per_game_per_minute)");
+    describe_counter!(PUSH_SUPERSEDED_TOTAL, "Held pushes replaced by a newer one of the same collapse key, never sent");
+    describe_histogram!(PUSH_LATENCY_SECONDS, "Event source time to the push provider's acceptance, seconds");
+    describe_counter!(PUSH_TOKENS_TOTAL, "Provider tokens made by provider: fcm (OAuth access tokens), apns (provider tokens)");
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

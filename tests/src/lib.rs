@@ -36,6 +36,23 @@ pub fn sim_events(sport: Sport, seed: u64, start_us: i64) -> Vec<Event> {
     opensports_server::sim::generate(sport, seed, start_us).events.into_iter().map(|t| t.event).collect()
 }
 
+/// The events of a real game in `OPENSPORTS_DATA` (`file` relative to it, parsed as the server
+/// parses a feed), or `None` without the data.
+pub fn real_events(file: &str) -> Option<Vec<Event>> {
+    let dir = std::path::PathBuf::from(std::env::var_os("OPENSPORTS_DATA")?);
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let format = opensports_server::feeds::detect(&bytes).unwrap();
+    let stem = std::path::Path::new(file).file_stem().and_then(|s| s.to_str());
+    let opts = opensports_server::feeds::Options { file_stem: stem, ..Default::default() };
+    let parsed = opensports_server::feeds::parse(format, &bytes, &opts).unwrap();
+    Some(parsed.game.events.into_iter().map(|t| t.event).collect())
+}
+
+/// [`real_events`], or the simulated `sport` game from `seed` without the data.
+pub fn real_or_sim(file: &str, sport: Sport, seed: u64) -> Vec<Event> {
+    real_events(file).unwrap_or_else(|| sim_events(sport, seed, SIM_START_US))
+}
+
 /// A running server and its data dir (removed on drop).
 #[derive(Debug)]
 pub struct TestServer {

@@ -6,14 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use opensports_client::{Publisher, Subscriber};
 use opensports_proto::ws::{Mode, ServerMsg};
 use opensports_proto::{Event, Sport};
 use opensports_server::config::PluginEntry;
-use opensports_server::feeds;
 use opensports_tests::{
     ChildServer, SIM_START_US, TestServer, WAIT, hostile_fixture, parse_metric, plugin_wasm, sim_events,
 };
@@ -25,12 +24,7 @@ const EVERY: u64 = 40;
 
 /// A real feed's events, or `None` when `OPENSPORTS_DATA` is not set.
 fn feed(file: &str) -> Option<Vec<Event>> {
-    let dir = PathBuf::from(std::env::var_os("OPENSPORTS_DATA")?);
-    let bytes = std::fs::read(dir.join(file)).unwrap();
-    let format = feeds::detect(&bytes).unwrap();
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str());
-    let opts = feeds::Options { file_stem: stem, ..Default::default() };
-    Some(feeds::parse(format, &bytes, &opts).unwrap().game.events.into_iter().map(|t| t.event).collect())
+    opensports_tests::real_events(file)
 }
 
 fn games() -> Vec<Vec<Event>> {

@@ -7,23 +7,14 @@
 //! API: validated, versioned, audited and kept across a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 
 use opensports_proto::ws::ServerMsg;
 use opensports_proto::{Event, Sport};
-use opensports_server::feeds;
 use opensports_server::pipeline::state::GameState;
 use opensports_tests::{SIM_START_US, TestServer, from_start, sim_events};
 
 fn feed(file: &str, sport: Sport, seed: u64) -> Vec<Event> {
-    let Some(dir) = std::env::var_os("OPENSPORTS_DATA").map(PathBuf::from) else {
-        return sim_events(sport, seed, SIM_START_US);
-    };
-    let bytes = std::fs::read(dir.join(file)).unwrap();
-    let format = feeds::detect(&bytes).unwrap();
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str());
-    let opts = feeds::Options { file_stem: stem, ..Default::default() };
-    feeds::parse(format, &bytes, &opts).unwrap().game.events.into_iter().map(|t| t.event).collect()
+    opensports_tests::real_or_sim(file, sport, seed)
 }
 
 /// The firings of `events`' game on a fresh server with the built-in plugins.

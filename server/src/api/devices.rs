@@ -30,8 +30,16 @@ pub async fn register(State(app): State<AppState>, caller: Caller, body: axum::b
             return denied;
         }
     }
-    let (push, owner) = (app.push.clone(), caller.principal.id.to_string());
-    match tokio::task::spawn_blocking(move || push.register(&owner, new)).await {
+    let (push, owner, fanout) = (app.push.clone(), caller.principal.id.to_string(), app.fanout.clone());
+    // Each game's last event now: the device is pushed what follows.
+    let last_seq = move |game: &str| {
+        fanout
+            .latest(&format!("game/{game}/state"))
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p.data()).ok())
+            .and_then(|s| s["last_seq"].as_u64())
+            .unwrap_or(0)
+    };
+    match tokio::task::spawn_blocking(move || push.register(&owner, new, last_seq)).await {
         Ok(Ok(d)) => json(StatusCode::CREATED, serde_json::to_string(&d).unwrap_or_default()),
         Ok(Err(DeviceError::Invalid(e))) => json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e),
         Ok(Err(DeviceError::Full(e))) => json_error(StatusCode::CONFLICT, http_code::TOO_MANY_DEVICES, &e),

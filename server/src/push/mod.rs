@@ -3,38 +3,48 @@
 //! internal subscriber, matched against the registered devices, and recorded in a durable
 //! outbox before anything is sent.
 //!
-//! - [`device`]: what a device is and how it is checked.
-//! - [`webhook`]: the webhook provider (signed JSON `POST`s to an app backend).
-//! - [`Push`]: the device registry and the outbox, in `data_dir/push.redb`, and the two tasks:
-//!   the dispatcher (firings → outbox entries) and the sender (outbox → provider, with
-//!   exponential backoff and jitter, `Retry-After`, a dead-letter state after `max_tries`, and a
-//!   device removed when its provider says it is gone).
+//! - [`device`]: what a device is, how it is checked, its quiet hours.
+//! - [`dispatch`]: firings → outbox entries (text in the device's language).
+//! - [`sender`]: outbox → provider, with exponential backoff and jitter, `Retry-After`, a
+//!   dead-letter state after `max_tries`, quiet hours and a per-game rate limit (held pushes
+//!   are superseded by a newer one of the same collapse key), and a device removed when its
+//!   provider says it is gone.
+//! - [`provider`] and the protocols: [`fcm`] (HTTP v1, OAuth 2.0 service account), [`apns`]
+//!   (HTTP/2, ES256 provider tokens), [`webpush`] (RFC 8030 / 8291 / 8292), [`webhook`]
+//!   (HMAC-signed JSON), over [`http`], with the tokens of [`jws`].
+//! - [`Push`]: the device registry and the outbox, in `data_dir/push.redb`.
 //!
 //! Exactly once as the user sees it: an entry's key is `device|game|rule|seq` (a firing of one
-//! rule at one event, for one device), written once whatever replays or restarts do, and the
-//! key travels as `Idempotency-Key` on every attempt so the receiver can drop a retry of a push
-//! it already took (an attempt accepted just before a crash is sent again after it).
+//! rule at one event, for one device), written once whatever replays or restarts do (recovery
+//! replays the log's firings into the dispatcher, so one lost to a crash is queued then), and
+//! the key travels to the provider (`Idempotency-Key`, FCM `data.push_id`, the collapse key)
+//! so an attempt accepted just before a crash and sent again after it replaces itself.
 //!
-//! Not built yet: the FCM, APNs and Web Push protocols, quiet hours, per-device rate limits,
-//! localized templates beyond the rule's text, and the cluster's send-once rule.
+//! Not built: the cluster's send-once rule (devices are per node).
 
+pub mod apns;
 pub mod device;
+pub mod dispatch;
+pub mod fcm;
+pub mod http;
+pub mod jws;
+pub mod provider;
+pub mod sender;
 pub mod webhook;
+pub mod webpush;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 pub use device::{Device, NewDevice};
+pub use provider::{Message, Outcome, Providers};
 
-use crate::fanout::Fanout;
-use crate::fanout::outbox::{Item, Outbox};
 use crate::metrics as m;
 use crate::store::now_ms;
 
@@ -70,6 +80,20 @@ pub struct PushConfig {
     pub concurrency: usize,
     /// Sent and dead-lettered entries are kept this long (the dedupe window), s. Default 86400.
     pub keep_secs: u64,
+    /// Pushes one device gets for one game in a minute; more wait, and only the newest of
+    /// each collapse key is then sent. Default 6.
+    pub max_per_game_per_minute: usize,
+    /// How long a provider keeps trying to reach an offline device (FCM `ttl`, APNs
+    /// `apns-expiration`, Web Push `TTL`), s. Default 3600.
+    pub ttl_secs: u64,
+    /// Extra trust roots (PEM) for the providers' TLS, for staging and tests. Default none.
+    pub ca_file: Option<PathBuf>,
+    /// Let devices' URLs reach loopback and private addresses (tests, a backend on the same
+    /// network). Default false.
+    pub allow_private_endpoints: bool,
+    pub fcm: FcmConfig,
+    pub apns: ApnsConfig,
+    pub webpush: WebPushConfig,
 }
 
 impl Default for PushConfig {
@@ -84,7 +108,82 @@ impl Default for PushConfig {
             timeout_ms: 5000,
             concurrency: 64,
             keep_secs: 86_400,
+            max_per_game_per_minute: 6,
+            ttl_secs: 3600,
+            ca_file: None,
+            allow_private_endpoints: false,
+            fcm: FcmConfig::default(),
+            apns: ApnsConfig::default(),
+            webpush: WebPushConfig::default(),
         }
+    }
+}
+
+/// `[push.fcm]`: Firebase Cloud Messaging, HTTP v1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FcmConfig {
+    /// The Firebase project's service-account JSON; none: FCM devices are refused.
+    pub service_account_file: Option<PathBuf>,
+    /// Default `https://fcm.googleapis.com`.
+    pub endpoint: String,
+    /// The OAuth token endpoint; empty: the service account's `token_uri`.
+    pub token_uri: String,
+}
+
+impl Default for FcmConfig {
+    fn default() -> Self {
+        FcmConfig {
+            service_account_file: None,
+            endpoint: "https://fcm.googleapis.com".into(),
+            token_uri: String::new(),
+        }
+    }
+}
+
+/// `[push.apns]`: Apple Push Notification service, token-based.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApnsConfig {
+    /// The `.p8` signing key from the Apple developer account; none: APNs devices are refused.
+    pub key_file: Option<PathBuf>,
+    /// The key's id (10 characters).
+    pub key_id: String,
+    /// The team id.
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    /// Default `https://api.push.apple.com` (`https://api.sandbox.push.apple.com` for
+    /// development builds).
+    pub endpoint: String,
+}
+
+impl Default for ApnsConfig {
+    fn default() -> Self {
+        ApnsConfig {
+            key_file: None,
+            key_id: String::new(),
+            team_id: String::new(),
+            topic: String::new(),
+            endpoint: "https://api.push.apple.com".into(),
+        }
+    }
+}
+
+/// `[push.webpush]`: Web Push with VAPID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebPushConfig {
+    /// A P-256 key, PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`);
+    /// none: Web Push devices are refused.
+    pub vapid_key_file: Option<PathBuf>,
+    /// A contact for the push services (`mailto:` or `https:`).
+    pub subject: String,
+}
+
+impl Default for WebPushConfig {
+    fn default() -> Self {
+        WebPushConfig { vapid_key_file: None, subject: "mailto:push@localhost".into() }
     }
 }
 
@@ -93,15 +192,28 @@ impl Default for PushConfig {
 pub struct Entry {
     pub key: String,
     pub device: String,
-    /// The JSON sent.
+    /// The push (the webhook's JSON; the other providers' messages are made from it).
     pub body: serde_json::Value,
     pub state: State,
     pub tries: u32,
     /// When the next attempt is due (queued), or when it ended, ms since the epoch.
     pub at_ms: i64,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed, or why the push waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Held for quiet hours or the rate limit: a newer push of its collapse key supersedes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+}
+
+impl Entry {
+    fn collapse(&self) -> String {
+        format!("{}|{}", self.device, self.body["collapse_key"].as_str().unwrap_or(""))
+    }
+
+    fn seq(&self) -> u64 {
+        self.body["seq"].as_u64().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +222,8 @@ pub enum State {
     Queued,
     Sent,
     Dead,
+    /// Held, then replaced by a newer push of the same collapse key: never sent.
+    Superseded,
 }
 
 /// Why a device was not registered.
@@ -127,47 +241,95 @@ fn db_err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// The queued entries, in memory: what is due when, and the newest seq of each device's
+/// collapse key.
+#[derive(Debug, Default)]
+struct Index {
+    due: BTreeSet<(i64, String)>,
+    newest: HashMap<String, u64>,
+}
+
+impl Index {
+    fn add(&mut self, e: &Entry) {
+        if e.state == State::Queued {
+            self.due.insert((e.at_ms, e.key.clone()));
+            let n = self.newest.entry(e.collapse()).or_default();
+            *n = (*n).max(e.seq());
+        }
+    }
+}
+
 /// The registry, the outbox and the sender's wake-up.
 #[derive(Debug)]
 pub struct Push {
     db: Database,
     cfg: PushConfig,
+    providers: Providers,
     devices: RwLock<HashMap<String, Device>>,
+    owned: Mutex<HashMap<String, usize>>,
+    index: Mutex<Index>,
     wake: Notify,
 }
 
 impl Push {
     pub fn open(data_dir: &Path, cfg: PushConfig) -> Result<Arc<Push>, String> {
+        let providers = Providers::new(&cfg)?;
         std::fs::create_dir_all(data_dir).map_err(db_err)?;
         let db = Database::create(data_dir.join(FILE_NAME)).map_err(db_err)?;
         let w = db.begin_write().map_err(db_err)?;
         w.open_table(DEVICES).map_err(db_err)?;
         w.open_table(OUTBOX).map_err(db_err)?;
         w.commit().map_err(db_err)?;
-        let mut devices = HashMap::new();
+        let (mut devices, mut owned) = (HashMap::new(), HashMap::<String, usize>::new());
         {
             let r = db.begin_read().map_err(db_err)?;
             for row in r.open_table(DEVICES).map_err(db_err)?.iter().map_err(db_err)? {
                 let (_, v) = row.map_err(db_err)?;
                 let d: Device = serde_json::from_slice(v.value()).map_err(db_err)?;
+                *owned.entry(d.owner.clone()).or_default() += 1;
                 devices.insert(d.id.clone(), d);
             }
         }
         metrics::gauge!(m::PUSH_DEVICES).set(devices.len() as f64);
-        Ok(Arc::new(Push { db, cfg, devices: RwLock::new(devices), wake: Notify::new() }))
+        let push = Push {
+            db,
+            cfg,
+            providers,
+            devices: RwLock::new(devices),
+            owned: Mutex::new(owned),
+            index: Mutex::default(),
+            wake: Notify::new(),
+        };
+        let mut index = Index::default();
+        push.scan(|e| {
+            index.add(&e);
+            true
+        })?;
+        metrics::gauge!(m::PUSH_QUEUED).set(index.due.len() as f64);
+        *push.index.lock() = index;
+        Ok(Arc::new(push))
     }
 
-    /// Registers a device for `owner`, stored before it is answered.
-    pub fn register(&self, owner: &str, new: NewDevice) -> Result<Device, DeviceError> {
+    /// The VAPID public key browsers subscribe with, when Web Push is on.
+    pub fn vapid_public_key(&self) -> Option<String> {
+        self.providers.vapid_public_key()
+    }
+
+    /// Registers a device for `owner`, stored before it is answered. `last_seq` gives a
+    /// game's last event now (the device is pushed what comes after it).
+    pub fn register(
+        &self,
+        owner: &str,
+        new: NewDevice,
+        last_seq: impl Fn(&str) -> u64,
+    ) -> Result<Device, DeviceError> {
         new.check().map_err(DeviceError::Invalid)?;
-        if new.provider == "webhook" && self.cfg.webhook_secret.is_empty() {
-            return Err(DeviceError::Invalid(
-                "webhook pushes are off: push.webhook_secret is not set".into(),
-            ));
+        if let Some(off) = self.providers.unavailable(&new.provider) {
+            return Err(DeviceError::Invalid(off));
         }
         let mut devices = self.devices.write();
-        let owned = devices.values().filter(|d| d.owner == owner).count();
-        if owned >= self.cfg.max_devices_per_credential {
+        let mut owned = self.owned.lock();
+        if owned.get(owner).copied().unwrap_or(0) >= self.cfg.max_devices_per_credential {
             return Err(DeviceError::Full(format!(
                 "at most {} devices per credential (push.max_devices_per_credential)",
                 self.cfg.max_devices_per_credential
@@ -187,7 +349,12 @@ impl Push {
             owner: owner.to_string(),
             provider: new.provider,
             url: new.url,
+            token: new.token,
+            subscription: new.subscription,
             locale: new.locale.unwrap_or_else(|| "en".into()),
+            time_zone: new.time_zone.unwrap_or_else(|| "UTC".into()),
+            quiet_hours: new.quiet_hours,
+            since: new.games.iter().map(|g| (g.clone(), last_seq(g))).collect(),
             games: new.games,
             kinds: new.kinds,
             created_ms: now_ms(),
@@ -203,6 +370,7 @@ impl Push {
         };
         put().map_err(DeviceError::Store)?;
         devices.insert(device.id.clone(), device.clone());
+        *owned.entry(owner.to_string()).or_default() += 1;
         metrics::gauge!(m::PUSH_DEVICES).set(devices.len() as f64);
         Ok(device)
     }
@@ -217,6 +385,11 @@ impl Push {
         w.open_table(DEVICES).map_err(db_err)?.remove(id).map_err(db_err)?;
         w.commit().map_err(db_err)?;
         let removed = devices.remove(id);
+        if let Some(d) = &removed
+            && let Some(n) = self.owned.lock().get_mut(&d.owner)
+        {
+            *n = n.saturating_sub(1);
+        }
         metrics::gauge!(m::PUSH_DEVICES).set(devices.len() as f64);
         Ok(removed)
     }
@@ -254,85 +427,32 @@ impl Push {
         Ok(())
     }
 
-    /// A firing on `game/{game}/triggers`: one queued entry per device that wants it, written
-    /// once (an entry already there, sent or not, is left as it is). How many were new.
-    pub fn dispatch(&self, game: &str, firing: &serde_json::Value) -> Result<usize, String> {
-        let (Some(rule), Some(seq)) = (firing["rule"].as_str(), firing["seq"].as_u64()) else {
-            return Ok(0);
-        };
-        let targets: Vec<Device> =
-            self.devices.read().values().filter(|d| d.wants(game, rule)).cloned().collect();
-        if targets.is_empty() {
-            return Ok(0);
+    /// The entries of `keys` (those still there).
+    fn load(&self, keys: &[String]) -> Result<Vec<Entry>, String> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(OUTBOX).map_err(db_err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(v) = t.get(k.as_str()).map_err(db_err)? {
+                out.push(serde_json::from_slice(v.value()).map_err(db_err)?);
+            }
         }
-        let manual = firing["manual"].as_bool().unwrap_or(false);
-        let now = now_ms();
+        Ok(out)
+    }
+
+    /// Writes `entries` in one commit.
+    fn save(&self, entries: &[Entry]) -> Result<(), String> {
         let w = self.db.begin_write().map_err(db_err)?;
-        let mut new = 0;
         {
             let mut t = w.open_table(OUTBOX).map_err(db_err)?;
-            for d in targets {
-                // A manual firing has no event of its own: its time tells it apart.
-                let key = match manual {
-                    true => format!("{}|{game}|{rule}|{seq}|manual-{}", d.id, firing["ts"]),
-                    false => format!("{}|{game}|{rule}|{seq}", d.id),
-                };
-                if t.get(key.as_str()).map_err(db_err)?.is_some() {
-                    continue;
-                }
-                let body = serde_json::json!({
-                    "id": key, "device": d.id, "game": game, "rule": rule, "seq": seq, "ts": firing["ts"],
-                    "text": firing["text"], "facts": firing["facts"], "locale": d.locale,
-                    "collapse_key": format!("{game}/{rule}"),
-                });
-                let e = Entry {
-                    key: key.clone(),
-                    device: d.id,
-                    body,
-                    state: State::Queued,
-                    tries: 0,
-                    at_ms: now,
-                    reason: None,
-                };
-                t.insert(key.as_str(), serde_json::to_vec(&e).map_err(db_err)?.as_slice()).map_err(db_err)?;
-                new += 1;
+            for e in entries {
+                t.insert(e.key.as_str(), serde_json::to_vec(e).map_err(db_err)?.as_slice()).map_err(db_err)?;
             }
         }
-        w.commit().map_err(db_err)?;
-        if new > 0 {
-            metrics::counter!(m::PUSH_QUEUED_TOTAL).increment(new as u64);
-            self.wake.notify_one();
-        }
-        Ok(new)
-    }
-
-    /// Queued entries due by `now` (at most `limit`), and when the first one not yet due is,
-    /// in one pass.
-    fn queued(&self, now: i64, limit: usize) -> Result<(Vec<Entry>, Option<i64>), String> {
-        let (mut due, mut next) = (Vec::new(), None::<i64>);
-        self.scan(|e| {
-            if e.state == State::Queued {
-                if e.at_ms <= now && due.len() < limit {
-                    due.push(e);
-                } else {
-                    next = Some(next.map_or(e.at_ms, |n| n.min(e.at_ms)));
-                }
-            }
-            true
-        })?;
-        Ok((due, next))
-    }
-
-    fn save(&self, e: &Entry) -> Result<(), String> {
-        let w = self.db.begin_write().map_err(db_err)?;
-        w.open_table(OUTBOX)
-            .map_err(db_err)?
-            .insert(e.key.as_str(), serde_json::to_vec(e).map_err(db_err)?.as_slice())
-            .map_err(db_err)?;
         w.commit().map_err(db_err)
     }
 
-    /// Drops sent and dead entries older than `keep_secs`.
+    /// Drops sent, dead and superseded entries older than `keep_secs`.
     fn prune(&self) -> Result<(), String> {
         let before = now_ms() - i64::try_from(self.cfg.keep_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut old = Vec::new();
@@ -353,170 +473,6 @@ impl Push {
             }
         }
         w.commit().map_err(db_err)
-    }
-
-    /// The wait before attempt `tries + 1`: `backoff_ms · 2^tries`, capped, plus up to 50%
-    /// jitter; a `Retry-After` instead when the provider gave one (capped the same).
-    fn backoff(&self, tries: u32, retry_after_secs: Option<u64>) -> i64 {
-        let cap = self.cfg.max_backoff_ms;
-        let ms = match retry_after_secs {
-            Some(s) => s.saturating_mul(1000).min(cap),
-            None => {
-                let base = self.cfg.backoff_ms.saturating_mul(1u64 << tries.min(30)).min(cap);
-                let mut r = [0u8; 8];
-                let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r);
-                base + u64::from_le_bytes(r) % (base / 2 + 1)
-            }
-        };
-        i64::try_from(ms).unwrap_or(i64::MAX)
-    }
-
-    /// One attempt at `e`, its outcome recorded.
-    async fn attempt(self: Arc<Self>, mut e: Entry) {
-        let Some(device) = self.devices.read().get(&e.device).cloned() else {
-            e.state = State::Dead;
-            e.reason = Some("device removed".into());
-            e.at_ms = now_ms();
-            metrics::counter!(m::PUSH_DEAD_TOTAL).increment(1);
-            return self.record(&e);
-        };
-        let body = serde_json::to_vec(&e.body).unwrap_or_default();
-        let timeout = Duration::from_millis(self.cfg.timeout_ms);
-        let outcome =
-            webhook::send(&device.url, body, &e.key, self.cfg.webhook_secret.as_bytes(), timeout).await;
-        e.tries += 1;
-        e.at_ms = now_ms();
-        match outcome {
-            webhook::Outcome::Accepted => {
-                e.state = State::Sent;
-                e.reason = None;
-                metrics::counter!(m::PUSH_SENT_TOTAL).increment(1);
-            }
-            webhook::Outcome::Gone => {
-                e.state = State::Dead;
-                e.reason = Some("gone: device removed".into());
-                metrics::counter!(m::PUSH_FAILED_TOTAL, "reason" => "gone").increment(1);
-                metrics::counter!(m::PUSH_DEAD_TOTAL).increment(1);
-                if let Err(err) = self.remove(&device.id, None) {
-                    tracing::error!(error = %err, "cannot remove a gone device");
-                }
-            }
-            webhook::Outcome::Rejected(why) => {
-                e.state = State::Dead;
-                e.reason = Some(why);
-                metrics::counter!(m::PUSH_FAILED_TOTAL, "reason" => "rejected").increment(1);
-                metrics::counter!(m::PUSH_DEAD_TOTAL).increment(1);
-            }
-            webhook::Outcome::Retry { reason, after_secs } => {
-                let label = if after_secs.is_some() { "throttled" } else { "unavailable" };
-                metrics::counter!(m::PUSH_FAILED_TOTAL, "reason" => label).increment(1);
-                e.reason = Some(reason);
-                if e.tries >= self.cfg.max_tries {
-                    e.state = State::Dead;
-                    metrics::counter!(m::PUSH_DEAD_TOTAL).increment(1);
-                } else {
-                    e.at_ms += self.backoff(e.tries - 1, after_secs);
-                }
-            }
-        }
-        self.record(&e);
-    }
-
-    fn record(&self, e: &Entry) {
-        if let Err(err) = self.save(e) {
-            tracing::error!(error = %err, "cannot record a push attempt: it will be tried again");
-        }
-    }
-
-    /// The sender: attempts what is due, at most `concurrency` at once, until `shutdown`.
-    pub async fn run_sender(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut last_prune = std::time::Instant::now();
-        loop {
-            let now = now_ms();
-            let (due, next) = match self.queued(now, self.cfg.concurrency.max(1)) {
-                Ok(q) => q,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the push outbox");
-                    (Vec::new(), None)
-                }
-            };
-            if !due.is_empty() {
-                let attempts: Vec<_> =
-                    due.into_iter().map(|e| tokio::spawn(self.clone().attempt(e))).collect();
-                for a in attempts {
-                    let _ = a.await;
-                }
-                continue;
-            }
-            if last_prune.elapsed() > Duration::from_secs(60) {
-                last_prune = std::time::Instant::now();
-                if let Err(e) = self.prune() {
-                    tracing::warn!(error = %e, "cannot prune the push outbox");
-                }
-            }
-            let wait = match next {
-                Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0).clamp(1, 1000)),
-                None => Duration::from_secs(1),
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
-    /// The dispatcher: an internal subscriber of `game/+/triggers` (live firings only: a
-    /// topic's snapshot on subscribing is a moment already past).
-    pub async fn run_dispatcher(self: Arc<Self>, fanout: Arc<Fanout>, mut shutdown: watch::Receiver<bool>) {
-        let outbox = Outbox::bounded(fanout.config().queue_len, fanout.config().queue_bytes);
-        let Ok(pattern) = opensports_proto::topic::Pattern::parse("game/+/triggers") else { return };
-        let id = fanout.subscribe(&outbox, pattern, opensports_proto::ws::Mode::All, &Default::default());
-        let mut items = Vec::new();
-        loop {
-            tokio::select! {
-                _ = outbox.wait() => {}
-                _ = shutdown.changed() => break,
-            }
-            items.clear();
-            outbox.drain(&mut items);
-            let mut pubs = Vec::new();
-            for item in &items {
-                match item {
-                    Item::Msg(p) => pubs.push(p.clone()),
-                    Item::Run(r) => pubs.extend(r.pubs.iter().cloned()),
-                    Item::Lagged => {
-                        let (n, _) = outbox.take_lag();
-                        tracing::error!(
-                            dropped = n,
-                            "the push dispatcher fell behind: firings were not pushed"
-                        );
-                        metrics::counter!(m::PUSH_FAILED_TOTAL, "reason" => "lagged").increment(n);
-                    }
-                    Item::Snapshot(_) | Item::Frame(_) => {}
-                }
-            }
-            if pubs.is_empty() {
-                continue;
-            }
-            let push = self.clone();
-            let done = tokio::task::spawn_blocking(move || {
-                for p in pubs {
-                    let game = p.topic.strip_prefix("game/").and_then(|t| t.strip_suffix("/triggers"));
-                    let firing = serde_json::from_str::<serde_json::Value>(p.data());
-                    if let (Some(game), Ok(firing)) = (game, firing)
-                        && let Err(e) = push.dispatch(game, &firing)
-                    {
-                        tracing::error!(error = %e, "cannot queue a push");
-                    }
-                }
-            })
-            .await;
-            if let Err(e) = done {
-                tracing::error!(error = %e, "the push dispatcher failed");
-            }
-        }
-        fanout.unsubscribe(id);
     }
 }
 

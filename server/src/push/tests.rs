@@ -3,8 +3,12 @@ use super::*;
 fn webhook(games: &[&str], kinds: &[&str]) -> NewDevice {
     NewDevice {
         provider: "webhook".into(),
-        url: "http://127.0.0.1:9/push".into(),
+        url: Some("http://127.0.0.1:9/push".into()),
+        token: None,
+        subscription: None,
         locale: None,
+        time_zone: None,
+        quiet_hours: None,
         games: games.iter().map(|s| s.to_string()).collect(),
         kinds: kinds.iter().map(|s| s.to_string()).collect(),
     }
@@ -24,20 +28,20 @@ fn secret() -> PushConfig {
 fn devices_are_checked_bounded_per_credential_and_kept() {
     let (dir, p) = push(secret());
     for (bad, why) in [
-        (NewDevice { provider: "fcm".into(), ..webhook(&["g"], &[]) }, "not built yet"),
-        (NewDevice { url: "ftp://x/y".into(), ..webhook(&["g"], &[]) }, "http(s)"),
+        (NewDevice { provider: "fcm".into(), ..webhook(&["g"], &[]) }, "needs token"),
+        (NewDevice { url: Some("ftp://x/y".into()), ..webhook(&["g"], &[]) }, "http(s)"),
         (NewDevice { locale: Some("fr".into()), ..webhook(&["g"], &[]) }, "locale"),
         (webhook(&[], &[]), "1 to 32"),
         (webhook(&["g/1"], &[]), "game id"),
         (webhook(&["g"], &["a b"]), "rule name"),
     ] {
-        let e = p.register("k1", bad).unwrap_err().to_string();
+        let e = p.register("k1", bad, |_| 0).unwrap_err().to_string();
         assert!(e.contains(why), "{e}");
     }
-    let a = p.register("k1", webhook(&["g"], &[])).unwrap();
-    p.register("k1", webhook(&["g"], &[])).unwrap();
-    assert!(matches!(p.register("k1", webhook(&["g"], &[])), Err(DeviceError::Full(_))));
-    p.register("k2", webhook(&["g"], &[])).unwrap();
+    let a = p.register("k1", webhook(&["g"], &[]), |_| 0).unwrap();
+    p.register("k1", webhook(&["g"], &[]), |_| 0).unwrap();
+    assert!(matches!(p.register("k1", webhook(&["g"], &[]), |_| 0), Err(DeviceError::Full(_))));
+    p.register("k2", webhook(&["g"], &[]), |_| 0).unwrap();
     assert_eq!(p.remove(&a.id, Some("k2")).unwrap(), None, "not k2's");
     assert_eq!(p.remove(&a.id, Some("k1")).unwrap().map(|d| d.id), Some(a.id.clone()));
     drop(p);
@@ -45,19 +49,21 @@ fn devices_are_checked_bounded_per_credential_and_kept() {
     assert_eq!(again.devices(Some("k1")).len(), 1);
     assert_eq!(again.devices(None).len(), 2);
     let (_d, off) = push(PushConfig::default());
-    assert!(off.register("k1", webhook(&["g"], &[])).unwrap_err().to_string().contains("webhook_secret"));
+    assert!(off.register("k1", webhook(&["g"], &[]), |_| 0).unwrap_err().to_string().contains("webhook_secret"));
 }
 
 #[test]
 fn a_firing_queues_one_entry_per_wanting_device_once() {
     let (_dir, p) = push(secret());
-    let all = p.register("k1", webhook(&["g1"], &[])).unwrap();
-    let goals = p.register("k2", webhook(&["g1", "g2"], &["home_goal"])).unwrap();
+    let all = p.register("k1", webhook(&["g1"], &[]), |_| 0).unwrap();
+    let goals = p.register("k2", webhook(&["g1", "g2"], &["home_goal"]), |g| if g == "g2" { 5 } else { 0 }).unwrap();
     let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
     assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 2);
     assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 0, "a replay of it queues nothing");
     assert_eq!(p.dispatch("g1", &firing("lead_change", 11)).unwrap(), 1);
     assert_eq!(p.dispatch("g2", &firing("lead_change", 3)).unwrap(), 0);
+    assert_eq!(p.dispatch("g2", &firing("home_goal", 5)).unwrap(), 0, "g2's past when it registered");
+    assert_eq!(p.dispatch("g2", &firing("home_goal", 6)).unwrap(), 1);
     let q = p.entries(Some(State::Queued), 10).unwrap();
     let keys: Vec<&str> = q.iter().map(|e| e.key.as_str()).collect();
     assert!(keys.contains(&format!("{}|g1|home_goal|10", all.id).as_str()));

@@ -231,10 +231,15 @@ impl GameTriggers {
             facts.insert(format!("{t}:{}", s.pointer), self.read(t, &s.pointer));
         }
         let text = self.render(&rule.spec.text, &value, topic);
-        let fired = serde_json::json!({
+        let mut fired = serde_json::json!({
             "rule": rule.spec.name, "version": version, "seq": seq, "ts": ts,
             "topic": topic, "value": value, "facts": facts, "text": text,
         });
+        if !rule.spec.texts.is_empty() {
+            let texts: serde_json::Map<String, Value> =
+                rule.spec.texts.iter().map(|(l, t)| (l.clone(), self.render(t, &value, topic).into())).collect();
+            fired["texts"] = texts.into();
+        }
         metrics::counter!(m::TRIGGERS_FIRED_TOTAL).increment(1);
         if let Ok(bytes) = serde_json::to_vec(&fired) {
             fire(&bytes);

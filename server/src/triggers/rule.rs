@@ -32,6 +32,10 @@ pub struct RuleSpec {
     /// replaced by their values.
     #[serde(default)]
     pub text: String,
+    /// The text in other languages, by locale (`{"es": "GOL {state:/home}"}`), rendered the
+    /// same way; a firing carries them as `texts` (pushes use the device's language).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub texts: std::collections::BTreeMap<String, String>,
 }
 
 /// One term of a value: a source or a number, added or subtracted.
@@ -114,6 +118,14 @@ impl Rule {
         }
         if spec.value.len() > 512 || spec.when.len() > 128 || spec.text.chars().count() > 256 {
             return Err(format!("rule {name}: value is at most 512 bytes, when 128, text 256 characters"));
+        }
+        if let Some((l, _)) = spec.texts.iter().find(|(l, t)| {
+            !crate::push::device::LOCALES.contains(&l.as_str()) || l.as_str() == "en" || t.chars().count() > 256
+        }) {
+            return Err(format!(
+                "rule {name}: texts {l:?}: a locale other than en, one of {:?}, and at most 256 characters",
+                crate::push::device::LOCALES
+            ));
         }
         if spec.cooldown_ms > 86_400_000 {
             return Err(format!("rule {name}: cooldown_ms is at most a day (86400000)"));
@@ -213,6 +225,15 @@ fn spec(name: &str, sport: &str, value: &str, when: &str, cooldown_ms: u64, text
         hysteresis: 0.0,
         cooldown_ms,
         text: text.into(),
+        texts: Default::default(),
+    }
+}
+
+impl RuleSpec {
+    /// The same with its Spanish text.
+    fn es(mut self, text: &str) -> RuleSpec {
+        self.texts.insert("es".into(), text.into());
+        self
     }
 }
 
@@ -227,7 +248,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "sign",
             0,
             "Lead change: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}",
-        ),
+        )
+        .es("Cambio de líder: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}"),
         spec(
             "player_30",
             "basketball",
@@ -235,7 +257,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "above 30",
             0,
             "{topic}: 30 points",
-        ),
+        )
+        .es("{topic}: 30 puntos"),
         spec(
             "winprob_swing",
             "*",
@@ -243,7 +266,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "swing 0.15 within 60",
             60_000,
             "Win probability {state:/home} {winprob:/home}",
-        ),
+        )
+        .es("Probabilidad de victoria {state:/home} {winprob:/home}"),
         spec(
             "home_scores",
             "football",
@@ -251,7 +275,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "increases",
             0,
             "{state:/home} score: {state:/score/home}-{state:/score/away}",
-        ),
+        )
+        .es("Anota {state:/home}: {state:/score/home}-{state:/score/away}"),
         spec(
             "away_scores",
             "football",
@@ -259,7 +284,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "increases",
             0,
             "{state:/away} score: {state:/score/home}-{state:/score/away}",
-        ),
+        )
+        .es("Anota {state:/away}: {state:/score/home}-{state:/score/away}"),
         spec(
             "lead_change",
             "football",
@@ -267,7 +293,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "sign",
             0,
             "Lead change: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}",
-        ),
+        )
+        .es("Cambio de líder: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}"),
         spec(
             "home_goal",
             "soccer",
@@ -275,7 +302,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "increases",
             0,
             "GOAL {state:/home} {state:/score/home}-{state:/score/away}",
-        ),
+        )
+        .es("GOL de {state:/home} {state:/score/home}-{state:/score/away}"),
         spec(
             "away_goal",
             "soccer",
@@ -283,7 +311,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "increases",
             0,
             "GOAL {state:/away} {state:/score/home}-{state:/score/away}",
-        ),
+        )
+        .es("GOL de {state:/away} {state:/score/home}-{state:/score/away}"),
         spec(
             "red_card",
             "soccer",
@@ -291,7 +320,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "increases",
             0,
             "Red card",
-        ),
+        )
+        .es("Tarjeta roja"),
         spec(
             "safety_car",
             "f1",
@@ -299,7 +329,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "equals \"safety_car\"",
             0,
             "Safety car, lap {state:/f1/lap}",
-        ),
+        )
+        .es("Coche de seguridad, vuelta {state:/f1/lap}"),
         spec(
             "fastest_lap",
             "f1",
@@ -307,7 +338,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "changes",
             0,
             "Fastest lap: {f1-timing/fastest_lap:/driver}",
-        ),
+        )
+        .es("Vuelta rápida: {f1-timing/fastest_lap:/driver}"),
         spec(
             "leader_change",
             "f1",
@@ -315,7 +347,8 @@ pub fn defaults() -> Vec<RuleSpec> {
             "changes",
             0,
             "New leader: {state:/f1/cars/0/driver}",
-        ),
+        )
+        .es("Nuevo líder: {state:/f1/cars/0/driver}"),
         // A score taken back (`score_correction`, a reversed touchdown): a correction to
         // what was announced, not silence.
         spec(
@@ -325,14 +358,43 @@ pub fn defaults() -> Vec<RuleSpec> {
             "decreases",
             0,
             "Score corrected: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}",
-        ),
+        )
+        .es("Marcador corregido: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}"),
     ];
     let ended = "equals \"ended\"";
     let score = "Final: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}";
+    let score_es = "Final: {state:/home} {state:/score/home}-{state:/score/away} {state:/away}";
+    let start = "Under way: {state:/home} v {state:/away}";
     for sport in ["basketball", "football", "soccer"] {
-        rules.push(spec("final", sport, "state:/status", ended, 0, score));
+        rules.push(spec("final", sport, "state:/status", ended, 0, score).es(score_es));
+        rules.push(
+            spec("game_start", sport, "state:/status", "equals \"live\"", 0, start)
+                .es("Comienza: {state:/home} - {state:/away}"),
+        );
     }
-    rules.push(spec("final", "f1", "state:/status", ended, 0, "Race over: {state:/f1/cars/0/driver} wins"));
+    rules.push(
+        spec("final", "f1", "state:/status", ended, 0, "Race over: {state:/f1/cars/0/driver} wins")
+            .es("Fin de la carrera: gana {state:/f1/cars/0/driver}"),
+    );
+    rules.push(
+        spec("game_start", "f1", "state:/status", "equals \"live\"", 0, "Lights out")
+            .es("Se apagan los semáforos"),
+    );
+    // The podium: P2 and P3 (P1 is `leader_change`).
+    for p in [1, 2] {
+        let driver = format!("state:/f1/cars/{p}/driver");
+        rules.push(
+            spec(
+                &format!("podium_p{}", p + 1),
+                "f1",
+                &driver,
+                "changes",
+                0,
+                &format!("P{}: {{{driver}}}", p + 1),
+            )
+            .es(&format!("P{}: {{{driver}}}", p + 1)),
+        );
+    }
     rules
 }
 

@@ -9,6 +9,7 @@ fn rule(name: &str, value: &str, when: &str) -> RuleSpec {
         hysteresis: 0.0,
         cooldown_ms: 0,
         text: String::new(),
+        texts: Default::default(),
     }
 }
 
