@@ -335,10 +335,19 @@ fn describe() {
     );
     describe_counter!(PUSH_DEAD_TOTAL, "Pushes dead-lettered (no more attempts)");
     describe_gauge!(PUSH_QUEUED, "Pushes queued in the outbox (due, retrying or held)");
-    describe_counter!(PUSH_HELD_TOTAL, "Pushes held by reason: quiet_hours (the device's), rate_limit (push.max_per_game_per_minute)");
-    describe_counter!(PUSH_SUPERSEDED_TOTAL, "Held pushes replaced by a newer one of the same collapse key, never sent");
+    describe_counter!(
+        PUSH_HELD_TOTAL,
+        "Pushes held by reason: quiet_hours (the device's), rate_limit (push.max_per_game_per_minute)"
+    );
+    describe_counter!(
+        PUSH_SUPERSEDED_TOTAL,
+        "Held pushes replaced by a newer one of the same collapse key, never sent"
+    );
     describe_histogram!(PUSH_LATENCY_SECONDS, "Event source time to the push provider's acceptance, seconds");
-    describe_counter!(PUSH_TOKENS_TOTAL, "Provider tokens made by provider: fcm (OAuth access tokens), apns (provider tokens)");
+    describe_counter!(
+        PUSH_TOKENS_TOTAL,
+        "Provider tokens made by provider: fcm (OAuth access tokens), apns (provider tokens)"
+    );
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

@@ -36,11 +36,12 @@ impl Providers {
             .args([dir.path().to_str().unwrap(), plan])
             .spawn()
             .expect("python3");
-        let port = wait_for(Duration::from_secs(30), || std::fs::read_to_string(dir.path().join("port")).ok())
-            .await
-            .trim()
-            .parse()
-            .unwrap();
+        let port =
+            wait_for(Duration::from_secs(30), || std::fs::read_to_string(dir.path().join("port")).ok())
+                .await
+                .trim()
+                .parse()
+                .unwrap();
         Providers { child, dir, port }
     }
 
@@ -139,13 +140,24 @@ async fn fcm_apns_and_web_push_each_get_every_moment_once_in_their_own_protocol(
     for (body, locale, kinds) in [
         (serde_json::json!({"provider": "fcm", "token": "fcm-token-1", "locale": "es"}), "es", &[][..]),
         (serde_json::json!({"provider": "apns", "token": "ab".repeat(32), "kinds": goals}), "en", goals),
-        (serde_json::json!({"provider": "webpush", "subscription": providers.subscription("browser1"), "locale": "es"}), "es", &[]),
-        (serde_json::json!({"provider": "webpush", "subscription": providers.subscription("browser2"), "kinds": goals}), "en", goals),
+        (
+            serde_json::json!({"provider": "webpush", "subscription": providers.subscription("browser1"), "locale": "es"}),
+            "es",
+            &[],
+        ),
+        (
+            serde_json::json!({"provider": "webpush", "subscription": providers.subscription("browser2"), "kinds": goals}),
+            "en",
+            goals,
+        ),
     ] {
         let mut body = body;
         body["games"] = serde_json::json!([id]);
         followers.push(Follower { id: register(&server, &fan, body).await, locale, kinds });
     }
+    let (status, key) = server.call(&fan, "GET", "/v1/push/webpush", None).await;
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert_eq!((status, key["public_key"].as_str().unwrap().len()), (200, 87), "a P-256 point, base64url");
     let mut gone = Vec::new();
     for body in [
         serde_json::json!({"provider": "fcm", "token": "dead-fcm-token"}),
@@ -188,13 +200,18 @@ async fn fcm_apns_and_web_push_each_get_every_moment_once_in_their_own_protocol(
         all.is_subset(&taken).then_some(lines)
     })
     .await;
-    assert!(lines.iter().all(|l| l["valid"] == true), "every request as its provider documents it: {lines:#?}");
+    assert!(
+        lines.iter().all(|l| l["valid"] == true),
+        "every request as its provider documents it: {lines:#?}"
+    );
     assert!(lines.iter().filter(|l| l["status"] == 503).count() >= 3, "the outage was played");
 
     for f in &followers {
         let want = want(f);
-        let mine: Vec<&serde_json::Value> =
-            lines.iter().filter(|l| l["status"] == 200 && l["key"].as_str().unwrap().starts_with(&f.id)).collect();
+        let mine: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["status"] == 200 && l["key"].as_str().unwrap().starts_with(&f.id))
+            .collect();
         let keys: Vec<&str> = mine.iter().map(|l| l["key"].as_str().unwrap()).collect();
         let unique: BTreeSet<&str> = keys.iter().copied().collect();
         assert_eq!(keys.len(), unique.len(), "{}: nothing taken twice: {keys:?}", f.id);
@@ -299,7 +316,9 @@ async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["device"] == quiet.as_str() && e["reason"] == "held: quiet hours" && e["tries"] == 0)
+            .filter(|e| {
+                e["device"] == quiet.as_str() && e["reason"] == "held: quiet hours" && e["tries"] == 0
+            })
             .count();
         if held == fired.len() {
             break;

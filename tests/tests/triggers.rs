@@ -7,7 +7,6 @@
 //! API: validated, versioned, audited and kept across a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use opensports_proto::ws::ServerMsg;
 use opensports_proto::{Event, Sport};
 use opensports_server::pipeline::state::GameState;

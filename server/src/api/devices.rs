@@ -5,7 +5,9 @@
 //! - `GET /v1/devices`: the caller's own devices (an admin: every device).
 //! - `DELETE /v1/devices/{id}`: one of the caller's own (an admin: any, audited as
 //!   `device.delete`).
-//! - `GET /v1/push/outbox?state=queued|sent|dead` (admin): the outbox's entries, at most 1000.
+//! - `GET /v1/push/outbox?state=queued|sent|dead|superseded` (admin): the outbox's entries, at
+//!   most 1000.
+//! - `GET /v1/push/webpush`: the VAPID public key browsers subscribe with.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -86,6 +88,21 @@ pub async fn remove(State(app): State<AppState>, caller: Caller, Path(id): Path<
         }
         Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, http_code::STORE_ERROR, &e),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
+    }
+}
+
+/// `GET /v1/push/webpush`.
+pub async fn webpush_key(State(app): State<AppState>, caller: Caller) -> Response {
+    if caller.principal.role.is_none() {
+        return caller.denied("push", "read the Web Push key");
+    }
+    match app.push.vapid_public_key() {
+        Some(k) => json(StatusCode::OK, serde_json::json!({ "public_key": k }).to_string()),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            http_code::NOT_FOUND,
+            "Web Push is off (push.webpush.vapid_key_file)",
+        ),
     }
 }
 

@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", get(devices::list).post(devices::register))
         .route("/v1/devices/{id}", axum::routing::delete(devices::remove))
         .route("/v1/push/outbox", get(devices::outbox))
+        .route("/v1/push/webpush", get(devices::webpush_key))
         .route("/v1/triggers", get(triggers::list))
         .route("/v1/triggers/{rule}", axum::routing::put(triggers::put).delete(triggers::delete))
         .route("/v1/triggers/{rule}/{action}", axum::routing::post(triggers::act))

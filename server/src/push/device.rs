@@ -258,8 +258,10 @@ mod tests {
         assert!(bad(&|d| d.url = Some("https://x/y".into())).contains("only"));
         assert!(bad(&|d| d.provider = "hms".into()).contains("one of"));
         assert!(bad(&|d| d.time_zone = Some("Mars/Olympus".into())).contains("time_zone"));
-        assert!(bad(&|d| d.quiet_hours = Some(QuietHours { start: "25:00".into(), end: "06:00".into() }))
-            .contains("quiet_hours.start"));
+        assert!(
+            bad(&|d| d.quiet_hours = Some(QuietHours { start: "25:00".into(), end: "06:00".into() }))
+                .contains("quiet_hours.start")
+        );
         assert!(bad(&|d| d.provider = "webpush".into()).contains("subscription"));
     }
 }

@@ -71,7 +71,8 @@ impl Push {
                 if t.get(key.as_str()).map_err(db_err)?.is_some() {
                     continue;
                 }
-                let text = firing["texts"][d.locale.as_str()].as_str().or(firing["text"].as_str()).unwrap_or("");
+                let text =
+                    firing["texts"][d.locale.as_str()].as_str().or(firing["text"].as_str()).unwrap_or("");
                 let body = serde_json::json!({
                     "id": key, "device": d.id, "game": game, "rule": rule, "seq": seq, "ts": firing["ts"],
                     "title": title(rule, &d.locale), "text": text, "facts": firing["facts"],

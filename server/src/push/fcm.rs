@@ -66,7 +66,8 @@ impl Fcm {
             "iss": self.email, "scope": SCOPE, "aud": self.token_uri, "iat": now, "exp": now + 3600,
         });
         let assertion = self.key.sign(serde_json::json!({"kid": self.key_id}), &claims)?;
-        let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
+        let form =
+            format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let url = url::Url::parse(&self.token_uri).map_err(|e| format!("token_uri: {e}"))?;
         let req = Request::post("/")
             .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -74,7 +75,11 @@ impl Fcm {
             .map_err(|e| e.to_string())?;
         let reply = http.send(&url, req).await.map_err(|e| format!("OAuth token: {e}"))?;
         if reply.status != 200 {
-            return Err(format!("OAuth token: http {} {}", reply.status, String::from_utf8_lossy(&reply.body)));
+            return Err(format!(
+                "OAuth token: http {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ));
         }
         #[derive(Deserialize)]
         struct Token {

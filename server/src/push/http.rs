@@ -86,10 +86,8 @@ impl Http {
     pub async fn send(&self, url: &url::Url, mut req: Request<Body>) -> Result<Reply, String> {
         let origin = url.origin().ascii_serialization();
         *req.uri_mut() = path_and_query(url).parse().map_err(|e| format!("url: {e}"))?;
-        req.headers_mut().insert(
-            hyper::header::HOST,
-            url.authority().parse().map_err(|e| format!("url: {e}"))?,
-        );
+        req.headers_mut()
+            .insert(hyper::header::HOST, url.authority().parse().map_err(|e| format!("url: {e}"))?);
         let idle = self.idle.lock().get_mut(&origin).and_then(|v| v.pop());
         let mut sender = match idle {
             Some(s) if s.is_ready() => s,
@@ -132,8 +130,10 @@ impl Http {
         let host = url.host_str().ok_or("no host")?;
         let port = url.port_or_known_default().ok_or("no port")?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host((host, port)).await.map_err(|e| format!("resolve {host}: {e}"))?.collect();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("resolve {host}: {e}"))?
+            .collect();
         let mut last = format!("{host}: no address");
         for a in addrs {
             if !self.allow_private && !public(a.ip()) {
@@ -254,7 +254,18 @@ mod tests {
 
     #[test]
     fn inside_addresses_are_not_public() {
-        for inside in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "100.64.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "0.0.0.0"] {
+        for inside in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
             assert!(!public(inside.parse().unwrap()), "{inside}");
         }
         for outside in ["8.8.8.8", "2606:4700::1111"] {

@@ -69,10 +69,13 @@ impl Key {
     pub fn sign(&self, mut header: serde_json::Value, claims: &serde_json::Value) -> Result<String, String> {
         header["alg"] = self.alg().into();
         header["typ"] = "JWT".into();
-        let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+        let input =
+            format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
         let rng = SystemRandom::new();
         let sig = match self {
-            Key::Es256(k) => k.sign(&rng, input.as_bytes()).map_err(|_| "ES256 signing failed")?.as_ref().to_vec(),
+            Key::Es256(k) => {
+                k.sign(&rng, input.as_bytes()).map_err(|_| "ES256 signing failed")?.as_ref().to_vec()
+            }
             Key::Rs256(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)

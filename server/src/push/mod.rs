@@ -446,7 +446,8 @@ impl Push {
         {
             let mut t = w.open_table(OUTBOX).map_err(db_err)?;
             for e in entries {
-                t.insert(e.key.as_str(), serde_json::to_vec(e).map_err(db_err)?.as_slice()).map_err(db_err)?;
+                t.insert(e.key.as_str(), serde_json::to_vec(e).map_err(db_err)?.as_slice())
+                    .map_err(db_err)?;
             }
         }
         w.commit().map_err(db_err)

@@ -59,7 +59,11 @@ impl Providers {
             None => None,
         };
         let fcm = match &cfg.fcm.service_account_file {
-            Some(p) => Some(Fcm::new(&read("push.fcm.service_account_file", p)?, &cfg.fcm.endpoint, &cfg.fcm.token_uri)?),
+            Some(p) => Some(Fcm::new(
+                &read("push.fcm.service_account_file", p)?,
+                &cfg.fcm.endpoint,
+                &cfg.fcm.token_uri,
+            )?),
             None => None,
         };
         let apns = match &cfg.apns.key_file {
@@ -68,7 +72,13 @@ impl Providers {
                 if a.key_id.is_empty() || a.team_id.is_empty() || a.topic.is_empty() {
                     return Err("push.apns: key_file needs key_id, team_id and topic".into());
                 }
-                Some(Apns::new(&read("push.apns.key_file", p)?, &a.key_id, &a.team_id, &a.topic, &a.endpoint)?)
+                Some(Apns::new(
+                    &read("push.apns.key_file", p)?,
+                    &a.key_id,
+                    &a.team_id,
+                    &a.topic,
+                    &a.endpoint,
+                )?)
             }
             None => None,
         };
@@ -124,8 +134,14 @@ impl Providers {
         match (device.provider.as_str(), &device.token, &device.subscription) {
             ("webhook", _, _) => {
                 let body = serde_json::to_vec(b).unwrap_or_default();
-                webhook::send(&self.http, device.url.as_deref().unwrap_or(""), body, &e.key, &self.webhook_secret)
-                    .await
+                webhook::send(
+                    &self.http,
+                    device.url.as_deref().unwrap_or(""),
+                    body,
+                    &e.key,
+                    &self.webhook_secret,
+                )
+                .await
             }
             ("fcm", Some(t), _) => match &self.fcm {
                 Some(f) => f.send(&self.http, t, &msg).await,

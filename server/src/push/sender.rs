@@ -23,11 +23,11 @@ const MINUTE_MS: i64 = 60_000;
 
 /// Sends per (device, game) in the last minute.
 #[derive(Debug, Default)]
-struct Rate(HashMap<(String, String), VecDeque<i64>>);
+pub(super) struct Rate(HashMap<(String, String), VecDeque<i64>>);
 
 impl Rate {
     /// When the next push may go, if not now; else counts this one.
-    fn take(&mut self, device: &str, game: &str, max: usize, now: i64) -> Option<i64> {
+    pub(super) fn take(&mut self, device: &str, game: &str, max: usize, now: i64) -> Option<i64> {
         let sent = self.0.entry((device.to_string(), game.to_string())).or_default();
         while sent.front().is_some_and(|t| *t <= now - MINUTE_MS) {
             sent.pop_front();
@@ -76,7 +76,7 @@ impl Push {
     }
 
     /// Whether a held entry has been followed by a newer one of its collapse key.
-    fn superseded(&self, e: &Entry) -> bool {
+    pub(super) fn superseded(&self, e: &Entry) -> bool {
         e.held && self.index.lock().newest.get(&e.collapse()).is_some_and(|n| *n > e.seq())
     }
 
@@ -215,7 +215,9 @@ impl Push {
             }
             let full = running.len() >= max;
             let wait = match next {
-                Some(at) if !full => Duration::from_millis(u64::try_from(at - now).unwrap_or(0).clamp(1, 1000)),
+                Some(at) if !full => {
+                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0).clamp(1, 1000))
+                }
                 _ => Duration::from_secs(1),
             };
             tokio::select! {

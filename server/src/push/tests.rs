@@ -49,14 +49,17 @@ fn devices_are_checked_bounded_per_credential_and_kept() {
     assert_eq!(again.devices(Some("k1")).len(), 1);
     assert_eq!(again.devices(None).len(), 2);
     let (_d, off) = push(PushConfig::default());
-    assert!(off.register("k1", webhook(&["g"], &[]), |_| 0).unwrap_err().to_string().contains("webhook_secret"));
+    assert!(
+        off.register("k1", webhook(&["g"], &[]), |_| 0).unwrap_err().to_string().contains("webhook_secret")
+    );
 }
 
 #[test]
 fn a_firing_queues_one_entry_per_wanting_device_once() {
     let (_dir, p) = push(secret());
     let all = p.register("k1", webhook(&["g1"], &[]), |_| 0).unwrap();
-    let goals = p.register("k2", webhook(&["g1", "g2"], &["home_goal"]), |g| if g == "g2" { 5 } else { 0 }).unwrap();
+    let goals =
+        p.register("k2", webhook(&["g1", "g2"], &["home_goal"]), |g| if g == "g2" { 5 } else { 0 }).unwrap();
     let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
     assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 2);
     assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 0, "a replay of it queues nothing");
@@ -82,4 +85,32 @@ fn backoff_doubles_with_jitter_and_honours_retry_after_up_to_the_cap() {
     assert!((10_000..=15_000).contains(&p.backoff(20, None)));
     assert_eq!(p.backoff(0, Some(3)), 3000);
     assert_eq!(p.backoff(0, Some(3600)), 10_000);
+}
+
+#[test]
+fn the_rate_limit_counts_a_minute_per_device_and_game() {
+    let mut r = sender::Rate::default();
+    assert_eq!(r.take("d", "g", 2, 0), None);
+    assert_eq!(r.take("d", "g", 2, 10), None);
+    assert_eq!(r.take("d", "g", 2, 20), Some(60_000), "the third waits for the first to age out");
+    assert_eq!(r.take("d", "h", 2, 20), None, "another game has its own");
+    assert_eq!(r.take("e", "g", 2, 20), None, "another device too");
+    assert_eq!(r.take("d", "g", 2, 60_000), None);
+}
+
+#[test]
+fn a_held_push_is_superseded_by_a_newer_one_of_its_collapse_key() {
+    let (_dir, p) = push(secret());
+    let d = p.register("k1", webhook(&["g1"], &[]), |_| 0).unwrap();
+    let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
+    p.dispatch("g1", &firing("home_goal", 10)).unwrap();
+    let key = format!("{}|g1|home_goal|10", d.id);
+    let mut first = p.load(std::slice::from_ref(&key)).unwrap().remove(0);
+    assert!(!p.superseded(&first), "nothing newer yet");
+    p.dispatch("g1", &firing("away_goal", 11)).unwrap();
+    assert!(!p.superseded(&first), "another collapse key");
+    p.dispatch("g1", &firing("home_goal", 12)).unwrap();
+    assert!(!p.superseded(&first), "not held: sent as it comes");
+    first.held = true;
+    assert!(p.superseded(&first), "held, and a newer home_goal came");
 }

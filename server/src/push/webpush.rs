@@ -209,10 +209,15 @@ mod tests {
         let prk = hmac256(salt, &[ikm.as_ref()]);
         let cek = hmac256(prk.as_ref(), &[b"Content-Encoding: aes128gcm\0", &[1]]);
         let nonce = hmac256(prk.as_ref(), &[b"Content-Encoding: nonce\0", &[1]]);
-        let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &cek.as_ref()[..16]).unwrap());
+        let key =
+            aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &cek.as_ref()[..16]).unwrap());
         let mut record = body[21 + idlen..].to_vec();
         let plain = key
-            .open_in_place(aead::Nonce::try_assume_unique_for_key(&nonce.as_ref()[..12]).unwrap(), aead::Aad::empty(), &mut record)
+            .open_in_place(
+                aead::Nonce::try_assume_unique_for_key(&nonce.as_ref()[..12]).unwrap(),
+                aead::Aad::empty(),
+                &mut record,
+            )
             .unwrap();
         assert_eq!(plain, b"GOAL\x02");
         assert_eq!(topic("g1/home_goal").len(), 32);

@@ -236,8 +236,12 @@ impl GameTriggers {
             "topic": topic, "value": value, "facts": facts, "text": text,
         });
         if !rule.spec.texts.is_empty() {
-            let texts: serde_json::Map<String, Value> =
-                rule.spec.texts.iter().map(|(l, t)| (l.clone(), self.render(t, &value, topic).into())).collect();
+            let texts: serde_json::Map<String, Value> = rule
+                .spec
+                .texts
+                .iter()
+                .map(|(l, t)| (l.clone(), self.render(t, &value, topic).into()))
+                .collect();
             fired["texts"] = texts.into();
         }
         metrics::counter!(m::TRIGGERS_FIRED_TOTAL).increment(1);

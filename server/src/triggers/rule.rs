@@ -120,7 +120,9 @@ impl Rule {
             return Err(format!("rule {name}: value is at most 512 bytes, when 128, text 256 characters"));
         }
         if let Some((l, _)) = spec.texts.iter().find(|(l, t)| {
-            !crate::push::device::LOCALES.contains(&l.as_str()) || l.as_str() == "en" || t.chars().count() > 256
+            !crate::push::device::LOCALES.contains(&l.as_str())
+                || l.as_str() == "en"
+                || t.chars().count() > 256
         }) {
             return Err(format!(
                 "rule {name}: texts {l:?}: a locale other than en, one of {:?}, and at most 256 characters",
