@@ -26,6 +26,7 @@ mod floor;
 mod nats;
 mod plot;
 mod process;
+mod push;
 mod report;
 mod restart;
 mod scan;
@@ -125,6 +126,10 @@ struct Args {
     /// log of N events and time a server starting on it (`restart.rs`).
     #[arg(long, value_delimiter = ',')]
     restart: Vec<u64>,
+    /// Measure push notifications instead: N devices following one game, one goal, beside the
+    /// same goal reaching 1,000 WebSocket subscribers (`push.rs`).
+    #[arg(long)]
+    push: Option<usize>,
     /// Internal: run as the server process (`ours` or `floor`) for the parent load test.
     #[arg(long, hide = true, value_parser = ["ours", "floor"], requires = "data_dir")]
     serve: Option<String>,
@@ -204,6 +209,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
+    if let Some(n) = args.push {
+        return push::run(n).await;
+    }
     if !args.restart.is_empty() {
         return restart::run(&Plan::new(&args, "restart"), &args.restart).await;
     }

@@ -697,3 +697,97 @@ export interface PluginOutput {
   topic: string;
   ts: number;
 }
+/**
+ * What `POST /v1/devices` takes.
+ *
+ * This interface was referenced by `WireTypes`'s JSON-Schema
+ * via the `definition` "NewDevice".
+ */
+export interface NewDevice {
+  /**
+   * Game ids followed (at least one, at most 32); the credential must may read each game's
+   * `game/{id}/triggers`.
+   */
+  games: string[];
+  /**
+   * Trigger rules wanted (`home_goal`, `lead_change`, `basketball-boxscore:run`, ...); empty:
+   * every one. At most 32.
+   */
+  kinds?: string[];
+  /**
+   * `en` or `es` (the pushes' language). Default `en`.
+   */
+  locale?: string | null;
+  /**
+   * `fcm`, `apns`, `webpush` or `webhook`.
+   */
+  provider: string;
+  /**
+   * No push between these local times (`{"start": "22:00", "end": "07:00"}`): what comes
+   * meanwhile waits until `end`, and only the newest of each collapse key is then sent.
+   */
+  quiet_hours?: QuietHours | null;
+  /**
+   * `webpush`: the browser's `PushSubscription` as JSON.
+   */
+  subscription?: Subscription | null;
+  /**
+   * IANA time zone of the quiet hours (`Europe/Madrid`). Default `UTC`.
+   */
+  time_zone?: string | null;
+  /**
+   * `fcm`: the registration token; `apns`: the device token (hex).
+   */
+  token?: string | null;
+  /**
+   * `webhook`: the app backend's URL.
+   */
+  url?: string | null;
+}
+/**
+ * This interface was referenced by `WireTypes`'s JSON-Schema
+ * via the `definition` "QuietHours".
+ */
+export interface QuietHours {
+  /**
+   * `HH:MM`, local time; before `start`: the quiet spans midnight.
+   */
+  end: string;
+  /**
+   * `HH:MM`, local time.
+   */
+  start: string;
+}
+/**
+ * A browser's push subscription (`PushSubscription.toJSON()`).
+ *
+ * This interface was referenced by `WireTypes`'s JSON-Schema
+ * via the `definition` "Subscription".
+ */
+export interface Subscription {
+  /**
+   * The push service's URL for this browser (https).
+   */
+  endpoint: string;
+  /**
+   * What the browser reports (`null` or a time); ignored.
+   */
+  expirationTime?: {
+    [k: string]: unknown | undefined;
+  };
+  keys: SubscriptionKeys;
+}
+/**
+ * This interface was referenced by `WireTypes`'s JSON-Schema
+ * via the `definition` "SubscriptionKeys".
+ */
+export interface SubscriptionKeys {
+  /**
+   * The 16-byte authentication secret, base64url.
+   */
+  auth: string;
+  /**
+   * The browser's P-256 public key, uncompressed, base64url (65 bytes).
+   */
+  p256dh: string;
+}

@@ -20,6 +20,7 @@ pub mod graphics;
 pub mod graphql;
 pub mod openapi;
 pub mod pages;
+mod schema;
 pub mod serve;
 pub mod socket;
 pub mod sse;
@@ -243,11 +244,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     json(status, body.to_string())
 }
 
-/// The JSON Schema document (`opensports_proto::schema`), pretty-printed, built once.
-pub fn schema_text() -> &'static str {
-    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TEXT.get_or_init(opensports_proto::schema::text)
-}
+pub use schema::schema_text;
 
 async fn openapi_json() -> Response {
     json(StatusCode::OK, openapi::json().to_string())

@@ -11,7 +11,7 @@ use super::webpush::Subscription;
 pub const PROVIDERS: [&str; 4] = ["fcm", "apns", "webpush", "webhook"];
 
 /// What `POST /v1/devices` takes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     /// `fcm`, `apns`, `webpush` or `webhook`.
@@ -44,7 +44,7 @@ pub struct NewDevice {
     pub kinds: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// `HH:MM`, local time.

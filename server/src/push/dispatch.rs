@@ -8,7 +8,10 @@ use std::sync::Arc;
 use redb::ReadableTable;
 use tokio::sync::watch;
 
-use super::{Device, Entry, OUTBOX, Push, State, db_err};
+use super::{Entry, OUTBOX, Push, State, db_err};
+
+/// Entries written per commit.
+const CHUNK: usize = 4096;
 use crate::fanout::Fanout;
 use crate::fanout::outbox::{Item, Outbox};
 use crate::metrics as m;
@@ -24,7 +27,7 @@ pub fn title(rule: &str, locale: &str) -> String {
         "lead_change" => Some(if es { "Cambio de líder" } else { "Lead change" }),
         "leader_change" => Some(if es { "Nuevo líder" } else { "New leader" }),
         "score_correction" => Some(if es { "Marcador corregido" } else { "Score corrected" }),
-        "final" => Some(if es { "Final" } else { "Final" }),
+        "final" => Some("Final"),
         "game_start" => Some(if es { "Comienza" } else { "Under way" }),
         "safety_car" => Some(if es { "Coche de seguridad" } else { "Safety car" }),
         "fastest_lap" => Some(if es { "Vuelta rápida" } else { "Fastest lap" }),
@@ -45,64 +48,75 @@ pub fn title(rule: &str, locale: &str) -> String {
 
 impl Push {
     /// A firing on `game/{game}/triggers`: one queued entry per device that wants it, written
-    /// once (an entry already there, sent or not, is left as it is). How many were new.
+    /// once (an entry already there, sent or not, is left as it is), in commits of
+    /// [`CHUNK`] so the sender starts on the first while the rest are written. How many were
+    /// new.
     pub fn dispatch(&self, game: &str, firing: &serde_json::Value) -> Result<usize, String> {
         let (Some(rule), Some(seq)) = (firing["rule"].as_str(), firing["seq"].as_u64()) else {
             return Ok(0);
         };
-        let targets: Vec<Device> =
-            self.devices.read().values().filter(|d| d.wants(game, rule, seq)).cloned().collect();
-        if targets.is_empty() {
-            return Ok(0);
-        }
+        let targets: Vec<(String, String)> = self
+            .devices
+            .read()
+            .values()
+            .filter(|d| d.wants(game, rule, seq))
+            .map(|d| (d.id.clone(), d.locale.clone()))
+            .collect();
         let manual = firing["manual"].as_bool().unwrap_or(false);
-        let now = now_ms();
         let collapse_key = format!("{game}/{rule}");
-        let w = self.db.begin_write().map_err(db_err)?;
-        let mut new = Vec::new();
-        {
-            let mut t = w.open_table(OUTBOX).map_err(db_err)?;
-            for d in targets {
-                // A manual firing has no event of its own: its time tells it apart.
-                let key = match manual {
-                    true => format!("{}|{game}|{rule}|{seq}|manual-{}", d.id, firing["ts"]),
-                    false => format!("{}|{game}|{rule}|{seq}", d.id),
-                };
-                if t.get(key.as_str()).map_err(db_err)?.is_some() {
-                    continue;
+        let mut new = 0;
+        for chunk in targets.chunks(CHUNK) {
+            let now = now_ms();
+            let w = self.db.begin_write().map_err(db_err)?;
+            let mut added = Vec::with_capacity(chunk.len());
+            {
+                let mut t = w.open_table(OUTBOX).map_err(db_err)?;
+                for (device, locale) in chunk {
+                    // A manual firing has no event of its own: its time tells it apart.
+                    let key = match manual {
+                        true => format!("{device}|{game}|{rule}|{seq}|manual-{}", firing["ts"]),
+                        false => format!("{device}|{game}|{rule}|{seq}"),
+                    };
+                    if t.get(key.as_str()).map_err(db_err)?.is_some() {
+                        continue;
+                    }
+                    let text =
+                        firing["texts"][locale.as_str()].as_str().or(firing["text"].as_str()).unwrap_or("");
+                    let body = serde_json::json!({
+                        "id": key, "device": device, "game": game, "rule": rule, "seq": seq, "ts": firing["ts"],
+                        "title": title(rule, locale), "text": text, "facts": firing["facts"],
+                        "locale": locale, "collapse_key": collapse_key,
+                    });
+                    let e = Entry {
+                        key,
+                        device: device.clone(),
+                        body,
+                        state: State::Queued,
+                        tries: 0,
+                        at_ms: now,
+                        reason: None,
+                        held: false,
+                    };
+                    t.insert(e.key.as_str(), serde_json::to_vec(&e).map_err(db_err)?.as_slice())
+                        .map_err(db_err)?;
+                    added.push((now, e.key, format!("{device}|{collapse_key}")));
                 }
-                let text =
-                    firing["texts"][d.locale.as_str()].as_str().or(firing["text"].as_str()).unwrap_or("");
-                let body = serde_json::json!({
-                    "id": key, "device": d.id, "game": game, "rule": rule, "seq": seq, "ts": firing["ts"],
-                    "title": title(rule, &d.locale), "text": text, "facts": firing["facts"],
-                    "locale": d.locale, "collapse_key": collapse_key,
-                });
-                let e = Entry {
-                    key: key.clone(),
-                    device: d.id,
-                    body,
-                    state: State::Queued,
-                    tries: 0,
-                    at_ms: now,
-                    reason: None,
-                    held: false,
-                };
-                t.insert(key.as_str(), serde_json::to_vec(&e).map_err(db_err)?.as_slice()).map_err(db_err)?;
-                new.push(e);
             }
-        }
-        w.commit().map_err(db_err)?;
-        if !new.is_empty() {
+            w.commit().map_err(db_err)?;
+            if added.is_empty() {
+                continue;
+            }
+            new += added.len();
             let mut index = self.index.lock();
-            for e in &new {
-                index.add(e);
+            for (at, key, collapse) in added {
+                index.queue(at, key, collapse, seq);
             }
             metrics::gauge!(m::PUSH_QUEUED).set(index.due.len() as f64);
-            metrics::counter!(m::PUSH_QUEUED_TOTAL).increment(new.len() as u64);
+            drop(index);
             self.wake.notify_one();
         }
-        Ok(new.len())
+        metrics::counter!(m::PUSH_QUEUED_TOTAL).increment(new as u64);
+        Ok(new)
     }
 
     /// Subscribes the dispatcher (before the log is replayed) and returns its task.

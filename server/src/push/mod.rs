@@ -55,6 +55,8 @@ const OUTBOX: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("outb
 
 /// File name inside the data dir.
 pub const FILE_NAME: &str = "push.redb";
+/// `push.redb`'s page cache.
+const CACHE_BYTES: usize = 32 << 20;
 
 /// `[push]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -252,10 +254,14 @@ struct Index {
 impl Index {
     fn add(&mut self, e: &Entry) {
         if e.state == State::Queued {
-            self.due.insert((e.at_ms, e.key.clone()));
-            let n = self.newest.entry(e.collapse()).or_default();
-            *n = (*n).max(e.seq());
+            self.queue(e.at_ms, e.key.clone(), e.collapse(), e.seq());
         }
+    }
+
+    fn queue(&mut self, at_ms: i64, key: String, collapse: String, seq: u64) {
+        self.due.insert((at_ms, key));
+        let n = self.newest.entry(collapse).or_default();
+        *n = (*n).max(seq);
     }
 }
 
@@ -275,7 +281,11 @@ impl Push {
     pub fn open(data_dir: &Path, cfg: PushConfig) -> Result<Arc<Push>, String> {
         let providers = Providers::new(&cfg)?;
         std::fs::create_dir_all(data_dir).map_err(db_err)?;
-        let db = Database::create(data_dir.join(FILE_NAME)).map_err(db_err)?;
+        // A small page cache: the outbox is written once and read once per push.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(data_dir.join(FILE_NAME))
+            .map_err(db_err)?;
         let w = db.begin_write().map_err(db_err)?;
         w.open_table(DEVICES).map_err(db_err)?;
         w.open_table(OUTBOX).map_err(db_err)?;

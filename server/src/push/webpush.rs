@@ -23,7 +23,7 @@ const RECORD_SIZE: u32 = 4096;
 pub const MAX_PAYLOAD: usize = 3072;
 
 /// A browser's push subscription (`PushSubscription.toJSON()`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// The push service's URL for this browser (https).
@@ -34,7 +34,7 @@ pub struct Subscription {
     pub expiration_time: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionKeys {
     /// The browser's P-256 public key, uncompressed, base64url (65 bytes).
