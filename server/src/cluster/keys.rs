@@ -82,7 +82,7 @@ pub(super) async fn run(
 }
 
 /// Waits a second; true when the node is shutting down instead.
-async fn pause(shutdown: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn pause(shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
         _ = shutdown.changed() => true,

@@ -10,6 +10,8 @@
 //!   and shards as its own, so every node's outputs are the same bytes.
 //! - membership: each node keeps a key in the `opensports_nodes` KV bucket (15 s TTL).
 //! - [`keys`]: API keys (create, revoke) shared through the `opensports_keys` KV bucket.
+//! - [`push`]: push devices shared through `opensports_devices`, and each firing's pushes sent
+//!   by the one node that claims it first (`opensports_push_claims`).
 //!
 //! A publisher's hello waits until the node has applied everything the stream held when the
 //! hello came ([`Cluster::settle`]): a publisher failing over resumes exactly after its last
@@ -17,6 +19,7 @@
 
 pub mod follow;
 pub mod keys;
+pub mod push;
 pub mod replicate;
 
 use std::sync::Arc;
@@ -83,6 +86,7 @@ impl Cluster {
     pub async fn start(
         cfg: &ClusterConfig,
         auth: Arc<crate::auth::Auth>,
+        push: Arc<crate::push::Push>,
         store: Option<Arc<Store>>,
         http_addr: std::net::SocketAddr,
         shutdown: watch::Receiver<bool>,
@@ -139,6 +143,9 @@ impl Cluster {
         metrics::gauge!(m::CLUSTER_CAUGHT_UP).set(0.0);
         tokio::spawn(replicate::run(js.clone(), cfg.node_id.clone(), backlog, store, shutdown.clone()));
         tokio::spawn(keys::run(js.clone(), cfg.node_id.clone(), cfg.replicas, auth, shutdown.clone()));
+        let keep = Duration::from_secs(push.keep_secs());
+        push.join(Arc::new(push::PushClaims::new(js.clone(), cfg.node_id.clone(), cfg.replicas, keep)));
+        tokio::spawn(push::run(js.clone(), cfg.node_id.clone(), cfg.replicas, push, shutdown.clone()));
         tokio::spawn(membership(cluster.clone(), http_addr, shutdown));
         tracing::info!(node = %cfg.node_id, stream = %cfg.stream, urls = %cfg.urls.join(","), "joined the cluster");
         Ok(cluster)

@@ -20,7 +20,10 @@
 //! the key travels to the provider (`Idempotency-Key`, FCM `data.push_id`, the collapse key)
 //! so an attempt accepted just before a crash and sent again after it replaces itself.
 //!
-//! Not built: the cluster's send-once rule (devices are per node).
+//! In a cluster (`cluster/push.rs`) devices are shared through a JetStream KV bucket, every node
+//! queues the same entries from the same firings, and before sending one a node claims its
+//! firing ([`Claims`]): the first node to claim a firing sends all its pushes; the others mark
+//! theirs `superseded` (reason `sent by another node`).
 
 pub mod apns;
 pub mod device;
@@ -36,6 +39,10 @@ pub mod webpush;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -228,6 +235,20 @@ pub enum State {
     Superseded,
 }
 
+/// Claims of a cluster's nodes on firings (implemented by the cluster; push never names it).
+pub trait Claims: Send + Sync + std::fmt::Debug {
+    /// Claims the pushes of one firing (`game|rule|seq`) for this node: true when this node
+    /// sends them (it claimed first, now or before).
+    fn claim(&self, firing: &str) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'static>>;
+}
+
+/// A change to the device registry, for a cluster to share.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Put(Box<Device>),
+    Removed(String),
+}
+
 /// Why a device was not registered.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -275,6 +296,10 @@ pub struct Push {
     owned: Mutex<HashMap<String, usize>>,
     index: Mutex<Index>,
     wake: Notify,
+    changes: tokio::sync::broadcast::Sender<Change>,
+    cluster: OnceLock<Arc<dyn Claims>>,
+    /// Firings claimed (true) or not, as the cluster answered.
+    claimed: Mutex<HashMap<String, bool>>,
 }
 
 impl Push {
@@ -309,6 +334,9 @@ impl Push {
             owned: Mutex::new(owned),
             index: Mutex::default(),
             wake: Notify::new(),
+            changes: tokio::sync::broadcast::channel(1024).0,
+            cluster: OnceLock::new(),
+            claimed: Mutex::default(),
         };
         let mut index = Index::default();
         push.scan(|e| {
@@ -318,6 +346,11 @@ impl Push {
         metrics::gauge!(m::PUSH_QUEUED).set(index.due.len() as f64);
         *push.index.lock() = index;
         Ok(Arc::new(push))
+    }
+
+    /// How long sent pushes are kept (the dedupe window), s.
+    pub fn keep_secs(&self) -> u64 {
+        self.cfg.keep_secs
     }
 
     /// The VAPID public key browsers subscribe with, when Web Push is on.
@@ -382,11 +415,55 @@ impl Push {
         devices.insert(device.id.clone(), device.clone());
         *owned.entry(owner.to_string()).or_default() += 1;
         metrics::gauge!(m::PUSH_DEVICES).set(devices.len() as f64);
+        let _ = self.changes.send(Change::Put(Box::new(device.clone())));
         Ok(device)
+    }
+
+    /// Changes to the registry made on this node (registrations, removals), from now on.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Joins a cluster: pushes are sent for the firings this node claims.
+    pub fn join(&self, claims: Arc<dyn Claims>) {
+        let _ = self.cluster.set(claims);
+    }
+
+    /// Applies another node's change (checked there; not shared again).
+    pub fn import(&self, change: Change) -> Result<(), String> {
+        match change {
+            Change::Put(d) => {
+                let mut devices = self.devices.write();
+                if devices.get(&d.id) == Some(&*d) {
+                    return Ok(());
+                }
+                let w = self.db.begin_write().map_err(db_err)?;
+                w.open_table(DEVICES)
+                    .map_err(db_err)?
+                    .insert(d.id.as_str(), serde_json::to_vec(&d).map_err(db_err)?.as_slice())
+                    .map_err(db_err)?;
+                w.commit().map_err(db_err)?;
+                let owner = d.owner.clone();
+                if devices.insert(d.id.clone(), *d).is_none() {
+                    *self.owned.lock().entry(owner).or_default() += 1;
+                }
+                metrics::gauge!(m::PUSH_DEVICES).set(devices.len() as f64);
+                Ok(())
+            }
+            Change::Removed(id) => self.forget(&id, None).map(|_| ()),
+        }
     }
 
     /// Removes a device (`owner` none: any owner's); the device, if it was removed.
     pub fn remove(&self, id: &str, owner: Option<&str>) -> Result<Option<Device>, String> {
+        let removed = self.forget(id, owner)?;
+        if removed.is_some() {
+            let _ = self.changes.send(Change::Removed(id.to_string()));
+        }
+        Ok(removed)
+    }
+
+    fn forget(&self, id: &str, owner: Option<&str>) -> Result<Option<Device>, String> {
         let mut devices = self.devices.write();
         if devices.get(id).is_none_or(|d| owner.is_some_and(|o| d.owner != o)) {
             return Ok(None);

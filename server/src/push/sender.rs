@@ -80,6 +80,22 @@ impl Push {
         e.held && self.index.lock().newest.get(&e.collapse()).is_some_and(|n| *n > e.seq())
     }
 
+    /// Whether this node sends `e`'s firing (`game|rule|seq`: its key after the device), asking
+    /// the cluster once per firing.
+    async fn claim(&self, cluster: &Arc<dyn super::Claims>, e: &Entry) -> Result<bool, String> {
+        let firing = e.key.split_once('|').map_or(e.key.as_str(), |(_, f)| f).to_string();
+        if let Some(ours) = self.claimed.lock().get(&firing) {
+            return Ok(*ours);
+        }
+        let ours = cluster.claim(&firing).await?;
+        let mut claimed = self.claimed.lock();
+        if claimed.len() >= 65_536 {
+            claimed.clear();
+        }
+        claimed.insert(firing, ours);
+        Ok(ours)
+    }
+
     /// One attempt at `e` (or its hold, or its supersession); the entry as it now stands.
     async fn attempt(self: Arc<Self>, mut e: Entry, rate: Arc<Mutex<Rate>>) -> Entry {
         let now = now_ms();
@@ -111,6 +127,23 @@ impl Push {
             let label = if why == "quiet hours" { "quiet_hours" } else { "rate_limit" };
             metrics::counter!(m::PUSH_HELD_TOTAL, "reason" => label).increment(1);
             return e;
+        }
+        if let Some(cluster) = self.cluster.get() {
+            match self.claim(cluster, &e).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    e.state = State::Superseded;
+                    e.reason = Some("sent by another node (cluster claim)".into());
+                    e.at_ms = now;
+                    metrics::counter!(m::PUSH_SUPERSEDED_TOTAL).increment(1);
+                    return e;
+                }
+                Err(err) => {
+                    e.reason = Some(format!("cluster claim: {err}"));
+                    e.at_ms = now + self.backoff(0, None);
+                    return e;
+                }
+            }
         }
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let outcome = match tokio::time::timeout(timeout, self.providers.send(&device, &e)).await {
