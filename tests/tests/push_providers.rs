@@ -250,11 +250,15 @@ async fn fcm_apns_and_web_push_each_get_every_moment_once_in_their_own_protocol(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
+async fn quiet_hours_hold_pushes_a_late_follower_gets_no_past_moments_and_a_team_fan_its_games() {
     let providers = Providers::start("").await;
     let events = game();
     let id = events[0].game.clone();
-    let server = TestServer::start_with(|c| providers.configure(c)).await;
+    let server = TestServer::start_with(|c| {
+        providers.configure(c);
+        c.auth.public_topics = vec!["game/+/state".into()];
+    })
+    .await;
     let fan = server.key(Role::Subscriber, &[&format!("game/{id}/#")]);
     // Quiet from an hour ago to an hour ahead, in Tokyo.
     let tokyo = |h: i64| {
@@ -269,6 +273,23 @@ async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
             "quiet_hours": {"start": tokyo(-1), "end": tokyo(1)}}),
     )
     .await;
+    // A fan of the home team, not of this game: gets its every moment.
+    let opensports_proto::Body::Soccer(opensports_proto::soccer::Event::GameStart { home, .. }) =
+        &events[0].body
+    else {
+        panic!("a game starts with its teams")
+    };
+    let everything = server.key(Role::Subscriber, &["game/#"]);
+    let team_fan = register(
+        &server,
+        &everything,
+        serde_json::json!({"provider": "webpush", "subscription": providers.subscription("browser2"), "teams": [home]}),
+    )
+    .await;
+    let text = serde_json::json!({"provider": "fcm", "token": "x", "teams": [home]}).to_string();
+    let (status, _) =
+        server.call(&fan, "POST", "/v1/devices", Some(("application/json", text.as_bytes()))).await;
+    assert_eq!(status, 403, "following a team needs game/+/triggers");
     let half = events.len() / 2;
     server.publish_all(&events[..half]).await;
     let late = register(
@@ -279,7 +300,8 @@ async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
     .await;
     server.publish_all(&events[half..]).await;
 
-    let mut sub = server.subscriber().await;
+    let url = format!("{}?token={}", server.ws_url(), server.admin_key());
+    let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
     let fired: Vec<serde_json::Value> = from_start(&mut sub, &format!("game/{id}/triggers"))
         .await
         .into_iter()
@@ -306,6 +328,22 @@ async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
         .map(String::from)
         .collect();
     assert_eq!(late_keys, after, "the late follower gets what came after it registered, not the past");
+    let all: BTreeSet<String> = fired
+        .iter()
+        .map(|f| format!("{team_fan}|{id}|{}|{}", f["rule"].as_str().unwrap(), f["seq"]))
+        .collect();
+    let team_keys = wait_for(Duration::from_secs(60), || {
+        let got: BTreeSet<String> = providers
+            .lines()
+            .iter()
+            .filter_map(|l| l["key"].as_str())
+            .filter(|k| k.starts_with(&team_fan))
+            .map(String::from)
+            .collect();
+        (got.len() >= all.len()).then_some(got)
+    })
+    .await;
+    assert_eq!(team_keys, all, "the team's fan gets the team's game");
     assert!(!lines.iter().any(|l| l["device"] == "sleeping-1"), "nothing sent in quiet hours");
     // Every moment for the sleeping device is held, none sent.
     let start = std::time::Instant::now();
@@ -327,4 +365,65 @@ async fn quiet_hours_hold_pushes_and_a_late_follower_gets_no_past_moments() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(server.metric(r#"opensports_push_held_total{reason="quiet_hours"}"#).await >= fired.len() as f64);
+}
+
+/// A touchdown taken back on review (`score_correction`): the device that got the score gets a
+/// correction naming the score as it stands again, not silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_score_taken_back_is_pushed_as_a_correction() {
+    use opensports_proto::football::Event as Fb;
+    use opensports_proto::{Body, ScoreCorrection};
+    let providers = Providers::start("").await;
+    let mut events = opensports_tests::sim_events(Sport::Football, 5, opensports_tests::SIM_START_US);
+    let id = events[0].game.clone();
+    // The first home score, and the score before it.
+    let mut state = opensports_server::pipeline::state::GameState::new(&id, Sport::Football);
+    let (mut at, mut before) = (None, (0, 0));
+    for (i, e) in events.iter().enumerate() {
+        let prev = state.score.map_or((0, 0), |s| (s.home, s.away));
+        state.apply(e);
+        if state.score.is_some_and(|s| s.home > prev.0) {
+            (at, before) = (Some(i), prev);
+            break;
+        }
+    }
+    let at = at.expect("the simulated game has a home score");
+    let mut reversal = events[at].clone();
+    reversal.seq += 1;
+    reversal.ts += 1;
+    reversal.body = Body::Football(Fb::ScoreCorrection(ScoreCorrection {
+        home: before.0 as u16,
+        away: before.1 as u16,
+        reason: "touchdown reversed on review".into(),
+    }));
+    events.truncate(at + 1);
+    events.push(reversal);
+
+    let server = TestServer::start_with(|c| providers.configure(c)).await;
+    let fan = server.key(Role::Subscriber, &[&format!("game/{id}/#")]);
+    let device = register(
+        &server,
+        &fan,
+        serde_json::json!({"provider": "fcm", "token": "fan-1", "games": [id], "kinds": ["home_scores", "score_correction"]}),
+    )
+    .await;
+    server.publish_all(&events).await;
+    let seq = events[at].seq;
+    let want =
+        [format!("{device}|{id}|home_scores|{seq}"), format!("{device}|{id}|score_correction|{}", seq + 1)];
+    let lines = wait_for(Duration::from_secs(60), || {
+        let lines = providers.lines();
+        (lines.len() >= 2).then_some(lines)
+    })
+    .await;
+    let mut got: Vec<&serde_json::Value> = lines.iter().filter(|l| l["status"] == 200).collect();
+    got.sort_by_key(|l| l["key"].as_str().unwrap().rsplit('|').next().unwrap().parse::<u64>().unwrap());
+    let keys: Vec<&str> = got.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, want, "the score, then its correction, nothing else");
+    let text = got[1]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Score corrected: ") && text.contains(&format!("{}-{}", before.0, before.1)),
+        "{text}"
+    );
+    assert_eq!(got[1]["title"], "Score corrected");
 }

@@ -705,10 +705,10 @@ export interface PluginOutput {
  */
 export interface NewDevice {
   /**
-   * Game ids followed (at least one, at most 32); the credential must may read each game's
+   * Game ids followed (at most 32); the credential must may read each game's
    * `game/{id}/triggers`.
    */
-  games: string[];
+  games?: string[];
   /**
    * Trigger rules wanted (`home_goal`, `lead_change`, `basketball-boxscore:run`, ...); empty:
    * every one. At most 32.
@@ -731,6 +731,12 @@ export interface NewDevice {
    * `webpush`: the browser's `PushSubscription` as JSON.
    */
   subscription?: Subscription | null;
+  /**
+   * Teams followed, as the games name them (`BOS`, `Liverpool`; at most 8): every game they
+   * play in, now or later. The credential must may read `game/+/triggers`. At least one game
+   * or team.
+   */
+  teams?: string[];
   /**
    * IANA time zone of the quiet hours (`Europe/Madrid`). Default `UTC`.
    */

@@ -16,6 +16,7 @@ use opensports_proto::error_code::http as http_code;
 
 use super::admin::{Admin, Caller};
 use super::{AppState, QueryResult, json, json_error, object, query};
+use crate::push::dispatch as push;
 use crate::push::{DeviceError, NewDevice};
 
 /// `POST /v1/devices`.
@@ -32,16 +33,26 @@ pub async fn register(State(app): State<AppState>, caller: Caller, body: axum::b
             return denied;
         }
     }
-    let (push, owner, fanout) = (app.push.clone(), caller.principal.id.to_string(), app.fanout.clone());
-    // Each game's last event now: the device is pushed what follows.
-    let last_seq = move |game: &str| {
-        fanout
-            .latest(&format!("game/{game}/state"))
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p.data()).ok())
-            .and_then(|s| s["last_seq"].as_u64())
-            .unwrap_or(0)
-    };
-    match tokio::task::spawn_blocking(move || push.register(&owner, new, last_seq)).await {
+    if !new.teams.is_empty()
+        && let Some(denied) = caller.deny_read(&app, "game/+/triggers")
+    {
+        return denied;
+    }
+    // Each followed game under way now (named, or played by a followed team) and its last
+    // event: the device is pushed what follows, not the game's past.
+    let fanout = &app.fanout;
+    let mut since: std::collections::BTreeMap<String, u64> =
+        new.games.iter().map(|g| (g.clone(), push::last_seq(fanout, g))).collect();
+    if !new.teams.is_empty() {
+        for (g, _) in app.pipeline.directory().list() {
+            if new.teams.iter().any(|t| push::teams(fanout, &g).contains(t)) {
+                let seq = push::last_seq(fanout, &g);
+                since.insert(g, seq);
+            }
+        }
+    }
+    let (push, owner) = (app.push.clone(), caller.principal.id.to_string());
+    match tokio::task::spawn_blocking(move || push.register(&owner, new, since)).await {
         Ok(Ok(d)) => json(StatusCode::CREATED, serde_json::to_string(&d).unwrap_or_default()),
         Ok(Err(DeviceError::Invalid(e))) => json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e),
         Ok(Err(DeviceError::Full(e))) => json_error(StatusCode::CONFLICT, http_code::TOO_MANY_DEVICES, &e),

@@ -173,7 +173,7 @@ pub const ROUTES: &[Route] = &[
         responses: [(200, JSON, "what changed"), (400, JSON, "bad_request"), (404, JSON, "not_found, no_such_game"),
             (401, JSON, ERR), (403, JSON, ERR), (503, JSON, "the topic limit")]),
     route!("post" "/v1/devices", "push", Read, "Register a device for push notifications of games the credential may read (PROTOCOL.md 3.4)",
-        params: [], body: Some((JSON, r#"{"provider":"fcm|apns|webpush|webhook","token"|"subscription"|"url","locale","time_zone","quiet_hours":{"start","end"},"games":[...],"kinds":[...]} (the schema shows the webhook form; PROTOCOL.md 3.4 the others)"#)),
+        params: [], body: Some((JSON, r#"{"provider":"fcm|apns|webpush|webhook","token"|"subscription"|"url","locale","time_zone","quiet_hours":{"start","end"},"games":[...],"teams":[...],"kinds":[...]} (the schema shows the webhook form; PROTOCOL.md 3.4 the others)"#)),
         responses: [(201, JSON, "the device"), (400, JSON, "bad_request"), (401, JSON, ERR), (403, JSON, ERR),
             (409, JSON, "too_many_devices"), (503, JSON, "store_error")]),
     route!("get" "/v1/devices", "push", Read, "The caller's devices (an admin: every device)",
@@ -285,6 +285,7 @@ fn body_schema(method: &str, path: &str) -> Option<serde_json::Value> {
                     "properties": {"start": {"type": "string", "enum": ["22:00", "23:30"]},
                                    "end": {"type": "string", "enum": ["06:00", "07:15"]}}},
                 "games": {"type": "array", "minItems": 1, "maxItems": 32, "items": {"type": "string", "pattern": NAME}},
+                "teams": {"type": "array", "maxItems": 8, "items": {"type": "string", "pattern": "^[A-Z]{2,3}$"}},
                 "kinds": {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": "^[A-Za-z0-9_:-]{1,64}$"}}}}),
         // A subset of the rule language (PROTOCOL.md 3.3) every member of which is a valid rule.
         ("put", "/v1/triggers/{rule}") => json!({"type": "object", "required": ["value", "when"],

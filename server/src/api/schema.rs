@@ -39,6 +39,6 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(now).unwrap();
         let device = &doc["$defs"]["NewDevice"];
         assert_eq!(device["additionalProperties"], false, "unknown fields are refused: {device}");
-        assert!(device["required"].as_array().unwrap().iter().any(|r| r == "games"));
+        assert!(device["required"].as_array().unwrap().iter().any(|r| r == "provider"));
     }
 }

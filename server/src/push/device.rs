@@ -35,9 +35,15 @@ pub struct NewDevice {
     /// meanwhile waits until `end`, and only the newest of each collapse key is then sent.
     #[serde(default)]
     pub quiet_hours: Option<QuietHours>,
-    /// Game ids followed (at least one, at most 32); the credential must may read each game's
+    /// Game ids followed (at most 32); the credential must may read each game's
     /// `game/{id}/triggers`.
+    #[serde(default)]
     pub games: Vec<String>,
+    /// Teams followed, as the games name them (`BOS`, `Liverpool`; at most 8): every game they
+    /// play in, now or later. The credential must may read `game/+/triggers`. At least one game
+    /// or team.
+    #[serde(default)]
+    pub teams: Vec<String>,
     /// Trigger rules wanted (`home_goal`, `lead_change`, `basketball-boxscore:run`, ...); empty:
     /// every one. At most 32.
     #[serde(default)]
@@ -72,6 +78,8 @@ pub struct Device {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
     pub games: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
     pub kinds: Vec<String>,
     /// Each followed game's last event when the device was registered: it is pushed the
     /// moments after it, not the game's past.
@@ -85,9 +93,16 @@ fn utc() -> String {
 }
 
 impl Device {
-    /// Whether a firing of `rule` at event `seq` of `game` is for this device.
-    pub fn wants(&self, game: &str, rule: &str, seq: u64) -> bool {
-        self.games.iter().any(|g| g == game)
+    /// Whether this device follows `game`, whose teams are `teams` (home, away; none known:
+    /// empty).
+    pub fn follows(&self, game: &str, teams: &[String]) -> bool {
+        self.games.iter().any(|g| g == game) || self.teams.iter().any(|t| teams.contains(t))
+    }
+
+    /// Whether a firing of `rule` at event `seq` of `game` (played by `teams`) is for this
+    /// device.
+    pub fn wants(&self, game: &str, teams: &[String], rule: &str, seq: u64) -> bool {
+        self.follows(game, teams)
             && self.since.get(game).is_none_or(|s| seq > *s)
             && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == rule))
     }
@@ -172,8 +187,14 @@ impl NewDevice {
                 return Err("quiet_hours: start and end differ".into());
             }
         }
-        if self.games.is_empty() || self.games.len() > 32 {
-            return Err("games: 1 to 32 game ids".into());
+        if self.games.len() > 32 || self.teams.len() > 8 || self.games.is_empty() && self.teams.is_empty() {
+            return Err("games: at most 32 game ids, teams at most 8, and at least one of them".into());
+        }
+        let team_like = |t: &String| {
+            (1..=64).contains(&t.len()) && t.chars().all(|c| c.is_alphanumeric() || " .'&_-".contains(c))
+        };
+        if let Some(t) = self.teams.iter().find(|t| !team_like(t)) {
+            return Err(format!("team {t:?}: a team as games name it (letters, digits, \" .'&_-\", 1-64)"));
         }
         if let Some(g) = self.games.iter().find(|g| !id_like(g, b".")) {
             return Err(format!("game {g:?}: a game id ([A-Za-z0-9_.-], 1-64)"));
@@ -204,6 +225,7 @@ mod tests {
             time_zone: zone.into(),
             quiet_hours: Some(QuietHours { start: start.into(), end: end.into() }),
             games: vec!["g".into()],
+            teams: vec!["BOS".into()],
             kinds: vec![],
             since: BTreeMap::from([("g".into(), 10)]),
             created_ms: 0,
@@ -232,7 +254,10 @@ mod tests {
     #[test]
     fn a_device_gets_what_follows_its_registration() {
         let d = device("UTC", "13:00", "15:00");
-        assert!(!d.wants("g", "home_goal", 10) && d.wants("g", "home_goal", 11) && !d.wants("h", "x", 99));
+        let none: &[String] = &[];
+        assert!(!d.wants("g", none, "home_goal", 10) && d.wants("g", none, "home_goal", 11));
+        assert!(!d.wants("h", none, "x", 99), "another game");
+        assert!(d.wants("h", &["NYK".into(), "BOS".into()], "x", 1), "its team's game");
     }
 
     #[test]
@@ -246,6 +271,7 @@ mod tests {
             time_zone: Some("America/New_York".into()),
             quiet_hours: Some(QuietHours { start: "23:00".into(), end: "06:30".into() }),
             games: vec!["g1".into()],
+            teams: vec![],
             kinds: vec![],
         };
         base.check().unwrap();
@@ -263,5 +289,11 @@ mod tests {
                 .contains("quiet_hours.start")
         );
         assert!(bad(&|d| d.provider = "webpush".into()).contains("subscription"));
+        assert!(bad(&|d| d.games.clear()).contains("at least one"));
+        assert!(bad(&|d| d.teams = vec!["<script>".into()]).contains("team"));
+        let mut teams = base.clone();
+        teams.games.clear();
+        teams.teams = vec!["Green Bay".into()];
+        teams.check().unwrap();
     }
 }

@@ -46,12 +46,34 @@ pub fn title(rule: &str, locale: &str) -> String {
     }
 }
 
+/// A game's home and away as its state names them (empty before its first event, and for F1).
+pub fn teams(fanout: &Fanout, game: &str) -> Vec<String> {
+    let Some(p) = fanout.latest(&format!("game/{game}/state")) else { return Vec::new() };
+    let Ok(state) = serde_json::from_str::<serde_json::Value>(p.data()) else { return Vec::new() };
+    ["home", "away"].iter().filter_map(|side| state[*side].as_str().map(String::from)).collect()
+}
+
+/// A game's last event, from its state (0 before its first).
+pub fn last_seq(fanout: &Fanout, game: &str) -> u64 {
+    fanout
+        .latest(&format!("game/{game}/state"))
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p.data()).ok())
+        .and_then(|s| s["last_seq"].as_u64())
+        .unwrap_or(0)
+}
+
 impl Push {
     /// A firing on `game/{game}/triggers`: one queued entry per device that wants it, written
     /// once (an entry already there, sent or not, is left as it is), in commits of
     /// [`CHUNK`] so the sender starts on the first while the rest are written. How many were
     /// new.
-    pub fn dispatch(&self, game: &str, firing: &serde_json::Value) -> Result<usize, String> {
+    /// `teams`: the game's home and away (empty when not known).
+    pub fn dispatch(
+        &self,
+        game: &str,
+        teams: &[String],
+        firing: &serde_json::Value,
+    ) -> Result<usize, String> {
         let (Some(rule), Some(seq)) = (firing["rule"].as_str(), firing["seq"].as_u64()) else {
             return Ok(0);
         };
@@ -59,7 +81,7 @@ impl Push {
             .devices
             .read()
             .values()
-            .filter(|d| d.wants(game, rule, seq))
+            .filter(|d| d.wants(game, teams, rule, seq))
             .map(|d| (d.id.clone(), d.locale.clone()))
             .collect();
         let manual = firing["manual"].as_bool().unwrap_or(false);
@@ -167,13 +189,13 @@ impl Push {
             if pubs.is_empty() {
                 continue;
             }
-            let push = self.clone();
+            let (push, fanout) = (self.clone(), fanout.clone());
             let done = tokio::task::spawn_blocking(move || {
                 for p in pubs {
                     let game = p.topic.strip_prefix("game/").and_then(|t| t.strip_suffix("/triggers"));
                     let firing = serde_json::from_str::<serde_json::Value>(p.data());
                     if let (Some(game), Ok(firing)) = (game, firing)
-                        && let Err(e) = push.dispatch(game, &firing)
+                        && let Err(e) = push.dispatch(game, &teams(&fanout, game), &firing)
                     {
                         tracing::error!(error = %e, "cannot queue a push");
                     }

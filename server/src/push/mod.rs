@@ -358,13 +358,13 @@ impl Push {
         self.providers.vapid_public_key()
     }
 
-    /// Registers a device for `owner`, stored before it is answered. `last_seq` gives a
-    /// game's last event now (the device is pushed what comes after it).
+    /// Registers a device for `owner`, stored before it is answered. `since`: the last event
+    /// now of each game it follows that is under way (it is pushed what comes after it).
     pub fn register(
         &self,
         owner: &str,
         new: NewDevice,
-        last_seq: impl Fn(&str) -> u64,
+        since: std::collections::BTreeMap<String, u64>,
     ) -> Result<Device, DeviceError> {
         new.check().map_err(DeviceError::Invalid)?;
         if let Some(off) = self.providers.unavailable(&new.provider) {
@@ -397,8 +397,9 @@ impl Push {
             locale: new.locale.unwrap_or_else(|| "en".into()),
             time_zone: new.time_zone.unwrap_or_else(|| "UTC".into()),
             quiet_hours: new.quiet_hours,
-            since: new.games.iter().map(|g| (g.clone(), last_seq(g))).collect(),
+            since,
             games: new.games,
+            teams: new.teams,
             kinds: new.kinds,
             created_ms: now_ms(),
         };

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn webhook(games: &[&str], kinds: &[&str]) -> NewDevice {
@@ -10,6 +12,7 @@ fn webhook(games: &[&str], kinds: &[&str]) -> NewDevice {
         time_zone: None,
         quiet_hours: None,
         games: games.iter().map(|s| s.to_string()).collect(),
+        teams: vec![],
         kinds: kinds.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -31,17 +34,17 @@ fn devices_are_checked_bounded_per_credential_and_kept() {
         (NewDevice { provider: "fcm".into(), ..webhook(&["g"], &[]) }, "needs token"),
         (NewDevice { url: Some("ftp://x/y".into()), ..webhook(&["g"], &[]) }, "http(s)"),
         (NewDevice { locale: Some("fr".into()), ..webhook(&["g"], &[]) }, "locale"),
-        (webhook(&[], &[]), "1 to 32"),
+        (webhook(&[], &[]), "at least one"),
         (webhook(&["g/1"], &[]), "game id"),
         (webhook(&["g"], &["a b"]), "rule name"),
     ] {
-        let e = p.register("k1", bad, |_| 0).unwrap_err().to_string();
+        let e = p.register("k1", bad, Default::default()).unwrap_err().to_string();
         assert!(e.contains(why), "{e}");
     }
-    let a = p.register("k1", webhook(&["g"], &[]), |_| 0).unwrap();
-    p.register("k1", webhook(&["g"], &[]), |_| 0).unwrap();
-    assert!(matches!(p.register("k1", webhook(&["g"], &[]), |_| 0), Err(DeviceError::Full(_))));
-    p.register("k2", webhook(&["g"], &[]), |_| 0).unwrap();
+    let a = p.register("k1", webhook(&["g"], &[]), Default::default()).unwrap();
+    p.register("k1", webhook(&["g"], &[]), Default::default()).unwrap();
+    assert!(matches!(p.register("k1", webhook(&["g"], &[]), Default::default()), Err(DeviceError::Full(_))));
+    p.register("k2", webhook(&["g"], &[]), Default::default()).unwrap();
     assert_eq!(p.remove(&a.id, Some("k2")).unwrap(), None, "not k2's");
     assert_eq!(p.remove(&a.id, Some("k1")).unwrap().map(|d| d.id), Some(a.id.clone()));
     drop(p);
@@ -50,23 +53,27 @@ fn devices_are_checked_bounded_per_credential_and_kept() {
     assert_eq!(again.devices(None).len(), 2);
     let (_d, off) = push(PushConfig::default());
     assert!(
-        off.register("k1", webhook(&["g"], &[]), |_| 0).unwrap_err().to_string().contains("webhook_secret")
+        off.register("k1", webhook(&["g"], &[]), Default::default())
+            .unwrap_err()
+            .to_string()
+            .contains("webhook_secret")
     );
 }
 
 #[test]
 fn a_firing_queues_one_entry_per_wanting_device_once() {
     let (_dir, p) = push(secret());
-    let all = p.register("k1", webhook(&["g1"], &[]), |_| 0).unwrap();
-    let goals =
-        p.register("k2", webhook(&["g1", "g2"], &["home_goal"]), |g| if g == "g2" { 5 } else { 0 }).unwrap();
+    let all = p.register("k1", webhook(&["g1"], &[]), Default::default()).unwrap();
+    let goals = p
+        .register("k2", webhook(&["g1", "g2"], &["home_goal"]), BTreeMap::from([("g2".to_string(), 5)]))
+        .unwrap();
     let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
-    assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 2);
-    assert_eq!(p.dispatch("g1", &firing("home_goal", 10)).unwrap(), 0, "a replay of it queues nothing");
-    assert_eq!(p.dispatch("g1", &firing("lead_change", 11)).unwrap(), 1);
-    assert_eq!(p.dispatch("g2", &firing("lead_change", 3)).unwrap(), 0);
-    assert_eq!(p.dispatch("g2", &firing("home_goal", 5)).unwrap(), 0, "g2's past when it registered");
-    assert_eq!(p.dispatch("g2", &firing("home_goal", 6)).unwrap(), 1);
+    assert_eq!(p.dispatch("g1", &[], &firing("home_goal", 10)).unwrap(), 2);
+    assert_eq!(p.dispatch("g1", &[], &firing("home_goal", 10)).unwrap(), 0, "a replay of it queues nothing");
+    assert_eq!(p.dispatch("g1", &[], &firing("lead_change", 11)).unwrap(), 1);
+    assert_eq!(p.dispatch("g2", &[], &firing("lead_change", 3)).unwrap(), 0);
+    assert_eq!(p.dispatch("g2", &[], &firing("home_goal", 5)).unwrap(), 0, "g2's past when it registered");
+    assert_eq!(p.dispatch("g2", &[], &firing("home_goal", 6)).unwrap(), 1);
     let q = p.entries(Some(State::Queued), 10).unwrap();
     let keys: Vec<&str> = q.iter().map(|e| e.key.as_str()).collect();
     assert!(keys.contains(&format!("{}|g1|home_goal|10", all.id).as_str()));
@@ -101,15 +108,15 @@ fn the_rate_limit_counts_a_minute_per_device_and_game() {
 #[test]
 fn a_held_push_is_superseded_by_a_newer_one_of_its_collapse_key() {
     let (_dir, p) = push(secret());
-    let d = p.register("k1", webhook(&["g1"], &[]), |_| 0).unwrap();
+    let d = p.register("k1", webhook(&["g1"], &[]), Default::default()).unwrap();
     let firing = |rule: &str, seq: u64| serde_json::json!({"rule": rule, "seq": seq, "ts": 5, "text": "t", "facts": {}});
-    p.dispatch("g1", &firing("home_goal", 10)).unwrap();
+    p.dispatch("g1", &[], &firing("home_goal", 10)).unwrap();
     let key = format!("{}|g1|home_goal|10", d.id);
     let mut first = p.load(std::slice::from_ref(&key)).unwrap().remove(0);
     assert!(!p.superseded(&first), "nothing newer yet");
-    p.dispatch("g1", &firing("away_goal", 11)).unwrap();
+    p.dispatch("g1", &[], &firing("away_goal", 11)).unwrap();
     assert!(!p.superseded(&first), "another collapse key");
-    p.dispatch("g1", &firing("home_goal", 12)).unwrap();
+    p.dispatch("g1", &[], &firing("home_goal", 12)).unwrap();
     assert!(!p.superseded(&first), "not held: sent as it comes");
     first.held = true;
     assert!(p.superseded(&first), "held, and a newer home_goal came");
