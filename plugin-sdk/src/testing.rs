@@ -32,18 +32,34 @@ impl Host for Collect {
 
 /// Feeds `events` to a fresh plugin runtime (with `config`) and returns every output.
 pub fn run<P: Plugin>(config: &serde_json::Value, events: &[crate::proto::Event]) -> Vec<Output> {
-    let mut rt = Runtime::<P>::default();
-    let cfg = serde_json::to_vec(config).unwrap_or_default();
-    write(&mut rt, &cfg);
-    rt.init(cfg.len());
-    let mut host = Collect::default();
-    for e in events {
-        let Ok(bytes) = rkyv::to_bytes::<rkyv::rancor::Error>(e) else { continue };
-        write(&mut rt, &bytes);
-        host.game = e.game.clone();
-        rt.on_event(bytes.len(), &mut host);
+    let mut session = Session::<P>::new(config);
+    events.iter().flat_map(|e| session.event(e)).collect()
+}
+
+/// A plugin runtime fed one event at a time, for tests that check something after each event.
+pub struct Session<P: Plugin> {
+    rt: Runtime<P>,
+    host: Collect,
+}
+
+impl<P: Plugin> Session<P> {
+    /// A fresh runtime, initialised with `config`.
+    pub fn new(config: &serde_json::Value) -> Session<P> {
+        let mut rt = Runtime::<P>::default();
+        let cfg = serde_json::to_vec(config).unwrap_or_default();
+        write(&mut rt, &cfg);
+        rt.init(cfg.len());
+        Session { rt, host: Collect::default() }
     }
-    host.out
+
+    /// The outputs of one event.
+    pub fn event(&mut self, e: &crate::proto::Event) -> Vec<Output> {
+        let Ok(bytes) = rkyv::to_bytes::<rkyv::rancor::Error>(e) else { return Vec::new() };
+        write(&mut self.rt, &bytes);
+        self.host.game = e.game.clone();
+        self.rt.on_event(bytes.len(), &mut self.host);
+        std::mem::take(&mut self.host.out)
+    }
 }
 
 fn write<P: Plugin>(rt: &mut Runtime<P>, bytes: &[u8]) {

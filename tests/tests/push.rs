@@ -330,6 +330,11 @@ async fn in_a_cluster_devices_are_shared_and_each_push_is_sent_by_one_node() {
     let (status, device) = register(&a, &a.admin_key(), body).await;
     assert_eq!(status, 201, "{device}");
     let device_id = device["id"].as_str().unwrap().to_string();
+    let (_, audit) = a.admin_get("/v1/audit").await;
+    assert!(
+        audit.contains("device.create") && audit.contains(&device_id),
+        "an admin's device is audited: {audit}"
+    );
     wait_for_async(|| async { b.admin_get("/v1/devices").await.1.contains(&device_id) }).await;
 
     a.publish_all(&events).await;

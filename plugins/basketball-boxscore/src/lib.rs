@@ -5,7 +5,12 @@
 //!   blk, tov, pf, plus_minus, game_score}`. Plus-minus counts points while the player is on
 //!   the court, as far as the feed shows it (a player is on court from the first event naming
 //!   them until substituted out).
-//! - `team/{home|away}`: the same counting stats summed for the team.
+//! - `team/{home|away}`: the same counting stats summed for the team; its `plus_minus` is the
+//!   team's margin, and `plus_minus_unattributed` the points × on-court slots the feed has not
+//!   named (before the first five are known, or after a substitution naming a player the feed
+//!   never put on, and a score correction's points): so at every event the players'
+//!   `plus_minus` plus it is exactly 5 × the margin, and `lineup_known` says whether five
+//!   players are known on court.
 //! - `shot`: `{player, side, x, y, points, made, period}` per field-goal attempt (court feet,
 //!   as in the event), for shot charts.
 //! - `alert`: `{kind, ...}` with kind `foul_trouble` (a player's 2nd foul in the first half),
@@ -105,13 +110,17 @@ impl Serialize for PlayerOut<'_> {
 struct TeamOut<'a> {
     side: &'static str,
     line: &'a Line,
+    unattributed: i32,
+    lineup_known: bool,
 }
 
 impl Serialize for TeamOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(16))?;
+        let mut map = s.serialize_map(Some(18))?;
         map.serialize_entry("side", self.side)?;
         self.line.entries(&mut map)?;
+        map.serialize_entry("plus_minus_unattributed", &self.unattributed)?;
+        map.serialize_entry("lineup_known", &self.lineup_known)?;
         map.end()
     }
 }
@@ -135,7 +144,14 @@ pub struct Boxscore {
     leader: Option<usize>,
     run: (Option<usize>, u32),
     run_alerted: bool,
+    /// Per side: points × on-court slots not known when they were scored (signed as
+    /// plus-minus).
+    #[serde(default)]
+    unattributed: [i32; 2],
     changed: BTreeSet<(usize, String)>,
+    /// The score moved this event: both teams' lines are out of date.
+    #[serde(skip)]
+    scored: bool,
 }
 
 impl Boxscore {
@@ -149,11 +165,14 @@ impl Boxscore {
 
     fn scored(&mut self, ctx: &mut Ctx<'_>, side: usize, pts: u32) {
         self.score[side] += pts;
+        self.scored = true;
         for (s, sign) in [(side, 1i32), (1 - side, -1)] {
             for p in self.on_court[s].clone() {
                 self.players[s].entry(p.clone()).or_default().plus_minus += sign * pts as i32;
                 self.changed.insert((s, p));
             }
+            let missing = 5 - self.on_court[s].len().min(5) as i32;
+            self.unattributed[s] += sign * pts as i32 * missing;
         }
         let leader = match self.score[0].cmp(&self.score[1]) {
             std::cmp::Ordering::Greater => Some(0),
@@ -261,16 +280,31 @@ impl Plugin for Boxscore {
                     }
                 }
             }
+            Bk::ScoreCorrection(c) => {
+                // Points taken back (or given) after the fact: who was on court when they were
+                // scored is not known here, so the change goes to the unattributed share.
+                let new = [u32::from(c.home.to_native()), u32::from(c.away.to_native())];
+                let delta = (new[0] as i32 - self.score[0] as i32) - (new[1] as i32 - self.score[1] as i32);
+                self.unattributed[0] += 5 * delta;
+                self.unattributed[1] -= 5 * delta;
+                self.score = new;
+                self.scored = true;
+            }
             Bk::Substitution { side, player_in, player_out } => {
                 let s = idx(side);
                 self.on_court[s].remove(player_out.as_str());
-                self.on_court[s].insert(player_in.as_str().to_string());
+                // Never more than five: a player coming on for one the feed never put on
+                // takes a free slot, or none (then that slot's points are unattributed, not
+                // given to a guess).
+                if self.on_court[s].len() < 5 {
+                    self.on_court[s].insert(player_in.as_str().to_string());
+                }
                 self.players[s].entry(player_in.as_str().to_string()).or_default();
             }
             _ => {}
         }
         let changed = std::mem::take(&mut self.changed);
-        let mut teams = [false; 2];
+        let mut teams = [std::mem::take(&mut self.scored); 2];
         let mut name = String::new();
         for (s, p) in &changed {
             if let Some(line) = self.players[*s].get(p) {
@@ -300,7 +334,14 @@ impl Plugin for Boxscore {
                     t.pf += l.pf;
                     t
                 });
-                let _ = ctx.emit(&format!("team/{}", SIDES[s]), &TeamOut { side: SIDES[s], line: &total });
+                let total = Line { plus_minus: self.score[s] as i32 - self.score[1 - s] as i32, ..total };
+                let team = TeamOut {
+                    side: SIDES[s],
+                    line: &total,
+                    unattributed: self.unattributed[s],
+                    lineup_known: self.on_court[s].len() == 5,
+                };
+                let _ = ctx.emit(&format!("team/{}", SIDES[s]), &team);
             }
         }
     }

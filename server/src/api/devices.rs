@@ -1,7 +1,8 @@
 //! Devices for push notifications (PROTOCOL.md §3.4):
 //!
-//! - `POST /v1/devices` (a subscriber credential, or an admin): registers a device following
-//!   games its credential may read (`game/{id}/triggers`); `201` with the device.
+//! - `POST /v1/devices` (a subscriber credential, or an admin, audited as `device.create`):
+//!   registers a device following games its credential may read (`game/{id}/triggers`); `201`
+//!   with the device.
 //! - `GET /v1/devices`: the caller's own devices (an admin: every device).
 //! - `DELETE /v1/devices/{id}`: one of the caller's own (an admin: any, audited as
 //!   `device.delete`).
@@ -53,7 +54,20 @@ pub async fn register(State(app): State<AppState>, caller: Caller, body: axum::b
     }
     let (push, owner) = (app.push.clone(), caller.principal.id.to_string());
     match tokio::task::spawn_blocking(move || push.register(&owner, new, since)).await {
-        Ok(Ok(d)) => json(StatusCode::CREATED, serde_json::to_string(&d).unwrap_or_default()),
+        Ok(Ok(d)) => {
+            if caller.principal.is_admin() {
+                let after = serde_json::to_value(&d).unwrap_or_default();
+                app.auth.audit(crate::auth::keys::entry(
+                    &caller.principal.id,
+                    "device.create",
+                    &d.id,
+                    serde_json::Value::Null,
+                    after,
+                    caller.remote(),
+                ));
+            }
+            json(StatusCode::CREATED, serde_json::to_string(&d).unwrap_or_default())
+        }
         Ok(Err(DeviceError::Invalid(e))) => json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, &e),
         Ok(Err(DeviceError::Full(e))) => json_error(StatusCode::CONFLICT, http_code::TOO_MANY_DEVICES, &e),
         Ok(Err(e)) => json_error(StatusCode::SERVICE_UNAVAILABLE, http_code::STORE_ERROR, &e.to_string()),

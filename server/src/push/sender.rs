@@ -158,10 +158,10 @@ impl Push {
                 e.state = State::Sent;
                 e.reason = None;
                 metrics::counter!(m::PUSH_SENT_TOTAL, "provider" => provider).increment(1);
-                if let Some(ts) = e.body["ts"].as_i64() {
-                    // Source time of the event to the provider's acceptance.
-                    let ms = (e.at_ms - ts).max(0) as f64 / 1000.0;
-                    metrics::histogram!(m::PUSH_LATENCY_SECONDS).record(ms);
+                if let Some(ts_us) = e.body["ts"].as_i64() {
+                    // The event's source time (µs) to the provider's acceptance.
+                    let secs = (e.at_ms - ts_us / 1000).max(0) as f64 / 1000.0;
+                    metrics::histogram!(m::PUSH_LATENCY_SECONDS).record(secs);
                 }
             }
             Outcome::Gone => {
