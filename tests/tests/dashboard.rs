@@ -189,6 +189,16 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
                     p["win"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
                 assert_eq!(win.first(), Some(&"100%"), "{sport}: the winner's chance in the tower: {win:?}");
                 assert!(win.iter().skip(1).all(|w| *w == "0%"), "{sport}: {win:?}");
+                // Lap times as timing screens show them: m:ss.mmm (or s.mmm under a minute).
+                let laps: Vec<&str> =
+                    p["lastLaps"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                let lap_like = |t: &str| {
+                    let (m, rest) = t.split_once(':').unwrap_or(("0", t));
+                    let (sec, ms) = rest.split_once('.').unwrap_or(("", ""));
+                    m.parse::<u32>().is_ok() && (t.contains(':') == (sec.len() == 2)) && ms.len() == 3
+                };
+                assert!(laps.iter().any(|t| t.contains(':')), "{sport}: race laps over a minute: {laps:?}");
+                assert!(laps.iter().all(|t| t.is_empty() || lap_like(t)), "{sport}: {laps:?}");
             }
             _ => {
                 let title = format!(
@@ -210,6 +220,13 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
             Sport::Football => {
                 assert!(points("wp") > 10 && points("epa") > 10, "{sport}: charts {}", p["points"]);
                 assert!(p["drives"].as_u64().unwrap() > 3, "{sport}: drive chart");
+                // Each drive once, by number, whatever order the drives' topics arrived in.
+                let numbers: Vec<u64> =
+                    p["driveNumbers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+                assert!(
+                    numbers.windows(2).all(|w| w[0] < w[1]),
+                    "{sport}: drives in order, once each: {numbers:?}"
+                );
                 // Down and distance as a broadcast says them: "GB ball, 3rd & 4 at DAL 35".
                 let (home, away) = (state["home"].as_str().unwrap(), state["away"].as_str().unwrap());
                 let situations = p["situations"].as_array().unwrap();
@@ -236,4 +253,21 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
         println!("{sport}: {} (screenshot {})", p["title"], p["screenshot"]);
     }
     server.shutdown().await;
+}
+
+/// The dashboards' shared formatting (`format.js`) under `node --test`: lap times, the names
+/// of the breaks between periods.
+#[test]
+fn the_pages_format_lap_times_and_period_breaks_as_fans_read_them() {
+    let out = std::process::Command::new("node")
+        .args(["--test", "tests/browser/format.test.mjs"])
+        .current_dir(opensports_tests::workspace())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

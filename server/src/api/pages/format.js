@@ -26,17 +26,37 @@ export const ordinal = (n) => ["", "1st", "2nd", "3rd", "4th"][n] ?? `${n}th`;
 /** Seconds with milliseconds, from ms. */
 export const secs = (ms) => (ms == null ? "" : (ms / 1000).toFixed(3));
 
+/** A lap time as timing screens show it, from ms: `1:33.212`; under a minute `59.004`. */
+export const lapTime = (ms) => {
+  if (ms == null) return "";
+  const m = Math.floor(ms / 60000);
+  return m === 0 ? secs(ms) : `${m}:${((ms % 60000) / 1000).toFixed(3).padStart(6, "0")}`;
+};
+
 /** The team code of a side in a state. */
 export const team = (s, side) => (side === "home" ? s?.home : s?.away) ?? side;
 
-/** The period and clock, "FINAL" once ended, "Pre-game" before the first period. */
+/** The period and clock, "FINAL" once ended, "Pre-game" before the first period, the break's
+ * name between periods ("Halftime", "End of Q1"). */
 export function periodText(s) {
   if (s.status === "ended") return "FINAL";
   if (!s.period) return "Pre-game";
+  if (s.last_event === "period_end") return breakText(s);
   switch (s.sport) {
     case "basketball": return `${s.period > 4 ? "OT" + (s.period - 4) : "Q" + s.period} ${clock(s.clock_ms)}`;
     case "football": return `${s.period > 4 ? "OT" : "Q" + s.period} ${clock(s.clock_ms)}`;
     case "soccer": return `${Math.floor((s.clock_ms ?? 0) / 60000)}' ${["", "1st half", "2nd half", "ET1", "ET2", "Pens"][s.period] ?? ""}`;
+    default: return "";
+  }
+}
+
+/** Between periods: "Halftime", "End of Q1", "End of OT1"; soccer "Half-time", "End of ET1". */
+function breakText(s) {
+  switch (s.sport) {
+    case "basketball": case "football":
+      if (s.period === 2) return "Halftime";
+      return `End of ${s.period > 4 ? "OT" + (s.sport === "basketball" ? s.period - 4 : "") : "Q" + s.period}`;
+    case "soccer": return s.period === 1 ? "Half-time" : `End of ${["", "1st half", "2nd half", "ET1", "ET2"][s.period] ?? "period"}`;
     default: return "";
   }
 }
