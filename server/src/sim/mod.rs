@@ -236,6 +236,17 @@ mod tests {
         assert!((180.0..250.0).contains(&per(nba)), "NBA points per game {}", per(nba));
         assert!((30.0..60.0).contains(&per(nfl)), "NFL points per game {}", per(nfl));
         assert!((1.5..4.0).contains(&per(soc)), "soccer goals per game {}", per(soc));
+        // Soccer shots from in front of goal (attacking towards x = 105), inside the pitch.
+        for seed in 0..n {
+            for t in &generate(Sport::Soccer, seed, 0).events {
+                if let opensports_proto::Body::Soccer(opensports_proto::soccer::Event::Shot {
+                    x, y, ..
+                }) = &t.event.body
+                {
+                    assert!((75.0..=103.0).contains(x) && (10.0..=58.0).contains(y), "shot at ({x}, {y})");
+                }
+            }
+        }
         let ev = nba_events as f64 / n as f64;
         assert!((350.0..700.0).contains(&ev), "NBA events per game {ev}");
         let f1 = generate(Sport::F1, 1, 0);

@@ -36,8 +36,9 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             let r = rng.f64();
             if r < 0.80 {
                 let completed = rng.chance(0.82);
-                let end_x = (x + (rng.normal() as f32) * 12.0 + 6.0).clamp(0.0, 105.0);
-                let end_y = (y + (rng.normal() as f32) * 12.0).clamp(0.0, 68.0);
+                // Inside the pitch: a pass ends on the grass, not on a line.
+                let end_x = (x + (rng.normal() as f32) * 12.0 + 6.0).clamp(1.0, 104.0);
+                let end_y = (y + (rng.normal() as f32) * 12.0).clamp(1.0, 67.0);
                 let p = player(side, rng.range(1, 11));
                 b.push(at_ms, c, Body::Soccer(Sc::Pass { side, player: p, x, y, end_x, end_y, completed }));
                 if completed {
@@ -48,7 +49,10 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 }
             } else if r < 0.87 && x > 70.0 {
                 let shooter = player(side, rng.range(6, 11));
-                let dist = ((105.0 - x).powi(2) + (34.0 - y).powi(2)).sqrt();
+                // Shots come from where shots come from: in front of goal, not from the
+                // touchline or the corner flag.
+                let (sx, sy) = (x.clamp(75.0, 103.0), y.clamp(10.0, 58.0));
+                let dist = ((105.0 - sx).powi(2) + (34.0 - sy).powi(2)).sqrt();
                 let p_goal = (0.55 - f64::from(dist) * 0.018).clamp(0.03, 0.6);
                 let head = rng.chance(0.15);
                 let body_part = if head {
@@ -68,8 +72,15 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                         ShotOutcome::Blocked,
                     ])
                 };
-                let shot =
-                    Sc::Shot { side, player: shooter.clone(), x, y, body_part, outcome, provider_xg: None };
+                let shot = Sc::Shot {
+                    side,
+                    player: shooter.clone(),
+                    x: sx,
+                    y: sy,
+                    body_part,
+                    outcome,
+                    provider_xg: None,
+                };
                 b.push(at_ms, c, Body::Soccer(shot));
                 if outcome == ShotOutcome::Goal {
                     let own_goal = rng.chance(0.03);
