@@ -45,7 +45,9 @@ try {
         clock: document.getElementById("clock").textContent,
         situation: document.getElementById("situation").textContent,
         last: document.getElementById("last").textContent,
-        box: rows("#box tr") - 1, drives: rows("#drives tr"), shots: rows("#shotmap circle"), court: rows("#court circle") - 2,
+        box: rows("#box tr") - 1 - rows("#box tr.total"),
+        // The team totals rows' +/- (home, away).
+        totals: [...document.querySelectorAll("#box tr.total")].map((tr) => tr.lastChild.textContent), drives: rows("#drives tr"), shots: rows("#shotmap circle"), court: rows("#court circle") - 2,
         tower: rows("#tower tr") - 1, control: rows("#control li"),
         // The tower's Win column (F1 races): the leader's value and the column's total.
         win: [...document.querySelectorAll("#tower tr")].slice(1).map((tr) => tr.children[10]?.textContent ?? ""),

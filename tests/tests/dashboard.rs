@@ -215,6 +215,16 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
             Sport::Basketball => {
                 assert!(points("wp") > 10, "{sport}: win-probability chart {}", p["points"]);
                 assert!(p["box"].as_u64().unwrap() >= 10, "{sport}: box score rows");
+                // Team totals rows, whose +/- is the final margin.
+                let margin =
+                    state["score"]["home"].as_i64().unwrap() - state["score"]["away"].as_i64().unwrap();
+                let totals: Vec<&str> =
+                    p["totals"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                assert_eq!(
+                    totals,
+                    [margin.to_string(), (-margin).to_string()],
+                    "{sport}: team +/- is the margin"
+                );
                 assert!(p["court"].as_i64().unwrap() > 50, "{sport}: shot chart {}", p["court"]);
             }
             Sport::Football => {
