@@ -42,6 +42,12 @@ pub struct Session<P: Plugin> {
     host: Collect,
 }
 
+impl<P: Plugin> std::fmt::Debug for Session<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("outputs_pending", &self.host.out.len()).finish_non_exhaustive()
+    }
+}
+
 impl<P: Plugin> Session<P> {
     /// A fresh runtime, initialised with `config`.
     pub fn new(config: &serde_json::Value) -> Session<P> {
