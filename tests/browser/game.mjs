@@ -52,6 +52,8 @@ try {
         // The tower's Win column (F1 races): the leader's value and the column's total.
         win: [...document.querySelectorAll("#tower tr")].slice(1).map((tr) => tr.children[10]?.textContent ?? ""),
         possession: document.getElementById("poss-text").textContent,
+        // The win-probability chart's value axis (fixed at 0–1).
+        wpRange: o.charts.wp ? [o.charts.wp.scales.y.min, o.charts.wp.scales.y.max] : null,
         // The drive list's numbers in page order, and the tower's last-lap times.
         driveNumbers: [...document.querySelectorAll("#drives tr")].map((tr) => parseInt(tr.children[0].textContent, 10)),
         lastLaps: [...document.querySelectorAll("#tower tr")].slice(1).map((tr) => tr.children[6]?.textContent ?? ""),

@@ -214,6 +214,11 @@ async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
         match game.sport {
             Sport::Basketball => {
                 assert!(points("wp") > 10, "{sport}: win-probability chart {}", p["points"]);
+                assert_eq!(
+                    p["wpRange"],
+                    serde_json::json!([0, 1]),
+                    "{sport}: win probability on a fixed 0–100% axis"
+                );
                 assert!(p["box"].as_u64().unwrap() >= 10, "{sport}: box score rows");
                 // Team totals rows, whose +/- is the final margin.
                 let margin =
