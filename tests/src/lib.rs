@@ -335,6 +335,27 @@ pub async fn from_start(sub: &mut Subscriber, topic: &str) -> Vec<ServerMsg> {
 }
 
 /// The publications (msg or snapshot) among `msgs`.
+/// The data of every `msg` kept on `topic`, oldest first (a `from_start` subscription).
+pub async fn history_data(sub: &mut Subscriber, topic: &str) -> Vec<serde_json::Value> {
+    from_start(sub, topic)
+        .await
+        .into_iter()
+        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
+        .collect()
+}
+
+/// Polls `f` every 50 ms until it gives a value; panics after `limit`.
+pub async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn publications(msgs: &[ServerMsg]) -> Vec<&Publication> {
     msgs.iter()
         .filter_map(|m| match m {

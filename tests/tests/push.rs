@@ -11,10 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use opensports_proto::ws::ServerMsg;
 use opensports_proto::{Event, Sport};
 use opensports_server::auth::Role;
-use opensports_tests::{TestServer, from_start, real_or_sim, workspace};
+use opensports_tests::{TestServer, history_data, real_or_sim, wait_for, workspace};
 
 const SECRET: &str = "webhook-test-secret";
 
@@ -62,17 +61,6 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -125,10 +113,9 @@ async fn each_moment_reaches_a_webhook_once_through_an_outage_and_a_restart() {
     // What should have been pushed: the game's firings of those rules.
     let url = format!("{}?token={}", server.ws_url(), server.admin_key());
     let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
-    let fired: Vec<serde_json::Value> = from_start(&mut sub, &format!("game/{id}/triggers"))
+    let fired: Vec<serde_json::Value> = history_data(&mut sub, &format!("game/{id}/triggers"))
         .await
         .into_iter()
-        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
         .filter(|f| kinds.contains(&f["rule"].as_str().unwrap()))
         .collect();
     assert!(fired.len() >= 2, "the game has moments to push: {fired:?}");
@@ -261,14 +248,10 @@ async fn a_kill_9_during_delivery_loses_nothing_and_the_device_shows_nothing_twi
     drop(publisher);
     // The game's firings, once its last one (`final`) is out.
     let url = format!("{}?token={}", server.ws_url(), server.admin_key);
-    let mut fired = Vec::new();
+    let mut fired: Vec<serde_json::Value> = Vec::new();
     for _ in 0..200 {
         let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
-        fired = from_start(&mut sub, &format!("game/{id}/triggers"))
-            .await
-            .into_iter()
-            .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
-            .collect::<Vec<serde_json::Value>>();
+        fired = history_data(&mut sub, &format!("game/{id}/triggers")).await;
         if fired.iter().any(|f| f["rule"] == "final") {
             break;
         }
@@ -341,10 +324,9 @@ async fn in_a_cluster_devices_are_shared_and_each_push_is_sent_by_one_node() {
     b.wait_for_seq(&id, events.last().unwrap().seq).await;
     let url = format!("{}?token={}", a.ws_url(), a.admin_key());
     let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
-    let want: BTreeSet<String> = from_start(&mut sub, &format!("game/{id}/triggers"))
+    let want: BTreeSet<String> = history_data(&mut sub, &format!("game/{id}/triggers"))
         .await
         .into_iter()
-        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
         .map(|f| format!("{device_id}|{id}|{}|{}", f["rule"].as_str().unwrap(), f["seq"]))
         .collect();
     assert!(!want.is_empty());

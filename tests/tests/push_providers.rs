@@ -12,10 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
-use opensports_proto::ws::ServerMsg;
 use opensports_proto::{Event, Sport};
 use opensports_server::auth::Role;
-use opensports_tests::{TestServer, from_start, real_or_sim, workspace};
+use opensports_tests::{TestServer, history_data, real_or_sim, wait_for, workspace};
 
 /// The real World Cup 2018 match (simulated without `OPENSPORTS_DATA`).
 fn game() -> Vec<Event> {
@@ -91,17 +90,6 @@ impl Drop for Providers {
     }
 }
 
-async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn register(server: &TestServer, key: &str, body: serde_json::Value) -> String {
     let text = body.to_string();
     let (status, answer) =
@@ -174,11 +162,7 @@ async fn fcm_apns_and_web_push_each_get_every_moment_once_in_their_own_protocol(
     // What should have been pushed: the game's firings.
     let url = format!("{}?token={}", server.ws_url(), server.admin_key());
     let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
-    let fired: Vec<serde_json::Value> = from_start(&mut sub, &format!("game/{id}/triggers"))
-        .await
-        .into_iter()
-        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
-        .collect();
+    let fired: Vec<serde_json::Value> = history_data(&mut sub, &format!("game/{id}/triggers")).await;
     let rules: BTreeSet<&str> = fired.iter().map(|f| f["rule"].as_str().unwrap()).collect();
     assert!(rules.contains("game_start") && rules.contains("final"), "{rules:?}");
     assert!(rules.contains("home_goal") || rules.contains("away_goal"), "{rules:?}");
@@ -302,11 +286,7 @@ async fn quiet_hours_hold_pushes_a_late_follower_gets_no_past_moments_and_a_team
 
     let url = format!("{}?token={}", server.ws_url(), server.admin_key());
     let mut sub = opensports_client::Subscriber::connect(&url).await.unwrap();
-    let fired: Vec<serde_json::Value> = from_start(&mut sub, &format!("game/{id}/triggers"))
-        .await
-        .into_iter()
-        .filter_map(|m| if let ServerMsg::Msg(p) = m { Some(p.data) } else { None })
-        .collect();
+    let fired: Vec<serde_json::Value> = history_data(&mut sub, &format!("game/{id}/triggers")).await;
     let half_seq = events[half - 1].seq;
     let after: BTreeSet<String> = fired
         .iter()

@@ -43,12 +43,12 @@ pub async fn register(State(app): State<AppState>, caller: Caller, body: axum::b
     // event: the device is pushed what follows, not the game's past.
     let fanout = &app.fanout;
     let mut since: std::collections::BTreeMap<String, u64> =
-        new.games.iter().map(|g| (g.clone(), push::last_seq(fanout, g))).collect();
+        new.games.iter().map(|g| (g.clone(), push::last_seq(push::state(fanout, g).as_ref()))).collect();
     if !new.teams.is_empty() {
         for (g, _) in app.pipeline.directory().list() {
-            if new.teams.iter().any(|t| push::teams(fanout, &g).contains(t)) {
-                let seq = push::last_seq(fanout, &g);
-                since.insert(g, seq);
+            let state = push::state(fanout, &g);
+            if new.teams.iter().any(|t| push::teams(state.as_ref()).contains(t)) {
+                since.insert(g, push::last_seq(state.as_ref()));
             }
         }
     }

@@ -46,20 +46,21 @@ pub fn title(rule: &str, locale: &str) -> String {
     }
 }
 
-/// A game's home and away as its state names them (empty before its first event, and for F1).
-pub fn teams(fanout: &Fanout, game: &str) -> Vec<String> {
-    let Some(p) = fanout.latest(&format!("game/{game}/state")) else { return Vec::new() };
-    let Ok(state) = serde_json::from_str::<serde_json::Value>(p.data()) else { return Vec::new() };
+/// A game's latest state (`game/{id}/state`), before its first event none.
+pub fn state(fanout: &Fanout, game: &str) -> Option<serde_json::Value> {
+    let p = fanout.latest(&format!("game/{game}/state"))?;
+    serde_json::from_str(p.data()).ok()
+}
+
+/// A state's home and away (empty for F1, and without a state).
+pub fn teams(state: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(state) = state else { return Vec::new() };
     ["home", "away"].iter().filter_map(|side| state[*side].as_str().map(String::from)).collect()
 }
 
-/// A game's last event, from its state (0 before its first).
-pub fn last_seq(fanout: &Fanout, game: &str) -> u64 {
-    fanout
-        .latest(&format!("game/{game}/state"))
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p.data()).ok())
-        .and_then(|s| s["last_seq"].as_u64())
-        .unwrap_or(0)
+/// A state's last event (0 without a state).
+pub fn last_seq(state: Option<&serde_json::Value>) -> u64 {
+    state.and_then(|s| s["last_seq"].as_u64()).unwrap_or(0)
 }
 
 impl Push {
@@ -195,7 +196,7 @@ impl Push {
                     let game = p.topic.strip_prefix("game/").and_then(|t| t.strip_suffix("/triggers"));
                     let firing = serde_json::from_str::<serde_json::Value>(p.data());
                     if let (Some(game), Ok(firing)) = (game, firing)
-                        && let Err(e) = push.dispatch(game, &teams(&fanout, game), &firing)
+                        && let Err(e) = push.dispatch(game, &teams(state(&fanout, game).as_ref()), &firing)
                     {
                         tracing::error!(error = %e, "cannot queue a push");
                     }

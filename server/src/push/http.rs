@@ -18,6 +18,8 @@ use hyper::{HeaderMap, Request};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 
+use super::Outcome;
+
 /// Longest response body read (a provider's error document).
 const MAX_BODY: usize = 64 * 1024;
 /// Idle HTTP/1.1 connections kept per host.
@@ -35,6 +37,23 @@ impl Reply {
     /// `Retry-After` in seconds, when given as seconds.
     pub fn retry_after(&self) -> Option<u64> {
         self.headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+    }
+}
+
+/// An attempt at a provider that answers with the status alone (webhooks, Web Push): 2xx
+/// accepted; 404 / 410 gone; 429 / 5xx again later (`Retry-After` honoured); another status
+/// refused; no answer again later.
+pub fn outcome(sent: Result<Reply, String>) -> Outcome {
+    match sent {
+        Ok(reply) => match reply.status {
+            200..=299 => Outcome::Accepted,
+            404 | 410 => Outcome::Gone,
+            429 | 500..=599 => {
+                Outcome::Retry { reason: format!("http {}", reply.status), after_secs: reply.retry_after() }
+            }
+            s => Outcome::Rejected(format!("http {s}")),
+        },
+        Err(e) => Outcome::Retry { reason: e, after_secs: None },
     }
 }
 

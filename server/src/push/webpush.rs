@@ -158,18 +158,7 @@ impl WebPush {
             .header("Urgency", "high")
             .body(Body::from(body));
         let Ok(req) = req else { return Outcome::Rejected("bad request".into()) };
-        match http.send(&url, req).await {
-            Ok(reply) => match reply.status {
-                200..=299 => Outcome::Accepted,
-                404 | 410 => Outcome::Gone,
-                429 | 500..=599 => Outcome::Retry {
-                    reason: format!("http {}", reply.status),
-                    after_secs: reply.retry_after(),
-                },
-                s => Outcome::Rejected(format!("http {s}")),
-            },
-            Err(e) => Outcome::Retry { reason: e, after_secs: None },
-        }
+        super::http::outcome(http.send(&url, req).await)
     }
 }
 
