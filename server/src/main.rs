@@ -303,17 +303,23 @@ enum KeysCmd {
 
 #[derive(Subcommand)]
 enum PluginCmd {
-    /// Scaffold a plugin crate that builds as is.
+    /// Scaffold a plugin, with a test, that builds as is.
     New {
-        /// Crate and plugin name: [a-z0-9-]+ (it becomes a topic level).
+        /// Plugin name: [a-z0-9-]+ (it becomes a topic level).
         name: String,
         /// Parent directory (use `plugins` inside this repository).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Language: rust (ABI v1, the SDK crate), ts or python (ABI v2 components, the kit is
+        /// written beside the plugin).
+        #[arg(long, default_value = "rust")]
+        lang: String,
     },
-    /// Build for wasm32-unknown-unknown (release, stripped) and report sizes.
+    /// Build a plugin into its .wasm and report sizes: a Rust crate (wasm32-unknown-unknown,
+    /// release, stripped), a TypeScript package (esbuild + componentize-js) or a Python project
+    /// (componentize-py); missing tools are installed from npm or PyPI.
     Build {
-        /// The crate (or workspace) directory.
+        /// The plugin's (or the Rust workspace's) directory.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Packages to build (default: the crate at PATH).
@@ -323,7 +329,20 @@ enum PluginCmd {
         #[arg(long)]
         target_dir: Option<PathBuf>,
     },
-    /// Run a plugin offline on a simulated game or a JSONL event file.
+    /// Print the events of a simulated game or a replay file as JSONL (what `plugin test` and
+    /// the kits' test sessions run a plugin on).
+    Events {
+        /// Simulated game of this sport (basketball, football, soccer, f1).
+        #[arg(long, conflicts_with = "replay")]
+        sim: Option<String>,
+        /// Seed of the simulated game.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A provider's feed file (NBA, StatsBomb, ...) or JSONL of events.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+    },
+    /// Run a plugin offline on a simulated game, a provider feed or a JSONL event file.
     Test {
         /// The plugin's .wasm file (`opensports plugin build` prints where it wrote it).
         wasm: PathBuf,
@@ -333,7 +352,7 @@ enum PluginCmd {
         /// Seed of the simulated game.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// JSONL file of events (wire JSON format).
+        /// A provider's feed file (NBA, StatsBomb, ...) or JSONL of events (wire JSON format).
         #[arg(long)]
         replay: Option<PathBuf>,
         /// Write outputs as JSONL here instead of stdout.
@@ -346,6 +365,21 @@ enum PluginCmd {
         #[arg(long, default_value = "{}")]
         config: String,
     },
+}
+
+/// Where `plugin test` and `plugin events` take their events from.
+fn plugin_source(
+    sim: Option<String>,
+    seed: u64,
+    replay: Option<PathBuf>,
+) -> anyhow::Result<cli::plugin::Source> {
+    Ok(match (sim, replay) {
+        (Some(s), _) => {
+            cli::plugin::Source::Sim(Sport::parse(&s).with_context(|| format!("unknown sport {s:?}"))?, seed)
+        }
+        (None, Some(path)) => cli::plugin::Source::Replay(path),
+        (None, None) => anyhow::bail!("give --sim SPORT or --replay FILE"),
+    })
 }
 
 #[tokio::main]
@@ -407,19 +441,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin { cmd } => match cmd {
-            PluginCmd::New { name, dir } => cli::plugin::new_cmd(&name, &dir),
+            PluginCmd::New { name, dir, lang } => {
+                cli::plugin::new_cmd(&name, &dir, cli::kits::Lang::parse(&lang)?)
+            }
+            PluginCmd::Events { sim, seed, replay } => {
+                cli::plugin::events_cmd(&plugin_source(sim, seed, replay)?)
+            }
             PluginCmd::Build { path, package, target_dir } => {
                 cli::plugin::build_cmd(&path, &package, target_dir.as_deref())
             }
             PluginCmd::Test { wasm, sim, seed, replay, out, expect, config } => {
-                let source = match (sim, replay) {
-                    (Some(s), _) => cli::plugin::Source::Sim(
-                        Sport::parse(&s).with_context(|| format!("unknown sport {s:?}"))?,
-                        seed,
-                    ),
-                    (None, Some(path)) => cli::plugin::Source::Replay(path),
-                    (None, None) => anyhow::bail!("give --sim SPORT or --replay FILE"),
-                };
+                let source = plugin_source(sim, seed, replay)?;
                 cli::plugin::test_cmd(&wasm, &source, out.as_deref(), expect.as_deref(), &config)
             }
         },

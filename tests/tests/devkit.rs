@@ -3,16 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use opensports_proto::Sport;
+use opensports_server::cli::kits::Lang;
 use opensports_server::cli::plugin::{self, Source};
 use opensports_tests::workspace;
 
 #[test]
 fn new_build_test_and_expect() {
     let dir = tempfile::tempdir().unwrap();
-    plugin::new_cmd("my-counter", dir.path()).unwrap();
+    plugin::new_cmd("my-counter", dir.path(), Lang::Rust).unwrap();
     let crate_dir = dir.path().join("my-counter");
-    assert!(plugin::new_cmd("my-counter", dir.path()).is_err(), "refuses to overwrite");
-    assert!(plugin::new_cmd("Bad Name", dir.path()).is_err(), "refuses a name that is not a topic level");
+    assert!(plugin::new_cmd("my-counter", dir.path(), Lang::Rust).is_err(), "refuses to overwrite");
+    assert!(
+        plugin::new_cmd("Bad Name", dir.path(), Lang::Rust).is_err(),
+        "refuses a name that is not a topic level"
+    );
 
     // Share the workspace's build cache so the SDK's dependencies are not rebuilt.
     let files = plugin::build(&crate_dir, &[], Some(&workspace().join("target")), true).unwrap();

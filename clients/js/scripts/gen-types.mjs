@@ -1,14 +1,15 @@
 // Generates src/schema.ts (TypeScript types of every wire type) from the JSON Schema the server
-// generates from its Rust types (clients/schema/opensports.schema.json). `npm run gen` writes
-// it; `node scripts/gen-types.mjs --check` fails when the committed file is stale (the tests
-// run that).
+// generates from its Rust types (clients/schema/opensports.schema.json), and the same file for
+// the TypeScript plugin kit (plugin-sdk/ts/src/schema.ts: the events a plugin receives).
+// `npm run gen` writes both; `node scripts/gen-types.mjs --check` fails when a committed copy
+// is stale (the tests run that).
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { compile } from 'json-schema-to-typescript';
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const SCHEMA = here('../../schema/opensports.schema.json');
-const OUT = here('../src/schema.ts');
+const OUTS = [here('../src/schema.ts'), here('../../../plugin-sdk/ts/src/schema.ts')];
 
 export async function generate() {
   const doc = JSON.parse(await readFile(SCHEMA, 'utf8'));
@@ -35,13 +36,15 @@ export async function generate() {
 }
 
 const ts = await generate();
-if (process.argv.includes('--check')) {
-  const committed = await readFile(OUT, 'utf8').catch(() => '');
-  if (committed !== ts) {
-    console.error('src/schema.ts is stale: run `npm run gen` in clients/js');
-    process.exit(1);
+for (const out of OUTS) {
+  if (process.argv.includes('--check')) {
+    const committed = await readFile(out, 'utf8').catch(() => '');
+    if (committed !== ts) {
+      console.error(`${out} is stale: run \`npm run gen\` in clients/js`);
+      process.exit(1);
+    }
+  } else {
+    await writeFile(out, ts);
+    console.log(`wrote ${out}`);
   }
-} else {
-  await writeFile(OUT, ts);
-  console.log(`wrote ${OUT}`);
 }

@@ -5,10 +5,12 @@
 //! - [`sim`]: simulated games published to a server.
 //! - [`watch`]: a terminal subscriber.
 //! - [`keys`]: API keys on a data dir, offline.
+//! - [`plugin`], [`kits`]: the plugin dev kit (Rust, TypeScript, Python).
 //! - [`progress`]: a small progress line for long runs.
 
 pub mod demo;
 pub mod keys;
+pub mod kits;
 pub mod plugin;
 pub mod progress;
 pub mod replay;

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use opensports_proto::{Event, Sport};
 
+use super::kits::{self, Lang};
 use crate::plugin::harness::{Harness, SnapshotCheck};
 use crate::sim;
 
@@ -99,7 +100,7 @@ pub fn shipped(workspace: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("Cargo.toml").exists())
+        .filter(|e| e.path().join("Cargo.toml").exists() && e.path().join("src/lib.rs").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -112,9 +113,18 @@ pub fn source_workspace() -> Option<PathBuf> {
     dir.join("plugins").is_dir().then_some(dir)
 }
 
-/// `opensports plugin build`: builds and prints each module's size.
+/// `opensports plugin build`: builds a plugin of any language (Rust crates and workspaces with
+/// cargo; TypeScript and Python with their kits, [`kits`]) and prints each `.wasm`'s size.
 pub fn build_cmd(dir: &Path, packages: &[String], target_dir: Option<&Path>) -> anyhow::Result<()> {
-    let files = build(dir, packages, target_dir, false)?;
+    let files = match Lang::detect(dir) {
+        Some(Lang::Ts) => vec![kits::build_ts(dir)?],
+        Some(Lang::Python) => vec![kits::build_python(dir)?],
+        Some(Lang::Rust) => build(dir, packages, target_dir, false)?,
+        None => bail!(
+            "{}: no Cargo.toml, package.json or pyproject.toml: not a plugin (create one with `opensports plugin new`)",
+            dir.display()
+        ),
+    };
     if files.is_empty() {
         bail!("no .wasm was produced: is the crate's `crate-type` [\"cdylib\", \"rlib\"]?");
     }
@@ -125,8 +135,8 @@ pub fn build_cmd(dir: &Path, packages: &[String], target_dir: Option<&Path>) -> 
     Ok(())
 }
 
-/// `opensports plugin new NAME`: a crate that builds as is.
-pub fn new_cmd(name: &str, parent: &Path) -> anyhow::Result<()> {
+/// `opensports plugin new NAME --lang rust|ts|python`: a plugin with a test that builds as is.
+pub fn new_cmd(name: &str, parent: &Path, lang: Lang) -> anyhow::Result<()> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         bail!("plugin names are lowercase letters, digits and '-' (they become a topic level)");
     }
@@ -134,32 +144,53 @@ pub fn new_cmd(name: &str, parent: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    match lang {
+        Lang::Rust => {}
+        Lang::Ts | Lang::Python => {
+            if lang == Lang::Ts {
+                kits::new_ts(name, &dir)?;
+            } else {
+                kits::new_python(name, &dir)?;
+            }
+            let test = if lang == Lang::Ts { "npm test" } else { "python3 -m pytest" };
+            println!("created {}", dir.display());
+            println!("build it:  opensports plugin build {}", dir.display());
+            println!("test it:   cd {} && {test}    (in process; needs `opensports` on PATH)", dir.display());
+            println!(
+                "try it:    opensports plugin test {}/build/{}.wasm --sim basketball",
+                dir.display(),
+                name.replace('-', "_")
+            );
+            return Ok(());
+        }
+    }
     std::fs::create_dir_all(dir.join("src"))?;
     let in_workspace =
         parent.ends_with("plugins") && parent.parent().is_some_and(|w| w.join("plugin-sdk").is_dir());
+    // Outside this repository the SDK is written beside the plugin (the binary carries it), so
+    // a plugin builds with only the released binary and the Rust toolchain.
     let sdk = if in_workspace {
-        "opensports-plugin-sdk = { workspace = true }\nserde = { version = \"1\", features = [\"derive\"] }"
-            .to_string()
+        "opensports-plugin-sdk = { workspace = true }".to_string()
     } else {
-        let path = source_workspace()
-            .map(|w| w.join("plugin-sdk"))
-            .unwrap_or_else(|| PathBuf::from("../plugin-sdk"));
-        format!(
-            "opensports-plugin-sdk = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}",
-            path
-        )
+        kits::write_rust_kit(&dir.join("opensports-kit"))?
     };
-    let version = if in_workspace {
-        "version.workspace = true\nedition.workspace = true"
+    let (version, workspace) = if in_workspace {
+        ("version.workspace = true\nedition.workspace = true", "")
     } else {
-        "version = \"0.1.0\"\nedition = \"2024\""
+        (
+            "version = \"0.1.0\"\nedition = \"2024\"",
+            "\n# A workspace of its own: the plugin builds wherever it is.\n[workspace]\n",
+        )
     };
     std::fs::write(
         dir.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"{name}\"\n{version}\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n{sdk}\n"
+            "[package]\nname = \"{name}\"\n{version}\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n{sdk}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n{workspace}"
         ),
     )?;
+    if in_workspace {
+        println!("add \"plugins/{name}\" to the workspace members in Cargo.toml");
+    }
     std::fs::write(dir.join("src/lib.rs"), TEMPLATE)?;
     println!("created {}", dir.display());
     println!("build it:  opensports plugin build {}", dir.display());
@@ -211,7 +242,7 @@ export_plugin!(MyPlugin);
 pub enum Source {
     /// A simulated game of this sport (seed 1).
     Sim(Sport, u64),
-    /// A JSONL file of events in the wire JSON format.
+    /// A JSONL file of events in the wire JSON format, or a provider's feed file.
     Replay(PathBuf),
 }
 
@@ -221,6 +252,15 @@ pub fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
             Ok(sim::generate(*sport, *seed, 0).events.into_iter().map(|t| t.event).collect())
         }
         Source::Replay(path) => {
+            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            if let Ok(format) = crate::feeds::detect(&bytes) {
+                // A provider's feed file (NBA, StatsBomb, ...), read as `opensports replay` does.
+                let stem = path.file_stem().and_then(|s| s.to_str());
+                let opts = crate::feeds::Options { file_stem: stem, ..Default::default() };
+                let parsed = crate::feeds::parse(format, &bytes, &opts)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                return Ok(parsed.game.events.into_iter().map(|t| t.event).collect());
+            }
             let file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
             let mut events = Vec::new();
             for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -235,6 +275,18 @@ pub fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
             Ok(events)
         }
     }
+}
+
+/// `opensports plugin events`: the events `plugin test` would run a plugin on, as JSONL (the
+/// wire JSON form): what the kits' in-process test sessions feed a plugin.
+pub fn events_cmd(source: &Source) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for e in load_events(source)? {
+        serde_json::to_writer(&mut out, &e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `opensports plugin test`: runs a plugin offline; prints or writes JSONL; with `expect`, diffs

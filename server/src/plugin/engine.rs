@@ -1,5 +1,5 @@
-//! The process-wide wasmtime engine, its epoch ticker, the host imports, and compilation with
-//! a `.cwasm` cache in the data dir.
+//! The process-wide wasmtime engine, its epoch ticker, the v1 host imports, and compilation
+//! of modules (ABI v1) and components (ABI v2) with a `.cwasm` cache in the data dir.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use opensports_proto::plugin_abi as abi;
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Caller, Config, Engine, InstancePre, Linker, Module, PoolingAllocationConfig};
 
 use super::PluginError;
+use super::component::{PluginPre, V2State};
 use super::host::{self, HostState};
 
 /// Epoch tick: the deadline is counted in these. 250 µs keeps the 1 ms default deadline within
@@ -60,6 +62,30 @@ pub fn engine() -> &'static Engine {
     })
 }
 
+/// A compiled plugin of either ABI, linked.
+pub enum Code {
+    /// ABI v1: a core module.
+    Module(InstancePre<HostState>),
+    /// ABI v2: a component of the world `opensports:plugin/plugin@2.0.0`.
+    Component(PluginPre<V2State>),
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Code(ABI v{})", self.abi())
+    }
+}
+
+impl Code {
+    /// The ABI the plugin speaks (1 or 2), for reports.
+    pub fn abi(&self) -> u32 {
+        match self {
+            Code::Module(_) => 1,
+            Code::Component(_) => 2,
+        }
+    }
+}
+
 /// A plugin compiled and linked, ready to instantiate on any shard.
 pub struct Compiled {
     pub name: Arc<str>,
@@ -67,7 +93,7 @@ pub struct Compiled {
     pub version: String,
     /// Bit mask of sports (`plugin_abi::sport_bit`) from `os_sports`, or all.
     pub sports: u32,
-    pub pre: InstancePre<HostState>,
+    pub code: Code,
     /// The compiled artifact and where it goes in the cache, written by
     /// [`Compiled::keep_in_cache`] once the plugin passed every check: a refused module leaves
     /// no file behind.
@@ -125,6 +151,7 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>, PluginError> {
 
 /// Compiles `wasm` (or loads its cached `.cwasm` from `cache_dir`), checks its exports and
 /// links it. Nothing is written to the cache here: see [`Compiled::keep_in_cache`].
+#[allow(unsafe_code)]
 pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, PluginError> {
     let engine = engine();
     let digest = Sha256::digest(wasm);
@@ -134,11 +161,40 @@ pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, Pl
     let key =
         format!("{}-{:016x}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>(), h.finish());
     let cached: PathBuf = cache_dir.join(format!("{key}.cwasm"));
-    let (module, uncached) = match load_cached(engine, &cached) {
+    if super::component::is_component(wasm) {
+        let (component, uncached) = match load_cached(&cached, |p| {
+            // SAFETY: see `load_cached`.
+            unsafe { Component::deserialize_file(engine, p) }
+        }) {
+            Some(c) => (c, None),
+            None => {
+                let bytes =
+                    engine.precompile_component(wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                // SAFETY: the bytes were produced just now by this engine.
+                let component = unsafe { Component::deserialize(engine, &bytes) }
+                    .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+                (component, Some((cached, bytes)))
+            }
+        };
+        let pre = super::component::link(&component)?;
+        return Ok(Compiled {
+            name: Arc::from(name),
+            version,
+            sports: 0,
+            code: Code::Component(pre),
+            uncached,
+        });
+    }
+    let (module, uncached) = match load_cached(&cached, |p| {
+        // SAFETY: see `load_cached`.
+        unsafe { Module::deserialize_file(engine, p) }
+    }) {
         Some(m) => (m, None),
         None => {
             let bytes = engine.precompile_module(wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-            let module = Module::new(engine, wasm).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            // SAFETY: the bytes were produced just now by this engine.
+            let module = unsafe { Module::deserialize(engine, &bytes) }
+                .map_err(|e| PluginError::Compile(format!("{e:#}")))?;
             (module, Some((cached, bytes)))
         }
     };
@@ -150,20 +206,20 @@ pub fn compile(name: &str, wasm: &[u8], cache_dir: &Path) -> Result<Compiled, Pl
         }
     }
     let pre = linker(engine)?.instantiate_pre(&module).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-    Ok(Compiled { name: Arc::from(name), version, sports: 0, pre, uncached })
+    Ok(Compiled { name: Arc::from(name), version, sports: 0, code: Code::Module(pre), uncached })
 }
 
-/// Loads a `.cwasm` this process wrote earlier. The file name carries the wasm's hash and the
-/// engine's compatibility hash, so a stale or foreign artifact is never picked up.
-#[allow(unsafe_code)]
-fn load_cached(engine: &Engine, path: &Path) -> Option<Module> {
+/// Loads a `.cwasm` this process wrote earlier with `load`. The file name carries the wasm's
+/// hash and the engine's compatibility hash, so a stale or foreign artifact is never picked up.
+///
+/// SAFETY (for the callers' `deserialize_file`): it trusts its input to be a wasmtime artifact.
+/// This one was written by `precompile_module` / `precompile_component` of an engine with the
+/// same compatibility hash (it is in the name) into the server's own data dir.
+fn load_cached<T>(path: &Path, load: impl FnOnce(&Path) -> wasmtime::Result<T>) -> Option<T> {
     if !path.exists() {
         return None;
     }
-    // SAFETY: `deserialize_file` trusts its input to be a wasmtime artifact. This one was
-    // written by `precompile_module` of an engine with the same compatibility hash (it is in
-    // the name) into the server's own data dir.
-    match unsafe { Module::deserialize_file(engine, path) } {
+    match load(path) {
         Ok(m) => Some(m),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-plugin cache entry");

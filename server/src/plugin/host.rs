@@ -33,6 +33,9 @@ pub struct HostState {
     pub bad_output: Option<String>,
     /// Set when the limiter refused a memory growth: a trap after it is a `Memory` failure.
     pub memory_denied: bool,
+    /// Bytes of linear memory of every memory of the instance (a component has several); the
+    /// cap applies to the sum.
+    pub memory: usize,
     pub logs: u32,
     /// The running call's clock, for the deadline callback.
     pub clock: super::deadline::CallClock,
@@ -47,6 +50,7 @@ impl HostState {
             emits: Vec::new(),
             bad_output: None,
             memory_denied: false,
+            memory: 0,
             logs: 0,
             clock: super::deadline::CallClock::start(std::time::Duration::ZERO),
         }
@@ -57,20 +61,80 @@ impl HostState {
         self.bad_output = None;
         self.logs = 0;
     }
+
+    /// Records why the event fails (the first reason wins) and returns the status for the guest.
+    pub fn refuse(&mut self, status: Status, why: String) -> i32 {
+        if self.bad_output.is_none() {
+            self.bad_output = Some(why);
+        }
+        status.code()
+    }
+
+    /// The rules every emit obeys, whatever the ABI: at most `max_emits` per event, at most
+    /// `max_emit_bytes`, a valid topic, a JSON payload. A refused emit fails the event.
+    pub fn accept_emit(&mut self, name: String, payload: Vec<u8>) -> Status {
+        let limits = self.limits;
+        let refused = if self.emits.len() >= limits.max_emits {
+            Some((Status::TooManyEmits, format!("more than {} emits in one event", limits.max_emits)))
+        } else if payload.len() > limits.max_emit_bytes {
+            let n = payload.len();
+            Some((Status::TooLarge, format!("emit of {n} bytes (limit {})", limits.max_emit_bytes)))
+        } else if let Err(e) = opensports_proto::topic::validate_topic(&name) {
+            Some((Status::BadTopic, format!("emit topic {name:?}: {e}")))
+        } else if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            Some((Status::BadJson, format!("emit on {name:?} is not valid JSON")))
+        } else {
+            None
+        };
+        if let Some((status, why)) = refused {
+            self.refuse(status, why);
+            return status;
+        }
+        self.emits.push(Emit { name, payload });
+        Status::Ok
+    }
+
+    /// Runs model `model` on `inputs`, returning at most `cap` (≤ 4096) outputs.
+    pub fn infer(&self, model: &str, inputs: &[f32], cap: usize) -> Result<Vec<f32>, Status> {
+        let mut out = vec![0f32; cap.min(4096)];
+        let n = self.models.infer(model, inputs, &mut out).map_err(infer_status)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Counts a log line; false once the event used its `max_logs`.
+    pub fn may_log(&mut self) -> bool {
+        self.logs += 1;
+        self.logs <= self.limits.max_logs
+    }
+
+    /// Writes a guest's log line (cut at 4 KiB) at `level`.
+    pub fn write_log(&self, level: i32, msg: &str) {
+        let msg = &msg[..msg.floor_char_boundary(4096)];
+        let plugin = &self.plugin;
+        match level {
+            level::ERROR => tracing::error!(%plugin, "{msg}"),
+            level::WARN => tracing::warn!(%plugin, "{msg}"),
+            level::INFO => tracing::info!(%plugin, "{msg}"),
+            _ => tracing::debug!(%plugin, "{msg}"),
+        }
+    }
 }
 
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limits.memory_bytes {
+        let total = self.memory.saturating_sub(current).saturating_add(desired);
+        if total > self.limits.memory_bytes {
             self.memory_denied = true;
             // Trap at once: a guest that ignores a failed grow would fail obscurely later.
             return Err(wasmtime::format_err!("memory cap of {} bytes reached", self.limits.memory_bytes));
         }
+        self.memory = total;
         Ok(true)
     }
 
@@ -91,44 +155,21 @@ fn read(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8
     mem.data(&*caller).get(ptr..ptr.checked_add(len)?).map(<[u8]>::to_vec)
 }
 
-fn refuse(caller: &mut Caller<'_, HostState>, status: Status, why: String) -> i32 {
-    let st = caller.data_mut();
-    if st.bad_output.is_none() {
-        st.bad_output = Some(why);
-    }
-    status.code()
-}
-
 pub fn emit(mut caller: Caller<'_, HostState>, tp: i32, tl: i32, pp: i32, pl: i32) -> i32 {
+    // The size is checked before the payload is copied out of the guest.
     let limits = caller.data().limits;
-    if caller.data().emits.len() >= limits.max_emits {
-        return refuse(
-            &mut caller,
-            Status::TooManyEmits,
-            format!("more than {} emits in one event", limits.max_emits),
-        );
-    }
     if usize::try_from(pl).unwrap_or(usize::MAX) > limits.max_emit_bytes {
-        return refuse(
-            &mut caller,
-            Status::TooLarge,
-            format!("emit of {pl} bytes (limit {})", limits.max_emit_bytes),
-        );
+        return caller
+            .data_mut()
+            .refuse(Status::TooLarge, format!("emit of {pl} bytes (limit {})", limits.max_emit_bytes));
     }
     let (Some(name), Some(payload)) = (read(&mut caller, tp, tl), read(&mut caller, pp, pl)) else {
-        return refuse(&mut caller, Status::BadPointer, "emit pointer outside guest memory".into());
+        return caller.data_mut().refuse(Status::BadPointer, "emit pointer outside guest memory".into());
     };
     let Ok(name) = String::from_utf8(name) else {
-        return refuse(&mut caller, Status::BadTopic, "emit topic is not UTF-8".into());
+        return caller.data_mut().refuse(Status::BadTopic, "emit topic is not UTF-8".into());
     };
-    if let Err(e) = opensports_proto::topic::validate_topic(&name) {
-        return refuse(&mut caller, Status::BadTopic, format!("emit topic {name:?}: {e}"));
-    }
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-        return refuse(&mut caller, Status::BadJson, format!("emit on {name:?} is not valid JSON"));
-    }
-    caller.data_mut().emits.push(Emit { name, payload });
-    Status::Ok.code()
+    caller.data_mut().accept_emit(name, payload).code()
 }
 
 /// Runs a model of the registry: `il` f32 inputs at `ip`, up to `oc` f32 outputs written at
@@ -140,13 +181,12 @@ pub fn infer(mut caller: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i
     };
     let inputs: Vec<f32> =
         raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let mut out = vec![0f32; usize::try_from(oc).unwrap_or(0).min(4096)];
-    let models = caller.data().models.clone();
-    let n = match models.infer(&String::from_utf8_lossy(&name), &inputs, &mut out) {
-        Ok(n) => n,
-        Err(e) => return infer_status(e).code(),
+    let cap = usize::try_from(oc).unwrap_or(0);
+    let out = match caller.data().infer(&String::from_utf8_lossy(&name), &inputs, cap) {
+        Ok(out) => out,
+        Err(s) => return s.code(),
     };
-    let bytes: Vec<u8> = out[..n].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
     let Some(Extern::Memory(mem)) = caller.get_export(export::MEMORY) else {
         return Status::BadPointer.code();
     };
@@ -154,24 +194,15 @@ pub fn infer(mut caller: Caller<'_, HostState>, mp: i32, ml: i32, ip: i32, il: i
     if mem.write(&mut caller, offset, &bytes).is_err() {
         return Status::BadPointer.code();
     }
-    n as i32
+    out.len() as i32
 }
 
 pub fn log(mut caller: Caller<'_, HostState>, level: i32, p: i32, n: i32) {
-    let max = caller.data().limits.max_logs;
-    caller.data_mut().logs += 1;
-    if caller.data().logs > max {
+    if !caller.data_mut().may_log() {
         return;
     }
     let Some(bytes) = read(&mut caller, p, n.min(4096)) else { return };
-    let msg = String::from_utf8_lossy(&bytes);
-    let plugin = caller.data().plugin.clone();
-    match level {
-        level::ERROR => tracing::error!(%plugin, "{msg}"),
-        level::WARN => tracing::warn!(%plugin, "{msg}"),
-        level::INFO => tracing::info!(%plugin, "{msg}"),
-        _ => tracing::debug!(%plugin, "{msg}"),
-    }
+    caller.data().write_log(level, &String::from_utf8_lossy(&bytes));
 }
 
 /// The status `infer` returns to the guest for a registry error.

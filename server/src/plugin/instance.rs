@@ -1,21 +1,24 @@
-//! One live instance of a plugin (one per plugin per shard thread) and its typed calls.
+//! One live instance of a plugin (one per plugin per shard thread) and its typed calls: a v1
+//! core module here, a v2 component in [`super::component`], one [`Instance`] for both.
 
 use std::sync::Arc;
 
 use opensports_proto::plugin_abi::{self as abi, ABI_VERSION, Status, export};
-use wasmtime::{Memory, Store, Trap, TypedFunc};
+use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
 
 use crate::model::ModelRegistry;
 
 use super::PluginError;
+use super::component::ComponentInstance;
 use super::deadline::CallClock;
-use super::engine::{Compiled, TICK, engine};
+use super::engine::{Code, Compiled, TICK, engine};
 use super::host::{Emit, HostState, Limits};
 
 /// A guest export taking the buffer `(ptr, len)`.
 type BufFn<R> = TypedFunc<(i32, i32), R>;
 
-pub struct Instance {
+/// A v1 instance: a core module.
+pub struct ModuleInstance {
     instance: wasmtime::Instance,
     store: Store<HostState>,
     memory: Memory,
@@ -27,13 +30,13 @@ pub struct Instance {
     deadline_ticks: u64,
 }
 
-impl std::fmt::Debug for Instance {
+impl std::fmt::Debug for ModuleInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance").field("plugin", &self.store.data().plugin).finish_non_exhaustive()
+        f.debug_struct("ModuleInstance").field("plugin", &self.store.data().plugin).finish_non_exhaustive()
     }
 }
 
-fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
+pub(super) fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
     if st.memory_denied {
         return PluginError::Memory;
     }
@@ -60,22 +63,23 @@ fn arm(store: &mut Store<HostState>, ticks: u64) {
     store.set_epoch_deadline(ticks);
 }
 
-impl Instance {
+impl ModuleInstance {
     /// Instantiates from the cached `InstancePre`, checks the ABI version and runs `init` with
     /// the plugin's config (JSON).
-    pub fn new(
-        c: &Compiled,
+    fn new(
+        pre: &InstancePre<HostState>,
+        name: Arc<str>,
         limits: Limits,
         deadline_ticks: u64,
         config: &[u8],
         models: &Arc<ModelRegistry>,
-    ) -> Result<Instance, PluginError> {
-        let mut store = Store::new(engine(), HostState::new(c.name.clone(), limits, models.clone()));
+    ) -> Result<ModuleInstance, PluginError> {
+        let mut store = Store::new(engine(), HostState::new(name, limits, models.clone()));
         store.limiter(|s| s);
         store.epoch_deadline_callback(|ctx| Ok(ctx.data().clock.on_deadline()));
         // Instantiation and init get a more generous deadline than an event.
         arm(&mut store, deadline_ticks.saturating_mul(20));
-        let inst = match c.pre.instantiate(&mut store) {
+        let inst = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => return Err(classify(e, store.data())),
         };
@@ -104,8 +108,16 @@ impl Instance {
             }
             Err(e) => return Err(classify(e, store.data())),
         }
-        let mut me =
-            Instance { instance: inst, store, memory, buffer, on_event, forget, snapshots, deadline_ticks };
+        let mut me = ModuleInstance {
+            instance: inst,
+            store,
+            memory,
+            buffer,
+            on_event,
+            forget,
+            snapshots,
+            deadline_ticks,
+        };
         if let Some(init) = init {
             let (ptr, len) = me.write(config)?;
             match init.call(&mut me.store, (ptr, len)) {
@@ -227,6 +239,99 @@ impl Instance {
         if let Ok((ptr, len)) = self.write(game.as_bytes()) {
             arm(&mut self.store, self.deadline_ticks);
             let _ = f.call(&mut self.store, (ptr, len));
+        }
+    }
+}
+
+/// A live plugin instance of either ABI.
+#[derive(Debug)]
+pub enum Instance {
+    Module(Box<ModuleInstance>),
+    Component(Box<ComponentInstance>),
+}
+
+impl Instance {
+    /// Instantiates a compiled plugin and runs its `init` with the plugin's config (JSON).
+    pub fn new(
+        c: &Compiled,
+        limits: Limits,
+        deadline_ticks: u64,
+        config: &[u8],
+        models: &Arc<ModelRegistry>,
+    ) -> Result<Instance, PluginError> {
+        Ok(match &c.code {
+            Code::Module(pre) => Instance::Module(Box::new(ModuleInstance::new(
+                pre,
+                c.name.clone(),
+                limits,
+                deadline_ticks,
+                config,
+                models,
+            )?)),
+            Code::Component(pre) => Instance::Component(Box::new(ComponentInstance::new(
+                pre,
+                c.name.clone(),
+                limits,
+                deadline_ticks,
+                config,
+                models,
+            )?)),
+        })
+    }
+
+    /// The sports this plugin asked for (bit mask), or all.
+    pub fn sports(&mut self) -> u32 {
+        match self {
+            Instance::Module(i) => i.sports(),
+            Instance::Component(i) => i.sports(),
+        }
+    }
+
+    /// Runs the plugin on one archived event; returns its emits, or the typed failure.
+    pub fn call(&mut self, event: &[u8]) -> Result<Vec<Emit>, PluginError> {
+        match self {
+            Instance::Module(i) => i.call(event),
+            Instance::Component(i) => i.call(event),
+        }
+    }
+
+    /// [`Instance::call`] with a deadline of `ticks` epoch ticks instead of the configured one.
+    pub fn call_with_deadline(&mut self, event: &[u8], ticks: u64) -> Result<Vec<Emit>, PluginError> {
+        match self {
+            Instance::Module(i) => i.call_with_deadline(event, ticks),
+            Instance::Component(i) => i.call_with_deadline(event, ticks),
+        }
+    }
+
+    /// Bytes of the instance's linear memory (every memory of a component).
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Instance::Module(i) => i.memory_bytes(),
+            Instance::Component(i) => i.memory_bytes(),
+        }
+    }
+
+    /// The plugin's state for `game`; `Ok(None)`: it keeps no snapshots.
+    pub fn snapshot(&mut self, game: &str) -> Result<Option<Vec<u8>>, PluginError> {
+        match self {
+            Instance::Module(i) => i.snapshot(game),
+            Instance::Component(i) => i.snapshot(game),
+        }
+    }
+
+    /// Sets the plugin's state for `game` from [`Instance::snapshot`] bytes.
+    pub fn restore(&mut self, game: &str, state: &[u8]) -> Result<(), PluginError> {
+        match self {
+            Instance::Module(i) => i.restore(game, state),
+            Instance::Component(i) => i.restore(game, state),
+        }
+    }
+
+    /// Tells the plugin a game left memory.
+    pub fn forget(&mut self, game: &str) {
+        match self {
+            Instance::Module(i) => i.forget(game),
+            Instance::Component(i) => i.forget(game),
         }
     }
 }

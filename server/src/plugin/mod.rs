@@ -9,6 +9,7 @@
 //!   calls plugins on every event, rebuilds a failed instance by replay, and swaps in new
 //!   versions at an event boundary (hot reload).
 
+pub mod component;
 pub mod deadline;
 pub mod engine;
 pub mod harness;
