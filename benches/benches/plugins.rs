@@ -34,7 +34,7 @@ fn plugins(c: &mut Criterion) {
 
     // One plugin's call, round-robin over the events.
     let mut calls = |id: &str, wasm: &[u8]| {
-        let mut h = Harness::new(id, wasm, b"{}", cache.path(), &models).expect("plugin loads");
+        let mut h = Harness::new(id, wasm, b"{}", cache.path(), &models, None).expect("plugin loads");
         let mut i = 0;
         c.bench_function(&format!("plugin_call/{id}"), |b| {
             b.iter(|| {
@@ -56,8 +56,8 @@ fn plugins(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("swap_with_2000_event_backfill", |b| {
         b.iter(|| {
-            let mut h =
-                Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path(), &models).expect("load");
+            let mut h = Harness::new("basketball-boxscore", &boxscore, b"{}", cache.path(), &models, None)
+                .expect("load");
             for e in backfill {
                 black_box(h.call_bytes(e).expect("backfill"));
             }

@@ -497,6 +497,9 @@ pub struct PluginsConfig {
     /// the log on, an event keeps its bytes in memory only until the log has committed it (16
     /// bytes per event after that; a rebuild reads it back from the log).
     pub max_history_events: usize,
+    /// Where compiled plugins are cached, keyed by the wasm's hash and the engine's
+    /// (default `<data_dir>/plugin-cache`). Servers of one version may share one.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PluginsConfig {
@@ -511,6 +514,7 @@ impl Default for PluginsConfig {
             quarantine_after: 5,
             quarantine_games: 3,
             max_history_events: 100_000,
+            cache_dir: None,
         }
     }
 }
@@ -524,11 +528,18 @@ pub struct PluginEntry {
     pub name: Option<String>,
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// This plugin's memory cap, MiB, instead of `plugins.memory_mib` (a TypeScript or Python
+    /// plugin carries its language's runtime: plugin-sdk/README.md gives each one's size).
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+    /// This plugin's CPU deadline per event, microseconds, instead of `plugins.deadline_us`.
+    #[serde(default)]
+    pub deadline_us: Option<u64>,
 }
 
 impl PluginEntry {
     pub fn new(path: PathBuf) -> PluginEntry {
-        PluginEntry { path, name: None, config: None }
+        PluginEntry { path, name: None, config: None, memory_mib: None, deadline_us: None }
     }
 
     /// The plugin's name: configured, or the file stem with `_` as `-`.

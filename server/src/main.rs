@@ -364,6 +364,9 @@ enum PluginCmd {
         /// Plugin config (JSON) handed to `init`.
         #[arg(long, default_value = "{}")]
         config: String,
+        /// Memory cap, MiB (default: the server's `plugins.memory_mib`, 16).
+        #[arg(long)]
+        memory_mib: Option<usize>,
     },
 }
 
@@ -450,9 +453,9 @@ async fn main() -> anyhow::Result<()> {
             PluginCmd::Build { path, package, target_dir } => {
                 cli::plugin::build_cmd(&path, &package, target_dir.as_deref())
             }
-            PluginCmd::Test { wasm, sim, seed, replay, out, expect, config } => {
+            PluginCmd::Test { wasm, sim, seed, replay, out, expect, config, memory_mib } => {
                 let source = plugin_source(sim, seed, replay)?;
-                cli::plugin::test_cmd(&wasm, &source, out.as_deref(), expect.as_deref(), &config)
+                cli::plugin::test_cmd(&wasm, &source, out.as_deref(), expect.as_deref(), &config, memory_mib)
             }
         },
         Command::Export { game, format, out, source } => {

@@ -78,6 +78,8 @@ impl TestServer {
         config.models.dir = workspace().join("models");
         // Tests name the plugins they load (the built-in four are tested on their own).
         config.plugins.builtin = false;
+        // One compiled-plugin cache for every test server: a component is compiled once.
+        config.plugins.cache_dir = Some(workspace().join("target/plugin-cache"));
         // Test machines are shared and noisy: a 1 ms wall-clock deadline would flag preemption,
         // not plugins. The deadline itself is tested by the hostile tests with their own value.
         config.plugins.deadline_us = 50_000;

@@ -26,7 +26,7 @@ fn new_build_test_and_expect() {
 
     let out = dir.path().join("out.jsonl");
     let source = Source::Sim(Sport::Basketball, 1);
-    plugin::test_cmd(wasm, &source, Some(&out), None, "{}").unwrap();
+    plugin::test_cmd(wasm, &source, Some(&out), None, "{}", None).unwrap();
     let lines = std::fs::read_to_string(&out).unwrap();
     let events = plugin::load_events(&source).unwrap();
     assert_eq!(lines.lines().count(), events.len(), "the template emits once per event");
@@ -35,10 +35,10 @@ fn new_build_test_and_expect() {
     assert_eq!(last["topic"], format!("game/{}/my-counter/events", events[0].game));
 
     // The same run matches its own golden file; a changed golden file is a failure.
-    plugin::test_cmd(wasm, &source, None, Some(&out), "{}").unwrap();
+    plugin::test_cmd(wasm, &source, None, Some(&out), "{}", None).unwrap();
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, lines.replacen("\"count\":7}", "\"count\":8}", 1)).unwrap();
-    let err = plugin::test_cmd(wasm, &source, None, Some(&tampered), "{}").unwrap_err().to_string();
+    let err = plugin::test_cmd(wasm, &source, None, Some(&tampered), "{}", None).unwrap_err().to_string();
     assert!(err.contains("differs") && err.contains("line 7"), "{err}");
 
     // A restore that forgets the state is caught before any server restarts with it.
@@ -47,6 +47,6 @@ fn new_build_test_and_expect() {
     assert!(code.contains("restore_json(self, bytes)"), "the template snapshots its state");
     std::fs::write(&src, code.replace("restore_json(self, bytes)", "!bytes.is_empty()")).unwrap();
     let files = plugin::build(&crate_dir, &[], Some(&workspace().join("target")), true).unwrap();
-    let err = plugin::test_cmd(&files[0], &source, None, None, "{}").unwrap_err().to_string();
+    let err = plugin::test_cmd(&files[0], &source, None, None, "{}", None).unwrap_err().to_string();
     assert!(err.contains("snapshot and restore change the outputs"), "{err}");
 }

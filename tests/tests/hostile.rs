@@ -1,6 +1,8 @@
-//! Hostile plugins (WAT fixtures in tests/fixtures/hostile) run beside the real box score on
-//! the same shards: each failure is counted and typed, the server stays up, the healthy
-//! plugin's outputs stay correct, and a plugin failing too often is quarantined.
+//! Hostile plugins run beside the real box score on the same shards: each failure is counted
+//! and typed, the server stays up, the healthy plugin's outputs stay correct, and a plugin
+//! failing too often is quarantined. ABI v1: WAT fixtures in tests/fixtures/hostile; ABI v2:
+//! a TypeScript and a Python component (tests/fixtures/hostile-ts, hostile-py, built by
+//! tests/run) that misbehave as their config says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use opensports_proto::Sport;
@@ -11,11 +13,13 @@ use opensports_tests::{TestServer, WAIT, hostile_fixture, plugin_wasm, sim_event
 /// Runs a basketball game with `fixture` next to `basketball-boxscore`; returns the server for
 /// further checks after asserting the healthy plugin's final team lines match the score.
 async fn run_with(fixture: &str, quarantine_after: usize, events: usize) -> TestServer {
+    let entry = PluginEntry { name: Some("hostile".into()), ..PluginEntry::new(hostile_fixture(fixture)) };
+    run_beside_boxscore(entry, quarantine_after, events).await
+}
+
+async fn run_beside_boxscore(hostile: PluginEntry, quarantine_after: usize, events: usize) -> TestServer {
     let server = TestServer::start_with(|c| {
-        c.plugins.load = vec![
-            PluginEntry::new(plugin_wasm("basketball-boxscore")),
-            PluginEntry { name: Some("hostile".into()), ..PluginEntry::new(hostile_fixture(fixture)) },
-        ];
+        c.plugins.load = vec![PluginEntry::new(plugin_wasm("basketball-boxscore")), hostile];
         c.plugins.quarantine_after = quarantine_after;
         c.plugins.deadline_us = 2000;
     })
@@ -49,8 +53,31 @@ async fn report(server: &TestServer, name: &str) -> serde_json::Value {
 
 async fn failing_fixture_is_typed(fixture: &str, kind: &str) {
     let server = run_with(fixture, 1000, 60).await;
+    failures_are_typed(server, kind).await;
+}
+
+/// The ABI v2 hostile plugin of `lang` (ts, py) in `mode`, misbehaving from the 3rd event.
+async fn component_is_typed(lang: &str, mode: &str, memory_mib: usize, kind: &str) {
+    let dir = opensports_tests::workspace().join(format!("tests/fixtures/hostile-{lang}"));
+    let wasm = dir.join(format!("build/hostile_{lang}.wasm"));
+    assert!(wasm.exists(), "{} is built by tests/run (opensports plugin build)", wasm.display());
+    let config: toml::Table = toml::from_str(&format!("mode = \"{mode}\"\nafter = 3")).unwrap();
+    let entry = PluginEntry {
+        name: Some("hostile".into()),
+        config: Some(config),
+        memory_mib: Some(memory_mib),
+        ..PluginEntry::new(wasm)
+    };
+    let server = run_beside_boxscore(entry, 1000, 60).await;
     let hostile = report(&server, "hostile").await;
-    assert!(hostile["failures"][kind].as_u64().unwrap() >= 10, "{fixture}: {hostile}");
+    // Events 1 and 2 went through: the component works until it is told to misbehave.
+    assert_eq!(hostile["emits"], 2, "{lang} {mode}: {hostile}");
+    failures_are_typed(server, kind).await;
+}
+
+async fn failures_are_typed(server: TestServer, kind: &str) {
+    let hostile = report(&server, "hostile").await;
+    assert!(hostile["failures"][kind].as_u64().unwrap() >= 10, "{hostile}");
     let metric = format!("opensports_plugin_failures_total{{plugin=\"hostile\",kind=\"{kind}\"}}");
     assert!(server.metric(&metric).await >= 10.0, "{metric}");
     let healthy = report(&server, "basketball-boxscore").await;
@@ -129,4 +156,34 @@ async fn repeated_failures_quarantine_the_plugin_per_game_then_everywhere_and_th
     assert_eq!(server.metric(r#"opensports_plugin_quarantined{plugin="hostile"}"#).await, 1.0);
     assert_eq!(report(&server, "basketball-boxscore").await["status"], "active");
     server.shutdown().await;
+}
+
+// ABI v2: the same suite against a TypeScript and a Python component.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_throw_trap() {
+    component_is_typed("ts", "throw", 64, "trap").await;
+    component_is_typed("py", "throw", 64, "trap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_loop_hit_the_deadline() {
+    component_is_typed("ts", "loop", 64, "deadline").await;
+    component_is_typed("py", "loop", 64, "deadline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_hoard_memory_hit_the_cap() {
+    component_is_typed("ts", "memory", 24, "memory").await;
+    component_is_typed("py", "memory", 24, "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_that_flood_or_emit_bad_outputs_are_bad_output() {
+    for lang in ["ts", "py"] {
+        component_is_typed(lang, "flood", 64, "bad_output").await;
+        component_is_typed(lang, "bad_topic", 64, "bad_output").await;
+        // A JavaScript engine needs room for a 1 MiB string and its JSON: 128 MiB.
+        component_is_typed(lang, "huge", 128, "bad_output").await;
+    }
 }

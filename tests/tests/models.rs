@@ -234,7 +234,8 @@ fn plugins_reach_models_through_infer() {
     let run = |models: ModelRegistry| {
         let cache = tempfile::tempdir().unwrap();
         let mut h =
-            Harness::new("soccer-shots", &wasm, b"{}", cache.path(), &std::sync::Arc::new(models)).unwrap();
+            Harness::new("soccer-shots", &wasm, b"{}", cache.path(), &std::sync::Arc::new(models), None)
+                .unwrap();
         h.run(&events)
             .unwrap()
             .into_iter()

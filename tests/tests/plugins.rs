@@ -19,7 +19,7 @@ fn offline(name: &str, events: &[Event]) -> Vec<String> {
     let models = std::sync::Arc::new(
         opensports_server::model::ModelRegistry::load(&opensports_tests::workspace().join("models")).0,
     );
-    let mut h = Harness::new(name, &wasm, b"{}", dir.path(), &models).unwrap();
+    let mut h = Harness::new(name, &wasm, b"{}", dir.path(), &models, None).unwrap();
     h.run(events).unwrap().iter().map(|l| l.to_jsonl()).collect()
 }
 
@@ -148,7 +148,12 @@ async fn all_four_plugins_run_on_their_sports_in_one_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_swaps_at_an_event_boundary_with_one_continuous_stream() {
     let wasm_path = plugin_wasm("basketball-boxscore");
-    let server = TestServer::start_with(|c| c.plugins.load = vec![PluginEntry::new(wasm_path.clone())]).await;
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = vec![PluginEntry::new(wasm_path.clone())];
+        // Its own cache (in the data dir), to see what is written there.
+        c.plugins.cache_dir = None;
+    })
+    .await;
     let evs = sim_events(Sport::Basketball, 6, SIM_START_US);
     let game = evs[0].game.clone();
     let topic = format!("game/{game}/basketball-boxscore/team/home");

@@ -31,14 +31,15 @@ const call = (f) => (...a) => {
   try { return f(...a); } catch (e) { throw new HostError(typeof e?.payload === 'number' ? e.payload : -99); }
 };
 const ex = plugin.bind({ emit: call(host.emit), infer: call(host.infer), log: host.log });
-// An exception is logged before it fails the event, so the server's log says where.
+// An uncaught exception is logged, then fails the event with error 1 (the server counts it as
+// the plugin's trap); the log says where.
 const guard = (f) => (...a) => {
-  try { return f(...a); } catch (e) { host.log('error', String((e && e.stack) || e)); throw e; }
+  try { return f(...a); } catch (e) { host.log('error', String((e && e.stack) || e)); throw 1; }
 };
 export const sports = ex.sports;
 export const init = ex.init;
 export const onEvent = guard(ex.onEvent);
-export const snapshot = guard(ex.snapshot);
+export const snapshot = ex.snapshot;
 export const restore = ex.restore;
 export const forget = ex.forget;
 `;

@@ -298,6 +298,7 @@ pub fn test_cmd(
     out: Option<&Path>,
     expect: Option<&Path>,
     config: &str,
+    memory_mib: Option<usize>,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(wasm).with_context(|| wasm.display().to_string())?;
     let name =
@@ -309,14 +310,20 @@ pub fn test_cmd(
         .or_else(|| source_workspace().map(|w| w.join("models")));
     let models =
         std::sync::Arc::new(dir.map(|d| crate::model::ModelRegistry::load(&d).0).unwrap_or_default());
-    let mut h = Harness::new(&name, &bytes, config.as_bytes(), &cache, &models)
+    let mut h = Harness::new(&name, &bytes, config.as_bytes(), &cache, &models, memory_mib)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let events = load_events(source)?;
     let lines: Vec<String> = match h.run(&events) {
         Ok(lines) => lines.iter().map(|l| l.to_jsonl()).collect(),
         Err((seq, e)) => bail!("{name} failed on event seq {seq}: {e} ({})", e.kind()),
     };
-    eprintln!("{name}: {} events in, {} outputs", events.len(), lines.len());
+    eprintln!(
+        "{name}: {} events in, {} outputs; linear memory {} KiB (cap {} MiB: `memory_mib` of its [[plugins.load]] entry)",
+        events.len(),
+        lines.len(),
+        h.memory_bytes() / 1024,
+        memory_mib.unwrap_or(crate::config::PluginsConfig::default().memory_mib)
+    );
     if let Some(path) = out {
         let mut f = std::fs::File::create(path)?;
         for l in &lines {

@@ -219,7 +219,11 @@ impl ComponentInstance {
             return Err(PluginError::BadOutput(why));
         }
         if let Err(s) = status {
-            return Err(PluginError::BadOutput(format!("on-event returned {}", describe(s))));
+            // The kits answer an uncaught exception with an error (after logging its trace):
+            // the plugin's failure, as a panic is in Rust.
+            return Err(PluginError::Trap(format!(
+                "on-event failed with error {s}: an uncaught exception in the plugin (the server log has its trace)"
+            )));
         }
         Ok(std::mem::take(&mut st.emits))
     }

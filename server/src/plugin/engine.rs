@@ -104,10 +104,13 @@ impl Compiled {
     /// Writes the compiled artifact to the cache (a no-op when it came from there).
     pub fn keep_in_cache(&mut self) {
         let Some((path, bytes)) = self.uncached.take() else { return };
+        // Written aside and renamed: servers sharing a cache never read a half-written file.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let written = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, &bytes));
+            .and_then(|()| std::fs::write(&tmp, &bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
         if written.is_err() {
             tracing::warn!(path = %path.display(), "cannot write the compiled-plugin cache");
         }

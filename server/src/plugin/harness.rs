@@ -60,17 +60,19 @@ pub enum SnapshotCheck {
 }
 
 impl Harness {
-    /// Compiles `wasm` (cache in `cache_dir`) with the default limits and `config` JSON.
+    /// Compiles `wasm` (cache in `cache_dir`) with the default limits (the memory cap:
+    /// `memory_mib`, default the server's) and `config` JSON.
     pub fn new(
         name: &str,
         wasm: &[u8],
         config: &[u8],
         cache_dir: &Path,
         models: &std::sync::Arc<crate::model::ModelRegistry>,
+        memory_mib: Option<usize>,
     ) -> Result<Harness, PluginError> {
         let cfg = PluginsConfig::default();
         let limits = Limits {
-            memory_bytes: cfg.memory_mib << 20,
+            memory_bytes: memory_mib.unwrap_or(cfg.memory_mib) << 20,
             max_emits: cfg.max_emits_per_event,
             max_emit_bytes: cfg.max_emit_bytes,
             max_logs: 16,
@@ -92,6 +94,11 @@ impl Harness {
             models: models.clone(),
             triggers: crate::triggers::Triggers::new(&[], false).map_err(PluginError::BadOutput)?,
         })
+    }
+
+    /// Bytes of linear memory of the running instance (every memory of a component).
+    pub fn memory_bytes(&self) -> usize {
+        self.instance.memory_bytes()
     }
 
     /// What a restart does to this plugin, offline: the events are run by a fresh instance up

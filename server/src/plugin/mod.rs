@@ -75,6 +75,9 @@ pub struct PluginInfo {
     path: PathBuf,
     modified: Mutex<Option<std::time::SystemTime>>,
     compiled: RwLock<Arc<Compiled>>,
+    /// Its limits: `[plugins]`'s, or its entry's own memory cap and deadline.
+    limits: Limits,
+    deadline_ticks: u64,
     /// Bumped by every reload; shards compare it with theirs.
     generation: AtomicU64,
     config_json: Vec<u8>,
@@ -244,18 +247,21 @@ impl PluginSet {
         data_dir: &Path,
         models: Arc<crate::model::ModelRegistry>,
     ) -> Arc<PluginSet> {
-        let cache_dir = data_dir.join("plugin-cache");
+        let cache_dir = cfg.cache_dir.clone().unwrap_or_else(|| data_dir.join("plugin-cache"));
         let limits = Limits {
             memory_bytes: cfg.memory_mib << 20,
             max_emits: cfg.max_emits_per_event,
             max_emit_bytes: cfg.max_emit_bytes,
             max_logs: 16,
         };
-        let deadline_ticks =
-            (Duration::from_micros(cfg.deadline_us).as_nanos() / engine::TICK.as_nanos()).max(1) as u64 + 1;
+        let ticks =
+            |us: u64| (Duration::from_micros(us).as_nanos() / engine::TICK.as_nanos()).max(1) as u64 + 1;
+        let deadline_ticks = ticks(cfg.deadline_us);
         let mut plugins = Vec::new();
         for entry in &cfg.load {
             let name = entry.name();
+            let limits = Limits { memory_bytes: entry.memory_mib.unwrap_or(cfg.memory_mib) << 20, ..limits };
+            let deadline_ticks = ticks(entry.deadline_us.unwrap_or(cfg.deadline_us));
             let loaded = std::fs::read(&entry.path)
                 .map_err(|e| PluginError::Compile(format!("{}: {e}", entry.path.display())))
                 .and_then(|wasm| {
@@ -278,6 +284,8 @@ impl PluginSet {
                         path: entry.path.clone(),
                         modified: Mutex::new(modified(&entry.path)),
                         compiled: RwLock::new(Arc::new(c)),
+                        limits,
+                        deadline_ticks,
                         generation: AtomicU64::new(0),
                         config_json: entry.config_json(),
                         quarantined: AtomicBool::new(false),
@@ -328,8 +336,8 @@ impl PluginSet {
             name,
             wasm,
             &self.cache_dir,
-            self.limits,
-            self.deadline_ticks,
+            info.limits,
+            info.deadline_ticks,
             &info.config_json,
             &self.models,
         )?;
@@ -562,7 +570,7 @@ impl ShardPlugins {
                 metrics::counter!(m::PLUGIN_DEADLINE_RETRIES_TOTAL, "plugin" => slot.info.name.to_string())
                     .increment(1);
                 slot.instance = build(&self.set, slot, history);
-                let ticks = self.set.deadline_ticks * RETRY_FACTOR;
+                let ticks = slot.info.deadline_ticks * RETRY_FACTOR;
                 result = match slot.instance.as_mut() {
                     Some(i) => i.call_with_deadline(event, ticks),
                     None => Err(PluginError::Deadline),
@@ -630,8 +638,8 @@ impl ShardPlugins {
 fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option<Instance> {
     let mut inst = match Instance::new(
         &slot.compiled,
-        set.limits,
-        set.deadline_ticks,
+        slot.info.limits,
+        slot.info.deadline_ticks,
         &slot.info.config_json,
         &set.models,
     ) {
@@ -651,7 +659,7 @@ fn build(set: &PluginSet, slot: &mut Slot, history: &dyn EventHistory) -> Option
         {
             return;
         }
-        if let Err(e) = inst.call_with_deadline(bytes, set.deadline_ticks * RETRY_FACTOR) {
+        if let Err(e) = inst.call_with_deadline(bytes, slot.info.deadline_ticks * RETRY_FACTOR) {
             failure = Some((game.to_string(), seq, e));
         }
     });
