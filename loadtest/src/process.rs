@@ -196,7 +196,7 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
         let built = opensports_server::cli::plugin::build(&workspace, &names, None, true)?;
         config.plugins.load = built
             .into_iter()
-            .map(|path| opensports_server::config::PluginEntry { path, name: None, config: None })
+            .map(opensports_server::config::PluginEntry::new)
             .collect();
     } else if plan.name == "restart" {
         // What `serve` runs by default: the plugins and models built into the binary.
