@@ -194,10 +194,7 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
         config.models.dir = workspace.join("models");
         let names = opensports_server::cli::plugin::shipped(&workspace);
         let built = opensports_server::cli::plugin::build(&workspace, &names, None, true)?;
-        config.plugins.load = built
-            .into_iter()
-            .map(opensports_server::config::PluginEntry::new)
-            .collect();
+        config.plugins.load = built.into_iter().map(opensports_server::config::PluginEntry::new).collect();
     } else if plan.name == "restart" {
         // What `serve` runs by default: the plugins and models built into the binary.
         config.models.dir = data_dir.join("no-models");

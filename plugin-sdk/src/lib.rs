@@ -34,9 +34,13 @@
 //! # Layout
 //! - [`Plugin`], [`Ctx`]: what a plugin author uses.
 //! - [`abi`]: the ABI v1 glue the macro expands to (see README.md for the byte-level ABI).
+//! - `component` (feature `component`): ABI v2, a component of the WIT world
+//!   `opensports:plugin/plugin@2.0.0` ([`export_component!`] over a [`ComponentPlugin`]).
 //! - [`testing`]: run a plugin natively on events, without a server or wasm.
 
 pub mod abi;
+#[cfg(feature = "component")]
+pub mod component;
 pub mod testing;
 
 pub use opensports_proto as proto;
@@ -169,6 +173,29 @@ pub enum Level {
     Warn = proto::plugin_abi::level::WARN,
     Info = proto::plugin_abi::level::INFO,
     Debug = proto::plugin_abi::level::DEBUG,
+}
+
+/// A plugin for ABI v2 (feature `component`): like [`Plugin`], with the event as an owned
+/// [`proto::Event`] (the host hands components JSON). Exported with `export_component!`.
+pub trait ComponentPlugin: Default {
+    /// The sports whose events this plugin wants; the server skips the others. Default: all.
+    const SPORTS: &'static [proto::Sport] = &proto::Sport::ALL;
+
+    /// Called once per game, before its first event, with the plugin's configuration.
+    fn init(&mut self, _config: &serde_json::Value) {}
+
+    /// Called for each event of the game, in seq order.
+    fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &proto::Event);
+
+    /// As [`Plugin::snapshot`].
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// As [`Plugin::restore`].
+    fn restore(&mut self, _bytes: &[u8]) -> bool {
+        false
+    }
 }
 
 /// The plugin's handle to the host during one event.

@@ -1,7 +1,9 @@
 //! The shipped plugins and models, embedded in the binary so it serves them from any directory
-//! with no other files: the four `.wasm` from `server/builtin/plugins/` (committed, built by
-//! `opensports plugin build` with reproducible flags; a test rebuilds them and compares the
-//! bytes) and `models/` (manifest, ONNX files, ratings seed).
+//! with no other files: the `.wasm` from `server/builtin/plugins/` (committed, built by
+//! `opensports plugin build`: the four Rust plugins with reproducible flags, a test rebuilds
+//! them and compares the bytes; the TypeScript and Python examples, whose toolchains do not
+//! build byte for byte, a test checks against the examples' golden outputs) and `models/`
+//! (manifest, ONNX files, ratings seed).
 //!
 //! At start they are written to `data_dir/builtin/` (only files whose bytes differ) and loaded
 //! from there by the ordinary loaders: plugins when `[[plugins.load]]` is empty and
@@ -16,7 +18,14 @@ pub const PLUGINS: &[(&str, &[u8])] = &[
     ("football_drives.wasm", include_bytes!("../builtin/plugins/football_drives.wasm")),
     ("soccer_shots.wasm", include_bytes!("../builtin/plugins/soccer_shots.wasm")),
     ("f1_timing.wasm", include_bytes!("../builtin/plugins/f1_timing.wasm")),
+    // ABI v2 components: plugins/basketball-runs-ts and plugins/soccer-passes-py.
+    ("basketball_runs.wasm", include_bytes!("../builtin/plugins/basketball_runs.wasm")),
+    ("soccer_passes.wasm", include_bytes!("../builtin/plugins/soccer_passes.wasm")),
 ];
+
+/// Memory cap of the built-in plugins that carry a language runtime (TypeScript's
+/// StarlingMonkey about 9 MiB, CPython about 14 MiB of linear memory at rest), MiB.
+const RUNTIME_PLUGIN_MEMORY_MIB: usize = 64;
 
 /// `(file name, bytes)` of the shipped models.
 pub const MODELS: &[(&str, &[u8])] = &[
@@ -55,8 +64,14 @@ pub fn apply(config: &mut crate::Config) -> std::io::Result<Vec<String>> {
     let root = config.server.data_dir.join("builtin");
     if config.plugins.load.is_empty() && config.plugins.builtin {
         let dir = root.join("plugins");
-        config.plugins.load =
-            install(&dir, PLUGINS)?.into_iter().map(crate::config::PluginEntry::new).collect();
+        config.plugins.load = install(&dir, PLUGINS)?
+            .into_iter()
+            .map(|path| {
+                let v2 = std::fs::read(&path).is_ok_and(|b| crate::plugin::component::is_component(&b));
+                let memory_mib = v2.then_some(RUNTIME_PLUGIN_MEMORY_MIB);
+                crate::config::PluginEntry { memory_mib, ..crate::config::PluginEntry::new(path) }
+            })
+            .collect();
         used.push(format!("{} plugins built into the binary (in {})", PLUGINS.len(), dir.display()));
     }
     if config.models.builtin && !config.models.dir.join("manifest.toml").exists() {

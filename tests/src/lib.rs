@@ -422,6 +422,14 @@ impl ChildServer {
         // stay in memory for the whole test (a long crash-cycle run outlasts the default TTL,
         // and recovery rightly skips games that ended longer ago).
         let plugins = if extra.contains("[plugins]") { "" } else { "[plugins]\nbuiltin = false\n" };
+        // One compiled-plugin cache for every test server (a component is compiled once).
+        let cache =
+            format!("cache_dir = {:?}\n", workspace().join("target/plugin-cache").display().to_string());
+        let (plugins, extra) = if plugins.is_empty() {
+            ("".to_string(), extra.replacen("[plugins]\n", &format!("[plugins]\n{cache}"), 1))
+        } else {
+            (format!("{plugins}{cache}"), extra.to_string())
+        };
         let text = format!(
             "[server]\ndata_dir = {:?}\nquic_listen = \"{quic}\"\nhttp_listen = \"{http}\"\n\
              [ingest]\ntokens = [\"{TOKEN}\"]\n[pipeline]\nshards = 2\nended_game_ttl_secs = 86400\n[models]\ndir = {:?}\n\

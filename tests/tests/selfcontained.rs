@@ -55,7 +55,8 @@ async fn the_binary_alone_serves_the_builtin_plugins_and_every_model() {
         .spawn()
         .unwrap();
     let mut ready = None;
-    for _ in 0..600 {
+    // A fresh data dir: the TypeScript and Python components are compiled on this first start.
+    for _ in 0..1800 {
         if let Some(body) = try_ready(http).await {
             ready = Some(body);
             break;
@@ -68,11 +69,18 @@ async fn the_binary_alone_serves_the_builtin_plugins_and_every_model() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ready: serde_json::Value = serde_json::from_str(&ready.expect("ready within a minute")).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready.expect("ready within three minutes")).unwrap();
     let plugins: Vec<&str> =
         ready["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(plugins.len(), 4, "{ready}");
-    for name in ["basketball-boxscore", "football-drives", "soccer-shots", "f1-timing"] {
+    assert_eq!(plugins.len(), 6, "{ready}");
+    for name in [
+        "basketball-boxscore",
+        "football-drives",
+        "soccer-shots",
+        "f1-timing",
+        "basketball-runs",
+        "soccer-passes",
+    ] {
         assert!(plugins.contains(&name), "{name} missing: {ready}");
     }
     assert!(ready["plugins"].as_array().unwrap().iter().all(|p| p["status"] == "active"), "{ready}");
@@ -100,7 +108,7 @@ async fn the_binary_alone_serves_the_builtin_plugins_and_every_model() {
 fn the_builtin_plugins_are_what_the_sources_build() {
     let dir = workspace().join("server/builtin/plugins");
     let built = shipped_plugins();
-    assert_eq!(built.len(), 4, "{built:?}");
+    assert_eq!(built.len(), 5, "{built:?}");
     for name in ["basketball_boxscore", "football_drives", "soccer_shots", "f1_timing"] {
         let fresh = built.iter().find(|p| p.ends_with(format!("{name}.wasm"))).unwrap();
         let (fresh, committed) =
@@ -111,5 +119,31 @@ fn the_builtin_plugins_are_what_the_sources_build() {
              and copy target/wasm32-unknown-unknown/release/{name}.wasm there",
             name.replace('_', "-")
         );
+    }
+}
+
+/// The TypeScript and Python examples are built into the binary too; their toolchains do not
+/// build byte for byte, so the embedded components must give the examples' golden outputs
+/// (which the fresh builds and the in-process sessions give: tests/tests/kits.rs).
+#[test]
+fn the_builtin_components_give_the_examples_golden_outputs() {
+    use opensports_server::cli::plugin::{Source, test_cmd};
+    let dir = workspace().join("server/builtin/plugins");
+    for (file, example) in [("basketball_runs", "basketball-runs-ts"), ("soccer_passes", "soccer-passes-py")]
+    {
+        let golden_dir = workspace().join("plugins").join(example).join("golden");
+        let mut checked = 0;
+        for golden in std::fs::read_dir(&golden_dir).unwrap().flatten().map(|e| e.path()) {
+            let stem = golden.file_stem().unwrap().to_str().unwrap().to_string();
+            let Some(data) = std::env::var_os("OPENSPORTS_DATA") else { continue };
+            let sub = if example.starts_with("basketball") { "nba" } else { "soccer" };
+            let replay = std::path::PathBuf::from(data).join(sub).join(format!("{stem}.json"));
+            let wasm = dir.join(format!("{file}.wasm"));
+            test_cmd(&wasm, &Source::Replay(replay), None, Some(&golden), "{}", None).unwrap_or_else(|e| {
+                panic!("server/builtin/plugins/{file}.wasm differs from {}: copy plugins/{example}/build/{file}.wasm there ({e:#})", golden.display())
+            });
+            checked += 1;
+        }
+        assert!(checked > 0 || std::env::var_os("OPENSPORTS_DATA").is_none(), "{example}: no golden file");
     }
 }

@@ -50,6 +50,8 @@ const RUST_KIT: &[(&str, &str)] = &[
     ("opensports-plugin-sdk/src/lib.rs", include_str!("../../../plugin-sdk/src/lib.rs")),
     ("opensports-plugin-sdk/src/abi.rs", include_str!("../../../plugin-sdk/src/abi.rs")),
     ("opensports-plugin-sdk/src/testing.rs", include_str!("../../../plugin-sdk/src/testing.rs")),
+    ("opensports-plugin-sdk/src/component.rs", include_str!("../../../plugin-sdk/src/component.rs")),
+    ("opensports-plugin-sdk/wit/plugin.wit", WIT),
     ("opensports-proto/Cargo.toml", RUST_PROTO_MANIFEST),
     ("opensports-proto/src/basketball.rs", include_str!("../../proto/src/basketball.rs")),
     ("opensports-proto/src/codec.rs", include_str!("../../proto/src/codec.rs")),
@@ -82,6 +84,11 @@ opensports-proto = { path = "../opensports-proto", features = ["std"] }
 rkyv = { version = "0.8", default-features = false, features = ["alloc", "bytecheck"] }
 serde = { version = "1", default-features = false, features = ["derive", "std"] }
 serde_json = { version = "1", features = ["float_roundtrip"] }
+wit-bindgen = { version = "0.46", optional = true, default-features = false, features = ["macros", "realloc"] }
+
+[features]
+# ABI v2: `export_component!` builds a component of the world `opensports:plugin/plugin@2.0.0`.
+component = ["dep:wit-bindgen"]
 "#;
 
 // `schema` and `graphql` are the server's features (JSON Schema and GraphQL derives); a plugin

@@ -40,8 +40,64 @@ fn reproducible_flags() -> String {
 
 /// Builds plugin crates for wasm32-unknown-unknown in release and returns their `.wasm` files.
 /// `dir` is where cargo runs (a plugin crate or the workspace); `packages` empty = the crate in
-/// `dir`; `target_dir` overrides cargo's (e.g. to share a build cache).
+/// `dir`; `target_dir` overrides cargo's (e.g. to share a build cache). Crates marked
+/// `[package.metadata.opensports] abi = 2` are built on their own (cargo would otherwise
+/// enable the SDK's `component` feature for every plugin of the build, changing the v1
+/// modules' bytes) and made into components.
 pub fn build(
+    dir: &Path,
+    packages: &[String],
+    target_dir: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if packages.is_empty() {
+        let wasm = cargo_build(dir, packages, target_dir, quiet)?;
+        for path in &wasm {
+            componentize(path, false)?;
+        }
+        return Ok(wasm);
+    }
+    let v2 = component_packages(dir)?;
+    let (components, modules): (Vec<String>, Vec<String>) =
+        packages.iter().cloned().partition(|p| v2.contains(p));
+    let mut wasm = Vec::new();
+    if !modules.is_empty() {
+        wasm.extend(cargo_build(dir, &modules, target_dir, quiet)?);
+    }
+    if !components.is_empty() {
+        let built = cargo_build(dir, &components, target_dir, quiet)?;
+        for path in &built {
+            componentize(path, true)?;
+        }
+        wasm.extend(built);
+    }
+    wasm.sort();
+    Ok(wasm)
+}
+
+/// The packages of the workspace at `dir` marked `[package.metadata.opensports] abi = 2`.
+fn component_packages(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(dir)
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed in {} (exit {})", dir.display(), out.status);
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["opensports"]["abi"] == 2)
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+fn cargo_build(
     dir: &Path,
     packages: &[String],
     target_dir: Option<&Path>,
@@ -92,6 +148,37 @@ pub fn build(
     wasm.sort();
     wasm.dedup();
     Ok(wasm)
+}
+
+/// A module built with the SDK's `component` feature carries its WIT world in a
+/// `component-type` custom section (wit-bindgen): turn it into the component (ABI v2) in place.
+/// Other modules (ABI v1) are left as they are, unless `required`.
+fn componentize(path: &Path, required: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    if crate::plugin::component::is_component(&bytes) {
+        return Ok(()); // made by an earlier build (cargo left the file as it was)
+    }
+    let has_world = wasmparser::Parser::new(0).parse_all(&bytes).any(
+        |p| matches!(p, Ok(wasmparser::Payload::CustomSection(c)) if c.name().starts_with("component-type")),
+    );
+    if !has_world {
+        if required {
+            bail!(
+                "{}: marked abi = 2 but carries no WIT world: depend on opensports-plugin-sdk with features = [\"component\"] and use export_component!",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|e| e.validate(true).encode())
+        .with_context(|| format!("{}: making the component (ABI v2)", path.display()))?;
+    // Written aside and renamed: cargo hard-links the file to its own copy in deps/.
+    let tmp = path.with_extension("component.tmp");
+    std::fs::write(&tmp, component)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| path.display().to_string())
 }
 
 /// The shipped plugins: every crate under `<workspace>/plugins/`.
