@@ -112,6 +112,11 @@ fn run_in(dir: &Path, cmd: &str, args: &[&str]) {
 }
 
 #[test]
+fn the_python_kits_event_types_are_current() {
+    run_in(&workspace(), "python3", &["plugin-sdk/python/gen_events.py", "--check"]);
+}
+
+#[test]
 fn each_kits_own_test_runner_passes_on_its_example() {
     run_in(&workspace().join("plugins/basketball-runs-ts"), "npm", &["test"]);
     run_in(&workspace().join("plugins/soccer-passes-py"), "python3", &["-m", "pytest", "-q", "tests"]);

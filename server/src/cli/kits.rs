@@ -189,6 +189,8 @@ pub fn new_ts(name: &str, dir: &Path) -> anyhow::Result<()> {
             ("src/plugin.ts", TS_TEMPLATE),
             ("test/plugin.test.ts", TS_TEST),
             (".gitignore", "node_modules/\nbuild/\n"),
+            // The kit is copied into node_modules like a registry package (with its own tools).
+            (".npmrc", "install-links=true\n"),
         ],
     )?;
     Ok(())

@@ -1,6 +1,6 @@
 //! ABI v2: WebAssembly components of the world `opensports:plugin/plugin@2.0.0`
 //! (`plugin-sdk/wit/plugin.wit`), written in Rust (wit-bindgen), TypeScript (componentize-js)
-//! or Python (componentize-py). The same contract and limits as v1 ([`super::instance`]):
+//! or Python (componentize-py). The same contract and limits as v1 (core modules):
 //! emits, inference and logs go through the same [`HostState`] rules, the memory cap covers
 //! every memory of the component, and the deadline is the same epoch-and-CPU-time check.
 //!
@@ -22,7 +22,7 @@ use crate::model::ModelRegistry;
 use super::PluginError;
 use super::deadline::CallClock;
 use super::engine::{TICK, engine};
-use super::host::{Emit, HostState, Limits};
+use super::host::{Emit, HostState, Limits, classify};
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit/plugin.wit",
@@ -147,10 +147,6 @@ impl std::fmt::Debug for ComponentInstance {
             .field("plugin", &self.store.data().host.plugin)
             .finish_non_exhaustive()
     }
-}
-
-fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
-    super::instance::classify(e, st)
 }
 
 fn arm(store: &mut Store<V2State>, ticks: u64) {

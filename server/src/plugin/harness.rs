@@ -34,7 +34,7 @@ pub struct Harness {
     instance: Instance,
     sports: u32,
     /// What a fresh instance is made from (the snapshot check).
-    compiled: engine::Compiled,
+    compiled: super::compile::Compiled,
     limits: Limits,
     ticks: u64,
     config: Vec<u8>,
@@ -79,7 +79,7 @@ impl Harness {
         };
         // Offline there is no latency budget to protect: 1 s per event catches only hangs.
         let ticks = (1_000_000 / engine::TICK.as_micros()) as u64;
-        let mut compiled = engine::compile(name, wasm, cache_dir)?;
+        let mut compiled = super::compile::compile(name, wasm, cache_dir)?;
         let mut instance = Instance::new(&compiled, limits, ticks, config, models)?;
         compiled.keep_in_cache();
         let sports = instance.sports();

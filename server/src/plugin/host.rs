@@ -5,6 +5,8 @@ use std::sync::Arc;
 use opensports_proto::plugin_abi::{Status, export, level};
 use wasmtime::{Caller, Extern, ResourceLimiter};
 
+use super::PluginError;
+
 /// Per-event limits, from `[plugins]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -203,6 +205,18 @@ pub fn log(mut caller: Caller<'_, HostState>, level: i32, p: i32, n: i32) {
     }
     let Some(bytes) = read(&mut caller, p, n.min(4096)) else { return };
     caller.data().write_log(level, &String::from_utf8_lossy(&bytes));
+}
+
+/// A failed call's error, typed: the memory cap (the limiter said so), the deadline, or a trap.
+pub fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
+    if st.memory_denied {
+        return PluginError::Memory;
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => PluginError::Deadline,
+        Some(t) => PluginError::Trap(t.to_string()),
+        None => PluginError::Trap(format!("{e:#}")),
+    }
 }
 
 /// The status `infer` returns to the guest for a registry error.

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use opensports_proto::plugin_abi::{self as abi, ABI_VERSION, Status, export};
-use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
+use wasmtime::{InstancePre, Memory, Store, TypedFunc};
 
 use crate::model::ModelRegistry;
 
 use super::PluginError;
+use super::compile::{Code, Compiled};
 use super::component::ComponentInstance;
 use super::deadline::CallClock;
-use super::engine::{Code, Compiled, TICK, engine};
+use super::engine::{TICK, engine};
+use super::host::classify;
 use super::host::{Emit, HostState, Limits};
 
 /// A guest export taking the buffer `(ptr, len)`.
@@ -33,17 +35,6 @@ pub struct ModuleInstance {
 impl std::fmt::Debug for ModuleInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModuleInstance").field("plugin", &self.store.data().plugin).finish_non_exhaustive()
-    }
-}
-
-pub(super) fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
-    if st.memory_denied {
-        return PluginError::Memory;
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PluginError::Deadline,
-        Some(t) => PluginError::Trap(t.to_string()),
-        None => PluginError::Trap(format!("{e:#}")),
     }
 }
 

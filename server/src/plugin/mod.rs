@@ -1,7 +1,9 @@
-//! Sandboxed WASM analytics plugins (wasmtime), ABI v1.
+//! Sandboxed WASM analytics plugins (wasmtime): ABI v1 core modules and ABI v2 components.
 //!
 //! # Layout
-//! - [`engine`]: the process-wide engine with its epoch ticker, compilation and `.cwasm` cache.
+//! - [`engine`]: the process-wide engine with its epoch ticker.
+//! - [`compile`]: compilation of modules (ABI v1) and components (ABI v2), `.cwasm` cache.
+//! - [`component`]: ABI v2, components of the WIT world `opensports:plugin@2.0.0`.
 //! - [`host`]: the store state and the host imports (`emit`, `infer`, `log`).
 //! - [`instance`]: one instance and its typed calls; failures typed as [`PluginError`].
 //! - this file: the loaded plugin set shared by all shards ([`PluginSet`]), each plugin's
@@ -9,6 +11,7 @@
 //!   calls plugins on every event, rebuilds a failed instance by replay, and swaps in new
 //!   versions at an event boundary (hot reload).
 
+pub mod compile;
 pub mod component;
 pub mod deadline;
 pub mod engine;
@@ -29,7 +32,7 @@ use serde::Serialize;
 
 use crate::config::PluginsConfig;
 use crate::metrics as m;
-use engine::Compiled;
+use compile::Compiled;
 use host::{Emit, Limits};
 use instance::Instance;
 pub use snapshot::SavedPlugin;
@@ -458,7 +461,7 @@ fn compile_checked(
     config: &[u8],
     models: &Arc<crate::model::ModelRegistry>,
 ) -> Result<Compiled, PluginError> {
-    let mut c = engine::compile(name, wasm, cache_dir)?;
+    let mut c = compile::compile(name, wasm, cache_dir)?;
     let mut probe = Instance::new(&c, limits, deadline_ticks, config, models)?;
     c.sports = probe.sports();
     c.keep_in_cache();
