@@ -56,6 +56,7 @@ pub const WS_FRAMES_SENT_TOTAL: &str = "opensports_ws_frames_sent_total";
 
 pub const PLUGIN_FAILURES_TOTAL: &str = "opensports_plugin_failures_total";
 pub const PLUGIN_DEADLINE_RETRIES_TOTAL: &str = "opensports_plugin_deadline_retries_total";
+pub const PLUGIN_RECYCLED_TOTAL: &str = "opensports_plugin_recycled_total";
 pub const PLUGIN_QUARANTINED: &str = "opensports_plugin_quarantined";
 /// Games a plugin is quarantined for (it runs for the others).
 pub const PLUGIN_QUARANTINED_GAMES: &str = "opensports_plugin_quarantined_games";
@@ -394,6 +395,10 @@ fn describe() {
         "Plugin failures by plugin and kind (trap, deadline, memory, bad_output, compile)"
     );
     describe_counter!(PLUGIN_DEADLINE_RETRIES_TOTAL, "Deadline misses retried once with a longer deadline");
+    describe_counter!(
+        PLUGIN_RECYCLED_TOTAL,
+        "Component instances rebuilt (by replay) before their memory reached the cap: a language runtime whose garbage is never given back"
+    );
     describe_gauge!(PLUGIN_QUARANTINED, "1 while a plugin is quarantined for every game");
     describe_counter!(
         SESSION_ENDED_TOTAL,

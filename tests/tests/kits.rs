@@ -211,3 +211,43 @@ async fn components_on_a_live_server_publish_exactly_their_offline_outputs() {
         server.shutdown().await;
     }
 }
+
+/// A language runtime that never gives its garbage back (componentize-js keeps about 330 bytes
+/// an event) is rebuilt by replay at 3/4 of its cap, between two events: no event fails, no
+/// output is lost, and the metric counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_whose_memory_creeps_up_is_rebuilt_before_the_cap_and_loses_nothing() {
+    let wasm = workspace().join("tests/fixtures/hostile-ts/build/hostile_ts.wasm");
+    assert!(wasm.exists(), "built by tests/run");
+    let config: toml::Table = toml::from_str("mode = \"ok\"").unwrap();
+    let server = TestServer::start_with(|c| {
+        c.plugins.load = vec![PluginEntry {
+            name: Some("creep".into()),
+            config: Some(config),
+            // The runtime's 9 MiB at rest, 9.75 MiB to rebuild at.
+            memory_mib: Some(13),
+            ..PluginEntry::new(wasm)
+        }];
+    })
+    .await;
+    let mut published = 0;
+    for seed in 1..=20 {
+        let game = opensports_tests::sim_events(opensports_proto::Sport::Basketball, seed, 0);
+        published += game.len() as u64;
+        server.publish_all(&game).await;
+    }
+    server
+        .wait_for_seq(
+            "nba-20",
+            opensports_tests::sim_events(opensports_proto::Sport::Basketball, 20, 0).len() as u64,
+        )
+        .await;
+    let recycled = server.metric(r#"opensports_plugin_recycled_total{plugin="creep"}"#).await;
+    assert!(recycled >= 1.0, "not rebuilt after {published} events");
+    let (_, body) = server.get("/v1/plugins").await;
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let me = &report["plugins"][0];
+    assert_eq!(me["emits"], published, "{me}");
+    assert!(me["failures"].as_object().unwrap().values().all(|v| v == 0), "{me}");
+    server.shutdown().await;
+}

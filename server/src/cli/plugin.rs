@@ -368,12 +368,15 @@ pub fn load_events(source: &Source) -> anyhow::Result<Vec<Event>> {
 /// wire JSON form): what the kits' in-process test sessions feed a plugin.
 pub fn events_cmd(source: &Source) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for e in load_events(source)? {
-        serde_json::to_writer(&mut out, &e)?;
-        out.write_all(b"\n")?;
+    let written = load_events(source)?.iter().try_for_each(|e| {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")
+    });
+    match written.and_then(|()| out.flush()) {
+        // The reader went away (`| head`): not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
     }
-    out.flush()?;
-    Ok(())
 }
 
 /// `opensports plugin test`: runs a plugin offline; prints or writes JSONL; with `expect`, diffs

@@ -294,6 +294,11 @@ impl Instance {
         }
     }
 
+    /// Whether this is an ABI v2 component.
+    pub fn is_component(&self) -> bool {
+        matches!(self, Instance::Component(_))
+    }
+
     /// Bytes of the instance's linear memory (every memory of a component).
     pub fn memory_bytes(&self) -> usize {
         match self {

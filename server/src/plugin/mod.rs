@@ -485,6 +485,8 @@ struct Slot {
     instance: Option<Instance>,
     /// Events this plugin failed on: skipped when replaying (they would fail again).
     failed: HashSet<(String, u64)>,
+    /// Linear memory above which a component is rebuilt between events (see `on_event`).
+    recycle_above: usize,
 }
 
 /// The plugins of one shard thread: one instance each.
@@ -516,6 +518,7 @@ impl ShardPlugins {
                 generation: info.generation.load(Ordering::Acquire),
                 instance: None,
                 failed: HashSet::new(),
+                recycle_above: 0,
             })
             .collect();
         ShardPlugins { set, slots }
@@ -587,6 +590,26 @@ impl ShardPlugins {
                     slot.info.emits.fetch_add(emits.len() as u64, Ordering::Relaxed);
                     for e in emits {
                         publish(&slot.info.name, e);
+                    }
+                    // A language runtime (TypeScript's, 330 bytes an event with
+                    // componentize-js 0.23) may never give its garbage back: rebuild the
+                    // instance by replay at 3/4 of its cap, between two events, rather than
+                    // fail an event at the cap.
+                    // A rebuilt instance starts where its replay left it: the next rebuild waits
+                    // until it has used half of what is left, so rebuilds never follow each
+                    // other (at the cap, it is a `memory` failure as for any plugin).
+                    let cap = slot.info.limits.memory_bytes;
+                    let threshold = slot.recycle_above.max(cap / 4 * 3);
+                    if slot
+                        .instance
+                        .as_ref()
+                        .is_some_and(|i| i.is_component() && i.memory_bytes() > threshold)
+                    {
+                        metrics::counter!(m::PLUGIN_RECYCLED_TOTAL, "plugin" => slot.info.name.to_string())
+                            .increment(1);
+                        slot.instance = build(&self.set, slot, history);
+                        let now = slot.instance.as_ref().map_or(0, Instance::memory_bytes);
+                        slot.recycle_above = now + cap.saturating_sub(now) / 2;
                     }
                 }
                 Err(e) => {
