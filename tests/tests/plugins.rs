@@ -30,6 +30,7 @@ fn every_shipped_plugin_is_deterministic_on_a_replayed_game() {
         ("soccer-shots", Sport::Soccer),
         ("football-drives", Sport::Football),
         ("f1-timing", Sport::F1),
+        ("basketball-runs-rs", Sport::Basketball),
     ];
     assert_eq!(shipped_plugins().len(), cases.len());
     for (name, sport) in cases {
@@ -286,7 +287,7 @@ async fn readyz_names_the_open_log_the_models_and_the_plugins() {
         assert!(models.contains(&m), "{m} missing: {v}");
     }
     let plugins = v["plugins"].as_array().unwrap();
-    assert_eq!(plugins.len(), 4, "{v}");
+    assert_eq!(plugins.len(), 5, "{v}");
     assert!(plugins.iter().all(|p| p["status"] == "active"), "{v}");
     assert!(plugins.iter().any(|p| p["name"] == "basketball-boxscore"), "{v}");
     server.shutdown().await;
