@@ -20,9 +20,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::model::ModelRegistry;
 
 use super::PluginError;
-use super::deadline::CallClock;
-use super::engine::{TICK, engine};
-use super::host::{Emit, HostState, Limits, classify};
+use super::engine::engine;
+use super::host::{Emit, HostState, Limits, arm, classify, describe};
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit/plugin.wit",
@@ -149,20 +148,6 @@ impl std::fmt::Debug for ComponentInstance {
     }
 }
 
-fn arm(store: &mut Store<V2State>, ticks: u64) {
-    let budget = TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
-    store.data_mut().host.clock = CallClock::start(budget);
-    store.set_epoch_deadline(ticks);
-}
-
-/// A guest's error code, named.
-fn describe(code: i32) -> String {
-    match Status::from_code(code) {
-        Some(s) => format!("status {code} ({})", s.name()),
-        None => format!("status {code}"),
-    }
-}
-
 impl ComponentInstance {
     pub fn new(
         pre: &PluginPre<V2State>,
@@ -180,7 +165,7 @@ impl ComponentInstance {
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.host);
         store.epoch_deadline_callback(|ctx| Ok(ctx.data().host.clock.on_deadline()));
-        arm(&mut store, deadline_ticks.saturating_mul(20));
+        arm(&mut store, |s| &mut s.host, deadline_ticks.saturating_mul(20));
         let plugin = pre.instantiate(&mut store).map_err(|e| classify(e, &store.data().host))?;
         let config = String::from_utf8_lossy(config).into_owned();
         match plugin.call_init(&mut store, &config) {
@@ -193,7 +178,7 @@ impl ComponentInstance {
 
     pub fn sports(&mut self) -> u32 {
         const ALL: u32 = opensports_proto::plugin_abi::ALL_SPORTS as u32;
-        arm(&mut self.store, self.deadline_ticks);
+        arm(&mut self.store, |s| &mut s.host, self.deadline_ticks);
         match self.plugin.call_sports(&mut self.store) {
             Ok(mask) if mask & ALL != 0 => mask & ALL,
             _ => ALL,
@@ -204,7 +189,7 @@ impl ComponentInstance {
     pub fn call_with_deadline(&mut self, event: &[u8], ticks: u64) -> Result<Vec<Emit>, PluginError> {
         let json = event_json(event)?;
         self.store.data_mut().host.reset();
-        arm(&mut self.store, ticks);
+        arm(&mut self.store, |s| &mut s.host, ticks);
         let result = self.plugin.call_on_event(&mut self.store, &json);
         let st = &mut self.store.data_mut().host;
         let status = match result {
@@ -234,7 +219,7 @@ impl ComponentInstance {
 
     pub fn snapshot(&mut self, game: &str) -> Result<Option<Vec<u8>>, PluginError> {
         self.store.data_mut().host.reset();
-        arm(&mut self.store, self.deadline_ticks * 4);
+        arm(&mut self.store, |s| &mut s.host, self.deadline_ticks * 4);
         match self.plugin.call_snapshot(&mut self.store, game) {
             Ok(b) if b.is_empty() => Ok(None),
             Ok(b) => Ok(Some(b)),
@@ -244,7 +229,7 @@ impl ComponentInstance {
 
     pub fn restore(&mut self, game: &str, state: &[u8]) -> Result<(), PluginError> {
         self.store.data_mut().host.reset();
-        arm(&mut self.store, self.deadline_ticks * 4);
+        arm(&mut self.store, |s| &mut s.host, self.deadline_ticks * 4);
         match self.plugin.call_restore(&mut self.store, game, state) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(s)) => Err(PluginError::BadOutput(format!("restore returned {}", describe(s)))),
@@ -253,7 +238,7 @@ impl ComponentInstance {
     }
 
     pub fn forget(&mut self, game: &str) {
-        arm(&mut self.store, self.deadline_ticks);
+        arm(&mut self.store, |s| &mut s.host, self.deadline_ticks);
         let _ = self.plugin.call_forget(&mut self.store, game);
     }
 }

@@ -219,6 +219,23 @@ pub fn classify(e: wasmtime::Error, st: &HostState) -> PluginError {
     }
 }
 
+/// A guest export's status for an error message: its ABI name, or the raw code.
+pub fn describe(code: i32) -> String {
+    match Status::from_code(code) {
+        Some(s) => format!("status {code} ({})", s.name()),
+        None => format!("status {code} (not defined by the ABI)"),
+    }
+}
+
+/// Starts a call's deadline: `ticks` epoch ticks of wall clock before the first look, and as
+/// much CPU time on this thread (`deadline.rs`). `host` finds the host state in the store's
+/// data (a v1 store's data is it; a component's holds it beside WASI).
+pub fn arm<T>(store: &mut wasmtime::Store<T>, host: fn(&mut T) -> &mut HostState, ticks: u64) {
+    let budget = super::engine::TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
+    host(store.data_mut()).clock = super::deadline::CallClock::start(budget);
+    store.set_epoch_deadline(ticks);
+}
+
 /// The status `infer` returns to the guest for a registry error.
 pub fn infer_status(e: crate::model::InferError) -> Status {
     use crate::model::InferError;

@@ -11,10 +11,8 @@ use crate::model::ModelRegistry;
 use super::PluginError;
 use super::compile::{Code, Compiled};
 use super::component::ComponentInstance;
-use super::deadline::CallClock;
-use super::engine::{TICK, engine};
-use super::host::classify;
-use super::host::{Emit, HostState, Limits};
+use super::engine::engine;
+use super::host::{Emit, HostState, Limits, arm, classify, describe};
 
 /// A guest export taking the buffer `(ptr, len)`.
 type BufFn<R> = TypedFunc<(i32, i32), R>;
@@ -38,22 +36,6 @@ impl std::fmt::Debug for ModuleInstance {
     }
 }
 
-/// A guest export's status for an error message: its ABI name, or the raw code.
-fn describe(code: i32) -> String {
-    match Status::from_code(code) {
-        Some(s) => format!("status {code} ({})", s.name()),
-        None => format!("status {code} (not defined by ABI v{ABI_VERSION})"),
-    }
-}
-
-/// Starts a call's deadline: `ticks` epoch ticks of wall clock before the first look, and as
-/// much CPU time on this thread (`deadline.rs`).
-fn arm(store: &mut Store<HostState>, ticks: u64) {
-    let budget = TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
-    store.data_mut().clock = CallClock::start(budget);
-    store.set_epoch_deadline(ticks);
-}
-
 impl ModuleInstance {
     /// Instantiates from the cached `InstancePre`, checks the ABI version and runs `init` with
     /// the plugin's config (JSON).
@@ -69,7 +51,7 @@ impl ModuleInstance {
         store.limiter(|s| s);
         store.epoch_deadline_callback(|ctx| Ok(ctx.data().clock.on_deadline()));
         // Instantiation and init get a more generous deadline than an event.
-        arm(&mut store, deadline_ticks.saturating_mul(20));
+        arm(&mut store, |s| s, deadline_ticks.saturating_mul(20));
         let inst = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => return Err(classify(e, store.data())),
@@ -158,7 +140,7 @@ impl ModuleInstance {
     /// [`Instance::call`] with a deadline of `ticks` epoch ticks instead of the configured one.
     pub fn call_with_deadline(&mut self, event: &[u8], ticks: u64) -> Result<Vec<Emit>, PluginError> {
         self.store.data_mut().reset();
-        arm(&mut self.store, ticks);
+        arm(&mut self.store, |s| s, ticks);
         let (ptr, len) = self.write(event)?;
         let status = match self.on_event.call(&mut self.store, (ptr, len)) {
             Ok(s) => s,
@@ -186,7 +168,7 @@ impl ModuleInstance {
     pub fn snapshot(&mut self, game: &str) -> Result<Option<Vec<u8>>, PluginError> {
         let Some((snapshot, _)) = self.snapshots.clone() else { return Ok(None) };
         self.store.data_mut().reset();
-        arm(&mut self.store, self.deadline_ticks * 4);
+        arm(&mut self.store, |s| s, self.deadline_ticks * 4);
         let (ptr, len) = self.write(game.as_bytes())?;
         let packed = match snapshot.call(&mut self.store, (ptr, len)) {
             Ok(p) => p as u64,
@@ -215,7 +197,7 @@ impl ModuleInstance {
         input.extend_from_slice(game.as_bytes());
         input.extend_from_slice(state);
         self.store.data_mut().reset();
-        arm(&mut self.store, self.deadline_ticks * 4);
+        arm(&mut self.store, |s| s, self.deadline_ticks * 4);
         let (ptr, len) = self.write(&input)?;
         match restore.call(&mut self.store, (ptr, len)) {
             Ok(s) if s == Status::Ok.code() => Ok(()),
@@ -228,7 +210,7 @@ impl ModuleInstance {
     pub fn forget(&mut self, game: &str) {
         let Some(f) = self.forget.clone() else { return };
         if let Ok((ptr, len)) = self.write(game.as_bytes()) {
-            arm(&mut self.store, self.deadline_ticks);
+            arm(&mut self.store, |s| s, self.deadline_ticks);
             let _ = f.call(&mut self.store, (ptr, len));
         }
     }
