@@ -7,7 +7,7 @@
 //! Stable toolchain, no extra crates: a SplitMix64 generator and a handful of mutators
 //! (bit flips, interesting bytes, inserts, deletes, duplicated ranges, splices, truncation),
 //! deterministic for a seed. CI runs a short pass; a long one is
-//! `FUZZ_ITERS=1000000 cargo test --release -p opensports-tests --test fuzz -- --nocapture`
+//! `FUZZ_ITERS=1000000 cargo test --release -p opensports-tests --test integration fuzz:: -- --nocapture`
 //! (iterations per target; `FUZZ_SEED` picks another sequence). Each target prints its count.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
