@@ -3,6 +3,9 @@
 //! Outputs:
 //! - `order`: `[{position, driver, lap, gap_ms, interval_ms, last_lap_ms, best_lap_ms, s1_ms,
 //!   s2_ms, s3_ms, compound, stint_laps, pit_stops}]` after every lap line.
+//! - `laps/{n}`: `[{driver, position, gap_ms}]`, the classification at the end of lap `n` as
+//!   each car crosses the line (republished as the field completes the lap; a lap chart and a
+//!   gap chart draw from these, one small topic per lap).
 //! - `fastest_lap`: `{driver, lap, lap_ms}` when the session's fastest lap improves.
 //! - `stints/{driver}`: `[{compound, from_lap, to_lap, laps}]` at every pit exit and at the end.
 //! - `safety_car`: `[{kind, from_lap, to_lap}]` (kind `safety_car` or `virtual_safety_car`) at
@@ -56,6 +59,16 @@ pub struct Timing {
     fastest: Option<(String, u16, u32)>,
     sc: Vec<ScPeriod>,
     lap: u16,
+    /// Per lap: `(driver, position, gap_ms)` as each car completed it (`laps/{n}`).
+    #[serde(default)]
+    laps: BTreeMap<u16, Vec<(String, u8, Option<u32>)>>,
+}
+
+#[derive(Serialize)]
+struct LapPlace<'a> {
+    driver: &'a str,
+    position: u8,
+    gap_ms: Option<u32>,
 }
 
 impl Timing {
@@ -111,6 +124,13 @@ impl Plugin for Timing {
                         );
                     }
                 }
+                let places = self.laps.entry(l.lap).or_default();
+                places.retain(|p| p.0 != l.driver);
+                places.push((l.driver.clone(), l.position, l.gap_ms));
+                places.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+                let places: Vec<LapPlace<'_>> =
+                    places.iter().map(|p| LapPlace { driver: &p.0, position: p.1, gap_ms: p.2 }).collect();
+                let _ = ctx.emit(&format!("laps/{}", l.lap), &places);
                 let mut order: Vec<&Car> = self.cars.values().collect();
                 order.sort_by_key(|c| (c.position, c.driver.clone()));
                 let _ = ctx.emit("order", &order);

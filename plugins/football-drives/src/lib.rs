@@ -2,8 +2,9 @@
 //! downs.
 //!
 //! Outputs:
-//! - `play`: `{quarter, side, down, distance, yardline_100, play_type, result, yards, ep_before,
-//!   ep_after, epa, success, ep_source}` per scrimmage play. EP comes from the `nfl_ep` model
+//! - `play`: `{quarter, clock_ms, side, down, distance, yardline_100, play_type, result, yards,
+//!   ep_before, ep_after, epa, success, ep_source}` per scrimmage play (`clock_ms`: the time
+//!   left in the quarter, when the feed has it). EP comes from the `nfl_ep` model
 //!   when present (`ep_source: "model"`), else from a linear fallback (`"linear"`):
 //!   `EP = 5.2 - 0.065 * yardline_100 - 0.55 * (down - 1) - 0.03 * distance`; after a score EP is
 //!   the points (7 for a touchdown with its try, 3, -2 for a safety); after a change of
@@ -69,7 +70,7 @@ impl Drives {
         }
     }
 
-    fn play(&mut self, ctx: &mut Ctx<'_>, p: &Play) {
+    fn play(&mut self, ctx: &mut Ctx<'_>, p: &Play, clock_ms: Option<u32>) {
         let s = idx(p.possession);
         if p.quarter != self.last_quarter && (p.quarter == 3 || p.quarter == 5) {
             self.end_drive(ctx, "end_of_half", 0);
@@ -114,7 +115,7 @@ impl Drives {
             }
         }
         let out = serde_json::json!({
-            "quarter": p.quarter, "side": SIDES[s], "down": p.down, "distance": p.distance,
+            "quarter": p.quarter, "clock_ms": clock_ms, "side": SIDES[s], "down": p.down, "distance": p.distance,
             "yardline_100": p.yardline_100, "play_type": p.play_type, "result": p.result, "yards": p.yards,
             "ep_before": r2(before), "ep_after": r2(after), "epa": r2(epa), "success": epa > 0.0, "ep_source": source,
         });
@@ -158,7 +159,7 @@ impl Plugin for Drives {
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &opensports_plugin_sdk::proto::event::ArchivedEvent) {
         let Some(ev) = to_owned(event) else { return };
         match ev.body {
-            Body::Football(Fb::Play(p)) => self.play(ctx, &p),
+            Body::Football(Fb::Play(p)) => self.play(ctx, &p, ev.clock_ms),
             Body::Football(Fb::GameEnd) => self.end_drive(ctx, "end_of_half", 0),
             _ => {}
         }

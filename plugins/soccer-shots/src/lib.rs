@@ -1,12 +1,13 @@
 //! `soccer-shots`: shot map with xG, team xG, possession share, pass network.
 //!
 //! Outputs:
-//! - `shot`: `{player, side, x, y, body_part, outcome, xg, xg_source, provider_xg?}` per shot.
+//! - `shot`: `{player, side, x, y, body_part, outcome, xg, xg_source, provider_xg?, period,
+//!   clock_ms?}` per shot (`period` and `clock_ms`, the match clock, place it on a timeline).
 //!   `xg` comes from the server's `soccer_xg_geo` model (location, angle, body part: what a live
 //!   feed carries; `xg_source: "model"`), else from the built-in fallback (`"geometry"`):
 //!   logistic in distance d (m) and goal-mouth angle a (rad):
 //!   `1 / (1 + exp(-(-1.10 - 0.11 d + 1.60 a - 0.80 [header])))`.
-//! - `xg`: `{home, away, shots: {home, away}}` running totals.
+//! - `xg`: `{home, away, shots: {home, away}, period, clock_ms?}` running totals after each shot.
 //! - `possession`: `{home, away}` share of passes (percent), every `possession_every` passes
 //!   (config, default 25).
 //! - `pass_network/{side}`: `{edges: [[from, to, count]...], degree: {player: centrality}}` every
@@ -53,6 +54,9 @@ struct ShotOut<'a> {
     xg_source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider_xg: Option<f32>,
+    period: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_ms: Option<u32>,
 }
 
 /// One match's shots and passes; its snapshot is this value as JSON (the two settings come
@@ -66,6 +70,9 @@ pub struct Shots {
     #[serde(with = "edge_lists")]
     edges: [BTreeMap<(String, String), u32>; 2],
     events: u64,
+    /// The period under way (from `period_start`; 0 before the first).
+    #[serde(default)]
+    period: u8,
     #[serde(skip)]
     possession_every: u32,
     #[serde(skip)]
@@ -116,9 +123,11 @@ impl Plugin for Shots {
 
     fn on_event(&mut self, ctx: &mut Ctx<'_>, event: &opensports_plugin_sdk::proto::event::ArchivedEvent) {
         let Some(ev) = to_owned(event) else { return };
+        let clock_ms = ev.clock_ms;
         let Body::Soccer(ev) = ev.body else { return };
         self.events += 1;
         match ev {
+            Sc::PeriodStart { period } => self.period = period,
             Sc::Shot { side, player, x, y, body_part, outcome, provider_xg } => {
                 let header = body_part == BodyPart::Head;
                 let (d, a) = geometry(x, y);
@@ -142,11 +151,14 @@ impl Plugin for Shots {
                     xg: round3(xg),
                     xg_source: source,
                     provider_xg,
+                    period: self.period,
+                    clock_ms,
                 };
                 let _ = ctx.emit("shot", &out);
                 let totals = serde_json::json!({
                     "home": round3(self.xg[0]), "away": round3(self.xg[1]),
                     "shots": {"home": self.shots[0], "away": self.shots[1]},
+                    "period": self.period, "clock_ms": clock_ms,
                 });
                 let _ = ctx.emit("xg", &totals);
             }

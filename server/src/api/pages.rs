@@ -4,6 +4,8 @@
 //!
 //! - `pages/overview.html`: a card per game, live.
 //! - `pages/format.js`: what both say the same way (periods, FINAL, event names, "SEA 7").
+//! - `pages/charts.js`: time series on the game clock (uPlot), key moments marked.
+//! - `pages/pictures.js`: each sport's picture in SVG (court, field, pitch, stints, team stats).
 //! - `pages/game.html`: one game, per sport, built on the JS client (`assets/client/*.js`,
 //!   `clients/js` compiled and copied by its `npm run vendor`) with uPlot
 //!   (`assets/uPlot.iife.min.js`, ~50 KB, no dependencies, made for streaming time series).
@@ -29,6 +31,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("uPlot.iife.min.js", "text/javascript", include_bytes!("assets/uPlot.iife.min.js")),
     ("uPlot.min.css", "text/css", include_bytes!("assets/uPlot.min.css")),
     ("format.js", "text/javascript", include_bytes!("pages/format.js")),
+    ("charts.js", "text/javascript", include_bytes!("pages/charts.js")),
+    ("pictures.js", "text/javascript", include_bytes!("pages/pictures.js")),
     ("icon.svg", "image/svg+xml", ICON),
 ];
 

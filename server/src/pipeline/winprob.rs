@@ -89,7 +89,8 @@ impl WinProb {
             || topic::game_winprob(&state.game),
             ts,
             |buf| {
-                write_payload(buf, scored.p, name, &scored.active.spec.version, ep);
+                let at = At { period: state.period, clock_ms: state.clock_ms, event: &state.last_event };
+                write_payload(buf, scored.p, name, &scored.active.spec.version, ep, &at);
                 true
             },
         );
@@ -171,10 +172,22 @@ pub fn ep_features(state: &GameState) -> Option<[f32; 9]> {
     ])
 }
 
+/// Where in the game a `winprob` publication stands: charts place it on the game clock and
+/// name the play behind a swing from the publication alone (a page opened mid-game draws the
+/// history it replays exactly as a page that saw it live).
+#[derive(Debug)]
+pub struct At<'a> {
+    pub period: u8,
+    pub clock_ms: Option<u32>,
+    /// The event type that moved the probability (`shot`, `touchdown`, ...).
+    pub event: &'a str,
+}
+
 /// Writes the `game/{id}/winprob` payload into `buf` (cleared first) without allocating:
 /// `{"home":p,"away":1-p,"model":name,"version":v}` plus `"ep"` (expected points of the side
-/// with the ball) when known. Probabilities are rounded to 4 decimals, points to 3.
-pub fn write_payload(buf: &mut Vec<u8>, p: f32, model: &str, version: &str, ep: Option<f32>) {
+/// with the ball) when known, then `"period"`, `"clock_ms"` (when known) and `"event"` from
+/// `at`. Probabilities are rounded to 4 decimals, points to 3.
+pub fn write_payload(buf: &mut Vec<u8>, p: f32, model: &str, version: &str, ep: Option<f32>, at: &At<'_>) {
     let round = |v: f64, scale: f64| (v * scale).round() / scale;
     let p = f64::from(p);
     buf.clear();
@@ -191,6 +204,14 @@ pub fn write_payload(buf: &mut Vec<u8>, p: f32, model: &str, version: &str, ep: 
         buf.extend_from_slice(br#","ep":"#);
         let _ = serde_json::to_writer(&mut *buf, &round(f64::from(ep), 1e3));
     }
+    buf.extend_from_slice(br#","period":"#);
+    let _ = serde_json::to_writer(&mut *buf, &at.period);
+    if let Some(clock) = at.clock_ms {
+        buf.extend_from_slice(br#","clock_ms":"#);
+        let _ = serde_json::to_writer(&mut *buf, &clock);
+    }
+    buf.extend_from_slice(br#","event":"#);
+    let _ = serde_json::to_writer(&mut *buf, at.event);
     buf.push(b'}');
 }
 
@@ -362,14 +383,21 @@ mod tests {
     #[test]
     fn payload_is_the_documented_json() {
         let mut buf = b"stale".to_vec();
-        write_payload(&mut buf, 0.600_34, "nfl_wp", "1", Some(1.30049));
+        let at = At { period: 3, clock_ms: Some(431_000), event: "play" };
+        write_payload(&mut buf, 0.600_34, "nfl_wp", "1", Some(1.30049), &at);
         let v: serde_json::Value = serde_json::from_slice(&buf).expect("json");
         assert_eq!(
             v,
-            serde_json::json!({"home": 0.6003, "away": 0.3997, "model": "nfl_wp", "version": "1", "ep": 1.3})
+            serde_json::json!({"home": 0.6003, "away": 0.3997, "model": "nfl_wp", "version": "1", "ep": 1.3,
+                "period": 3, "clock_ms": 431_000, "event": "play"})
         );
-        write_payload(&mut buf, 1.0, "nba\"wp", "2", None);
+        let at = At { period: 1, clock_ms: None, event: "game_start" };
+        write_payload(&mut buf, 1.0, "nba\"wp", "2", None, &at);
         let v: serde_json::Value = serde_json::from_slice(&buf).expect("json");
-        assert_eq!(v, serde_json::json!({"home": 1.0, "away": 0.0, "model": "nba\"wp", "version": "2"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"home": 1.0, "away": 0.0, "model": "nba\"wp", "version": "2", "period": 1,
+                "event": "game_start"})
+        );
     }
 }

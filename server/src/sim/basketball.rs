@@ -12,8 +12,32 @@ const PERIOD_MS: u32 = 12 * 60 * 1000;
 const WALL_PER_CLOCK: f64 = 2.4;
 
 fn player(side: Side, rng: &mut Rng, on_court: &[[u8; 5]; 2]) -> String {
-    let team = if side == Side::Home { "H" } else { "A" };
-    format!("{team}{}", rng.pick(&on_court[side.index()]))
+    super::player_name(side, u64::from(*rng.pick(&on_court[side.index()])))
+}
+
+/// Home attacks the right basket (x = 94 ft) in the first half, the left one after halftime
+/// (overtime keeps the second half's ends); away the other way.
+fn attacks_right(side: Side, period: u8) -> bool {
+    (side == Side::Home) == (period <= 2)
+}
+
+/// A shot's spot in feet on the full court (94 × 50, the PROTOCOL's frame): polar around the
+/// attacked hoop (5.25 ft in from its baseline), `u` the angle and `v` the distance, both
+/// uniform in 0..1. Threes are taken from behind the arc (23.75 ft; 22 ft in the corners),
+/// twos from inside 20 ft; never behind the baseline or out of bounds.
+fn shot_spot(three: bool, u: f64, v: f64, right: bool) -> (f32, f32) {
+    const HOOP: (f64, f64) = (5.25, 25.0);
+    let angle = (u - 0.5) * std::f64::consts::PI * 0.96;
+    let r = if three { 23.9 + v * 3.0 } else { 1.0 + v * 19.0 };
+    let mut y = HOOP.1 + r * angle.sin();
+    let mut x = HOOP.0 + r * angle.cos();
+    if three && (y - HOOP.1).abs() > 21.0 {
+        // The corner three: behind the straight 22 ft line, by the sideline.
+        y = HOOP.1 + 22.6_f64.copysign(y - HOOP.1);
+        x = x.min(13.0);
+    }
+    let (x, y) = (x.clamp(0.5, 46.5), y.clamp(0.5, 49.5));
+    if right { ((94.0 - x) as f32, (50.0 - y) as f32) } else { (x as f32, y as f32) }
 }
 
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
@@ -79,11 +103,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                     let three = rng.chance(0.39);
                     let made = rng.chance(if three { 0.36 } else { 0.52 });
                     let shooter = player(offense, rng, &on_court);
-                    let (x, y) = if three {
-                        (rng.f64() as f32 * 6.0 + 23.0, rng.f64() as f32 * 46.0 + 2.0)
-                    } else {
-                        (rng.f64() as f32 * 14.0 + 5.0, rng.f64() as f32 * 20.0 + 15.0)
-                    };
+                    let (x, y) = shot_spot(three, rng.f64(), rng.f64(), attacks_right(offense, period));
                     let points = if three { 3 } else { 2 };
                     let ev = Bk::Shot { side: offense, player: shooter.clone(), x, y, points, made };
                     b.push(at_ms, c, Body::Basketball(ev));
@@ -129,11 +149,10 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 let out = on_court[side.index()][slot];
                 let incoming = (out + 4) % 12 + 1;
                 on_court[side.index()][slot] = incoming;
-                let t = if side == Side::Home { "H" } else { "A" };
                 let ev = Bk::Substitution {
                     side,
-                    player_in: format!("{t}{incoming}"),
-                    player_out: format!("{t}{out}"),
+                    player_in: super::player_name(side, u64::from(incoming)),
+                    player_out: super::player_name(side, u64::from(out)),
                 };
                 b.push(at_ms, c, Body::Basketball(ev));
             }
@@ -146,4 +165,39 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     }
     b.push(at_ms, Some(0), Body::Basketball(Bk::GameEnd));
     b.events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every simulated shot is in bounds, on the half its team attacks in that period, and a
+    /// three is behind the arc, a two inside it.
+    #[test]
+    fn shots_are_at_the_basket_each_team_attacks() {
+        for seed in 0..20 {
+            let mut rng = Rng::new(seed);
+            let (mut period, mut shots) = (0u8, 0);
+            for t in generate("g", &mut rng, 0) {
+                match t.event.body {
+                    Body::Basketball(Bk::PeriodStart { period: p }) => period = p,
+                    Body::Basketball(Bk::Shot { side, x, y, points, .. }) => {
+                        shots += 1;
+                        assert!((0.0..=94.0).contains(&x) && (0.0..=50.0).contains(&y), "{x},{y}");
+                        let right = attacks_right(side, period);
+                        assert_eq!(x > 47.0, right, "{side:?} in period {period}: x {x}");
+                        let hoop_x = if right { 94.0 - 5.25 } else { 5.25 };
+                        let d = (x - hoop_x).hypot(y - 25.0);
+                        if points == 3 {
+                            assert!(d >= 21.9, "three from {d} ft");
+                        } else {
+                            assert!(d < 23.75, "two from {d} ft");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            assert!(shots > 100, "seed {seed}: {shots} shots");
+        }
+    }
 }

@@ -20,7 +20,7 @@ pub mod soccer;
 use std::time::Duration;
 
 use opensports_client::{PublishError, Publisher};
-use opensports_proto::{Body, Event, Sport};
+use opensports_proto::{Body, Event, Side, Sport};
 
 /// SplitMix64: tiny, fast, and stable forever (no dependency whose stream could change).
 #[derive(Debug, Clone)]
@@ -116,6 +116,49 @@ impl Builder {
         };
         self.events.push(Timed { at_ms, event });
     }
+}
+
+/// Simulated players' names: home's squad numbers 1..=16 are the first sixteen, away's the
+/// rest. Written as a box score prints them ("J.Carter"): no spaces, so a name is a topic level.
+const NAMES: [&str; 32] = [
+    "J.Carter",
+    "M.Okafor",
+    "D.Reyes",
+    "T.Brooks",
+    "A.Lindqvist",
+    "K.Mensah",
+    "R.Alvarez",
+    "S.Novak",
+    "L.Fischer",
+    "B.Haddad",
+    "C.Moreau",
+    "E.Tanaka",
+    "N.Osei",
+    "P.Costa",
+    "G.Walsh",
+    "H.Kowalski",
+    "O.Bennett",
+    "V.Ibrahim",
+    "F.Duarte",
+    "I.Petrov",
+    "Y.Park",
+    "Z.Adeyemi",
+    "W.Holt",
+    "Q.Silva",
+    "U.Jensen",
+    "X.Laurent",
+    "D.Nakamura",
+    "M.Ferreira",
+    "T.Ward",
+    "A.Romero",
+    "K.Schulz",
+    "R.Diallo",
+];
+
+/// The name of a simulated side's player by squad number (1-based).
+pub(crate) fn player_name(side: Side, n: u64) -> String {
+    let i = (n.max(1) - 1) as usize % 16 + if side == Side::Home { 0 } else { 16 };
+    NAMES[i].to_owned()
 }
 
 /// Game id used by the simulator: `nba-7`, `nfl-7`, `soccer-7`, `f1-7`.

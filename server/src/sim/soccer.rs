@@ -8,7 +8,7 @@ use super::{Builder, Rng, Timed};
 const TEAMS: &[&str] = &["LIV", "LEI", "BAR", "GIR", "ARS", "CHE", "MCI", "TOT", "RMA", "ATM"];
 
 fn player(side: Side, n: u64) -> String {
-    format!("{}{n}", if side == Side::Home { "H" } else { "A" })
+    super::player_name(side, n)
 }
 
 pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {

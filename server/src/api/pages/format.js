@@ -71,3 +71,77 @@ export function situation(s) {
   const at = yl === 50 ? "50" : yl > 50 ? `${team(s, f.possession)} ${100 - yl}` : `${team(s, other)} ${yl}`;
   return `${team(s, f.possession)} ball, ${ordinal(f.down)} & ${f.distance} at ${at}`;
 }
+
+// The game clock as a chart axis. x is minutes from the start: basketball 4 × 12 then 5 per
+// overtime, football 4 × 15 then 10 (both clocks count down in the period); soccer's clock
+// counts up from kick-off and each half gets 45 + 10 minutes of room (stoppage time), each
+// extra-time period 15 + 5, so added time never runs into the next period.
+const CLOCKS = { basketball: [12, 5], football: [15, 10] };
+const SOCCER = [[0, 45, 55], [45, 45, 55], [90, 15, 20], [105, 15, 20]]; // [first minute, length, room]
+
+const periodLength = (sport, p) => (p <= 4 ? CLOCKS[sport][0] : CLOCKS[sport][1]);
+
+/** Minutes from the start of the game to this period and clock (0 before the first period). */
+export function gameMinute(sport, period, clockMs) {
+  if (!period) return 0;
+  const min = (clockMs ?? 0) / 60000;
+  if (CLOCKS[sport]) {
+    const [len, ot] = CLOCKS[sport];
+    const start = period <= 4 ? (period - 1) * len : 4 * len + (period - 5) * ot;
+    const plen = periodLength(sport, period);
+    return start + Math.min(plen, Math.max(0, plen - min));
+  }
+  if (sport === "soccer") {
+    const p = Math.min(Math.max(period, 1), 4) - 1;
+    const start = SOCCER.slice(0, p).reduce((a, s) => a + s[2], 0);
+    return start + Math.min(SOCCER[p][2], Math.max(0, min - SOCCER[p][0]));
+  }
+  return 0;
+}
+
+/** A period's short name: Q1…Q4, OT1… (football: OT, OT2…); soccer 1H, 2H, ET1, ET2. */
+export function periodName(sport, p) {
+  if (sport === "soccer") return ["", "1H", "2H", "ET1", "ET2", "Pens"][p] ?? `P${p}`;
+  if (p <= 4) return `Q${p}`;
+  return sport === "basketball" ? `OT${p - 4}` : p === 5 ? "OT" : `OT${p - 4}`;
+}
+
+/** The axis of a game up to period `last` (at least regulation): its end and each period's
+ * start as `{x, label}` (the chart's ticks and period boundaries). */
+export function gameAxis(sport, last) {
+  const regulation = sport === "soccer" ? 2 : 4;
+  const n = Math.max(last ?? 0, regulation);
+  const marks = [];
+  for (let p = 1; p <= n; p++) {
+    const start = CLOCKS[sport] ? periodLength(sport, p) * 60000 : SOCCER[Math.min(p, 4) - 1][0] * 60000;
+    marks.push({ x: gameMinute(sport, p, start), label: periodName(sport, p) });
+  }
+  const end = CLOCKS[sport] ? gameMinute(sport, n, 0) : gameMinute(sport, n, 1e9);
+  return { end, marks };
+}
+
+/** A moment as fans say it: "Q3 5:12", "OT1 0:45"; soccer "23'", "45+2'", "90+4'". */
+export function momentText(sport, period, clockMs) {
+  if (sport === "soccer") {
+    const s = SOCCER[Math.min(Math.max(period, 1), 4) - 1];
+    const m = Math.floor((clockMs ?? 0) / 60000) + 1;
+    return m > s[0] + s[1] ? `${s[0] + s[1]}+${m - s[0] - s[1]}'` : `${m}'`;
+  }
+  return `${periodName(sport, period)} ${clock(clockMs)}`;
+}
+
+/** The `n` biggest swings of a series (`ys[i] - ys[i-1]`, at least `min` in size), as indices
+ * in time order: the key moments of a win-probability chart. */
+export function swings(ys, n = 3, min = 0.08) {
+  const d = [];
+  for (let i = 1; i < ys.length; i++) {
+    const delta = ys[i] - ys[i - 1];
+    if (Math.abs(delta) >= min) d.push([i, delta]);
+  }
+  d.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]) || a[0] - b[0]);
+  return d.slice(0, n).map((x) => x[0]).sort((a, b) => a - b);
+}
+
+/** A tyre compound as timing screens letter it: S, M, H, I (intermediate), W (wet); "–"
+ * when the feed has not said. */
+export const compoundLetter = (c) => ({ soft: "S", medium: "M", hard: "H", intermediate: "I", wet: "W", unknown: "–" })[c] ?? (c ? c[0].toUpperCase() : "–");
