@@ -71,22 +71,29 @@ async fn assert_latest(server: &TestServer, topic: &str, key: &str, want: &serde
     assert_eq!(got, *want, "{topic} {key}");
 }
 
-/// Points, rebounds and assists per player (personId), computed from the raw feed alone.
+/// Points, rebounds and assists per player, computed from the raw feed alone; players by the
+/// feed's own short name (`playerNameI`, "S. Curry") as box scores print it, `S.Curry`.
 fn expected_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
     let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    for a in raw["game"]["actions"].as_array().unwrap() {
-        let pid = a["personId"].as_i64().unwrap_or(0);
+    let actions = raw["game"]["actions"].as_array().unwrap();
+    let names: BTreeMap<i64, String> = actions
+        .iter()
+        .filter_map(|a| Some((a["personId"].as_i64()?, a["playerNameI"].as_str()?.replace(' ', ""))))
+        .filter(|(id, n)| *id != 0 && !n.is_empty())
+        .collect();
+    for a in actions {
+        let pid = &names.get(&a["personId"].as_i64().unwrap_or(0)).cloned().unwrap_or_default();
         let made = a["shotResult"] == "Made";
         let kind = a["actionType"].as_str().unwrap_or("");
         match kind {
             "2pt" | "3pt" if made => {
-                out.entry(pid.to_string()).or_default().0 += if kind == "3pt" { 3 } else { 2 };
+                out.entry(pid.clone()).or_default().0 += if kind == "3pt" { 3 } else { 2 };
                 if let Some(ast) = a["assistPersonId"].as_i64().filter(|p| *p != 0) {
-                    out.entry(ast.to_string()).or_default().2 += 1;
+                    out.entry(names[&ast].clone()).or_default().2 += 1;
                 }
             }
-            "freethrow" if made => out.entry(pid.to_string()).or_default().0 += 1,
-            "rebound" if pid != 0 => out.entry(pid.to_string()).or_default().1 += 1,
+            "freethrow" if made => out.entry(pid.clone()).or_default().0 += 1,
+            "rebound" if !pid.is_empty() => out.entry(pid.clone()).or_default().1 += 1,
             _ => {}
         }
     }
@@ -107,7 +114,8 @@ async fn nba_live_gsw_at_bkn_reproduces_the_final_and_every_players_line() {
     check_basketball(&feed, (125, 99), ("BKN", "GSW"), 4, &expected_lines(&raw)).await;
 }
 
-/// Points, rebounds and assists per player from the raw playbyplayv2 rows alone.
+/// Points, rebounds and assists per player from the raw playbyplayv2 rows alone; players by
+/// name as box scores print it ("Stephen Curry" → `S.Curry`).
 fn expected_stats_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, u64)> {
     let set = &raw["resultSets"][0];
     let h: Vec<&str> = set["headers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
@@ -118,7 +126,10 @@ fn expected_stats_lines(raw: &serde_json::Value) -> BTreeMap<String, (u64, u64, 
     for r in set["rowSet"].as_array().unwrap() {
         let desc = format!("{} {}", r[desc_h].as_str().unwrap_or(""), r[desc_v].as_str().unwrap_or(""));
         let player = |p: usize, t: usize| {
-            matches!(r[t].as_i64(), Some(4 | 5)).then(|| r[p].as_i64().unwrap().to_string())
+            let name = r[p + 1].as_str().unwrap_or("");
+            let (first, last) = name.split_once(' ').unwrap_or(("", name));
+            let short = format!("{}.{}", &first[..1.min(first.len())], last.replace(' ', ""));
+            matches!(r[t].as_i64(), Some(4 | 5)).then_some(short)
         };
         match r[kind].as_i64().unwrap() {
             1 => {

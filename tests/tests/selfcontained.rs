@@ -72,7 +72,12 @@ async fn the_binary_alone_serves_the_builtin_plugins_and_every_model() {
     let ready: serde_json::Value = serde_json::from_str(&ready.expect("ready within three minutes")).unwrap();
     let plugins: Vec<&str> =
         ready["plugins"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(plugins.len(), 6, "{ready}");
+    if plugins.len() != 6 {
+        child.start_kill().unwrap();
+        let mut log = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut log).await;
+        panic!("{} plugins of 6: {ready}\n{log}", plugins.len());
+    }
     for name in [
         "basketball-boxscore",
         "football-drives",

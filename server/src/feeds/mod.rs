@@ -215,8 +215,8 @@ mod tests {
 
     #[test]
     fn protocol_worked_example_is_a_valid_event() {
-        let line = r#"{"game":"nba-0022000001","seq":7,"ts":1608682076900000,"clock_ms":682000,"sport":"basketball","type":"shot","side":"home","player":"202681","x":66.78,"y":24.79,"points":2,"made":true}"#;
-        assert_eq!(line.len(), 183, "PROTOCOL.md 1.7 quotes the length");
+        let line = r#"{"game":"nba-0022000001","seq":7,"ts":1608682076900000,"clock_ms":682000,"sport":"basketball","type":"shot","side":"home","player":"K.Irving","x":66.78,"y":24.79,"points":2,"made":true}"#;
+        assert_eq!(line.len(), 185, "PROTOCOL.md 1.7 quotes the length");
         let ev = opensports_proto::codec::decode_event(opensports_proto::codec::Codec::Json, line.as_bytes())
             .unwrap();
         assert_eq!((ev.seq, ev.clock_ms, ev.body.kind()), (7, Some(682_000), "shot"));

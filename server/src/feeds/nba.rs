@@ -5,7 +5,7 @@
 //! one); `freethrow` → `free_throw` (`"1 of 2"`); `rebound` (team rebounds without a player);
 //! `turnover`, `steal`, `block`, `foul` (kind = subType); `substitution` out+in pairs →
 //! `substitution`; `timeout`. Other kinds (`stoppage`, `violation`, ...) are counted as unknown.
-//! Players are the feed's `personId`. Coordinates: the feed's `x`/`y` are percent of the court's
+//! Players are named as a box score prints them, `S.Curry` ([`Names`]). Coordinates: the feed's `x`/`y` are percent of the court's
 //! length and width; ours are feet (×0.94, ×0.50). Home and away are read off `scoreHome` /
 //! `scoreAway`: the team whose points move `scoreHome` is at home. Source time is `timeActual`.
 
@@ -46,6 +46,58 @@ struct Action {
     score_home: Option<String>,
     score_away: Option<String>,
     assist_person_id: Option<i64>,
+    player_name_i: Option<String>,
+    assist_player_name_initial: Option<String>,
+}
+
+/// Player names by the feed's person id, as a box score prints them: first initial, a dot, the
+/// rest of the name without spaces (`S. Curry` and `Stephen Curry` both give `S.Curry`,
+/// `Karl-Anthony Towns` gives `K.Towns`). A player is a topic level (`.../player/{name}`), so a
+/// name that is not printable ASCII (or has `+`, `#`, `/`) stays the person id; two players
+/// with one short name both get `-{id}` after it.
+#[derive(Debug, Default)]
+pub struct Names(std::collections::HashMap<i64, String>);
+
+impl Names {
+    pub fn new<'a>(people: impl IntoIterator<Item = (i64, &'a str)>) -> Names {
+        let mut by_id: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+        for (id, name) in people {
+            if id != 0
+                && let Some(short) = short_name(name)
+            {
+                by_id.entry(id).or_insert(short);
+            }
+        }
+        let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for n in by_id.values() {
+            *count.entry(n).or_default() += 1;
+        }
+        let shared: std::collections::HashSet<String> =
+            count.into_iter().filter(|(_, c)| *c > 1).map(|(n, _)| n.to_owned()).collect();
+        for (id, n) in &mut by_id {
+            if shared.contains(n.as_str()) {
+                *n = format!("{n}-{id}");
+            }
+        }
+        Names(by_id)
+    }
+
+    /// The player's name, or the person id when the feed gave none usable.
+    pub fn of(&self, id: i64) -> String {
+        self.0.get(&id).cloned().unwrap_or_else(|| id.to_string())
+    }
+}
+
+fn short_name(name: &str) -> Option<String> {
+    let mut words = name.split_whitespace();
+    let first = words.next()?;
+    let rest: String = words.collect();
+    let short = if first.ends_with('.') || rest.is_empty() {
+        format!("{first}{rest}")
+    } else {
+        format!("{}.{rest}", first.chars().next()?)
+    };
+    short.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'+' | b'#' | b'/')).then_some(short)
 }
 
 fn score(s: &Option<String>) -> u32 {
@@ -103,6 +155,10 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
     // Substitutions come as `out` and `in` actions, several at a dead ball in any order; pair
     // them per side, first out with first in.
     let mut subs: [(VecDeque<String>, VecDeque<String>); 2] = Default::default();
+    let names = Names::new(actions.iter().flat_map(|a| {
+        let assist = a.assist_person_id.zip(a.assist_player_name_initial.as_deref());
+        [(a.person_id, a.player_name_i.as_deref().unwrap_or("")), assist.unwrap_or((0, ""))]
+    }));
     let (mut last_at, mut running) = (0u64, ScoreCheck::default());
     for (i, act) in actions.iter().enumerate() {
         let at_ms = act
@@ -118,7 +174,7 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
             Some(t) if t == away => Some(Side::Away),
             _ => None,
         };
-        let player = (act.person_id != 0).then(|| act.person_id.to_string());
+        let player = (act.person_id != 0).then(|| names.of(act.person_id));
         let sub = act.sub_type.as_deref().unwrap_or("");
         let mut bodies: Vec<Bk> = Vec::new();
         match (act.action_type.as_str(), side, player.clone()) {
@@ -132,7 +188,7 @@ pub fn live(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
                 let (x, y) = (act.x.unwrap_or(50.0) * 0.94, act.y.unwrap_or(50.0) * 0.5);
                 bodies.push(Bk::Shot { side, player, x, y, points, made });
                 if let (true, Some(a)) = (made, act.assist_person_id.filter(|a| *a != 0)) {
-                    bodies.push(Bk::Assist { side, player: a.to_string() });
+                    bodies.push(Bk::Assist { side, player: names.of(a) });
                 }
             }
             ("freethrow", Some(side), Some(player)) => {
@@ -246,6 +302,7 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
         away_desc: col("VISITORDESCRIPTION")?,
         types: [col("PERSON1TYPE")?, col("PERSON2TYPE")?, col("PERSON3TYPE")?],
         ids: [col("PLAYER1_ID")?, col("PLAYER2_ID")?, col("PLAYER3_ID")?],
+        names: [col("PLAYER1_NAME")?, col("PLAYER2_NAME")?, col("PLAYER3_NAME")?],
         teams: col("PLAYER1_TEAM_ABBREVIATION")?,
     };
     let rows = &set.row_set;
@@ -286,6 +343,11 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
         Some(h * 60 + m.parse::<u64>().ok()?)
     };
     let first_min = rows.iter().find_map(|r| wall_min(&text(r, c.wall))).unwrap_or(0);
+    let names = Names::new(rows.iter().flat_map(|r| {
+        (0..3).map(move |k| {
+            (int(r, c.ids[k]), r.get(c.names[k]).and_then(serde_json::Value::as_str).unwrap_or(""))
+        })
+    }));
     b.push(0, Some(720_000), Body::Basketball(Bk::GameStart { home, away }));
     let (mut last_at, mut last_miss, mut last_period) = (0u64, None, 0u8);
     let mut running = ScoreCheck::default();
@@ -303,7 +365,7 @@ pub fn stats(bytes: &[u8], game_id: Option<&str>) -> Result<Feed, FeedError> {
             let id = int(r, c.ids[k]);
             (
                 side_of(int(r, c.types[k])),
-                (id != 0 && matches!(int(r, c.types[k]), 4 | 5)).then(|| id.to_string()),
+                (id != 0 && matches!(int(r, c.types[k]), 4 | 5)).then(|| names.of(id)),
             )
         };
         let (side, player) = person(0);
@@ -395,6 +457,7 @@ struct StatsCols {
     away_desc: usize,
     types: [usize; 3],
     ids: [usize; 3],
+    names: [usize; 3],
     teams: usize,
 }
 

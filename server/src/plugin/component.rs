@@ -21,7 +21,7 @@ use crate::model::ModelRegistry;
 
 use super::PluginError;
 use super::engine::engine;
-use super::host::{Emit, HostState, Limits, arm, classify, describe};
+use super::host::{Emit, HostState, Limits, arm, classify, describe, init_ticks};
 
 wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit/plugin.wit",
@@ -165,7 +165,7 @@ impl ComponentInstance {
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.host);
         store.epoch_deadline_callback(|ctx| Ok(ctx.data().host.clock.on_deadline()));
-        arm(&mut store, |s| &mut s.host, deadline_ticks.saturating_mul(20));
+        arm(&mut store, |s| &mut s.host, init_ticks(deadline_ticks));
         let plugin = pre.instantiate(&mut store).map_err(|e| classify(e, &store.data().host))?;
         let config = String::from_utf8_lossy(config).into_owned();
         match plugin.call_init(&mut store, &config) {

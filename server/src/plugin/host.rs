@@ -230,6 +230,14 @@ pub fn describe(code: i32) -> String {
 /// Starts a call's deadline: `ticks` epoch ticks of wall clock before the first look, and as
 /// much CPU time on this thread (`deadline.rs`). `host` finds the host state in the store's
 /// data (a v1 store's data is it; a component's holds it beside WASI).
+/// The budget of instantiation and `init` in ticks: 20 events' worth, and at least 250 ms (a
+/// TypeScript or Python runtime starts its interpreter there, once per instance, and a busy
+/// machine must not turn that into a refused plugin).
+pub fn init_ticks(deadline_ticks: u64) -> u64 {
+    const MIN: u64 = (250_000 / super::engine::TICK.as_micros()) as u64;
+    deadline_ticks.saturating_mul(20).max(MIN)
+}
+
 pub fn arm<T>(store: &mut wasmtime::Store<T>, host: fn(&mut T) -> &mut HostState, ticks: u64) {
     let budget = super::engine::TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX));
     host(store.data_mut()).clock = super::deadline::CallClock::start(budget);

@@ -12,7 +12,7 @@ use super::PluginError;
 use super::compile::{Code, Compiled};
 use super::component::ComponentInstance;
 use super::engine::engine;
-use super::host::{Emit, HostState, Limits, arm, classify, describe};
+use super::host::{Emit, HostState, Limits, arm, classify, describe, init_ticks};
 
 /// A guest export taking the buffer `(ptr, len)`.
 type BufFn<R> = TypedFunc<(i32, i32), R>;
@@ -51,7 +51,7 @@ impl ModuleInstance {
         store.limiter(|s| s);
         store.epoch_deadline_callback(|ctx| Ok(ctx.data().clock.on_deadline()));
         // Instantiation and init get a more generous deadline than an event.
-        arm(&mut store, |s| s, deadline_ticks.saturating_mul(20));
+        arm(&mut store, |s| s, init_ticks(deadline_ticks));
         let inst = match pre.instantiate(&mut store) {
             Ok(i) => i,
             Err(e) => return Err(classify(e, store.data())),
