@@ -72,8 +72,10 @@ async fn component_is_typed(lang: &str, mode: &str, memory_mib: usize, kind: &st
     };
     let server = run_beside_boxscore(entry, 1000, 60).await;
     let hostile = report(&server, "hostile").await;
-    // Events 1 and 2 went through: the component works until it is told to misbehave.
-    assert_eq!(hostile["emits"], 2, "{lang} {mode}: {hostile}");
+    // Events 1 and 2 went through: the component works until it is told to misbehave. (More
+    // than 2 when a busy machine failed an early event on its deadline: the rebuilt instance
+    // runs its first events again.)
+    assert!(hostile["emits"].as_u64().is_some_and(|n| n >= 2), "{lang} {mode}: {hostile}");
     failures_are_typed(server, kind).await;
 }
 

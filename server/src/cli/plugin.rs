@@ -52,10 +52,7 @@ pub fn build(
 ) -> anyhow::Result<Vec<PathBuf>> {
     if packages.is_empty() {
         let wasm = cargo_build(dir, packages, target_dir, quiet)?;
-        for path in &wasm {
-            componentize(path, false)?;
-        }
-        return Ok(wasm);
+        return wasm.iter().map(|path| componentize(path, false)).collect();
     }
     let v2 = component_packages(dir)?;
     let (components, modules): (Vec<String>, Vec<String>) =
@@ -65,11 +62,9 @@ pub fn build(
         wasm.extend(cargo_build(dir, &modules, target_dir, quiet)?);
     }
     if !components.is_empty() {
-        let built = cargo_build(dir, &components, target_dir, quiet)?;
-        for path in &built {
-            componentize(path, true)?;
+        for path in cargo_build(dir, &components, target_dir, quiet)? {
+            wasm.push(componentize(&path, true)?);
         }
-        wasm.extend(built);
     }
     wasm.sort();
     Ok(wasm)
@@ -151,13 +146,12 @@ fn cargo_build(
 }
 
 /// A module built with the SDK's `component` feature carries its WIT world in a
-/// `component-type` custom section (wit-bindgen): turn it into the component (ABI v2) in place.
-/// Other modules (ABI v1) are left as they are, unless `required`.
-fn componentize(path: &Path, required: bool) -> anyhow::Result<()> {
+/// `component-type` custom section (wit-bindgen): it is made into the component (ABI v2) at
+/// `components/<file>` beside cargo's output, and that path returned. Cargo's own file is never
+/// changed (cargo may link it again at any build, and another build may be reading it). Other
+/// modules (ABI v1) are returned as they are, unless `required`.
+fn componentize(path: &Path, required: bool) -> anyhow::Result<PathBuf> {
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    if crate::plugin::component::is_component(&bytes) {
-        return Ok(()); // made by an earlier build (cargo left the file as it was)
-    }
     let has_world = wasmparser::Parser::new(0).parse_all(&bytes).any(
         |p| matches!(p, Ok(wasmparser::Payload::CustomSection(c)) if c.name().starts_with("component-type")),
     );
@@ -168,17 +162,22 @@ fn componentize(path: &Path, required: bool) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        return Ok(());
+        return Ok(path.to_path_buf());
     }
     let component = wit_component::ComponentEncoder::default()
         .module(&bytes)
         .and_then(|e| e.validate(true).encode())
         .with_context(|| format!("{}: making the component (ABI v2)", path.display()))?;
-    // Written aside and renamed: cargo hard-links the file to its own copy in deps/.
-    let tmp = path.with_extension("component.tmp");
-    std::fs::write(&tmp, component)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| path.display().to_string())
+    let (dir, file) =
+        (path.parent().unwrap_or(Path::new(".")).join("components"), path.file_name().unwrap_or_default());
+    let out = dir.join(file);
+    // Written aside and renamed: a reader sees the old component or the new one, whole.
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&tmp, component))
+        .and_then(|()| std::fs::rename(&tmp, &out))
+        .with_context(|| out.display().to_string())?;
+    Ok(out)
 }
 
 /// The shipped plugins: every crate under `<workspace>/plugins/`.
