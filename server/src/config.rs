@@ -33,6 +33,27 @@ pub struct Config {
     pub graphics: GraphicsConfig,
     pub triggers: TriggersConfig,
     pub push: crate::push::PushConfig,
+    pub quality: QualityConfig,
+}
+
+/// `[quality]`: the feed-quality monitor (`game/{id}/quality`, PROTOCOL.md; `pipeline/quality.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    /// A live game silent this long in play (not after a timeout or between periods) is
+    /// `stale`: its health is `failing` until the next event. Default 120000.
+    pub stale_after_ms: u64,
+    /// How far a game clock may move the wrong way within a period before it counts as
+    /// `clock_backwards` (feeds re-time plays by a second or two). Default 2000.
+    pub clock_slack_ms: u32,
+    /// An issue keeps the game `degraded` for this many events. Default 200.
+    pub recent_events: u64,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig { stale_after_ms: 120_000, clock_slack_ms: 2000, recent_events: 200 }
+    }
 }
 
 /// `[triggers]`: rules that fire moments on `game/{id}/triggers` (PROTOCOL.md §3.3).
@@ -609,7 +630,9 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
         }
-        let positive: [(&'static str, usize); 30] = [
+        let positive: [(&'static str, usize); 32] = [
+            ("quality.stale_after_ms", self.quality.stale_after_ms as usize),
+            ("quality.recent_events", self.quality.recent_events as usize),
             ("auth.max_events_per_sec_per_key", self.auth.max_events_per_sec_per_key as usize),
             ("auth.max_games_per_key", self.auth.max_games_per_key),
             ("auth.max_ws_per_address", self.auth.max_ws_per_address),

@@ -26,6 +26,7 @@ pub const INGEST_DUPLICATES_TOTAL: &str = "opensports_ingest_duplicates_total";
 pub const INGEST_GAPS_TOTAL: &str = "opensports_ingest_gaps_total";
 pub const INGEST_GAP_FILLS_TOTAL: &str = "opensports_ingest_gap_fills_total";
 pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
+pub const FEED_ISSUES_TOTAL: &str = "opensports_feed_issues_total";
 pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
 pub const PIPELINE_QUEUE_SECONDS: &str = "opensports_pipeline_queue_seconds";
 pub const FANOUT_DELIVERY_SECONDS: &str = "opensports_fanout_delivery_seconds";
@@ -350,6 +351,10 @@ fn describe() {
         "Provider tokens made by provider: fcm (OAuth access tokens), apns (provider tokens)"
     );
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
+    describe_counter!(
+        FEED_ISSUES_TOTAL,
+        "Feed-quality issues by kind: stale, gap, late, clock_backwards, period_backwards, time_backwards, score_correction (game/{id}/quality)"
+    );
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,
         metrics::Unit::Seconds,

@@ -46,7 +46,7 @@ const read = (page) => page.evaluate(() => {
     charts: Object.fromEntries(Object.entries(o.charts).map(([k, u]) => [k, u.data])),
     moments: o.moments, momentum: o.momentum ?? null,
     panels: [...document.querySelectorAll("section.panel:not(.hidden)")].map((s) => s.id),
-    title: text("title"), clock: text("clock"), situation: text("situation"), last: text("last"),
+    title: text("title"), clock: text("clock"), health: text("health"), situation: text("situation"), last: text("last"),
     box: rows("#box tr") - 1 - rows("#box tr.total"),
     // The team totals rows' +/- (home, away).
     totals: [...document.querySelectorAll("#box tr.total")].map((tr) => tr.lastChild.textContent),

@@ -212,6 +212,9 @@ async fn check_game_page(server: &TestServer, games: &[sim::SimGame], p: &serde_
     assert_eq!(seqs, (seqs[0]..=last).collect::<Vec<_>>(), "{sport}: every state once, in order");
     assert_eq!(p["clock"], "FINAL", "{sport}");
     assert_eq!(p["axe"], serde_json::json!([]), "{sport}: accessibility (axe-core, serious or critical)");
+    // The feed-quality badge: a clean simulated feed is ok (the dropped connection is the
+    // page's, not the feed's).
+    assert_eq!(p["health"], "Feed ok", "{sport}");
     // Opened mid-game, a page draws the whole game so far exactly as one open from the start.
     let charts = p["charts"].as_object().unwrap();
     assert!(!charts.is_empty(), "{sport}: no charts");

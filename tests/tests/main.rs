@@ -34,6 +34,7 @@ mod openapi;
 mod plugins;
 mod push;
 mod push_providers;
+mod quality;
 mod quic_limits;
 mod security_round2;
 mod selfcontained;

@@ -24,6 +24,7 @@ pub mod directory;
 pub mod games;
 mod history;
 mod out;
+mod quality;
 pub mod recover;
 mod shard;
 pub mod snapshot;
@@ -147,6 +148,7 @@ impl Pipeline {
                     models: models.clone(),
                     on_evict: on_evict.clone(),
                     triggers: triggers.clone(),
+                    quality: config.quality.clone(),
                 },
                 plugins.clone(),
             );

@@ -19,6 +19,7 @@ use super::directory::GameDirectory;
 use super::games::{self, GamesTopic};
 use super::history::History;
 use super::out::Out;
+use super::quality::{Before, Quality};
 use super::snapshot::{GameSnapshot, SavedTopic, VERSION};
 use super::state::{GameState, GameSummary, Status};
 use super::winprob::WinProb;
@@ -48,6 +49,7 @@ pub(super) struct Shared {
     pub models: Arc<ModelRegistry>,
     pub on_evict: Arc<EvictHook>,
     pub triggers: Arc<Triggers>,
+    pub quality: crate::config::QualityConfig,
 }
 
 struct Game {
@@ -65,6 +67,7 @@ struct Game {
     since_snapshot: u64,
     triggers: GameTriggers,
     triggers_topic: Option<Arc<Topic>>,
+    quality: Quality,
 }
 
 impl Game {
@@ -81,6 +84,7 @@ impl Game {
             since_snapshot: 0,
             triggers: GameTriggers::default(),
             triggers_topic: None,
+            quality: Quality::default(),
         }
     }
 }
@@ -167,6 +171,9 @@ impl Shard {
             self.shared.games.flush_if_due();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
+                for game in self.games.values_mut() {
+                    game.quality.sweep(&self.shared.quality, &game.state, &mut self.out);
+                }
                 self.out.publish();
                 self.evict_ended();
                 self.trim_history();
@@ -195,7 +202,9 @@ impl Shard {
         let Some(game) = self.games.get_mut(&event.game) else { return };
         let s = &self.shared;
         let first_staged = self.out.staged();
+        let before = Before::of(&game.state);
         core_state(game, &event, missing, &mut self.out);
+        game.quality.observe(&s.quality, before, &event, &game.state, &mut self.out);
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
         self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);

@@ -1,0 +1,168 @@
+//! The feed-quality monitor (`game/{id}/quality`): every clean real feed in `OPENSPORTS_DATA`
+//! reports `ok`; a real replay with faults injected reports each fault, at its seq, with the
+//! health a data desk needs (degraded while recent, failing while open) and the metric.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use opensports_proto::event::ScoreCorrection;
+use opensports_proto::{Body, Event, basketball as bk};
+use opensports_tests::{TestServer, WAIT, real_events};
+
+const CLEAN: &[&str] = &[
+    "nba/nba_live_pbp_0022000001.json",
+    "nba/nba_stats_playbyplayv2_0021900001.json",
+    "nfl/nfl_gamecenter_2019090500_GB_at_CHI.json",
+    "soccer/statsbomb_15986_events.json",
+    "soccer/wyscout_v2_match_2499773_events.json",
+    "f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw",
+];
+
+/// The latest `game/{id}/quality` report once the game's event `last_seq` is in (the report is
+/// staged with the state of the event that changed it).
+async fn quality(server: &TestServer, game: &str, last_seq: u64) -> serde_json::Value {
+    server.wait_for_seq(game, last_seq).await;
+    let latest = server.running().fanout.latest(&format!("game/{game}/quality")).expect("a quality report");
+    serde_json::from_str(latest.data()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_real_feeds_report_ok() {
+    let server = TestServer::start().await;
+    let mut any = false;
+    for file in CLEAN {
+        let Some(events) = real_events(file) else {
+            eprintln!("skipped: OPENSPORTS_DATA is not set");
+            return;
+        };
+        any = true;
+        server.publish_all(&events).await;
+        let game = &events[0].game;
+        let q = quality(&server, game, events.last().unwrap().seq).await;
+        assert_eq!(q["status"], "ok", "{file}: {q}");
+        assert_eq!(q["issues"], serde_json::json!({}), "{file}: {q}");
+        // The final summary, at the end: every event was checked.
+        assert_eq!(q["events"].as_u64(), Some(events.len() as u64), "{file}: {q}");
+        println!("{file}: {} events, {}", events.len(), q["status"]);
+    }
+    assert!(any);
+    server.shutdown().await;
+}
+
+/// The NBA live replay with one fault of each kind injected at a known seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_each_reported_at_their_seq() {
+    let Some(mut events) = real_events("nba/nba_live_pbp_0022000001.json") else {
+        eprintln!("skipped: OPENSPORTS_DATA is not set");
+        return;
+    };
+    let server = TestServer::start_with(|c| c.quality.recent_events = 50).await;
+    let game = events[0].game.clone();
+    // Mid-period events of the second quarter: far from a period boundary.
+    let period_of = |evs: &[Event], i: usize| {
+        evs[..=i].iter().rev().find_map(|e| match &e.body {
+            Body::Basketball(bk::Event::PeriodStart { period }) => Some(*period),
+            _ => None,
+        })
+    };
+    let q2: Vec<usize> = (0..events.len())
+        .filter(|&i| {
+            period_of(&events, i) == Some(2)
+                && events[i].clock_ms.is_some_and(|c| (120_000..600_000).contains(&c))
+        })
+        .collect();
+    let (clock_at, time_at, gap_at) = (q2[10], q2[40], q2[80]);
+    // The clock jumps back up a minute; the source time two minutes back; one event skipped.
+    let clock_seq = events[clock_at].seq;
+    events[clock_at].clock_ms = events[clock_at].clock_ms.map(|c| c + 60_000);
+    let time_seq = events[time_at].seq;
+    events[time_at].ts -= 120_000_000;
+    let gap_seq = events[gap_at].seq;
+    let skipped = events.remove(gap_at);
+
+    // Up to just after the gap: the gap is open, the game is failing.
+    let cut = gap_at + 5;
+    server.publish_all(&events[..cut]).await;
+    let q = quality(&server, &game, events[cut - 1].seq).await;
+    assert_eq!(q["status"], "failing", "{q}");
+    assert_eq!(q["issues"]["gap"]["open"], true, "{q}");
+    assert_eq!(q["issues"]["clock_backwards"]["last_seq"], clock_seq, "{q}");
+    // The jump back up counts once; the clock running down again from there is not a fault.
+    assert_eq!(q["issues"]["clock_backwards"]["count"], 1, "{q}");
+    assert_eq!(q["issues"]["time_backwards"]["last_seq"], time_seq, "{q}");
+    assert!(
+        q["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("gap (open)")),
+        "{q}"
+    );
+
+    // The publisher resends the skipped event: the gap closes, the fill is late.
+    server.publish_all(std::slice::from_ref(&skipped)).await;
+    let topic = format!("game/{game}/quality");
+    let q = opensports_tests::wait_for(WAIT, || {
+        let q: serde_json::Value =
+            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        (q["issues"]["late"]["count"] == 1).then_some(q)
+    })
+    .await;
+    assert_eq!(q["issues"]["late"]["last_seq"], gap_seq, "{q}");
+    assert_eq!(q["issues"]["gap"]["open"], false, "{q}");
+    assert_eq!(q["status"], "degraded", "{q}");
+
+    // A period going backwards and a score correction, then the rest of the game: more than
+    // `recent_events` clean events later the game is ok again, the counts kept.
+    let mut rest: Vec<Event> = events[cut..].to_vec();
+    let next = rest[0].seq;
+    let back =
+        Event { seq: next, body: Body::Basketball(bk::Event::PeriodStart { period: 1 }), ..rest[0].clone() };
+    let fix = Event {
+        seq: next + 1,
+        body: Body::Basketball(bk::Event::ScoreCorrection(ScoreCorrection {
+            home: 40,
+            away: 38,
+            reason: "review".into(),
+        })),
+        ..rest[0].clone()
+    };
+    for e in &mut rest {
+        e.seq += 2;
+    }
+    let last = rest.last().unwrap().seq;
+    server.publish_all(&[back, fix]).await;
+    server.publish_all(&rest).await;
+    let q = quality(&server, &game, last).await;
+    assert_eq!(q["issues"]["period_backwards"]["last_seq"], next, "{q}");
+    assert_eq!(q["issues"]["score_correction"]["last_seq"], next + 1, "{q}");
+    assert_eq!(q["status"], "ok", "{q}");
+    for kind in ["gap", "late", "clock_backwards", "time_backwards", "period_backwards", "score_correction"] {
+        let n = server.metric(&format!("opensports_feed_issues_total{{kind=\"{kind}\"}}")).await;
+        assert!(n >= 1.0, "{kind}: {n}");
+    }
+    server.shutdown().await;
+}
+
+/// A game that goes silent in play is `stale` (failing) until its next event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_feed_in_play_is_stale_until_the_next_event() {
+    let events = opensports_tests::real_or_sim(
+        "nba/nba_live_pbp_0022000001.json",
+        opensports_proto::Sport::Basketball,
+        3,
+    );
+    let server = TestServer::start_with(|c| c.quality.stale_after_ms = 300).await;
+    let game = events[0].game.clone();
+    // Stop on a shot in the first quarter (play is on: not a timeout or a break).
+    let stop =
+        events.iter().position(|e| matches!(e.body, Body::Basketball(bk::Event::Shot { .. }))).unwrap() + 1;
+    server.publish_all(&events[..stop]).await;
+    let topic = format!("game/{game}/quality");
+    let stale = opensports_tests::wait_for(WAIT, || {
+        let q: serde_json::Value =
+            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        (q["status"] == "failing").then_some(q)
+    })
+    .await;
+    assert_eq!(stale["issues"]["stale"]["open"], true, "{stale}");
+    server.publish_all(&events[stop..stop + 1]).await;
+    let q = quality(&server, &game, events[stop].seq).await;
+    assert_eq!(q["issues"]["stale"]["open"], false, "{q}");
+    assert_eq!(q["status"], "degraded", "{q}");
+    server.shutdown().await;
+}
