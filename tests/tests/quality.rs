@@ -166,3 +166,31 @@ async fn a_silent_feed_in_play_is_stale_until_the_next_event() {
     assert_eq!(q["status"], "degraded", "{q}");
     server.shutdown().await;
 }
+
+/// The health is a trigger source like any topic: a rule on `quality:/status` fires when a gap
+/// makes the game fail, with the monitor's reason in its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_the_feeds_health_fires_when_it_fails() {
+    let rule: opensports_server::triggers::RuleSpec = serde_json::from_value(serde_json::json!({
+        "name": "feed_failing", "value": "quality:/status", "when": "equals \"failing\"",
+        "text": "Feed failing: {quality:/reasons/0}",
+    }))
+    .unwrap();
+    let server = TestServer::start_with(|c| c.triggers.rules = vec![rule]).await;
+    let mut events =
+        opensports_tests::sim_events(opensports_proto::Sport::Soccer, 4, opensports_tests::SIM_START_US);
+    let game = events[0].game.clone();
+    events.remove(100); // never sent: a gap
+    server.publish_all(&events[..110]).await;
+    let topic = format!("game/{game}/triggers");
+    let fired = opensports_tests::wait_for(WAIT, || {
+        let t: serde_json::Value =
+            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        (t["rule"] == "feed_failing").then_some(t)
+    })
+    .await;
+    let text = fired["text"].as_str().unwrap();
+    assert!(text.starts_with("Feed failing: gap (open): 1 seq(s) missing"), "{fired}");
+    assert_eq!(fired["seq"], events[100].seq, "{fired}");
+    server.shutdown().await;
+}
