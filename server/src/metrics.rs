@@ -353,7 +353,7 @@ fn describe() {
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_counter!(
         FEED_ISSUES_TOTAL,
-        "Feed-quality issues by kind: stale, gap, late, clock_backwards, period_backwards, time_backwards, score_correction (game/{id}/quality)"
+        "Feed-quality issues by kind: stale, gap, late, clock_backwards, period_backwards, time_backwards, score_correction, impossible (game/{id}/quality)"
     );
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

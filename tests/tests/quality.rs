@@ -194,3 +194,73 @@ async fn a_rule_on_the_feeds_health_fires_when_it_fails() {
     assert_eq!(fired["seq"], events[100].seq, "{fired}");
     server.shutdown().await;
 }
+
+/// Values each field allows that the game does not: a run longer than the distance to the goal
+/// line (NFL replay), a player scoring after fouling out (NBA replay, six fouls injected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_values_in_range_are_reported() {
+    use opensports_proto::football as fb;
+    let (Some(mut nfl), Some(nba)) = (
+        real_events("nfl/nfl_gamecenter_2019090500_GB_at_CHI.json"),
+        real_events("nba/nba_live_pbp_0022000001.json"),
+    ) else {
+        eprintln!("skipped: OPENSPORTS_DATA is not set");
+        return;
+    };
+    let server = TestServer::start().await;
+    let run = nfl
+        .iter()
+        .position(|e| matches!(&e.body, Body::Football(fb::Event::Play(p)) if p.play_type == fb::PlayType::Run && p.yardline_100 == Some(75)))
+        .unwrap();
+    if let Body::Football(fb::Event::Play(p)) = &mut nfl[run].body {
+        p.yards = 90;
+    }
+    server.publish_all(&nfl).await;
+    let q = quality(&server, &nfl[0].game, nfl.last().unwrap().seq).await;
+    assert_eq!(q["issues"]["impossible"]["last_seq"], nfl[run].seq, "{q}");
+    assert_eq!(q["issues"]["impossible"]["detail"], "a run of 90 yds from 75 yds out", "{q}");
+    assert_eq!(q["issues"]["impossible"]["count"], 1, "{q}");
+
+    // Six personal fouls for a scorer, just before one of his made shots.
+    let shot = nba
+        .iter()
+        .rposition(|e| matches!(&e.body, Body::Basketball(bk::Event::Shot { made: true, .. })))
+        .unwrap();
+    let Body::Basketball(bk::Event::Shot { side, player, .. }) = nba[shot].body.clone() else {
+        unreachable!()
+    };
+    let mut events: Vec<Event> = nba[..shot].to_vec();
+    let at = events.last().unwrap().clone();
+    for i in 1..=6 {
+        let foul = bk::Event::Foul { side, player: Some(player.clone()), kind: "personal".into() };
+        events.push(Event { seq: at.seq + i, body: Body::Basketball(foul), ..at.clone() });
+    }
+    events.extend(nba[shot..].iter().cloned().map(|mut e| {
+        e.seq += 6;
+        e
+    }));
+    server.publish_all(&events).await;
+    let q = quality(&server, &nba[0].game, events.last().unwrap().seq).await;
+    assert_eq!(q["issues"]["impossible"]["last_seq"], nba[shot].seq + 6, "{q}");
+    assert_eq!(q["issues"]["impossible"]["detail"], format!("{player} scored with 6 personal fouls"), "{q}");
+    server.shutdown().await;
+}
+
+/// The simulator (the demo's feeds) is a clean feed too: every sport, several seeds, `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_feeds_report_ok() {
+    let server = TestServer::start().await;
+    for sport in opensports_proto::Sport::ALL {
+        for seed in 0..8 {
+            let events = opensports_tests::sim_events(sport, seed, opensports_tests::SIM_START_US);
+            server.publish_all(&events).await;
+            let q = quality(&server, &events[0].game, events.last().unwrap().seq).await;
+            assert_eq!(
+                (&q["status"], &q["issues"]),
+                (&serde_json::json!("ok"), &serde_json::json!({})),
+                "{sport:?} {seed}: {q}"
+            );
+        }
+    }
+    server.shutdown().await;
+}

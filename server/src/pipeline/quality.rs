@@ -17,6 +17,9 @@
 //! - `period_backwards`: the period went down.
 //! - `time_backwards`: the event's source time is more than a minute before the previous one's.
 //! - `score_correction`: the provider corrected a score (a number already shown was wrong).
+//! - `impossible`: a value each field allows that the game does not: a run or pass gaining more
+//!   yards than there are to the goal line (or losing more than to its own), a basketball
+//!   player scoring after their sixth personal foul (fouled out: on the bench).
 //!
 //! Not kept across a restart: a restarted server starts every game at `ok`.
 
@@ -24,7 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opensports_proto::{Event, Sport};
+use opensports_proto::basketball::Event as Bk;
+use opensports_proto::football::{Event as Fb, PlayType};
+use opensports_proto::{Body, Event, Sport};
 use serde::Serialize;
 
 use super::out::Out;
@@ -82,7 +87,12 @@ pub struct Quality {
     published: Option<(Health, u64)>,
     /// The final report (at the game's end) went out.
     ended: bool,
+    /// Basketball: personal fouls per player (six and they are out).
+    fouls: std::collections::HashMap<String, u8>,
 }
+
+/// Personal fouls that foul a player out (NBA).
+const FOUL_OUT: u8 = 6;
 
 const TIME_BACKWARDS_US: i64 = 60_000_000;
 
@@ -130,6 +140,9 @@ impl Quality {
                 changed |= self.note("time_backwards", seq, d);
             }
         }
+        if let Some(d) = self.impossible(ev) {
+            changed |= self.note("impossible", seq, d);
+        }
         if ev.body.kind() == "score_correction"
             && let Some(s) = state.score
         {
@@ -175,6 +188,29 @@ impl Quality {
             s.open = true;
         }
         self.publish(cfg, state, state.ts, true, out);
+    }
+
+    /// A value in range that the game cannot have (see the module docs).
+    fn impossible(&mut self, ev: &Event) -> Option<String> {
+        match &ev.body {
+            Body::Football(Fb::Play(p)) if matches!(p.play_type, PlayType::Run | PlayType::Pass) => {
+                let yl = i16::from(p.yardline_100?);
+                (p.yards > yl || -p.yards > 100 - yl).then(|| {
+                    format!("a {:?} of {} yds from {} yds out", p.play_type, p.yards, yl).to_lowercase()
+                })
+            }
+            Body::Basketball(Bk::Foul { player: Some(p), kind, .. }) if !kind.contains("technical") => {
+                *self.fouls.entry(p.clone()).or_default() += 1;
+                None
+            }
+            Body::Basketball(
+                Bk::Shot { player, made: true, .. } | Bk::FreeThrow { player, made: true, .. },
+            ) => {
+                let fouls = self.fouls.get(player).copied().unwrap_or(0);
+                (fouls >= FOUL_OUT).then(|| format!("{player} scored with {fouls} personal fouls"))
+            }
+            _ => None,
+        }
     }
 
     fn note(&mut self, kind: &'static str, seq: u64, detail: String) -> bool {

@@ -47,6 +47,7 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
     let mut on_court = [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]];
     b.push(at_ms, Some(PERIOD_MS), Body::Basketball(Bk::GameStart { home: home.into(), away: away.into() }));
     let mut score = [0u32; 2];
+    let mut fouls = std::collections::HashMap::new();
     let mut period = 1u8;
     let mut offense = Side::Home;
     loop {
@@ -86,7 +87,12 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
             } else if roll < 0.31 {
                 // Shooting foul: two free throws.
                 let d = offense.other();
-                let fp = Some(player(d, rng, &on_court));
+                // Five fouls at most: a sixth would foul the player out (the feed then names
+                // no one, as for a team foul).
+                let named = player(d, rng, &on_court);
+                let count = fouls.entry(named.clone()).or_insert(0u8);
+                *count += 1;
+                let fp = (*count < 6).then_some(named);
                 b.push(at_ms, c, Body::Basketball(Bk::Foul { side: d, player: fp, kind: "shooting".into() }));
                 let shooter = player(offense, rng, &on_court);
                 for attempt in 1..=2u8 {
