@@ -27,6 +27,7 @@ pub const INGEST_GAPS_TOTAL: &str = "opensports_ingest_gaps_total";
 pub const INGEST_GAP_FILLS_TOTAL: &str = "opensports_ingest_gap_fills_total";
 pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
 pub const FEED_ISSUES_TOTAL: &str = "opensports_feed_issues_total";
+pub const INGEST_CONFLICTS_TOTAL: &str = "opensports_ingest_conflicts_total";
 pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
 pub const PIPELINE_QUEUE_SECONDS: &str = "opensports_pipeline_queue_seconds";
 pub const FANOUT_DELIVERY_SECONDS: &str = "opensports_fanout_delivery_seconds";
@@ -352,8 +353,12 @@ fn describe() {
     );
     describe_gauge!(PIPELINE_GAMES, "Games held in memory");
     describe_counter!(
+        INGEST_CONFLICTS_TOTAL,
+        "Events sent under a seq already accepted with different content (acked as retries; the first stands)"
+    );
+    describe_counter!(
         FEED_ISSUES_TOTAL,
-        "Feed-quality issues by kind: stale, gap, late, clock_backwards, period_backwards, time_backwards, score_correction, impossible (game/{id}/quality)"
+        "Feed-quality issues by kind: stale, gap, late, clock_backwards, period_backwards, time_backwards, score_correction, impossible, duplicate_conflict (game/{id}/quality)"
     );
     describe_histogram!(
         PIPELINE_LATENCY_SECONDS,

@@ -50,7 +50,7 @@ impl Seq {
     }
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GameSeq {
     /// Highest seq accepted.
     pub high: u64,
@@ -58,7 +58,23 @@ pub struct GameSeq {
     pub missing: Vec<(u64, u64)>,
     /// Seqs at or below this are of unknown status (see [`Seq::Unknown`]); 0 normally.
     pub floor: u64,
+    /// `(seq, fingerprint of its frame)` of the last [`RECENT`] events accepted this run, to
+    /// tell a retry from a different event sent under a seq already taken. Not snapshotted.
+    #[serde(skip)]
+    pub recent: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// Equal when they cover the same seqs (the fingerprints are a cache of this run).
+impl PartialEq for GameSeq {
+    fn eq(&self, other: &Self) -> bool {
+        (self.high, &self.missing, self.floor) == (other.high, &other.missing, other.floor)
+    }
+}
+
+impl Eq for GameSeq {}
+
+/// Accepted events whose fingerprints a game keeps (16 bytes each).
+pub const RECENT: usize = 256;
 
 impl GameSeq {
     /// Classifies `seq` and records it as accepted unless it is a duplicate or refused.
@@ -158,6 +174,29 @@ impl Sequencer {
     /// Classifies and records `seq`; also returns the events now missing for the game.
     pub fn accept(&self, game: &str, seq: u64) -> (Seq, u64) {
         self.with(game, |g, max_jump| g.accept(seq, max_jump))
+    }
+
+    /// [`Sequencer::accept`] for a publisher's frame; also says, for a duplicate, whether its
+    /// frame differs from the accepted one's (`fingerprint`: a hash of the frame; known for the
+    /// game's last [`RECENT`] frames accepted this run).
+    pub fn accept_frame(&self, game: &str, seq: u64, fingerprint: u64) -> ((Seq, bool), u64) {
+        self.with(game, |g, max_jump| {
+            let verdict = g.accept(seq, max_jump);
+            let mut differs = false;
+            match verdict {
+                Seq::New | Seq::Gap { .. } | Seq::Fill => {
+                    if g.recent.len() == RECENT {
+                        g.recent.pop_front();
+                    }
+                    g.recent.push_back((seq, fingerprint));
+                }
+                Seq::Duplicate => {
+                    differs = g.recent.iter().any(|&(s, f)| s == seq && f != fingerprint);
+                }
+                _ => {}
+            }
+            (verdict, differs)
+        })
     }
 
     /// Sets a game's sequencing from a state snapshot (recovery, before the events after it
@@ -270,5 +309,20 @@ mod tests {
         }
         assert_eq!(g.accept(7, JUMP), Seq::Fill);
         assert_eq!(g.accept(8, JUMP), Seq::Duplicate);
+    }
+
+    /// A retry with the same frame is a plain duplicate; another frame under a taken seq is a
+    /// conflict, while its fingerprint is still kept (the last `RECENT` accepted).
+    #[test]
+    fn a_different_frame_under_a_taken_seq_is_a_conflict() {
+        let s = Sequencer::new(JUMP);
+        for seq in 1..=300 {
+            assert_eq!(s.accept_frame("g", seq, seq * 10).0, (Seq::New, false));
+        }
+        assert_eq!(s.accept_frame("g", 299, 2990).0, (Seq::Duplicate, false));
+        assert_eq!(s.accept_frame("g", 299, 7).0, (Seq::Duplicate, true));
+        // Older than the kept fingerprints: a duplicate, nothing to compare with.
+        assert_eq!(s.accept_frame("g", 3, 7).0, (Seq::Duplicate, false));
+        assert_eq!(s.accept("g", 301), (Seq::New, 0));
     }
 }

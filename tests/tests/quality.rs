@@ -264,3 +264,35 @@ async fn simulated_feeds_report_ok() {
     }
     server.shutdown().await;
 }
+
+/// A different event sent under a seq already accepted: acked as a retry (the first stands),
+/// counted, and reported as `duplicate_conflict`; a true retry (the same frame) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_event_under_a_taken_seq_is_reported() {
+    let server = TestServer::start().await;
+    let events =
+        opensports_tests::sim_events(opensports_proto::Sport::Basketball, 5, opensports_tests::SIM_START_US);
+    let game = events[0].game.clone();
+    server.publish_all(&events[..50]).await;
+    server.wait_for_seq(&game, events[49].seq).await;
+    // The same event again: a retry.
+    server.publish_all(&events[40..41]).await;
+    // Event 30's seq with event 31's body: a conflict.
+    let other = Event { seq: events[30].seq, ..events[31].clone() };
+    server.publish_all(std::slice::from_ref(&other)).await;
+    let topic = format!("game/{game}/quality");
+    let q = opensports_tests::wait_for(WAIT, || {
+        let q: serde_json::Value =
+            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        q["issues"].get("duplicate_conflict").is_some().then_some(q)
+    })
+    .await;
+    assert_eq!(q["issues"]["duplicate_conflict"]["count"], 1, "{q}");
+    assert_eq!(q["issues"]["duplicate_conflict"]["last_seq"], events[30].seq, "{q}");
+    assert_eq!(q["status"], "degraded", "{q}");
+    assert_eq!(server.metric("opensports_ingest_conflicts_total").await, 1.0);
+    // The first event stands: the state never saw the other one.
+    let (_, state) = server.get(&format!("/v1/games/{game}")).await;
+    assert!(state.contains(&format!("\"last_seq\":{}", events[49].seq)), "{state}");
+    server.shutdown().await;
+}

@@ -179,8 +179,9 @@ pub enum Verdict {
         fill: bool,
     },
     /// A retry of an event already accepted: nothing to process; ack it once what it
-    /// duplicates is committed.
-    Duplicate { game: String, seq: u64 },
+    /// duplicates is committed. `conflict`: its frame differs from the accepted one's (the
+    /// provider sent another event under a seq already taken; the first stands).
+    Duplicate { game: String, seq: u64, conflict: bool },
     /// The event is refused; the stream goes on.
     Reject(Reject),
     /// The stream cannot go on (its framing is lost): stop it with this code and send an
@@ -277,13 +278,19 @@ impl StreamState {
         if let Err(msg) = rules.rosters.admit(&event) {
             return reject(Some(event.game), Some(event.seq), reason::BAD_EVENT, msg);
         }
-        let (verdict, missing) = rules.seqs.accept(&event.game, event.seq);
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            body.hash(&mut h);
+            h.finish()
+        };
+        let ((verdict, conflict), missing) = rules.seqs.accept_frame(&event.game, event.seq, fingerprint);
         let (gap, fill) = match verdict {
             Seq::New => (None, false),
             Seq::Fill => (None, true),
             Seq::Gap { from, to } => (Some((from, to)), false),
             Seq::Duplicate if event.seq > self.last_seq => {
-                return Verdict::Duplicate { game: event.game, seq: event.seq };
+                return Verdict::Duplicate { game: event.game, seq: event.seq, conflict };
             }
             refused => {
                 let (code, msg) = refusal(refused, event.seq, self.last_seq, rules.seqs.max_jump());

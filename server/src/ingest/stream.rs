@@ -62,10 +62,15 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 }
                 (event, shard, missing)
             }
-            Verdict::Duplicate { game, seq } => {
+            Verdict::Duplicate { game, seq, conflict } => {
                 // A retry of an accepted event: nothing to process, but the publisher needs
-                // its ack, which must not overtake the commit of the original.
+                // its ack, which must not overtake the commit of the original. Another event
+                // under the same seq is acked the same way (the first stands) and reported to
+                // the game's feed-quality monitor.
                 metrics::counter!(m::INGEST_DUPLICATES_TOTAL).increment(1);
+                if conflict {
+                    ctx.pipeline.duplicate_conflict(&game, seq);
+                }
                 if !ack_retry(ctx, &game, seq, &ack).await {
                     return;
                 }

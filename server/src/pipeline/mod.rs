@@ -92,6 +92,11 @@ enum ShardMsg {
     Barrier(Sender<()>),
     /// Sent after ingest stopped: everything queued before it is processed first.
     Stop,
+    /// Another event came under a seq already accepted: a feed-quality issue of the game.
+    Conflict {
+        game: String,
+        seq: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -183,6 +188,16 @@ impl Pipeline {
             Ok(()) => Ok(Ok(())),
             Err(TrySendError::Full(ShardMsg::Event(i))) => Ok(Err(QueueFull(i))),
             Err(_) => Err(Stopped),
+        }
+    }
+
+    /// Reports a different event sent under an accepted seq to the game's shard (its
+    /// feed-quality monitor). Dropped when the shard's queue is full or the game is not known:
+    /// a report, never worth blocking ingest for.
+    pub fn duplicate_conflict(&self, game: &str, seq: u64) {
+        metrics::counter!(crate::metrics::INGEST_CONFLICTS_TOTAL).increment(1);
+        if let Some((_, shard)) = self.directory.get(game) {
+            let _ = self.senders[shard].try_send(ShardMsg::Conflict { game: game.to_string(), seq });
         }
     }
 

@@ -17,6 +17,9 @@
 //! - `period_backwards`: the period went down.
 //! - `time_backwards`: the event's source time is more than a minute before the previous one's.
 //! - `score_correction`: the provider corrected a score (a number already shown was wrong).
+//! - `duplicate_conflict`: another event sent under a seq already accepted (ingest compares a
+//!   hash of each frame with the accepted one's, for a game's last 256 events; the first
+//!   stands and the resend is acked as a retry).
 //! - `impossible`: a value each field allows that the game does not: a run or pass gaining more
 //!   yards than there are to the goal line (or losing more than to its own), a basketball
 //!   player scoring after their sixth personal foul (fouled out: on the bench).
@@ -187,6 +190,13 @@ impl Quality {
         if let Some(s) = self.issues.get_mut("stale") {
             s.open = true;
         }
+        self.publish(cfg, state, state.ts, true, out);
+    }
+
+    /// Another event was sent under `seq`, already accepted (ingest compared the frames; the
+    /// first stands).
+    pub(crate) fn conflict(&mut self, cfg: &QualityConfig, seq: u64, state: &GameState, out: &mut Out) {
+        self.note("duplicate_conflict", seq, format!("seq {seq} sent again with different content"));
         self.publish(cfg, state, state.ts, true, out);
     }
 

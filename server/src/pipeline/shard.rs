@@ -163,6 +163,11 @@ impl Shard {
                     self.out.publish();
                     let _ = done.send(());
                 }
+                Ok(ShardMsg::Conflict { game, seq }) => {
+                    if let Some(g) = self.games.get_mut(&game) {
+                        g.quality.conflict(&self.shared.quality, seq, &g.state, &mut self.out);
+                    }
+                }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     self.plugins.sync(&Games(&self.games, self.shared.store.as_deref()))

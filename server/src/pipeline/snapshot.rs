@@ -152,7 +152,7 @@ mod tests {
                 let snap = GameSnapshot {
                     version: VERSION,
                     game: "g1".into(),
-                    seqs: GameSeq { high: 40, missing: vec![(7, 9)], floor: 0 },
+                    seqs: GameSeq { high: 40, missing: vec![(7, 9)], ..GameSeq::default() },
                     people: vec!["201939".into()],
                     state: state.clone(),
                     winprob: SavedWinProb::default(),

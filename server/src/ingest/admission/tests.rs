@@ -125,8 +125,14 @@ fn a_retry_on_a_new_stream_is_a_duplicate_and_on_the_same_stream_a_seq_reject() 
     assert_eq!(r.code, reason::SEQ_NOT_INCREASING);
     // After a reconnect the publisher resends what was not acked, on a fresh stream.
     let mut again = stream();
-    assert_eq!(frame(&mut again, &w, &json("g", 1, "f1")), Verdict::Duplicate { game: "g".into(), seq: 1 });
-    assert_eq!(frame(&mut again, &w, &json("g", 2, "f1")), Verdict::Duplicate { game: "g".into(), seq: 2 });
+    assert_eq!(
+        frame(&mut again, &w, &json("g", 1, "f1")),
+        Verdict::Duplicate { game: "g".into(), seq: 1, conflict: false }
+    );
+    assert_eq!(
+        frame(&mut again, &w, &json("g", 2, "f1")),
+        Verdict::Duplicate { game: "g".into(), seq: 2, conflict: false }
+    );
     assert_eq!(accepted(&frame(&mut again, &w, &json("g", 3, "f1"))).0, 3);
 }
 
