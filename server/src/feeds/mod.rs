@@ -209,6 +209,56 @@ pub fn iso_clock_ms(s: &str) -> Option<u32> {
     Some(((m * 60.0 + secs) * 1000.0).round() as u32)
 }
 
+/// Player names by a feed's player id, as a box score prints them: first initial, a dot, the
+/// rest of the name without spaces (`S. Curry` and `Stephen Curry` both give `S.Curry`,
+/// `Karl-Anthony Towns` gives `K.Towns`). A player is a topic level (`.../player/{name}`), so a
+/// name that is not printable ASCII (or has `+`, `#`, `/`) stays the person id; two players
+/// with one short name both get `-{id}` after it.
+#[derive(Debug, Default)]
+pub struct Names(std::collections::HashMap<i64, String>);
+
+impl Names {
+    pub fn new<'a>(people: impl IntoIterator<Item = (i64, &'a str)>) -> Names {
+        let mut by_id: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+        for (id, name) in people {
+            if id != 0
+                && let Some(short) = short_name(name)
+            {
+                by_id.entry(id).or_insert(short);
+            }
+        }
+        let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for n in by_id.values() {
+            *count.entry(n).or_default() += 1;
+        }
+        let shared: std::collections::HashSet<String> =
+            count.into_iter().filter(|(_, c)| *c > 1).map(|(n, _)| n.to_owned()).collect();
+        for (id, n) in &mut by_id {
+            if shared.contains(n.as_str()) {
+                *n = format!("{n}-{id}");
+            }
+        }
+        Names(by_id)
+    }
+
+    /// The player's name, or the person id when the feed gave none usable.
+    pub fn of(&self, id: i64) -> String {
+        self.0.get(&id).cloned().unwrap_or_else(|| id.to_string())
+    }
+}
+
+fn short_name(name: &str) -> Option<String> {
+    let mut words = name.split_whitespace();
+    let first = words.next()?;
+    let rest: String = words.collect();
+    let short = if first.ends_with('.') || rest.is_empty() {
+        format!("{first}{rest}")
+    } else {
+        format!("{}.{rest}", first.chars().next()?)
+    };
+    short.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'+' | b'#' | b'/')).then_some(short)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,9 @@
 //! `period_start`/`period_end`, `game_end` at the end. Everything else (duels, save attempts,
 //! interruptions, ...) is counted as unknown by its event id. Positions are percent of the pitch
 //! from the acting team's view (`y` from its left); ours are metres on 105 × 68 with `y` from its
-//! right touchline. Players are Wyscout player ids. The file does not say which team is at home:
-//! `--home NAME`, else the first team listed.
+//! right touchline. Players by the file's `players` short names as a box score prints them
+//! (`R.Firmino`, `feeds::Names`), the Wyscout id where it has none usable. The file does not
+//! say which team is at home: `--home NAME`, else the first team listed.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use opensports_proto::soccer::{BodyPart, Card, Event as Sc, ShotOutcome};
 use opensports_proto::{Body, Side, Sport};
 use serde_json::Value;
 
-use super::{Feed, FeedError, Options};
+use super::{Feed, FeedError, Names, Options};
 use crate::sim::{Builder, SimGame};
 
 fn tags(e: &Value) -> Vec<i64> {
@@ -52,6 +53,14 @@ pub fn events(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
         }
     };
     let events = file["events"].as_array().ok_or_else(|| bad("no events array".into()))?;
+    // `players`: {teamId: [{player: {wyId, shortName}}]}.
+    let squads = file["players"].as_object().into_iter().flat_map(|m| m.values());
+    let names = Names::new(
+        squads
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|p| Some((p["player"]["wyId"].as_i64()?, p["player"]["shortName"].as_str()?))),
+    );
     let id = opts.game_id.map_or_else(
         || format!("soccer-wyscout-{}", events.first().and_then(|e| e["matchId"].as_i64()).unwrap_or(0)),
         str::to_string,
@@ -89,7 +98,7 @@ pub fn events(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
             bodies.push(Sc::PeriodStart { period });
         }
         let t = tags(e);
-        let player = e["playerId"].as_i64().unwrap_or(0).to_string();
+        let player = names.of(e["playerId"].as_i64().unwrap_or(0));
         let pos = &e["positions"];
         let (kind, sub) = (e["eventName"].as_i64().unwrap_or(-1), e["subEventName"].as_i64().unwrap_or(-1));
         match (kind, sub) {
