@@ -16,6 +16,7 @@ function flush() {
   for (const f of q) f();
 }
 
+const observers = new WeakMap();
 const AXIS = { stroke: "#8b949e", grid: { stroke: "#262c36" }, ticks: { stroke: "#262c36" } };
 
 /**
@@ -28,11 +29,16 @@ const AXIS = { stroke: "#8b949e", grid: { stroke: "#262c36" }, ticks: { stroke: 
  * - `markers`: `() => [{x, y, n}]`, numbered points drawn over the lines (key moments);
  * - `labels`: `() => [{x, y, text, color}]`, names written at points (a driver's line end);
  * - `stepped`: lines as steps (a running total that changes at moments);
- * - `legend`: false to leave the legend out (many series).
+ * - `legend`: false to leave the legend out (many series);
+ * - `height` in pixels (180), or `aspect`: width / height, kept as the panel resizes.
  * Returns `{u, data, push(x, ...ys), set(data)}`.
  */
 export function lineChart(el, opts) {
   const width = Math.max(300, el.clientWidth || 420);
+  const height = opts.aspect ? Math.round(width / opts.aspect) : opts.height ?? 180;
+  // Axis labels at the page's type size (arena mode scales it with the screen).
+  const px = parseFloat(getComputedStyle(el).fontSize) || 15;
+  const font = `${Math.round(px * 0.75)}px system-ui, sans-serif`;
   const axisX = opts.axis
     ? { splits: () => opts.axis().marks.map((m) => m.x), values: () => opts.axis().marks.map((m) => m.label) }
     : {};
@@ -41,19 +47,32 @@ export function lineChart(el, opts) {
   const data = [[], ...opts.series.map(() => [])];
   el.replaceChildren();
   const u = new uPlot({
-    width, height: opts.height ?? 180, legend: { show: false }, cursor: { show: false },
+    width, height, legend: { show: false }, cursor: { show: false },
     scales: { x, y },
     series: [{}, ...opts.series.map((s) => ({
       label: s.label, stroke: s.color, width: s.width ?? 2, dash: s.dash, points: { show: false },
       ...(opts.stepped ? { paths: uPlot.paths.stepped({ align: 1 }) } : {}),
     }))],
-    axes: [{ ...AXIS, ...axisX }, { ...AXIS, ...(opts.yValues ? { values: (_, vs) => vs.map(opts.yValues) } : {}) }],
+    axes: [
+      { ...AXIS, font, size: px * 2.5, ...axisX },
+      { ...AXIS, font, size: px * 3.5, ...(opts.yValues ? { values: (_, vs) => vs.map(opts.yValues) } : {}) },
+    ],
     hooks: { draw: [(u) => {
       if (opts.markers) drawMarkers(u, opts.markers());
       if (opts.labels) drawLabels(u, opts.labels());
     }] },
   }, data, el);
   if (opts.legend !== false) el.append(legend(opts.series));
+  // Follow the panel's width (a grid that reflows as panels appear, a resized window);
+  // `aspect` (width / height), when given, keeps the chart's shape.
+  // (One observer per element: a chart made again in the same element replaces it.)
+  observers.get(el)?.disconnect();
+  const ro = new ResizeObserver(() => {
+    const w = el.clientWidth;
+    if (w > 0 && Math.abs(w - u.width) > 1) u.setSize({ width: w, height: opts.aspect ? Math.round(w / opts.aspect) : u.height });
+  });
+  ro.observe(el);
+  observers.set(el, ro);
   const redraw = () => u.setData(data);
   return {
     u, data,
