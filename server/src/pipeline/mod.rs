@@ -24,7 +24,7 @@ pub mod directory;
 pub mod games;
 mod history;
 mod out;
-mod quality;
+pub mod quality;
 pub mod recover;
 mod shard;
 pub mod snapshot;

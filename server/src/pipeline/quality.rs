@@ -24,7 +24,7 @@
 //!   yards than there are to the goal line (or losing more than to its own), a basketball
 //!   player scoring after their sixth personal foul (fouled out: on the bench).
 //!
-//! Not kept across a restart: a restarted server starts every game at `ok`.
+//! Kept in the game's state snapshots, so a restart goes on where the monitor was.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use opensports_proto::basketball::Event as Bk;
 use opensports_proto::football::{Event as Fb, PlayType};
 use opensports_proto::{Body, Event, Sport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::out::Out;
 use super::state::{GameState, Status};
@@ -42,7 +42,7 @@ use crate::fanout::Topic;
 use crate::metrics as m;
 
 /// The game's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     Ok,
@@ -51,7 +51,7 @@ pub enum Health {
 }
 
 /// One kind of issue: how often, and the last time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Issue {
     count: u64,
     last_seq: u64,
@@ -79,13 +79,17 @@ impl Before {
     }
 }
 
-#[derive(Debug, Default)]
+/// A game's monitor; kept in the game's state snapshots (what it has published stays what a
+/// full replay of the log would publish).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Quality {
+    #[serde(skip)]
     topic: Option<Arc<Topic>>,
-    issues: BTreeMap<&'static str, Issue>,
+    issues: BTreeMap<String, Issue>,
     /// Events applied, and the count at the last issue.
     events: u64,
     last_issue_at: Option<u64>,
+    #[serde(skip)]
     last_event: Option<Instant>,
     published: Option<(Health, u64)>,
     /// The final report (at the game's end) went out.
@@ -225,7 +229,7 @@ impl Quality {
 
     fn note(&mut self, kind: &'static str, seq: u64, detail: String) -> bool {
         metrics::counter!(m::FEED_ISSUES_TOTAL, "kind" => kind).increment(1);
-        let i = self.issues.entry(kind).or_insert(Issue {
+        let i = self.issues.entry(kind.to_owned()).or_insert(Issue {
             count: 0,
             last_seq: 0,
             detail: String::new(),
@@ -270,7 +274,7 @@ impl Quality {
         struct Report<'a> {
             status: Health,
             reasons: Vec<String>,
-            issues: &'a BTreeMap<&'static str, Issue>,
+            issues: &'a BTreeMap<String, Issue>,
             events: u64,
         }
         let reasons = self

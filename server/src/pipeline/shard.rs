@@ -266,6 +266,7 @@ impl Shard {
             topics,
             plugins,
             triggers: game.triggers.clone(),
+            quality: game.quality.clone(),
         };
         match snapshot.encode() {
             Ok(bytes) => {
@@ -300,6 +301,7 @@ impl Shard {
         game.seqs = snap.seqs;
         game.people = snap.people.into_iter().map(Box::from).collect();
         game.triggers = snap.triggers;
+        game.quality = snap.quality;
         let ts = game.state.ts;
         summary(&mut game, ts, &s.games);
         game_end(&mut game, &s.ratings, s.store.as_deref());

@@ -49,6 +49,9 @@ pub struct GameSnapshot {
     /// The trigger rules' state (`crate::triggers`).
     #[serde(default)]
     pub triggers: crate::triggers::GameTriggers,
+    /// The feed-quality monitor's state (`quality.rs`).
+    #[serde(default)]
+    pub quality: super::quality::Quality,
 }
 
 /// One topic at its latest publication, and, in a clean stop's snapshot, the rest of its kept
@@ -165,6 +168,7 @@ mod tests {
                     }],
                     plugins: Vec::new(),
                     triggers: Default::default(),
+                    quality: Default::default(),
                 };
                 let bytes = snap.encode().unwrap();
                 let back = GameSnapshot::decode("g1", &bytes).unwrap();
