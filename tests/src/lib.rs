@@ -36,6 +36,16 @@ pub fn sim_events(sport: Sport, seed: u64, start_us: i64) -> Vec<Event> {
     opensports_server::sim::generate(sport, seed, start_us).events.into_iter().map(|t| t.event).collect()
 }
 
+/// Every real game feed in `OPENSPORTS_DATA` (relative to it), one per provider format.
+pub const REAL_FEEDS: &[&str] = &[
+    "nba/nba_live_pbp_0022000001.json",
+    "nba/nba_stats_playbyplayv2_0021900001.json",
+    "nfl/nfl_gamecenter_2019090500_GB_at_CHI.json",
+    "soccer/statsbomb_15986_events.json",
+    "soccer/wyscout_v2_match_2499773_events.json",
+    "f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw",
+];
+
 /// The events of a real game in `OPENSPORTS_DATA` (`file` relative to it, parsed as the server
 /// parses a feed), or `None` without the data.
 pub fn real_events(file: &str) -> Option<Vec<Event>> {
@@ -182,6 +192,11 @@ impl TestServer {
     pub async fn metric(&self, sample: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         parse_metric(&body, sample)
+    }
+
+    /// The latest publication of `topic` as JSON, if it has one.
+    pub fn latest_json(&self, topic: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(self.running().fanout.latest(topic)?.data()).ok()
     }
 
     /// Polls `GET /v1/games/{id}` until the state's `last_seq` reaches `seq`.

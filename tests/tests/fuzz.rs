@@ -236,14 +236,7 @@ fn provider_feeds() {
         eprintln!("OPENSPORTS_DATA not set: feed adapters not fuzzed (skipped)");
         return;
     };
-    let files = [
-        "nba/nba_live_pbp_0022000001.json",
-        "nba/nba_stats_playbyplayv2_0021900001.json",
-        "nfl/nfl_gamecenter_2019090500_GB_at_CHI.json",
-        "soccer/statsbomb_15986_events.json",
-        "soccer/wyscout_v2_match_2499773_events.json",
-        "f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw",
-    ];
+    let files = opensports_tests::REAL_FEEDS;
     // The start of each feed (a few KiB: most mutations then stay in the adapters' parsers
     // rather than in reading megabytes).
     let corpus: Vec<Vec<u8>> = files

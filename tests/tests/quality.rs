@@ -7,28 +7,18 @@ use opensports_proto::event::ScoreCorrection;
 use opensports_proto::{Body, Event, basketball as bk};
 use opensports_tests::{TestServer, WAIT, real_events};
 
-const CLEAN: &[&str] = &[
-    "nba/nba_live_pbp_0022000001.json",
-    "nba/nba_stats_playbyplayv2_0021900001.json",
-    "nfl/nfl_gamecenter_2019090500_GB_at_CHI.json",
-    "soccer/statsbomb_15986_events.json",
-    "soccer/wyscout_v2_match_2499773_events.json",
-    "f1/fastf1test_2020_70thAnniv_FP2_timing_data.raw",
-];
-
 /// The latest `game/{id}/quality` report once the game's event `last_seq` is in (the report is
 /// staged with the state of the event that changed it).
 async fn quality(server: &TestServer, game: &str, last_seq: u64) -> serde_json::Value {
     server.wait_for_seq(game, last_seq).await;
-    let latest = server.running().fanout.latest(&format!("game/{game}/quality")).expect("a quality report");
-    serde_json::from_str(latest.data()).unwrap()
+    server.latest_json(&format!("game/{game}/quality")).expect("a quality report")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_real_feeds_report_ok() {
     let server = TestServer::start().await;
     let mut any = false;
-    for file in CLEAN {
+    for file in opensports_tests::REAL_FEEDS {
         let Some(events) = real_events(file) else {
             eprintln!("skipped: OPENSPORTS_DATA is not set");
             return;
@@ -97,8 +87,7 @@ async fn injected_faults_are_each_reported_at_their_seq() {
     server.publish_all(std::slice::from_ref(&skipped)).await;
     let topic = format!("game/{game}/quality");
     let q = opensports_tests::wait_for(WAIT, || {
-        let q: serde_json::Value =
-            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        let q = server.latest_json(&topic)?;
         (q["issues"]["late"]["count"] == 1).then_some(q)
     })
     .await;
@@ -154,8 +143,7 @@ async fn a_silent_feed_in_play_is_stale_until_the_next_event() {
     server.publish_all(&events[..stop]).await;
     let topic = format!("game/{game}/quality");
     let stale = opensports_tests::wait_for(WAIT, || {
-        let q: serde_json::Value =
-            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        let q = server.latest_json(&topic)?;
         (q["status"] == "failing").then_some(q)
     })
     .await;
@@ -184,8 +172,7 @@ async fn a_rule_on_the_feeds_health_fires_when_it_fails() {
     server.publish_all(&events[..110]).await;
     let topic = format!("game/{game}/triggers");
     let fired = opensports_tests::wait_for(WAIT, || {
-        let t: serde_json::Value =
-            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        let t = server.latest_json(&topic)?;
         (t["rule"] == "feed_failing").then_some(t)
     })
     .await;
@@ -282,8 +269,7 @@ async fn a_different_event_under_a_taken_seq_is_reported() {
     server.publish_all(std::slice::from_ref(&other)).await;
     let topic = format!("game/{game}/quality");
     let q = opensports_tests::wait_for(WAIT, || {
-        let q: serde_json::Value =
-            serde_json::from_str(server.running().fanout.latest(&topic)?.data()).ok()?;
+        let q = server.latest_json(&topic)?;
         q["issues"].get("duplicate_conflict").is_some().then_some(q)
     })
     .await;

@@ -69,6 +69,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 // the game's feed-quality monitor.
                 metrics::counter!(m::INGEST_DUPLICATES_TOTAL).increment(1);
                 if conflict {
+                    metrics::counter!(m::INGEST_CONFLICTS_TOTAL).increment(1);
                     ctx.pipeline.duplicate_conflict(&game, seq);
                 }
                 if !ack_retry(ctx, &game, seq, &ack).await {

@@ -195,7 +195,6 @@ impl Pipeline {
     /// feed-quality monitor). Dropped when the shard's queue is full or the game is not known:
     /// a report, never worth blocking ingest for.
     pub fn duplicate_conflict(&self, game: &str, seq: u64) {
-        metrics::counter!(crate::metrics::INGEST_CONFLICTS_TOTAL).increment(1);
         if let Some((_, shard)) = self.directory.get(game) {
             let _ = self.senders[shard].try_send(ShardMsg::Conflict { game: game.to_string(), seq });
         }

@@ -51,7 +51,7 @@ pub enum Health {
 }
 
 /// One kind of issue: how often, and the last time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Issue {
     count: u64,
     last_seq: u64,
@@ -95,7 +95,7 @@ pub struct Quality {
     /// The final report (at the game's end) went out.
     ended: bool,
     /// Basketball: personal fouls per player (six and they are out).
-    fouls: std::collections::HashMap<String, u8>,
+    fouls: BTreeMap<String, u8>,
 }
 
 /// Personal fouls that foul a player out (NBA).
@@ -157,15 +157,7 @@ impl Quality {
         }
         if state.missing > 0 {
             let d = format!("{} seq(s) missing below {}", state.missing, state.last_seq);
-            let fresh = self.issues.get("gap").is_none_or(|g| !g.open);
-            if fresh {
-                changed |= self.note("gap", seq, d);
-            } else if let Some(g) = self.issues.get_mut("gap") {
-                g.detail = d;
-            }
-            if let Some(g) = self.issues.get_mut("gap") {
-                g.open = true;
-            }
+            changed |= self.open("gap", seq, d);
         } else {
             changed |= self.close("gap");
         }
@@ -190,10 +182,7 @@ impl Quality {
             return;
         }
         let d = format!("no event for {} s in play", silent.as_secs());
-        self.note("stale", state.last_seq, d);
-        if let Some(s) = self.issues.get_mut("stale") {
-            s.open = true;
-        }
+        self.open("stale", state.last_seq, d);
         self.publish(cfg, state, state.ts, true, out);
     }
 
@@ -229,16 +218,25 @@ impl Quality {
 
     fn note(&mut self, kind: &'static str, seq: u64, detail: String) -> bool {
         metrics::counter!(m::FEED_ISSUES_TOTAL, "kind" => kind).increment(1);
-        let i = self.issues.entry(kind.to_owned()).or_insert(Issue {
-            count: 0,
-            last_seq: 0,
-            detail: String::new(),
-            open: false,
-        });
+        let i = self.issues.entry(kind.to_owned()).or_default();
         i.count += 1;
         i.last_seq = seq;
         i.detail = detail;
         self.last_issue_at = Some(self.events);
+        true
+    }
+
+    /// An issue that stays until closed: noted when it opens (true), its detail kept up to
+    /// date while it is open (false: nothing new to publish).
+    fn open(&mut self, kind: &'static str, seq: u64, detail: String) -> bool {
+        if let Some(i) = self.issues.get_mut(kind).filter(|i| i.open) {
+            i.detail = detail;
+            return false;
+        }
+        self.note(kind, seq, detail);
+        if let Some(i) = self.issues.get_mut(kind) {
+            i.open = true;
+        }
         true
     }
 
@@ -280,7 +278,7 @@ impl Quality {
         let reasons = self
             .issues
             .iter()
-            .filter(|(_, i)| i.open || self.health(cfg) != Health::Ok)
+            .filter(|(_, i)| i.open || health != Health::Ok)
             .map(|(k, i)| {
                 format!(
                     "{}{}: {} (×{}, last at seq {})",
