@@ -61,7 +61,7 @@ pub struct GameSeq {
     /// `(seq, fingerprint of its frame)` of the last [`RECENT`] events accepted this run, to
     /// tell a retry from a different event sent under a seq already taken. Not snapshotted.
     #[serde(skip)]
-    pub recent: std::collections::VecDeque<(u64, u64)>,
+    pub(crate) recent: std::collections::VecDeque<(u64, u64)>,
 }
 
 /// Equal when they cover the same seqs (the fingerprints are a cache of this run).

@@ -21,7 +21,7 @@ pub mod nfl;
 pub mod statsbomb;
 pub mod wyscout;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::sim::SimGame;
 
@@ -215,11 +215,11 @@ pub fn iso_clock_ms(s: &str) -> Option<u32> {
 /// name that is not printable ASCII (or has `+`, `#`, `/`) stays the person id; two players
 /// with one short name both get `-{id}` after it.
 #[derive(Debug, Default)]
-pub struct Names(std::collections::HashMap<i64, String>);
+pub struct Names(HashMap<i64, String>);
 
 impl Names {
     pub fn new<'a>(people: impl IntoIterator<Item = (i64, &'a str)>) -> Names {
-        let mut by_id: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+        let mut by_id: HashMap<i64, String> = HashMap::new();
         for (id, name) in people {
             if id != 0
                 && let Some(short) = short_name(name)
@@ -227,14 +227,12 @@ impl Names {
                 by_id.entry(id).or_insert(short);
             }
         }
-        let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        let mut players_named: HashMap<String, usize> = HashMap::new();
         for n in by_id.values() {
-            *count.entry(n).or_default() += 1;
+            *players_named.entry(n.clone()).or_default() += 1;
         }
-        let shared: std::collections::HashSet<String> =
-            count.into_iter().filter(|(_, c)| *c > 1).map(|(n, _)| n.to_owned()).collect();
         for (id, n) in &mut by_id {
-            if shared.contains(n.as_str()) {
+            if players_named[n.as_str()] > 1 {
                 *n = format!("{n}-{id}");
             }
         }

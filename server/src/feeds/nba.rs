@@ -5,9 +5,10 @@
 //! one); `freethrow` → `free_throw` (`"1 of 2"`); `rebound` (team rebounds without a player);
 //! `turnover`, `steal`, `block`, `foul` (kind = subType); `substitution` out+in pairs →
 //! `substitution`; `timeout`. Other kinds (`stoppage`, `violation`, ...) are counted as unknown.
-//! Players are named as a box score prints them, `S.Curry` (`feeds::Names`). Coordinates: the feed's `x`/`y` are percent of the court's
-//! length and width; ours are feet (×0.94, ×0.50). Home and away are read off `scoreHome` /
-//! `scoreAway`: the team whose points move `scoreHome` is at home. Source time is `timeActual`.
+//! Players are named as a box score prints them, `S.Curry` (`feeds::Names`). Coordinates:
+//! the feed's `x`/`y` are percent of the court's length and width; ours are feet (×0.94,
+//! ×0.50). Home and away are read off `scoreHome` / `scoreAway`: the team whose points move
+//! `scoreHome` is at home. Source time is `timeActual`.
 
 use std::collections::{BTreeMap, VecDeque};
 
