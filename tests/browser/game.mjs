@@ -123,8 +123,7 @@ try {
     await mid.page.waitForSelector("#clock.final", { timeout: 90000 });
     const fps = await frames(page);
     // Plugin outputs of the last event, then the animation frame that draws them.
-    const settled = () => page.waitForTimeout(300);
-    await settled();
+    await page.waitForTimeout(300);
     const r = await read(page);
     const m = await read(mid.page);
     await page.screenshot({ path: `${outDir}/game-${sport}-final.png`, fullPage: true });

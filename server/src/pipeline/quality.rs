@@ -89,6 +89,7 @@ pub struct Quality {
     /// Events applied, and the count at the last issue.
     events: u64,
     last_issue_at: Option<u64>,
+    /// When ingest took the game's last event.
     #[serde(skip)]
     last_event: Option<Instant>,
     published: Option<(Health, u64)>,
@@ -104,18 +105,19 @@ const FOUL_OUT: u8 = 6;
 const TIME_BACKWARDS_US: i64 = 60_000_000;
 
 impl Quality {
-    /// After `ev` was applied to `state` (`before`: where it stood), with `missing` seqs still
-    /// missing. Stages `game/{id}/quality` when the health or an issue changed.
+    /// After `ev`, which ingest took at `received`, was applied to `state` (`before`: where it
+    /// stood). Stages `game/{id}/quality` when the health or an issue changed.
     pub(crate) fn observe(
         &mut self,
         cfg: &QualityConfig,
         before: Before,
         ev: &Event,
+        received: Instant,
         state: &GameState,
         out: &mut Out,
     ) {
         self.events += 1;
-        self.last_event = Some(Instant::now());
+        self.last_event = Some(received);
         let mut changed = self.close("stale");
         let seq = ev.seq;
         if ev.seq < before.last_seq {

@@ -209,7 +209,7 @@ impl Shard {
         let first_staged = self.out.staged();
         let before = Before::of(&game.state);
         core_state(game, &event, missing, &mut self.out);
-        game.quality.observe(&s.quality, before, &event, &game.state, &mut self.out);
+        game.quality.observe(&s.quality, before, &event, received, &game.state, &mut self.out);
         game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
         self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);
