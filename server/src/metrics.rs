@@ -28,6 +28,8 @@ pub const INGEST_GAP_FILLS_TOTAL: &str = "opensports_ingest_gap_fills_total";
 pub const PIPELINE_GAMES: &str = "opensports_pipeline_games";
 pub const FEED_ISSUES_TOTAL: &str = "opensports_feed_issues_total";
 pub const INGEST_CONFLICTS_TOTAL: &str = "opensports_ingest_conflicts_total";
+pub const ANALYST_NOTES_TOTAL: &str = "opensports_analyst_notes_total";
+pub const ANALYST_LLM_TOTAL: &str = "opensports_analyst_llm_total";
 pub const PIPELINE_LATENCY_SECONDS: &str = "opensports_pipeline_latency_seconds";
 pub const PIPELINE_QUEUE_SECONDS: &str = "opensports_pipeline_queue_seconds";
 pub const FANOUT_DELIVERY_SECONDS: &str = "opensports_fanout_delivery_seconds";
@@ -355,6 +357,14 @@ fn describe() {
     describe_counter!(
         INGEST_CONFLICTS_TOTAL,
         "Events sent under a seq already accepted with different content (acked as retries; the first stands)"
+    );
+    describe_counter!(
+        ANALYST_NOTES_TOTAL,
+        "Analyst notes by outcome: published, stale (a fact no longer matched the state when its turn came: dropped), expired (old news before its turn), superseded (a newer note on the same subject replaced it)"
+    );
+    describe_counter!(
+        ANALYST_LLM_TOTAL,
+        "Analyst rephrasing requests by outcome: rephrased, refused (a number or name not in the facts), timeout, error, budget (over analyst.llm.max_requests_per_minute), busy (queue full)"
     );
     describe_counter!(
         FEED_ISSUES_TOTAL,

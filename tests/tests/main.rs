@@ -4,6 +4,7 @@
 //! Run one area: `cargo nextest run -p opensports-tests -E 'test(/^push::/)'`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod analyst;
 mod auth;
 mod bad_input;
 mod boxscore;

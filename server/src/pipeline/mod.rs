@@ -9,6 +9,7 @@
 //!   serialized once, batched); the shard and win probability both write through it.
 //! - [`state`]: the pure core state of a game (score, clock, period, situation).
 //! - [`winprob`]: win-probability features and payload (models run in `model`).
+//! - [`quality`]: the feed-quality monitor; [`analyst`]: storylines checked against the state.
 //! - [`directory`]: which games exist and their sport (ingest admits events against it).
 //! - [`games`]: the `games` topic (summaries of the games in memory).
 //! - [`recover`]: the log replayed through the shards at start.
@@ -20,6 +21,7 @@
 //! A full shard queue is backpressure: ingest waits and stops reading its QUIC stream, so the
 //! publisher's flow-control window closes. Nothing here grows without bound.
 
+pub mod analyst;
 pub mod directory;
 pub mod games;
 mod history;
@@ -136,6 +138,12 @@ impl Pipeline {
             .map_err(std::io::Error::other)?
             .with_edits(trigger_edits);
         let triggers = Arc::new(triggers);
+        let rephraser = match &config.analyst.llm {
+            Some(llm) if config.analyst.enabled => Some(Arc::new(
+                analyst::llm::Rephraser::start(llm.clone(), fanout.clone()).map_err(std::io::Error::other)?,
+            )),
+            _ => None,
+        };
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for i in 0..config.shard_count() {
@@ -154,6 +162,8 @@ impl Pipeline {
                     on_evict: on_evict.clone(),
                     triggers: triggers.clone(),
                     quality: config.quality.clone(),
+                    analyst: config.analyst.clone(),
+                    rephraser: rephraser.clone(),
                 },
                 plugins.clone(),
             );

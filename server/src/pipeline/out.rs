@@ -58,6 +58,19 @@ impl Out {
         }
     }
 
+    /// The topic `slot` holds, made from `name()` the first time (for a stage that hands its
+    /// publication to another task, the analyst's rephraser).
+    pub(crate) fn topic(
+        &self,
+        slot: &mut Option<Arc<Topic>>,
+        name: impl FnOnce() -> String,
+    ) -> Option<Arc<Topic>> {
+        if slot.is_none() {
+            *slot = self.fanout.topic(&name());
+        }
+        slot.clone()
+    }
+
     /// Stages a plugin's emit (already JSON) on `game/{id}/{plugin}/{name}`.
     pub(crate) fn stage_plugin_output(
         &mut self,

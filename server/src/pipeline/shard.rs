@@ -1,9 +1,9 @@
 //! One shard thread: owns its games' state and plugin instances, runs each event through the
 //! stages in order, and publishes what they produce in batches.
 //!
-//! Stages per event, in this order (each a function below): core state → win probability →
-//! games-list summary → game end (ratings, log bookkeeping) → plugins → triggers (over what
-//! the event published). Publications are staged
+//! Stages per event, in this order (each a function below): core state → feed quality → win
+//! probability → games-list summary → game end (ratings, log bookkeeping) → plugins →
+//! analyst → triggers (over what the event published). Publications are staged
 //! in [`Out`] (`out.rs`) and go out together when the queue is drained (or [`MAX_BATCH`] is
 //! reached).
 
@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use opensports_proto::{Event, topic};
 use rkyv::util::AlignedVec;
 
+use super::analyst::{self, Analyst};
 use super::directory::GameDirectory;
 use super::games::{self, GamesTopic};
 use super::history::History;
@@ -50,6 +51,8 @@ pub(super) struct Shared {
     pub on_evict: Arc<EvictHook>,
     pub triggers: Arc<Triggers>,
     pub quality: crate::config::QualityConfig,
+    pub analyst: crate::config::AnalystConfig,
+    pub rephraser: Option<Arc<super::analyst::llm::Rephraser>>,
 }
 
 struct Game {
@@ -68,6 +71,7 @@ struct Game {
     triggers: GameTriggers,
     triggers_topic: Option<Arc<Topic>>,
     quality: Quality,
+    analyst: Analyst,
 }
 
 impl Game {
@@ -85,6 +89,7 @@ impl Game {
             triggers: GameTriggers::default(),
             triggers_topic: None,
             quality: Quality::default(),
+            analyst: Analyst::default(),
         }
     }
 }
@@ -210,7 +215,7 @@ impl Shard {
         let before = Before::of(&game.state);
         core_state(game, &event, missing, &mut self.out);
         game.quality.observe(&s.quality, before, &event, received, &game.state, &mut self.out);
-        game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
+        let wp = game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
         self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);
         let ended = game_end(game, &s.ratings, s.store.as_deref());
@@ -219,6 +224,13 @@ impl Shard {
         }
         if !self.plugins.is_empty() {
             self.run_plugins(&event, archived);
+        }
+        if self.shared.analyst.enabled
+            && let Some(game) = self.games.get_mut(&event.game)
+        {
+            let xg = analyst::staged_xg(self.out.staged_since(first_staged));
+            let (s, out) = (&self.shared, &mut self.out);
+            game.analyst.observe(&s.analyst, &event, &game.state, wp, xg, out, s.rephraser.as_deref());
         }
         let rules = self.shared.triggers.current();
         if !rules.is_empty() {
@@ -267,6 +279,7 @@ impl Shard {
             plugins,
             triggers: game.triggers.clone(),
             quality: game.quality.clone(),
+            analyst: game.analyst.clone(),
         };
         match snapshot.encode() {
             Ok(bytes) => {
@@ -302,6 +315,7 @@ impl Shard {
         game.people = snap.people.into_iter().map(Box::from).collect();
         game.triggers = snap.triggers;
         game.quality = snap.quality;
+        game.analyst = snap.analyst;
         let ts = game.state.ts;
         summary(&mut game, ts, &s.games);
         game_end(&mut game, &s.ratings, s.store.as_deref());

@@ -52,6 +52,9 @@ pub struct GameSnapshot {
     /// The feed-quality monitor's state (`quality.rs`).
     #[serde(default)]
     pub quality: super::quality::Quality,
+    /// The analyst's state (`analyst`).
+    #[serde(default)]
+    pub analyst: super::analyst::Analyst,
 }
 
 /// One topic at its latest publication, and, in a clean stop's snapshot, the rest of its kept
@@ -169,6 +172,7 @@ mod tests {
                     plugins: Vec::new(),
                     triggers: Default::default(),
                     quality: Default::default(),
+                    analyst: Default::default(),
                 };
                 let bytes = snap.encode().unwrap();
                 let back = GameSnapshot::decode("g1", &bytes).unwrap();

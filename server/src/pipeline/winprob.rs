@@ -59,7 +59,7 @@ impl WinProb {
 
     /// After `state` changed: pins the pre-game strength once the teams are known, scores the
     /// sport's model (active and shadow), stages the `winprob` publication, and settles the
-    /// predictions when the game has ended.
+    /// predictions when the game has ended. Gives the home win probability it published.
     pub(crate) fn update(
         &mut self,
         state: &GameState,
@@ -67,21 +67,22 @@ impl WinProb {
         ratings: &Ratings,
         models: &ModelRegistry,
         out: &mut Out,
-    ) {
+    ) -> Option<f32> {
         if let Detail::F1(d) = &state.detail {
             if state.last_event == "lap" {
                 let winprob = || topic::game_winprob(&state.game);
                 out.stage(&mut self.topic, winprob, ts, |buf| write_f1_payload(buf, d, models));
             }
-            return;
+            return None;
         }
         if self.elo_diff.is_none()
             && let (Some(h), Some(a)) = (&state.home, &state.away)
         {
             self.elo_diff = ratings.pregame(&state.game, state.sport, h, a);
         }
-        let Some((name, inputs)) = features(state, self.elo_diff) else { return };
-        let Some(scored) = models.score(name, &inputs) else { return };
+        let (name, inputs) = features(state, self.elo_diff)?;
+        let scored = models.score(name, &inputs)?;
+        let p = scored.p;
         let mut ep = [0f32; 8];
         let ep = ep_features(state).and_then(|f| models.infer("nfl_ep", &f, &mut ep).ok()).map(|_| ep[0]);
         out.stage(
@@ -100,6 +101,7 @@ impl WinProb {
         {
             self.predictions.settle(score.home > score.away);
         }
+        Some(p)
     }
 }
 
