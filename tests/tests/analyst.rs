@@ -332,3 +332,120 @@ async fn a_replay_gives_the_same_notes() {
     assert_eq!(first, second, "the same events give the same notes");
     server.shutdown().await;
 }
+
+/// The OpenAI-compatible stand-in (`tests/llm/openai_standin.py`): it speaks the
+/// chat-completions contract and answers turn by turn faithfully, with a made-up number, with a
+/// made-up name, too late, and with a 500.
+struct StandIn {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl StandIn {
+    async fn start() -> StandIn {
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("python3")
+            .arg(opensports_tests::workspace().join("tests/llm/openai_standin.py"))
+            .arg(dir.path())
+            .spawn()
+            .expect("python3");
+        let port = opensports_tests::wait_for(std::time::Duration::from_secs(30), || {
+            std::fs::read_to_string(dir.path().join("port")).ok()
+        })
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+        StandIn { child, dir, port }
+    }
+
+    fn requests(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("log.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_model_only_rephrases_what_the_facts_say() {
+    let events = opensports_tests::real_or_sim(
+        "nba/nba_live_pbp_0022000001.json",
+        opensports_proto::Sport::Basketball,
+        5,
+    );
+    let standin = StandIn::start().await;
+    let server = TestServer::start_with(|c| {
+        c.analyst.llm = Some(opensports_server::config::LlmConfig {
+            url: format!("http://127.0.0.1:{}/v1", standin.port),
+            model: "standin-1".into(),
+            // Any variable the test process has: its value must arrive as the bearer token.
+            api_key_env: Some("PATH".into()),
+            timeout_ms: 3000,
+            max_requests_per_minute: 10,
+            max_tokens: 60,
+            allow_private: true,
+        })
+    })
+    .await;
+    server.publish_all(&events).await;
+    let metric = |outcome: &str| format!("opensports_analyst_llm_total{{outcome=\"{outcome}\"}}");
+    let outcomes = ["rephrased", "refused", "timeout", "error", "budget", "busy"];
+    let published = server.metric("opensports_analyst_notes_total{outcome=\"published\"}").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut done = 0.0;
+        for o in outcomes {
+            done += server.metric(&metric(o)).await;
+        }
+        if done >= published {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{done} of {published} notes came back from the model");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let game = &events[0].game;
+    let mut sub = server.subscriber().await;
+    let notes = history_data(&mut sub, &format!("game/{game}/analyst")).await;
+    assert_eq!(notes.len() as f64, published, "every note is published, rephrased or not");
+    assert!(notes.len() > 10, "{} notes", notes.len());
+    // Ten requests (the budget), five turns twice: two faithful answers, two made-up numbers,
+    // two made-up names (refused), two too late, two 500s; the rest over budget.
+    let requests = standin.requests();
+    for o in outcomes {
+        println!("{o}: {}", server.metric(&metric(o)).await);
+    }
+    assert_eq!(requests.len(), 10, "{requests:?}");
+    assert_eq!(server.metric(&metric("rephrased")).await, 2.0);
+    assert_eq!(server.metric(&metric("refused")).await, 4.0);
+    assert_eq!(server.metric(&metric("timeout")).await, 2.0);
+    assert_eq!(server.metric(&metric("error")).await, 2.0);
+    assert_eq!(server.metric(&metric("budget")).await, published - 10.0);
+    let path = std::env::var("PATH").unwrap();
+    for r in &requests {
+        assert_eq!(r["model"], "standin-1");
+        assert_eq!(r["max_tokens"], 60);
+        assert_eq!(r["authorization"], format!("Bearer {path}"));
+        let user = r["user"].as_str().unwrap();
+        assert!(user.starts_with("Facts:\n- "), "the model is given the facts: {user}");
+    }
+    let mut rephrased = 0;
+    for n in &notes {
+        let text = n["text"].as_str().unwrap();
+        assert!(!text.contains("9999") && !text.contains("Jordan"), "a made-up number or name went out: {n}");
+        if n["phrased_by"] == "standin-1" {
+            rephrased += 1;
+            assert_eq!(text, format!("{} right now", n["template"].as_str().unwrap()));
+        } else {
+            assert!(n.get("template").is_none(), "{n}");
+        }
+    }
+    assert_eq!(rephrased, 2);
+    server.shutdown().await;
+}
