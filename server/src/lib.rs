@@ -59,6 +59,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plugin;
 pub mod push;
+pub mod report;
 pub mod seqs;
 pub mod sim;
 pub mod store;

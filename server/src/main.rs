@@ -179,6 +179,27 @@ enum Command {
         #[arg(long, default_value = "./data", global = true)]
         data_dir: PathBuf,
     },
+    /// A game's post-game report from a running server: a PDF (made here, no browser), the
+    /// self-contained HTML page, or a summary on stdout.
+    Report {
+        /// Game id.
+        game: String,
+        /// Write the report as a PDF to this file.
+        #[arg(long)]
+        pdf: Option<PathBuf>,
+        /// Write the report page (HTML, self-contained) to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// The server's URL (https:// when it serves TLS).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key or JWT that may read the game (not needed for the server's public topics).
+        #[arg(long, env = "OPENSPORTS_TOKEN")]
+        token: Option<String>,
+        /// For an https:// --url: trust this PEM certificate instead of the system's roots.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+    },
     /// Print the JSON Schema of every wire type (events, control, WebSocket/SSE messages).
     Schema,
     /// Subscribe and print live messages.
@@ -461,6 +482,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Export { game, format, out, source } => {
             let format = format.parse().map_err(anyhow::Error::msg)?;
             cli::store::export_cmd(&source.source()?, &game, format, out.as_deref())
+        }
+        Command::Report { game, pdf, html, url, token, ca_cert } => {
+            let ca_pem =
+                ca_cert.map(|p| std::fs::read(&p).with_context(|| p.display().to_string())).transpose()?;
+            let server = cli::store::Server { url, key: token, ca_pem };
+            cli::report::report_cmd(&server, &game, pdf.as_deref(), html.as_deref())
         }
         Command::Backup { to, source } => cli::store::backup_cmd(&source.source()?, &to),
         Command::Restore { from, data_dir, force } => cli::store::restore_cmd(&from, &data_dir, force),

@@ -591,3 +591,22 @@ pub async fn publish_codes(p: &mut Publisher, evs: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The `opensports` binary, built now from the current sources into this test's target dir
+/// (another package's binary is not rebuilt for this crate's tests; a stale one would lie).
+pub fn opensports_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "-q", "-p", "opensports-server", "--bin", "opensports", "--target-dir"])
+        .arg(target_dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the opensports binary");
+    let bin = profile_dir.join("opensports");
+    assert!(bin.exists(), "{} not built", bin.display());
+    bin
+}

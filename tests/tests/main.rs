@@ -37,6 +37,7 @@ mod push;
 mod push_providers;
 mod quality;
 mod quic_limits;
+mod report;
 mod security_round2;
 mod selfcontained;
 mod snapshots;

@@ -20,6 +20,7 @@ pub mod graphics;
 pub mod graphql;
 pub mod openapi;
 pub mod pages;
+pub mod report;
 mod schema;
 pub mod serve;
 pub mod socket;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/games", get(games))
         .route("/v1/games/{id}", get(game))
         .route("/v1/games/{id}/events", get(store::events))
+        .route("/v1/games/{id}/report", get(report::report))
         .route("/v1/backup", get(store::backup))
         .route("/v1/models", get(models))
         .route("/v1/ratings", get(ratings))

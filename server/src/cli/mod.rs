@@ -14,6 +14,7 @@ pub mod kits;
 pub mod plugin;
 pub mod progress;
 pub mod replay;
+pub mod report;
 pub mod sim;
 pub mod store;
 pub mod watch;

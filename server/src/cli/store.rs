@@ -116,7 +116,7 @@ fn open_offline(dir: &Path) -> anyhow::Result<redb::Database> {
 
 /// GET `path` from the server and copy the body into `out`, with a progress line. Returns the
 /// bytes copied.
-fn http_get_to(
+pub(crate) fn http_get_to(
     server: &Server,
     path: &str,
     out: &mut dyn Write,

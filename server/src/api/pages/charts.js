@@ -77,7 +77,9 @@ export function lineChart(el, opts) {
   return {
     u, data,
     push(xv, ...ys) {
-      data[0].push(xv);
+      // x never runs back: the next period's events that a feed sends before the period
+      // starts (with its full clock) are drawn at the end of the last (report.rs does the same).
+      data[0].push(Math.max(xv, data[0].at(-1) ?? xv));
       ys.forEach((v, i) => data[i + 1].push(v));
       schedule(redraw);
     },

@@ -1,0 +1,55 @@
+//! `GET /v1/games/{id}/report`: the post-game report (`crate::report`) as one self-contained
+//! page, or with `?format=json` as the JSON the page and `opensports report --pdf` are made
+//! from. Anyone who may read the game's state may ask; sections whose topics the caller may not
+//! read are left out. The game must still be in memory (`pipeline.ended_game_ttl_secs` after
+//! its end).
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use opensports_proto::error_code::http as http_code;
+use opensports_proto::topic;
+
+use super::admin::Caller;
+use super::{AppState, json, json_error};
+use crate::report;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ReportQuery {
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    super::Params(q): super::Params<ReportQuery>,
+) -> Response {
+    if let Some(denied) = caller.deny_read(&s, &topic::game_state(&id)) {
+        return denied;
+    }
+    let public = &s.auth.cfg.public_topics;
+    let Some(r) = report::build(&s.fanout, &id, |t| caller.principal.may_read(t, public)) else {
+        let msg = format!("no game {id:?} in memory on this server");
+        return json_error(StatusCode::NOT_FOUND, http_code::NO_SUCH_GAME, &msg);
+    };
+    match q.format.as_deref() {
+        None | Some("html") => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CONTENT_SECURITY_POLICY, report::html::CSP),
+            ],
+            report::html::render(&r),
+        )
+            .into_response(),
+        Some("json") => match serde_json::to_string(&r) {
+            Ok(body) => json(StatusCode::OK, body),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::INTERNAL, &e.to_string()),
+        },
+        Some(other) => json_error(
+            StatusCode::BAD_REQUEST,
+            http_code::BAD_REQUEST,
+            &format!("format {other:?}: html or json"),
+        ),
+    }
+}
