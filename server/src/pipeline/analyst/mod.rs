@@ -197,6 +197,10 @@ impl Analyst {
             note.id = self.published;
             note.at_seq = ev.seq;
             self.recent.push_back(now);
+            // Only what can still hold a note back is kept: at most the notes of the last
+            // `repeat_secs`, whatever the feed's clock does.
+            let repeat = i64::from(cfg.repeat_secs) * 1_000_000;
+            self.said.retain(|_, t| now - *t < repeat);
             self.said.insert(note.key(), now);
             metrics::counter!(m::ANALYST_NOTES_TOTAL, "outcome" => "published").increment(1);
             self.emit(note, ev, out, llm);
