@@ -282,3 +282,59 @@ async fn a_different_event_under_a_taken_seq_is_reported() {
     assert!(state.contains(&format!("\"last_seq\":{}", events[49].seq)), "{state}");
     server.shutdown().await;
 }
+
+/// Tracking faster than anyone runs (issue 33): a soccer player's samples at a sprint are
+/// fine; one that covers 40 m in a second is `impossible`, and a flood of them is reported at
+/// most once a second (the shard's queue stays for events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_faster_than_a_person_runs_is_impossible() {
+    let events = opensports_tests::real_or_sim(
+        "soccer/statsbomb_15986_events.json",
+        opensports_proto::Sport::Soccer,
+        3,
+    );
+    let server = TestServer::start().await;
+    let game = events[0].game.clone();
+    server.publish_all(&events[..50]).await;
+    let publisher = server.publisher().await;
+    let sample = |ts: i64, x: f32| opensports_proto::tracking::TrackingSample {
+        game: game.clone(),
+        ts,
+        entity: "p7".into(),
+        x,
+        y: 30.0,
+        z: 0.0,
+        speed: 0.0,
+    };
+    let t0 = events[49].ts;
+    // A sprint: 9 m a second for five seconds; the ball may fly.
+    for i in 0..=5 {
+        publisher.send_tracking(&sample(t0 + i * 1_000_000, 10.0 + 9.0 * i as f32)).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut ball = sample(t0 + 6_000_000, 0.0);
+    ball.entity = "ball".into();
+    publisher.send_tracking(&ball).unwrap();
+    ball.ts += 1_000_000;
+    ball.x = 60.0;
+    publisher.send_tracking(&ball).unwrap();
+    server.publish_all(&events[50..60]).await;
+    let q = quality(&server, &game, events[59].seq).await;
+    assert!(q["issues"].get("impossible").is_none(), "a sprint is no issue: {q}");
+    // Then 40 m in a second, and a flood of such jumps.
+    let metric = "opensports_feed_issues_total{kind=\"impossible\"}";
+    for i in 0..200 {
+        let x = if i % 2 == 0 { 95.0 } else { 55.0 };
+        publisher.send_tracking(&sample(t0 + 7_000_000 + i * 1_000_000, x)).unwrap();
+    }
+    let reported = opensports_tests::wait_for(opensports_tests::WAIT, || {
+        let q = server.latest_json(&format!("game/{game}/quality"))?;
+        q["issues"].get("impossible").map(|i| i["detail"].as_str().unwrap_or("").to_string())
+    })
+    .await;
+    // Datagrams may be lost: the jump is between the two samples that arrived.
+    assert!(reported.starts_with("p7 moved 40.0 m in ") && reported.ends_with(" m/s)"), "{reported}");
+    let count = server.metric(metric).await;
+    assert!((1.0..=3.0).contains(&count), "a flood is reported at most once a second: {count}");
+    server.shutdown().await;
+}

@@ -421,7 +421,7 @@ mod replicated;
 mod tracking;
 
 pub use replicated::{Replicated, replicated};
-pub use tracking::{Track, datagram, track};
+pub use tracking::{Track, datagram, superhuman, track};
 
 #[cfg(test)]
 mod tests;

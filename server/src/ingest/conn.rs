@@ -7,6 +7,7 @@ use std::time::Duration;
 use opensports_proto::control::Control;
 use opensports_proto::error_code::quic;
 use opensports_proto::topic;
+use opensports_proto::tracking::TrackingSample;
 use tokio::io::BufReader;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -189,8 +190,26 @@ fn datagram(bytes: &[u8], ctx: &IngestCtx, control: &ControlOut, who: &crate::au
             None => return,
         },
     };
+    let prev = topic.latest();
     if let Ok(data) = serde_json::to_vec(&sample) {
         ctx.fanout.publish(&topic, sample.ts, &data);
         metrics::counter!(m::INGEST_DATAGRAMS_TOTAL).increment(1);
+    }
+    check_speed(ctx, prev.as_deref(), &sample);
+}
+
+/// A person tracked faster than anyone runs goes to the game's feed-quality monitor
+/// (`impossible`), at most once a second per game.
+fn check_speed(ctx: &IngestCtx, prev: Option<&crate::fanout::Publication>, sample: &TrackingSample) {
+    let Some(prev) = prev.and_then(|p| serde_json::from_str::<TrackingSample>(p.data()).ok()) else { return };
+    let Some((sport, _)) = ctx.pipeline.directory().get(&sample.game) else { return };
+    let Some(detail) = admission::superhuman(sport, &prev, sample) else { return };
+    let now = std::time::Instant::now();
+    let mut last =
+        ctx.games.tracking_reported.entry(sample.game.clone()).or_insert(now - Duration::from_secs(2));
+    if now.duration_since(*last) >= Duration::from_secs(1) {
+        *last = now;
+        drop(last);
+        ctx.pipeline.tracking_issue(&sample.game, detail);
     }
 }

@@ -130,6 +130,9 @@ pub struct GameMemory {
     pub seqs: Sequencer,
     /// Tracking entities seen per game, to bound `game/{id}/tracking/{entity}` topics.
     pub tracking_entities: DashMap<String, usize>,
+    /// When a game's tracking last went to its feed-quality monitor (at most once a second:
+    /// a datagram flood must not fill the shard's queue).
+    pub tracking_reported: DashMap<String, std::time::Instant>,
     /// Which publisher identity brought each game in (per-key game quota).
     pub owners: admission::GameOwners,
     /// The people each game has named (bounded per game).
@@ -141,6 +144,7 @@ impl GameMemory {
         GameMemory {
             seqs: Sequencer::new(cfg.max_seq_jump),
             tracking_entities: DashMap::new(),
+            tracking_reported: DashMap::new(),
             owners: admission::GameOwners::default(),
             rosters: admission::Rosters::default(),
         }
@@ -150,6 +154,7 @@ impl GameMemory {
     pub fn forget(&self, game: &str) {
         self.seqs.forget(game);
         self.tracking_entities.remove(game);
+        self.tracking_reported.remove(game);
         self.owners.forget(game);
         self.rosters.forget(game);
     }

@@ -99,6 +99,11 @@ enum ShardMsg {
         game: String,
         seq: u64,
     },
+    /// A tracked person moved faster than anyone runs (what was seen).
+    Tracking {
+        game: String,
+        detail: String,
+    },
 }
 
 #[derive(Debug)]
@@ -207,6 +212,14 @@ impl Pipeline {
     pub fn duplicate_conflict(&self, game: &str, seq: u64) {
         if let Some((_, shard)) = self.directory.get(game) {
             let _ = self.senders[shard].try_send(ShardMsg::Conflict { game: game.to_string(), seq });
+        }
+    }
+
+    /// Reports tracking that no person can do to the game's shard (its feed-quality monitor);
+    /// dropped as [`Self::duplicate_conflict`] is.
+    pub fn tracking_issue(&self, game: &str, detail: String) {
+        if let Some((_, shard)) = self.directory.get(game) {
+            let _ = self.senders[shard].try_send(ShardMsg::Tracking { game: game.to_string(), detail });
         }
     }
 

@@ -22,7 +22,9 @@
 //!   stands and the resend is acked as a retry).
 //! - `impossible`: a value each field allows that the game does not: a run or pass gaining more
 //!   yards than there are to the goal line (or losing more than to its own), a basketball
-//!   player scoring after their sixth personal foul (fouled out: on the bench).
+//!   player scoring after their sixth personal foul (fouled out: on the bench), a tracked
+//!   person faster than anyone runs (12.5 m/s; ingest compares each tracking sample with the
+//!   entity's last, and reports at most once a second per game).
 //!
 //! Kept in the game's state snapshots, so a restart goes on where the monitor was.
 
@@ -192,6 +194,13 @@ impl Quality {
     /// first stands).
     pub(crate) fn conflict(&mut self, cfg: &QualityConfig, seq: u64, state: &GameState, out: &mut Out) {
         self.note("duplicate_conflict", seq, format!("seq {seq} sent again with different content"));
+        self.publish(cfg, state, state.ts, true, out);
+    }
+
+    /// A tracked person faster than anyone runs (ingest checks each sample against the
+    /// entity's previous one: `ingest::admission::superhuman`).
+    pub(crate) fn tracking(&mut self, cfg: &QualityConfig, detail: String, state: &GameState, out: &mut Out) {
+        self.note("impossible", state.last_seq, detail);
         self.publish(cfg, state, state.ts, true, out);
     }
 

@@ -173,6 +173,11 @@ impl Shard {
                         g.quality.conflict(&self.shared.quality, seq, &g.state, &mut self.out);
                     }
                 }
+                Ok(ShardMsg::Tracking { game, detail }) => {
+                    if let Some(g) = self.games.get_mut(&game) {
+                        g.quality.tracking(&self.shared.quality, detail, &g.state, &mut self.out);
+                    }
+                }
                 Ok(ShardMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     self.plugins.sync(&Games(&self.games, self.shared.store.as_deref()))

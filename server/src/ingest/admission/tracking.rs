@@ -80,3 +80,68 @@ pub fn track(
         }
     }
 }
+
+/// The fastest a person runs, m/s (a sprinter's peak is about 12.4).
+pub const HUMAN_MAX_MPS: f32 = 12.5;
+
+/// A person's tracking sample moving faster than anyone runs: the sample's own `speed`, or the
+/// distance from the entity's previous sample over the time between them (when at least 100 ms
+/// apart: closer samples' jitter is not speed). Not checked for the ball and for F1 (cars).
+/// Positions are in the sport's frame: feet (basketball), yards (football), metres (soccer).
+pub fn superhuman(
+    sport: opensports_proto::Sport,
+    prev: &TrackingSample,
+    sample: &TrackingSample,
+) -> Option<String> {
+    use opensports_proto::Sport;
+    let metres = match sport {
+        Sport::Basketball => 0.3048,
+        Sport::Football => 0.9144,
+        Sport::Soccer => 1.0,
+        Sport::F1 => return None,
+    };
+    if sample.entity == "ball" {
+        return None;
+    }
+    if sample.speed > HUMAN_MAX_MPS {
+        return Some(format!("{} tracked at {:.1} m/s", sample.entity, sample.speed));
+    }
+    let dt = (sample.ts - prev.ts) as f32 / 1e6;
+    if dt < 0.1 {
+        return None;
+    }
+    let d = ((sample.x - prev.x).powi(2) + (sample.y - prev.y).powi(2)).sqrt() * metres;
+    (d / dt > HUMAN_MAX_MPS)
+        .then(|| format!("{} moved {d:.1} m in {dt:.2} s ({:.1} m/s)", sample.entity, d / dt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opensports_proto::Sport;
+
+    fn at(entity: &str, ts: i64, x: f32, speed: f32) -> TrackingSample {
+        TrackingSample { game: "g".into(), ts, entity: entity.into(), x, y: 10.0, z: 0.0, speed }
+    }
+
+    #[test]
+    fn faster_than_a_person_runs_is_reported() {
+        let a = at("p1", 0, 10.0, 5.0);
+        // 8 m in a second is a run; 30 m in a second is not.
+        assert_eq!(superhuman(Sport::Soccer, &a, &at("p1", 1_000_000, 18.0, 8.0)), None);
+        assert!(superhuman(Sport::Soccer, &a, &at("p1", 1_000_000, 40.0, 8.0)).is_some());
+        // Feet: 30 ft in a second is 9.1 m/s.
+        assert_eq!(superhuman(Sport::Basketball, &a, &at("p1", 1_000_000, 40.0, 8.0)), None);
+        assert!(
+            superhuman(Sport::Basketball, &a, &at("p1", 1_000_000, 10.0, 15.0)).is_some(),
+            "its own speed"
+        );
+        // The ball and cars may; samples 20 ms apart are jitter.
+        assert_eq!(
+            superhuman(Sport::Soccer, &at("ball", 0, 0.0, 0.0), &at("ball", 1_000_000, 60.0, 30.0)),
+            None
+        );
+        assert_eq!(superhuman(Sport::F1, &a, &at("p1", 1_000_000, 90.0, 80.0)), None);
+        assert_eq!(superhuman(Sport::Soccer, &a, &at("p1", 20_000, 11.0, 8.0)), None);
+    }
+}
