@@ -280,3 +280,51 @@ async fn screenshots(out_dir: &Path, pages: &[String]) {
         println!("report-{}.png: {} ({} charts)", l["name"].as_str().unwrap(), l["title"], l["svgs"]);
     }
 }
+
+/// A report after its game left memory (`pipeline.ended_game_ttl_secs`) and after a restart:
+/// the one saved in the log as the game left, the same as the live one; it needs read access to
+/// all of the game, not only its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_outlives_its_game_in_memory_and_a_restart() {
+    let events = opensports_tests::real_or_sim(
+        "nba/nba_live_pbp_0022000001.json",
+        opensports_proto::Sport::Basketball,
+        9,
+    );
+    let mut server = TestServer::start_with(|c| {
+        c.plugins.builtin = true;
+        c.pipeline.ended_game_ttl_secs = 1;
+        // Anyone may read states (the test's publish waits on them); nothing else is public.
+        c.auth.public_topics = vec!["game/+/state".into()];
+    })
+    .await;
+    let game = events[0].game.clone();
+    let all = server.key(opensports_server::auth::Role::Subscriber, &[&format!("game/{game}/#")]);
+    let state_only = server.key(opensports_server::auth::Role::Subscriber, &["game/+/state"]);
+    let path = format!("/v1/games/{game}/report?format=json");
+    server.publish_all(&events).await;
+    let (status, live) = server.call(&all, "GET", &path, None).await;
+    assert_eq!(status, 200, "{live}");
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    // Gone from memory: the game's state answers 404.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.call(&all, "GET", &format!("/v1/games/{game}"), None).await.0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "the game never left memory");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for round in ["after eviction", "after a restart"] {
+        let (status, saved) = server.call(&all, "GET", &path, None).await;
+        assert_eq!(status, 200, "{round}: {saved}");
+        let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        assert_eq!(saved, live, "{round}: the saved report is the live one");
+        let (status, html) = server.call(&all, "GET", &format!("/v1/games/{game}/report"), None).await;
+        assert_eq!(status, 200);
+        assert!(html.contains(live["title"].as_str().unwrap()), "{round}");
+        let (status, body) = server.call(&state_only, "GET", &path, None).await;
+        assert_eq!(status, 403, "{round}: the saved report holds more than the state: {body}");
+        let (status, _) = server.call(&all, "GET", "/v1/games/no-such-game/report", None).await;
+        assert_eq!(status, 404);
+        server.restart().await;
+    }
+    server.shutdown().await;
+}

@@ -1,8 +1,8 @@
 //! `GET /v1/games/{id}/report`: the post-game report (`crate::report`) as one self-contained
 //! page, or with `?format=json` as the JSON the page and `opensports report --pdf` are made
 //! from. Anyone who may read the game's state may ask; sections whose topics the caller may not
-//! read are left out. The game must still be in memory (`pipeline.ended_game_ttl_secs` after
-//! its end).
+//! read are left out. Once the game left memory (`pipeline.ended_game_ttl_secs` after its end)
+//! the report saved in the log then answers.
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -13,6 +13,28 @@ use opensports_proto::topic;
 use super::admin::Caller;
 use super::{AppState, json, json_error};
 use crate::report;
+
+/// The report saved in the log when the game left memory. It was made with every section, so
+/// it needs read access to all of the game (`game/{id}/report` stands for it: `game/{id}/#`
+/// or `game/#` grant it, `game/+/state` does not).
+fn saved(s: &AppState, caller: &Caller, id: &str) -> Result<report::Report, Box<Response>> {
+    let missing = || {
+        let msg = format!("no game {id:?} on this server, in memory or with a saved report");
+        Box::new(json_error(StatusCode::NOT_FOUND, http_code::NO_SUCH_GAME, &msg))
+    };
+    let failed =
+        |e: String| Box::new(json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::STORE_ERROR, &e));
+    let Some(store) = &s.store else { return Err(missing()) };
+    let bytes = match store.report(id) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(missing()),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    if let Some(denied) = caller.deny_read(s, &format!("{}report", topic::game_prefix(id))) {
+        return Err(Box::new(denied));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| failed(e.to_string()))
+}
 
 #[derive(Debug, serde::Deserialize)]
 pub struct ReportQuery {
@@ -29,9 +51,12 @@ pub async fn report(
         return denied;
     }
     let public = &s.auth.cfg.public_topics;
-    let Some(r) = report::build(&s.fanout, &id, |t| caller.principal.may_read(t, public)) else {
-        let msg = format!("no game {id:?} in memory on this server");
-        return json_error(StatusCode::NOT_FOUND, http_code::NO_SUCH_GAME, &msg);
+    let r = match report::build(&s.fanout, &id, |t| caller.principal.may_read(t, public)) {
+        Some(r) => r,
+        None => match saved(&s, &caller, &id) {
+            Ok(r) => r,
+            Err(refused) => return *refused,
+        },
     };
     match q.format.as_deref() {
         None | Some("html") => (

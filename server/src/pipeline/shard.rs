@@ -423,6 +423,15 @@ impl Shard {
             .collect();
         let s = &self.shared;
         for id in expired {
+            // Its report stays in the log, for the desk that asks after the game left memory.
+            if let Some(store) = &s.store
+                && let Some(report) = crate::report::build(&s.fanout, &id, |_| true)
+            {
+                match serde_json::to_vec(&report) {
+                    Ok(bytes) => store.save_report(&id, bytes),
+                    Err(e) => tracing::error!(game = %id, error = %e, "cannot serialize a report"),
+                }
+            }
             if let Some(g) = self.games.remove(&id) {
                 self.plugins.forget(&id);
                 s.ratings.forget(&id);

@@ -11,21 +11,26 @@ use serde_json::Value;
 use super::{Chart, Drive, LapLine, Mark, Moment, QualitySummary, Report, Table, WinProbChart};
 use crate::fanout::{Fanout, Pub};
 
-/// Each topic of the game (name after `game/{id}/`) with its kept history, parsed.
-struct Topics(BTreeMap<String, Vec<Value>>);
+/// Each topic of the game (name after `game/{id}/`) with its kept history; parsed where read
+/// (most topics are read at their latest value only).
+struct Topics(BTreeMap<String, Vec<Pub>>);
+
+fn parse(p: &Pub) -> Option<Value> {
+    serde_json::from_str(p.data()).ok()
+}
 
 impl Topics {
-    fn latest(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)?.last()
+    fn latest(&self, name: &str) -> Option<Value> {
+        parse(self.0.get(name)?.last()?)
     }
 
-    fn history(&self, name: &str) -> &[Value] {
-        self.0.get(name).map_or(&[], Vec::as_slice)
+    fn history(&self, name: &str) -> Vec<Value> {
+        self.0.get(name).map_or(Vec::new(), |pubs| pubs.iter().filter_map(parse).collect())
     }
 
     /// Latest values of the topics `{prefix}{suffix}`, by suffix.
-    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
-        self.0.iter().filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.last()?)))
+    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, Value)> + 'a {
+        self.0.iter().filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, parse(v.last()?)?)))
     }
 }
 
@@ -40,10 +45,10 @@ pub fn build(fanout: &Fanout, id: &str, may_read: impl Fn(&str) -> bool) -> Opti
             continue;
         }
         let name = first.topic[prefix.len()..].to_string();
-        topics.insert(name, pubs.iter().filter_map(|p: &Pub| serde_json::from_str(p.data()).ok()).collect());
+        topics.insert(name, pubs);
     }
     let t = Topics(topics);
-    let state = t.latest("state")?;
+    let state = &t.latest("state")?;
     let sport: Sport = serde_json::from_value(state["sport"].clone()).ok()?;
     let teams = match (state["home"].as_str(), state["away"].as_str()) {
         (Some(h), Some(a)) => Some([h.to_string(), a.to_string()]),
@@ -89,7 +94,7 @@ pub fn build(fanout: &Fanout, id: &str, may_read: impl Fn(&str) -> bool) -> Opti
         wp: win_probability(&t, sport),
         chart: None,
         notes: t.history("analyst").iter().filter_map(|n| n["text"].as_str().map(str::to_string)).collect(),
-        quality: quality(t.latest("quality")),
+        quality: quality(t.latest("quality").as_ref()),
     };
     let team = |side: &str| -> String {
         let i = usize::from(side == "away");
@@ -175,7 +180,7 @@ fn num(v: &Value) -> String {
 }
 
 fn basketball(t: &Topics, r: &mut Report, team: &dyn Fn(&str) -> String) {
-    let mut players: Vec<&Value> = t.under("basketball-boxscore/player/").map(|(_, v)| v).collect();
+    let mut players: Vec<Value> = t.under("basketball-boxscore/player/").map(|(_, v)| v).collect();
     players.sort_by(|a, b| {
         (a["side"].as_str(), std::cmp::Reverse(a["pts"].as_u64()))
             .cmp(&(b["side"].as_str(), std::cmp::Reverse(b["pts"].as_u64())))
@@ -226,7 +231,7 @@ fn basketball(t: &Topics, r: &mut Report, team: &dyn Fn(&str) -> String) {
         .collect();
     for side in ["home", "away"] {
         if let Some(total) = t.latest(&format!("basketball-boxscore/team/{side}")) {
-            rows.push(row("Team".into(), side, total));
+            rows.push(row("Team".into(), side, &total));
         }
     }
     if !rows.is_empty() {
@@ -262,7 +267,7 @@ fn football(t: &Topics, r: &mut Report, team: &dyn Fn(&str) -> String) {
         let columns = ["Team", "Plays", "Success", "EPA/play", "3rd down"].map(String::from).to_vec();
         r.tables.push(Table { title: "Team stats".into(), columns, rows });
     }
-    let mut drives: Vec<&Value> = t.under("football-drives/drive/").map(|(_, v)| v).collect();
+    let mut drives: Vec<Value> = t.under("football-drives/drive/").map(|(_, v)| v).collect();
     drives.sort_by_key(|d| d["n"].as_u64());
     let rows: Vec<Vec<String>> = drives
         .iter()
@@ -344,7 +349,7 @@ fn soccer(t: &Topics, state: &Value, r: &mut Report, team: &dyn Fn(&str) -> Stri
 }
 
 fn f1_session(t: &Topics, r: &mut Report) {
-    if let Some(order) = t.latest("f1-timing/order").and_then(Value::as_array) {
+    if let Some(order) = t.latest("f1-timing/order").as_ref().and_then(Value::as_array) {
         let ms = |v: &Value| v.as_u64().map_or("–".into(), super::lap_time);
         let gap = |v: &Value| v.as_u64().map_or("–".into(), |g| format!("+{:.3}", g as f64 / 1000.0));
         let rows = order

@@ -50,6 +50,10 @@ pub const RATINGS: TableDefinition<'static, &str, f64> = TableDefinition::new("r
 /// only the events after it. Derived data: dropping it costs one full replay, nothing else.
 pub const SNAPSHOTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("snapshots");
 
+/// game → its post-game report (`crate::report::Report` as JSON), saved when the game leaves
+/// memory, so `GET /v1/games/{id}/report` still answers afterwards. Deleted with the game.
+pub const REPORTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("reports");
+
 /// File name of the log inside the data dir.
 pub const FILE_NAME: &str = "opensports.redb";
 
@@ -189,6 +193,7 @@ impl Store {
             txn.open_table(GAMES)?;
             txn.open_table(RATINGS)?;
             txn.open_table(SNAPSHOTS)?;
+            txn.open_table(REPORTS)?;
             txn.commit()?;
         }
         let metas = read_games(&db)?;
@@ -285,6 +290,22 @@ impl Store {
     pub fn snapshot(&self, game: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(SNAPSHOTS)?;
+        Ok(table.get(game)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Queues a game's post-game report without waiting (the shard, as the game leaves
+    /// memory). Dropped, and counted as a dropped snapshot, when the writer's queue is full.
+    pub fn save_report(&self, game: &str, bytes: Vec<u8>) {
+        let msg = WriteMsg::Report { game: game.to_string(), bytes };
+        if !matches!(self.try_send(msg), Ok(Queued::Yes)) {
+            metrics::counter!(crate::metrics::STORE_SNAPSHOTS_DROPPED_TOTAL).increment(1);
+        }
+    }
+
+    /// The game's saved post-game report (JSON), if it left memory with one.
+    pub fn report(&self, game: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.get()?.begin_read()?;
+        let table = txn.open_table(REPORTS)?;
         Ok(table.get(game)?.map(|v| v.value().to_vec()))
     }
 

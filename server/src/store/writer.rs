@@ -22,7 +22,7 @@ use redb::ReadableTable;
 use rkyv::util::AlignedVec;
 
 use super::handle::Handle;
-use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, SNAPSHOTS, StoreError, now_ms};
+use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, REPORTS, SNAPSHOTS, StoreError, now_ms};
 use crate::config::StoreConfig;
 use crate::metrics as m;
 
@@ -52,6 +52,8 @@ pub(super) enum WriteMsg {
     /// The game's state snapshot (replaces the one before). Queued by the shard after every
     /// event it covers was queued, so it commits with or after them.
     Snapshot { game: String, bytes: Vec<u8> },
+    /// The game's post-game report (JSON), as it leaves memory.
+    Report { game: String, bytes: Vec<u8> },
 }
 
 pub(super) struct Writer {
@@ -169,7 +171,8 @@ impl Writer {
                     WriteMsg::Ended { .. }
                     | WriteMsg::Pregame { .. }
                     | WriteMsg::Rated { .. }
-                    | WriteMsg::Snapshot { .. } => {}
+                    | WriteMsg::Snapshot { .. }
+                    | WriteMsg::Report { .. } => {}
                 }
             }
         }
@@ -187,6 +190,7 @@ impl Writer {
             let mut games = txn.open_table(GAMES)?;
             let mut ratings = txn.open_table(RATINGS)?;
             let mut snapshots = txn.open_table(SNAPSHOTS)?;
+            let mut reports = txn.open_table(REPORTS)?;
             for (i, msg) in batch.iter().enumerate() {
                 match msg {
                     WriteMsg::Append { game, seq, sport, bytes, owner, .. } => {
@@ -223,6 +227,11 @@ impl Writer {
                     WriteMsg::Snapshot { game, bytes } => {
                         if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
                             snapshots.insert(game.as_str(), bytes.as_slice())?;
+                        }
+                    }
+                    WriteMsg::Report { game, bytes } => {
+                        if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
+                            reports.insert(game.as_str(), bytes.as_slice())?;
                         }
                     }
                     // Acked only once the original is in this batch or an earlier commit.
@@ -298,6 +307,7 @@ fn delete_games(db: &redb::Database, games: &[String]) -> Result<u64, StoreError
         let mut events = txn.open_table(EVENTS)?;
         let mut metas = txn.open_table(GAMES)?;
         let mut snapshots = txn.open_table(SNAPSHOTS)?;
+        let mut reports = txn.open_table(REPORTS)?;
         for g in games {
             events.retain_in((g.as_str(), 0)..=(g.as_str(), u64::MAX), |_, _| {
                 deleted += 1;
@@ -305,6 +315,7 @@ fn delete_games(db: &redb::Database, games: &[String]) -> Result<u64, StoreError
             })?;
             metas.remove(g.as_str())?;
             snapshots.remove(g.as_str())?;
+            reports.remove(g.as_str())?;
         }
     }
     txn.commit()?;
