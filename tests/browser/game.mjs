@@ -61,6 +61,7 @@ const read = (page) => page.evaluate(() => {
     possession: text("poss-text"),
     wpRange: o.charts.wp ? [o.charts.wp.scales.y.min, o.charts.wp.scales.y.max] : null,
     driveNumbers: [...document.querySelectorAll("#drives tr")].map((tr) => parseInt(tr.children[0].textContent, 10)),
+    notes: [...document.querySelectorAll("#notes li")].map((li) => li.textContent),
   };
 });
 
@@ -131,7 +132,7 @@ try {
     const jsBytes = [...scripts.values()].reduce((a, b) => a + b, 0);
     return {
       id, sport, droppedAt: dropped[i], errors: [...errors, ...mid.errors], ...r,
-      mid: { charts: m.charts, moments: m.moments, momentum: m.momentum, seqs: m.seqs.length },
+      mid: { charts: m.charts, moments: m.moments, momentum: m.momentum, seqs: m.seqs.length, notes: m.notes },
       axe: violations, jsBytes, scripts: Object.fromEntries(scripts), frames: fps,
     };
   }));

@@ -224,12 +224,19 @@ async fn check_game_page(server: &TestServer, games: &[sim::SimGame], p: &serde_
     }
     assert_eq!(p["mid"]["moments"], p["moments"], "{sport}: key moments");
     assert_eq!(p["mid"]["momentum"], p["momentum"], "{sport}: momentum");
+    // Storylines: the analyst's last notes, newest first, the same on the page opened mid-game,
+    // and the last one the final.
+    assert_eq!(p["mid"]["notes"], p["notes"], "{sport}: storylines");
+    let notes = p["notes"].as_array().unwrap();
+    assert!(!notes.is_empty(), "{sport}: no storylines");
+    let analyst = server.latest_json(&format!("game/{}/analyst", game.id)).map(|n| n["text"].clone());
+    assert_eq!(notes.first(), analyst.as_ref(), "{sport}: the newest storyline is the analyst's last note");
     let panels: Vec<&str> = p["panels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let expect: &[&str] = match game.sport {
-        Sport::Basketball => &["p-wp", "p-lead", "p-stats", "p-box", "p-court"],
-        Sport::Football => &["p-wp", "p-lead", "p-field", "p-stats", "p-epa", "p-drives"],
-        Sport::Soccer => &["p-stats", "p-xg", "p-momentum", "p-shots"],
-        Sport::F1 => &["p-tower", "p-laps", "p-gaps", "p-stints", "p-control"],
+        Sport::Basketball => &["p-wp", "p-lead", "p-stats", "p-box", "p-court", "p-notes"],
+        Sport::Football => &["p-wp", "p-lead", "p-field", "p-stats", "p-epa", "p-drives", "p-notes"],
+        Sport::Soccer => &["p-stats", "p-xg", "p-momentum", "p-shots", "p-notes"],
+        Sport::F1 => &["p-tower", "p-laps", "p-gaps", "p-stints", "p-control", "p-notes"],
     };
     for e in expect {
         assert!(panels.contains(e), "{sport}: panel {e} missing from {panels:?}");
