@@ -18,11 +18,14 @@ use opensports_tests::{TestServer, history_data, real_events};
 struct Derived {
     state: GameState,
     pts: HashMap<(String, u8), u32>,
+    streak: HashMap<String, u32>,
     goals: HashMap<String, u32>,
     score: [u32; 2],
     leader: Option<usize>,
     lead_changes: u32,
     max_lead: [u32; 2],
+    trailed: [u32; 2],
+    overcame: [u32; 2],
     run: Option<(usize, u32)>,
     turnovers: [u32; 2],
     longest: i16,
@@ -36,11 +39,14 @@ impl Derived {
         Derived {
             state: GameState::new(&first.game, first.sport()),
             pts: HashMap::new(),
+            streak: HashMap::new(),
             goals: HashMap::new(),
             score: [0, 0],
             leader: None,
             lead_changes: 0,
             max_lead: [0, 0],
+            trailed: [0, 0],
+            overcame: [0, 0],
             run: None,
             turnovers: [0, 0],
             longest: 0,
@@ -67,6 +73,11 @@ impl Derived {
             self.score = now;
             if now[0] != now[1] {
                 let l = if now[0] > now[1] { 0 } else { 1 };
+                if self.leader != Some(l) {
+                    self.overcame[l] = self.trailed[l];
+                }
+                self.trailed[l] = 0;
+                self.trailed[1 - l] = self.trailed[1 - l].max(now[l] - now[1 - l]);
                 if self.leader.is_some_and(|o| o != l) {
                     self.lead_changes += 1;
                 }
@@ -76,6 +87,10 @@ impl Derived {
         }
         match &ev.body {
             Body::Basketball(b) => {
+                if let opensports_proto::basketball::Event::Shot { player, made, .. } = b {
+                    let s = self.streak.entry(player.clone()).or_default();
+                    *s = if *made { *s + 1 } else { 0 };
+                }
                 if let (Some((_, n)), [Some(p), _]) = (b.points(), b.people()) {
                     *self.pts.entry((p.to_string(), self.state.period.max(1))).or_default() += u32::from(n);
                 }
@@ -136,6 +151,7 @@ impl Derived {
             "wp" | "wp_before" | "xg" => return None,
             "score" => f64::from(self.score[side()]),
             "max_lead" => f64::from(self.max_lead[side()]),
+            "overcame" => f64::from(self.overcame[side()]),
             "run" => f64::from(self.run.filter(|(s, _)| *s == side()).map_or(0, |(_, n)| n)),
             "turnovers" => f64::from(self.turnovers[side()]),
             "shots" => pick(soccer().shots),
@@ -167,6 +183,7 @@ impl Derived {
                 })
             }
             "goals" => f64::from(self.goals[subject.unwrap()]),
+            "fg_streak" => f64::from(self.streak[subject.unwrap()]),
             "pos" => f64::from(car().position),
             "grid" => f64::from(car().grid),
             "sc_pos" => f64::from(self.sc.as_ref().unwrap().1[subject.unwrap()]),
@@ -238,13 +255,23 @@ async fn real_replays_tell_storylines_whose_every_fact_rederives_from_the_log() 
     // The built-in plugins run: soccer notes quote soccer-shots' xG.
     let server = TestServer::start_with(|c| c.plugins.builtin = true).await;
     let mut total = 0;
+    // Every note of every replay, for people to read: target/test-artifacts/analyst-notes.txt.
+    let mut listing = String::new();
     for file in opensports_tests::REAL_FEEDS {
         let Some(events) = real_events(file) else {
             eprintln!("skipped: OPENSPORTS_DATA is not set");
             return;
         };
         let (notes, model) = replay(&server, &events).await;
-        println!("{file}: {} notes", notes.len());
+        let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+        for n in &notes {
+            *kinds.entry(n["kind"].as_str().unwrap()).or_default() += 1;
+        }
+        println!("{file}: {} notes {kinds:?}", notes.len());
+        listing += &format!("\n{file}: {} notes\n", notes.len());
+        for n in &notes {
+            listing += &format!("  [{}] {}\n", n["kind"].as_str().unwrap(), n["text"].as_str().unwrap());
+        }
         assert!(notes.len() >= 3, "{file}: {} notes", notes.len());
         assert_eq!(notes.last().unwrap()["kind"], "final", "{file}: the final note closes the game");
         let mut cache: HashMap<u64, Derived> = HashMap::new();
@@ -304,6 +331,9 @@ async fn real_replays_tell_storylines_whose_every_fact_rederives_from_the_log() 
         total += notes.len();
     }
     assert!(total > 0);
+    let dir = opensports_tests::workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("analyst-notes.txt"), listing).unwrap();
     let stale = server.metric("opensports_analyst_notes_total{outcome=\"stale\"}").await;
     let published = server.metric("opensports_analyst_notes_total{outcome=\"published\"}").await;
     println!("{total} notes published ({published} counted), {stale} dropped as stale");

@@ -29,6 +29,8 @@ pub fn side_name(s: Side) -> &'static str {
 pub struct Delta {
     /// A player scored (basketball): who, how many points.
     pub scorer: Option<(String, u32)>,
+    /// A made field goal (basketball): who, and how many in a row now.
+    pub fg_streak: Option<(String, u32)>,
     /// The side that scored (any sport), when the score went up for one side only.
     pub scored: Option<Side>,
     /// The lead changed hands (a tie in between counts once the other side leads).
@@ -60,6 +62,9 @@ pub struct Delta {
 pub struct Ledger {
     /// Basketball: points per player, per period (index = period - 1).
     pts: BTreeMap<String, Vec<u32>>,
+    /// Basketball: field goals made in a row per player (a miss resets it).
+    #[serde(default)]
+    fg_streak: BTreeMap<String, u32>,
     /// Soccer: goals per player (own goals are not the scorer's).
     goals: BTreeMap<String, u32>,
     /// The score after the last event, per side.
@@ -69,6 +74,12 @@ pub struct Ledger {
     /// Times the lead changed hands.
     lead_changes: u32,
     max_lead: [u32; 2],
+    /// The most each side has trailed by since it last led.
+    #[serde(default)]
+    trailed_by: [u32; 2],
+    /// The deficit each side overcame when it last took the lead.
+    #[serde(default)]
+    overcame: [u32; 2],
     /// Points scored by one side since the other last scored.
     run: Option<(Side, u32)>,
     turnovers: [u32; 2],
@@ -111,6 +122,11 @@ impl Ledger {
         d.ended = matches!(ev.body.kind(), "game_end" | "session_end");
         match &ev.body {
             Body::Basketball(b) => {
+                if let opensports_proto::basketball::Event::Shot { player, made, .. } = b {
+                    let streak = self.fg_streak.entry(player.clone()).or_default();
+                    *streak = if *made { *streak + 1 } else { 0 };
+                    d.fg_streak = made.then(|| (player.clone(), *streak));
+                }
                 if let (Some((_, n)), [Some(player), _]) = (b.points(), b.people()) {
                     let per = self.pts.entry(player.to_string()).or_default();
                     let i = usize::from(state.period.max(1) - 1);
@@ -168,6 +184,12 @@ impl Ledger {
             std::cmp::Ordering::Equal => None,
         };
         if let Some(l) = leader {
+            let (lead, trail) = (l.index(), l.other().index());
+            if self.leader != Some(l) {
+                self.overcame[lead] = self.trailed_by[lead];
+            }
+            self.trailed_by[lead] = 0;
+            self.trailed_by[trail] = self.trailed_by[trail].max(now[lead] - now[trail]);
             if self.leader.is_some_and(|old| old != l) {
                 self.lead_changes += 1;
                 d.lead_change = true;
@@ -215,9 +237,10 @@ impl Ledger {
     ///
     /// | stat | subject | value |
     /// |---|---|---|
-    /// | `score`, `max_lead`, `run`, `turnovers`, `xg`, `wp`, `wp_before`, `shots`, `shots_on_target`, `red_cards` | `home`/`away` | the side's number (`run`: unanswered points, 0 when the other side scored last) |
+    /// | `score`, `max_lead`, `overcame`, `run`, `turnovers`, `xg`, `wp`, `wp_before`, `shots`, `shots_on_target`, `red_cards` | `home`/`away` | the side's number (`run`: unanswered points, 0 when the other side scored last; `overcame`: how far it trailed before it last took the lead) |
     /// | `lead_changes`, `longest_play`, `period`, `lap`, `fastest_lap_ms`, `fastest_lap_lap`, `sc_lap`, `max_period_pts`, `max_pts` | none | the game's number (`sc_lap`: the lap the last safety car came out) |
     /// | `pts` | player | points (in `period` when given) |
+    /// | `fg_streak` | player | field goals made in a row (a missed field goal resets it; free throws do not count) |
     /// | `goals` | player | goals |
     /// | `pos`, `grid`, `sc_pos`, `best_lap_ms` | driver | place now, first place the feed gave, place when the safety car came out, best lap |
     pub fn value(
@@ -251,6 +274,7 @@ impl Ledger {
                 f64::from(if side()? == Side::Home { s.home } else { s.away })
             }
             "max_lead" => f64::from(self.max_lead[side()?.index()]),
+            "overcame" => f64::from(self.overcame[side()?.index()]),
             "run" => {
                 let sd = side()?;
                 f64::from(self.run.filter(|(s, _)| *s == sd).map_or(0, |(_, n)| n))
@@ -283,6 +307,7 @@ impl Ledger {
                 })
             }
             "goals" => f64::from(*self.goals.get(subject?)?),
+            "fg_streak" => f64::from(*self.fg_streak.get(subject?)?),
             "pos" => f64::from(car()?.position),
             "grid" => f64::from(car()?.grid),
             "sc_pos" => f64::from(*self.sc.as_ref()?.1.get(subject?)?),
@@ -324,6 +349,10 @@ impl Ledger {
 
     pub fn lead_changes(&self) -> u32 {
         self.lead_changes
+    }
+
+    pub fn overcame(&self, side: Side) -> u32 {
+        self.overcame[side.index()]
     }
 
     pub fn max_lead(&self, side: Side) -> u32 {

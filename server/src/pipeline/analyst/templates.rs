@@ -9,7 +9,7 @@
 //! | `lead_change` | basketball, football | the lead changes hands (from the 2nd change) |
 //! | `comeback` | basketball, football | a side that trailed by 10+ takes the lead |
 //! | `max_lead` | basketball, football | a side's largest lead grows (10+ / 14+) |
-//! | `run`, `milestone`, `period_high` | basketball | 8-0 runs; 10/20/30/40/50 points; most points by anyone in a quarter |
+//! | `run`, `milestone`, `period_high`, `streak` | basketball | 8-0 runs; 10/20/30/40/50 points; most points by anyone in a quarter; 5+ field goals made in a row |
 //! | `turnover`, `big_play` | football | a side's 2nd+ turnover; the game's longest play (30+ yards) |
 //! | `goals`, `xg_vs_score`, `shots`, `red_card` | soccer | a brace; the xG leader (by 0.8) not ahead; 10+ shots and 3× the other's; a sending-off |
 //! | `fastest_lap`, `leader`, `gained`, `since_safety_car`, `safety_car` | F1 | fastest lap; new leader; 5+ places since the start; 3+ since the safety car; it comes out |
@@ -113,6 +113,7 @@ pub fn draft(cx: &Cx<'_>, d: &Delta) -> Vec<Note> {
                 out.push(milestone(cx, player, *added));
                 out.push(period_high(cx, player));
             }
+            out.push(streak(cx, d));
         }
         Sport::Football => {
             out.push(turnover(cx, d));
@@ -299,11 +300,11 @@ fn lead_change(cx: &Cx<'_>) -> Option<Note> {
 
 fn comeback(cx: &Cx<'_>) -> Option<Note> {
     let side = leader_now(cx)?;
-    if cx.ledger.max_lead(side.other()) < 10 {
+    if cx.ledger.overcame(side) < 10 {
         return None;
     }
     let mut n = cx.note("comeback", side_name(side), 70);
-    let down = cx.side_fact(&mut n, "largest lead", "max_lead", side.other())?;
+    let down = cx.side_fact(&mut n, "deficit overcome", "overcame", side)?;
     let score = cx.score(&mut n)?;
     n.text = format!("{} have come back from {down} down to lead, {score}", cx.team(side));
     Some(n)
@@ -356,6 +357,18 @@ fn period_high(cx: &Cx<'_>, player: &str) -> Option<Note> {
         "{player} has {pts} points in {}, the most by any player in {unit} tonight",
         period_name(cx.state.sport, p)
     );
+    Some(n)
+}
+
+fn streak(cx: &Cx<'_>, d: &Delta) -> Option<Note> {
+    let (player, run) = d.fg_streak.as_ref()?;
+    if *run < 5 {
+        return None;
+    }
+    let mut n = cx.note("streak", player, 55);
+    let made =
+        cx.fact(&mut n, format!("{player} field goals made in a row"), "fg_streak", Some(player), None)?;
+    n.text = format!("{player} has made {made} field goals in a row");
     Some(n)
 }
 
