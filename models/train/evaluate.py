@@ -8,7 +8,17 @@
     python models/train/evaluate.py nba_wp states.csv [--cold-start]
     python models/train/evaluate.py nba_wp --pbp ../shared/data/nba --grid 3
     python models/train/evaluate.py soccer_xg shots.csv
-        One JSON line of metrics for any table in the training tables' format.
+    python models/train/evaluate.py f1_win ../shared/data/train [--seasons 2023-2024]
+        One JSON line of metrics for any table in the training tables' format (F1: a directory
+        holding `f1/` or the `f1/` directory itself; its races of `--seasons`, default all,
+        against the position-only rate of every earlier season in `--data`).
+
+Ties: a tied game (NFL `home_win` 0.5) is neither a home win nor a loss, so win-probability
+scores leave its rows out and say how many games that was (`ties_excluded`); the Elo seeding
+counts it as half a win, as the server does.
+
+The data: `--data DIR`, else `OPENSPORTS_DATA`, else `../shared/data` beside the repo; a
+missing directory is an error naming all three.
 
 Pre-game strength is seeded as the server seeds it: Elo at the start of the table's first
 season, from every earlier game of the training tables (the `ratings.py` rule), or
@@ -36,6 +46,22 @@ import features as F  # noqa: E402
 MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(MODELS, "README.md")
 DEFAULT_DATA = os.environ.get("OPENSPORTS_DATA", os.path.join(MODELS, "..", "..", "shared", "data"))
+
+
+def check_data(data: str) -> str:
+    """`data` if it holds the training tables, else a clear error."""
+    if not os.path.isdir(train_dir(data)) or not glob.glob(os.path.join(train_dir(data), "*.csv")):
+        sys.exit(f"evaluate.py: no training tables in {os.path.abspath(data)!r}: give --data DIR (the "
+                 "directory holding train/, as ../shared/data) or set OPENSPORTS_DATA")
+    return data
+
+
+def drop_ties(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows of games not tied (`home_win` 0.5), and how many games were."""
+    if "home_win" not in df:
+        return df, 0
+    tied = df["home_win"] == 0.5
+    return df[~tied], int(df.loc[tied, "game_id"].nunique()) if tied.any() else 0
 
 
 def manifest() -> dict[str, dict]:
@@ -161,10 +187,12 @@ def report(data: str) -> str:
     # NFL: season 2018, Elo carried over from 1998-2017 as the server's ratings.json carries it.
     plays = pd.concat([pd.read_csv(os.path.join(tr, f), dtype={"game_id": str})
                        for f in ["nfl_plays_1998_2008.csv", "nfl_plays_2009_2018.csv"]])
-    x, yy, season = F.nfl_features(plays)
+    plays_wp, _ = drop_ties(plays)
+    x, yy, season = F.nfl_features(plays_wp)
     held = (season == 2018).values
     m = wp_scores("nfl_wp", x[held], yy[held], (x.loc[held, "possession_home"] > 0).values)
-    row("nfl_wp", f"season 2018, {m['n']} plays", "log loss", m["log_loss"], "nflfastR ≈ 0.44 with the spread, 0.52 without",
+    n_ties = plays.loc[(plays["season"] == 2018) & (plays["home_win"] == 0.5), "game_id"].nunique()
+    row("nfl_wp", f"season 2018, {m['n']} plays ({n_ties} tied games left out)", "log loss", m["log_loss"], "nflfastR ≈ 0.44 with the spread, 0.52 without",
         "≤ 0.43", verdict(m["log_loss"] <= 0.43))
     row("", "", "calibration error, side with the ball", m["calibration_error_possession"], "nflfastR 0.0055", "≤ 0.01",
         verdict(m["calibration_error_possession"] <= 0.01))
@@ -223,6 +251,30 @@ def report(data: str) -> str:
     return "\n".join(lines)
 
 
+def f1_scores(name: str, where: str, seasons: str | None, data: str) -> dict:
+    """`name` on the F1 races in `where` (of `seasons`), with the position-only baseline: the
+    win (or podium) rate of each running position over every earlier season in `data`."""
+    base_dir = os.path.dirname(where.rstrip("/")) if os.path.basename(where.rstrip("/")) == "f1" else where
+    rows = F.f1_rows(base_dir)
+    if seasons:
+        lo, _, hi = seasons.partition("-")
+        rows = rows[(rows["season"] >= int(lo)) & (rows["season"] <= int(hi or lo))]
+    if not len(rows):
+        sys.exit(f"evaluate.py: no F1 race laps in {where!r} for seasons {seasons or 'any'}")
+    label, total = ("win", 1.0) if name == "f1_win" else ("podium", 3.0)
+    rows = rows.reset_index(drop=True)
+    p = F.normalize_per_lap(rows, run(name, F.f1_features(rows))[:, 0], total)
+    m = F.f1_metrics(rows, label, p)
+    history = F.f1_rows(train_dir(data))
+    history = history[history["season"] < rows["season"].min()]
+    if len(history):
+        rate = history.groupby("position")[label].mean()
+        b = F.f1_metrics(rows, label, F.normalize_per_lap(rows, rows["position"].map(rate).fillna(0.0).to_numpy(), total))
+        m["position_only"] = b
+    m["seasons"] = f"{int(rows['season'].min())}-{int(rows['season'].max())}"
+    return m
+
+
 def write_readme(table: str) -> None:
     with open(README) as f:
         text = f.read()
@@ -245,7 +297,9 @@ def main() -> int:
     ap.add_argument("--report", action="store_true", help="every model on its hold-out; rewrites models/README.md")
     ap.add_argument("--pbp", help="directory of playbyplayv2 JSON files (nba_wp)")
     ap.add_argument("--grid", type=int, default=3, help="seconds between basketball states with --pbp")
+    ap.add_argument("--seasons", help="F1: the seasons to score, e.g. 2023-2024 (default: all in the table)")
     args = ap.parse_args()
+    args.data = check_data(args.data)
     if args.report:
         table = report(args.data)
         print(table)
@@ -257,6 +311,12 @@ def main() -> int:
     if name not in specs:
         print(f"unknown model {name!r}; shipped: {sorted(specs)}", file=sys.stderr)
         return 2
+    if name in ("f1_win", "f1_podium"):
+        if not args.csv:
+            ap.error(f"{name} takes a directory holding f1/ (or the f1/ directory itself)")
+        scores = f1_scores(name, args.csv, args.seasons, args.data)
+        print(json.dumps({"model": name, "version": specs[name]["version"], **scores}))
+        return 0
     if args.pbp:
         df = pd.concat([pbp_states(f, args.grid) for f in sorted(glob.glob(os.path.join(args.pbp, "*playbyplayv2*.json")))])
         df["season"] = nba_games_all(args.data)["season"].max() + 1
@@ -267,9 +327,11 @@ def main() -> int:
     if name in ("nfl_wp", "nba_wp"):
         sport = name[:3]
         seed = seed_for(sport, df["season"].min(), args.data, args.cold_start)
+        df, ties = drop_ties(df)
         x, y, _ = F.nfl_features(df, seed) if sport == "nfl" else F.nba_features(df, seed=seed)
         poss = (x["possession_home"] > 0).values if sport == "nfl" else None
         scores = wp_scores(name, x, y, poss)
+        scores["ties_excluded"] = ties
         scores["seeded"] = "cold start (1500)" if seed is None else f"{len(seed)} teams rated before season {df['season'].min()}"
     elif name == "nfl_ep":
         x, y, _ = F.nfl_ep_features(df)
@@ -278,7 +340,7 @@ def main() -> int:
         x, y = (F.xg_features if name == "soccer_xg" else F.xg_geo_features)(df)
         scores = F.metrics(y.values, run(name, x)[:, 0])
     else:
-        print(f"{name}: use --report (F1 rows are built from the f1/ tables)", file=sys.stderr)
+        print(f"{name}: no command-line scoring; use --report", file=sys.stderr)
         return 2
     print(json.dumps({"model": name, "version": specs[name]["version"], **scores}))
     return 0

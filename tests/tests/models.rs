@@ -451,3 +451,79 @@ async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
     assert_eq!(again, pa, "the replay gives the same first win probability");
     server.shutdown().await;
 }
+
+/// `models/train/evaluate.py` from the command line (issue 35): any table of the training
+/// format, F1 included; a tied game is left out of win-probability scores and counted (never a
+/// home loss); a missing data directory is a clear error. Needs the training requirements
+/// (`pip install -r models/train/requirements.txt`, which tests/run does) and the real tables.
+#[test]
+fn evaluate_py_scores_any_table_leaves_ties_out_and_says_where_the_data_is() {
+    let Some(data) = std::env::var_os("OPENSPORTS_DATA").map(std::path::PathBuf::from) else {
+        return eprintln!("skipped: OPENSPORTS_DATA is not set");
+    };
+    let python = |args: &[&std::ffi::OsStr], data: &std::ffi::OsStr| {
+        std::process::Command::new("python3")
+            .arg(workspace().join("models/train/evaluate.py"))
+            .args(args)
+            .env("OPENSPORTS_DATA", data)
+            .output()
+            .unwrap()
+    };
+    let probe =
+        std::process::Command::new("python3").args(["-c", "import pandas, onnxruntime, sklearn"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install models/train/requirements.txt");
+        return eprintln!("skipped: the training requirements are not installed");
+    }
+    // The 2018 season's plays (two tied games in it), cut from the table in place.
+    let table = std::fs::read_to_string(data.join("train/nfl_plays_2009_2018.csv")).unwrap();
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let season = header.split(',').position(|c| c == "season").unwrap();
+    let win = header.split(',').position(|c| c == "home_win").unwrap();
+    let game = header.split(',').position(|c| c == "game_id").unwrap();
+    let rows: Vec<&str> = lines.filter(|l| l.split(',').nth(season) == Some("2018")).collect();
+    let tied: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|l| l.split(',').nth(win) == Some("0.5"))
+        .map(|l| l.split(',').nth(game).unwrap())
+        .collect();
+    let tied_rows = rows.iter().filter(|l| l.split(',').nth(win) == Some("0.5")).count();
+    assert!(!tied.is_empty(), "the 2018 season has tied games");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("nfl_2018.csv");
+    std::fs::write(&csv, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+
+    let out = python(&["nfl_wp".as_ref(), csv.as_os_str()], data.as_os_str());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["ties_excluded"], tied.len(), "{m}");
+    // Left out: the same scores as the table without the tied games' rows.
+    let untied: Vec<&str> = rows.iter().copied().filter(|l| l.split(',').nth(win) != Some("0.5")).collect();
+    assert_eq!(untied.len(), rows.len() - tied_rows);
+    let csv2 = dir.path().join("nfl_2018_untied.csv");
+    std::fs::write(&csv2, format!("{header}\n{}\n", untied.join("\n"))).unwrap();
+    let out2 = python(&["nfl_wp".as_ref(), csv2.as_os_str()], data.as_os_str());
+    let m2: serde_json::Value = serde_json::from_slice(&out2.stdout).unwrap();
+    assert_eq!(m2["ties_excluded"], 0);
+    for k in ["n", "log_loss", "brier", "calibration_error_home", "calibration_error_possession"] {
+        assert_eq!(m[k], m2[k], "{k}: a tied game is left out, not scored as a home loss");
+    }
+    for k in ["log_loss", "calibration_error_home", "calibration_error_possession"] {
+        assert!(m[k].as_f64().is_some_and(|v| v > 0.0 && v < 1.0), "{k}: {m}");
+    }
+
+    let f1 = data.join("train/f1");
+    let out =
+        python(&["f1_win".as_ref(), f1.as_os_str(), "--seasons".as_ref(), "2024".as_ref()], data.as_os_str());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["seasons"], "2024-2024");
+    assert!(m["laps"].as_u64().unwrap() > 500, "{m}");
+    assert!(m["position_only"]["winner_log_loss"].as_f64().is_some(), "the baseline beside it: {m}");
+
+    let out = python(&["nfl_wp".as_ref(), csv.as_os_str()], dir.path().join("nowhere").as_os_str());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--data") && err.contains("OPENSPORTS_DATA"), "{err}");
+}
