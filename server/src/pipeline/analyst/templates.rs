@@ -217,7 +217,9 @@ fn final_note(cx: &Cx<'_>) -> Option<Note> {
     let mut n = cx.note("final", "final", 100);
     if let Detail::F1(f) = &cx.state.detail {
         let race = matches!(f.session_kind, Some(SessionKind::Race | SessionKind::Sprint));
-        let session = f.session.clone().unwrap_or_else(|| "the session".into());
+        // A feed that names its session generically ("session") gets "the session".
+        let session = f.session.clone().filter(|s| !s.eq_ignore_ascii_case("session"));
+        let session = session.unwrap_or_else(|| "the session".into());
         if race {
             let winner = f.cars.first()?.driver.clone();
             cx.fact(&mut n, format!("{winner} position"), "pos", Some(&winner), None)?;
