@@ -18,6 +18,9 @@ pub enum ConfigError {
     Invalid { field: &'static str, problem: String },
 }
 
+mod analyst;
+pub use analyst::{AnalystConfig, LlmConfig};
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -35,81 +38,6 @@ pub struct Config {
     pub push: crate::push::PushConfig,
     pub quality: QualityConfig,
     pub analyst: AnalystConfig,
-}
-
-/// `[analyst]`: storylines on `game/{id}/analyst` (PROTOCOL.md; `pipeline/analyst`). Time is
-/// the events' source time, so a replay gives the same notes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AnalystConfig {
-    /// Write notes at all. Default true.
-    pub enabled: bool,
-    /// Notes a game publishes in any minute (period ends and the final are not held to it).
-    /// Default 3.
-    pub max_per_minute: u32,
-    /// Least time between two notes of a game. Default 12.
-    pub min_gap_secs: u32,
-    /// A note of the same kind about the same subject waits this long. Default 300.
-    pub repeat_secs: u32,
-    /// A note not published within this long of its event is dropped (old news). Default 60.
-    pub max_age_secs: u32,
-    /// Rephrasing by a language model (off unless set).
-    pub llm: Option<LlmConfig>,
-}
-
-impl Default for AnalystConfig {
-    fn default() -> Self {
-        AnalystConfig {
-            enabled: true,
-            max_per_minute: 3,
-            min_gap_secs: 12,
-            repeat_secs: 300,
-            max_age_secs: 60,
-            llm: None,
-        }
-    }
-}
-
-/// `[analyst.llm]`: an OpenAI-compatible chat-completions endpoint that rephrases notes. It is
-/// given the note's facts and template text only; an answer naming a number or a name not in
-/// them, a timeout or a spent budget publishes the template text.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmConfig {
-    /// Base URL, e.g. `https://api.openai.com/v1` (`/chat/completions` is appended).
-    pub url: String,
-    pub model: String,
-    /// Environment variable holding the API key (sent as `Authorization: Bearer`). Default none.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Longest wait for an answer. Default 2000.
-    #[serde(default = "LlmConfig::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Requests per minute, across games; over it the template text goes out. Default 30.
-    #[serde(default = "LlmConfig::default_per_minute")]
-    pub max_requests_per_minute: u32,
-    /// `max_tokens` asked for per answer. Default 80.
-    #[serde(default = "LlmConfig::default_max_tokens")]
-    pub max_tokens: u32,
-    /// Let `url` be a private or loopback address (a model served inside the venue). Default
-    /// true: the operator writes this URL, not the network.
-    #[serde(default = "LlmConfig::default_allow_private")]
-    pub allow_private: bool,
-}
-
-impl LlmConfig {
-    fn default_timeout_ms() -> u64 {
-        2000
-    }
-    fn default_per_minute() -> u32 {
-        30
-    }
-    fn default_max_tokens() -> u32 {
-        80
-    }
-    fn default_allow_private() -> bool {
-        true
-    }
 }
 
 /// `[quality]`: the feed-quality monitor (`game/{id}/quality`, PROTOCOL.md; `pipeline/quality.rs`).
@@ -702,6 +630,9 @@ impl Config {
             if !opensports_proto::event::valid_game_id(&self.cluster.node_id) {
                 return invalid("cluster.node_id", "1..=64 bytes of [A-Za-z0-9_.-]");
             }
+        }
+        if let Err((field, problem)) = self.analyst.check() {
+            return invalid(field, problem);
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert", "tls_cert and tls_key go together");
