@@ -338,3 +338,40 @@ async fn tracking_faster_than_a_person_runs_is_impossible() {
     assert!((1.0..=3.0).contains(&count), "a flood is reported at most once a second: {count}");
     server.shutdown().await;
 }
+
+/// A field goal by a player the feed substituted out earlier in the period (and not back in)
+/// is `impossible`; the clean replay has none (clean_real_feeds_report_ok).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_goal_from_the_bench_is_impossible() {
+    let Some(nba) = real_events("nba/nba_live_pbp_0022000001.json") else {
+        eprintln!("skipped: OPENSPORTS_DATA is not set");
+        return;
+    };
+    // A made field goal in the middle of the game, and its shooter sent to the bench just before.
+    let shot = nba
+        .iter()
+        .enumerate()
+        .skip(nba.len() / 2)
+        .find(|(_, e)| matches!(&e.body, Body::Basketball(bk::Event::Shot { made: true, .. })))
+        .map(|(i, _)| i)
+        .unwrap();
+    let Body::Basketball(bk::Event::Shot { side, player, .. }) = nba[shot].body.clone() else {
+        unreachable!()
+    };
+    let mut events: Vec<Event> = nba[..shot].to_vec();
+    let at = events.last().unwrap().clone();
+    let sub = bk::Event::Substitution { side, player_in: "Z.Bench".into(), player_out: player.clone() };
+    events.push(Event { seq: at.seq + 1, body: Body::Basketball(sub), ..at.clone() });
+    events.extend(nba[shot..].iter().cloned().map(|mut e| {
+        e.seq += 1;
+        e
+    }));
+    let server = TestServer::start().await;
+    server.publish_all(&events).await;
+    let q = quality(&server, &events[0].game, events.last().unwrap().seq).await;
+    let i = &q["issues"]["impossible"];
+    assert_eq!(i["detail"], format!("{player} scored a field goal while substituted out"), "{q}");
+    // The first such field goal is the one after the substitution.
+    assert!(i["count"].as_u64().unwrap() >= 1, "{q}");
+    server.shutdown().await;
+}

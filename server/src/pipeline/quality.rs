@@ -22,7 +22,8 @@
 //!   stands and the resend is acked as a retry).
 //! - `impossible`: a value each field allows that the game does not: a run or pass gaining more
 //!   yards than there are to the goal line (or losing more than to its own), a basketball
-//!   player scoring after their sixth personal foul (fouled out: on the bench), a tracked
+//!   player scoring after their sixth personal foul (fouled out: on the bench) or making a
+//!   field goal after being substituted out in the period and not back in, a tracked
 //!   person faster than anyone runs (12.5 m/s; ingest compares each tracking sample with the
 //!   entity's last, and reports at most once a second per game).
 //!
@@ -99,6 +100,9 @@ pub struct Quality {
     ended: bool,
     /// Basketball: personal fouls per player (six and they are out).
     fouls: BTreeMap<String, u8>,
+    /// Basketball: players substituted out in this period and not back in (on the bench).
+    #[serde(default)]
+    bench: std::collections::BTreeSet<String>,
 }
 
 /// Personal fouls that foul a player out (NBA).
@@ -217,11 +221,29 @@ impl Quality {
                 *self.fouls.entry(p.clone()).or_default() += 1;
                 None
             }
+            Body::Basketball(Bk::Substitution { player_in, player_out, .. }) => {
+                self.bench.remove(player_in);
+                self.bench.insert(player_out.clone());
+                None
+            }
+            // Lineups change between periods without substitutions in the feed.
+            Body::Basketball(Bk::PeriodStart { .. }) => {
+                self.bench.clear();
+                None
+            }
             Body::Basketball(
                 Bk::Shot { player, made: true, .. } | Bk::FreeThrow { player, made: true, .. },
             ) => {
                 let fouls = self.fouls.get(player).copied().unwrap_or(0);
-                (fouls >= FOUL_OUT).then(|| format!("{player} scored with {fouls} personal fouls"))
+                // A field goal only: feeds log substitutions between free throws.
+                let field_goal = matches!(ev.body, Body::Basketball(Bk::Shot { .. }));
+                if fouls >= FOUL_OUT {
+                    Some(format!("{player} scored with {fouls} personal fouls"))
+                } else if field_goal && self.bench.contains(player) {
+                    Some(format!("{player} scored a field goal while substituted out"))
+                } else {
+                    None
+                }
             }
             _ => None,
         }

@@ -153,7 +153,11 @@ pub fn generate(id: &str, rng: &mut Rng, start_ts: i64) -> Vec<Timed> {
                 let side = if rng.chance(0.5) { Side::Home } else { Side::Away };
                 let slot = rng.range(0, 4) as usize;
                 let out = on_court[side.index()][slot];
-                let incoming = (out + 4) % 12 + 1;
+                // From the bench: the first of the 12 after the one going out who is not on.
+                let mut incoming = (out + 4) % 12 + 1;
+                while on_court[side.index()].contains(&incoming) {
+                    incoming = incoming % 12 + 1;
+                }
                 on_court[side.index()][slot] = incoming;
                 let ev = Bk::Substitution {
                     side,
