@@ -148,9 +148,9 @@ pub fn sport_chart(c: &mut dyn Canvas, chart: &Chart, report: &Report, w: f32) -
             let n = drivers.iter().flat_map(|d| d.positions.iter().map(|p| p.1)).max().unwrap_or(1).max(2);
             let (l, r, row) = (24.0, 40.0, 10.0);
             let pw = w - l - r;
-            let h = row * f32::from(n - 1);
+            let h = row * f32::from(n.saturating_sub(1));
             let px = |lap: u16| l + pw * f32::from(lap.saturating_sub(1)) / f32::from((*laps).max(2) - 1);
-            let py = |pos: u8| 6.0 + row * f32::from(pos - 1);
+            let py = |pos: u8| 6.0 + row * f32::from(pos.saturating_sub(1));
             for p in 1..=n {
                 c.text(l - 4.0, py(p) + 2.5, 6.5, INK, Anchor::End, &format!("P{p}"));
             }

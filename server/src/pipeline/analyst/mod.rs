@@ -247,3 +247,48 @@ fn xg_totals(data: &[u8]) -> Option<[f64; 2]> {
     let x: Xg = serde_json::from_slice(data).ok()?;
     Some([x.home, x.away])
 }
+
+#[cfg(test)]
+mod tests {
+    use opensports_proto::{Body, Sport, basketball as bk};
+
+    use super::*;
+
+    /// Whatever the feed sends (a period that ends before any starts, events out of order,
+    /// win probability swinging from 0 to 1, the same event twice), the analyst publishes only
+    /// notes whose facts hold, and never panics: it runs on the shard thread.
+    #[test]
+    fn odd_feeds_give_only_notes_that_hold_and_never_a_panic() {
+        let fanout = crate::fanout::Fanout::new(crate::config::FanoutConfig::default());
+        let mut out = Out::new(fanout.clone(), 64);
+        let cfg = AnalystConfig { min_gap_secs: 0, max_per_minute: 1000, ..AnalystConfig::default() };
+        for sport in Sport::ALL {
+            let mut events: Vec<Event> =
+                crate::sim::generate(sport, 7, 0).events.into_iter().map(|t| t.event).collect();
+            let mut odd = events[0].clone();
+            odd.body = Body::Basketball(bk::Event::PeriodEnd { period: 0 });
+            if sport == Sport::Basketball {
+                events.insert(1, odd);
+            }
+            let n = events.len();
+            events[n / 3..n / 2].reverse();
+            let again = events[n / 4].clone();
+            events.insert(n / 4, again);
+            let mut state = GameState::new(&events[0].game, sport);
+            let mut analyst = Analyst::default();
+            let mut published = 0;
+            for (i, ev) in events.iter().enumerate() {
+                state.apply(ev);
+                let wp = (i % 3 != 0).then_some(if i % 2 == 0 { 0.0 } else { 1.0 });
+                analyst.observe(&cfg, ev, &state, wp, Some([i as f64, 0.5]), &mut out, None);
+                for (_, data) in out.staged_since(0) {
+                    let note: Note = serde_json::from_slice(data).unwrap();
+                    assert!(analyst.holds(&state, &note), "{sport:?}: {note:?}");
+                    published += 1;
+                }
+                out.publish();
+            }
+            assert!(published > 0, "{sport:?}: no notes at all");
+        }
+    }
+}

@@ -170,9 +170,10 @@ fn period_name(sport: Sport, p: u8) -> String {
         (Sport::Soccer, 2) => "the second half".into(),
         (Sport::Soccer, 3 | 4) => "extra time".into(),
         (Sport::Soccer, _) => "the shoot-out".into(),
+        (_, 0) => "the warm-up".into(),
         (_, 1..=4) => format!("the {} quarter", ordinal(u32::from(p))),
         (_, 5) => "overtime".into(),
-        (_, _) => format!("the {} overtime", ordinal(u32::from(p - 4))),
+        (_, _) => format!("the {} overtime", ordinal(u32::from(p.saturating_sub(4)))),
     }
 }
 
@@ -192,6 +193,9 @@ fn xg_line(cx: &Cx<'_>, n: &mut Note) -> Option<String> {
 
 fn period_end(cx: &Cx<'_>, p: u8) -> Option<Note> {
     let sport = cx.state.sport;
+    if p == 0 {
+        return None;
+    }
     let mut n = cx.note("period_end", &p.to_string(), 90);
     let label = match (sport, p) {
         (Sport::Soccer, 1) => "Half-time".to_string(),
@@ -338,7 +342,7 @@ fn run(cx: &Cx<'_>, d: &Delta) -> Option<Note> {
 
 fn milestone(cx: &Cx<'_>, player: &str, added: u32) -> Option<Note> {
     let total = cx.ledger.value(cx.state, "pts", Some(player), None)? as u32;
-    let mark = [50, 40, 30, 20, 10].into_iter().find(|m| total >= *m && total - added < *m)?;
+    let mark = [50, 40, 30, 20, 10].into_iter().find(|m| total >= *m && total.saturating_sub(added) < *m)?;
     let mut n = cx.note("milestone", &format!("{player}/{mark}"), if mark >= 20 { 60 } else { 35 });
     let pts = cx.fact(&mut n, format!("{player} points"), "pts", Some(player), None)?;
     n.text = format!("{player} has {pts} points");
