@@ -149,9 +149,11 @@ impl Quality {
                     changed |= self.note("clock_backwards", seq, d);
                 }
             }
-            if ev.ts < before.ts - TIME_BACKWARDS_US {
-                let d =
-                    format!("source time {} s before the previous event's", (before.ts - ev.ts) / 1_000_000);
+            if ev.ts < before.ts.saturating_sub(TIME_BACKWARDS_US) {
+                let d = format!(
+                    "source time {} s before the previous event's",
+                    before.ts.saturating_sub(ev.ts) / 1_000_000
+                );
                 changed |= self.note("time_backwards", seq, d);
             }
         }

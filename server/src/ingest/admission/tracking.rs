@@ -106,7 +106,7 @@ pub fn superhuman(
     if sample.speed > HUMAN_MAX_MPS {
         return Some(format!("{} tracked at {:.1} m/s", sample.entity, sample.speed));
     }
-    let dt = (sample.ts - prev.ts) as f32 / 1e6;
+    let dt = sample.ts.saturating_sub(prev.ts) as f32 / 1e6;
     if dt < 0.1 {
         return None;
     }

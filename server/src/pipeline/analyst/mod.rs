@@ -135,7 +135,11 @@ impl Analyst {
     /// draft of the same kind/subject; keeps the [`MAX_PENDING`] best.
     fn offer(&mut self, cfg: &AnalystConfig, note: Note) {
         let key = note.key();
-        if self.said.get(&key).is_some_and(|t| note.ts - t < i64::from(cfg.repeat_secs) * 1_000_000) {
+        if self
+            .said
+            .get(&key)
+            .is_some_and(|t| note.ts.saturating_sub(*t) < i64::from(cfg.repeat_secs) * 1_000_000)
+        {
             return;
         }
         if let Some(i) = self.pending.iter().position(|p| p.key() == key) {
@@ -173,18 +177,20 @@ impl Analyst {
         let now = ev.ts;
         let max_age = i64::from(cfg.max_age_secs) * 1_000_000;
         let before = self.pending.len();
-        self.pending.retain(|n| now - n.ts <= max_age);
+        self.pending.retain(|n| now.saturating_sub(n.ts) <= max_age);
         let expired = before - self.pending.len();
         if expired > 0 {
             metrics::counter!(m::ANALYST_NOTES_TOTAL, "outcome" => "expired").increment(expired as u64);
         }
         while let Some(i) = self.best() {
-            while self.recent.front().is_some_and(|t| now - t >= MINUTE_US) {
+            while self.recent.front().is_some_and(|t| now.saturating_sub(*t) >= MINUTE_US) {
                 self.recent.pop_front();
             }
             let urgent = self.pending[i].priority >= URGENT;
-            let gap_ok =
-                self.recent.back().is_none_or(|t| now - t >= i64::from(cfg.min_gap_secs) * 1_000_000);
+            let gap_ok = self
+                .recent
+                .back()
+                .is_none_or(|t| now.saturating_sub(*t) >= i64::from(cfg.min_gap_secs) * 1_000_000);
             if !urgent && (self.recent.len() >= cfg.max_per_minute as usize || !gap_ok) {
                 return;
             }
@@ -200,7 +206,7 @@ impl Analyst {
             // Only what can still hold a note back is kept: at most the notes of the last
             // `repeat_secs`, whatever the feed's clock does.
             let repeat = i64::from(cfg.repeat_secs) * 1_000_000;
-            self.said.retain(|_, t| now - *t < repeat);
+            self.said.retain(|_, t| now.saturating_sub(*t) < repeat);
             self.said.insert(note.key(), now);
             metrics::counter!(m::ANALYST_NOTES_TOTAL, "outcome" => "published").increment(1);
             self.emit(note, ev, out, llm);
@@ -255,7 +261,8 @@ mod tests {
     use super::*;
 
     /// Whatever the feed sends (a period that ends before any starts, events out of order,
-    /// win probability swinging from 0 to 1, the same event twice), the analyst publishes only
+    /// win probability swinging from 0 to 1, the same event twice, source times at the ends of
+    /// the range), the analyst publishes only
     /// notes whose facts hold, and never panics: it runs on the shard thread.
     #[test]
     fn odd_feeds_give_only_notes_that_hold_and_never_a_panic() {
@@ -274,6 +281,9 @@ mod tests {
             events[n / 3..n / 2].reverse();
             let again = events[n / 4].clone();
             events.insert(n / 4, again);
+            // Source times from the ends of the range.
+            events[n / 5].ts = i64::MAX;
+            events[n / 5 + 1].ts = i64::MIN;
             let mut state = GameState::new(&events[0].game, sport);
             let mut analyst = Analyst::default();
             let mut published = 0;
