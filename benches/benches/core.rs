@@ -3,6 +3,8 @@
 //! - `frame_decode/{json,rkyv}`: a publisher frame's body to an `Event` (rkyv is validated).
 //!   Tracks: ingest stays far below the 0.15 ms p50 budget per event.
 //! - `state_update/{sport}`: one event folded into the core game state, per sport.
+//! - `analyst/{sport}`: the same fold plus the analyst's per-event work (ledger, templates,
+//!   drafts offered; publishing excluded): the analyst's cost is this minus `state_update`.
 //! - `topic_match/*`: 10,000 subscribed patterns. Matching happens when a topic is created
 //!   (it binds its subscribers once); publishing never walks patterns. Tracks: topic creation
 //!   stays cheap with 10k patterns, and a publication's cost does not grow with them.
@@ -71,6 +73,31 @@ fn state_update(c: &mut Criterion) {
                     state = GameState::new(&evs[0].game, sport);
                 }
                 state.apply(black_box(&evs[i]));
+            })
+        });
+    }
+}
+
+fn analyst(c: &mut Criterion) {
+    use opensports_server::pipeline::analyst::Analyst;
+    let cfg = opensports_server::config::AnalystConfig::default();
+    for sport in [Sport::Basketball, Sport::Football, Sport::Soccer, Sport::F1] {
+        let evs = events(sport);
+        let mut state = GameState::new(&evs[0].game, sport);
+        let mut analyst = Analyst::default();
+        let mut i = 0;
+        c.bench_function(&format!("analyst/{sport:?}").to_lowercase(), |b| {
+            b.iter(|| {
+                i += 1;
+                if i == evs.len() {
+                    i = 0;
+                    state = GameState::new(&evs[0].game, sport);
+                    analyst = Analyst::default();
+                }
+                state.apply(black_box(&evs[i]));
+                // A win probability that moves, as the model's does.
+                let wp = Some(0.5 + 0.4 * ((i as f32) * 0.05).sin());
+                black_box(analyst.fold(&cfg, &evs[i], &state, wp, None))
             })
         });
     }
@@ -215,5 +242,14 @@ fn triggers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, frame_decode, state_update, topic_match, fanout_publish, group_commit, triggers);
+criterion_group!(
+    benches,
+    frame_decode,
+    state_update,
+    analyst,
+    topic_match,
+    fanout_publish,
+    group_commit,
+    triggers
+);
 criterion_main!(benches);

@@ -123,12 +123,26 @@ impl Analyst {
         out: &mut Out,
         llm: Option<&llm::Rephraser>,
     ) {
+        self.fold(cfg, ev, state, wp, xg);
+        self.publish_due(cfg, state, ev, out, llm);
+    }
+
+    /// The per-event work before publishing: `ev` into the ledger, its drafts offered. Gives
+    /// the drafts waiting (the core bench's `analyst/{sport}` measures this).
+    pub fn fold(
+        &mut self,
+        cfg: &AnalystConfig,
+        ev: &Event,
+        state: &GameState,
+        wp: Option<f32>,
+        xg: Option<[f64; 2]>,
+    ) -> usize {
         let delta = self.ledger.apply(ev, state, wp, xg);
         let cx = templates::Cx { state, ledger: &self.ledger, seq: ev.seq, ts: ev.ts };
         for draft in templates::draft(&cx, &delta) {
             self.offer(cfg, draft);
         }
-        self.publish_due(cfg, state, ev, out, llm);
+        self.pending.len()
     }
 
     /// Queues a draft unless its kind/subject spoke within `repeat_secs`; replaces a waiting
