@@ -62,6 +62,7 @@ const read = (page) => page.evaluate(() => {
     wpRange: o.charts.wp ? [o.charts.wp.scales.y.min, o.charts.wp.scales.y.max] : null,
     driveNumbers: [...document.querySelectorAll("#drives tr")].map((tr) => parseInt(tr.children[0].textContent, 10)),
     notes: [...document.querySelectorAll("#notes li")].map((li) => li.textContent),
+    report: document.getElementById("report").hidden ? null : document.getElementById("report").getAttribute("href"),
   };
 });
 

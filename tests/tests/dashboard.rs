@@ -231,6 +231,11 @@ async fn check_game_page(server: &TestServer, games: &[sim::SimGame], p: &serde_
     assert!(!notes.is_empty(), "{sport}: no storylines");
     let analyst = server.latest_json(&format!("game/{}/analyst", game.id)).map(|n| n["text"].clone());
     assert_eq!(notes.first(), analyst.as_ref(), "{sport}: the newest storyline is the analyst's last note");
+    // At the final the header links the post-game report, and it answers.
+    let report = p["report"].as_str().unwrap_or_else(|| panic!("{sport}: no report link"));
+    assert_eq!(report, format!("/v1/games/{}/report", game.id));
+    let (status, html) = server.get(report).await;
+    assert_eq!(status, 200, "{sport}: {html}");
     let panels: Vec<&str> = p["panels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let expect: &[&str] = match game.sport {
         Sport::Basketball => &["p-wp", "p-lead", "p-stats", "p-box", "p-court", "p-notes"],
