@@ -1,8 +1,13 @@
 // Opens post-game report pages in Debian's chromium (playwright-core), screenshots each, and
 // reports every request a page made beyond its own document (a report must make none).
 // Called by tests/tests/report.rs. Args: OUT_DIR, then NAME=URL pairs. Prints one JSON object
-// per page: {name, title, requests: [...], svgs, shots, consoleErrors}.
+// per page: {name, title, requests: [...], svgs, shots, consoleErrors, axe}: `axe` is axe-core's
+// serious and critical WCAG 2 A/AA findings (run through CDP, so the page's CSP stays strict).
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const [outDir, ...pages] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -30,7 +35,13 @@ try {
       svgs: document.querySelectorAll("svg").length,
       shots: document.querySelectorAll("circle.shot, circle.goal").length,
     }));
-    console.log(JSON.stringify({ name, ...seen, requests, consoleErrors }));
+    await page.evaluate(axeSource);
+    const axe = await page.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] });
+      return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
+    });
+    console.log(JSON.stringify({ name, ...seen, requests, consoleErrors, axe }));
     await page.close();
   }
 } finally {

@@ -1,7 +1,8 @@
 //! The post-game report (`GET /v1/games/{id}/report`, `opensports report GAME --pdf`): each
 //! real replay in `OPENSPORTS_DATA` gives a report whose final score, leaders and chart data
 //! match the log (re-derived here from the events), a self-contained page (no script, no
-//! request beyond itself, screenshots in `target/test-artifacts/`), and a PDF made by the CLI
+//! request beyond itself, no serious or critical axe-core finding, screenshots in
+//! `target/test-artifacts/`), and a PDF made by the CLI
 //! without a browser whose text (`pdftotext`, from Debian's poppler-utils) holds them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -276,6 +277,7 @@ async fn screenshots(out_dir: &Path, pages: &[String]) {
     for l in &lines {
         assert_eq!(l["requests"], serde_json::json!([]), "{l}");
         assert_eq!(l["consoleErrors"], serde_json::json!([]), "{l}");
+        assert_eq!(l["axe"], serde_json::json!([]), "accessibility (axe-core, serious or critical): {l}");
         assert!(l["svgs"].as_u64().unwrap() >= 1, "{l}");
         println!("report-{}.png: {} ({} charts)", l["name"].as_str().unwrap(), l["title"], l["svgs"]);
     }
