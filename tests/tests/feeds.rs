@@ -339,6 +339,33 @@ async fn wyscout_liverpool_v_leicester_goals_and_shots_per_team() {
             *goals.entry(other).or_default() += 1;
         }
     }
+    // Every shot where the provider put it: one team's coordinates come as strings ("92") in
+    // this file, and must not fall back to the centre spot.
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| v.as_str().unwrap().parse().unwrap());
+    let raw_shots: Vec<(f32, f32)> = raw["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["eventName"] == 10
+                || (e["eventName"] == 3 && matches!(e["subEventName"].as_i64(), Some(33 | 35)))
+        })
+        .map(|e| {
+            (num(&e["positions"][0]["x"]) as f32 * 1.05, (100.0 - num(&e["positions"][0]["y"]) as f32) * 0.68)
+        })
+        .collect();
+    let parsed_shots: Vec<(f32, f32)> = feed
+        .game
+        .events
+        .iter()
+        .filter_map(|t| match &t.event.body {
+            opensports_proto::Body::Soccer(opensports_proto::soccer::Event::Shot { x, y, .. }) => {
+                Some((*x, *y))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(parsed_shots, raw_shots);
     let open_play = raw["events"].as_array().unwrap().iter().filter(|e| e["eventName"] == 10).count();
     assert_eq!(open_play, 31, "the data README's shot count (event 10; free-kick shots come on top)");
 

@@ -27,9 +27,10 @@ fn tags(e: &Value) -> Vec<i64> {
 }
 
 fn metres(p: &Value) -> (f32, f32) {
-    let x = p["x"].as_f64().unwrap_or(50.0) as f32;
-    let y = p["y"].as_f64().unwrap_or(50.0) as f32;
-    (x * 1.05, (100.0 - y) * 0.68)
+    // Wyscout's 0..100 coordinates are numbers, but some files give a team's as strings
+    // ("92"): both are read (a missing one is the pitch's centre).
+    let num = |v: &Value| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()).unwrap_or(50.0) as f32;
+    (num(&p["x"]) * 1.05, (100.0 - num(&p["y"])) * 0.68)
 }
 
 pub fn events(bytes: &[u8], opts: &Options<'_>) -> Result<Feed, FeedError> {
