@@ -29,6 +29,7 @@ mod process;
 mod push;
 mod report;
 mod restart;
+mod scale;
 mod scan;
 mod soak;
 mod suite;
@@ -43,7 +44,7 @@ use opensports_client::{Publisher, PublisherConfig, Trust};
 use opensports_proto::{Body, Event, Side, basketball as bk};
 use process::Server;
 
-const PRESETS: [&str; 11] = [
+const PRESETS: [&str; 12] = [
     "smoke",
     "light",
     "relay",
@@ -55,6 +56,7 @@ const PRESETS: [&str; 11] = [
     "cluster",
     "soak",
     "restart",
+    "scale",
 ];
 
 #[derive(Parser, Debug)]
@@ -71,8 +73,10 @@ struct Args {
     /// a two-node cluster on three nats-servers, subscribers on node B, beside a single node in
     /// the same run), soak (memory over a long run: simulated games of all four sports at 200
     /// ev/s with every plugin and model, 50 subscribers, some slow or reconnecting; RSS every
-    /// 10 s and its slope; `--seconds`, default 600); restart is `--restart`'s. All but `full`
-    /// and `soak` run the server as a pure relay.
+    /// 10 s and its slope; `--seconds`, default 600); restart is `--restart`'s; scale
+    /// (`--subscribers` idle WebSocket subscribers, default 100,000, then `--sse` streams, on one
+    /// node: memory each, time to subscribe, broadcast latency to all). All but `full` and
+    /// `soak` run the server as a pure relay.
     #[arg(long, default_value = "light", value_parser = PRESETS)]
     preset: String,
     /// Override the preset's aggregate publish rate (events/s).
@@ -126,6 +130,9 @@ struct Args {
     /// log of N events and time a server starting on it (`restart.rs`).
     #[arg(long, value_delimiter = ',')]
     restart: Vec<u64>,
+    /// Server-Sent-Event streams measured after the WebSocket subscribers in `--preset scale`.
+    #[arg(long, default_value_t = 10_000)]
+    sse: usize,
     /// Measure push notifications instead: N devices following one game, one goal, beside the
     /// same goal reaching 1,000 WebSocket subscribers (`push.rs`).
     #[arg(long)]
@@ -218,6 +225,9 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.preset != "restart", "`restart` is measured with --restart N[,N...]");
     if args.preset == "soak" {
         return soak::run(&Plan::new(&args, "soak")).await;
+    }
+    if args.preset == "scale" {
+        return scale::run(&Plan::new(&args, "scale"), args.sse).await;
     }
     if !args.suite {
         sitting(&args, &Plan::new(&args, &args.preset), workspace).await?;
@@ -407,6 +417,7 @@ impl Plan {
             "burst" => (2_000.0, 100, 10.0),
             "slow-consumers" => (5_000.0, 100, 10.0),
             "soak" => (200.0, 50, 600.0),
+            "scale" => (1.0, 100_000, 5.0),
             _ => (5_000.0, 1_000, 10.0),
         };
         let rate = args.rate.unwrap_or(rate);

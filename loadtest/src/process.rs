@@ -179,8 +179,14 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
     config.server.data_dir = data_dir.to_path_buf();
     config.ingest.tokens = vec!["loadtest".into()];
     config.fanout.max_connections = config.fanout.max_connections.max(plan.subs + 16);
-    // Every subscriber comes from loopback, and reads without a key.
-    config.auth.max_ws_per_address = config.auth.max_ws_per_address.max(plan.subs + 16);
+    // Every subscriber comes from loopback (`scale` spreads them over loopback addresses, so
+    // the per-address limits keep their defaults), and reads without a key.
+    if plan.name != "scale" {
+        config.auth.max_ws_per_address = config.auth.max_ws_per_address.max(plan.subs + 16);
+    } else {
+        // SSE streams are HTTP connections for their whole life: room for all of them.
+        config.server.max_http_connections = config.server.max_http_connections.max(plan.subs + 1024);
+    }
     config.auth.public_topics = vec!["#".into()];
     if let Some(mib) = plan.cache_mib {
         config.store.cache_mib = mib;

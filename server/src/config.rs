@@ -121,7 +121,7 @@ pub struct ClusterConfig {
     /// Window in which JetStream drops a second copy of the same `{game}:{seq}`, in seconds.
     /// Default 120.
     pub dedupe_window_secs: u64,
-    /// Committed events held in memory for JetStream. Past it, with `ack = "cluster"`,
+    /// Events held in memory for JetStream. Past it, with `ack = "cluster"`,
     /// publishers' streams wait before logging more (backpressure; the log writer never waits);
     /// with `ack = "local"` nothing waits: further events are replicated later, read back from
     /// the local log. Default 65536.

@@ -150,6 +150,7 @@ pub struct Running {
 /// Starts ingest, pipeline and HTTP on `listeners`. Must be called inside a tokio runtime.
 pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, StartError> {
     config.validate()?;
+    raise_open_files(&config);
     let builtin = builtin::apply(&mut config)
         .map_err(|source| StartError::Io { what: "writing the built-in plugins and models", source })?;
     for what in builtin {
@@ -458,4 +459,32 @@ pub async fn run(
     shutdown.await;
     running.shutdown().await;
     Ok(())
+}
+
+/// Raises the open-files soft limit to the hard one (every subscriber, publisher and HTTP
+/// connection holds a descriptor; the common default soft limit of 1,024 would refuse
+/// subscribers long before `fanout.max_connections`), and warns when even the hard limit is
+/// below what the connection limits admit.
+fn raise_open_files(config: &Config) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
+        && soft < hard
+    {
+        match setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) }) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit"),
+        }
+    }
+    let need = (config.fanout.max_connections + config.ingest.max_connections + 256) as u64;
+    if let Some(have) = getrlimit(Resource::Nofile).current
+        && have < need
+    {
+        tracing::warn!(
+            open_files = have,
+            needed = need,
+            "the open-files limit is below fanout.max_connections + ingest.max_connections + 256: \
+             connections past it are refused (raise `ulimit -Hn` or systemd's LimitNOFILE)"
+        );
+    }
 }

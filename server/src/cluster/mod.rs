@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`Cluster::start`]: connects, makes sure the stream exists, starts the tasks below.
-//! - [`replicate`]: after a node commits an event a publisher sent it, the event goes to
+//! - [`replicate`]: as a node logs an event a publisher sent it, the event goes to
 //!   JetStream (subject `opensports.events.{game}`, `Nats-Msg-Id` `{game}:{seq}`); with
 //!   `cluster.ack = "cluster"` the publisher's ack waits for JetStream's.
 //! - [`follow`]: every node reads the whole stream through its own durable consumer
@@ -212,8 +212,7 @@ impl Cluster {
 }
 
 impl Replication for Cluster {
-    /// Replicates each event after its local commit and acks the publisher as `cluster.ack`
-    /// says.
+    /// Replicates each event as it is logged and acks the publisher as `cluster.ack` says.
     fn stream(&self, publisher: Arc<dyn AckSink>, owner: Arc<str>) -> Arc<dyn ReplicatedStream> {
         Arc::new(StreamAck::new(publisher, owner, self.backlog.clone(), self.cfg.ack))
     }

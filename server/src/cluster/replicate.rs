@@ -29,6 +29,8 @@ use crate::store::{AckSink, Store};
 const WINDOW: usize = 1024;
 /// How long one publish may wait for JetStream's ack before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a spilled range that was not in the log yet is read again.
+const SPILL_RETRY: Duration = Duration::from_millis(50);
 
 /// What the replicator is handed, in the log's commit order.
 #[derive(Debug)]
@@ -95,6 +97,10 @@ impl Backlog {
         into.extend(s.queue.drain(..k));
     }
 
+    fn has_spilled(&self) -> bool {
+        !self.state.lock().spilled.is_empty()
+    }
+
     /// One game's spilled range, to read back from the log.
     fn take_spilled(&self) -> Option<(String, u64, u64)> {
         self.state.lock().spilled.pop_first().map(|(g, (from, to))| (g, from, to))
@@ -108,18 +114,49 @@ impl Backlog {
     }
 }
 
-/// One publisher stream's ack sink when clustered. The stream notes each event's bytes before
-/// it goes to the log; when the log writer acks `(game, seq)` after its commit, the event is
-/// handed to the backlog (and the publisher acked after JetStream, or at once with
-/// `ack = local`). A retry's ack follows the same queue, so no ack overtakes an earlier one.
+/// One publisher stream's ack sink when clustered. Each event goes to the backlog as the
+/// stream offers it to the log, so JetStream gets it while the local commit runs (a crash
+/// before that commit loses nothing: the node applies its own event back from the stream).
+/// The publisher hears when `cluster.ack` says: after the commit (`local`), or after both the
+/// commit and JetStream's ack (`cluster`, through a [`Both`]). Both halves complete in order
+/// (the log commits in order, the replicator acks in order), so an ack never claims an event
+/// before every earlier one holds. Past `max_pending` (only with `ack = local`: `cluster`
+/// publishers wait first) the event is handed over after its commit instead, where the backlog
+/// may spill it to be read back from the log. A retry's ack follows the same queue, so no ack
+/// overtakes an earlier one.
 #[derive(Debug)]
 pub struct StreamAck {
     inner: Arc<dyn AckSink>,
     owner: Arc<str>,
-    /// Events logged but not yet committed, in append order.
-    logged: Mutex<VecDeque<(u64, Arc<AlignedVec>)>>,
+    /// Events offered to the log but not yet committed, in append order.
+    logged: Mutex<VecDeque<(u64, Logged)>>,
     backlog: Arc<Backlog>,
     mode: ClusterAck,
+}
+
+/// What a logged event still needs at its commit.
+#[derive(Debug)]
+enum Logged {
+    /// Already queued for JetStream: at the commit, ack (`local`) or complete its [`Both`].
+    Queued(Option<Arc<Both>>),
+    /// Queued at the commit (the backlog was full when it was logged).
+    AtCommit(Arc<AlignedVec>),
+}
+
+/// The publisher's ack for one event, sent when its second half (the local commit, the
+/// JetStream ack) arrives.
+#[derive(Debug)]
+pub struct Both {
+    inner: Arc<dyn AckSink>,
+    halves: std::sync::atomic::AtomicU8,
+}
+
+impl AckSink for Both {
+    fn ack(&self, game: &str, seq: u64) {
+        if self.halves.fetch_add(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.inner.ack(game, seq);
+        }
+    }
 }
 
 impl StreamAck {
@@ -134,8 +171,17 @@ impl StreamAck {
 }
 
 impl ReplicatedStream for StreamAck {
-    fn logging(&self, seq: u64, bytes: &Arc<AlignedVec>) {
-        self.logged.lock().push_back((seq, bytes.clone()));
+    fn logging(&self, game: &str, seq: u64, bytes: &Arc<AlignedVec>) {
+        if self.backlog.full() {
+            self.logged.lock().push_back((seq, Logged::AtCommit(bytes.clone())));
+            return;
+        }
+        let both = (self.mode == ClusterAck::Cluster)
+            .then(|| Arc::new(Both { inner: self.inner.clone(), halves: Default::default() }));
+        self.logged.lock().push_back((seq, Logged::Queued(both.clone())));
+        let ack = both.map(|b| b as Arc<dyn AckSink>);
+        let (game, bytes, owner) = (game.to_string(), bytes.clone(), Some(self.owner.clone()));
+        self.backlog.push(Item::Event { game, seq, bytes, owner, ack });
     }
 
     fn must_wait(&self) -> bool {
@@ -144,37 +190,43 @@ impl ReplicatedStream for StreamAck {
 }
 
 impl AckSink for StreamAck {
+    /// The log writer's thread, after the commit: nothing here waits.
     fn ack(&self, game: &str, seq: u64) {
         let logged = {
             let mut q = self.logged.lock();
             match q.front() {
-                Some((s, _)) if *s == seq => q.pop_front(),
+                Some((s, _)) if *s == seq => q.pop_front().map(|(_, l)| l),
                 _ => None,
             }
         };
-        let publisher = match self.mode {
-            ClusterAck::Cluster => Some(self.inner.clone()),
-            ClusterAck::Local => {
-                self.inner.ack(game, seq);
-                None
+        let cluster = self.mode == ClusterAck::Cluster;
+        match logged {
+            Some(Logged::Queued(Some(both))) => both.ack(game, seq),
+            Some(Logged::Queued(None)) => self.inner.ack(game, seq),
+            Some(Logged::AtCommit(bytes)) => {
+                let ack = if cluster {
+                    Some(self.inner.clone())
+                } else {
+                    self.inner.ack(game, seq);
+                    None
+                };
+                let (game, owner) = (game.to_string(), Some(self.owner.clone()));
+                self.backlog.push(Item::Event { game, seq, bytes, owner, ack })
             }
-        };
-        // The log writer's thread: the backlog takes it without waiting.
-        match (logged, publisher) {
-            (Some((_, bytes)), ack) => {
-                let owner = Some(self.owner.clone());
-                self.backlog.push(Item::Event { game: game.to_string(), seq, bytes, owner, ack })
+            // A retry of an accepted event: after everything queued before it.
+            None if cluster => {
+                self.backlog.push(Item::AckOnly { game: game.to_string(), seq, ack: self.inner.clone() })
             }
-            (None, Some(ack)) => self.backlog.push(Item::AckOnly { game: game.to_string(), seq, ack }),
-            (None, None) => {}
+            None => self.inner.ack(game, seq),
         }
     }
 }
 
 /// The replicator: publishes items in order with up to [`WINDOW`] in flight and acks each
-/// one's publisher in the same order once JetStream has it. An error or a timeout sends the
-/// whole window again after a pause (dedupe drops what JetStream already had), so order holds
-/// and nothing is acked that JetStream does not hold.
+/// one's publisher in the same order once JetStream has it. New items are sent as they come,
+/// never held back behind an earlier one's ack. An error or a timeout sends the whole window
+/// again after a pause (dedupe drops what JetStream already had), so order holds and nothing
+/// is acked that JetStream does not hold.
 pub(super) async fn run(
     js: jetstream::Context,
     node: String,
@@ -187,8 +239,7 @@ pub(super) async fn run(
     let published = metrics::counter!(m::CLUSTER_PUBLISHED_TOTAL);
     let retries = metrics::counter!(m::CLUSTER_PUBLISH_RETRIES_TOTAL);
     loop {
-        // Fill the window: queued items first, then what spilled (read back from the log);
-        // wait for work only when nothing is in flight.
+        // Fill the window: queued items first, then what spilled (read back from the log).
         while inflight.len() < WINDOW {
             if next.is_empty() {
                 backlog.take(WINDOW - inflight.len(), &mut next);
@@ -198,24 +249,32 @@ pub(super) async fn run(
             {
                 read_back(&backlog, store, WINDOW - inflight.len(), &mut next).await;
             }
-            let Some(item) = next.pop_front() else {
-                if !inflight.is_empty() {
-                    break;
-                }
-                tokio::select! {
-                    _ = backlog.ready.notified() => continue,
-                    _ = shutdown.changed() => return,
-                }
-            };
-            let fut = send(&js, &node, &item).await;
-            inflight.push_back((item, fut));
+            let Some(item) = next.pop_front() else { break };
+            let flight = send(&js, &node, &item).await;
+            inflight.push_back((item, flight));
         }
-        let Some((item, fut)) = inflight.pop_front() else { continue };
-        let ok = match fut {
+        // Wait for the oldest publish's ack, or for new work while the window has room.
+        let room = inflight.len() < WINDOW;
+        let Some((_, oldest)) = inflight.front_mut() else {
+            tokio::select! {
+                _ = backlog.ready.notified() => continue,
+                // A spilled range not in the log yet (its commit is under way): try again soon.
+                _ = tokio::time::sleep(SPILL_RETRY), if backlog.has_spilled() => continue,
+                _ = shutdown.changed() => return,
+            }
+        };
+        let ok = match oldest {
             Flight::Nothing => true,
             Flight::NotSent => false,
-            Flight::Sent(f) => matches!(tokio::time::timeout(ACK_TIMEOUT, f).await, Ok(Ok(_))),
+            Flight::Sent(ack, deadline) => tokio::select! {
+                biased;
+                r = ack => r.is_ok(),
+                _ = tokio::time::sleep_until(*deadline) => false,
+                _ = backlog.ready.notified(), if room => continue,
+                _ = shutdown.changed() => return,
+            },
         };
+        let Some((item, _)) = inflight.pop_front() else { continue };
         if ok {
             match item {
                 Item::Event { game, seq, ack, .. } => {
@@ -262,10 +321,11 @@ async fn read_back(backlog: &Backlog, store: &Arc<Store>, n: usize, into: &mut V
         tracing::warn!(error = %e, game, "reading spilled events back from the log failed; retrying later");
         return backlog.respill(game, from, to);
     }
-    if let Some(&(last, _)) = got.last()
-        && last < to
-    {
-        backlog.respill(game.clone(), last + 1, to);
+    match got.last() {
+        Some(&(last, _)) if last < to => backlog.respill(game.clone(), last + 1, to),
+        Some(_) => {}
+        // Not committed yet (logged early, spilled before its commit): read again later.
+        None => return backlog.respill(game, from, to),
     }
     into.extend(got.into_iter().map(|(seq, bytes)| Item::Event {
         game: game.clone(),
@@ -279,7 +339,7 @@ async fn read_back(backlog: &Backlog, store: &Arc<Store>, n: usize, into: &mut V
 /// A publish in flight.
 enum Flight {
     /// Waiting for JetStream's ack.
-    Sent(PublishAckFuture),
+    Sent(<PublishAckFuture as std::future::IntoFuture>::IntoFuture, tokio::time::Instant),
     /// The send itself failed (disconnected): to be sent again.
     NotSent,
     /// Nothing to publish (a retry's ack).
@@ -297,7 +357,9 @@ async fn send(js: &jetstream::Context, node: &str, item: &Item) -> Flight {
     }
     let payload = Bytes::copy_from_slice(bytes.as_slice());
     match js.publish_with_headers(format!("{SUBJECT_PREFIX}{game}"), headers, payload).await {
-        Ok(f) => Flight::Sent(f),
+        Ok(f) => {
+            Flight::Sent(std::future::IntoFuture::into_future(f), tokio::time::Instant::now() + ACK_TIMEOUT)
+        }
         Err(e) => {
             tracing::debug!(error = %e, "JetStream publish not sent");
             Flight::NotSent

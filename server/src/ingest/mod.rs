@@ -74,7 +74,7 @@ pub trait Replication: Send + Sync + std::fmt::Debug {
 /// A publisher stream's side of replication.
 pub trait ReplicatedStream: AckSink {
     /// The event `seq` (archived `bytes`) is about to be offered to the log.
-    fn logging(&self, seq: u64, bytes: &Arc<rkyv::util::AlignedVec>);
+    fn logging(&self, game: &str, seq: u64, bytes: &Arc<rkyv::util::AlignedVec>);
     /// Replication is so far behind that this stream must wait before logging more (only when
     /// publishers' acks wait for it: a local ack never waits for the cluster).
     fn must_wait(&self) -> bool;

@@ -114,7 +114,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 metrics::counter!(m::INGEST_BACKPRESSURE_TOTAL).increment(1);
                 tokio::time::sleep(BACKPRESSURE_PAUSE).await;
             }
-            r.logging(seq, bytes);
+            r.logging(&event.game, seq, bytes);
         }
         if !log_and_queue(ctx, event, archived, shard, missing, Some(&owner), &ack).await {
             return;
