@@ -139,7 +139,8 @@ async fn measure(plan: &Plan, transport: Transport) -> anyhow::Result<Measured> 
                     }
                 });
             }
-            anyhow::Ok(lat)
+            // Kept open until every broadcast is measured: closing now would load the others'.
+            anyhow::Ok((lat, sub))
         }));
     }
     // Every permit back: every subscriber connected and subscribed (or failed).
@@ -166,11 +167,15 @@ async fn measure(plan: &Plan, transport: Transport) -> anyhow::Result<Measured> 
         }
     }
     let mut hists: Vec<Histogram<u64>> = (0..ROUNDS).map(|_| report::histogram()).collect();
+    let mut open = Vec::with_capacity(readers.len());
     for r in readers {
-        for (k, us) in r.await??.into_iter().enumerate() {
+        let (lat, sub) = r.await??;
+        for (k, us) in lat.into_iter().enumerate() {
             hists[k].saturating_record(us);
         }
+        open.push(sub);
     }
+    drop(open);
     publisher.close(Duration::from_secs(5)).await?;
     let ms = |us: u64| us as f64 / 1000.0;
     let rounds = hists
