@@ -413,6 +413,60 @@ mod tests {
         assert_eq!(b.take_spilled(), Some(("g1".into(), 4, 7)));
     }
 
+    /// Counts the publisher's acks.
+    #[derive(Debug, Default)]
+    struct Count(std::sync::atomic::AtomicU64);
+    impl AckSink for Count {
+        fn ack(&self, _: &str, seq: u64) {
+            self.0.store(seq, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn events_are_queued_as_they_are_logged_and_a_cluster_ack_waits_for_both_halves() {
+        let backlog = Backlog::new(8);
+        let publisher = Arc::new(Count::default());
+        let heard = || publisher.0.load(std::sync::atomic::Ordering::SeqCst);
+        let stream = StreamAck::new(publisher.clone(), Arc::from("k"), backlog.clone(), ClusterAck::Cluster);
+        let bytes = Arc::new(AlignedVec::new());
+        stream.logging("g1", 1, &bytes);
+        stream.logging("g1", 2, &bytes);
+        // Both are for JetStream before either commit.
+        let mut taken = VecDeque::new();
+        backlog.take(10, &mut taken);
+        let acks: Vec<Arc<dyn AckSink>> = taken
+            .drain(..)
+            .map(|i| match i {
+                Item::Event { seq, ack: Some(ack), .. } => {
+                    assert!(seq == 1 || seq == 2);
+                    ack
+                }
+                other => panic!("expected an event with its ack, got {other:?}"),
+            })
+            .collect();
+        // Event 1: JetStream first, then the commit; event 2: the commit first.
+        acks[0].ack("g1", 1);
+        assert_eq!(heard(), 0, "acked before the local commit");
+        stream.ack("g1", 1);
+        assert_eq!(heard(), 1);
+        stream.ack("g1", 2);
+        assert_eq!(heard(), 1, "acked before JetStream had it");
+        acks[1].ack("g1", 2);
+        assert_eq!(heard(), 2);
+        // A retry's ack (nothing logged for it) waits in the queue behind what came before.
+        stream.ack("g1", 2);
+        backlog.take(10, &mut taken);
+        assert!(matches!(taken.front(), Some(Item::AckOnly { seq: 2, .. })));
+
+        // `local`: queued as logged too, acked at the commit alone.
+        let local = StreamAck::new(publisher.clone(), Arc::from("k"), backlog.clone(), ClusterAck::Local);
+        local.logging("g2", 1, &bytes);
+        backlog.take(10, &mut taken);
+        assert!(matches!(taken.back(), Some(Item::Event { seq: 1, ack: None, .. })));
+        local.ack("g2", 1);
+        assert_eq!(heard(), 1);
+    }
+
     #[test]
     fn only_cluster_acks_make_publishers_wait() {
         let backlog = Backlog::new(1);
