@@ -238,9 +238,14 @@ pub(super) async fn run(
     let mut next: VecDeque<Item> = VecDeque::new();
     let published = metrics::counter!(m::CLUSTER_PUBLISHED_TOTAL);
     let retries = metrics::counter!(m::CLUSTER_PUBLISH_RETRIES_TOTAL);
+    let client = js.client();
+    // While NATS is unreachable only the oldest item is sent (and retried): the rest wait in
+    // the backlog, which spills past `max_pending` as it should, instead of piling up in the
+    // client's buffer.
+    let connected = || client.connection_state() == async_nats::connection::State::Connected;
     loop {
         // Fill the window: queued items first, then what spilled (read back from the log).
-        while inflight.len() < WINDOW {
+        while inflight.len() < WINDOW && (inflight.is_empty() || connected()) {
             if next.is_empty() {
                 backlog.take(WINDOW - inflight.len(), &mut next);
             }
@@ -254,7 +259,7 @@ pub(super) async fn run(
             inflight.push_back((item, flight));
         }
         // Wait for the oldest publish's ack, or for new work while the window has room.
-        let room = inflight.len() < WINDOW;
+        let room = inflight.len() < WINDOW && connected();
         let Some((_, oldest)) = inflight.front_mut() else {
             tokio::select! {
                 _ = backlog.ready.notified() => continue,
