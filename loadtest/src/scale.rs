@@ -22,12 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use opensports_client::{Publisher, PublisherConfig, Trust};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::Message;
 
 use super::process::{self, Server, ServerProcess};
 use super::{Plan, now_us, report, scan};
@@ -198,7 +196,7 @@ fn source(i: usize) -> IpAddr {
 
 /// One idle subscriber of the game's state, either transport.
 enum Sub {
-    Ws(Box<tokio_tungstenite::WebSocketStream<TcpStream>>),
+    Ws(Box<scan::RawSub>),
     Sse(BufReader<TcpStream>, String),
 }
 
@@ -211,19 +209,7 @@ impl Sub {
         match transport {
             Transport::Ws => {
                 let url = format!("ws://{http}/ws");
-                let config = scan::ws_config().read_buffer_size(4096);
-                let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
-                let op = serde_json::json!({"op": "sub", "topics": [topic], "mode": "all"}).to_string();
-                ws.send(Message::text(op)).await?;
-                let mut sub = Sub::Ws(Box::new(ws));
-                loop {
-                    let text = sub.next(Duration::from_secs(60)).await?;
-                    let text = text.ok_or_else(|| anyhow::anyhow!("no `subscribed` within 60 s"))?;
-                    anyhow::ensure!(!text.contains(r#""op":"error""#), "subscribe refused: {text}");
-                    if text.contains(r#""op":"subscribed""#) {
-                        return Ok(sub);
-                    }
-                }
+                Ok(Sub::Ws(Box::new(scan::RawSub::connect_on(tcp, &url, &topic, 4096).await?)))
             }
             Transport::Sse => {
                 let req = format!("GET /v1/sse?topics={topic}&mode=all HTTP/1.1\r\nHost: {http}\r\n\r\n");
@@ -245,16 +231,7 @@ impl Sub {
     /// The next text: a WebSocket frame, or an SSE `data:` line (chunked framing skipped).
     async fn next(&mut self, idle: Duration) -> anyhow::Result<Option<String>> {
         match self {
-            Sub::Ws(ws) => loop {
-                match tokio::time::timeout(idle, ws.next()).await {
-                    Err(_) | Ok(None) => return Ok(None),
-                    Ok(Some(frame)) => match frame? {
-                        Message::Text(t) => return Ok(Some(t.to_string())),
-                        Message::Close(_) => return Ok(None),
-                        _ => {}
-                    },
-                }
-            },
+            Sub::Ws(ws) => Ok(ws.next_frame(idle).await?.map(|t| t.to_string())),
             Sub::Sse(r, line) => loop {
                 line.clear();
                 match tokio::time::timeout(idle, r.read_line(line)).await {

@@ -89,7 +89,31 @@ impl RawSub {
     /// Connects and subscribes `pattern` in `mode` (`all` or `latest`); returns once the server
     /// answered `subscribed`.
     pub async fn connect(url: &str, pattern: &str, mode: &str, delay_ms: u64) -> anyhow::Result<RawSub> {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+        RawSub::subscribe(ws, pattern, mode, delay_ms).await
+    }
+
+    /// Like [`RawSub::connect`] over a TCP connection already made (from a chosen source
+    /// address), with tungstenite's read buffer at `read_buffer` bytes.
+    pub async fn connect_on(
+        tcp: TcpStream,
+        url: &str,
+        pattern: &str,
+        read_buffer: usize,
+    ) -> anyhow::Result<RawSub> {
+        let config = ws_config().read_buffer_size(read_buffer);
+        let tcp = MaybeTlsStream::Plain(tcp);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+        RawSub::subscribe(ws, pattern, "all", 0).await
+    }
+
+    /// Subscribes and waits for the server's `subscribed`.
+    async fn subscribe(
+        mut ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        pattern: &str,
+        mode: &str,
+        delay_ms: u64,
+    ) -> anyhow::Result<RawSub> {
         let mut sub = serde_json::json!({"op": "sub", "topics": [pattern], "mode": mode});
         if delay_ms > 0 {
             sub["delay_ms"] = delay_ms.into();
