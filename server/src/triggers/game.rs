@@ -8,7 +8,7 @@ use opensports_proto::Sport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::rule::{Rule, Source, When};
+use super::rule::{Rule, Source, When, placeholder_parts};
 use super::{Held, RuleSet, Triggers};
 use crate::metrics as m;
 
@@ -46,7 +46,7 @@ impl GameTriggers {
         if !set.reads(sport, t) {
             return false;
         }
-        match serde_json::from_slice::<Value>(data) {
+        match set.read(sport, t, data) {
             Ok(v) => {
                 self.values.insert(t.to_string(), v);
                 true
@@ -75,7 +75,7 @@ impl GameTriggers {
             match wild {
                 Some(src) => {
                     for t in changed.iter().filter(|t| src.matches(t)) {
-                        let value = self.read(t, &src.pointer);
+                        let value = self.read(t, &src.tokens);
                         let key = format!("{}|{t}", state_key(rule));
                         let at = (seq, ts, set.version);
                         self.step(triggers, rule, (key, game), t, value, at, fire);
@@ -107,8 +107,8 @@ impl GameTriggers {
         self.states.len()
     }
 
-    fn read(&self, topic: &str, pointer: &str) -> Value {
-        self.values.get(topic).and_then(|v| v.pointer(pointer)).cloned().unwrap_or(Value::Null)
+    fn read(&self, topic: &str, pointer: &[String]) -> Value {
+        self.values.get(topic).and_then(|v| super::sparse::get(v, pointer)).cloned().unwrap_or(Value::Null)
     }
 
     /// A rule's value: its one source as it is, or the sum of its terms (null when one is not
@@ -118,12 +118,12 @@ impl GameTriggers {
             && let Some(s) = &t.source
             && !t.negative
         {
-            return self.read(&s.topic, &s.pointer);
+            return self.read(&s.topic, &s.tokens);
         }
         let mut sum = 0.0;
         for t in &rule.terms {
             let x = match &t.source {
-                Some(s) => match self.read(&s.topic, &s.pointer).as_f64() {
+                Some(s) => match self.read(&s.topic, &s.tokens).as_f64() {
                     Some(x) => x,
                     None => return Value::Null,
                 },
@@ -228,7 +228,7 @@ impl GameTriggers {
         let mut facts = serde_json::Map::new();
         for s in rule.sources() {
             let t = if s.is_wild() { topic } else { s.topic.as_str() };
-            facts.insert(format!("{t}:{}", s.pointer), self.read(t, &s.pointer));
+            facts.insert(format!("{t}:{}", s.pointer), self.read(t, &s.tokens));
         }
         let text = self.render(&rule.spec.text, &value, topic);
         let mut fired = serde_json::json!({
@@ -254,17 +254,15 @@ impl GameTriggers {
     fn render(&self, template: &str, value: &Value, topic: &str) -> String {
         let mut out = String::new();
         let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else { break };
-            let inner = &rest[open + 1..open + close];
+        for (before, inner, after) in placeholder_parts(template) {
+            out.push_str(before);
             let v = match inner {
                 "value" => value.clone(),
                 "topic" => Value::from(topic),
-                _ => Source::parse(inner).map_or(Value::Null, |s| self.read(&s.topic, &s.pointer)),
+                _ => Source::parse(inner).map_or(Value::Null, |s| self.read(&s.topic, &s.tokens)),
             };
             out.push_str(&plain(&v));
-            rest = &rest[open + close + 1..];
+            rest = after;
         }
         out.push_str(rest);
         out

@@ -20,6 +20,7 @@
 
 mod game;
 pub mod rule;
+mod sparse;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -49,6 +50,31 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// The version (in every firing): 1 as configured, one more per operator change.
     version: u64,
+    /// Every JSON pointer a rule reads (its sources and its texts' placeholders), for the
+    /// sport the rule applies to: all a game keeps of a topic (see `sparse.rs`).
+    wants: Vec<Want>,
+}
+
+/// A pointer (as reference tokens) some rule reads from the topics `source` matches.
+#[derive(Debug)]
+struct Want {
+    sport: Option<Sport>,
+    source: Source,
+}
+
+impl Want {
+    /// What `rules` read: their sources, and the `{topic:/pointer}` placeholders of their texts.
+    fn of(rules: &[Rule]) -> Vec<Want> {
+        let mut wants = Vec::new();
+        for r in rules {
+            let texts = std::iter::once(&r.spec.text).chain(r.spec.texts.values());
+            let placeholders = texts.flat_map(|t| rule::placeholders(t).filter_map(Source::parse));
+            for source in r.sources().cloned().chain(placeholders) {
+                wants.push(Want { sport: r.sport, source });
+            }
+        }
+        wants
+    }
 }
 
 impl RuleSet {
@@ -67,6 +93,17 @@ impl RuleSet {
     /// Whether a rule for `sport` reads topic `t` (under `game/{id}/`).
     pub fn reads(&self, sport: Sport, t: &str) -> bool {
         self.rules.iter().any(|r| r.applies_to(sport) && r.sources().any(|s| s.matches(t)))
+    }
+
+    /// Topic `t`'s publication as far as the rules for `sport` read it.
+    fn read(&self, sport: Sport, t: &str, data: &[u8]) -> serde_json::Result<Value> {
+        let paths: Vec<&[String]> = self
+            .wants
+            .iter()
+            .filter(|w| w.sport.is_none_or(|s| s == sport) && w.source.matches(t))
+            .map(|w| w.source.tokens.as_slice())
+            .collect();
+        sparse::read(data, &paths)
     }
 }
 
@@ -434,7 +471,8 @@ fn compose(base: &[RuleSpec], edits: &Edits) -> Result<RuleSet, String> {
         r.version = version;
         rules.push(r);
     }
-    Ok(RuleSet { rules, version: edits.version.max(1) })
+    let wants = Want::of(&rules);
+    Ok(RuleSet { rules, version: edits.version.max(1), wants })
 }
 
 #[cfg(test)]

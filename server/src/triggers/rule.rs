@@ -51,6 +51,9 @@ pub struct Source {
     /// Topic under `game/{id}/`, possibly with `+` levels.
     pub topic: String,
     pub pointer: String,
+    /// The pointer's reference tokens (`/a~1b/c` is `["a/b", "c"]`).
+    pub tokens: Vec<String>,
+    wild: bool,
 }
 
 impl Source {
@@ -63,15 +66,20 @@ impl Source {
         if topic.split('/').any(|l| l == "#") {
             return None;
         }
-        Some(Source { topic: topic.into(), pointer: pointer.into() })
+        let tokens = super::sparse::tokens(pointer);
+        let wild = topic.split('/').any(|l| l == "+");
+        Some(Source { topic: topic.into(), pointer: pointer.into(), tokens, wild })
     }
 
     pub fn is_wild(&self) -> bool {
-        self.topic.split('/').any(|l| l == "+")
+        self.wild
     }
 
     /// Whether concrete topic `t` (under `game/{id}/`) is this source's.
     pub fn matches(&self, t: &str) -> bool {
+        if !self.wild {
+            return self.topic == t;
+        }
         let (mut a, mut b) = (self.topic.split('/'), t.split('/'));
         loop {
             match (a.next(), b.next()) {
@@ -156,6 +164,24 @@ impl Rule {
     pub fn applies_to(&self, sport: Sport) -> bool {
         self.sport.is_none_or(|s| s == sport)
     }
+}
+
+/// A text's placeholders in order, each as (the text before it, what is inside the braces,
+/// the text after it); an unclosed `{` ends them.
+pub fn placeholder_parts(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let open = rest.find('{')?;
+        let close = rest[open..].find('}')?;
+        let part = (&rest[..open], &rest[open + 1..open + close], &rest[open + close + 1..]);
+        rest = part.2;
+        Some(part)
+    })
+}
+
+/// What is inside each placeholder of a text (`value`, `topic` or a source).
+pub fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    placeholder_parts(text).map(|(_, inner, _)| inner)
 }
 
 fn parse_terms(s: &str) -> Result<Vec<Term>, String> {

@@ -39,11 +39,18 @@ fn lead_changes_fire_on_a_sign_change_not_on_a_tie() {
     let mut r = rule("lead", "state:/score/home - state:/score/away", "sign");
     r.text = "{state:/home} {state:/score/home}-{state:/score/away} ({value})".into();
     let t = Triggers::new(&[r], false).unwrap();
-    let s = |h: u32, a: u32| format!(r#"{{"home":"BKN","score":{{"home":{h},"away":{a}}}}}"#);
+    let s = |h: u32, a: u32| {
+        format!(r#"{{"home":"BKN","score":{{"home":{h},"away":{a}}},"players":{{"p1":{{"pts":{h}}}}}}}"#)
+    };
     let states = [s(0, 0), s(0, 1), s(2, 2), s(2, 5), s(7, 5), s(7, 7), s(9, 7)];
     let pubs: Vec<(u64, &str, &str)> =
         states.iter().enumerate().map(|(i, d)| (i as u64 + 1, "state", d.as_str())).collect();
-    let (fired, _) = run(&t, &pubs);
+    let (fired, game) = run(&t, &pubs);
+    let kept = serde_json::to_string(&game).unwrap();
+    assert!(
+        kept.contains("BKN") && !kept.contains("players"),
+        "a game keeps what the rules read (sources and texts), not the rest: {kept}"
+    );
     assert_eq!(
         seqs(&fired, "lead"),
         [5],
