@@ -301,3 +301,18 @@ fn a_score_taken_back_fires_a_correction_and_the_end_fires_final() {
     assert_eq!(seqs(&fired, "final"), [5]);
     assert_eq!(fired.iter().find(|f| f["rule"] == "final").unwrap()["text"], "Final: KC 3-0 BUF");
 }
+
+#[test]
+fn a_text_with_an_unclosed_brace_keeps_it_as_written() {
+    let mut r = rule("lead", "state:/score/home", "increases");
+    r.text = "{state:/home} scores {oops".into();
+    let t = Triggers::new(&[r], false).unwrap();
+    let pubs = [
+        (1, "state", r#"{"home":"BKN","score":{"home":0}}"#),
+        (2, "state", r#"{"home":"BKN","score":{"home":2}}"#),
+    ];
+    let (fired, _) = run(&t, &pubs);
+    assert_eq!(fired[0]["text"], "BKN scores {oops");
+    let inner: Vec<&str> = rule::placeholders("a {b} c {d").collect();
+    assert_eq!(inner, ["b"]);
+}
