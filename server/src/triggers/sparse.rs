@@ -23,9 +23,18 @@ pub fn tokens(pointer: &str) -> Vec<String> {
 pub fn get<'v>(v: &'v Value, tokens: &[String]) -> Option<&'v Value> {
     tokens.iter().try_fold(v, |v, t| match v {
         Value::Object(m) => m.get(t),
-        Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get(i)),
+        Value::Array(a) => index(t).and_then(|i| a.get(i)),
         _ => None,
     })
+}
+
+/// An array index as a JSON pointer token names one (as [`Value::pointer`] reads it: digits,
+/// no sign, no leading zero).
+fn index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() > 1) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// `data` as a [`Value`] holding at least every pointer in `paths` (each as [`tokens`]); the
@@ -132,7 +141,7 @@ impl<'de> Visitor<'de> for Sparse<'_> {
         let (mut out, mut kept) = (Vec::new(), 0);
         let mut i = 0usize;
         loop {
-            let item = match self.step(|token| token.parse::<usize>().is_ok_and(|n| n == i)) {
+            let item = match self.step(|token| index(token) == Some(i)) {
                 Step::Whole => seq.next_element::<Value>()?,
                 Step::Into(seed) => seq.next_element_seed(seed)?,
                 Step::Skip => seq.next_element::<IgnoredAny>()?.map(|_| Value::Null),
@@ -208,6 +217,8 @@ mod tests {
             "/final",
             "/nope",
             "/cars/9/driver",
+            "/cars/02/driver",
+            "/cars/+2/driver",
         ];
         let kept = keep(doc, &pointers);
         for p in pointers {
