@@ -241,6 +241,22 @@ pub struct StoreConfig {
     /// ends), so a restart restores the snapshot and replays only the events after it. 0: no
     /// snapshots, and recovery replays every game from its first event. Default 2000.
     pub snapshot_every: u64,
+    /// `[store.encryption]`: the log and its backups sealed at rest (`store/seal.rs`).
+    pub encryption: EncryptionConfig,
+}
+
+/// `[store.encryption]`: where the key ring comes from, at most one of the three; none: the
+/// log is not encrypted. A key ring is lines `ID HEX` (ID 1-65535, 32 bytes as 64 hex digits),
+/// the last one sealing new writes (README "Encryption at rest").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionConfig {
+    /// A file holding the key ring (readable by the server only).
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key ring.
+    pub key_env: Option<String>,
+    /// A command (run with `sh -c`) that prints the key ring: a secrets manager's CLI.
+    pub key_command: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -253,6 +269,7 @@ impl Default for StoreConfig {
             retention_hours: 168,
             cache_mib: 16,
             snapshot_every: 2000,
+            encryption: EncryptionConfig::default(),
         }
     }
 }

@@ -164,6 +164,19 @@ enum Command {
         /// Replace an existing log (kept as opensports.redb.before-restore).
         #[arg(long)]
         force: bool,
+        /// The key ring of an encrypted backup (as `[store.encryption] key_file`).
+        #[arg(long, env = "OPENSPORTS_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Rewrite every value of the event log under the key ring's newest key, or encrypt an
+    /// unencrypted log (server stopped). Older keys may leave the ring afterwards.
+    Rekey {
+        /// Data directory holding the log.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The key ring: every key the log uses now, the new one last.
+        #[arg(long, env = "OPENSPORTS_KEY_FILE")]
+        key_file: PathBuf,
     },
     /// Shrink the event log file after retention deleted games (server stopped).
     Compact {
@@ -242,6 +255,15 @@ struct LogSource {
     /// or its CA) instead of the system's roots.
     #[arg(long, requires = "url")]
     ca_cert: Option<PathBuf>,
+    /// The key ring of an encrypted log or backup (as `[store.encryption] key_file`).
+    #[arg(long, env = "OPENSPORTS_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+/// The key ring in `key_file`, when given.
+fn seal_from(key_file: Option<PathBuf>) -> anyhow::Result<opensports_server::store::Seal> {
+    let cfg = opensports_server::config::EncryptionConfig { key_file, ..Default::default() };
+    opensports_server::store::Seal::load(&cfg).map_err(anyhow::Error::msg)
 }
 
 impl LogSource {
@@ -481,7 +503,8 @@ async fn main() -> anyhow::Result<()> {
         },
         Command::Export { game, format, out, source } => {
             let format = format.parse().map_err(anyhow::Error::msg)?;
-            cli::store::export_cmd(&source.source()?, &game, format, out.as_deref())
+            let seal = seal_from(source.key_file.clone())?;
+            cli::store::export_cmd(&source.source()?, &seal, &game, format, out.as_deref())
         }
         Command::Report { game, pdf, html, url, token, ca_cert } => {
             let ca_pem =
@@ -489,8 +512,14 @@ async fn main() -> anyhow::Result<()> {
             let server = cli::store::Server { url, key: token, ca_pem };
             cli::report::report_cmd(&server, &game, pdf.as_deref(), html.as_deref())
         }
-        Command::Backup { to, source } => cli::store::backup_cmd(&source.source()?, &to),
-        Command::Restore { from, data_dir, force } => cli::store::restore_cmd(&from, &data_dir, force),
+        Command::Backup { to, source } => {
+            let seal = seal_from(source.key_file.clone())?;
+            cli::store::backup_cmd(&source.source()?, &seal, &to)
+        }
+        Command::Restore { from, data_dir, force, key_file } => {
+            cli::store::restore_cmd(&from, &data_dir, force, &seal_from(key_file)?)
+        }
+        Command::Rekey { data_dir, key_file } => cli::store::rekey_cmd(&data_dir, &seal_from(Some(key_file))?),
         Command::Compact { data_dir } => cli::store::compact_cmd(&data_dir),
         Command::Keys { cmd, data_dir } => match cmd {
             KeysCmd::Create { name, role, scopes } => cli::keys::create(&data_dir, &name, role, scopes),

@@ -31,10 +31,10 @@ async fn export_and_backup_work_over_https_with_the_servers_certificate() {
     let (g, o, b) = (game.clone(), out.clone(), backup.clone());
     let results = tokio::task::spawn_blocking(move || {
         (
-            export_cmd(&trusted, &g, Format::Jsonl, Some(&o)),
-            backup_cmd(&trusted, &b),
-            export_cmd(&untrusted, &g, Format::Jsonl, Some(&o.with_extension("x"))),
-            export_cmd(&plain, &g, Format::Jsonl, Some(&o.with_extension("y"))),
+            export_cmd(&trusted, &Default::default(), &g, Format::Jsonl, Some(&o)),
+            backup_cmd(&trusted, &Default::default(), &b),
+            export_cmd(&untrusted, &Default::default(), &g, Format::Jsonl, Some(&o.with_extension("x"))),
+            export_cmd(&plain, &Default::default(), &g, Format::Jsonl, Some(&o.with_extension("y"))),
         )
     })
     .await

@@ -241,9 +241,9 @@ async fn backup_under_load_restores_to_a_consistent_log() {
         let (url, to) = (url.clone(), out.path().join(format!("backup-{i}.redb")));
         let key = server.admin_key();
         let s = tokio::task::spawn_blocking(move || {
-            backup_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &to).unwrap();
+            backup_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &Default::default(), &to).unwrap();
             let db = opensports_server::store::open_db(&to).unwrap();
-            export::verify(&db).unwrap()
+            export::verify(&db, &Default::default()).unwrap()
         })
         .await
         .unwrap();
@@ -255,10 +255,10 @@ async fn backup_under_load_restores_to_a_consistent_log() {
 
     // Restore the middle one into a fresh data dir and serve it: every game as it was then.
     let restored = out.path().join("restored");
-    let s = export::restore(&out.path().join("backup-1.redb"), &restored, false).unwrap();
+    let s = export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default()).unwrap();
     assert_eq!(s, summaries[1]);
     assert!(
-        export::restore(&out.path().join("backup-1.redb"), &restored, false).unwrap_err().contains("--force")
+        export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default()).unwrap_err().contains("--force")
     );
     let mut child = ChildServer::new(&restored, "");
     child.start().await.unwrap();
@@ -336,8 +336,7 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     {
         let (id, jsonl, key) = (id.clone(), jsonl.clone(), server.admin_key());
         tokio::task::spawn_blocking(move || {
-            export_cmd(
-                &Source::Server(Server { url, key: Some(key), ca_pem: None }),
+            export_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &Default::default(),
                 &id,
                 Format::Jsonl,
                 Some(&jsonl),
@@ -360,7 +359,7 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     let mut server = server;
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     server.shutdown().await;
-    export_cmd(&Source::DataDir(data), &id, Format::Csv, Some(&csv)).unwrap();
+    export_cmd(&Source::DataDir(data), &Default::default(), &id, Format::Csv, Some(&csv)).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("game,seq,ts,clock_ms,sport,type,event"));

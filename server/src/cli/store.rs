@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 use super::progress::Progress;
 use crate::store::export::{self, Format};
-use crate::store::{FILE_NAME, StoreError, open_db};
+use crate::store::{FILE_NAME, Seal, StoreError, open_db};
 
 /// Where the log is read from.
 #[derive(Debug, Clone)]
@@ -34,7 +34,13 @@ pub struct Server {
 }
 
 /// Writes one game's events to `out` (or stdout).
-pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path>) -> anyhow::Result<()> {
+pub fn export_cmd(
+    source: &Source,
+    seal: &Seal,
+    game: &str,
+    format: Format,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| p.display().to_string())?,
@@ -51,7 +57,7 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
         }
         Source::DataDir(dir) => {
             let db = open_offline(dir)?;
-            let n = export::export_game(&db, game, format, &mut sink, &mut |d, t| {
+            let n = export::export_game(&db, seal, game, format, &mut sink, &mut |d, t| {
                 progress.update(d as usize, t as usize)
             })?
             .with_context(|| format!("no game {game:?} in {}", dir.join(FILE_NAME).display()))?;
@@ -64,7 +70,7 @@ pub fn export_cmd(source: &Source, game: &str, format: Format, out: Option<&Path
 }
 
 /// Writes a consistent copy of the log to `to`.
-pub fn backup_cmd(source: &Source, to: &Path) -> anyhow::Result<()> {
+pub fn backup_cmd(source: &Source, seal: &Seal, to: &Path) -> anyhow::Result<()> {
     let mut progress = Progress::new("backup");
     let summary = match source {
         Source::Server(server) => {
@@ -74,7 +80,7 @@ pub fn backup_cmd(source: &Source, to: &Path) -> anyhow::Result<()> {
             file.sync_all()?;
             drop(file);
             let check = open_db(&tmp).map_err(anyhow::Error::from).and_then(|db| {
-                export::verify(&db).map_err(|e| anyhow::anyhow!("the backup received is inconsistent: {e}"))
+                export::verify(&db, seal).map_err(|e| anyhow::anyhow!("the backup received is inconsistent: {e}"))
             })?;
             std::fs::rename(&tmp, to)?;
             format!("{} games, {} events ({bytes} bytes)", check.games, check.events)
@@ -89,9 +95,28 @@ pub fn backup_cmd(source: &Source, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn restore_cmd(from: &Path, data_dir: &Path, force: bool) -> anyhow::Result<()> {
-    let s = export::restore(from, data_dir, force).map_err(anyhow::Error::msg)?;
+pub fn restore_cmd(from: &Path, data_dir: &Path, force: bool, seal: &Seal) -> anyhow::Result<()> {
+    let s = export::restore(from, data_dir, force, seal).map_err(anyhow::Error::msg)?;
     eprintln!("restored {} games, {} events into {}", s.games, s.events, data_dir.join(FILE_NAME).display());
+    Ok(())
+}
+
+/// Rewrites every value of a stopped server's log under the key ring's newest key.
+pub fn rekey_cmd(data_dir: &Path, seal: &Seal) -> anyhow::Result<()> {
+    let Some(ring) = seal.ring() else { bail!("rekey needs the key ring: --key-file (or OPENSPORTS_KEY_FILE)") };
+    let db = open_offline(data_dir)?;
+    let mut progress = Progress::new("rekey");
+    let done = crate::store::rekey::rekey(&db, ring, &mut |n| {
+        if n.is_multiple_of(4096) {
+            progress.update(n as usize, 0)
+        }
+    })?;
+    progress.finish(&format!(
+        "{} values now under key {} ({} were not encrypted before)",
+        done.values,
+        ring.current(),
+        done.were_plain
+    ));
     Ok(())
 }
 

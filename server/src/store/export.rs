@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use opensports_proto::codec::{self, Codec};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{EVENTS, FILE_NAME, GAMES, GameMeta, RATINGS, StoreError, open_db};
+use super::seal::{T_EVENTS, T_GAMES};
+use super::{EVENTS, FILE_NAME, GAMES, GameMeta, META, RATINGS, Seal, StoreError, check_seal, open_db, open_value};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,7 @@ pub type ProgressFn<'a> = dyn FnMut(u64, u64) + 'a;
 /// `Ok(None)` when the log does not know the game.
 pub fn export_game(
     db: &Database,
+    seal: &Seal,
     game: &str,
     format: Format,
     out: &mut dyn Write,
@@ -44,7 +46,8 @@ pub fn export_game(
     let txn = db.begin_read()?;
     let games = txn.open_table(GAMES)?;
     let Some(meta) = games.get(game)? else { return Ok(None) };
-    let total = serde_json::from_slice::<GameMeta>(meta.value()).map(|m| m.events).unwrap_or(0);
+    let meta = open_value(seal, Path::new(""), (T_GAMES, game, 0), meta.value())?;
+    let total = serde_json::from_slice::<GameMeta>(&meta).map(|m| m.events).unwrap_or(0);
     let events = txn.open_table(EVENTS)?;
     if format == Format::Csv {
         writeln!(out, "game,seq,ts,clock_ms,sport,type,event")?;
@@ -54,7 +57,8 @@ pub fn export_game(
     for item in events.range((game, 0)..=(game, u64::MAX))? {
         let (k, v) = item?;
         let seq = k.value().1;
-        let ev = codec::decode_event(Codec::Rkyv, v.value()).map_err(|e| StoreError::BadEvent {
+        let plain = open_value(seal, Path::new(""), (T_EVENTS, game, seq), v.value())?;
+        let ev = codec::decode_event(Codec::Rkyv, &plain).map_err(|e| StoreError::BadEvent {
             path: PathBuf::new(),
             game: game.into(),
             seq,
@@ -98,7 +102,8 @@ pub struct Summary {
 }
 
 /// Copies the log as of one read snapshot into a new redb file at `to` (written to a
-/// temporary name, then renamed): consistent while the server keeps writing.
+/// temporary name, then renamed): consistent while the server keeps writing. Values are copied
+/// as stored: an encrypted log's backup is encrypted under the same keys, marker included.
 pub fn backup(db: &Database, to: &Path, progress: &mut ProgressFn<'_>) -> Result<Summary, StoreError> {
     // `to` plus a suffix (not its extension replaced): two backups to different files never
     // share a temporary name.
@@ -118,6 +123,11 @@ pub fn backup(db: &Database, to: &Path, progress: &mut ProgressFn<'_>) -> Result
             let (k, v) = item?;
             games.insert(k.value(), v.value())?;
             summary.games += 1;
+        }
+        let mut meta = txn.open_table(META)?;
+        for item in src.open_table(META)?.iter()? {
+            let (k, v) = item?;
+            meta.insert(k.value(), v.value())?;
         }
         let mut ratings = txn.open_table(RATINGS)?;
         for item in src.open_table(RATINGS)?.iter()? {
@@ -142,15 +152,16 @@ pub fn backup(db: &Database, to: &Path, progress: &mut ProgressFn<'_>) -> Result
 }
 
 /// Checks that every game's metadata agrees with its events (count and highest seq).
-pub fn verify(db: &Database) -> Result<Summary, String> {
+pub fn verify(db: &Database, seal: &Seal) -> Result<Summary, String> {
     let check = || -> Result<Summary, StoreError> {
+        check_seal(db, seal, false)?;
         let txn = db.begin_read()?;
         let (games, events) = (txn.open_table(GAMES)?, txn.open_table(EVENTS)?);
         let mut summary = Summary::default();
         for item in games.iter()? {
             let (k, v) = item?;
             let game = k.value();
-            let meta = GameMeta::parse(game, v.value())?;
+            let meta = GameMeta::parse(game, &open_value(seal, Path::new(""), (T_GAMES, game, 0), v.value())?)?;
             let (mut count, mut high) = (0u64, 0u64);
             for e in events.range((game, 0)..=(game, u64::MAX))? {
                 high = e?.0.value().1;
@@ -175,10 +186,10 @@ pub fn verify(db: &Database) -> Result<Summary, String> {
 
 /// Installs the backup `from` as the log of `data_dir` after verifying it. Refuses to
 /// overwrite an existing log unless `force` (which keeps the old one as `.before-restore`).
-pub fn restore(from: &Path, data_dir: &Path, force: bool) -> Result<Summary, String> {
+pub fn restore(from: &Path, data_dir: &Path, force: bool, seal: &Seal) -> Result<Summary, String> {
     let summary = {
         let db = open_db(from).map_err(|e| format!("backup {}: {e}", from.display()))?;
-        verify(&db).map_err(|e| format!("backup {} is inconsistent: {e}", from.display()))?
+        verify(&db, seal).map_err(|e| format!("backup {} is inconsistent: {e}", from.display()))?
     };
     std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let target = data_dir.join(FILE_NAME);

@@ -20,6 +20,8 @@
 
 pub mod export;
 mod handle;
+pub mod rekey;
+pub mod seal;
 mod writer;
 
 use std::collections::HashMap;
@@ -30,13 +32,15 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, TrySendError};
 use opensports_proto::Event;
 use parking_lot::Mutex;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use rkyv::util::AlignedVec;
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
 use handle::Handle;
 pub use handle::Health;
+pub use seal::Seal;
+use seal::{T_EVENTS, T_GAMES, T_REPORTS, T_SNAPSHOTS};
 use writer::WriteMsg;
 
 /// `(game, seq)` → the event archived with rkyv (the same bytes plugins read).
@@ -53,6 +57,9 @@ pub const SNAPSHOTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::ne
 /// game → its post-game report (`crate::report::Report` as JSON), saved when the game leaves
 /// memory, so `GET /v1/games/{id}/report` still answers afterwards. Deleted with the game.
 pub const REPORTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("reports");
+
+/// `seal` → the marker of an encrypted log (`seal.rs`); absent on a log never encrypted.
+pub const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 
 /// File name of the log inside the data dir.
 pub const FILE_NAME: &str = "opensports.redb";
@@ -119,6 +126,8 @@ pub enum StoreError {
     Inconsistent(String),
     #[error("the event log writer has stopped")]
     Stopped,
+    #[error("event log encryption: {0}")]
+    Seal(String),
     #[error("the event log is being reopened after a failed commit; try again")]
     Reopening,
 }
@@ -178,6 +187,7 @@ pub struct Store {
     /// with its next batch. At most a few messages per game: bounded by the games in memory.
     overflow: Arc<Mutex<Vec<WriteMsg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    seal: Seal,
 }
 
 impl Store {
@@ -185,6 +195,7 @@ impl Store {
     pub fn open(cfg: &StoreConfig, data_dir: &Path) -> Result<Arc<Store>, StoreError> {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join(FILE_NAME);
+        let seal = Seal::load(&cfg.encryption).map_err(StoreError::Seal)?;
         let db = open_db_cached(&path, cfg.cache_mib)?;
         {
             // Create the tables so readers never meet a missing one.
@@ -194,15 +205,17 @@ impl Store {
             txn.open_table(RATINGS)?;
             txn.open_table(SNAPSHOTS)?;
             txn.open_table(REPORTS)?;
+            txn.open_table(META)?;
             txn.commit()?;
         }
-        let metas = read_games(&db)?;
+        check_seal(&db, &seal, true)?;
+        let metas = read_games(&db, &seal)?;
         let db = Arc::new(Handle::new(&path, db, cfg.cache_mib));
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_len);
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
-        let w = writer::Writer::new(db.clone(), cfg, metas, overflow.clone(), closing.clone());
+        let w = writer::Writer::new(db.clone(), cfg, metas, overflow.clone(), closing.clone(), seal.clone());
         let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || {
             let _done = done_tx;
             w.run(rx)
@@ -215,6 +228,7 @@ impl Store {
             tx: Mutex::new(Some(tx)),
             overflow,
             writer: Mutex::new(Some(handle)),
+            seal,
         }))
     }
 
@@ -290,7 +304,8 @@ impl Store {
     pub fn snapshot(&self, game: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(SNAPSHOTS)?;
-        Ok(table.get(game)?.map(|v| v.value().to_vec()))
+        let Some(v) = table.get(game)? else { return Ok(None) };
+        Ok(Some(self.open_value((T_SNAPSHOTS, game, 0), v.value())?.into_owned()))
     }
 
     /// Queues a game's post-game report without waiting (the shard, as the game leaves
@@ -306,7 +321,8 @@ impl Store {
     pub fn report(&self, game: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.get()?.begin_read()?;
         let table = txn.open_table(REPORTS)?;
-        Ok(table.get(game)?.map(|v| v.value().to_vec()))
+        let Some(v) = table.get(game)? else { return Ok(None) };
+        Ok(Some(self.open_value((T_REPORTS, game, 0), v.value())?.into_owned()))
     }
 
     /// Queues a bookkeeping message without ever waiting (shard threads send these).
@@ -362,7 +378,7 @@ impl Store {
         format: export::Format,
         out: &mut dyn std::io::Write,
     ) -> Result<Option<u64>, StoreError> {
-        export::export_game(&*self.db.get()?, game, format, out, &mut |_, _| {})
+        export::export_game(&*self.db.get()?, &self.seal, game, format, out, &mut |_, _| {})
     }
 
     /// A consistent copy of the log, taken while writes go on, into a new redb file at `to`.
@@ -373,7 +389,7 @@ impl Store {
     /// A consistent read view of the log, for many point reads (a plugin rebuild).
     pub fn reader(&self) -> Result<LogReader, StoreError> {
         let txn = self.db.get()?.begin_read()?;
-        Ok(LogReader { events: txn.open_table(EVENTS)? })
+        Ok(LogReader { events: txn.open_table(EVENTS)?, seal: self.seal.clone() })
     }
 
     /// Every rating kept in the log.
@@ -393,12 +409,17 @@ impl Store {
         let txn = self.db.get()?.begin_read()?;
         let games = txn.open_table(GAMES)?;
         let Some(v) = games.get(game)? else { return Ok(None) };
-        Ok(Some(GameMeta::parse(game, v.value())?))
+        Ok(Some(GameMeta::parse(game, &self.open_value((T_GAMES, game, 0), v.value())?)?))
     }
 
     /// Every game in the log with its metadata.
     pub fn games(&self) -> Result<HashMap<String, GameMeta>, StoreError> {
-        read_games(&*self.db.get()?)
+        read_games(&*self.db.get()?, &self.seal)
+    }
+
+    /// A stored value opened (as written), or an error naming it.
+    fn open_value<'a>(&self, at: (&str, &str, u64), v: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+        open_value(&self.seal, &self.path, at, v)
     }
 
     /// Calls `f(seq, archived_event)` for each event of `game` with seq ≥ `from`, in order,
@@ -424,7 +445,8 @@ impl Store {
         for &(from, to) in ranges {
             for item in events.range((game, from)..=(game, to))? {
                 let (k, v) = item?;
-                if !f(k.value().1, v.value()) {
+                let seq = k.value().1;
+                if !f(seq, &self.open_value((T_EVENTS, game, seq), v.value())?) {
                     return Ok(());
                 }
             }
@@ -461,6 +483,7 @@ impl Drop for Store {
 /// Point reads of events from one read snapshot ([`Store::reader`]).
 pub struct LogReader {
     events: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    seal: Seal,
 }
 
 impl std::fmt::Debug for LogReader {
@@ -477,7 +500,14 @@ impl LogReader {
 
     /// The archived event `(game, seq)`, aligned for rkyv.
     pub fn get(&self, game: &str, seq: u64) -> Result<Option<AlignedVec>, StoreError> {
-        Ok(self.events.get((game, seq))?.map(|v| opensports_proto::codec::aligned(v.value())))
+        let Some(v) = self.events.get((game, seq))? else { return Ok(None) };
+        let plain = self.seal.get((T_EVENTS, game, seq), v.value()).map_err(|e| StoreError::BadEvent {
+            path: PathBuf::new(),
+            game: game.into(),
+            seq,
+            why: e.to_string(),
+        })?;
+        Ok(Some(opensports_proto::codec::aligned(&plain)))
     }
 }
 
@@ -507,15 +537,46 @@ pub fn open_db_cached(path: &Path, cache_mib: usize) -> Result<Database, StoreEr
     })
 }
 
-fn read_games(db: &Database) -> Result<HashMap<String, GameMeta>, StoreError> {
+fn read_games(db: &Database, seal: &Seal) -> Result<HashMap<String, GameMeta>, StoreError> {
     let txn = db.begin_read()?;
     let games = txn.open_table(GAMES)?;
     let mut out = HashMap::new();
     for item in games.iter()? {
         let (k, v) = item?;
-        out.insert(k.value().to_string(), GameMeta::parse(k.value(), v.value())?);
+        let game = k.value();
+        let json = seal.get((T_GAMES, game, 0), v.value()).map_err(|e| StoreError::Seal(format!("game {game}: {e}")))?;
+        out.insert(game.to_string(), GameMeta::parse(game, &json)?);
     }
     Ok(out)
+}
+
+/// A stored value opened with `seal`; an event that does not open is a [`StoreError::BadEvent`].
+pub fn open_value<'a>(
+    seal: &Seal,
+    path: &Path,
+    (table, game, seq): (&str, &str, u64),
+    v: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    seal.get((table, game, seq), v).map_err(|e| match table {
+        T_EVENTS => StoreError::BadEvent { path: path.into(), game: game.into(), seq, why: e.to_string() },
+        _ => StoreError::Seal(format!("{table} of {game}: {e}")),
+    })
+}
+
+/// Refuses a log this seal cannot read (encrypted without a key, with another key, or plain
+/// with one), and (`mark`) marks an empty log encrypted when it is on.
+pub(crate) fn check_seal(db: &Database, seal: &Seal, mark: bool) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    let marker = txn.open_table(META)?.get("seal")?.map(|v| v.value().to_vec());
+    let empty = txn.open_table(EVENTS)?.is_empty()? && txn.open_table(GAMES)?.is_empty()?;
+    drop(txn);
+    seal.check(marker.as_deref(), empty).map_err(StoreError::Seal)?;
+    if let (true, None, Some(m)) = (mark, &marker, seal.marker()) {
+        let txn = db.begin_write()?;
+        txn.open_table(META)?.insert("seal", m.as_slice())?;
+        txn.commit()?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, now.

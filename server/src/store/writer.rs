@@ -22,6 +22,7 @@ use redb::ReadableTable;
 use rkyv::util::AlignedVec;
 
 use super::handle::Handle;
+use super::seal::{T_EVENTS, T_GAMES, T_REPORTS, T_SNAPSHOTS};
 use super::{AckSink, EVENTS, GAMES, GameMeta, RATINGS, REPORTS, SNAPSHOTS, StoreError, now_ms};
 use crate::config::StoreConfig;
 use crate::metrics as m;
@@ -69,6 +70,8 @@ pub(super) struct Writer {
     /// is still on its way here): retried with each batch, acked once the original is
     /// committed, never before.
     deferred: Vec<WriteMsg>,
+    /// Seals every value written when `[store.encryption]` is on.
+    seal: super::Seal,
 }
 
 impl Writer {
@@ -78,6 +81,7 @@ impl Writer {
         metas: HashMap<String, GameMeta>,
         overflow: Arc<Mutex<Vec<WriteMsg>>>,
         closing: Arc<AtomicBool>,
+        seal: super::Seal,
     ) -> Writer {
         Writer {
             db,
@@ -88,6 +92,7 @@ impl Writer {
             metas,
             overflow,
             deferred: Vec::new(),
+            seal,
         }
     }
 
@@ -194,7 +199,8 @@ impl Writer {
             for (i, msg) in batch.iter().enumerate() {
                 match msg {
                     WriteMsg::Append { game, seq, sport, bytes, owner, .. } => {
-                        let fresh = events.insert((game.as_str(), *seq), bytes.as_slice())?.is_none();
+                        let value = self.seal.put((T_EVENTS, game, *seq), bytes.as_slice());
+                        let fresh = events.insert((game.as_str(), *seq), &*value)?.is_none();
                         let meta = stage(&mut staged, &self.metas, game);
                         if meta.sport.is_empty() {
                             meta.sport = (*sport).to_string();
@@ -226,12 +232,12 @@ impl Writer {
                     // A game deleted by retention takes no new snapshot.
                     WriteMsg::Snapshot { game, bytes } => {
                         if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
-                            snapshots.insert(game.as_str(), bytes.as_slice())?;
+                            snapshots.insert(game.as_str(), &*self.seal.put((T_SNAPSHOTS, game, 0), bytes))?;
                         }
                     }
                     WriteMsg::Report { game, bytes } => {
                         if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
-                            reports.insert(game.as_str(), bytes.as_slice())?;
+                            reports.insert(game.as_str(), &*self.seal.put((T_REPORTS, game, 0), bytes))?;
                         }
                     }
                     // Acked only once the original is in this batch or an earlier commit.
@@ -245,7 +251,7 @@ impl Writer {
             for (game, meta) in &staged {
                 let json = serde_json::to_vec(meta)
                     .map_err(|source| StoreError::Meta { game: game.to_string(), source })?;
-                games.insert(*game, json.as_slice())?;
+                games.insert(*game, &*self.seal.put((T_GAMES, game, 0), &json))?;
             }
         }
         txn.commit()?;
