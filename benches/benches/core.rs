@@ -14,7 +14,8 @@
 //!   (JSON) and every rule reading it evaluated (a real game's states, in order). Tracks: the
 //!   trigger layer's cost per event (issue 29).
 //! - `store/group_commit_1k`: 1,000 events appended, committed in one redb write transaction
-//!   and acked. Tracks: the log's >= 200k events/s.
+//!   and acked. Tracks: the log's >= 200k events/s. `store/group_commit_1k_encrypted`: the
+//!   same with `[store.encryption]` on (every value sealed), side by side.
 //!
 //! `cargo bench -p opensports-benches --bench core`
 
@@ -168,45 +169,51 @@ impl AckSink for Count {
 
 fn group_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A batch closes at 1,000 events (the window is only a backstop), so one iteration is one
-    // write transaction of 1,000 events.
-    let cfg = StoreConfig { commit_window_us: 200_000, max_batch: 1_000, ..StoreConfig::default() };
-    let store = Store::open(&cfg, dir.path()).expect("store");
+    let ring = dir.path().join("ring");
+    std::fs::write(&ring, "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").expect("ring");
     let evs = events(Sport::Basketball);
     let archived: Vec<Arc<rkyv::util::AlignedVec>> =
         evs.iter().map(|e| Arc::new(rkyv::to_bytes::<rkyv::rancor::Error>(e).expect("rkyv"))).collect();
-    let count = Arc::new(Count::default());
-    let ack: Arc<dyn AckSink> = count.clone();
-    let mut seq = 0u64;
     let mut group = c.benchmark_group("store");
     group.sample_size(20).measurement_time(Duration::from_secs(10));
-    group.bench_function("group_commit_1k", |b| {
-        b.iter_batched(
-            || count.0.load(Ordering::Acquire),
-            |before| {
-                for i in 0..1_000 {
-                    seq += 1;
-                    let bytes = &archived[i % archived.len()];
-                    while store
-                        .try_append(
-                            Append { game: "bench", seq, sport: "basketball", bytes, owner: None },
-                            &ack,
-                        )
-                        .expect("writer")
-                        == Queued::Full
-                    {
+    // Side by side: the log as it is, and sealed at rest (`[store.encryption]`).
+    for (name, key_file) in [("group_commit_1k", None), ("group_commit_1k_encrypted", Some(ring.clone()))] {
+        // A batch closes at 1,000 events (the window is only a backstop), so one iteration is
+        // one write transaction of 1,000 events.
+        let encryption = opensports_server::config::EncryptionConfig { key_file, ..Default::default() };
+        let cfg = StoreConfig { commit_window_us: 200_000, max_batch: 1_000, encryption, ..StoreConfig::default() };
+        let store = Store::open(&cfg, &dir.path().join(name)).expect("store");
+        let count = Arc::new(Count::default());
+        let ack: Arc<dyn AckSink> = count.clone();
+        let mut seq = 0u64;
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || count.0.load(Ordering::Acquire),
+                |before| {
+                    for i in 0..1_000 {
+                        seq += 1;
+                        let bytes = &archived[i % archived.len()];
+                        while store
+                            .try_append(
+                                Append { game: "bench", seq, sport: "basketball", bytes, owner: None },
+                                &ack,
+                            )
+                            .expect("writer")
+                            == Queued::Full
+                        {
+                            std::thread::yield_now();
+                        }
+                    }
+                    while count.0.load(Ordering::Acquire) < before + 1_000 {
                         std::thread::yield_now();
                     }
-                }
-                while count.0.load(Ordering::Acquire) < before + 1_000 {
-                    std::thread::yield_now();
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        store.shutdown();
+    }
     group.finish();
-    store.shutdown();
 }
 
 /// The default rules on each event's state publication, a simulated game replayed in order.

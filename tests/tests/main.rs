@@ -19,6 +19,7 @@ mod deploy;
 mod devkit;
 mod durability;
 mod e2e;
+mod encryption;
 mod faults;
 mod feeds;
 mod finals;

@@ -104,9 +104,9 @@ pub fn restore_cmd(from: &Path, data_dir: &Path, force: bool, seal: &Seal) -> an
 /// Rewrites every value of a stopped server's log under the key ring's newest key.
 pub fn rekey_cmd(data_dir: &Path, seal: &Seal) -> anyhow::Result<()> {
     let Some(ring) = seal.ring() else { bail!("rekey needs the key ring: --key-file (or OPENSPORTS_KEY_FILE)") };
-    let db = open_offline(data_dir)?;
+    drop(open_offline(data_dir)?);
     let mut progress = Progress::new("rekey");
-    let done = crate::store::rekey::rekey(&db, ring, &mut |n| {
+    let done = crate::store::rekey::rekey(&data_dir.join(FILE_NAME), ring, &mut |n| {
         if n.is_multiple_of(4096) {
             progress.update(n as usize, 0)
         }

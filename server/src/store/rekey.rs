@@ -1,11 +1,15 @@
-//! `opensports rekey`: every value of the log rewritten under the key ring's newest key (or,
-//! for a log written unencrypted, encrypted for the first time), in one transaction, with the
-//! marker; older keys can leave the ring afterwards. Offline: no server may hold the log.
+//! `opensports rekey`: the log rewritten into a fresh file with every value under the key
+//! ring's newest key (or, for a log written unencrypted, encrypted for the first time), then
+//! renamed over the old one, so no page of the old file (plain text, or values under a key
+//! being retired) stays behind. Older keys can leave the ring afterwards. Offline: no server
+//! may hold the log.
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
 
-use super::seal::{Keyring, SealError, T_EVENTS, T_GAMES, T_META, T_REPORTS, T_SNAPSHOTS};
-use super::{EVENTS, GAMES, META, REPORTS, SNAPSHOTS, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+
+use super::seal::{Keyring, T_EVENTS, T_GAMES, T_META, T_REPORTS, T_SNAPSHOTS};
+use super::{EVENTS, GAMES, META, RATINGS, REPORTS, SNAPSHOTS, StoreError, open_db};
 
 /// What a rekey rewrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -16,35 +20,51 @@ pub struct Rekeyed {
     pub were_plain: u64,
 }
 
-/// Rewrites every value of `db` under `ring`'s newest key. A value sealed under a key the ring
+/// Rewrites the log at `path` under `ring`'s newest key. A value sealed under a key the ring
 /// does not hold, or that does not open, stops it with nothing changed.
-pub fn rekey(db: &Database, ring: &Keyring, progress: &mut dyn FnMut(u64)) -> Result<Rekeyed, StoreError> {
-    let plain_log = db.begin_read()?.open_table(META)?.get("seal")?.is_none();
+pub fn rekey(path: &Path, ring: &Keyring, progress: &mut dyn FnMut(u64)) -> Result<Rekeyed, StoreError> {
+    let src = open_db(path)?;
+    let read = src.begin_read()?;
+    let known = [EVENTS.name(), GAMES.name(), RATINGS.name(), SNAPSHOTS.name(), REPORTS.name(), META.name()];
+    for t in read.list_tables()? {
+        if !known.contains(&t.name()) {
+            return Err(StoreError::Seal(format!("unknown table {:?} in the log; nothing was changed", t.name())));
+        }
+    }
+    let plain_log = read.open_table(META)?.get("seal")?.is_none();
+    let tmp = PathBuf::from(format!("{}.rekeying", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let dst = Database::create(&tmp).map_err(|source| StoreError::Open { path: tmp.clone(), source })?;
     let mut done = Rekeyed::default();
-    let txn = db.begin_write()?;
+    let txn = dst.begin_write()?;
     {
         let mut events = txn.open_table(EVENTS)?;
-        let keys: Vec<(String, u64)> = events
-            .iter()?
-            .map(|r| r.map(|(k, _)| (k.value().0.to_string(), k.value().1)))
-            .collect::<Result<_, _>>()?;
-        for (game, seq) in keys {
-            let Some(old) = events.get((game.as_str(), seq))?.map(|v| v.value().to_vec()) else { continue };
-            let new = reseal(ring, plain_log, (T_EVENTS, &game, seq), &old, &mut done)?;
-            events.insert((game.as_str(), seq), new.as_slice())?;
+        for item in read.open_table(EVENTS)?.iter()? {
+            let (k, v) = item?;
+            let (game, seq) = k.value();
+            let new = reseal(ring, plain_log, (T_EVENTS, game, seq), v.value(), &mut done)?;
+            events.insert((game, seq), new.as_slice())?;
             progress(done.values);
         }
         for (def, table) in [(GAMES, T_GAMES), (SNAPSHOTS, T_SNAPSHOTS), (REPORTS, T_REPORTS)] {
-            rekey_by_game(&txn, def, table, ring, plain_log, &mut done)?;
+            copy_by_game(&read, &txn, def, table, ring, plain_log, &mut done)?;
+        }
+        let mut ratings = txn.open_table(RATINGS)?;
+        for item in read.open_table(RATINGS)?.iter()? {
+            let (k, v) = item?;
+            ratings.insert(k.value(), v.value())?;
         }
         let marker = ring.seal((T_META, "", 0), b"opensports sealed log");
         txn.open_table(META)?.insert("seal", marker.as_slice())?;
     }
     txn.commit()?;
+    drop((dst, read, src));
+    std::fs::rename(&tmp, path)?;
     Ok(done)
 }
 
-fn rekey_by_game(
+fn copy_by_game(
+    read: &redb::ReadTransaction,
     txn: &redb::WriteTransaction,
     def: TableDefinition<'static, &str, &[u8]>,
     table: &str,
@@ -53,13 +73,10 @@ fn rekey_by_game(
     done: &mut Rekeyed,
 ) -> Result<(), StoreError> {
     let mut t = txn.open_table(def)?;
-    let rows: Vec<(String, Vec<u8>)> = t
-        .iter()?
-        .map(|r| r.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
-        .collect::<Result<_, _>>()?;
-    for (game, old) in rows {
-        let new = reseal(ring, plain_log, (table, &game, 0), &old, done)?;
-        t.insert(game.as_str(), new.as_slice())?;
+    for item in read.open_table(def)?.iter()? {
+        let (k, v) = item?;
+        let new = reseal(ring, plain_log, (table, k.value(), 0), v.value(), done)?;
+        t.insert(k.value(), new.as_slice())?;
     }
     Ok(())
 }
@@ -77,7 +94,7 @@ fn reseal(
         done.were_plain += 1;
         old.to_vec()
     } else {
-        ring.open(at, old).map_err(|e: SealError| {
+        ring.open(at, old).map_err(|e| {
             StoreError::Seal(format!("{} of {} (seq {}): {e}; nothing was changed", at.0, at.1, at.2))
         })?
     };
