@@ -170,7 +170,8 @@ impl AckSink for Count {
 fn group_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ring = dir.path().join("ring");
-    std::fs::write(&ring, "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").expect("ring");
+    std::fs::write(&ring, "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n")
+        .expect("ring");
     let evs = events(Sport::Basketball);
     let archived: Vec<Arc<rkyv::util::AlignedVec>> =
         evs.iter().map(|e| Arc::new(rkyv::to_bytes::<rkyv::rancor::Error>(e).expect("rkyv"))).collect();
@@ -181,7 +182,8 @@ fn group_commit(c: &mut Criterion) {
         // A batch closes at 1,000 events (the window is only a backstop), so one iteration is
         // one write transaction of 1,000 events.
         let encryption = opensports_server::config::EncryptionConfig { key_file, ..Default::default() };
-        let cfg = StoreConfig { commit_window_us: 200_000, max_batch: 1_000, encryption, ..StoreConfig::default() };
+        let cfg =
+            StoreConfig { commit_window_us: 200_000, max_batch: 1_000, encryption, ..StoreConfig::default() };
         let store = Store::open(&cfg, &dir.path().join(name)).expect("store");
         let count = Arc::new(Count::default());
         let ack: Arc<dyn AckSink> = count.clone();

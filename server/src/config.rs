@@ -620,6 +620,15 @@ impl Config {
         if let Err(e) = crate::triggers::Triggers::new(&self.triggers.rules, self.triggers.defaults) {
             return invalid("triggers.rules", &e);
         }
+        let enc = &self.store.encryption;
+        if [enc.key_file.is_some(), enc.key_env.is_some(), enc.key_command.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count()
+            > 1
+        {
+            return invalid("store.encryption", "set one of key_file, key_env, key_command");
+        }
         if let Err(e) = crate::graphics::Graphics::new(&self.graphics.fields) {
             return invalid("graphics.fields", &e);
         }
@@ -759,6 +768,8 @@ mod tests {
         let c: Config = toml::from_str("[fanout]\nqueue_len = 0\n").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("fanout.queue_len"), "{err}");
+        let c: Config = toml::from_str("[store.encryption]\nkey_file = \"a\"\nkey_env = \"B\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("store.encryption"));
     }
 
     #[test]

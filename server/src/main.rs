@@ -519,7 +519,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Restore { from, data_dir, force, key_file } => {
             cli::store::restore_cmd(&from, &data_dir, force, &seal_from(key_file)?)
         }
-        Command::Rekey { data_dir, key_file } => cli::store::rekey_cmd(&data_dir, &seal_from(Some(key_file))?),
+        Command::Rekey { data_dir, key_file } => {
+            cli::store::rekey_cmd(&data_dir, &seal_from(Some(key_file))?)
+        }
         Command::Compact { data_dir } => cli::store::compact_cmd(&data_dir),
         Command::Keys { cmd, data_dir } => match cmd {
             KeysCmd::Create { name, role, scopes } => cli::keys::create(&data_dir, &name, role, scopes),

@@ -241,7 +241,12 @@ async fn backup_under_load_restores_to_a_consistent_log() {
         let (url, to) = (url.clone(), out.path().join(format!("backup-{i}.redb")));
         let key = server.admin_key();
         let s = tokio::task::spawn_blocking(move || {
-            backup_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &Default::default(), &to).unwrap();
+            backup_cmd(
+                &Source::Server(Server { url, key: Some(key), ca_pem: None }),
+                &Default::default(),
+                &to,
+            )
+            .unwrap();
             let db = opensports_server::store::open_db(&to).unwrap();
             export::verify(&db, &Default::default()).unwrap()
         })
@@ -255,10 +260,13 @@ async fn backup_under_load_restores_to_a_consistent_log() {
 
     // Restore the middle one into a fresh data dir and serve it: every game as it was then.
     let restored = out.path().join("restored");
-    let s = export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default()).unwrap();
+    let s =
+        export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default()).unwrap();
     assert_eq!(s, summaries[1]);
     assert!(
-        export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default()).unwrap_err().contains("--force")
+        export::restore(&out.path().join("backup-1.redb"), &restored, false, &Default::default())
+            .unwrap_err()
+            .contains("--force")
     );
     let mut child = ChildServer::new(&restored, "");
     child.start().await.unwrap();
@@ -336,7 +344,9 @@ async fn export_gives_back_the_events_as_sent_online_and_offline() {
     {
         let (id, jsonl, key) = (id.clone(), jsonl.clone(), server.admin_key());
         tokio::task::spawn_blocking(move || {
-            export_cmd(&Source::Server(Server { url, key: Some(key), ca_pem: None }), &Default::default(),
+            export_cmd(
+                &Source::Server(Server { url, key: Some(key), ca_pem: None }),
+                &Default::default(),
                 &id,
                 Format::Jsonl,
                 Some(&jsonl),

@@ -80,7 +80,8 @@ pub fn backup_cmd(source: &Source, seal: &Seal, to: &Path) -> anyhow::Result<()>
             file.sync_all()?;
             drop(file);
             let check = open_db(&tmp).map_err(anyhow::Error::from).and_then(|db| {
-                export::verify(&db, seal).map_err(|e| anyhow::anyhow!("the backup received is inconsistent: {e}"))
+                export::verify(&db, seal)
+                    .map_err(|e| anyhow::anyhow!("the backup received is inconsistent: {e}"))
             })?;
             std::fs::rename(&tmp, to)?;
             format!("{} games, {} events ({bytes} bytes)", check.games, check.events)
@@ -103,7 +104,9 @@ pub fn restore_cmd(from: &Path, data_dir: &Path, force: bool, seal: &Seal) -> an
 
 /// Rewrites every value of a stopped server's log under the key ring's newest key.
 pub fn rekey_cmd(data_dir: &Path, seal: &Seal) -> anyhow::Result<()> {
-    let Some(ring) = seal.ring() else { bail!("rekey needs the key ring: --key-file (or OPENSPORTS_KEY_FILE)") };
+    let Some(ring) = seal.ring() else {
+        bail!("rekey needs the key ring: --key-file (or OPENSPORTS_KEY_FILE)")
+    };
     drop(open_offline(data_dir)?);
     let mut progress = Progress::new("rekey");
     let done = crate::store::rekey::rekey(&data_dir.join(FILE_NAME), ring, &mut |n| {

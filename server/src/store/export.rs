@@ -8,7 +8,9 @@ use opensports_proto::codec::{self, Codec};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::seal::{T_EVENTS, T_GAMES};
-use super::{EVENTS, FILE_NAME, GAMES, GameMeta, META, RATINGS, Seal, StoreError, check_seal, open_db, open_value};
+use super::{
+    EVENTS, FILE_NAME, GAMES, GameMeta, META, RATINGS, Seal, StoreError, check_seal, open_db, open_value,
+};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +163,8 @@ pub fn verify(db: &Database, seal: &Seal) -> Result<Summary, String> {
         for item in games.iter()? {
             let (k, v) = item?;
             let game = k.value();
-            let meta = GameMeta::parse(game, &open_value(seal, Path::new(""), (T_GAMES, game, 0), v.value())?)?;
+            let meta =
+                GameMeta::parse(game, &open_value(seal, Path::new(""), (T_GAMES, game, 0), v.value())?)?;
             let (mut count, mut high) = (0u64, 0u64);
             for e in events.range((game, 0)..=(game, u64::MAX))? {
                 high = e?.0.value().1;

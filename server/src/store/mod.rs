@@ -418,7 +418,11 @@ impl Store {
     }
 
     /// A stored value opened (as written), or an error naming it.
-    fn open_value<'a>(&self, at: (&str, &str, u64), v: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    fn open_value<'a>(
+        &self,
+        at: (&str, &str, u64),
+        v: &'a [u8],
+    ) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
         open_value(&self.seal, &self.path, at, v)
     }
 
@@ -544,7 +548,9 @@ fn read_games(db: &Database, seal: &Seal) -> Result<HashMap<String, GameMeta>, S
     for item in games.iter()? {
         let (k, v) = item?;
         let game = k.value();
-        let json = seal.get((T_GAMES, game, 0), v.value()).map_err(|e| StoreError::Seal(format!("game {game}: {e}")))?;
+        let json = seal
+            .get((T_GAMES, game, 0), v.value())
+            .map_err(|e| StoreError::Seal(format!("game {game}: {e}")))?;
         out.insert(game.to_string(), GameMeta::parse(game, &json)?);
     }
     Ok(out)

@@ -28,7 +28,10 @@ pub fn rekey(path: &Path, ring: &Keyring, progress: &mut dyn FnMut(u64)) -> Resu
     let known = [EVENTS.name(), GAMES.name(), RATINGS.name(), SNAPSHOTS.name(), REPORTS.name(), META.name()];
     for t in read.list_tables()? {
         if !known.contains(&t.name()) {
-            return Err(StoreError::Seal(format!("unknown table {:?} in the log; nothing was changed", t.name())));
+            return Err(StoreError::Seal(format!(
+                "unknown table {:?} in the log; nothing was changed",
+                t.name()
+            )));
         }
     }
     let plain_log = read.open_table(META)?.get("seal")?.is_none();

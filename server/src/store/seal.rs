@@ -117,7 +117,9 @@ impl Keyring {
         let (_, cipher) = self.keys.iter().find(|(k, _)| *k == id).ok_or(SealError::UnknownKey(id))?;
         let nonce = XNonce::from_slice(&sealed[4..HEADER]);
         let aad = aad(table, game, seq);
-        cipher.decrypt(nonce, Payload { msg: &sealed[HEADER..], aad: &aad }).map_err(|_| SealError::WrongKey(id))
+        cipher
+            .decrypt(nonce, Payload { msg: &sealed[HEADER..], aad: &aad })
+            .map_err(|_| SealError::WrongKey(id))
     }
 }
 
@@ -141,9 +143,14 @@ impl Seal {
                     .map_err(|e| format!("store.encryption.key_command: cannot run `{cmd}`: {e}"))?;
                 if !out.status.success() {
                     let err = String::from_utf8_lossy(&out.stderr);
-                    return Err(format!("store.encryption.key_command `{cmd}` failed ({}): {}", out.status, err.trim()));
+                    return Err(format!(
+                        "store.encryption.key_command `{cmd}` failed ({}): {}",
+                        out.status,
+                        err.trim()
+                    ));
                 }
-                String::from_utf8(out.stdout).map_err(|_| "store.encryption.key_command printed non-UTF-8".to_string())?
+                String::from_utf8(out.stdout)
+                    .map_err(|_| "store.encryption.key_command printed non-UTF-8".to_string())?
             }
             _ => return Err("store.encryption: set one of key_file, key_env, key_command".into()),
         };
@@ -195,9 +202,11 @@ impl Seal {
                 key_id(m).unwrap_or(0)
             )),
             (Some(_), None) if empty => Ok(()),
-            (Some(_), None) => Err("the event log holds unencrypted records: run `opensports rekey --config FILE` \
+            (Some(_), None) => {
+                Err("the event log holds unencrypted records: run `opensports rekey --config FILE` \
                  with [store.encryption] set to encrypt them, or remove [store.encryption]"
-                .into()),
+                    .into())
+            }
             (Some(ring), Some(m)) => match ring.open((T_META, "", 0), m) {
                 Ok(_) => Ok(()),
                 Err(SealError::UnknownKey(id)) => Err(format!(

@@ -232,7 +232,8 @@ impl Writer {
                     // A game deleted by retention takes no new snapshot.
                     WriteMsg::Snapshot { game, bytes } => {
                         if self.metas.contains_key(game) || staged.contains_key(game.as_str()) {
-                            snapshots.insert(game.as_str(), &*self.seal.put((T_SNAPSHOTS, game, 0), bytes))?;
+                            snapshots
+                                .insert(game.as_str(), &*self.seal.put((T_SNAPSHOTS, game, 0), bytes))?;
                         }
                     }
                     WriteMsg::Report { game, bytes } => {
