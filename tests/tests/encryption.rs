@@ -87,9 +87,7 @@ fn key_ids(data: &Path, game: &str) -> BTreeSet<Option<u16>> {
     let db = opensports_server::store::open_db(&data.join(FILE_NAME)).unwrap();
     let txn = db.begin_read().unwrap();
     let events = txn.open_table(EVENTS).unwrap();
-    let ids =
-        events.range((game, 0)..=(game, u64::MAX)).unwrap().map(|r| key_id(r.unwrap().1.value())).collect();
-    ids
+    events.range((game, 0)..=(game, u64::MAX)).unwrap().map(|r| key_id(r.unwrap().1.value())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
