@@ -5,9 +5,10 @@
 //! the table, the game and the seq (0 outside `events`) as associated data: a record moved to
 //! another key, game or seq fails to open instead of reading as someone else's.
 //!
-//! XChaCha20-Poly1305 rather than AES-256-GCM: nonces are random, so nothing has to be counted
-//! and persisted across a `kill -9`, and 192-bit nonces never collide in practice, where
-//! GCM's 96-bit random nonces cap one key at about 2^32 records (a few days of a busy venue).
+//! XChaCha20-Poly1305 rather than AES-256-GCM: its 192-bit nonce holds a fresh random 128-bit
+//! prefix per process and a 64-bit counter, so nothing has to be persisted across a `kill -9`
+//! and nonces never repeat in practice, where GCM's 96-bit nonces would need a counter kept
+//! on disk or cap one key at about 2^32 random ones (a few days of a busy venue).
 //!
 //! Keys come from a keyring (`[store.encryption]`): lines `ID HEX` (ID 1-65535, 32 bytes as
 //! 64 hex digits), the last line the one new writes use; older lines only open what they
@@ -52,6 +53,11 @@ pub enum SealError {
 /// The operator's keys, by id; the newest seals.
 pub struct Keyring {
     keys: Vec<(u16, XChaCha20Poly1305)>,
+    /// Nonces are this process's random 128-bit prefix and a counter: unique without a
+    /// system call per record (a prefix drawn from the OS at each start never repeats in
+    /// practice, so nothing is persisted).
+    prefix: [u8; 16],
+    counter: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -82,7 +88,9 @@ impl Keyring {
         if keys.is_empty() {
             return Err(SealError::Empty);
         }
-        Ok(Keyring { keys })
+        let mut prefix = [0u8; 16];
+        prefix.copy_from_slice(&XChaCha20Poly1305::generate_nonce(&mut OsRng)[..16]);
+        Ok(Keyring { keys, prefix, counter: std::sync::atomic::AtomicU64::new(0) })
     }
 
     /// Every key id, oldest first.
@@ -98,7 +106,10 @@ impl Keyring {
     /// `plain` sealed with the newest key, bound to `(table, game, seq)`.
     pub fn seal(&self, (table, game, seq): (&str, &str, u64), plain: &[u8]) -> Vec<u8> {
         let Some((id, cipher)) = self.keys.last() else { return Vec::new() };
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut nonce = XNonce::default();
+        nonce[..16].copy_from_slice(&self.prefix);
+        nonce[16..].copy_from_slice(&n.to_be_bytes());
         let aad = aad(table, game, seq);
         let mut out = Vec::with_capacity(HEADER + plain.len() + 16);
         out.extend_from_slice(&[MAGIC, VERSION]);
