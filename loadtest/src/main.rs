@@ -31,6 +31,7 @@ mod report;
 mod restart;
 mod scale;
 mod scan;
+mod sink;
 mod soak;
 mod suite;
 
@@ -111,7 +112,7 @@ struct Args {
     calibrate: bool,
     /// Run light, relay, fanout and full in one sitting, each against both baselines and the
     /// anchor (full against nothing: its reference is relay), and write the README's
-    /// Performance table to `target/loadtest/performance.md`.
+    /// Performance tables (loadtest/README.md) to `target/loadtest/performance.md`.
     #[arg(long)]
     suite: bool,
     /// Where to write the latency-percentile plot (SVG) of every run; default
@@ -126,6 +127,18 @@ struct Args {
     /// and the same preset then runs undelayed for the server's CPU and memory ratios.
     #[arg(long)]
     delay_ms: Option<u64>,
+    /// Our server seals every log value (`[store.encryption]`, a fresh random key), and the
+    /// same preset then runs unencrypted in the same sitting for the ratios.
+    #[arg(long)]
+    encrypt: bool,
+    /// Trace with OpenTelemetry at these sampling ratios (comma-separated, e.g. `0,0.01`): after
+    /// the preset's run without traces, the same run once per ratio with `[telemetry]` on
+    /// (spans to an OTLP sink in this process), each compared with the untraced run.
+    #[arg(long, value_delimiter = ',')]
+    trace_ratio: Vec<f64>,
+    /// Internal: the server process's OTLP endpoint (with `--trace-ratio`'s first value).
+    #[arg(long, hide = true)]
+    trace_endpoint: Option<String>,
     /// Measure restart time instead: for each N (comma-separated, e.g. `100000,1000000`) write a
     /// log of N events and time a server starting on it (`restart.rs`).
     #[arg(long, value_delimiter = ',')]
@@ -299,6 +312,42 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
         }
         others.push(("opensports undelayed".to_string(), base));
     }
+    if plan.encrypt {
+        let control = Plan { encrypt: false, ..plan.clone() };
+        let base = run_ours(&control).await?.report;
+        println!("\ncontrol: the same run with the log unencrypted");
+        base.print();
+        let (e, u) = (rep.server(), base.server());
+        println!(
+            "ratio encrypted / unencrypted: {}; server CPU x{:.2} ({:.1} / {:.1} s)",
+            rep.ratios(&base),
+            e.secs / u.secs.max(1e-9),
+            e.secs,
+            u.secs,
+        );
+        others.push(("opensports unencrypted".to_string(), base));
+    }
+    if !args.trace_ratio.is_empty() {
+        let (endpoint, counts) = sink::start()?;
+        let base = rep.server();
+        for &ratio in &args.trace_ratio {
+            let traced = Plan { trace: Some((endpoint.clone(), ratio)), ..plan.clone() };
+            let before = counts.bytes.load(Ordering::Relaxed);
+            let r = run_ours(&traced).await?.report;
+            let kib = (counts.bytes.load(Ordering::Relaxed) - before) as f64 / 1024.0;
+            println!("\ntraced at ratio {ratio} (OTLP to {endpoint}; {kib:.0} KiB of spans received)");
+            r.print();
+            let t = r.server();
+            println!(
+                "ratio traced at {ratio} / untraced: {}; server CPU x{:.2} ({:.1} / {:.1} s)",
+                r.ratios(&rep),
+                t.secs / base.secs.max(1e-9),
+                t.secs,
+                base.secs,
+            );
+            others.push((format!("opensports traced {ratio}"), r));
+        }
+    }
     if plan.slow_every.is_some() {
         let control = Plan { slow_every: None, ..plan.clone() };
         let base = run_ours(&control).await?.report;
@@ -406,6 +455,10 @@ struct Plan {
     cache_mib: Option<usize>,
     /// Every subscriber's delay, ms (0: none).
     delay_ms: u64,
+    /// Our server encrypts its log at rest.
+    encrypt: bool,
+    /// Our server traces: OTLP endpoint and sampling ratio.
+    trace: Option<(String, f64)>,
 }
 
 impl Plan {
@@ -452,6 +505,8 @@ impl Plan {
             mix: preset == "mix",
             cache_mib: args.cache_mib,
             delay_ms: args.delay_ms.unwrap_or(0),
+            encrypt: args.encrypt,
+            trace: args.trace_endpoint.clone().zip(args.trace_ratio.first().copied()),
         }
     }
 }

@@ -100,6 +100,12 @@ pub async fn spawn_in(
     if let Some((urls, node)) = cluster {
         cmd.args(["--cluster-urls", urls, "--node-id", node]);
     }
+    if plan.encrypt {
+        cmd.arg("--encrypt");
+    }
+    if let Some((endpoint, ratio)) = &plan.trace {
+        cmd.arg("--trace-endpoint").arg(endpoint).arg("--trace-ratio").arg(ratio.to_string());
+    }
     let mut child = cmd
         .args(["--serve", server.arg(), "--preset", &plan.name, "--subscribers"])
         .arg(plan.subs.to_string())
@@ -190,6 +196,19 @@ fn config(plan: &Plan, data_dir: &Path) -> anyhow::Result<opensports_server::Con
     config.auth.public_topics = vec!["#".into()];
     if let Some(mib) = plan.cache_mib {
         config.store.cache_mib = mib;
+    }
+    if plan.encrypt {
+        // A fresh key ring of one random key, beside the log.
+        let mut key = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut key)?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let ring = data_dir.join("keyring");
+        std::fs::write(&ring, format!("1 {hex}\n"))?;
+        config.store.encryption.key_file = Some(ring);
+    }
+    if let Some((endpoint, ratio)) = &plan.trace {
+        config.telemetry.endpoint = endpoint.clone();
+        config.telemetry.sample_ratio = *ratio;
     }
     if plan.name == "soak" {
         // Ended games leave memory sooner, so the steady state comes within minutes.

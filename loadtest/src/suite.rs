@@ -1,4 +1,4 @@
-//! `--suite`: the README's Performance table from one command in one sitting.
+//! `--suite`: the Performance tables of loadtest/README.md from one command in one sitting.
 
 use std::fmt::Write as _;
 use std::path::Path;

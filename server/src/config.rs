@@ -38,6 +38,7 @@ pub struct Config {
     pub push: crate::push::PushConfig,
     pub quality: QualityConfig,
     pub analyst: AnalystConfig,
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// `[quality]`: the feed-quality monitor (`game/{id}/quality`, PROTOCOL.md; `pipeline/quality.rs`).
@@ -619,6 +620,9 @@ impl Config {
         }
         if let Err(e) = crate::triggers::Triggers::new(&self.triggers.rules, self.triggers.defaults) {
             return invalid("triggers.rules", &e);
+        }
+        if let Some(p) = self.telemetry.problem() {
+            return invalid("telemetry", &p);
         }
         let enc = &self.store.encryption;
         if [enc.key_file.is_some(), enc.key_env.is_some(), enc.key_command.is_some()]

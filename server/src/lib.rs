@@ -64,6 +64,7 @@ pub mod seqs;
 pub mod sim;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 pub mod triggers;
 
 use std::future::Future;
@@ -157,6 +158,8 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         tracing::info!("using {what}");
     }
     let prometheus = metrics::install();
+    let telemetry = telemetry::Telemetry::start(&config.telemetry)
+        .map_err(|source| StartError::Io { what: "starting the OTLP exporter", source })?;
     let tls = ingest::tls::load_or_generate(&config.server)?;
     if tls.generated {
         tracing::info!(dir = %config.server.data_dir.join("tls").display(), "generated a self-signed certificate");
@@ -182,6 +185,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         ratings,
         on_evict,
         trigger_edits: stored_trigger_edits(&auth),
+        telemetry: telemetry.clone(),
     };
     let pipeline = pipeline::Pipeline::start(&config, parts)
         .map_err(|source| StartError::Io { what: "starting shard threads", source })?;
@@ -227,6 +231,7 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         tasks: tracker.clone(),
         auth: auth.clone(),
         replication: cluster.clone().map(|c| c as Arc<dyn ingest::Replication>),
+        telemetry,
     };
     let ingest_ctx = ingest::IngestCtx::new(config.ingest.clone(), wiring);
     if let Some(c) = &cluster {

@@ -15,6 +15,11 @@ use opensports_server::{Config, Listeners};
 #[derive(Parser)]
 #[command(name = "opensports", version, about = "OpenSports Edge: low-latency live sports edge server")]
 struct Cli {
+    /// The log's format on stderr: `text` (default) or `json` (one object per line, for a log
+    /// shipper; with `[telemetry]` on, a refused event's debug line carries the `trace_id` of
+    /// its error span). Also `OPENSPORTS_LOG_FORMAT`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -430,18 +435,25 @@ fn plugin_source(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let format = cli.log_format.clone().or_else(|| std::env::var("OPENSPORTS_LOG_FORMAT").ok());
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match format.as_deref() {
+        Some("json") => log.json().flatten_event(true).init(),
         // Colours only on a terminal (and not under NO_COLOR): a log file or pipe gets plain text.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
-    match Cli::parse().command {
+        _ => log
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .init(),
+    }
+    match cli.command {
         Command::Demo { server, speed, seed, replay } => {
             cli::demo::run(server.config()?, speed, seed, replay.as_deref()).await
         }

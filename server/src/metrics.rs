@@ -102,6 +102,13 @@ pub const PUSH_LATENCY_SECONDS: &str = "opensports_push_latency_seconds";
 /// Provider tokens made, by `provider` (FCM OAuth access tokens, APNs provider tokens).
 pub const PUSH_TOKENS_TOTAL: &str = "opensports_push_tokens_total";
 
+/// Spans the OTLP endpoint accepted.
+pub const TELEMETRY_SPANS_EXPORTED_TOTAL: &str = "opensports_telemetry_spans_exported_total";
+/// Spans dropped: the exporter's queue was full, or the endpoint refused or never answered.
+pub const TELEMETRY_SPANS_DROPPED_TOTAL: &str = "opensports_telemetry_spans_dropped_total";
+/// Export requests tried again (429, 502-504, no connection).
+pub const TELEMETRY_EXPORT_RETRIES_TOTAL: &str = "opensports_telemetry_export_retries_total";
+
 pub const MODEL_INFER_SECONDS: &str = "opensports_model_infer_seconds";
 pub const MODEL_REFUSED_TOTAL: &str = "opensports_model_refused_total";
 pub const MODEL_SHADOW_ABS_DIFF: &str = "opensports_model_shadow_abs_diff";
@@ -227,6 +234,12 @@ fn describe() {
         "Cluster stream messages this node has still to apply (replay progress)"
     );
     describe_counter!(CLUSTER_PUBLISHED_TOTAL, "Local events JetStream acknowledged");
+    describe_counter!(TELEMETRY_SPANS_EXPORTED_TOTAL, "Trace spans the OTLP endpoint accepted");
+    describe_counter!(
+        TELEMETRY_SPANS_DROPPED_TOTAL,
+        "Trace spans dropped (exporter queue full, or the OTLP endpoint refused or never answered)"
+    );
+    describe_counter!(TELEMETRY_EXPORT_RETRIES_TOTAL, "OTLP export requests tried again");
     describe_counter!(
         CLUSTER_PUBLISH_RETRIES_TOTAL,
         "Times the replicator sent its window to JetStream again"

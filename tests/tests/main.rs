@@ -43,6 +43,7 @@ mod security_round2;
 mod selfcontained;
 mod snapshots;
 mod sse;
+mod telemetry;
 mod transcript;
 mod triggers;
 mod ws_limits;

@@ -23,6 +23,10 @@ export type Event = {
    */
   seq: number;
   /**
+   * W3C trace context of the publisher's span (JSON codec only): the server's spans for this event continue its trace, and its sampled flag decides whether they are recorded. Not stored with the event.
+   */
+  traceparent?: string;
+  /**
    * Source time, microseconds since the Unix epoch.
    */
   ts: number;

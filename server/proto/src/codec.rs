@@ -150,6 +150,10 @@ pub fn aligned(bytes: &[u8]) -> rkyv::util::AlignedVec<16> {
     aligned
 }
 
+/// A JSON event's optional W3C `traceparent`: read by ingest's tracing, not part of the event
+/// (never stored or forwarded), so the unknown-field check lets it through.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// Decodes and validates one event body.
 pub fn decode_event(codec: Codec, body: &[u8]) -> Result<Event, DecodeError> {
     let event: Event = match codec {
@@ -185,7 +189,7 @@ fn refuse_unknown_fields(event: &Event, body: &[u8]) -> Result<(), DecodeError> 
     let known = &known[..n];
     let mut unknown = None;
     keys::each(body, |k| {
-        if k.null || k.raw == b"v" {
+        if k.null || k.raw == b"v" || k.raw == TRACEPARENT.as_bytes() {
             return true;
         }
         let name = if k.escaped() { unescape(k.raw) } else { None };
@@ -330,6 +334,13 @@ mod tests {
         assert!(decode_event(Codec::Json, ok.as_bytes()).is_ok());
         let with_null = alloc::format!(r#"{base},"points":2,"clock_ms":null}}"#);
         assert!(decode_event(Codec::Json, with_null.as_bytes()).is_ok(), "null stands for absent");
+        let traced = alloc::format!(
+            r#"{base},"points":2,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}"#
+        );
+        assert!(
+            decode_event(Codec::Json, traced.as_bytes()).is_ok(),
+            "a trace context is not an unknown field"
+        );
         let escaped = alloc::format!(r#"{base},"points":2,"cl\u006fck_ms":5}}"#);
         assert!(
             decode_event(Codec::Json, escaped.as_bytes()).is_ok(),

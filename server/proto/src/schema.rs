@@ -39,6 +39,17 @@ pub fn document() -> Value {
     // envelope's are spread over one flat object, so the rule is `unevaluatedProperties`.
     if let Some(Value::Object(event)) = defs.get_mut("Event") {
         event.insert("unevaluatedProperties".into(), Value::Bool(false));
+        // Read by ingest, not part of the event: the publisher's W3C trace context.
+        if let Some(Value::Object(props)) = event.get_mut("properties") {
+            props.insert(
+                crate::codec::TRACEPARENT.into(),
+                json!({
+                    "type": "string",
+                    "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+                    "description": "W3C trace context of the publisher's span (JSON codec only): the server's spans for this event continue its trace, and its sampled flag decides whether they are recorded. Not stored with the event.",
+                }),
+            );
+        }
     }
     let mut defs = Value::Object(defs);
     split_ref_siblings(&mut defs);

@@ -282,6 +282,8 @@ impl SseStream {
                 continue;
             }
             self.session.sent(Instant::now());
+            // Handed to the HTTP body: as close to a flush as this stream sees.
+            self.framer.flushed();
             return Some(Bytes::from(out));
         }
     }

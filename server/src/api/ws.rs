@@ -162,6 +162,7 @@ async fn write_loop(
         if sink.flush().await.is_err() {
             return outbox.close();
         }
+        framer.flushed();
         if let Some(at) = framed.oldest {
             delivery.record(at.elapsed().as_secs_f64());
         }

@@ -37,6 +37,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::config::FanoutConfig;
 use crate::metrics as m;
+use crate::telemetry::Traced;
 use delay::{DelayLine, Delays};
 pub use index::PendingSince;
 use index::{PatternIndex, PatternSub};
@@ -58,6 +59,9 @@ pub struct Publication {
     /// the epoch (delay lines: a source time ahead of its arrival counts as the arrival).
     pub at: std::time::Instant,
     pub arrival_us: i64,
+    /// The trace of the event that made it, when sampled: the first writer to flush it ends
+    /// the trace's `flush` span.
+    pub trace: Option<Arc<Traced>>,
 }
 
 /// Shared handle to a publication.
@@ -74,6 +78,8 @@ pub struct Run {
     pub frame: Utf8Bytes,
     /// The smallest source ts among them (event-age histogram).
     pub min_ts: i64,
+    /// The first traced publication's trace (see [`Publication::trace`]).
+    pub trace: Option<Arc<Traced>>,
 }
 
 impl Run {
@@ -100,7 +106,8 @@ impl Run {
     fn of(pubs: &[Pub], size: usize) -> Run {
         let frame = json_array(pubs.iter().map(|p| p.frame.as_str()), size);
         let min_ts = pubs.iter().map(|p| p.ts).min().unwrap_or_default();
-        Run { pubs: pubs.into(), frame, min_ts }
+        let trace = pubs.iter().find_map(|p| p.trace.clone());
+        Run { pubs: pubs.into(), frame, min_ts, trace }
     }
 
     pub fn topic(&self) -> &Arc<str> {
@@ -224,14 +231,25 @@ pub enum Resume {
     Empty,
 }
 
+/// One staged publication: its topic, source ts, payload's place in [`Batch::buf`] and trace.
+#[derive(Debug)]
+struct Staged {
+    topic: Arc<Topic>,
+    ts: i64,
+    data: std::ops::Range<usize>,
+    trace: Option<Arc<Traced>>,
+}
+
 /// Publications staged by a shard while it drains its queue, published together by
 /// [`Fanout::publish_batch`]. Reused: its buffers keep their capacity.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Every staged payload, back to back.
     buf: Vec<u8>,
-    items: Vec<(Arc<Topic>, i64, std::ops::Range<usize>)>,
+    items: Vec<Staged>,
     pubs: Vec<Pub>,
+    /// The trace staged publications get (the event being processed, when sampled).
+    trace: Option<Arc<Traced>>,
 }
 
 impl Batch {
@@ -239,7 +257,13 @@ impl Batch {
     pub fn push(&mut self, topic: &Arc<Topic>, ts: i64, data: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(data);
-        self.items.push((topic.clone(), ts, start..self.buf.len()));
+        let trace = self.trace.clone();
+        self.items.push(Staged { topic: topic.clone(), ts, data: start..self.buf.len(), trace });
+    }
+
+    /// Publications staged from now on belong to this trace (`None`: to none).
+    pub fn trace(&mut self, trace: Option<Arc<Traced>>) {
+        self.trace = trace;
     }
 
     pub fn len(&self) -> usize {
@@ -249,7 +273,7 @@ impl Batch {
     /// The staged publications from the `from`-th on: topic name and data.
     pub fn since(&self, from: usize) -> impl Iterator<Item = (&str, &[u8])> {
         let items = self.items.get(from..).unwrap_or_default();
-        items.iter().map(|(t, _, r)| (t.name(), self.buf.get(r.clone()).unwrap_or_default()))
+        items.iter().map(|s| (s.topic.name(), self.buf.get(s.data.clone()).unwrap_or_default()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -355,7 +379,7 @@ impl Fanout {
     /// Publishes `data` (a JSON value, already serialized) on `topic` with the next seq.
     pub fn publish(&self, topic: &Topic, ts: i64, data: &[u8]) -> Pub {
         let mut inner = topic.inner.lock();
-        let p = self.append(&mut inner, topic, ts, data);
+        let p = self.append(&mut inner, topic, ts, data, None);
         inner.deliver(std::slice::from_ref(&p), self.cfg.max_batch_bytes);
         drop(inner);
         metrics::counter!(m::FANOUT_PUBLICATIONS_TOTAL).increment(1);
@@ -367,19 +391,19 @@ impl Fanout {
     /// them with one push and one wake-up: under load this is what keeps the cost per
     /// subscriber from being paid per message. Order holds per topic, not across topics.
     pub fn publish_batch(&self, batch: &mut Batch) {
-        let Batch { buf, items, pubs } = batch;
+        let Batch { buf, items, pubs, .. } = batch;
         if items.is_empty() {
             return;
         }
         // Stable: each topic's items keep their order.
-        items.sort_by_key(|(t, ..)| Arc::as_ptr(t) as usize);
-        for group in items.chunk_by(|a, b| Arc::ptr_eq(&a.0, &b.0)) {
-            let topic = &group[0].0;
+        items.sort_by_key(|s| Arc::as_ptr(&s.topic) as usize);
+        for group in items.chunk_by(|a, b| Arc::ptr_eq(&a.topic, &b.topic)) {
+            let topic = &group[0].topic;
             let mut inner = topic.inner.lock();
             pubs.clear();
-            for (_, ts, range) in group {
-                let data = buf.get(range.clone()).unwrap_or_default();
-                pubs.push(self.append(&mut inner, topic, *ts, data));
+            for s in group {
+                let data = buf.get(s.data.clone()).unwrap_or_default();
+                pubs.push(self.append(&mut inner, topic, s.ts, data, s.trace.clone()));
             }
             inner.deliver(pubs, self.cfg.max_batch_bytes);
         }
@@ -390,7 +414,14 @@ impl Fanout {
     }
 
     /// The next publication of `topic` (whose lock the caller holds), kept in its history.
-    fn append(&self, inner: &mut TopicInner, topic: &Topic, ts: i64, data: &[u8]) -> Pub {
+    fn append(
+        &self,
+        inner: &mut TopicInner,
+        topic: &Topic,
+        ts: i64,
+        data: &[u8],
+        trace: Option<Arc<Traced>>,
+    ) -> Pub {
         inner.seq += 1;
         let seq = inner.seq;
         let mut frame = Vec::with_capacity(data.len() + topic.name_json.len() + 64);
@@ -408,6 +439,7 @@ impl Fanout {
             data_start,
             at: std::time::Instant::now(),
             arrival_us: m::now_us(),
+            trace,
         });
         if inner.history.len() >= self.cfg.history_len
             && let Some(old) = inner.history.pop_front()
@@ -545,7 +577,7 @@ impl Fanout {
             for &(seq, ts, data) in pubs {
                 if inner.seq < seq {
                     inner.seq = seq - 1;
-                    self.append(&mut inner, &topic, ts, data);
+                    self.append(&mut inner, &topic, ts, data, None);
                 }
             }
         }

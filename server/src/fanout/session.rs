@@ -450,12 +450,22 @@ pub struct Framer {
     resynced: HashMap<Arc<str>, u64>,
     /// Reused: the items that go out, each a `Msg` or a `Frame`.
     out: Vec<Item>,
+    /// Traces of sampled events among what goes out (see [`Framer::flushed`]).
+    traced: Vec<(Arc<crate::telemetry::Traced>, Instant)>,
 }
 
 impl Framer {
     pub fn new(fanout: Arc<Fanout>) -> Framer {
         let max_batch = fanout.config().max_batch_bytes;
-        Framer { fanout, max_batch, resynced: HashMap::new(), out: Vec::new() }
+        Framer { fanout, max_batch, resynced: HashMap::new(), out: Vec::new(), traced: Vec::new() }
+    }
+
+    /// What the last [`Framer::frames`] returned is flushed to the socket: each sampled event
+    /// among it ends its `flush` span, if no other subscriber's writer did first.
+    pub fn flushed(&mut self) {
+        for (t, at) in self.traced.drain(..) {
+            t.flushed(at);
+        }
     }
 
     /// Turns `items` (drained, in order) into `frames`: a [`super::Run`] goes out as its shared
@@ -508,6 +518,9 @@ impl Framer {
     /// the topics that lost messages, and queued messages the snapshot covers are skipped.
     fn resolve(&mut self, items: &mut Vec<Item>, outbox: &Outbox) -> (Option<Instant>, Option<i64>) {
         self.out.clear();
+        // Unflushed traces of the previous call are forgotten (their flush span then comes
+        // from another subscriber, or not at all): never more than one drain's worth.
+        self.traced.clear();
         let (mut oldest, mut oldest_ts): (Option<Instant>, Option<i64>) = (None, None);
         let mut live = |at: Instant, ts: i64| {
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
@@ -523,6 +536,9 @@ impl Framer {
                         self.resynced.remove(&p.topic);
                     }
                     live(p.at, p.ts);
+                    if let Some(t) = &p.trace {
+                        self.traced.push((t.clone(), p.at));
+                    }
                     self.out.push(Item::Msg(p));
                 }
                 Item::Run(r) => {
@@ -542,6 +558,9 @@ impl Framer {
                     }
                     if let Some(p) = r.pubs.first() {
                         live(p.at, r.min_ts);
+                    }
+                    if let (Some(t), Some(p)) = (&r.trace, r.pubs.first()) {
+                        self.traced.push((t.clone(), p.at));
                     }
                     self.out.push(Item::Run(r));
                 }

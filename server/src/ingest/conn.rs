@@ -2,7 +2,7 @@
 //! acks and rejects.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opensports_proto::control::Control;
 use opensports_proto::error_code::quic;
@@ -16,6 +16,7 @@ use super::admission::{self, HelloRefused, Reject};
 use super::control::{ControlOut, control_writer, write_control};
 use super::frame::read_frame;
 use crate::metrics as m;
+use crate::telemetry::{self, Value};
 
 /// Control messages are small; a hello larger than this is a protocol violation.
 const MAX_CONTROL_FRAME: u32 = 16 * 1024;
@@ -33,7 +34,20 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
         }
     };
     let remote = conn.remote_address();
-    let Some((send, publisher, principal)) = hello(&conn, ctx).await else { return };
+    let connected = Instant::now();
+    let traced = ctx
+        .telemetry
+        .as_ref()
+        .and_then(|t| t.trace(("quic.connection", telemetry::Kind::Server), None, connected));
+    let Some((send, publisher, principal)) = hello(&conn, ctx, connected).await else { return };
+    if let Some(t) = &traced {
+        t.describe(vec![
+            ("net.peer.address", Value::Str(remote.to_string())),
+            ("publisher", Value::Str(publisher.clone())),
+            ("key", Value::Str(principal.id.to_string())),
+        ]);
+        t.span("hello", None, (connected, Instant::now()), None);
+    }
     drop(handshake);
     let Ok(_slot) = ctx.connections.clone().try_acquire_owned() else {
         metrics::counter!(m::INGEST_REJECTED_TOTAL, "reason" => "too_many_connections").increment(1);
@@ -82,6 +96,9 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
         }
     }
     writer.abort();
+    if let Some(t) = &traced {
+        t.end(Instant::now());
+    }
     metrics::gauge!(m::INGEST_CONNECTIONS).decrement(1.0);
     tracing::info!(%remote, publisher, reason = %conn.close_reason().map(|r| r.to_string()).unwrap_or_default(), "publisher gone");
 }
@@ -90,12 +107,16 @@ pub async fn handle(incoming: quinn::Incoming, ctx: &Arc<IngestCtx>, handshake: 
 async fn hello(
     conn: &quinn::Connection,
     ctx: &IngestCtx,
+    since: Instant,
 ) -> Option<(quinn::SendStream, String, crate::auth::Principal)> {
     let timeout = Duration::from_secs(ctx.cfg.hello_timeout_secs);
     let (mut send, recv) = match tokio::time::timeout(timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return None,
-        Err(_) => return refuse(conn, &mut None, admission::violation("no control stream in time")).await,
+        Err(_) => {
+            return refuse(conn, &mut None, admission::violation("no control stream in time"), (ctx, since))
+                .await;
+        }
     };
     let mut recv = BufReader::new(recv);
     let mut buf = Vec::new();
@@ -107,7 +128,9 @@ async fn hello(
     {
         Ok(Ok(Some(codec))) => Some((codec, &buf[..])),
         Ok(_) => None,
-        Err(_) => return refuse(conn, &mut None, admission::violation("no hello in time")).await,
+        Err(_) => {
+            return refuse(conn, &mut None, admission::violation("no hello in time"), (ctx, since)).await;
+        }
     };
     let ip = Some(conn.remote_address().ip());
     // The token is checked before any backoff: wrong tokens from the same address cannot keep
@@ -126,7 +149,7 @@ async fn hello(
     });
     let (publisher, principal) = match checked {
         Ok(p) => p,
-        Err(refused) => return refuse(conn, &mut Some(send), refused).await,
+        Err(refused) => return refuse(conn, &mut Some(send), refused, (ctx, since)).await,
     };
     // In a cluster, a publisher (maybe failing over from a node that died) starts only once
     // this node has applied what the cluster already holds, so its resent events follow them.
@@ -156,8 +179,16 @@ async fn refuse<T>(
     conn: &quinn::Connection,
     send: &mut Option<quinn::SendStream>,
     refused: HelloRefused,
+    (ctx, since): (&IngestCtx, Instant),
 ) -> Option<T> {
     metrics::counter!(m::INGEST_AUTH_FAILURES_TOTAL, "reason" => refused.metric_reason()).increment(1);
+    if let Some(tel) = &ctx.telemetry {
+        let attrs = vec![
+            ("net.peer.address", Value::Str(conn.remote_address().to_string())),
+            ("error.code", Value::Str(refused.metric_reason().into())),
+        ];
+        tel.error("hello", None, (since, Instant::now()), attrs, refused.close().message.clone());
+    }
     if let Some(error) = refused.peer_error() {
         tracing::warn!(remote = %conn.remote_address(), reason = refused.metric_reason(), "publisher refused");
         if let Some(send) = send {

@@ -57,6 +57,8 @@ pub struct IngestCtx {
     pub auth: Arc<Auth>,
     /// Replication to the other nodes (`[cluster]`), handed in at start.
     pub replication: Option<Arc<dyn Replication>>,
+    /// Traces (`[telemetry]`); `None` when off.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// What ingest needs from replication, handed in when [`IngestCtx`] is built: the cluster
@@ -90,11 +92,12 @@ pub struct Wiring {
     pub tasks: Tracker,
     pub auth: Arc<Auth>,
     pub replication: Option<Arc<dyn Replication>>,
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl IngestCtx {
     pub fn new(cfg: IngestConfig, wiring: Wiring) -> Arc<IngestCtx> {
-        let Wiring { pipeline, fanout, store, games, tasks, auth, replication } = wiring;
+        let Wiring { pipeline, fanout, store, games, tasks, auth, replication, telemetry } = wiring;
         Arc::new(IngestCtx {
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             handshakes: Arc::new(Semaphore::new(cfg.max_handshakes)),
@@ -106,6 +109,7 @@ impl IngestCtx {
             tasks,
             auth,
             replication,
+            telemetry,
         })
     }
 

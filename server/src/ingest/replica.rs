@@ -48,7 +48,7 @@ pub async fn apply(
         Replicated::Refused(why) => return Applied::Refused(why),
     };
     let game = event.game.clone();
-    match log_and_queue(ctx, event, Some(bytes), shard, missing, owner.as_ref(), &ack).await {
+    match log_and_queue(ctx, event, Some(bytes), (shard, missing), owner.as_ref(), &ack, None).await {
         true => Applied::Queued { game },
         false => Applied::Stopped,
     }

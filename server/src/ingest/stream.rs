@@ -20,6 +20,8 @@ use crate::auth::Principal;
 use crate::metrics as m;
 use crate::pipeline::Ingested;
 use crate::store::{AckSink, Queued, StoreError};
+use crate::telemetry::{self, Telemetry, Traced, Value};
+use opensports_proto::codec::Codec;
 
 /// Read buffer per stream: many small frames come out of one QUIC read.
 const READ_BUFFER: usize = 64 * 1024;
@@ -45,6 +47,12 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
     let frame_timeout = Duration::from_secs(ctx.cfg.frame_timeout_secs);
     loop {
         let read = read_frame(&mut r, ctx.cfg.max_frame_bytes, &mut buf, frame_timeout).await;
+        let read_at = Instant::now();
+        // A publisher's trace context (JSON events only), when traces are on.
+        let parent = match (&ctx.telemetry, &read) {
+            (Some(_), Ok(Some(Codec::Json))) => telemetry::traceparent_of(&buf),
+            _ => None,
+        };
         let verdict = match &read {
             Ok(None) => return,
             Ok(Some(codec)) => state.on_frame(ctx.rules(), Ok((*codec, &buf))),
@@ -78,11 +86,24 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
                 continue;
             }
             Verdict::Reject(r) => {
+                if let Some(tel) = &ctx.telemetry {
+                    rejected_span(tel, parent, read_at, (r.game.as_deref(), r.seq), r.code, &r.message);
+                }
                 control.reject(r);
                 continue;
             }
-            Verdict::Close(close) => return stream_error(close, state.game(), r.get_mut(), control),
+            Verdict::Close(close) => {
+                if let (Some(tel), Some(c)) = (&ctx.telemetry, &close) {
+                    rejected_span(tel, parent, read_at, (state.game(), None), c.reason, &c.message);
+                }
+                return stream_error(close, state.game(), r.get_mut(), control);
+            }
         };
+        let traced = ctx.telemetry.as_ref().and_then(|t| t.event(parent, read_at));
+        if let Some(t) = &traced {
+            t.admitted(&event.game, event.seq);
+            t.span("admission", None, (read_at, Instant::now()), None);
+        }
         // Over its rate, the key's streams are read no faster than the rate allows.
         loop {
             let wait = bucket.lock().take(Instant::now());
@@ -116,7 +137,7 @@ pub async fn run(recv: quinn::RecvStream, ctx: &IngestCtx, control: &Arc<Control
             }
             r.logging(&event.game, seq, bytes);
         }
-        if !log_and_queue(ctx, event, archived, shard, missing, Some(&owner), &ack).await {
+        if !log_and_queue(ctx, event, archived, (shard, missing), Some(&owner), &ack, traced).await {
             return;
         }
         events.increment(1);
@@ -136,19 +157,23 @@ pub(crate) async fn log_and_queue(
     ctx: &IngestCtx,
     event: opensports_proto::Event,
     archived: Option<Arc<rkyv::util::AlignedVec>>,
-    shard: usize,
-    missing: u64,
+    (shard, missing): (usize, u64),
     owner: Option<&Arc<str>>,
     ack: &Arc<dyn AckSink>,
+    trace: Option<Arc<Traced>>,
 ) -> bool {
     if let (Some(store), Some(bytes)) = (&ctx.store, &archived) {
         let (seq, sport) = (event.seq, event.sport().as_str());
         let append = crate::store::Append { game: &event.game, seq, sport, bytes, owner };
-        if !retry_full(|| store.try_append(append, ack)).await {
+        // A traced event's ack goes through its `commit` span.
+        let traced_ack: Option<Arc<dyn AckSink>> = trace.as_ref().map(|t| {
+            Arc::new(CommitSpan { inner: ack.clone(), traced: t.clone(), offered: Instant::now() }) as _
+        });
+        if !retry_full(|| store.try_append(append, traced_ack.as_ref().unwrap_or(ack))).await {
             return false;
         }
     }
-    let mut item = Ingested { event, archived, received: Instant::now(), missing };
+    let mut item = Ingested { event, archived, received: Instant::now(), missing, trace };
     loop {
         match ctx.pipeline.try_send(shard, item) {
             Ok(Ok(())) => return true,
@@ -160,6 +185,41 @@ pub(crate) async fn log_and_queue(
             Err(_stopped) => return false,
         }
     }
+}
+
+/// A traced event's ack sink: the commit ends its `commit` span, then the ack goes on.
+#[derive(Debug)]
+struct CommitSpan {
+    inner: Arc<dyn AckSink>,
+    traced: Arc<Traced>,
+    offered: Instant,
+}
+
+impl AckSink for CommitSpan {
+    fn ack(&self, game: &str, seq: u64) {
+        self.traced.span("commit", None, (self.offered, Instant::now()), None);
+        self.inner.ack(game, seq);
+    }
+}
+
+/// The error span of a refused frame: rejected events are always traced.
+fn rejected_span(
+    tel: &Telemetry,
+    parent: Option<telemetry::Parent>,
+    read_at: Instant,
+    (game, seq): (Option<&str>, Option<u64>),
+    code: &str,
+    message: &str,
+) {
+    let mut attrs = vec![("error.code", Value::Str(code.into()))];
+    if let Some(g) = game {
+        attrs.push(("game", Value::Str(g.into())));
+    }
+    if let Some(s) = seq {
+        attrs.push(("seq", Value::Int(s as i64)));
+    }
+    let trace = tel.error("event", parent, (read_at, Instant::now()), attrs, message.into());
+    tracing::debug!(trace_id = %telemetry::hex(&trace), code, error = message, "event refused");
 }
 
 /// Acks a retry of `(game, seq)`, an event already accepted, once its original is in the log

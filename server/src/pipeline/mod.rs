@@ -61,6 +61,8 @@ pub struct Ingested {
     pub received: Instant,
     /// Events of this game missing (never received) at the time it was accepted.
     pub missing: u64,
+    /// Its trace, when sampled (`telemetry`).
+    pub trace: Option<Arc<crate::telemetry::Traced>>,
 }
 
 /// Called on the shard thread when a game leaves memory (after the directory forgot it), so
@@ -77,6 +79,8 @@ pub struct Parts {
     pub on_evict: EvictHook,
     /// The operators' stored changes to the trigger rules.
     pub trigger_edits: crate::triggers::Edits,
+    /// Traces (`[telemetry]`); `None` when off.
+    pub telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -134,7 +138,7 @@ pub struct Stopped;
 
 impl Pipeline {
     pub fn start(config: &Config, parts: Parts) -> std::io::Result<Arc<Pipeline>> {
-        let Parts { fanout, plugins, models, store, ratings, on_evict, trigger_edits } = parts;
+        let Parts { fanout, plugins, models, store, ratings, on_evict, trigger_edits, telemetry } = parts;
         let directory = Arc::new(GameDirectory::new(config.pipeline.max_games, config.shard_count()));
         let games = Arc::new(GamesTopic::new(fanout.clone()));
         let on_evict = Arc::new(on_evict);
@@ -169,6 +173,7 @@ impl Pipeline {
                     quality: config.quality.clone(),
                     analyst: config.analyst.clone(),
                     rephraser: rephraser.clone(),
+                    telemetry: telemetry.clone(),
                 },
                 plugins.clone(),
             );

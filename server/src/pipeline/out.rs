@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::fanout::{Batch, Fanout, Topic};
 use crate::metrics as m;
+use crate::telemetry::Traced;
 
 pub(crate) struct Out {
     fanout: Arc<Fanout>,
@@ -18,6 +19,8 @@ pub(crate) struct Out {
     /// Ingest times and source ts of the events whose publications are in `batch`: their
     /// latency and age are taken when the batch goes out.
     staged: Vec<(Instant, i64)>,
+    /// Traces of sampled events whose publications are in `batch`.
+    traced: Vec<Arc<Traced>>,
     /// Ingest → published.
     latency: metrics::Histogram,
     /// Event age when published.
@@ -32,6 +35,7 @@ impl Out {
             name: String::new(),
             batch: Batch::default(),
             staged: Vec::with_capacity(max_batch),
+            traced: Vec::new(),
             latency: metrics::histogram!(m::PIPELINE_LATENCY_SECONDS),
             age: metrics::histogram!(m::EVENT_AGE_SECONDS, "stage" => m::AGE_STAGES[2]),
         }
@@ -91,6 +95,16 @@ impl Out {
         self.staged.push((received, ts));
     }
 
+    /// What is staged from now until [`Out::untraced`] belongs to `trace` (a sampled event).
+    pub(crate) fn traced(&mut self, trace: &Arc<Traced>) {
+        self.batch.trace(Some(trace.clone()));
+        self.traced.push(trace.clone());
+    }
+
+    pub(crate) fn untraced(&mut self) {
+        self.batch.trace(None);
+    }
+
     /// The staged publications from the `from`-th on (see [`Batch::since`]).
     pub(crate) fn staged_since(&self, from: usize) -> impl Iterator<Item = (&str, &[u8])> {
         self.batch.since(from)
@@ -104,7 +118,15 @@ impl Out {
     /// Publishes what is staged and records each staged event's ingest → published latency and
     /// age, against one reading of each clock for the batch.
     pub(crate) fn publish(&mut self) {
+        let started = (!self.traced.is_empty()).then(Instant::now);
         self.fanout.publish_batch(&mut self.batch);
+        if let Some(started) = started {
+            let now = Instant::now();
+            for t in self.traced.drain(..) {
+                t.span("publish", None, (started, now), None);
+                t.published(now);
+            }
+        }
         if self.staged.is_empty() {
             return;
         }

@@ -80,7 +80,8 @@ pub fn recover(
         store.replay_game(&game, &ranges, &mut |seq, event, archived| {
             debug_assert_eq!(event.seq, seq);
             let missing = memory.event(&event);
-            let item = Ingested { event, archived: Some(archived), received: Instant::now(), missing };
+            let item =
+                Ingested { event, archived: Some(archived), received: Instant::now(), missing, trace: None };
             report.events += 1;
             pipeline.send_blocking(shard, item).is_ok()
         })?;

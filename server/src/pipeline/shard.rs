@@ -33,6 +33,7 @@ use crate::model::ratings::Ratings;
 use crate::plugin::{EventHistory, PluginSet, ReplayFn, ShardPlugins};
 use crate::seqs::GameSeq;
 use crate::store::{Store, now_ms};
+use crate::telemetry::{Stages, Telemetry, Value};
 use crate::triggers::{GameTriggers, RuleSet, Triggers};
 
 /// Most publications a shard stages before publishing them. It publishes as soon as its queue
@@ -53,6 +54,8 @@ pub(super) struct Shared {
     pub quality: crate::config::QualityConfig,
     pub analyst: crate::config::AnalystConfig,
     pub rephraser: Option<Arc<super::analyst::llm::Rephraser>>,
+    /// Traces (`[telemetry]`): plugin failures of unsampled events are spans too.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 struct Game {
@@ -209,7 +212,13 @@ impl Shard {
     fn handle(&mut self, item: Ingested) {
         self.queued.record(item.received.elapsed().as_secs_f64());
         self.age.record(m::age_secs(item.event.ts));
-        let Ingested { event, archived, received, missing } = item;
+        let Ingested { event, archived, received, missing, trace } = item;
+        let mut stages = trace.as_ref().map(|t| {
+            let now = Instant::now();
+            t.span("queue", None, (received, now), None);
+            self.out.traced(t);
+            t.stages(now)
+        });
         if !self.games.contains_key(&event.game) {
             let game = Game::new(GameState::new(&event.game, event.sport()));
             self.games.insert(event.game.clone(), game);
@@ -220,15 +229,20 @@ impl Shard {
         let before = Before::of(&game.state);
         core_state(game, &event, missing, &mut self.out);
         game.quality.observe(&s.quality, before, &event, received, &game.state, &mut self.out);
+        stage_end(&mut stages, "state");
         let wp = game.winprob.update(&game.state, event.ts, &s.ratings, &s.models, &mut self.out);
+        stage_end(&mut stages, "winprob");
         self.out.event_done(received, event.ts);
         summary(game, event.ts, &s.games);
         let ended = game_end(game, &s.ratings, s.store.as_deref());
         if self.snapshot_every > 0 {
             note_folded(game, &event);
         }
+        if let Some(st) = &mut stages {
+            st.skip();
+        }
         if !self.plugins.is_empty() {
-            self.run_plugins(&event, archived);
+            self.run_plugins(&event, archived, &mut stages);
         }
         if self.shared.analyst.enabled
             && let Some(game) = self.games.get_mut(&event.game)
@@ -236,10 +250,16 @@ impl Shard {
             let xg = analyst::staged_xg(self.out.staged_since(first_staged));
             let (s, out) = (&self.shared, &mut self.out);
             game.analyst.observe(&s.analyst, &event, &game.state, wp, xg, out, s.rephraser.as_deref());
+            stage_end(&mut stages, "analyst");
         }
         let rules = self.shared.triggers.current();
         if !rules.is_empty() {
             self.run_triggers(&rules, &event, first_staged);
+            stage_end(&mut stages, "triggers");
+        }
+        if let Some(st) = stages {
+            st.finish();
+            self.out.untraced();
         }
         if self.snapshot_every > 0
             && let Some(game) = self.games.get_mut(&event.game)
@@ -330,7 +350,7 @@ impl Shard {
 
     /// Runs the plugins on one event and stages their outputs on `game/{id}/{plugin}/{name}`;
     /// then keeps the event for replay.
-    fn run_plugins(&mut self, ev: &Event, archived: Option<Arc<AlignedVec>>) {
+    fn run_plugins(&mut self, ev: &Event, archived: Option<Arc<AlignedVec>>, stages: &mut Option<Stages>) {
         let bytes = match archived {
             Some(b) => b,
             None => match rkyv::to_bytes::<rkyv::rancor::Error>(ev) {
@@ -342,13 +362,11 @@ impl Shard {
         // must not replay it.
         let log = self.shared.store.as_deref();
         self.plugins.sync(&Games(&self.games, log));
-        let (out, triggers) = (&mut self.out, &self.shared.triggers);
+        let (out, triggers, tel) = (&mut self.out, &self.shared.triggers, &self.shared.telemetry);
         // Plugin triggers (`trigger/{name}`) go out on `game/{id}/triggers` after the call.
         let mut fired: Vec<Vec<u8>> = Vec::new();
         self.plugins.on_event(
-            &ev.game,
-            ev.sport(),
-            ev.seq,
+            (&ev.game, ev.sport(), ev.seq),
             &bytes,
             &Games(&self.games, log),
             &mut |plugin, emit| match emit.name.strip_prefix(opensports_proto::plugin_abi::TRIGGER_PREFIX) {
@@ -359,6 +377,20 @@ impl Shard {
                     &emit.payload,
                 )),
                 None => out.stage_plugin_output(&ev.game, plugin, &emit.name, ev.ts, &emit.payload),
+            },
+            // Each plugin's call is a span of a sampled event; a failure always is one.
+            &mut |plugin, started, failed| match (stages.as_mut(), tel, failed) {
+                (Some(st), _, failed) => st.end(format!("plugin {plugin}"), failed.map(|e| e.to_string())),
+                (None, Some(tel), Some(e)) => {
+                    let attrs = vec![
+                        ("plugin", Value::Str(plugin.into())),
+                        ("game", Value::Str(ev.game.clone())),
+                        ("seq", Value::Int(ev.seq as i64)),
+                        ("error.code", Value::Str(e.kind().into())),
+                    ];
+                    tel.error("plugin", None, (started, Instant::now()), attrs, e.to_string());
+                }
+                (None, ..) => {}
             },
         );
         if let Some(g) = self.games.get_mut(&ev.game) {
@@ -518,4 +550,11 @@ fn stage_trigger(out: &mut Out, slot: &mut Option<Arc<Topic>>, game: &str, ts: i
             true
         },
     );
+}
+
+/// Ends a sampled event's shard stage `name` (nothing when the event is not sampled).
+fn stage_end(stages: &mut Option<Stages>, name: &'static str) {
+    if let Some(st) = stages {
+        st.end(name, None);
+    }
 }

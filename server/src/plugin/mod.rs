@@ -551,12 +551,11 @@ impl ShardPlugins {
     /// each output of a successful call, in order.
     pub fn on_event(
         &mut self,
-        game: &str,
-        sport: Sport,
-        seq: u64,
+        (game, sport, seq): (&str, Sport, u64),
         event: &[u8],
         history: &dyn EventHistory,
         publish: &mut dyn FnMut(&str, Emit),
+        called: &mut dyn FnMut(&str, Instant, Option<&PluginError>),
     ) {
         for slot in &mut self.slots {
             if slot.compiled.sports & sport_bit(sport) == 0 || slot.info.quarantined_for(game) {
@@ -584,6 +583,7 @@ impl ShardPlugins {
             }
             metrics::histogram!(m::PLUGIN_CALL_SECONDS, "plugin" => slot.info.name.to_string())
                 .record(started.elapsed().as_secs_f64());
+            called(&slot.info.name, started, result.as_ref().err());
             slot.info.events.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(emits) => {
