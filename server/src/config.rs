@@ -39,6 +39,7 @@ pub struct Config {
     pub quality: QualityConfig,
     pub analyst: AnalystConfig,
     pub telemetry: crate::telemetry::TelemetryConfig,
+    pub console: crate::api::console::ConsoleConfig,
 }
 
 /// `[quality]`: the feed-quality monitor (`game/{id}/quality`, PROTOCOL.md; `pipeline/quality.rs`).

@@ -263,6 +263,11 @@ pub async fn start(mut config: Config, listeners: Listeners) -> Result<Running, 
         shutdown: shutdown_rx.clone(),
         certificate: ingest::tls::pem_chain(&tls.certs).into(),
         cluster,
+        console: Arc::new(api::console::Console {
+            cfg: config.console.clone(),
+            secure: config.server.http_tls,
+            ..Default::default()
+        }),
     };
     let (http_cfg, http_shutdown, http_tasks) =
         (config.server.clone(), shutdown_rx.clone(), app.tasks.clone());

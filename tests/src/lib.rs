@@ -610,3 +610,23 @@ pub fn opensports_bin() -> std::path::PathBuf {
     assert!(bin.exists(), "{} not built", bin.display());
     bin
 }
+
+/// The browser driver's directory (tests/browser), or `None` (the `what` test skipped,
+/// outside CI only) when chromium or playwright-core is missing; under CI a missing one fails.
+pub fn browser_dir(what: &str) -> Option<std::path::PathBuf> {
+    use std::path::Path;
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = [
+        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
+        (!browser_dir.join("node_modules/playwright-core").exists())
+            .then_some("playwright-core (npm ci in tests/browser)"),
+    ];
+    let missing: Vec<&str> = missing.into_iter().flatten().collect();
+    if !missing.is_empty() {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide {missing:?}");
+        eprintln!("SKIPPED {what} browser test: missing {missing:?}");
+        return None;
+    }
+    Some(browser_dir)
+}

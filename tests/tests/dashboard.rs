@@ -5,7 +5,6 @@
 //! when either is missing, the test says so and passes without running; under CI it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,28 +13,9 @@ use opensports_server::sim;
 use opensports_tests::{TestServer, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The browser driver's directory, or `None` (test skipped, outside CI only) when chromium or
-/// playwright-core is missing.
-fn browser_dir() -> Option<std::path::PathBuf> {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing = [
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-        (!browser_dir.join("node_modules/playwright-core").exists())
-            .then_some("playwright-core (npm ci in tests/browser)"),
-    ];
-    let missing: Vec<&str> = missing.into_iter().flatten().collect();
-    if !missing.is_empty() {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide {missing:?}");
-        eprintln!("SKIPPED dashboard browser test: missing {missing:?}");
-        return None;
-    }
-    Some(browser_dir)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_live_scores_in_chromium() {
-    let Some(browser_dir) = browser_dir() else { return };
+    let Some(browser_dir) = opensports_tests::browser_dir("dashboard") else { return };
 
     let server = TestServer::start().await;
     let url = format!("http://{}/", server.running().http_addr);
@@ -123,7 +103,7 @@ async fn dashboard_shows_live_scores_in_chromium() {
 /// `target/test-artifacts/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_sport_has_a_live_game_page_that_resumes_without_a_gap() {
-    let Some(browser_dir) = browser_dir() else { return };
+    let Some(browser_dir) = opensports_tests::browser_dir("dashboard") else { return };
     let plugins = opensports_tests::shipped_plugins().to_vec();
     let server = TestServer::start_with(|c| {
         c.plugins.load = plugins.into_iter().map(opensports_server::config::PluginEntry::new).collect();

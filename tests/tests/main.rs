@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod cluster;
 mod cluster_seam;
+mod console;
 mod dashboard;
 mod delay;
 mod deploy;

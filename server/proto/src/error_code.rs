@@ -126,8 +126,11 @@ pub mod http {
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// 403: a valid credential whose role or scopes do not allow the request.
     pub const FORBIDDEN: &str = "forbidden";
-    /// 429: this wrong credential failed too often from this address; retry later.
+    /// 429: this wrong credential failed too often from this address (or a console sign-in's
+    /// codes failed too often for its key); retry later.
     pub const BACKOFF: &str = "backoff";
+    /// 403: a console call without the session's `X-CSRF-Token`, not JSON, or from another origin.
+    pub const CSRF: &str = "csrf";
     /// 429 (per address) or 503 (server-wide): a stream (WebSocket, SSE) over its connection limits.
     pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
     /// 400: a body or parameter that is not what the endpoint takes (the message names it).

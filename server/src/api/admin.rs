@@ -106,6 +106,10 @@ fn percent_decode(s: &str) -> String {
 pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Response>> {
     let remote = parts.extensions.get::<Peer>().map(|p| p.0);
     let Some((token, via_query)) = credential(parts) else {
+        // A console session (its cookie) stands for the key that signed in.
+        if let Some(caller) = super::console::caller(app, parts)? {
+            return Ok(caller);
+        }
         return Ok(Caller { principal: Principal::anonymous(), remote, via_query: false });
     };
     match verify(app, remote.map(|a| a.ip()), &token) {
@@ -253,17 +257,26 @@ pub async fn revoke_key(State(app): State<AppState>, admin: Admin, Path(id): Pat
 pub struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,
+    /// Only this actor's entries (a key id, `cli`, `jwt:{sub}`).
+    actor: Option<String>,
+    /// Only actions starting with this (`key.`, `console.sign_in`).
+    action: Option<String>,
 }
 
-/// `GET /v1/audit?after=ID&limit=N`: entries after `ID` (default 0), oldest first, at most
-/// `N` (default 100, at most 1000).
+/// `GET /v1/audit?after=ID&limit=N&actor=A&action=P`: entries after `ID` (default 0), oldest
+/// first, at most `N` (default 100, at most 1000), only actor `A`'s and actions starting with
+/// `P` when given.
 pub async fn audit(
     State(app): State<AppState>,
     _admin: Admin,
     super::Params(q): super::Params<AuditQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    match app.auth.keys().audit_log(q.after.unwrap_or(0), limit) {
+    let keep = |e: &AuditEntry| {
+        q.actor.as_deref().is_none_or(|a| e.actor == a)
+            && q.action.as_deref().is_none_or(|p| e.action.starts_with(p))
+    };
+    match app.auth.keys().audit_log_where(q.after.unwrap_or(0), limit, keep) {
         Ok(entries) => json(StatusCode::OK, serde_json::json!({ "entries": entries }).to_string()),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::KEY_STORE, &e.to_string()),
     }

@@ -13,6 +13,7 @@
 //!   embedded assets (the JS client's modules, uPlot) under `/assets/`.
 
 pub mod admin;
+pub mod console;
 mod deadline;
 pub mod delays;
 pub mod devices;
@@ -70,12 +71,21 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Devices and the push outbox.
     pub push: Arc<crate::push::Push>,
+    /// The operator console's sessions (`/console`).
+    pub console: Arc<console::Console>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::overview))
         .route("/game/{id}", get(pages::game))
+        .route("/console", get(console::page))
+        .route("/console/api/login", axum::routing::post(console::login))
+        .route("/console/api/code", axum::routing::post(console::code))
+        .route("/console/api/enroll", axum::routing::post(console::enroll))
+        .route("/console/api/enroll/confirm", axum::routing::post(console::confirm))
+        .route("/console/api/session", get(console::current))
+        .route("/console/api/logout", axum::routing::post(console::logout))
         .route("/assets/{*file}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -22,6 +22,7 @@ use super::json_error;
 
 const OVERVIEW: &str = include_str!("pages/overview.html");
 const GAME: &str = include_str!("pages/game.html");
+const CONSOLE: &str = include_str!("pages/console.html");
 
 /// `(path under /assets/, content type, bytes)`.
 const ASSETS: &[(&str, &str, &[u8])] = &[
@@ -33,6 +34,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("format.js", "text/javascript", include_bytes!("pages/format.js")),
     ("charts.js", "text/javascript", include_bytes!("pages/charts.js")),
     ("pictures.js", "text/javascript", include_bytes!("pages/pictures.js")),
+    ("console.js", "text/javascript", include_bytes!("pages/console.js")),
     ("icon.svg", "image/svg+xml", ICON),
 ];
 
@@ -76,6 +78,12 @@ fn page(html: &'static str, policy: &'static std::sync::OnceLock<String>) -> Res
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     ];
     (StatusCode::OK, headers, html).into_response()
+}
+
+/// `/console`'s page (its route checks `console.enabled`).
+pub fn console() -> Response {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    page(CONSOLE, &POLICY)
 }
 
 pub async fn overview() -> Response {

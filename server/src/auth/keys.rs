@@ -305,14 +305,29 @@ impl KeyStore {
 
     /// Audit entries with id > `after`, oldest first, at most `limit`.
     pub fn audit_log(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, KeyError> {
+        self.audit_log_where(after, limit, |_| true)
+    }
+
+    /// Like [`KeyStore::audit_log`], only the entries `keep` accepts (`limit` of those).
+    pub fn audit_log_where(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>, KeyError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(AUDIT)?;
         let mut out = Vec::new();
-        for row in t.range(after.saturating_add(1)..)?.take(limit) {
+        for row in t.range(after.saturating_add(1)..)? {
             let (id, json) = row?;
             let mut e: AuditEntry = serde_json::from_slice(json.value())?;
             e.id = id.value();
-            out.push(e);
+            if keep(&e) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
         }
         Ok(out)
     }
