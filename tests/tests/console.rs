@@ -132,7 +132,7 @@ async fn changes_need_the_sessions_csrf_token_and_the_same_origin() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(request(addr, "GET", "/v1/keys", &[("Cookie", &session)], "").await.0, 401);
-    let (_, audit) = server.call(&admin, "GET", "/v1/audit?action=console.&limit=1000", None).await;
+    let (_, audit) = server.call(&admin, "GET", "/v1/audit?action_prefix=console.&limit=1000", None).await;
     let actions: Vec<String> = serde_json::from_str::<Value>(&audit).unwrap()["entries"]
         .as_array()
         .unwrap()
@@ -217,7 +217,7 @@ async fn wrong_codes_lock_the_second_step_and_a_code_is_good_once() {
     .await;
     assert_eq!(status, 429, "locked: {body}");
     assert!(server.metric("opensports_auth_failures_total{reason=\"totp\"}").await >= 5.0);
-    let (_, audit) = server.call(&admin, "GET", "/v1/audit?action=console.code_refused", None).await;
+    let (_, audit) = server.call(&admin, "GET", "/v1/audit?action_prefix=console.code_refused", None).await;
     assert_eq!(serde_json::from_str::<Value>(&audit).unwrap()["entries"].as_array().unwrap().len(), 5);
     server.shutdown().await;
 }
@@ -242,11 +242,12 @@ async fn sessions_end_when_idle_and_when_their_key_is_revoked() {
     let admin = server.admin_key();
     let (session, _) = sign_in(addr, &admin).await;
     assert_eq!(request(addr, "GET", "/v1/keys", &[("Cookie", &session)], "").await.0, 200);
-    let id = serde_json::from_str::<Value>(&server.admin_get("/v1/audit?action=console.sign_in").await.1)
-        .unwrap()["entries"][0]["actor"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id =
+        serde_json::from_str::<Value>(&server.admin_get("/v1/audit?action_prefix=console.sign_in").await.1)
+            .unwrap()["entries"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let other = server.admin_key();
     assert_eq!(server.call(&other, "DELETE", &format!("/v1/keys/{id}"), None).await.0, 200);
     assert_eq!(

@@ -173,6 +173,7 @@ pub mod http {
         UNAUTHORIZED,
         FORBIDDEN,
         BACKOFF,
+        CSRF,
         TOO_MANY_CONNECTIONS,
         BAD_REQUEST,
         BAD_UPGRADE,

@@ -1,9 +1,9 @@
 //! Who is calling the HTTP API, and the admin endpoints for keys and the audit log.
 //!
 //! - [`Caller`]: an extractor that authenticates the request (`Authorization: Bearer`, or a
-//!   `token` query parameter for browsers). No credential is the anonymous caller; a wrong one
-//!   is `401 unauthorized` (and counts toward the address's backoff: `429 backoff` while it
-//!   waits).
+//!   `token` query parameter for browsers, checked by `credential.rs`; or a console session's
+//!   cookie). No credential is the anonymous caller; a wrong one is `401 unauthorized` (and
+//!   counts toward the address's backoff: `429 backoff` while it waits).
 //! - [`Admin`]: a [`Caller`] with the admin role, else `403 forbidden` (`401` when anonymous).
 //! - `POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{id}`, `GET /v1/audit`.
 
@@ -15,15 +15,12 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 
+use super::credential::{Peer, credential, verify};
 use super::{AppState, json, json_error};
 use crate::auth::AuditEntry;
 use crate::auth::keys::{entry, public_view};
-use crate::auth::{NewKey, Principal, Refused};
+use crate::auth::{NewKey, Principal};
 use crate::metrics as m;
-
-/// The peer address of the connection a request came on (set by the accept loop).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 /// An authenticated (or anonymous) caller.
 #[derive(Debug, Clone)]
@@ -62,92 +59,20 @@ impl Caller {
     }
 }
 
-/// The bearer credential of a request: the `Authorization` header, else `?token=` (then
-/// `true`).
-pub fn credential(parts: &Parts) -> Option<(String, bool)> {
-    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim().to_string(), false));
-    }
-    let query = parts.uri.query()?;
-    query.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| (percent_decode(t), true))
-}
-
-/// `%XX` and `+` decoding for a query value (keys and JWTs are URL-safe; this is for tools
-/// that escape them anyway).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Authenticates a request's parts (the WebSocket upgrade uses it too). The error is the
 /// response to send (boxed: it is large).
 pub fn authenticate(app: &AppState, parts: &Parts) -> Result<Caller, Box<Response>> {
     let remote = parts.extensions.get::<Peer>().map(|p| p.0);
     let Some((token, via_query)) = credential(parts) else {
         // A console session (its cookie) stands for the key that signed in.
-        if let Some(caller) = super::console::caller(app, parts)? {
-            return Ok(caller);
+        if let Some(principal) = super::console::session_principal(app, parts)? {
+            return Ok(Caller { principal, remote, via_query: false });
         }
         return Ok(Caller { principal: Principal::anonymous(), remote, via_query: false });
     };
     match verify(app, remote.map(|a| a.ip()), &token) {
         Ok(principal) => Ok(Caller { principal, remote, via_query }),
         Err((status, code, msg)) => Err(Box::new(json_error(status, code, &msg))),
-    }
-}
-
-/// Checks a bearer credential from `ip` (backoff included): the principal, or the refusal's
-/// status, code and message. For transports that carry the credential in their own handshake
-/// (a GraphQL `connection_init` payload).
-pub fn verify(
-    app: &AppState,
-    ip: Option<std::net::IpAddr>,
-    token: &str,
-) -> Result<Principal, (StatusCode, &'static str, String)> {
-    // The credential is checked first: a valid one is never held back by others' failures
-    // from the same address (a venue network, a NAT).
-    match app.auth.bearer(token) {
-        Ok(principal) => {
-            app.auth.succeeded(ip, token);
-            Ok(principal)
-        }
-        Err(why) => {
-            if let Some(wait) = app.auth.failed(ip, token, &why) {
-                metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "backoff").increment(1);
-                let msg = format!(
-                    "this credential failed too often from this address; retry in {} s",
-                    wait.as_secs().max(1)
-                );
-                return Err((StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, msg));
-            }
-            let msg = match &why {
-                Refused::Jwt(e) => e.to_string(),
-                other => other.to_string(),
-            };
-            Err((StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, msg))
-        }
     }
 }
 
@@ -260,10 +185,10 @@ pub struct AuditQuery {
     /// Only this actor's entries (a key id, `cli`, `jwt:{sub}`).
     actor: Option<String>,
     /// Only actions starting with this (`key.`, `console.sign_in`).
-    action: Option<String>,
+    action_prefix: Option<String>,
 }
 
-/// `GET /v1/audit?after=ID&limit=N&actor=A&action=P`: entries after `ID` (default 0), oldest
+/// `GET /v1/audit?after=ID&limit=N&actor=A&action_prefix=P`: entries after `ID` (default 0), oldest
 /// first, at most `N` (default 100, at most 1000), only actor `A`'s and actions starting with
 /// `P` when given.
 pub async fn audit(
@@ -274,7 +199,7 @@ pub async fn audit(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let keep = |e: &AuditEntry| {
         q.actor.as_deref().is_none_or(|a| e.actor == a)
-            && q.action.as_deref().is_none_or(|p| e.action.starts_with(p))
+            && q.action_prefix.as_deref().is_none_or(|p| e.action.starts_with(p))
     };
     match app.auth.keys().audit_log_where(q.after.unwrap_or(0), limit, keep) {
         Ok(entries) => json(StatusCode::OK, serde_json::json!({ "entries": entries }).to_string()),

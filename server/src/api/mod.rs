@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod credential;
 mod deadline;
 pub mod delays;
 pub mod devices;

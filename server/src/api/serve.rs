@@ -73,7 +73,7 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         // Handlers learn the peer address (per-address limits, backoff, audit) from this.
-        let mut app = router.clone().layer(axum::Extension(super::admin::Peer(peer)));
+        let mut app = router.clone().layer(axum::Extension(super::credential::Peer(peer)));
         if reserved {
             app = app.layer(axum::Extension(Reserved));
         }

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use opensports_proto::error_code::http as http_code;
 use serde::{Deserialize, Serialize};
 
-use super::admin::{Caller, Peer};
+use super::credential::Peer;
 use super::{AppState, json, json_error};
 use crate::auth::Principal;
 use crate::auth::keys::entry;
@@ -146,7 +146,10 @@ fn same_origin_json(headers: &HeaderMap) -> Result<(), Box<Response>> {
 /// The admin API's cookie credential: the session's principal, when the request carries a
 /// live console session; `Err` when the cookie is stale or a change lacks its CSRF token.
 /// `Ok(None)`: no session cookie.
-pub fn caller(app: &AppState, parts: &axum::http::request::Parts) -> Result<Option<Caller>, Box<Response>> {
+pub fn session_principal(
+    app: &AppState,
+    parts: &axum::http::request::Parts,
+) -> Result<Option<Principal>, Box<Response>> {
     let Some(id) = session::cookie(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
     let console = &app.console;
     let Some(s) = console.sessions.touch(id, &console.cfg) else {
@@ -165,8 +168,7 @@ pub fn caller(app: &AppState, parts: &axum::http::request::Parts) -> Result<Opti
             return Err(Box::new(csrf_refused("a console change needs the session's X-CSRF-Token")));
         }
     }
-    let remote = parts.extensions.get::<Peer>().map(|p| p.0);
-    Ok(Some(Caller { principal: s.principal.clone(), remote, via_query: false }))
+    Ok(Some(s.principal.clone()))
 }
 
 fn reply(status: StatusCode, body: serde_json::Value, cookies: &[String]) -> Response {
@@ -234,7 +236,7 @@ pub async fn login(
         Err(refused) => return *refused,
     };
     let at = remote(peer);
-    let principal = match super::admin::verify(&app, at.map(|a| a.ip()), req.key.trim()) {
+    let principal = match super::credential::verify(&app, at.map(|a| a.ip()), req.key.trim()) {
         Ok(p) => p,
         Err((status, code, msg)) => return json_error(status, code, &msg),
     };
@@ -437,7 +439,7 @@ pub async fn confirm(
         Enroller::Pending(id) => sessions.pending(id).and_then(|p| p.enrolling.clone()),
     };
     let Some(secret) = secret else {
-        return json_error(StatusCode::CONFLICT, http_code::BAD_REQUEST, "start the enrolment first");
+        return json_error(StatusCode::BAD_REQUEST, http_code::BAD_REQUEST, "start the enrolment first");
     };
     let key = principal.id.to_string();
     if let Some(wait) = sessions.locked(&key) {

@@ -249,7 +249,7 @@ impl Conn {
         });
         let Some(token) = token else { return Ok(()) };
         let principal =
-            crate::api::admin::verify(&self.app, self.remote, token).map_err(|(_, code, msg)| {
+            crate::api::credential::verify(&self.app, self.remote, token).map_err(|(_, code, msg)| {
                 metrics::counter!(m::SESSION_ERRORS_TOTAL, "code" => code, "transport" => "graphql")
                     .increment(1);
                 (4403, format!("{code}: {msg}"))

@@ -311,7 +311,7 @@ const PAGES = {
       const f = new FormData(form);
       const q = new URLSearchParams({ limit: "500" });
       if (f.get("actor")) q.set("actor", f.get("actor"));
-      if (f.get("action")) q.set("action", f.get("action"));
+      if (f.get("action")) q.set("action_prefix", f.get("action"));
       const d = await api("GET", `/v1/audit?${q}`);
       out.replaceChildren(table(d.entries.slice().reverse(), [
         ["When", (e) => new Date(e.at_ms).toISOString().replace("T", " ").slice(0, 19)],
