@@ -317,19 +317,11 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
         let base = run_ours(&control).await?.report;
         println!("\ncontrol: the same run with the log unencrypted");
         base.print();
-        let (e, u) = (rep.server(), base.server());
-        println!(
-            "ratio encrypted / unencrypted: {}; server CPU x{:.2} ({:.1} / {:.1} s)",
-            rep.ratios(&base),
-            e.secs / u.secs.max(1e-9),
-            e.secs,
-            u.secs,
-        );
+        println!("ratio encrypted / unencrypted: {}", rep.versus(&base));
         others.push(("opensports unencrypted".to_string(), base));
     }
     if !args.trace_ratio.is_empty() {
         let (endpoint, counts) = sink::start()?;
-        let base = rep.server();
         for &ratio in &args.trace_ratio {
             let traced = Plan { trace: Some((endpoint.clone(), ratio)), ..plan.clone() };
             let before = counts.bytes.load(Ordering::Relaxed);
@@ -337,14 +329,7 @@ async fn sitting(args: &Args, plan: &Plan, workspace: &std::path::Path) -> anyho
             let kib = (counts.bytes.load(Ordering::Relaxed) - before) as f64 / 1024.0;
             println!("\ntraced at ratio {ratio} (OTLP to {endpoint}; {kib:.0} KiB of spans received)");
             r.print();
-            let t = r.server();
-            println!(
-                "ratio traced at {ratio} / untraced: {}; server CPU x{:.2} ({:.1} / {:.1} s)",
-                r.ratios(&rep),
-                t.secs / base.secs.max(1e-9),
-                t.secs,
-                base.secs,
-            );
+            println!("ratio traced at {ratio} / untraced: {}", r.versus(&rep));
             others.push((format!("opensports traced {ratio}"), r));
         }
     }

@@ -175,6 +175,19 @@ impl Report {
     }
 
     /// `p50 x0.93, p99 x1.40, ...`: this report over `base`.
+    /// `ratios` and the server's CPU seconds beside `base`'s: one variant of a preset against
+    /// the same preset in the same sitting.
+    pub fn versus(&self, base: &Report) -> String {
+        let (a, b) = (self.server(), base.server());
+        format!(
+            "{}; server CPU x{:.2} ({:.1} / {:.1} s)",
+            self.ratios(base),
+            a.secs / b.secs.max(1e-9),
+            a.secs,
+            b.secs
+        )
+    }
+
     pub fn ratios(&self, base: &Report) -> String {
         let r = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
         format!(

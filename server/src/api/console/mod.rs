@@ -119,6 +119,18 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A console call's JSON body, once [`same_origin_json`] passed.
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Box<Response>> {
+    same_origin_json(headers)?;
+    super::object(body)
+}
+
+/// Whether the request carries the session's CSRF token.
+fn csrf_ok(headers: &HeaderMap, s: &session::Session) -> bool {
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    crate::auth::ct_eq(sent.as_bytes(), s.csrf.as_bytes())
+}
+
 fn csrf_refused(msg: &str) -> Response {
     metrics::counter!(m::AUTH_DENIED_TOTAL, "op" => "csrf").increment(1);
     json_error(StatusCode::FORBIDDEN, http_code::CSRF, msg)
@@ -162,11 +174,8 @@ pub fn session_principal(
         return Err(Box::new(json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, "key revoked")));
     }
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe {
-        let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !crate::auth::ct_eq(sent.as_bytes(), s.csrf.as_bytes()) {
-            return Err(Box::new(csrf_refused("a console change needs the session's X-CSRF-Token")));
-        }
+    if !safe && !csrf_ok(&parts.headers, &s) {
+        return Err(Box::new(csrf_refused("a console change needs the session's X-CSRF-Token")));
     }
     Ok(Some(s.principal.clone()))
 }
@@ -228,10 +237,7 @@ pub async fn login(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = same_origin_json(&headers) {
-        return *r;
-    }
-    let req: Login = match super::object(&body) {
+    let req: Login = match json_body(&headers, &body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };
@@ -266,10 +272,7 @@ pub async fn code(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = same_origin_json(&headers) {
-        return *r;
-    }
-    let req: Code = match super::object(&body) {
+    let req: Code = match json_body(&headers, &body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };
@@ -351,8 +354,7 @@ fn enroller<'a>(app: &AppState, headers: &'a HeaderMap) -> Result<(Enroller<'a>,
     if let Some(id) = session::cookie(headers, SESSION_COOKIE)
         && let Some(s) = sessions.touch(id, &app.console.cfg)
     {
-        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if !crate::auth::ct_eq(sent.as_bytes(), s.csrf.as_bytes()) {
+        if !csrf_ok(headers, &s) {
             return Err(Box::new(csrf_refused("a console change needs the session's X-CSRF-Token")));
         }
         return Ok((Enroller::Session(id), s.principal.clone()));
@@ -422,10 +424,7 @@ pub async fn confirm(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = same_origin_json(&headers) {
-        return *r;
-    }
-    let req: Code = match super::object(&body) {
+    let req: Code = match json_body(&headers, &body) {
         Ok(r) => r,
         Err(refused) => return *refused,
     };
@@ -531,8 +530,7 @@ pub async fn logout(
     let Some(s) = console.sessions.touch(id, &console.cfg) else {
         return json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, "not signed in");
     };
-    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if !crate::auth::ct_eq(sent.as_bytes(), s.csrf.as_bytes()) {
+    if !csrf_ok(&headers, &s) {
         return csrf_refused("sign-out needs the session's X-CSRF-Token");
     }
     let key = s.principal.id.to_string();
