@@ -194,3 +194,43 @@ async fn rekey_encrypts_a_log_written_without_a_key_and_the_server_then_needs_it
     assert_eq!(settled(&s, &id, events.len() as u64).await, state);
     s.kill9().await;
 }
+
+/// Two nodes of a cluster, each with its own key: what A ingests reaches B through JetStream
+/// (which holds it as NATS stores it: README), and B seals it in its own log under its own
+/// key. Both serve the same game; neither log file holds its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_cluster_nodes_replicate_and_each_seals_its_own_log() {
+    let nats = opensports_tests::nats::NatsCluster::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str, ring: &str| {
+        let path = dir.path().join(format!("{name}.ring"));
+        std::fs::write(&path, ring).unwrap();
+        let extra = format!(
+            "{}[store.encryption]\nkey_file = {:?}\n",
+            nats.node_config(name),
+            path.display().to_string()
+        );
+        ChildServer::new(&dir.path().join(name), &extra)
+    };
+    let (mut a, mut b) = (node("a", K1), node("b", K2));
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    let events = sim_events(Sport::Soccer, 12, SIM_START_US);
+    let (id, n) = (events[0].game.clone(), events.len() as u64);
+    let words = texts(&events);
+    assert!(words.len() >= 5, "{words:?}");
+    publish(&a, &events).await;
+    let on_a = settled(&a, &id, n).await;
+    let on_b = settled(&b, &id, n).await;
+    assert_eq!(on_a, on_b, "B applies what A ingested");
+    a.kill9().await;
+    b.kill9().await;
+    for (name, data, want) in [("A", &a.data_dir, 1u16), ("B", &b.data_dir, 2)] {
+        assert_eq!(
+            holds_any(&data.join(FILE_NAME), &words),
+            Vec::<String>::new(),
+            "{name}'s log holds event text"
+        );
+        assert_eq!(key_ids(data, &id), BTreeSet::from([Some(want)]), "{name} seals with its own key");
+    }
+}
