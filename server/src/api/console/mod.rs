@@ -211,7 +211,7 @@ fn remote(peer: Option<axum::Extension<Peer>>) -> Option<SocketAddr> {
 fn open_session(app: &AppState, principal: Principal, at: Option<SocketAddr>) -> Response {
     let console = &app.console;
     let key = principal.id.to_string();
-    let Some(id) = console.sessions.start(principal) else {
+    let Some(id) = console.sessions.start(principal, &console.cfg) else {
         return json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, "too many console sessions");
     };
     let audit = entry(
@@ -257,7 +257,7 @@ pub async fn login(
     if !enrolled && !app.console.cfg.require_totp {
         return open_session(&app, principal, at);
     }
-    let Some(id) = app.console.sessions.start_pending(principal) else {
+    let Some(id) = app.console.sessions.start_pending(principal, &app.console.cfg) else {
         return json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, "too many sign-ins under way");
     };
     let next = if enrolled { "code" } else { "enroll" };

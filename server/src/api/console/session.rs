@@ -69,19 +69,20 @@ pub fn new_id() -> Option<String> {
 }
 
 impl Sessions {
-    fn full(&self) -> bool {
-        self.sweep();
+    fn full(&self, cfg: &ConsoleConfig) -> bool {
+        self.sweep(cfg);
         self.sessions.len() + self.pending.len() >= MAX_ENTRIES
     }
 
-    /// Drops what has expired.
-    fn sweep(&self) {
+    /// Drops what has expired: sessions nobody signed out of must not fill the table.
+    fn sweep(&self, cfg: &ConsoleConfig) {
         let now = Instant::now();
         self.pending.retain(|_, p| now.duration_since(p.started) < PENDING_TTL);
+        self.sessions.retain(|_, s| !expired(s, cfg, now));
     }
 
-    pub fn start_pending(&self, principal: Principal) -> Option<String> {
-        if self.full() {
+    pub fn start_pending(&self, principal: Principal, cfg: &ConsoleConfig) -> Option<String> {
+        if self.full(cfg) {
             return None;
         }
         let id = new_id()?;
@@ -104,8 +105,8 @@ impl Sessions {
     }
 
     /// A new session for `principal`: its cookie id.
-    pub fn start(&self, principal: Principal) -> Option<String> {
-        if self.full() {
+    pub fn start(&self, principal: Principal, cfg: &ConsoleConfig) -> Option<String> {
+        if self.full(cfg) {
             return None;
         }
         let (id, csrf) = (new_id()?, new_id()?);
@@ -123,9 +124,7 @@ impl Sessions {
     ) -> Option<dashmap::mapref::one::RefMut<'_, String, Session>> {
         let mut s = self.sessions.get_mut(id)?;
         let now = Instant::now();
-        let idle = Duration::from_secs(cfg.session_minutes * 60);
-        let max = Duration::from_secs(cfg.max_session_hours * 3600);
-        if now.duration_since(s.last) >= idle || now.duration_since(s.started) >= max {
+        if expired(&s, cfg, now) {
             drop(s);
             self.sessions.remove(id);
             return None;
@@ -183,6 +182,13 @@ impl Sessions {
     }
 }
 
+/// Whether `s` has ended (idle too long, or too old) at `now`.
+fn expired(s: &Session, cfg: &ConsoleConfig, now: Instant) -> bool {
+    let idle = Duration::from_secs(cfg.session_minutes * 60);
+    let max = Duration::from_secs(cfg.max_session_hours * 3600);
+    now.duration_since(s.last) >= idle || now.duration_since(s.started) >= max
+}
+
 /// A cookie's value from a request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -197,4 +203,25 @@ pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a 
 pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_sessions_leave_room_for_new_ones() {
+        let cfg = ConsoleConfig { session_minutes: 0, ..ConsoleConfig::default() };
+        let s = Sessions::default();
+        for _ in 0..MAX_ENTRIES + 10 {
+            assert!(s.start(Principal::anonymous(), &cfg).is_some(), "the table filled with ended sessions");
+        }
+        let live = ConsoleConfig::default();
+        let s = Sessions::default();
+        for _ in 0..MAX_ENTRIES {
+            assert!(s.start(Principal::anonymous(), &live).is_some());
+        }
+        assert!(s.start(Principal::anonymous(), &live).is_none(), "live sessions are bounded");
+        assert!(s.start_pending(Principal::anonymous(), &live).is_none());
+    }
 }
