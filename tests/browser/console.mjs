@@ -75,8 +75,11 @@ try {
   await page.click(`button[data-revoke="${created}"]`);
   await page.waitForFunction(() => /revoked/.test(document.getElementById("msg").textContent));
 
-  // Plugins: upload a new version of a loaded plugin.
+  // Plugins: re-enable the plugin a game's data quarantined, then upload a new version.
   await tab("plugins");
+  await page.click(`button[data-enable="basketball-boxscore/attack-1"]`);
+  await page.waitForFunction(() => /re-enabled for attack-1/.test(document.getElementById("msg").textContent));
+  await page.waitForSelector("#view[data-loaded='plugins']");
   await page.fill("#upload-plugin input[name=name]", "basketball-boxscore");
   await page.setInputFiles("#upload-plugin input[name=file]", pluginWasm);
   await page.click("#upload-plugin button[type=submit]");

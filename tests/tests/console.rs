@@ -271,6 +271,21 @@ async fn the_console_in_chromium_signs_in_with_totp_and_acts_through_the_audited
     let events = sim_events(Sport::Basketball, 3, 0);
     let game = events[0].game.clone();
     server.publish_all(&events[..40]).await;
+    // A game whose data breaks the box score (one name for everyone: security_round2.rs) gets
+    // the plugin quarantined for it: the plugins page re-enables it.
+    let attack: Vec<opensports_proto::Event> = opensports_tests::game_events("attack-1", 120)
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap();
+            if v.get("player").is_some_and(|p| p.is_string()) {
+                v["player"] = "John Smith".into();
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect();
+    server.publish_all(&attack).await;
+    let plugins: Value = serde_json::from_str(&server.get("/v1/plugins").await.1).unwrap();
+    assert_eq!(plugins["plugins"][0]["quarantined_games"], serde_json::json!(["attack-1"]), "{plugins}");
     let admin = server.admin_key();
     let base = format!("http://{}", server.running().http_addr);
     let node = tokio::process::Command::new("node")
@@ -309,6 +324,7 @@ async fn the_console_in_chromium_signs_in_with_totp_and_acts_through_the_audited
         "key.create",
         "key.revoke",
         "plugin.replace",
+        "plugin.enable_game",
         "model.activate",
         "trigger.disarm",
         "delay.set",
@@ -324,6 +340,8 @@ async fn the_console_in_chromium_signs_in_with_totp_and_acts_through_the_audited
     let made = keys["keys"].as_array().unwrap().iter().find(|k| k["id"] == r["createdId"]).unwrap();
     assert_eq!(made["name"], "made-in-console");
     assert!(made["revoked_ms"].is_number() || made["revoked"] == true, "{made}");
+    let plugins: Value = serde_json::from_str(&server.get("/v1/plugins").await.1).unwrap();
+    assert_eq!(plugins["plugins"][0]["quarantined_games"], serde_json::json!([]), "{plugins}");
     let delays: Value = serde_json::from_str(&server.admin_get("/v1/delays").await.1).unwrap();
     assert_eq!(delays["overrides"], serde_json::json!([{"delay_ms": 7000, "effective_ms": 5000}]));
     let triggers: Value = serde_json::from_str(&server.admin_get("/v1/triggers").await.1).unwrap();
