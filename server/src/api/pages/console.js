@@ -235,21 +235,23 @@ const PAGES = {
   async models(view) {
     const d = await api("GET", "/v1/models");
     const models = d.models || [];
-    const version = (m) => text(m.version ?? m.active);
+    const num = (v) => (typeof v === "number" ? v.toFixed(4) : "–");
+    const post = async (m, what, version, done) => {
+      await api("POST", `/v1/models/${encodeURIComponent(m.name)}/${what}`, { version });
+      await open("models");
+      say(done, true);
+    };
     view.append(el("h2", {}, "Models"), table(models, [
-      ["Name", (m) => m.name], ["Version", version], ["Role", (m) => text(m.role ?? (m.shadow ? "shadow" : "active"))],
-      ["Live calibration", (m) => text(m.live ?? m.calibration ?? m.metrics ?? "")],
+      ["Name", (m) => m.name], ["Version", (m) => m.version],
+      ["Role", (m) => (m.active ? "active" : m.shadow ? "shadow" : "loaded")],
+      ["Live calibration", (m) => (m.live && m.live.predictions
+        ? `${m.live.predictions} outcomes · Brier ${num(m.live.brier)} · log loss ${num(m.live.log_loss)}`
+        : "no finished games yet")],
+      ["Hold-out", (m) => `${text(m.holdout)}`],
       ["", (m) => el("span", {},
-        button("Activate", async () => {
-          await api("POST", `/v1/models/${encodeURIComponent(m.name)}/activate`, { version: version(m) });
-          await open("models");
-          say(`${m.name} ${version(m)} active.`, true);
-        }, { "data-activate": m.name }), " ",
-        button("Stop shadow", async () => {
-          await api("POST", `/v1/models/${encodeURIComponent(m.name)}/shadow`, { version: null });
-          await open("models");
-          say(`${m.name}: no shadow.`, true);
-        }))],
+        button("Activate", () => post(m, "activate", m.version, `${m.name} ${m.version} active.`), { "data-activate": m.name }),
+        m.active || m.shadow ? null : button("Shadow", () => post(m, "shadow", m.version, `${m.name} ${m.version} shadows.`)),
+        m.shadow ? button("Stop shadow", () => post(m, "shadow", null, `${m.name}: no shadow.`)) : null)],
     ]));
   },
 
