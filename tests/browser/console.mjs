@@ -4,7 +4,11 @@
 // signs in again with a backup code. Called by tests/tests/console.rs.
 // Args: BASE_URL ADMIN_KEY PLUGIN_WASM. Prints one JSON object: what it did and saw.
 import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const [base, adminKey, pluginWasm] = process.argv.slice(2);
 
@@ -116,6 +120,14 @@ try {
   await page.click("#audit-filter button");
   await page.waitForFunction(() => document.querySelectorAll("#audit-rows tbody tr").length >= 2);
   result.auditActions = await page.$$eval("#audit-rows tbody tr td:nth-child(3)", (c) => c.map((x) => x.textContent));
+  // WCAG 2 A/AA on a signed-in page with a form and a table (axe-core, through CDP: the CSP
+  // stays strict).
+  await page.evaluate(axeSource);
+  result.axe = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help }));
+  });
 
   await tab("security");
   result.securityText = await page.textContent("#view");

@@ -300,6 +300,7 @@ async fn the_console_in_chromium_signs_in_with_totp_and_acts_through_the_audited
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     assert!(r.get("failure").is_none(), "{}", r["failure"]);
     assert_eq!(r["errors"], serde_json::json!([]), "no JavaScript errors");
+    assert_eq!(r["axe"], serde_json::json!([]), "no serious or critical WCAG 2 A/AA finding (axe-core)");
     assert!(r["qrModules"].as_u64().unwrap() >= 1, "the QR code is drawn");
     assert!(r["gamesText"].as_str().unwrap().contains(&game), "the games page lists the game");
     assert!(r["createdKey"].as_str().unwrap().starts_with("osk_"));
