@@ -569,6 +569,21 @@ pub fn game_events(id: &str, n: usize) -> Vec<Event> {
     evs
 }
 
+/// [`game_events`] in which every named player is the same person: the box score plugin's
+/// outputs then break its own rules, and it is quarantined for that game (and only that one).
+pub fn boxscore_breaking_events(id: &str, n: usize) -> Vec<Event> {
+    game_events(id, n)
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap();
+            if v.get("player").is_some_and(|p| p.is_string()) {
+                v["player"] = "John Smith".into();
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect()
+}
+
 /// A publisher connected to `server` with `token` (the error as text).
 pub async fn publisher_with(server: &TestServer, token: &str) -> Result<Publisher, String> {
     let mut cfg = server.publisher_config();

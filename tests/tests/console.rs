@@ -273,16 +273,7 @@ async fn the_console_in_chromium_signs_in_with_totp_and_acts_through_the_audited
     server.publish_all(&events[..40]).await;
     // A game whose data breaks the box score (one name for everyone: security_round2.rs) gets
     // the plugin quarantined for it: the plugins page re-enables it.
-    let attack: Vec<opensports_proto::Event> = opensports_tests::game_events("attack-1", 120)
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap();
-            if v.get("player").is_some_and(|p| p.is_string()) {
-                v["player"] = "John Smith".into();
-            }
-            serde_json::from_value(v).unwrap()
-        })
-        .collect();
+    let attack = opensports_tests::boxscore_breaking_events("attack-1", 120);
     server.publish_all(&attack).await;
     let plugins: Value = serde_json::from_str(&server.get("/v1/plugins").await.1).unwrap();
     assert_eq!(plugins["plugins"][0]["quarantined_games"], serde_json::json!(["attack-1"]), "{plugins}");

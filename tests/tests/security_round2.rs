@@ -126,16 +126,7 @@ async fn a_plugin_fault_stays_in_its_game() {
         ))];
     })
     .await;
-    let attack: Vec<Event> = game_events("attack-1", 120)
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap();
-            if v.get("player").is_some_and(|p| p.is_string()) {
-                v["player"] = "John Smith".into();
-            }
-            serde_json::from_value(v).unwrap()
-        })
-        .collect();
+    let attack = opensports_tests::boxscore_breaking_events("attack-1", 120);
     let mut sub = server.subscriber().await;
     sub.subscribe_and_wait(&["game/attack-1/basketball-boxscore/plugin_fault"], Mode::All).await.unwrap();
     server.publish_all(&attack).await;

@@ -93,15 +93,21 @@ fn enrolment(app: &AppState, key: &str) -> Result<Option<Enrolment>, Box<Respons
     }
 }
 
+/// An audit entry of the key acting on itself (sign-in, enrolment, a refused code).
+fn own_entry(key: &str, action: &str, at: Option<SocketAddr>) -> crate::auth::AuditEntry {
+    let null = serde_json::Value::Null;
+    entry(key, action, key, null.clone(), null, at.map(|a| a.to_string()))
+}
+
 fn save(
     app: &AppState,
     key: &str,
     e: &Enrolment,
     action: &str,
-    remote: Option<String>,
+    at: Option<SocketAddr>,
 ) -> Result<(), Box<Response>> {
     let body = serde_json::to_vec(e).unwrap_or_default();
-    let audit = entry(key, action, key, serde_json::Value::Null, serde_json::Value::Null, remote);
+    let audit = own_entry(key, action, at);
     app.auth.put_setting(&setting_name(key), &body, audit).map_err(|e| {
         Box::new(json_error(StatusCode::INTERNAL_SERVER_ERROR, http_code::KEY_STORE, &e.to_string()))
     })
@@ -214,15 +220,7 @@ fn open_session(app: &AppState, principal: Principal, at: Option<SocketAddr>) ->
     let Some(id) = console.sessions.start(principal, &console.cfg) else {
         return json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, "too many console sessions");
     };
-    let audit = entry(
-        &key,
-        "console.sign_in",
-        &key,
-        serde_json::Value::Null,
-        serde_json::Value::Null,
-        at.map(|a| a.to_string()),
-    );
-    app.auth.audit(audit);
+    app.auth.audit(own_entry(&key, "console.sign_in", at));
     let cookies = [
         session::set_cookie(SESSION_COOKIE, &id, console.cfg.max_session_hours * 3600, console.secure),
         session::set_cookie(PENDING_COOKIE, "", 0, console.secure),
@@ -310,15 +308,7 @@ pub async fn code(
         "console.backup_code"
     } else {
         metrics::counter!(m::AUTH_FAILURES_TOTAL, "reason" => "totp").increment(1);
-        let audit = entry(
-            &key,
-            "console.code_refused",
-            &key,
-            serde_json::Value::Null,
-            serde_json::Value::Null,
-            at.map(|a| a.to_string()),
-        );
-        app.auth.audit(audit);
+        app.auth.audit(own_entry(&key, "console.code_refused", at));
         if let Some(wait) = sessions.strike(&key, at.map(|a| a.ip())) {
             sessions.end_pending(pid);
             return backoff(wait);
@@ -326,7 +316,7 @@ pub async fn code(
         return json_error(StatusCode::UNAUTHORIZED, http_code::UNAUTHORIZED, "wrong code");
     };
     sessions.cleared(&key);
-    if let Err(r) = save(&app, &key, &e, action, at.map(|a| a.to_string())) {
+    if let Err(r) = save(&app, &key, &e, action, at) {
         return *r;
     }
     sessions.end_pending(pid);
@@ -472,7 +462,7 @@ pub async fn confirm(
         last_step: step,
     };
     sessions.last_step.lock().insert(key.clone(), step);
-    if let Err(r) = save(&app, &key, &e, "console.totp_enrol", at.map(|a| a.to_string())) {
+    if let Err(r) = save(&app, &key, &e, "console.totp_enrol", at) {
         return *r;
     }
     let mut r = match who {
@@ -536,15 +526,7 @@ pub async fn logout(
     let key = s.principal.id.to_string();
     drop(s);
     console.sessions.end(id);
-    let at = remote(peer).map(|a| a.to_string());
-    app.auth.audit(entry(
-        &key,
-        "console.sign_out",
-        &key,
-        serde_json::Value::Null,
-        serde_json::Value::Null,
-        at,
-    ));
+    app.auth.audit(own_entry(&key, "console.sign_out", remote(peer)));
     reply(
         StatusCode::OK,
         serde_json::json!({"next": "signed_out"}),
