@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--seasons", default="2016-2018", help="held-out seasons, FIRST-LAST")
     ap.add_argument("--half-life", type=float, default=5.0, help="recency weighting: seasons per halving")
     ap.add_argument("--write", action="store_true", help="rewrite the nfl-seasons section of models/README.md")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="train on this many rows drawn at random (a quick check; the figures need all)")
     args = ap.parse_args()
     tr = train_dir(check_data(args.data or DEFAULT_DATA))
     first, last = (int(s) for s in args.seasons.split("-"))
@@ -63,8 +65,12 @@ def main() -> int:
     rows = []
     for s in range(first, last + 1):
         train, test = (season < s).to_numpy(), (season == s).to_numpy()
-        xt, yt = x[train], y[train]
+        if args.sample:
+            keep = rng.choice(np.flatnonzero(train), size=min(args.sample, int(train.sum())), replace=False)
+            train = np.zeros(len(train), bool)
+            train[keep] = True
         for variant in ("all seasons alike", f"recency, half-life {args.half_life:g}"):
+            xt, yt = x[train], y[train]
             if variant.startswith("recency"):
                 idx = recency_rows(season[train].to_numpy(), s, args.half_life, rng)
                 xt, yt = x[train].iloc[idx], y[train].iloc[idx]

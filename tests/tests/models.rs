@@ -522,6 +522,26 @@ fn evaluate_py_scores_any_table_leaves_ties_out_and_says_where_the_data_is() {
     assert!(m["laps"].as_u64().unwrap() > 500, "{m}");
     assert!(m["position_only"]["winner_log_loss"].as_f64().is_some(), "the baseline beside it: {m}");
 
+    // eras.py holds out exactly the season evaluate.py scores (same plays), from both sides.
+    let eras = std::process::Command::new("python3")
+        .arg(workspace().join("models/train/eras.py"))
+        .args(["--seasons", "2018-2018", "--sample", "20000"])
+        .env("OPENSPORTS_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(eras.status.success(), "{}", String::from_utf8_lossy(&eras.stderr));
+    let table = String::from_utf8_lossy(&eras.stdout);
+    let rows: Vec<Vec<&str>> =
+        table.lines().filter(|l| l.starts_with("| 2018 ")).map(|l| l.split(" | ").collect()).collect();
+    assert_eq!(rows.len(), 2, "plain and recency-weighted: {table}");
+    for r in &rows {
+        assert_eq!(r[2], m2["n"].to_string(), "the held-out plays: {table}");
+        for col in [3, 4, 5] {
+            assert!(r[col].parse::<f64>().is_ok_and(|v| v > 0.0 && v < 1.0), "{r:?}");
+        }
+        assert!(r[7].contains("Q4"), "by quarter: {r:?}");
+    }
+
     let out = python(&["nfl_wp".as_ref(), csv.as_os_str()], dir.path().join("nowhere").as_os_str());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
