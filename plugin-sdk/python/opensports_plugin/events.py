@@ -16,6 +16,7 @@ class BasketballGameStart(TypedDict):
     away: str
     clock_ms: NotRequired[int | None]
     home: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -27,6 +28,7 @@ class BasketballPeriodStart(TypedDict):
     type: Literal["period_start"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -38,6 +40,7 @@ class BasketballPeriodEnd(TypedDict):
     type: Literal["period_end"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -48,6 +51,7 @@ class BasketballGameEnd(TypedDict):
     ts: int
     type: Literal["game_end"]
     clock_ms: NotRequired[int | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -62,6 +66,7 @@ class BasketballJumpBall(TypedDict):
     type: Literal["jump_ball"]
     clock_ms: NotRequired[int | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -77,6 +82,7 @@ class BasketballShot(TypedDict):
     player: str
     points: int
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
     x: float
     y: float
@@ -94,6 +100,7 @@ class BasketballFreeThrow(TypedDict):
     of: int
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -107,6 +114,7 @@ class BasketballRebound(TypedDict):
     offensive: bool
     player: NotRequired[str | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -119,6 +127,7 @@ class BasketballAssist(TypedDict):
     clock_ms: NotRequired[int | None]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -131,6 +140,7 @@ class BasketballTurnover(TypedDict):
     clock_ms: NotRequired[int | None]
     player: NotRequired[str | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -143,6 +153,7 @@ class BasketballSteal(TypedDict):
     clock_ms: NotRequired[int | None]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -155,6 +166,7 @@ class BasketballBlock(TypedDict):
     clock_ms: NotRequired[int | None]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -168,6 +180,7 @@ class BasketballFoul(TypedDict):
     kind: str
     player: NotRequired[str | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -181,6 +194,7 @@ class BasketballSubstitution(TypedDict):
     player_in: str
     player_out: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -192,6 +206,7 @@ class BasketballTimeout(TypedDict):
     type: Literal["timeout"]
     clock_ms: NotRequired[int | None]
     side: NotRequired[Side | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -205,6 +220,7 @@ class BasketballScoreCorrection(TypedDict):
     clock_ms: NotRequired[int | None]
     home: int
     reason: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -220,6 +236,7 @@ class FootballGameStart(TypedDict):
     away: str
     clock_ms: NotRequired[int | None]
     home: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -231,6 +248,7 @@ class FootballPeriodStart(TypedDict):
     type: Literal["period_start"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -242,6 +260,7 @@ class FootballPeriodEnd(TypedDict):
     type: Literal["period_end"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -252,6 +271,7 @@ class FootballGameEnd(TypedDict):
     ts: int
     type: Literal["game_end"]
     clock_ms: NotRequired[int | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -281,6 +301,7 @@ class FootballPlay(TypedDict):
     quarter: int
     result: PlayResult
     scoring: NotRequired[Scoring | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
     yardline_100: NotRequired[int | None]
     yards: int
@@ -294,6 +315,7 @@ class FootballTimeout(TypedDict):
     type: Literal["timeout"]
     clock_ms: NotRequired[int | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -307,6 +329,7 @@ class FootballScoreCorrection(TypedDict):
     clock_ms: NotRequired[int | None]
     home: int
     reason: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -322,6 +345,7 @@ class SoccerGameStart(TypedDict):
     away: str
     clock_ms: NotRequired[int | None]
     home: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -334,6 +358,7 @@ class SoccerPeriodStart(TypedDict):
     type: Literal["period_start"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -345,6 +370,7 @@ class SoccerPeriodEnd(TypedDict):
     type: Literal["period_end"]
     clock_ms: NotRequired[int | None]
     period: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -355,6 +381,7 @@ class SoccerGameEnd(TypedDict):
     ts: int
     type: Literal["game_end"]
     clock_ms: NotRequired[int | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -370,6 +397,7 @@ class SoccerPass(TypedDict):
     end_y: float
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
     x: float
     y: float
@@ -393,6 +421,7 @@ class SoccerShot(TypedDict):
     player: str
     provider_xg: NotRequired[float | None]
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
     x: float
     y: float
@@ -408,6 +437,7 @@ class SoccerGoal(TypedDict):
     own_goal: NotRequired[bool]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -420,6 +450,7 @@ class SoccerFoul(TypedDict):
     clock_ms: NotRequired[int | None]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -436,6 +467,7 @@ class SoccerCard(TypedDict):
     clock_ms: NotRequired[int | None]
     player: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -449,6 +481,7 @@ class SoccerSubstitution(TypedDict):
     player_in: str
     player_out: str
     side: Side
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -462,6 +495,7 @@ class SoccerScoreCorrection(TypedDict):
     clock_ms: NotRequired[int | None]
     home: int
     reason: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -481,6 +515,7 @@ class F1SessionStart(TypedDict):
     laps: NotRequired[int | None]
     name: str
     session: SessionKind
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -500,6 +535,7 @@ class F1Lap(TypedDict):
     s1_ms: NotRequired[int | None]
     s2_ms: NotRequired[int | None]
     s3_ms: NotRequired[int | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -514,6 +550,7 @@ class F1Position(TypedDict):
     driver: str
     gap_ms: NotRequired[int | None]
     position: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -526,6 +563,7 @@ class F1PitIn(TypedDict):
     clock_ms: NotRequired[int | None]
     driver: str
     lap: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -542,6 +580,7 @@ class F1PitOut(TypedDict):
     compound: Compound
     driver: str
     lap: int
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -558,6 +597,7 @@ class F1RaceControl(TypedDict):
     driver: NotRequired[str | None]
     flag: Flag
     message: str
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
@@ -568,6 +608,7 @@ class F1SessionEnd(TypedDict):
     ts: int
     type: Literal["session_end"]
     clock_ms: NotRequired[int | None]
+    traceparent: NotRequired[str]
     v: NotRequired[int]
 
 
