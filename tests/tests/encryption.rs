@@ -223,6 +223,12 @@ async fn encrypted_cluster_nodes_replicate_and_each_seals_its_own_log() {
     let on_a = settled(&a, &id, n).await;
     let on_b = settled(&b, &id, n).await;
     assert_eq!(on_a, on_b, "B applies what A ingested");
+    // B folds an event while its log commits it: wait for the commit before reading the file.
+    let deadline = std::time::Instant::now() + WAIT;
+    while b.logged_seqs(&id).await.len() < n as usize {
+        assert!(std::time::Instant::now() < deadline, "B never committed all {n} events");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     a.kill9().await;
     b.kill9().await;
     for (name, data, want) in [("A", &a.data_dir, 1u16), ("B", &b.data_dir, 2)] {
