@@ -213,8 +213,14 @@ fn remote(peer: Option<axum::Extension<Peer>>) -> Option<SocketAddr> {
     peer.map(|p| p.0.0)
 }
 
-/// Starts a session for `principal`: the cookie that carries it (and clears the pending one).
-fn open_session(app: &AppState, principal: Principal, at: Option<SocketAddr>) -> Response {
+/// Starts a session for `principal`: `body` with the cookie that carries it (and clears the
+/// pending one).
+fn open_session(
+    app: &AppState,
+    principal: Principal,
+    at: Option<SocketAddr>,
+    body: serde_json::Value,
+) -> Response {
     let console = &app.console;
     let key = principal.id.to_string();
     let Some(id) = console.sessions.start(principal, &console.cfg) else {
@@ -225,7 +231,7 @@ fn open_session(app: &AppState, principal: Principal, at: Option<SocketAddr>) ->
         session::set_cookie(SESSION_COOKIE, &id, console.cfg.max_session_hours * 3600, console.secure),
         session::set_cookie(PENDING_COOKIE, "", 0, console.secure),
     ];
-    reply(StatusCode::OK, serde_json::json!({"next": "done"}), &cookies)
+    reply(StatusCode::OK, body, &cookies)
 }
 
 /// `POST /console/api/login {key}`.
@@ -253,7 +259,7 @@ pub async fn login(
         Err(r) => return *r,
     };
     if !enrolled && !app.console.cfg.require_totp {
-        return open_session(&app, principal, at);
+        return open_session(&app, principal, at, serde_json::json!({"next": "done"}));
     }
     let Some(id) = app.console.sessions.start_pending(principal, &app.console.cfg) else {
         return json_error(StatusCode::TOO_MANY_REQUESTS, http_code::BACKOFF, "too many sign-ins under way");
@@ -320,7 +326,7 @@ pub async fn code(
         return *r;
     }
     sessions.end_pending(pid);
-    open_session(&app, principal, at)
+    open_session(&app, principal, at, serde_json::json!({"next": "done"}))
 }
 
 fn backoff(wait: std::time::Duration) -> Response {
@@ -465,21 +471,15 @@ pub async fn confirm(
     if let Err(r) = save(&app, &key, &e, "console.totp_enrol", at) {
         return *r;
     }
-    let mut r = match who {
+    // The codes go back with the answer, once.
+    let done = serde_json::json!({"next": "done", "backup_codes": codes});
+    match who {
         Enroller::Pending(id) => {
             sessions.end_pending(id);
-            open_session(&app, principal, at)
+            open_session(&app, principal, at, done)
         }
-        Enroller::Session(_) => reply(StatusCode::OK, serde_json::json!({"next": "done"}), &[]),
-    };
-    // The codes go back with the answer, once.
-    let body = serde_json::json!({"next": "done", "backup_codes": codes}).to_string();
-    let headers = std::mem::take(r.headers_mut());
-    let mut out = json(StatusCode::OK, body);
-    for (name, v) in headers.iter().filter(|(n, _)| *n == header::SET_COOKIE || *n == header::CACHE_CONTROL) {
-        out.headers_mut().append(name, v.clone());
+        Enroller::Session(_) => reply(StatusCode::OK, done, &[]),
     }
-    out
 }
 
 /// `GET /console/api/session`: who is signed in, the CSRF token, whether the key has an
