@@ -22,11 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import features as F  # noqa: E402
-from evaluate import DEFAULT_DATA, check_data, train_dir  # noqa: E402
+from evaluate import DEFAULT_DATA, check_data, train_dir, write_section  # noqa: E402
 from train import fit_mlp, nfl_plays  # noqa: E402
 
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
-BEGIN, END = "<!-- nfl-seasons:begin -->", "<!-- nfl-seasons:end -->"
 
 
 def scores(y: np.ndarray, p: np.ndarray, x: pd.DataFrame, qtr: np.ndarray) -> dict:
@@ -93,15 +91,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        with open(README) as f:
-            text = f.read()
-        if BEGIN not in text or END not in text:
-            print(f"{README} has no {BEGIN} ... {END} section", file=sys.stderr)
-            return 1
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        with open(README, "w") as f:
-            f.write(f"{head}{BEGIN}\n\n{table}\n\n{END}{tail}")
+        write_section("nfl-seasons", table)
     return 0
 
 

@@ -306,17 +306,25 @@ def multiclass_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
 F1_INPUTS = [
     "position", "inv_position", "gap", "gap_per_lap_left", "margin", "frac_left", "laps_left",
     "pit_stops", "grid",
+    # Version 2 (issue 35): tyre age, a stop still owed, the gap to the car behind, a neutralised
+    # field (safety car) and the car's pace, all from the timing the server keeps.
+    "tyre_age", "no_stop", "behind", "field_slow", "pace",
 ]
 # Caps, in seconds, for the time gaps (a lapped car's gap is its time behind at the same lap).
 F1_GAP_CAP_S = 120.0
 F1_MARGIN_CAP_S = 60.0
+# The car's pace: the median of its last F1_PACE_LAPS lap times against the field's median of
+# the same, capped at F1_PACE_CAP_S either way.
+F1_PACE_LAPS = 3
+F1_PACE_CAP_S = 5.0
 
 
 def f1_rows(data: str) -> pd.DataFrame:
     """Lap rows of every race with pit-stop data (2011 on) joined with what the live timing
     state has at that lap: cumulative-time gap to the leader, gap to the car ahead (for the
-    leader: minus its lead over the second car), pit stops made, grid slot and race distance;
-    plus the labels `win` and `podium` from the classified result."""
+    leader: minus its lead over the second car) and to the car behind, pit stops made and the lap
+    of the last one, grid slot, race distance, the field's slowness and the car's pace (see
+    `f1_lap_times`); plus the labels `win` and `podium` from the classified result."""
     import os
 
     f1 = os.path.join(data, "f1")
@@ -339,14 +347,19 @@ def f1_rows(data: str) -> pd.DataFrame:
                                                              on=key + ["lap"], how="left")
     laps["margin_s"] = np.where(laps["position"] == 1, -laps["second_gap"].fillna(0.0), laps["interval"].fillna(0.0))
     laps["margin_s"] = laps["margin_s"].clip(-F1_MARGIN_CAP_S, F1_MARGIN_CAP_S)
-    # Pit stops completed by the end of the lap.
+    # Gap to the car behind (its interval); the last car's is the cap.
+    laps["behind_s"] = laps.groupby(key + ["lap"])["interval"].shift(-1)
+    laps["behind_s"] = laps["behind_s"].fillna(F1_MARGIN_CAP_S).clip(0, F1_MARGIN_CAP_S)
+    # Pit stops completed by the end of the lap, and the lap of the last one (tyre age).
     stops = stops.sort_values(key + ["driver_id", "lap"])
     laps = laps.sort_values("lap")
-    stops = stops.sort_values("lap")
-    counted = pd.merge_asof(laps, stops[key + ["driver_id", "lap", "stop"]], on="lap",
+    stops = stops.sort_values("lap").assign(stint_lap=stops["lap"])
+    counted = pd.merge_asof(laps, stops[key + ["driver_id", "lap", "stop", "stint_lap"]], on="lap",
                             by=key + ["driver_id"], direction="backward")
     laps = counted.rename(columns={"stop": "pit_stops"})
     laps["pit_stops"] = laps["pit_stops"].fillna(0.0)
+    laps["stint_lap"] = laps["stint_lap"].fillna(0.0)
+    laps = f1_lap_times(laps, key)
     winner = res[res["position"] == 1][key + ["laps"]].rename(columns={"laps": "total_laps"})
     res = res[key + ["driver_id", "grid", "position"]].rename(columns={"position": "finish"})
     laps = laps.merge(res, on=key + ["driver_id"], how="left").merge(winner, on=key, how="inner")
@@ -355,6 +368,22 @@ def f1_rows(data: str) -> pd.DataFrame:
     laps["win"] = (laps["finish"] == 1).astype(int)
     laps["podium"] = (laps["finish"] <= 3).astype(int)
     return laps.sort_values(key + ["lap", "position"]).reset_index(drop=True)
+
+
+def f1_lap_times(laps: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Adds `field_slow` (the median over the cars of this lap's time over the car's best so
+    far, minus 1, in 0..1: about 0.4 under a safety car) and `pace_s` (the median of the car's
+    last F1_PACE_LAPS lap times minus the field's median of the same, in seconds)."""
+    laps = laps.sort_values(key + ["driver_id", "lap"])
+    by_car = laps.groupby(key + ["driver_id"])["lap_time_ms"]
+    slow = (laps["lap_time_ms"] / by_car.cummin() - 1.0).clip(0, 1)
+    recent = by_car.transform(lambda s: s.rolling(F1_PACE_LAPS, min_periods=1).median())
+    laps = laps.assign(slow=slow, recent_ms=recent)
+    by_lap = laps.groupby(key + ["lap"])
+    laps["field_slow"] = by_lap["slow"].transform("median").fillna(0.0)
+    laps["pace_s"] = ((laps["recent_ms"] - by_lap["recent_ms"].transform("median")) / 1000.0).fillna(0.0)
+    laps["pace_s"] = laps["pace_s"].clip(-F1_PACE_CAP_S, F1_PACE_CAP_S)
+    return laps.drop(columns=["slow", "recent_ms"])
 
 
 def f1_features(rows: pd.DataFrame) -> pd.DataFrame:
@@ -372,6 +401,11 @@ def f1_features(rows: pd.DataFrame) -> pd.DataFrame:
         "laps_left": left / 50.0,
         "pit_stops": rows["pit_stops"].clip(0, 6).astype(float),
         "grid": rows["grid"].astype(float) / 20.0,
+        "tyre_age": (rows["lap"] - rows["stint_lap"]).clip(0, 60).astype(float) / 30.0,
+        "no_stop": (rows["pit_stops"] == 0).astype(float),
+        "behind": rows["behind_s"] / 10.0,
+        "field_slow": rows["field_slow"].astype(float),
+        "pace": rows["pace_s"] / F1_PACE_CAP_S,
     }, index=rows.index)
 
 

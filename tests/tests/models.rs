@@ -452,15 +452,106 @@ async fn ratings_drive_winprob_move_once_per_result_and_survive_restarts() {
     server.shutdown().await;
 }
 
+/// The real data (`OPENSPORTS_DATA`) when it is set and the training requirements are
+/// installed (`pip install -r models/train/requirements.txt`, which tests/run does; CI must).
+fn training_data() -> Option<std::path::PathBuf> {
+    let Some(data) = std::env::var_os("OPENSPORTS_DATA").map(std::path::PathBuf::from) else {
+        eprintln!("skipped: OPENSPORTS_DATA is not set");
+        return None;
+    };
+    let probe =
+        std::process::Command::new("python3").args(["-c", "import pandas, onnxruntime, sklearn"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(std::env::var_os("CI").is_none(), "CI must install models/train/requirements.txt");
+        eprintln!("skipped: the training requirements are not installed");
+        return None;
+    }
+    Some(data)
+}
+
+/// The server builds the F1 models' inputs the training rows hold (issue 35's timing
+/// features): a real race from the training tables (Abu Dhabi 2021: pit stops, a late safety
+/// car), written as F1 events by `models/train/f1_replay.py`, is applied to a game state; after
+/// every lap each car's inputs from `f1_features` equal the training row's (on a lap right
+/// after a car retires, all but the three read off other cars: the server keeps it a lap).
+#[test]
+fn the_server_builds_the_f1_inputs_the_models_were_trained_on() {
+    use opensports_proto::{Body, Event, f1};
+    use opensports_server::pipeline::state::{Detail, GameState};
+    use opensports_server::pipeline::winprob::{F1_INPUTS, F1Field, f1_features};
+    let Some(data) = training_data() else { return };
+    let out = std::process::Command::new("python3")
+        .arg(workspace().join("models/train/f1_replay.py"))
+        .args(["--race", "2021-22"])
+        .env("OPENSPORTS_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let race: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(race["inputs"].as_array().unwrap().len(), F1_INPUTS);
+    let mut want: std::collections::BTreeMap<(u64, String), Vec<f64>> = race["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let input = r["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            ((r["lap"].as_u64().unwrap(), r["driver"].as_str().unwrap().to_owned()), input)
+        })
+        .collect();
+    let events: Vec<f1::Event> = serde_json::from_value(race["events"].clone()).unwrap();
+    let mut state = GameState::new("yas-2021", Sport::F1);
+    let (mut compared, mut skipped, mut pitted) = (0, 0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let seq = i as u64 + 1;
+        state.apply(&Event {
+            v: 1,
+            game: "yas-2021".into(),
+            seq,
+            ts: seq as i64,
+            clock_ms: None,
+            body: Body::F1(e.clone()),
+        });
+        // After the last lap line of a lap (the next event is another lap's, or none).
+        let f1::Event::Lap(line) = e else { continue };
+        if matches!(events.get(i + 1), Some(f1::Event::Lap(next)) if next.lap == line.lap) {
+            continue;
+        }
+        let Detail::F1(d) = &state.detail else { panic!() };
+        let lap = u64::from(line.lap);
+        // A car that retired on the lap before still counts as running in the server for a lap
+        // (the car behind, the field's medians: the last three inputs); on those laps the
+        // others are compared.
+        let running = want.keys().filter(|(l, _)| *l == lap).count();
+        let inputs = if d.cars.iter().filter(|c| c.lap + 1 >= d.lap).count() == running {
+            F1_INPUTS
+        } else {
+            skipped += 1;
+            F1_INPUTS - 3
+        };
+        let field = F1Field::of(d);
+        for (idx, car) in d.cars.iter().enumerate().filter(|(_, c)| u64::from(c.lap) == lap) {
+            let Some(row) = want.remove(&(lap, car.driver.clone())) else { continue };
+            let got = f1_features(d, &field, idx).unwrap();
+            for (k, (g, w)) in got.iter().zip(&row).enumerate().take(inputs) {
+                let name = &race["inputs"][k];
+                assert!((f64::from(*g) - w).abs() < 2e-3, "lap {lap} {}: {name} {g} vs {w}", car.driver);
+            }
+            pitted += usize::from(car.pit_stops > 0 && got[9] < 0.1);
+            compared += 1;
+        }
+    }
+    assert!(want.is_empty(), "every training row has its car and lap in the state: {:?}", want.keys());
+    assert!(compared > 900 && skipped <= 8, "{compared} rows compared, {skipped} laps after a retirement");
+    assert!(pitted > 10, "fresh tyres after a stop seen: {pitted}");
+}
+
 /// `models/train/evaluate.py` from the command line (issue 35): any table of the training
 /// format, F1 included; a tied game is left out of win-probability scores and counted (never a
 /// home loss); a missing data directory is a clear error. Needs the training requirements
 /// (`pip install -r models/train/requirements.txt`, which tests/run does) and the real tables.
 #[test]
 fn evaluate_py_scores_any_table_leaves_ties_out_and_says_where_the_data_is() {
-    let Some(data) = std::env::var_os("OPENSPORTS_DATA").map(std::path::PathBuf::from) else {
-        return eprintln!("skipped: OPENSPORTS_DATA is not set");
-    };
+    let Some(data) = training_data() else { return };
     let python = |args: &[&std::ffi::OsStr], data: &std::ffi::OsStr| {
         std::process::Command::new("python3")
             .arg(workspace().join("models/train/evaluate.py"))
@@ -469,12 +560,6 @@ fn evaluate_py_scores_any_table_leaves_ties_out_and_says_where_the_data_is() {
             .output()
             .unwrap()
     };
-    let probe =
-        std::process::Command::new("python3").args(["-c", "import pandas, onnxruntime, sklearn"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(std::env::var_os("CI").is_none(), "CI must install models/train/requirements.txt");
-        return eprintln!("skipped: the training requirements are not installed");
-    }
     // The 2018 season's plays (two tied games in it), cut from the table in place.
     let table = std::fs::read_to_string(data.join("train/nfl_plays_2009_2018.csv")).unwrap();
     let mut lines = table.lines();

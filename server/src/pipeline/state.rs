@@ -152,7 +152,17 @@ pub struct Car {
     /// The first position the feed gave this car: its grid slot when the feed starts before the
     /// race, else its place after the first lap it reports.
     pub grid: u8,
+    /// The lap of the car's last pit stop (`pit_out`'s lap), 0 before its first: its tyres
+    /// have done `lap - stint_lap` laps.
+    #[serde(default)]
+    pub stint_lap: u16,
+    /// The car's last [`RECENT_LAPS`] lap times, newest first (0: none yet).
+    #[serde(default)]
+    pub recent_laps_ms: [u32; RECENT_LAPS],
 }
+
+/// How many of a car's lap times [`Car::recent_laps_ms`] keeps (the win models' pace).
+pub const RECENT_LAPS: usize = 3;
 
 impl GameState {
     pub fn new(game: &str, sport: Sport) -> GameState {
@@ -423,6 +433,8 @@ fn car<'a>(cars: &'a mut Vec<Car>, driver: &str, seen_at: Option<u8>) -> &'a mut
                 in_pit: false,
                 grid: position,
                 pit_stops: 0,
+                stint_lap: 0,
+                recent_laps_ms: [0; RECENT_LAPS],
             });
             cars.len() - 1
         }
@@ -447,6 +459,8 @@ fn apply_f1(e: &f1::Event, d: &mut F1, status: &mut Status) {
             if let Some(t) = l.lap_ms {
                 c.last_lap_ms = Some(t);
                 c.best_lap_ms = Some(c.best_lap_ms.map_or(t, |b| b.min(t)));
+                c.recent_laps_ms.rotate_right(1);
+                c.recent_laps_ms[0] = t;
             }
             d.lap = d.lap.max(l.lap);
             sort_cars(&mut d.cars);
@@ -460,10 +474,11 @@ fn apply_f1(e: &f1::Event, d: &mut F1, status: &mut Status) {
             sort_cars(&mut d.cars);
         }
         f1::Event::PitIn { driver, .. } => car(&mut d.cars, driver, None).in_pit = true,
-        f1::Event::PitOut { driver, compound, .. } => {
+        f1::Event::PitOut { driver, compound, lap } => {
             let c = car(&mut d.cars, driver, None);
             if c.in_pit {
                 c.pit_stops += 1;
+                c.stint_lap = *lap;
             }
             c.in_pit = false;
             c.compound = Some(*compound);
@@ -593,6 +608,8 @@ mod tests {
         assert_eq!(d.cars.iter().map(|c| c.driver.as_str()).collect::<Vec<_>>(), ["HAM", "VER"]);
         assert_eq!(d.cars[1].pit_stops, 1);
         assert_eq!(d.cars[1].compound, Some(f1::Compound::Hard));
+        assert_eq!((d.cars[1].stint_lap, d.cars[0].stint_lap), (1, 0));
+        assert_eq!(d.cars[1].recent_laps_ms, [91_000, 0, 0]);
         assert_eq!(s.summary().leader.as_deref(), Some("HAM"));
         assert!(s.score.is_none());
     }

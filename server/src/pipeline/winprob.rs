@@ -217,15 +217,68 @@ pub fn write_payload(buf: &mut Vec<u8>, p: f32, model: &str, version: &str, ep: 
     buf.push(b'}');
 }
 
-/// Caps of the F1 time features, in seconds (`F1_GAP_CAP_S`, `F1_MARGIN_CAP_S` in features.py).
+/// Caps of the F1 time features, in seconds (`F1_GAP_CAP_S`, `F1_MARGIN_CAP_S`,
+/// `F1_PACE_CAP_S` in features.py).
 const F1_GAP_CAP_S: f32 = 120.0;
 const F1_MARGIN_CAP_S: f32 = 60.0;
+const F1_PACE_CAP_S: f32 = 5.0;
+
+/// How many inputs the F1 models take (`F1_INPUTS` in features.py).
+pub const F1_INPUTS: usize = 14;
+
+/// What the F1 inputs read off the whole field, once per lap line: the median over the cars
+/// still running (within a lap of the leader) of their last lap over their best (minus 1: about
+/// 0.4 under a safety car), and the median of those cars' pace (the median of each car's recent
+/// lap times).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct F1Field {
+    slow: f32,
+    pace_ms: f32,
+}
+
+impl F1Field {
+    pub fn of(d: &F1) -> F1Field {
+        let running = || d.cars.iter().filter(|c| running(d, c));
+        let mut slow: Vec<f32> = running()
+            .filter_map(|c| match (c.last_lap_ms, c.best_lap_ms) {
+                (Some(t), Some(b)) if b > 0 => Some((t as f32 / b as f32 - 1.0).clamp(0.0, 1.0)),
+                _ => None,
+            })
+            .collect();
+        let mut pace: Vec<f32> = running().filter_map(recent_ms).collect();
+        F1Field { slow: median(&mut slow).unwrap_or(0.0), pace_ms: median(&mut pace).unwrap_or(0.0) }
+    }
+}
+
+/// Whether the car is still in the race as the inputs see it: within a lap of the leader (a
+/// retired car's timing stops; it keeps its last place in the list).
+fn running(d: &F1, car: &crate::pipeline::state::Car) -> bool {
+    car.lap + 1 >= d.lap
+}
+
+/// The median of the car's recent lap times, if it has one.
+fn recent_ms(car: &crate::pipeline::state::Car) -> Option<f32> {
+    let mut laps: Vec<f32> = car.recent_laps_ms.iter().filter(|t| **t > 0).map(|t| *t as f32).collect();
+    median(&mut laps)
+}
+
+/// The median (the mean of the middle two for an even count), as pandas takes it.
+fn median(v: &mut [f32]) -> Option<f32> {
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
 
 /// `f1_win`/`f1_podium` inputs (`F1_INPUTS` in features.py) for the car at `idx` of a race's
 /// cars (ordered by position), or `None` outside a race of known distance or before the car has
 /// a lap. The leader's margin is minus its lead over second place; everyone else's is the gap
-/// to the car ahead. A car without a gap (not yet timed) counts as the cap behind.
-pub fn f1_features(d: &F1, idx: usize) -> Option<[f32; 9]> {
+/// to the car ahead; the gap to the car behind is the next running car's interval (the last
+/// car's is the cap). A car without a gap (not yet timed) counts as the cap behind.
+pub fn f1_features(d: &F1, field: &F1Field, idx: usize) -> Option<[f32; F1_INPUTS]> {
     use opensports_proto::f1::SessionKind;
     if !matches!(d.session_kind, Some(SessionKind::Race | SessionKind::Sprint)) {
         return None;
@@ -244,6 +297,12 @@ pub fn f1_features(d: &F1, idx: usize) -> Option<[f32; 9]> {
         secs(car.interval_ms).unwrap_or(0.0)
     }
     .clamp(-F1_MARGIN_CAP_S, F1_MARGIN_CAP_S);
+    let behind = d.cars[idx + 1..]
+        .iter()
+        .find(|c| running(d, c))
+        .and_then(|c| secs(c.interval_ms))
+        .unwrap_or(F1_MARGIN_CAP_S);
+    let pace = recent_ms(car).map_or(0.0, |ms| (ms - field.pace_ms) / 1000.0);
     let left = (total - f32::from(car.lap)).max(0.0);
     let position = f32::from(car.position.clamp(1, 24));
     Some([
@@ -256,6 +315,11 @@ pub fn f1_features(d: &F1, idx: usize) -> Option<[f32; 9]> {
         left / 50.0,
         f32::from(car.pit_stops.min(6)),
         f32::from(car.grid.clamp(1, 21)) / 20.0,
+        f32::from(car.lap.saturating_sub(car.stint_lap).min(60)) / 30.0,
+        if car.pit_stops == 0 { 1.0 } else { 0.0 },
+        behind.clamp(0.0, F1_MARGIN_CAP_S) / 10.0,
+        field.slow,
+        pace.clamp(-F1_PACE_CAP_S, F1_PACE_CAP_S) / F1_PACE_CAP_S,
     ])
 }
 
@@ -269,8 +333,9 @@ fn write_f1_payload(buf: &mut Vec<u8>, d: &F1, models: &ModelRegistry) -> bool {
     let mut win = Vec::with_capacity(d.cars.len());
     let mut podium = Vec::with_capacity(d.cars.len());
     let mut version = None;
+    let field = F1Field::of(d);
     for idx in 0..d.cars.len() {
-        let Some(f) = f1_features(d, idx) else { return false };
+        let Some(f) = f1_features(d, &field, idx) else { return false };
         let (Some(w), Some(p)) = (models.score("f1_win", &f), models.score("f1_podium", &f)) else {
             return false;
         };
