@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import features as F  # noqa: E402
-from evaluate import DEFAULT_DATA, check_data, train_dir, write_section  # noqa: E402
+from evaluate import DEFAULT_DATA, check_data, train_dir, emit_table  # noqa: E402
 from train import fit_mlp, nfl_plays  # noqa: E402
 
 
@@ -81,17 +81,18 @@ def main() -> int:
         "each season scored by a model trained on the seasons before it only (the nfl_wp recipe), tied games left out._",
         "",
         "| held-out season | training | plays | log loss | calibration, side with the ball | calibration, home side "
-        "| predicted / actual home win | calibration by quarter (side with the ball) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| predicted / actual home win | calibration by quarter (side with the ball) "
+        "| goals: log loss ≤ 0.43 / ball ≤ 0.01 / home ≤ 0.02 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    yes = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     for s, variant, m in rows:
         q = " / ".join(f"Q{k} {v}" for k, v in m["by_quarter"].items())
         lines.append(f"| {s} | {variant} | {m['n']} | {m['log_loss']} | {m['calibration_error_possession']} | "
-                     f"{m['calibration_error_home']} | {m['mean_predicted_home']} / {m['mean_actual_home']} | {q} |")
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_section("nfl-seasons", table)
+                     f"{m['calibration_error_home']} | {m['mean_predicted_home']} / {m['mean_actual_home']} | {q} | "
+                     f"{yes(m['log_loss'] <= 0.43)} / {yes(m['calibration_error_possession'] <= 0.01)} / "
+                     f"{yes(m['calibration_error_home'] <= 0.02)} |")
+    emit_table("nfl-seasons", lines, args.write)
     return 0
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import features as F  # noqa: E402
-from evaluate import DEFAULT_DATA, check_data, train_dir, write_section  # noqa: E402
+from evaluate import DEFAULT_DATA, check_data, train_dir, emit_table  # noqa: E402
 from train import fit_xg  # noqa: E402
 
 
@@ -38,7 +38,6 @@ def main() -> int:
         "StatsBomb | within 1.5% | calibration no worse |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    met = []
     for held in sorted(groups.unique()):
         test = (groups == held).values
         _, _, predict, info = fit_xg(x[~test], y[~test], groups[~test])
@@ -46,16 +45,12 @@ def main() -> int:
         ref = F.metrics(y[test].values, shots.loc[test, "ref_xg"].values)
         ratio = m["log_loss"] / ref["log_loss"] - 1.0
         ok = (ratio <= 0.015, m["calibration_error"] <= ref["calibration_error"])
-        met.append(ok)
         yes = lambda v: "**met**" if v else "**not met**"  # noqa: E731
         lines.append(f"| {held} | {int(test.sum())} | {info['c']:g} / {info['calibrator']} | {m['log_loss']} | "
                      f"{ref['log_loss']} | {ratio:+.2%} | {m['calibration_error']} | {ref['calibration_error']} | "
                      f"{yes(ok[0])} | {yes(ok[1])} |")
         print(f"{held}: {m} StatsBomb {ref} {info}", file=sys.stderr, flush=True)
-    table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_section("xg-competitions", table)
+    emit_table("xg-competitions", lines, args.write)
     return 0
 
 

@@ -627,6 +627,36 @@ fn evaluate_py_scores_any_table_leaves_ties_out_and_says_where_the_data_is() {
         assert!(r[7].contains("Q4"), "by quarter: {r:?}");
     }
 
+    // xg_competitions.py's World Cup 2022 row is the shipped soccer_xg (same recipe, same
+    // split): its log loss is what evaluate.py gives the shipped .onnx on those shots.
+    let shots = std::fs::read_to_string(data.join("train/soccer_shots.csv")).unwrap();
+    let (head, body) = shots.split_once('\n').unwrap();
+    let wc: Vec<&str> = body.lines().filter(|l| l.contains(",FIFA World Cup,2022,")).collect();
+    assert!(wc.len() > 1000, "World Cup 2022 shots: {}", wc.len());
+    let wc_csv = dir.path().join("wc2022.csv");
+    std::fs::write(&wc_csv, format!("{head}\n{}\n", wc.join("\n"))).unwrap();
+    let out = python(&["soccer_xg".as_ref(), wc_csv.as_os_str()], data.as_os_str());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shipped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let xg = std::process::Command::new("python3")
+        .arg(workspace().join("models/train/xg_competitions.py"))
+        .env("OPENSPORTS_DATA", &data)
+        .output()
+        .unwrap();
+    assert!(xg.status.success(), "{}", String::from_utf8_lossy(&xg.stderr));
+    let table = String::from_utf8_lossy(&xg.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains(" | "))
+        .skip(1)
+        .map(|l| l.split(" | ").collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "every competition held out once: {table}");
+    let wc_row = rows.iter().find(|r| r[0] == "| FIFA World Cup 2022").unwrap();
+    assert_eq!(wc_row[1], wc.len().to_string());
+    let recipe: f64 = wc_row[3].parse().unwrap();
+    assert!((recipe - shipped["log_loss"].as_f64().unwrap()).abs() < 2e-4, "{wc_row:?} vs shipped {shipped}");
+
     let out = python(&["nfl_wp".as_ref(), csv.as_os_str()], dir.path().join("nowhere").as_os_str());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -467,4 +467,51 @@ mod tests {
                 "event": "game_start"})
         );
     }
+
+    #[test]
+    fn f1_inputs_read_tyres_the_car_behind_and_the_field_without_retired_cars() {
+        use crate::pipeline::state::{Car, F1, RECENT_LAPS};
+        use opensports_proto::f1::SessionKind;
+        let car = |driver: &str, position: u8, lap: u16, interval_ms: u32, recent: [u32; RECENT_LAPS]| Car {
+            driver: driver.into(),
+            position,
+            lap,
+            gap_ms: Some(u32::from(position - 1) * 2_000),
+            interval_ms: Some(interval_ms),
+            last_lap_ms: Some(recent[0]),
+            best_lap_ms: recent.iter().copied().filter(|t| *t > 0).min(),
+            compound: None,
+            in_pit: false,
+            pit_stops: u16::from(position == 2),
+            grid: position,
+            stint_lap: if position == 2 { 6 } else { 0 },
+            recent_laps_ms: recent,
+        };
+        let d = F1 {
+            session_kind: Some(SessionKind::Race),
+            lap: 10,
+            total_laps: Some(50),
+            cars: vec![
+                car("A", 1, 10, 0, [90_000, 91_000, 92_000]),
+                car("B", 2, 10, 2_000, [91_000, 90_000, 0]),
+                // Retired on lap 4: out of the field's medians, and not the car behind B.
+                car("C", 3, 4, 1_000, [200_000, 200_000, 200_000]),
+                car("D", 4, 9, 4_000, [126_000, 90_000, 90_000]),
+            ],
+            ..F1::default()
+        };
+        let field = F1Field::of(&d);
+        // Slowness: A 90/90-1 = 0, B 91/90-1 = 0.011, D 126/90-1 = 0.4; median 0.011.
+        assert!((field.slow - (91.0 / 90.0 - 1.0)).abs() < 1e-5, "{field:?}");
+        // Recent medians: A 91 s, B 90.5 s (mean of two), D 90 s; the field's median 90.5 s.
+        assert!((field.pace_ms - 90_500.0).abs() < 1e-3, "{field:?}");
+        let a = f1_features(&d, &field, 0).expect("a race lap");
+        let b = f1_features(&d, &field, 1).expect("a race lap");
+        assert_eq!(a.len(), F1_INPUTS);
+        assert!((a[13] - 0.5 / F1_PACE_CAP_S).abs() < 1e-5, "A is 0.5 s slower than the field: {a:?}");
+        assert!((b[9] - 4.0 / 30.0).abs() < 1e-6 && b[10] == 0.0, "B's tyres are 4 laps old: {b:?}");
+        assert!(a[9] > b[9] && a[10] == 1.0, "A has not stopped: {a:?}");
+        assert!((b[11] - 0.4).abs() < 1e-6, "behind B is D (4 s), not the retired C: {b:?}");
+        assert!((a[11] - 0.2).abs() < 1e-6, "behind A is B (2 s): {a:?}");
+    }
 }
