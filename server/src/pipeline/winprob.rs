@@ -258,8 +258,13 @@ fn running(d: &F1, car: &crate::pipeline::state::Car) -> bool {
 
 /// The median of the car's recent lap times, if it has one.
 fn recent_ms(car: &crate::pipeline::state::Car) -> Option<f32> {
-    let mut laps: Vec<f32> = car.recent_laps_ms.iter().filter(|t| **t > 0).map(|t| *t as f32).collect();
-    median(&mut laps)
+    let mut laps = [0f32; crate::pipeline::state::RECENT_LAPS];
+    let mut n = 0;
+    for (slot, t) in laps.iter_mut().zip(car.recent_laps_ms.iter().filter(|t| **t > 0)) {
+        *slot = *t as f32;
+        n += 1;
+    }
+    median(&mut laps[..n])
 }
 
 /// The median (the mean of the middle two for an even count), as pandas takes it.
