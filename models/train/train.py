@@ -112,9 +112,7 @@ def fit_mlp_ensemble(x: pd.DataFrame, y: pd.Series, hidden: tuple[int, ...], see
             layers.append((np.vstack(ws) / k, np.mean(bs, axis=0)))
 
     def predict(xx):
-        logits = [np.log(np.clip(p, 1e-12, 1.0)) - np.log(np.clip(1.0 - p, 1e-12, 1.0))
-                  for p in (f[2](xx) for f in fits)]
-        return 1.0 / (1.0 + np.exp(-np.mean(logits, axis=0)))
+        return sigmoid(np.mean([logit(f[2](xx), eps=1e-12) for f in fits], axis=0))
 
     return scaler, layers, predict
 
@@ -253,9 +251,13 @@ def loco_predictions(x: pd.DataFrame, y: pd.Series, groups: pd.Series, c: float)
     return p
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
     return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def fit_calibrator(kind: str, p: np.ndarray, y: np.ndarray):
@@ -266,7 +268,7 @@ def fit_calibrator(kind: str, p: np.ndarray, y: np.ndarray):
     if kind == "platt":
         lr = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
         a, b = float(lr.coef_[0][0]), float(lr.intercept_[0])
-        return (a, b), lambda q: 1.0 / (1.0 + np.exp(-(a * logit(q) + b)))
+        return (a, b), lambda q: sigmoid(a * logit(q) + b)
     if kind == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(p, y)
         return None, iso.predict

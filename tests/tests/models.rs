@@ -478,7 +478,7 @@ fn training_data() -> Option<std::path::PathBuf> {
 fn the_server_builds_the_f1_inputs_the_models_were_trained_on() {
     use opensports_proto::{Body, Event, f1};
     use opensports_server::pipeline::state::{Detail, GameState};
-    use opensports_server::pipeline::winprob::{F1_INPUTS, F1Field, f1_features};
+    use opensports_server::pipeline::winprob::{F1_INPUTS, F1Field, f1_features, f1_running};
     let Some(data) = training_data() else { return };
     let out = std::process::Command::new("python3")
         .arg(workspace().join("models/train/f1_replay.py"))
@@ -522,7 +522,7 @@ fn the_server_builds_the_f1_inputs_the_models_were_trained_on() {
         // (the car behind, the field's medians: the last three inputs); on those laps the
         // others are compared.
         let running = want.keys().filter(|(l, _)| *l == lap).count();
-        let inputs = if d.cars.iter().filter(|c| c.lap + 1 >= d.lap).count() == running {
+        let inputs = if d.cars.iter().filter(|c| f1_running(d, c)).count() == running {
             F1_INPUTS
         } else {
             skipped += 1;

@@ -238,7 +238,7 @@ pub struct F1Field {
 
 impl F1Field {
     pub fn of(d: &F1) -> F1Field {
-        let running = || d.cars.iter().filter(|c| running(d, c));
+        let running = || d.cars.iter().filter(|c| f1_running(d, c));
         let mut slow: Vec<f32> = running()
             .filter_map(|c| match (c.last_lap_ms, c.best_lap_ms) {
                 (Some(t), Some(b)) if b > 0 => Some((t as f32 / b as f32 - 1.0).clamp(0.0, 1.0)),
@@ -252,7 +252,7 @@ impl F1Field {
 
 /// Whether the car is still in the race as the inputs see it: within a lap of the leader (a
 /// retired car's timing stops; it keeps its last place in the list).
-fn running(d: &F1, car: &crate::pipeline::state::Car) -> bool {
+pub fn f1_running(d: &F1, car: &crate::pipeline::state::Car) -> bool {
     car.lap + 1 >= d.lap
 }
 
@@ -304,7 +304,7 @@ pub fn f1_features(d: &F1, field: &F1Field, idx: usize) -> Option<[f32; F1_INPUT
     .clamp(-F1_MARGIN_CAP_S, F1_MARGIN_CAP_S);
     let behind = d.cars[idx + 1..]
         .iter()
-        .find(|c| running(d, c))
+        .find(|c| f1_running(d, c))
         .and_then(|c| secs(c.interval_ms))
         .unwrap_or(F1_MARGIN_CAP_S);
     let pace = recent_ms(car).map_or(0.0, |ms| (ms - field.pace_ms) / 1000.0);
